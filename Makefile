@@ -1,0 +1,47 @@
+# Two commands for a fresh machine: `make run` (install into .venv and start the product on its
+# embedded defaults) and `make test` (install what the tests need and run every check).
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .uv/bin/uv
+VENV := .venv
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: run test install check pytest postgres demo clean
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.installed
+
+## The PostgreSQL server binaries the storage tests start a throwaway server with.
+postgres:
+	@scripts/ensure-postgres
+
+run: install
+	@mkdir -p var
+	$(VENV)/bin/concerns db upgrade
+	$(VENV)/bin/concerns demo
+
+demo: install
+	$(VENV)/bin/concerns demo
+
+## Lint, format, types and layering first (seconds), then every test.
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+pytest: install postgres
+	$(VENV)/bin/pytest
+
+test: check pytest
+
+clean:
+	rm -rf $(VENV) .uv var .pytest_cache .mypy_cache .ruff_cache
