@@ -1,0 +1,357 @@
+"""Explainable severity triage: a learner's answers and words -> likelihood, impact and reasons."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from routing.interventions import recommended_interventions
+from routing.matrix import IMPACT_SCALE, LIKELIHOOD_SCALE, rate, risk_level
+from routing.model import Frequency, Harm, Rating, RiskLevel
+
+# Words may be split by spaces or hyphens ("near-miss", "sign-off") however the learner types them.
+_SEPARATOR = r"[\s-]+"
+# "..." in a phrase stands for a few words the learner puts in between: "cannot get my ARCP
+# competencies signed off" must match "cannot get ... signed off". Four keeps it within a clause.
+_GAP = r"(?:[\s-]+[\w']+){0,4}"
+# Regular endings only; irregular forms ("bullied", "undermined") are listed in the tables, which
+# keeps every match predictable from reading the table.
+_INFLECTION = r"(?:s|es|ed|ing)?"
+
+
+def _is_acronym(phrase: str) -> bool:
+    # "IT" must not match "it" in every sentence, so acronyms are matched in capitals only.
+    return phrase.isupper()
+
+
+def _phrase_regex(phrase: str) -> str:
+    regex = ""
+    for token in phrase.split():
+        if token == "...":
+            regex += _GAP
+            continue
+        word = _SEPARATOR.join(re.escape(part) for part in token.split("-"))
+        regex += (_SEPARATOR if regex else "") + word
+    if _is_acronym(phrase):
+        return rf"\b(?-i:{regex})\b"
+    return rf"\b{regex}{_INFLECTION}\b"
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """Words and phrases found case-insensitively on word boundaries, with regular endings."""
+
+    phrases: tuple[str, ...]
+    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for phrase in self.phrases:
+            tokens = phrase.split()
+            if not tokens or "..." in (tokens[0], tokens[-1]):
+                raise ValueError(f"a phrase needs words at both ends, got {phrase!r}")
+        # Longest first, so that "left unsupervised" is reported rather than "unsupervised".
+        order = sorted(range(len(self.phrases)), key=lambda index: -len(self.phrases[index]))
+        alternatives = "|".join(
+            f"(?P<p{index}>{_phrase_regex(self.phrases[index])})" for index in order
+        )
+        object.__setattr__(self, "_pattern", re.compile(alternatives, re.IGNORECASE))
+
+    def found_in(self, text: str) -> tuple[str, ...]:
+        """Return the words found, lower-cased (acronyms as written), in order of appearance."""
+        # Curly apostrophes come from phones and word processors; the tables use straight ones.
+        text = text.replace("\u2019", "'")
+        # In text typed all in capitals an acronym cannot be told from an ordinary word.
+        shouting = not any(character.islower() for character in text)
+        found: dict[str, None] = {}
+        for match in self._pattern.finditer(text):
+            assert match.lastgroup is not None
+            phrase = self.phrases[int(match.lastgroup[1:])]
+            if _is_acronym(phrase):
+                if not shouting:
+                    found[phrase] = None
+            elif "..." in phrase.split():
+                # The gap holds the learner's own words; quoting the table phrase keeps reasons
+                # short and free of free text.
+                found[phrase] = None
+            else:
+                found[" ".join(match.group().lower().split())] = None
+        return tuple(found)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A theme in the learner's words that sets a floor under the impact."""
+
+    name: str
+    phrases: Phrases
+    min_impact: int
+    patient_safety: bool = False
+
+
+# domain.md "How likelihood and impact are found". A single occurrence is scored "unlikely"
+# rather than "rare": it has happened, so it is more than a rare circumstance.
+LIKELIHOOD_OF_FREQUENCY: Mapping[Frequency, int] = MappingProxyType(
+    {
+        Frequency.ONCE: 2,
+        Frequency.OCCASIONALLY: 3,
+        Frequency.OFTEN: 4,
+        Frequency.CONTINUING: 5,
+    }
+)
+
+IMPACT_OF_HARM: Mapping[Harm, int] = MappingProxyType(
+    {
+        Harm.PATIENT_HARMED: 5,
+        Harm.PATIENT_AT_RISK: 4,
+        Harm.LEARNERS_AFFECTED: 3,
+        Harm.MINOR: 2,
+        # Careful default: a learner who cannot tell is not told their concern is minor.
+        Harm.NOT_SURE: 3,
+    }
+)
+
+HARM_NOTES: Mapping[Harm, str] = MappingProxyType(
+    {Harm.NOT_SURE: "unsure is treated as moderate until someone reviews it"}
+)
+
+PATIENT_SAFETY_HARMS: frozenset[Harm] = frozenset({Harm.PATIENT_HARMED, Harm.PATIENT_AT_RISK})
+
+# Signals only ever raise the impact, so a facilities word in a patient-safety concern is harmless.
+SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        name="patient safety",
+        phrases=Phrases(
+            (
+                "left unsupervised",
+                "unsupervised",
+                "without supervision",
+                "no supervision",
+                "no senior cover",
+                "no senior support",
+                "no senior help",
+                "no consultant cover",
+                "unsafe",
+                "unsafely",
+                "not safe",
+                "dangerous",
+                "dangerously",
+                "harm",
+                "harmful",
+                "near miss",
+                "patient safety",
+                "medication error",
+                "drug error",
+                "prescribing error",
+                "serious incident",
+                "never event",
+            )
+        ),
+        min_impact=4,
+        patient_safety=True,
+    ),
+    Signal(
+        name="negative behaviours",
+        phrases=Phrases(
+            (
+                "bully",
+                "bullied",
+                "bullies",
+                "harass",
+                "harassment",
+                "undermine",
+                "undermined",
+                "undermining",
+                "discrimination",
+                "discriminated",
+                "discriminatory",
+                "racist",
+                "racism",
+                "sexist",
+                "sexism",
+                "homophobic",
+                "humiliated",
+                "humiliating",
+                "humiliation",
+                "belittled",
+                "intimidated",
+                "intimidating",
+                "shouted at",
+            )
+        ),
+        min_impact=3,
+    ),
+    Signal(
+        name="progression at risk",
+        phrases=Phrases(
+            (
+                "no teaching",
+                "teaching ... cancelled",
+                "cancelled teaching",
+                "cannot get ... signed off",
+                "can't get ... signed off",
+                "unable to get ... signed off",
+                "not signed off",
+                "not been signed off",
+                "sign off",
+                "assessment",
+                "competency",
+                "competencies",
+                "ARCP",
+                "no induction",
+                "no proper induction",
+                "without an induction",
+                "never had an induction",
+            )
+        ),
+        min_impact=3,
+    ),
+    Signal(
+        name="facilities or inconvenience",
+        phrases=Phrases(
+            (
+                "facilities",
+                "facility",
+                "IT",
+                "computer",
+                "rota",
+                "parking",
+                "locker",
+                "library",
+                "libraries",
+                "wifi",
+                "wi-fi",
+                "printer",
+            )
+        ),
+        min_impact=2,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TriageInput:
+    """What triage reads: the two structured answers, the concern's words and the department's load.
+
+    text is the summary and the description together; related_open_concerns counts the other open
+    concerns about the same department within 90 days (the caller counts them).
+    """
+
+    frequency: Frequency
+    harm: Harm
+    text: str
+    related_open_concerns: int = 0
+
+    def __post_init__(self) -> None:
+        if self.related_open_concerns < 0:
+            raise ValueError("related_open_concerns cannot be negative")
+
+
+@dataclass(frozen=True)
+class Triage:
+    """A rating with every reason that produced it."""
+
+    likelihood: int
+    impact: int
+    rating: Rating
+    level: RiskLevel
+    reasons: tuple[str, ...]
+    patient_safety: bool
+    hotspot: bool
+    interventions: tuple[str, ...]
+
+
+def _likelihood_words(likelihood: int) -> str:
+    return f"likelihood {likelihood} ({LIKELIHOOD_SCALE[likelihood]})"
+
+
+def _impact_words(impact: int) -> str:
+    return f"impact {impact} ({IMPACT_SCALE[impact]})"
+
+
+def _rating_words(*, likelihood: int, impact: int, rating: Rating, level: RiskLevel) -> str:
+    return f"Likelihood {likelihood} x impact {impact} -> rating {rating} -> {level} risk"
+
+
+def _quoted(phrases: tuple[str, ...]) -> str:
+    return ", ".join(f"'{phrase}'" for phrase in phrases)
+
+
+def triage(answers: TriageInput) -> Triage:
+    """Rate a concern from the learner's answers and words, giving a reason for every step."""
+    reasons: list[str] = []
+
+    likelihood = LIKELIHOOD_OF_FREQUENCY[answers.frequency]
+    reasons.append(f"How often: '{answers.frequency}' -> {_likelihood_words(likelihood)}")
+
+    impact = IMPACT_OF_HARM[answers.harm]
+    patient_safety = answers.harm in PATIENT_SAFETY_HARMS
+    harm_reason = f"Anyone harmed: '{answers.harm.replace('_', ' ')}' -> {_impact_words(impact)}"
+    if patient_safety:
+        harm_reason += " (patient safety)"
+    if answers.harm in HARM_NOTES:
+        harm_reason += f": {HARM_NOTES[answers.harm]}"
+    reasons.append(harm_reason)
+
+    for signal in SIGNALS:
+        found = signal.phrases.found_in(answers.text)
+        if not found:
+            continue
+        impact = max(impact, signal.min_impact)
+        patient_safety = patient_safety or signal.patient_safety
+        reasons.append(
+            f"Text mentions {_quoted(found)} ({signal.name})"
+            f" -> impact at least {signal.min_impact} ({IMPACT_SCALE[signal.min_impact]})"
+        )
+
+    # Triangulation: several open concerns about one department make a recurrence more likely.
+    hotspot = answers.related_open_concerns >= 1
+    if hotspot:
+        count = answers.related_open_concerns
+        concerns = "concern" if count == 1 else "concerns"
+        raised = min(likelihood + 1, max(LIKELIHOOD_SCALE))
+        change = "raised to" if raised > likelihood else "already at the highest,"
+        likelihood = raised
+        reasons.append(
+            f"{count} other open {concerns} about this department in the last 90 days"
+            f" -> likelihood {change} {likelihood} (hotspot)"
+        )
+
+    rating = rate(likelihood=likelihood, impact=impact)
+    level = risk_level(rating)
+    reasons.append(_rating_words(likelihood=likelihood, impact=impact, rating=rating, level=level))
+    return Triage(
+        likelihood=likelihood,
+        impact=impact,
+        rating=rating,
+        level=level,
+        reasons=tuple(reasons),
+        patient_safety=patient_safety,
+        hotspot=hotspot,
+        interventions=recommended_interventions(level),
+    )
+
+
+def override(auto: Triage, *, likelihood: int, impact: int, reason: str) -> Triage:
+    """Apply a staff override with a written reason, keeping the automatic reasons and flags."""
+    if not reason.strip():
+        raise ValueError("an override needs a written reason")
+    rating = rate(likelihood=likelihood, impact=impact)
+    level = risk_level(rating)
+    rated = _rating_words(likelihood=likelihood, impact=impact, rating=rating, level=level)
+    return Triage(
+        likelihood=likelihood,
+        impact=impact,
+        rating=rating,
+        level=level,
+        reasons=(
+            *auto.reasons,
+            f"Staff override of rating {auto.rating} ({auto.level} risk): {rated}."
+            f" Reason given: {reason.strip()}",
+        ),
+        # The override changes the scores only: what the learner reported stays on the record.
+        patient_safety=auto.patient_safety,
+        hotspot=auto.hotspot,
+        interventions=recommended_interventions(level),
+    )
