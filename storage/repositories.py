@@ -1,0 +1,230 @@
+"""Queries and writes the use cases need, so that SQL stays out of the service functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
+from sqlmodel import Session, col, select
+
+from storage.tables import (
+    Concern,
+    ConcernContact,
+    Contact,
+    Department,
+    Event,
+    Learner,
+    Organisation,
+    OutboxMessage,
+    ProgrammeBody,
+    ReferenceCounter,
+    Region,
+)
+
+# --- the directory, as routing needs it -------------------------------------------------------
+
+
+def find_organisation(session: Session, text: str) -> Organisation | None:
+    """An active organisation whose key or name matches, ignoring case and outer spaces."""
+    wanted = text.strip().lower()
+    statement = select(Organisation).where(
+        Organisation.active,
+        or_(func.lower(Organisation.key) == wanted, func.lower(Organisation.name) == wanted),
+    )
+    return session.exec(statement).first()
+
+
+def find_department(session: Session, organisation_id: int, text: str) -> Department | None:
+    """An active department of the organisation whose key or name matches, ignoring case."""
+    wanted = text.strip().lower()
+    statement = select(Department).where(
+        Department.organisation_id == organisation_id,
+        Department.active,
+        or_(func.lower(Department.key) == wanted, func.lower(Department.name) == wanted),
+    )
+    return session.exec(statement).first()
+
+
+def default_region(session: Session) -> Region | None:
+    """The region for a concern whose placement is unknown: the first active one by key."""
+    return session.exec(select(Region).where(Region.active).order_by(col(Region.key))).first()
+
+
+def programme_bodies(session: Session, *, region_id: int, kind: str) -> Sequence[ProgrammeBody]:
+    statement = (
+        select(ProgrammeBody)
+        .where(ProgrammeBody.region_id == region_id, ProgrammeBody.kind == kind)
+        .where(ProgrammeBody.active)
+        .order_by(col(ProgrammeBody.key))
+    )
+    return session.exec(statement).all()
+
+
+def contacts_with_role(
+    session: Session,
+    *,
+    role: str,
+    region_id: int,
+    organisation_id: int | None = None,
+    department_id: int | None = None,
+    body_id: int | None = None,
+    organisation_wide: bool = False,
+) -> Sequence[Contact]:
+    """Active contacts holding a role in a scope, the lead first.
+
+    `organisation_wide` asks for the organisation's own contacts (no department), such as the
+    director of medical education standing in for a department without a clinical tutor.
+    """
+    statement = select(Contact).where(
+        Contact.active, Contact.role == role, Contact.region_id == region_id
+    )
+    if organisation_id is not None:
+        statement = statement.where(Contact.organisation_id == organisation_id)
+    if department_id is not None:
+        statement = statement.where(Contact.department_id == department_id)
+    elif organisation_wide:
+        statement = statement.where(col(Contact.department_id).is_(None))
+    if body_id is not None:
+        statement = statement.where(Contact.body_id == body_id)
+    statement = statement.order_by(col(Contact.is_lead).desc(), col(Contact.id))
+    return session.exec(statement).all()
+
+
+def contact_by_email(session: Session, email: str) -> Sequence[Contact]:
+    wanted = email.strip().lower()
+    return session.exec(
+        select(Contact).where(Contact.active, func.lower(Contact.email) == wanted)
+    ).all()
+
+
+# --- concerns ---------------------------------------------------------------------------------
+
+
+def next_reference_number(session: Session, year: int) -> int:
+    """The next number of the year; the row lock serialises concurrent submits."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(ReferenceCounter).values(year=year, last=0).on_conflict_do_nothing())
+    number = session.execute(
+        update(ReferenceCounter)
+        .where(col(ReferenceCounter.year) == year)
+        .values(last=ReferenceCounter.last + 1)
+        .returning(col(ReferenceCounter.last))
+    ).scalar_one()
+    return int(number)
+
+
+def find_learner_by_email(session: Session, email: str) -> Learner | None:
+    wanted = email.strip().lower()
+    return session.exec(select(Learner).where(func.lower(Learner.email) == wanted)).first()
+
+
+def count_related_open_concerns(
+    session: Session, *, department_id: int, since: datetime, exclude_id: int | None = None
+) -> int:
+    """Other open concerns about the same department raised since a moment (triangulation)."""
+    statement = (
+        select(func.count())
+        .select_from(Concern)
+        .where(
+            Concern.department_id == department_id,
+            Concern.status == "open",
+            col(Concern.created_at) >= since,
+        )
+    )
+    if exclude_id is not None:
+        statement = statement.where(Concern.id != exclude_id)
+    return int(session.exec(statement).one())
+
+
+def concern_by_reference(session: Session, reference: str, *, lock: bool = False) -> Concern | None:
+    statement = select(Concern).where(Concern.reference == reference.strip().upper())
+    if lock:
+        statement = statement.with_for_update()
+    return session.exec(statement).first()
+
+
+def all_concerns(session: Session) -> Sequence[Concern]:
+    return session.exec(select(Concern).order_by(col(Concern.id))).all()
+
+
+def due_concern_ids(session: Session, *, now: datetime, limit: int) -> list[int]:
+    """Ids of open concerns with a step due, oldest first (uses the (status, next_due_at) index)."""
+    statement = (
+        select(Concern.id)
+        .where(Concern.status == "open", col(Concern.next_due_at) <= now)
+        .order_by(col(Concern.next_due_at), col(Concern.id))
+        .limit(limit)
+    )
+    return [int(concern_id) for concern_id in session.exec(statement).all() if concern_id]
+
+
+def claim_due_concern(session: Session, *, concern_id: int, now: datetime) -> Concern | None:
+    """Lock one concern if it is still due; None when another worker holds it or it moved on.
+
+    PostgreSQL skips a row another instance has locked; SQLite already holds the write lock
+    from BEGIN IMMEDIATE, so the clause is a no-op there.
+    """
+    statement = (
+        select(Concern)
+        .where(Concern.id == concern_id, Concern.status == "open")
+        .where(col(Concern.next_due_at) <= now)
+        .with_for_update(skip_locked=True)
+    )
+    return session.exec(statement).first()
+
+
+def events_of(session: Session, concern_id: int) -> Sequence[Event]:
+    return session.exec(
+        select(Event).where(Event.concern_id == concern_id).order_by(col(Event.at), col(Event.id))
+    ).all()
+
+
+def outbox_of(session: Session, concern_id: int) -> Sequence[OutboxMessage]:
+    return session.exec(
+        select(OutboxMessage)
+        .where(OutboxMessage.concern_id == concern_id)
+        .order_by(col(OutboxMessage.id))
+    ).all()
+
+
+def assignments_of(
+    session: Session, concern_id: int, *, pathway: int | None = None
+) -> Sequence[tuple[ConcernContact, Contact]]:
+    statement = (
+        select(ConcernContact, Contact)
+        .join(Contact, col(Contact.id) == ConcernContact.contact_id)
+        .where(ConcernContact.concern_id == concern_id)
+        .order_by(col(ConcernContact.id))
+    )
+    if pathway is not None:
+        statement = statement.where(ConcernContact.pathway == pathway)
+    return [(assignment, contact) for assignment, contact in session.exec(statement).all()]
+
+
+def queue_message(session: Session, message: OutboxMessage) -> bool:
+    """Add a message unless one with its idempotency key exists; True when it was added."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = message.model_dump(exclude={"id"})
+    result = session.execute(
+        insert(OutboxMessage)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    return bool(cast(CursorResult[Any], result).rowcount)
+
+
+def pending_outbox_count(session: Session) -> int:
+    return int(
+        session.exec(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
+        ).one()
+    )
+
+
+def hotspot_window_start(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)

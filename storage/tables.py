@@ -1,0 +1,299 @@
+"""The database tables: the contact directory, concerns, their audit trail and the outbox.
+
+Columns hold values of the enums in `routing.model` as plain strings. Every datetime is an aware
+UTC `UTCDateTime`. Deadlines are columns, because the database is the source of truth for time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime
+
+
+def _at(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+# --- the contact directory ------------------------------------------------------------------
+# Rows are never deleted by a directory load: entries missing from a new file are marked
+# inactive, so concerns keep their links to the people and places they were routed to.
+
+
+class Region(SQLModel, table=True):
+    __tablename__ = "regions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)
+    name: str
+    escalation_mailbox: str
+    active: bool = True
+
+
+class Organisation(SQLModel, table=True):
+    """A placement provider: an NHS trust, a GP practice, a private provider."""
+
+    __tablename__ = "organisations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)
+    region_id: int = Field(foreign_key="regions.id", index=True)
+    name: str
+    kind: str = "nhs_trust"
+    active: bool = True
+
+
+class Site(SQLModel, table=True):
+    __tablename__ = "sites"
+    __table_args__ = (UniqueConstraint("organisation_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_id: int = Field(foreign_key="organisations.id", index=True)
+    key: str
+    name: str
+    address: str | None = None
+    active: bool = True
+
+
+class Department(SQLModel, table=True):
+    __tablename__ = "departments"
+    __table_args__ = (UniqueConstraint("organisation_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_id: int = Field(foreign_key="organisations.id", index=True)
+    site_id: int | None = Field(default=None, foreign_key="sites.id")
+    key: str
+    name: str
+    active: bool = True
+
+
+class ProgrammeBody(SQLModel, table=True):
+    """A pathway-2 body: a foundation school, a specialty school or an education provider."""
+
+    __tablename__ = "programme_bodies"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)
+    region_id: int = Field(foreign_key="regions.id", index=True)
+    kind: str  # Role.FOUNDATION_SCHOOL / SPECIALTY_SCHOOL / EDUCATION_PROVIDER
+    name: str
+    # Which learners it is responsible for: groups, specialties/programme words, placements.
+    learner_groups: list[str] = _json_list()
+    programmes: list[str] = _json_list()
+    placement_organisations: list[str] = _json_list()
+    active: bool = True
+
+
+class Contact(SQLModel, table=True):
+    """A person or a generic mailbox who can be told about a concern, with the role they hold."""
+
+    __tablename__ = "contacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)
+    role: str = Field(index=True)
+    name: str
+    email: str | None = None
+    slack_user_id: str | None = Field(default=None, index=True)
+    teams_user_id: str | None = Field(default=None, index=True)
+    region_id: int = Field(foreign_key="regions.id", index=True)
+    organisation_id: int | None = Field(default=None, foreign_key="organisations.id", index=True)
+    department_id: int | None = Field(default=None, foreign_key="departments.id", index=True)
+    body_id: int | None = Field(default=None, foreign_key="programme_bodies.id", index=True)
+    # Among several contacts of the same role and scope, the one told first.
+    is_lead: bool = False
+    active: bool = True
+
+
+class DirectoryLoad(SQLModel, table=True):
+    """One successful `directory load`: the product loads the default file when there is none."""
+
+    __tablename__ = "directory_loads"
+
+    id: int | None = Field(default=None, primary_key=True)
+    loaded_at: datetime = _at(nullable=False)
+    source: str
+    sha256: str
+
+
+# --- concerns -------------------------------------------------------------------------------
+
+
+class Learner(SQLModel, table=True):
+    """Who raised a concern. Never written for an anonymous concern."""
+
+    __tablename__ = "learners"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str | None = None
+    email: str | None = Field(default=None, index=True)
+    slack_user_id: str | None = Field(default=None, index=True)
+    teams_user_id: str | None = Field(default=None, index=True)
+    created_at: datetime = _at(nullable=False)
+
+
+class ReferenceCounter(SQLModel, table=True):
+    """The last reference number issued in a year, incremented under a row lock."""
+
+    __tablename__ = "reference_counters"
+
+    year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last: int = 0
+
+
+class Concern(SQLModel, table=True):
+    __tablename__ = "concerns"
+    __table_args__ = (
+        UniqueConstraint("year", "number"),
+        # The sweep reads only open concerns whose next step is due: its cost follows the number
+        # due, not the number stored.
+        Index("ix_concerns_due", "status", "next_due_at"),
+        Index("ix_concerns_department_created", "department_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(unique=True, index=True)
+    year: int
+    number: int
+    channel: str
+    status: str
+    pathway: int
+    confidentiality: str
+    learner_id: int | None = Field(default=None, foreign_key="learners.id", index=True)
+    learner_group: str | None = None
+    programme: str | None = None
+    # One-time code for anonymous follow-up, as an Argon2 hash; the code itself is never stored.
+    code_hash: str | None = None
+
+    region_id: int = Field(foreign_key="regions.id", index=True)
+    organisation_id: int | None = Field(default=None, foreign_key="organisations.id")
+    site_id: int | None = Field(default=None, foreign_key="sites.id")
+    department_id: int | None = Field(default=None, foreign_key="departments.id")
+    programme_body_id: int | None = Field(default=None, foreign_key="programme_bodies.id")
+    # What the learner wrote about the place when it did not match the directory.
+    placement_text: str | None = None
+
+    summary: str = Field(sa_type=Text)
+    description: str = Field(sa_type=Text)
+    frequency: str
+    harm: str
+    raised_before: str
+    about_pathway1_contact: bool = False
+    prefers_speak_up_guardian: bool = False
+
+    # Triage: the effective values, the automatic ones kept beside any staff override.
+    likelihood: int
+    impact: int
+    rating: str
+    risk_level: str
+    risk_reasons: list[str] = _json_list()
+    interventions: list[str] = _json_list()
+    auto_likelihood: int
+    auto_impact: int
+    override_reason: str | None = None
+    patient_safety: bool = False
+    hotspot: bool = False
+    standards: list[str] = _json_list()
+
+    created_at: datetime = _at(nullable=False)
+    # The clock of the current level (reset when the concern reaches a new level).
+    level_reached_at: datetime = _at(nullable=False)
+    ack_reminder_at: datetime = _at(nullable=False)
+    ack_due_at: datetime = _at(nullable=False)
+    feedback_reminder_at: datetime = _at(nullable=False)
+    feedback_due_at: datetime = _at(nullable=False)
+    acknowledged_at: datetime | None = _at()
+    feedback_at: datetime | None = _at()
+    close_after: datetime | None = _at()
+    ack_reminder_sent_at: datetime | None = _at()
+    ack_missed_at: datetime | None = _at()
+    feedback_reminder_sent_at: datetime | None = _at()
+    overdue_at_dean_at: datetime | None = _at()
+    closed_at: datetime | None = _at()
+    closed_reason: str | None = None
+    # The earliest moment the sweep has something to do; None when nothing is left.
+    next_due_at: datetime | None = _at()
+
+
+class ConcernContact(SQLModel, table=True):
+    """Who was told about a concern at a level, and as what (primary, secondary, copy, alert)."""
+
+    __tablename__ = "concern_contacts"
+    __table_args__ = (UniqueConstraint("concern_id", "pathway", "contact_id", "part"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    concern_id: int = Field(foreign_key="concerns.id", index=True)
+    pathway: int
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    role: str
+    part: str  # primary | secondary | copy | alert
+    assigned_at: datetime = _at(nullable=False)
+
+
+class Escalation(SQLModel, table=True):
+    """A move up the ladder. Unique per (concern, level reached), so it can only happen once."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("concern_id", "to_pathway"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    concern_id: int = Field(foreign_key="concerns.id", index=True)
+    from_pathway: int
+    to_pathway: int
+    at: datetime = _at(nullable=False)
+    reason: str
+
+
+class Event(SQLModel, table=True):
+    """The append-only audit trail: who did what, when, through which channel."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    concern_id: int = Field(foreign_key="concerns.id", index=True)
+    at: datetime = _at(nullable=False)
+    kind: str
+    actor: str
+    channel: str
+    pathway: int | None = None
+    from_pathway: int | None = None
+    to_pathway: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# --- the outbox -------------------------------------------------------------------------------
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message to send, written in the same transaction as the change that causes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "status", "send_after"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # For example "LC-2026-000123:escalate:2:contact:17": the same step never queues twice.
+    idempotency_key: str = Field(unique=True)
+    concern_id: int | None = Field(default=None, foreign_key="concerns.id", index=True)
+    channel: str  # email | slack | teams
+    kind: str
+    recipient_role: str
+    recipient_contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    recipient_address: str
+    subject: str
+    body_text: str = Field(sa_type=Text)
+    body_html: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _at(nullable=False)
+    # Not sent before this moment: routine messages wait for working hours.
+    send_after: datetime = _at(nullable=False)
+    status: str = "pending"  # pending | sent | failed
+    attempts: int = 0
+    last_error: str | None = None
+    sent_at: datetime | None = _at()
