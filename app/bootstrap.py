@@ -1,0 +1,97 @@
+"""Builds the product from settings: the one place that wires calendar, policy and database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from fractions import Fraction
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import holidays
+from sqlalchemy.engine import Engine
+
+from app.settings import Settings, parse_working_hours
+from escalation.policy import Policy
+from routing.calendar import WorkingCalendar
+from routing.deadlines import DeadlinePolicy
+from storage import directory, migrate
+from storage.db import create_db_engine, transaction
+
+
+@dataclass(frozen=True)
+class Product:
+    settings: Settings
+    engine: Engine
+    policy: Policy
+
+
+class ClosedDays:
+    """England's bank holidays (from `holidays`) plus any days the operator closes."""
+
+    def __init__(self, spec: str, extra: frozenset[date]) -> None:
+        country, _, subdivision = spec.partition("-")
+        self._public = (
+            holidays.country_holidays(country, subdiv=subdivision or None) if country else None
+        )
+        self._extra = extra
+
+    def __contains__(self, day: object) -> bool:
+        if day in self._extra:
+            return True
+        return self._public is not None and day in self._public
+
+
+def build_calendar(settings: Settings) -> WorkingCalendar:
+    start, end = parse_working_hours(settings.working_hours)
+    extra = frozenset(
+        date.fromisoformat(part.strip())
+        for part in settings.extra_closed_days.split(",")
+        if part.strip()
+    )
+    return WorkingCalendar(
+        timezone=ZoneInfo(settings.timezone),
+        holidays=ClosedDays(settings.holidays, extra),
+        day_start=start,
+        day_end=end,
+    )
+
+
+def build_policy(settings: Settings) -> Policy:
+    return Policy(
+        calendar=build_calendar(settings),
+        deadlines=DeadlinePolicy(
+            reminder_fraction=Fraction(settings.reminder_fraction).limit_denominator(100),
+            silence_close_days=settings.silence_close_days,
+        ),
+        hotspot_window_days=settings.hotspot_window_days,
+        public_url=settings.public_url,
+        reply_address=settings.mailbox_address,
+    )
+
+
+def directory_file(settings: Settings) -> Path:
+    return settings.directory_file or directory.example_directory_path()
+
+
+def build(settings: Settings | None = None, *, engine: Engine | None = None) -> Product:
+    """The product on these settings; tests pass their own engine or settings."""
+    settings = settings or Settings()
+    return Product(
+        settings=settings,
+        engine=engine or create_db_engine(settings.database_url),
+        policy=build_policy(settings),
+    )
+
+
+def prepare_database(
+    product: Product, *, now: datetime | None = None
+) -> directory.LoadSummary | None:
+    """Migrate the schema and, when the database has no directory yet, load the configured one."""
+    migrate.upgrade(product.engine)
+    with transaction(product.engine) as session:
+        if directory.has_directory(session):
+            return None
+        return directory.load_directory_file(
+            session, directory_file(product.settings), now=now or datetime.now(UTC)
+        )

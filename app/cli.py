@@ -1,0 +1,294 @@
+"""The `concerns` command: operators' and tests' way into every use case.
+
+Exit status: 0 done, 2 bad input (the message names the field), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from app import bootstrap
+from app.settings import Settings
+from escalation.sweep import sweep
+from escalation.views import concern_details, concern_summary
+from intake.service import NoDirectory, submit_concern
+from intake.submission import Channel, InvalidSubmission, parse_submission
+from storage import directory, migrate, repositories
+from storage.db import transaction
+
+BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """A problem with what the operator typed or gave us; printed as is, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return BAD_INPUT
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for item in error.errors():
+            name = "CONCERNS_" + "_".join(str(p) for p in item["loc"]).upper()
+            print(f"concerns: setting {name}: {item['msg']}", file=sys.stderr)
+        return BAD_INPUT
+    try:
+        result: int = args.run(args, settings)
+        return result
+    except BadInput as error:
+        print(f"concerns: {error}", file=sys.stderr)
+        return BAD_INPUT
+    except InvalidSubmission as error:
+        print("concerns: the concern was not raised; fix these fields:", file=sys.stderr)
+        for name, problem in error.errors.items():
+            print(f"  {name}: {problem}", file=sys.stderr)
+        return BAD_INPUT
+    except directory.DirectoryError as error:
+        print(f"concerns: the directory was not loaded; nothing changed.\n{error}", file=sys.stderr)
+        return BAD_INPUT
+    except NoDirectory as error:
+        print(f"concerns: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="concerns", description="Intake and escalation of NHS learners' concerns."
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(
+        name: str, run: Callable[[argparse.Namespace, Settings], int], help: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(metavar="ACTION")
+    upgrade = db.add_parser("upgrade", help="apply every migration")
+    upgrade.set_defaults(run=_db_upgrade)
+
+    directory_parser = commands.add_parser("directory", help="the contact directory")
+    directory_commands = directory_parser.add_subparsers(metavar="ACTION")
+    load = directory_commands.add_parser(
+        "load", help="load a directory YAML file in one transaction"
+    )
+    load.add_argument("file", type=Path)
+    load.set_defaults(run=_directory_load)
+    show = directory_commands.add_parser("show", help="print the loaded directory")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=_directory_show)
+
+    submit = command("submit", _submit, "raise a concern from a JSON file")
+    submit.add_argument(
+        "--file", required=True, type=Path, help="the concern as JSON ('-' for stdin)"
+    )
+    submit.add_argument("--now", help="when it was raised (ISO-8601); default: now")
+    submit.add_argument("--json", action="store_true")
+
+    listing = command("list", _list, "list concerns")
+    listing.add_argument("--json", action="store_true")
+
+    show_concern = command("show", _show, "show one concern")
+    show_concern.add_argument("reference")
+    show_concern.add_argument("--json", action="store_true")
+
+    sweep_parser = command("sweep", _sweep, "apply every escalation step due")
+    sweep_parser.add_argument("--now", help="sweep as of this time (ISO-8601); default: now")
+    sweep_parser.add_argument("--json", action="store_true")
+
+    command("demo", _demo, "a guided run on a scratch database: triage, reminders, escalation")
+    return parser
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def parse_now(value: str | None, *, timezone: ZoneInfo) -> datetime:
+    """--now as an aware datetime; a time without an offset is read in the configured timezone."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(
+            f"--now: '{value}' is not an ISO-8601 time such as 2026-11-23T10:00:00+00:00"
+        ) from None
+    return moment.replace(tzinfo=timezone) if moment.tzinfo is None else moment
+
+
+def _ready(settings: Settings) -> bootstrap.Product:
+    product = bootstrap.build(settings)
+    bootstrap.prepare_database(product)
+    return product
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _fail(message: str) -> NoReturn:
+    raise BadInput(message)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    product = bootstrap.build(settings)
+    migrate.upgrade(product.engine)
+    print("The database schema is up to date.")
+    return 0
+
+
+def _directory_load(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        _fail(f"FILE: no such file: {path}")
+    product = bootstrap.build(settings)
+    migrate.upgrade(product.engine)
+    with transaction(product.engine) as session:
+        summary = directory.load_directory_file(session, path, now=datetime.now(UTC))
+    print(f"Loaded the directory from {path}.")
+    print(summary.describe() if hasattr(summary, "describe") else summary)
+    return 0
+
+
+def _directory_show(args: argparse.Namespace, settings: Settings) -> int:
+    product = _ready(settings)
+    with transaction(product.engine) as session:
+        described = directory.describe_directory(session)
+    if args.json:
+        _print_json(described)
+    else:
+        print(directory.format_directory(described))
+    return 0
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.file
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except OSError as error:
+        _fail(f"--file: cannot read {path}: {error.strerror}")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        _fail(f"--file: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
+    new = parse_submission(raw)
+    product = _ready(settings)
+    now = parse_now(args.now, timezone=product.policy.calendar.timezone)
+    submitted = submit_concern(
+        engine=product.engine, concern=new, channel=Channel.CLI, now=now, policy=product.policy
+    )
+    if args.json:
+        _print_json({"reference": submitted.reference, "code": submitted.code})
+    else:
+        print(
+            f"Raised {submitted.reference}: pathway {submitted.pathway}, "
+            f"{submitted.risk_level} risk."
+        )
+        if submitted.code:
+            print(
+                "Follow-up code (give it to the learner; it is not stored and not shown again): "
+                f"{submitted.code}"
+            )
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    product = _ready(settings)
+    with transaction(product.engine) as session:
+        rows = [concern_summary(session, c) for c in repositories.all_concerns(session)]
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("No concerns yet.")
+    for row in rows:
+        print(
+            f"{row['reference']}  {row['status']:<6}  pathway {row['pathway']}  "
+            f"{row['risk_level']:<6}  {row['place']}: {row['summary']}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    product = _ready(settings)
+    with transaction(product.engine) as session:
+        concern = repositories.concern_by_reference(session, args.reference)
+        if concern is None:
+            _fail(f"REFERENCE: no concern {args.reference.strip().upper()}")
+        details = concern_details(session, concern)
+    if args.json:
+        _print_json(details)
+    else:
+        print(format_details(details, timezone=product.policy.calendar.timezone))
+    return 0
+
+
+def format_details(details: dict[str, Any], *, timezone: ZoneInfo) -> str:
+    def local(iso: str | None) -> str:
+        if not iso:
+            return "-"
+        return f"{datetime.fromisoformat(iso).astimezone(timezone):%a %d %b %Y %H:%M}"
+
+    risk = details["risk"]
+    lines = [
+        f"{details['reference']}  ({details['status']}, pathway {details['pathway']}, "
+        f"{details['confidentiality']})",
+        f"  {details['place']}: {details['summary']}",
+        f"  Risk: likelihood {risk['likelihood']} x impact {risk['impact']} = "
+        f"{risk['rating']} ({risk['level']})",
+        *[f"    - {reason}" for reason in risk["reasons"]],
+        f"  Interventions: {'; '.join(risk['interventions'])}",
+        f"  Standards: {', '.join(details['standards'])}",
+        f"  Acknowledge by: {local(details['ack_due_at'])}   "
+        f"Feedback by: {local(details['feedback_due_at'])}",
+        "  Events:",
+        *[
+            f"    {local(e['at'])}  {e['kind']}"
+            + (f" {e['from_pathway']} -> {e['to_pathway']}" if e["kind"] == "escalated" else "")
+            for e in details["events"]
+        ],
+        "  Messages queued:",
+        *[f"    {m['kind']} -> {m['recipient_role']} ({m['status']})" for m in details["outbox"]],
+    ]
+    return "\n".join(lines)
+
+
+def _sweep(args: argparse.Namespace, settings: Settings) -> int:
+    product = _ready(settings)
+    now = parse_now(args.now, timezone=product.policy.calendar.timezone)
+    report = sweep(engine=product.engine, now=now, policy=product.policy)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        for step in report.applied:
+            move = f" -> pathway {step.to_pathway}" if step.to_pathway else ""
+            print(f"{step.reference}: {step.kind} (pathway {step.pathway}{move})")
+        print(f"{len(report.applied)} step(s) applied.")
+    return 1 if report.failed else 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import run_demo
+
+    return run_demo(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Every setting the product reads, from the environment or `.env` (never at import time)."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Defaults are the embedded set-up a newcomer gets from `make run`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONCERNS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    database_url: str = "sqlite:///./var/concerns.db"
+    directory_file: Path | None = Field(
+        default=None,
+        description="Directory YAML loaded when the database has none "
+        "(default: the shipped example region).",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    mailbox_address: str = "escalating-concerns@localhost"
+    smtp_relay_url: str | None = None
+    outbox_dir: Path = Path("./var/outbox")
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr("dev-only-change-me")
+    timezone: str = "Europe/London"
+    holidays: str = "GB-ENG"
+    working_hours: str = "09:00-17:00"
+    # Extra closure days (ISO dates, comma-separated) on top of the bank holidays.
+    extra_closed_days: str = ""
+    reminder_fraction: float = 0.5
+    silence_close_days: int = 10
+    hotspot_window_days: int = 90
+
+    @field_validator("working_hours")
+    @classmethod
+    def _working_hours_shape(cls, value: str) -> str:
+        start, end = parse_working_hours(value)
+        if start >= end:
+            raise ValueError("the start must be before the end, e.g. 09:00-17:00")
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays_shape(cls, value: str) -> str:
+        if value and not value.split("-")[0].isalpha():
+            raise ValueError("use a country code with an optional subdivision, e.g. GB-ENG")
+        return value
+
+    @field_validator("reminder_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(
+                "must be between 0 and 1 (0.5 reminds when half the window has passed)"
+            )
+        return value
+
+
+class ChatSettings(BaseSettings):
+    """Chat settings keep the names the Slack and Teams documentation use (no CONCERNS_ prefix)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+    )
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    teams_app_id: str | None = None
+    teams_app_password: SecretStr | None = None
+    teams_tenant_id: str | None = None
+
+
+def parse_working_hours(value: str) -> tuple[time, time]:
+    """'09:00-17:00' -> (09:00, 17:00)."""
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError as error:
+        raise ValueError("use HH:MM-HH:MM, e.g. 09:00-17:00") from error
+    return start, end

@@ -1,0 +1,299 @@
+"""Moving a concern onto a level of the ladder: deadlines, contacts, notices and the audit trail.
+
+Used when a concern is raised (its first level) and whenever it escalates (the sweep, a learner
+who remains concerned, staff by hand), so every route up the ladder behaves the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from escalation.contacts import find_contact
+from escalation.notify import facts_of, queue_to_contact, queue_to_learner
+from escalation.plan import ConcernClock, next_due_at
+from escalation.policy import Policy
+from notifications.messages import MessageKind
+from routing.deadlines import level_deadlines
+from routing.model import ConcernStatus, LearnerGroup, Pathway, RiskLevel, Role
+from routing.pathways import next_pathway
+from routing.recipients import HIGH_RISK_ALERT_ROLES, recipient_roles
+from storage import repositories
+from storage.tables import Concern, ConcernContact, Contact, Escalation, Event
+
+
+def record_event(
+    session: Session,
+    concern: Concern,
+    *,
+    at: datetime,
+    kind: str,
+    actor: str,
+    channel: str,
+    detail: dict[str, Any] | None = None,
+    from_pathway: int | None = None,
+    to_pathway: int | None = None,
+) -> Event:
+    """Append one entry to the concern's audit trail."""
+    event = Event(
+        concern_id=concern.id or 0,
+        at=at,
+        kind=kind,
+        actor=actor,
+        channel=channel,
+        pathway=concern.pathway,
+        from_pathway=from_pathway,
+        to_pathway=to_pathway,
+        detail=detail or {},
+    )
+    session.add(event)
+    return event
+
+
+def clock_of(concern: Concern) -> ConcernClock:
+    """The concern's deadlines and done-markers as the pure planner sees them."""
+    return ConcernClock(
+        status=ConcernStatus(concern.status),
+        pathway=Pathway(concern.pathway),
+        ack_reminder_at=concern.ack_reminder_at,
+        ack_due_at=concern.ack_due_at,
+        feedback_reminder_at=concern.feedback_reminder_at,
+        feedback_due_at=concern.feedback_due_at,
+        acknowledged_at=concern.acknowledged_at,
+        feedback_at=concern.feedback_at,
+        close_after=concern.close_after,
+        ack_reminder_sent_at=concern.ack_reminder_sent_at,
+        ack_missed_at=concern.ack_missed_at,
+        feedback_reminder_sent_at=concern.feedback_reminder_sent_at,
+        overdue_at_dean_at=concern.overdue_at_dean_at,
+    )
+
+
+def refresh_next_due(concern: Concern) -> None:
+    """Store when the sweep next has work for this concern (the indexed column it reads)."""
+    concern.next_due_at = next_due_at(clock=clock_of(concern))
+
+
+@dataclass(frozen=True)
+class LevelContacts:
+    primary: tuple[tuple[Contact, Role], ...]
+    secondary: tuple[tuple[Contact, Role], ...]
+    copy: tuple[tuple[Contact, Role], ...]
+    notes: tuple[str, ...]
+
+
+def set_level_clock(concern: Concern, *, pathway: int, now: datetime, policy: Policy) -> None:
+    """Start the deadlines of a level from `now` and clear the previous level's markers."""
+    deadlines = level_deadlines(
+        level=RiskLevel(concern.risk_level),
+        reached_at=now,
+        calendar=policy.calendar,
+        policy=policy.deadlines,
+    )
+    concern.pathway = pathway
+    concern.level_reached_at = now
+    concern.ack_reminder_at = deadlines.ack_reminder_at
+    concern.ack_due_at = deadlines.ack_due_at
+    concern.feedback_reminder_at = deadlines.feedback_reminder_at
+    concern.feedback_due_at = deadlines.feedback_due_at
+    concern.acknowledged_at = None
+    concern.feedback_at = None
+    concern.close_after = None
+    concern.ack_reminder_sent_at = None
+    concern.ack_missed_at = None
+    concern.feedback_reminder_sent_at = None
+    concern.overdue_at_dean_at = None
+    refresh_next_due(concern)
+
+
+def assign_contacts(session: Session, concern: Concern, *, now: datetime) -> LevelContacts:
+    """Find and record who holds the roles of the concern's current level."""
+    roles = recipient_roles(
+        pathway=Pathway(concern.pathway),
+        group=LearnerGroup(concern.learner_group) if concern.learner_group else None,
+        prefer_speak_up_guardian=concern.prefers_speak_up_guardian,
+    )
+    notes: list[str] = []
+    taken: set[int] = set()
+
+    def take(role: Role, part: str) -> tuple[tuple[Contact, Role], ...]:
+        found = find_contact(session, concern, role, avoid=frozenset(taken))
+        if found is None:
+            notes.append(f"Nobody in the directory can act as {role.value.replace('_', ' ')}")
+            return ()
+        if found.note:
+            notes.append(found.note)
+        taken.add(found.contact.id or 0)
+        session.add(
+            ConcernContact(
+                concern_id=concern.id or 0,
+                pathway=concern.pathway,
+                contact_id=found.contact.id or 0,
+                role=found.role.value,
+                part=part,
+                assigned_at=now,
+            )
+        )
+        return ((found.contact, found.role),)
+
+    primary = take(roles.primary, "primary")
+    secondary = take(roles.secondary, "secondary")
+    copy: tuple[tuple[Contact, Role], ...] = ()
+    for role in roles.copy:
+        if any(role is held for _, held in secondary):
+            # Already involved as the level's secondary contact: told once, in copy.
+            copy += secondary
+            continue
+        copy += take(role, "copy")
+    return LevelContacts(primary=primary, secondary=secondary, copy=copy, notes=tuple(notes))
+
+
+def contacts_of_level(
+    session: Session, concern: Concern, *, pathway: int, part: str
+) -> list[tuple[Contact, Role]]:
+    """The contacts recorded for a level in a part (primary, secondary, copy)."""
+    return [
+        (contact, Role(assignment.role))
+        for assignment, contact in repositories.assignments_of(
+            session, concern.id or 0, pathway=pathway
+        )
+        if assignment.part == part
+    ]
+
+
+def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy: Policy) -> None:
+    """Tell the dean and quality team at once about a high-risk concern, whatever its pathway."""
+    facts = facts_of(session, concern, policy)
+    told = []
+    for role in HIGH_RISK_ALERT_ROLES:
+        found = find_contact(session, concern, role)
+        if found is None:
+            continue
+        session.add(
+            ConcernContact(
+                concern_id=concern.id or 0,
+                pathway=concern.pathway,
+                contact_id=found.contact.id or 0,
+                role=found.role.value,
+                part="alert",
+                assigned_at=now,
+            )
+        )
+        if queue_to_contact(
+            session,
+            concern=concern,
+            facts=facts,
+            kind=MessageKind.HIGH_RISK_ALERT,
+            contact=found.contact,
+            role=found.role,
+            now=now,
+            policy=policy,
+            urgent=True,
+        ):
+            told.append(found.role.value)
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="high_risk_alert",
+        actor="system",
+        channel="system",
+        detail={"told": told},
+    )
+
+
+def escalate_to_next_pathway(
+    session: Session,
+    concern: Concern,
+    *,
+    now: datetime,
+    policy: Policy,
+    reason: str,
+    actor: str = "system",
+    channel: str = "system",
+) -> bool:
+    """Move a concern one level up; False when it is already at the top (pathway 3).
+
+    The previous level is told why it moved, the new level gets the history, the learner is told
+    where it went. The unique (concern, to_pathway) row makes a second escalation impossible.
+    """
+    target = next_pathway(Pathway(concern.pathway))
+    if target is None:
+        return False
+    from_pathway = concern.pathway
+    previous_primary = contacts_of_level(session, concern, pathway=from_pathway, part="primary")
+    session.add(
+        Escalation(
+            concern_id=concern.id or 0,
+            from_pathway=from_pathway,
+            to_pathway=int(target),
+            at=now,
+            reason=reason,
+        )
+    )
+    # Flush now: a racing duplicate fails here, before any message is queued.
+    session.flush()
+    set_level_clock(concern, pathway=int(target), now=now, policy=policy)
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="escalated",
+        actor=actor,
+        channel=channel,
+        detail={"reason": reason},
+        from_pathway=from_pathway,
+        to_pathway=int(target),
+    )
+    level = assign_contacts(session, concern, now=now)
+    facts = facts_of(
+        session, concern, policy, why=reason, from_pathway=from_pathway, with_history=True
+    )
+    for contact, role in level.primary + level.copy:
+        queue_to_contact(
+            session,
+            concern=concern,
+            facts=facts,
+            kind=MessageKind.ESCALATED_IN,
+            contact=contact,
+            role=role,
+            now=now,
+            policy=policy,
+        )
+    for contact, role in previous_primary:
+        queue_to_contact(
+            session,
+            concern=concern,
+            facts=facts,
+            kind=MessageKind.ESCALATED_OUT,
+            contact=contact,
+            role=role,
+            now=now,
+            policy=policy,
+        )
+    queue_to_learner(
+        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_ESCALATED, now=now
+    )
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="contacts_told",
+        actor="system",
+        channel="system",
+        detail=told_summary(level),
+    )
+    return True
+
+
+def told_summary(level: LevelContacts) -> dict[str, Any]:
+    """What `contacts_told` events record: roles only, never names (the trail is widely read)."""
+    return {
+        "primary": [role.value for _, role in level.primary],
+        "secondary": [role.value for _, role in level.secondary],
+        "copy": [role.value for _, role in level.copy],
+        "notes": list(level.notes),
+    }

@@ -1,0 +1,173 @@
+"""Queues messages about a concern in the outbox, in the caller's transaction, exactly once.
+
+Each message's idempotency key names the concern, the message kind, the level and the
+recipient, so replaying a step (a retry, a second instance, a catch-up sweep) queues nothing new.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from escalation.policy import Policy
+from notifications.messages import (
+    ConcernFacts,
+    LearnerIdentity,
+    MessageKind,
+    build_message,
+)
+from notifications.render import render_email
+from routing.model import Confidentiality, Role
+from storage import repositories
+from storage.tables import Concern, Contact, Department, Learner, Organisation, OutboxMessage
+
+EVENT_LABELS = {
+    "received": "received",
+    "triaged": "triaged",
+    "routed": "placed on pathway",
+    "contact_notified": "contact told",
+    "high_risk_alert": "dean and quality team alerted (high risk)",
+    "ack_reminder": "acknowledgement reminder sent",
+    "ack_missed": "acknowledgement deadline missed",
+    "feedback_reminder": "feedback reminder sent",
+    "escalated": "escalated",
+    "overdue_at_dean": "overdue at dean level",
+    "closed": "closed",
+}
+
+
+def place_of(session: Session, concern: Concern) -> str:
+    """'Ward 7, Vale General Hospital', or the learner's own words when nothing matched."""
+    parts: list[str] = []
+    if concern.department_id is not None:
+        department = session.get(Department, concern.department_id)
+        if department is not None:
+            parts.append(department.name)
+    if concern.organisation_id is not None:
+        organisation = session.get(Organisation, concern.organisation_id)
+        if organisation is not None:
+            parts.append(organisation.name)
+    if concern.placement_text:
+        parts.append(f"(as given: {concern.placement_text})")
+    return ", ".join(parts) or "placement not given"
+
+
+def history_of(session: Session, concern: Concern, policy: Policy) -> tuple[str, ...]:
+    """A readable history for contacts who receive an escalated concern."""
+    lines = []
+    for event in repositories.events_of(session, concern.id or 0):
+        label = EVENT_LABELS.get(event.kind, event.kind.replace("_", " "))
+        local = event.at.astimezone(policy.calendar.timezone)
+        where = f" (pathway {event.pathway})" if event.pathway else ""
+        if event.kind == "escalated":
+            where = f" from pathway {event.from_pathway} to pathway {event.to_pathway}"
+        lines.append(f"{local:%d %b %Y %H:%M}: {label}{where}")
+    return tuple(lines)
+
+
+def facts_of(
+    session: Session,
+    concern: Concern,
+    policy: Policy,
+    *,
+    why: str | None = None,
+    from_pathway: int | None = None,
+    with_history: bool = False,
+) -> ConcernFacts:
+    learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
+    return ConcernFacts(
+        reference=concern.reference,
+        summary=concern.summary,
+        description=concern.description,
+        place=place_of(session, concern),
+        pathway=concern.pathway,
+        risk_level=concern.risk_level,
+        rating=concern.rating,
+        reasons=tuple(concern.risk_reasons),
+        interventions=tuple(concern.interventions),
+        patient_safety=concern.patient_safety,
+        hotspot=concern.hotspot,
+        confidentiality=Confidentiality(concern.confidentiality),
+        learner=LearnerIdentity(name=learner.name, email=learner.email) if learner else None,
+        learner_group=concern.learner_group,
+        ack_due_at=concern.ack_due_at,
+        feedback_due_at=concern.feedback_due_at,
+        timezone=policy.calendar.timezone,
+        staff_url=policy.staff_url(concern.reference),
+        history=history_of(session, concern, policy) if with_history else (),
+        from_pathway=from_pathway,
+        why=why,
+    )
+
+
+def send_after(policy: Policy, *, now: datetime, urgent: bool) -> datetime:
+    """Routine messages wait for working hours; urgent ones (high-risk alerts) go at once."""
+    return now if urgent else policy.calendar.next_working_moment(now)
+
+
+def queue_to_contact(
+    session: Session,
+    *,
+    concern: Concern,
+    facts: ConcernFacts,
+    kind: MessageKind,
+    contact: Contact,
+    role: Role,
+    now: datetime,
+    policy: Policy,
+    urgent: bool = False,
+) -> bool:
+    """Queue one email to a contact; False when already queued or the contact has no address."""
+    if not contact.email:
+        return False
+    rendered = render_email(build_message(kind, facts=facts, recipient_role=role))
+    return repositories.queue_message(
+        session,
+        OutboxMessage(
+            idempotency_key=f"{concern.reference}:{kind.value}:p{concern.pathway}:contact:{contact.id}",
+            concern_id=concern.id,
+            channel="email",
+            kind=kind.value,
+            recipient_role=role.value,
+            recipient_contact_id=contact.id,
+            recipient_address=contact.email,
+            subject=rendered.subject,
+            body_text=rendered.text,
+            body_html=rendered.html,
+            created_at=now,
+            send_after=send_after(policy, now=now, urgent=urgent),
+        ),
+    )
+
+
+def queue_to_learner(
+    session: Session,
+    *,
+    concern: Concern,
+    facts: ConcernFacts,
+    kind: MessageKind,
+    now: datetime,
+) -> bool:
+    """Queue one email to the learner; anonymous learners have no address and get nothing."""
+    learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
+    if learner is None or not learner.email:
+        return False
+    rendered = render_email(build_message(kind, facts=facts, recipient_role=Role.LEARNER))
+    return repositories.queue_message(
+        session,
+        OutboxMessage(
+            idempotency_key=f"{concern.reference}:{kind.value}:p{concern.pathway}:learner",
+            concern_id=concern.id,
+            channel="email",
+            kind=kind.value,
+            recipient_role=Role.LEARNER.value,
+            recipient_address=learner.email,
+            subject=rendered.subject,
+            body_text=rendered.text,
+            body_html=rendered.html,
+            created_at=now,
+            # The learner hears from us at once, whatever the hour: it is their own concern.
+            send_after=now,
+        ),
+    )

@@ -1,0 +1,280 @@
+"""Raising a concern: one `submit_concern` for the mailbox, the web form, Slack, Teams and the CLI.
+
+It validates nothing twice (channels hand it a `NewConcern` from `intake.submission`), triages,
+chooses the pathway and the people, and writes the concern, its audit trail and its outbox rows
+in one transaction, so a concern is either wholly raised or not at all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from escalation.contacts import choose_programme_body
+from escalation.ladder import (
+    alert_high_risk,
+    assign_contacts,
+    record_event,
+    refresh_next_due,
+    set_level_clock,
+    told_summary,
+)
+from escalation.notify import facts_of, queue_to_contact, queue_to_learner
+from escalation.policy import Policy
+from intake.submission import Channel, NewConcern
+from notifications.messages import MessageKind
+from routing.interventions import recommended_interventions
+from routing.model import ConcernStatus, Confidentiality, Pathway, RiskLevel
+from routing.pathways import starting_pathway
+from routing.recipients import PATHWAY2_ROLE_BY_GROUP, UNKNOWN_GROUP_PATHWAY2_ROLE
+from routing.standards import suggest_standards
+from routing.triage import TriageInput, triage
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern, Department, Learner, Organisation
+
+# Unambiguous characters only: a learner copies this code from a phone screen onto paper.
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 12
+
+
+class NoDirectory(RuntimeError):
+    """There is no region in the directory, so nobody could be told about a concern."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    reference: str
+    code: str | None  # anonymous concerns only: shown once, stored only as an Argon2 hash
+    pathway: int
+    risk_level: str
+
+
+def reference_for(year: int, number: int) -> str:
+    return f"LC-{year}-{number:06d}"
+
+
+def new_follow_up_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[i : i + 4] for i in range(0, CODE_LENGTH, 4))
+
+
+def submit_concern(
+    *, engine: Engine, concern: NewConcern, channel: Channel, now: datetime, policy: Policy
+) -> Submitted:
+    """Raise a concern: triage, route, record and queue every message, in one transaction."""
+    code = new_follow_up_code() if concern.confidentiality is Confidentiality.ANONYMOUS else None
+    # Hash outside the transaction: Argon2 is deliberately slow and must not hold the lock.
+    code_hash = PasswordHasher().hash(code) if code else None
+    with transaction(engine) as session:
+        row = _write_concern(
+            session, concern, channel=channel, now=now, policy=policy, code_hash=code_hash
+        )
+        return Submitted(
+            reference=row.reference, code=code, pathway=row.pathway, risk_level=row.risk_level
+        )
+
+
+def _write_concern(
+    session: Session,
+    new: NewConcern,
+    *,
+    channel: Channel,
+    now: datetime,
+    policy: Policy,
+    code_hash: str | None,
+) -> Concern:
+    organisation, department, placement_text = _find_placement(session, new)
+    region_id = organisation.region_id if organisation else _default_region_id(session)
+
+    related = 0
+    if department is not None and department.id is not None:
+        related = repositories.count_related_open_concerns(
+            session,
+            department_id=department.id,
+            since=now - timedelta(days=policy.hotspot_window_days),
+        )
+    text = f"{new.summary}\n{new.description}"
+    triaged = triage(
+        TriageInput(
+            frequency=new.frequency, harm=new.harm, text=text, related_open_concerns=related
+        )
+    )
+    start = starting_pathway(
+        raised_before=new.raised_before,
+        about_pathway1_contact=new.about_pathway1_contact,
+        cannot_raise_locally=new.cannot_raise_locally,
+    )
+    group = new.learner.group
+    body_role = PATHWAY2_ROLE_BY_GROUP[group] if group else UNKNOWN_GROUP_PATHWAY2_ROLE
+    body = choose_programme_body(
+        session,
+        region_id=region_id,
+        role=body_role,
+        group=group,
+        programme=new.learner.programme,
+        organisation=organisation,
+    )
+
+    year = now.astimezone(policy.calendar.timezone).year
+    number = repositories.next_reference_number(session, year)
+    learner = _learner_row(session, new, now=now)
+    row = Concern(
+        reference=reference_for(year, number),
+        year=year,
+        number=number,
+        channel=channel.value,
+        status=ConcernStatus.OPEN.value,
+        pathway=int(start.pathway),
+        confidentiality=new.confidentiality.value,
+        learner_id=learner.id if learner else None,
+        learner_group=group.value if group else None,
+        programme=new.learner.programme,
+        code_hash=code_hash,
+        region_id=region_id,
+        organisation_id=organisation.id if organisation else None,
+        department_id=department.id if department else None,
+        programme_body_id=body.id if body else None,
+        placement_text=placement_text,
+        summary=new.summary,
+        description=new.description,
+        frequency=new.frequency.value,
+        harm=new.harm.value,
+        raised_before=new.raised_before.value,
+        about_pathway1_contact=new.about_pathway1_contact or new.cannot_raise_locally,
+        prefers_speak_up_guardian=new.prefers_speak_up_guardian,
+        likelihood=triaged.likelihood,
+        impact=triaged.impact,
+        rating=triaged.rating.value,
+        risk_level=triaged.level.value,
+        risk_reasons=list(triaged.reasons),
+        interventions=list(recommended_interventions(triaged.level)),
+        auto_likelihood=triaged.likelihood,
+        auto_impact=triaged.impact,
+        patient_safety=triaged.patient_safety,
+        hotspot=triaged.hotspot,
+        standards=list(
+            suggest_standards(text=text, harm=new.harm, patient_safety=triaged.patient_safety)
+        ),
+        created_at=now,
+        # Placeholders, replaced at once by the level clock below.
+        level_reached_at=now,
+        ack_reminder_at=now,
+        ack_due_at=now,
+        feedback_reminder_at=now,
+        feedback_due_at=now,
+    )
+    set_level_clock(row, pathway=int(start.pathway), now=now, policy=policy)
+    session.add(row)
+    session.flush()
+
+    actor = "learner" if learner else "anonymous learner"
+    record_event(
+        session,
+        row,
+        at=now,
+        kind="received",
+        actor=actor,
+        channel=channel.value,
+        detail={"confidentiality": row.confidentiality},
+    )
+    record_event(
+        session,
+        row,
+        at=now,
+        kind="triaged",
+        actor="system",
+        channel="system",
+        detail={
+            "likelihood": row.likelihood,
+            "impact": row.impact,
+            "rating": row.rating,
+            "level": row.risk_level,
+            "reasons": row.risk_reasons,
+            "patient_safety": row.patient_safety,
+            "hotspot": row.hotspot,
+        },
+    )
+    if placement_text:
+        start_notes = [f"Placement not found in the directory: '{placement_text}'"]
+    else:
+        start_notes = []
+    level = assign_contacts(session, row, now=now)
+    record_event(
+        session,
+        row,
+        at=now,
+        kind="routed",
+        actor="system",
+        channel="system",
+        detail={
+            "pathway": row.pathway,
+            "reasons": list(start.reasons) + start_notes,
+            "pathway1_told": start.tell_pathway1
+            and row.pathway == Pathway.CLINICAL_LEARNING_ENVIRONMENT,
+            **told_summary(level),
+        },
+    )
+
+    facts = facts_of(session, row, policy)
+    for contact, role in level.primary + level.copy:
+        queue_to_contact(
+            session,
+            concern=row,
+            facts=facts,
+            kind=MessageKind.NEW_CONCERN,
+            contact=contact,
+            role=role,
+            now=now,
+            policy=policy,
+        )
+    queue_to_learner(session, concern=row, facts=facts, kind=MessageKind.LEARNER_ACK, now=now)
+    if row.risk_level == RiskLevel.HIGH.value:
+        alert_high_risk(session, row, now=now, policy=policy)
+    refresh_next_due(row)
+    return row
+
+
+def _find_placement(
+    session: Session, new: NewConcern
+) -> tuple[Organisation | None, Department | None, str | None]:
+    """Match the placement in the directory; keep the learner's words for what does not match."""
+    organisation = repositories.find_organisation(session, new.placement.organisation)
+    department = None
+    if organisation is not None and organisation.id is not None and new.placement.department:
+        department = repositories.find_department(
+            session, organisation.id, new.placement.department
+        )
+    unmatched = organisation is None or (new.placement.department and department is None)
+    if not unmatched:
+        return organisation, department, None
+    words = [new.placement.department, new.placement.site, new.placement.organisation]
+    return organisation, department, ", ".join(w for w in words if w)
+
+
+def _default_region_id(session: Session) -> int:
+    region = repositories.default_region(session)
+    if region is None or region.id is None:
+        raise NoDirectory("the directory is empty: load one with `concerns directory load FILE`")
+    return region.id
+
+
+def _learner_row(session: Session, new: NewConcern, *, now: datetime) -> Learner | None:
+    """The learner's identity, or None: an anonymous concern stores none at all."""
+    if new.confidentiality is Confidentiality.ANONYMOUS:
+        return None
+    details = new.learner
+    learner = repositories.find_learner_by_email(session, details.email) if details.email else None
+    if learner is None:
+        learner = Learner(email=details.email, created_at=now)
+        session.add(learner)
+    learner.name = details.name or learner.name
+    learner.slack_user_id = details.slack_user_id or learner.slack_user_id
+    learner.teams_user_id = details.teams_user_id or learner.teams_user_id
+    session.flush()
+    return learner

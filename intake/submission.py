@@ -1,0 +1,196 @@
+"""What a learner sends, validated the same way for every channel, with errors named by field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+
+from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore
+
+SUMMARY_MAX = 200
+DESCRIPTION_MAX = 20_000
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    WEB = "web"
+    SLACK = "slack"
+    TEAMS = "teams"
+    CLI = "cli"
+
+
+@dataclass(frozen=True)
+class LearnerDetails:
+    name: str | None = None
+    email: str | None = None
+    group: LearnerGroup | None = None
+    programme: str | None = None
+    slack_user_id: str | None = None
+    teams_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PlacementDetails:
+    organisation: str
+    department: str | None = None
+    site: str | None = None
+
+
+@dataclass(frozen=True)
+class NewConcern:
+    """A valid concern as every channel hands it to `submit_concern`."""
+
+    placement: PlacementDetails
+    summary: str
+    description: str
+    frequency: Frequency
+    harm: Harm
+    raised_before: RaisedBefore
+    confidentiality: Confidentiality
+    learner: LearnerDetails
+    about_pathway1_contact: bool = False
+    cannot_raise_locally: bool = False
+    prefers_speak_up_guardian: bool = False
+
+
+class InvalidSubmission(ValueError):
+    """The submission has bad fields; `errors` maps each dotted field name to what is wrong."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in self.errors.items()))
+
+
+def _text(max_length: int) -> Any:
+    return Field(min_length=1, max_length=max_length)
+
+
+class _Learner(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailStr | None = None
+    group: LearnerGroup | None = None
+    programme: str | None = Field(default=None, max_length=200)
+
+
+class _Placement(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    organisation: str = _text(200)
+    department: str | None = Field(default=None, max_length=200)
+    site: str | None = Field(default=None, max_length=200)
+
+
+class _Submission(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    learner: _Learner | None = None
+    placement: _Placement
+    summary: str = _text(SUMMARY_MAX)
+    description: str = _text(DESCRIPTION_MAX)
+    frequency: Frequency
+    harm: Harm
+    raised_before: RaisedBefore
+    about_pathway1_contact: bool = False
+    cannot_raise_locally: bool = False
+    pathway1_contact: str = Field(default="supervisor", pattern="^(supervisor|speak_up_guardian)$")
+    confidentiality: Confidentiality
+
+    @model_validator(mode="after")
+    def _identity_fits_confidentiality(self) -> _Submission:
+        problems: dict[str, str] = {}
+        learner = self.learner
+        if self.confidentiality is Confidentiality.ANONYMOUS:
+            if learner is not None and learner.name:
+                problems["learner.name"] = (
+                    "leave it out: nothing identifying is kept for an anonymous concern"
+                )
+            if learner is not None and learner.email:
+                problems["learner.email"] = (
+                    "leave it out: nothing identifying is kept for an anonymous concern"
+                )
+        else:
+            choice = self.confidentiality.value
+            if learner is None:
+                problems["learner"] = f"required for a {choice} concern (name, email and group)"
+            else:
+                if not learner.name:
+                    problems["learner.name"] = f"required for a {choice} concern"
+                if not learner.email:
+                    problems["learner.email"] = f"required for a {choice} concern, so we can reply"
+                if learner.group is None:
+                    problems["learner.group"] = (
+                        "required: it decides which school or university is told"
+                    )
+        if problems:
+            raise _FieldProblems(problems)
+        return self
+
+
+class _FieldProblems(ValueError):
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems.values()))
+
+
+def parse_submission(raw: Any) -> NewConcern:
+    """Validate raw input (JSON, form fields) into a NewConcern; InvalidSubmission if not."""
+    if not isinstance(raw, Mapping):
+        raise InvalidSubmission({"(top level)": "must be a JSON object of the concern's fields"})
+    try:
+        valid = _Submission.model_validate(dict(raw))
+    except ValidationError as error:
+        raise InvalidSubmission(_field_errors(error)) from None
+    learner = valid.learner or _Learner()
+    anonymous = valid.confidentiality is Confidentiality.ANONYMOUS
+    return NewConcern(
+        placement=PlacementDetails(
+            organisation=valid.placement.organisation,
+            department=valid.placement.department or None,
+            site=valid.placement.site or None,
+        ),
+        summary=valid.summary,
+        description=valid.description,
+        frequency=valid.frequency,
+        harm=valid.harm,
+        raised_before=valid.raised_before,
+        confidentiality=valid.confidentiality,
+        learner=LearnerDetails(
+            name=None if anonymous else learner.name,
+            email=None if anonymous else (str(learner.email) if learner.email else None),
+            group=learner.group,
+            programme=learner.programme or None,
+        ),
+        about_pathway1_contact=valid.about_pathway1_contact,
+        cannot_raise_locally=valid.cannot_raise_locally,
+        prefers_speak_up_guardian=valid.pathway1_contact == "speak_up_guardian",
+    )
+
+
+def _field_errors(error: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for item in error.errors():
+        context = item.get("ctx") or {}
+        inner = context.get("error")
+        if isinstance(inner, _FieldProblems):
+            errors.update(inner.problems)
+            continue
+        name = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        errors.setdefault(name, _plain(item))
+    return errors
+
+
+def _plain(item: Mapping[str, Any]) -> str:
+    kind = item["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "not a field of a concern (check the spelling)"
+    if kind == "string_too_short":
+        return "must not be blank"
+    return str(item["msg"])

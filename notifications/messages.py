@@ -1,0 +1,313 @@
+"""What each message says, built from plain facts; confidentiality is enforced here, at build.
+
+Nothing in this module knows about the database or about sending: escalation turns rows into
+`ConcernFacts`, and `build_message` decides what a recipient in a given role may read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from routing.model import Confidentiality, Role
+from routing.recipients import may_see_identity
+
+PATIENT_SAFETY_SIGNPOST = (
+    "Your concern describes harm, or a risk of harm, to patients. This process does not replace "
+    "incident reporting: please also report it now through your organisation's local incident "
+    "reporting system, and tell the person in charge if anyone is at immediate risk."
+)
+
+PATHWAY_NAMES: Mapping[int, str] = {
+    1: "pathway 1: your placement (supervisor, clinical tutor or speak-up guardian)",
+    2: "pathway 2: your school or university",
+    3: "pathway 3: the regional postgraduate dean at NHS England",
+}
+
+
+class MessageKind(StrEnum):
+    LEARNER_ACK = "learner_ack"
+    NEW_CONCERN = "new_concern"
+    HIGH_RISK_ALERT = "high_risk_alert"
+    ACK_REMINDER = "ack_reminder"
+    ACK_MISSED = "ack_missed"
+    ACK_MISSED_SECONDARY = "ack_missed_secondary"
+    FEEDBACK_REMINDER = "feedback_reminder"
+    ESCALATED_IN = "escalated_in"
+    ESCALATED_OUT = "escalated_out"
+    LEARNER_ESCALATED = "learner_escalated"
+    OVERDUE_AT_DEAN = "overdue_at_dean"
+    LEARNER_CLOSED = "learner_closed"
+
+
+@dataclass(frozen=True)
+class LearnerIdentity:
+    name: str | None
+    email: str | None
+
+
+@dataclass(frozen=True)
+class ConcernFacts:
+    """Everything a message may draw on; identity is filtered out per recipient."""
+
+    reference: str
+    summary: str
+    description: str
+    place: str
+    pathway: int
+    risk_level: str
+    rating: str
+    reasons: tuple[str, ...]
+    interventions: tuple[str, ...]
+    patient_safety: bool
+    hotspot: bool
+    confidentiality: Confidentiality
+    learner: LearnerIdentity | None
+    learner_group: str | None
+    ack_due_at: datetime
+    feedback_due_at: datetime
+    timezone: ZoneInfo
+    staff_url: str
+    history: tuple[str, ...] = ()
+    from_pathway: int | None = None
+    why: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    headline: str
+    paragraphs: tuple[str, ...]
+    facts: tuple[tuple[str, str], ...] = ()
+    history: tuple[str, ...] = ()
+    link: str | None = None
+    signpost: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def when(moment: datetime, timezone: ZoneInfo) -> str:
+    """A deadline as a person reads it: 'Monday 23 November 2026 at 16:30'."""
+    local = moment.astimezone(timezone)
+    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+
+
+def _case_facts(facts: ConcernFacts, role: Role) -> tuple[tuple[str, str], ...]:
+    rows = [
+        ("Reference", facts.reference),
+        ("Place", facts.place),
+        ("Risk", f"{facts.risk_level} ({facts.rating})"),
+        ("Acknowledge by", when(facts.ack_due_at, facts.timezone)),
+        ("Feedback to the learner by", when(facts.feedback_due_at, facts.timezone)),
+    ]
+    if facts.patient_safety:
+        rows.append(("Patient safety", "yes: the learner has been asked to report an incident"))
+    if facts.hotspot:
+        rows.append(("Hotspot", "other open concerns about this department in the last 90 days"))
+    rows.append(("Raised by", _raised_by(facts, role)))
+    return tuple(rows)
+
+
+def _raised_by(facts: ConcernFacts, role: Role) -> str:
+    if facts.confidentiality is Confidentiality.ANONYMOUS or facts.learner is None:
+        return "an anonymous learner"
+    if not may_see_identity(role=role, confidentiality=facts.confidentiality):
+        return "a learner who asked for confidentiality (the dean and quality team know who)"
+    who = facts.learner.name or "a learner"
+    return f"{who} <{facts.learner.email}>" if facts.learner.email else who
+
+
+def _learner_signpost(facts: ConcernFacts) -> str | None:
+    return PATIENT_SAFETY_SIGNPOST if facts.patient_safety else None
+
+
+def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] We have received your concern",
+        headline="We have received your concern",
+        paragraphs=(
+            f"Your reference is {facts.reference}. Keep it: quote it if you contact us.",
+            f"It is on {PATHWAY_NAMES[facts.pathway]}. They have been asked to acknowledge it by "
+            f"{when(facts.ack_due_at, facts.timezone)} and to give you feedback by "
+            f"{when(facts.feedback_due_at, facts.timezone)}.",
+            "If they do not, it moves up to the next level automatically and we will tell you.",
+            "You can add information at any time by replying to this email.",
+        ),
+        signpost=_learner_signpost(facts),
+    )
+
+
+def _new_concern(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] A learner's concern needs your acknowledgement",
+        headline="A learner has raised a concern about their placement",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            f"What happened: {facts.description}",
+            "Please acknowledge it, act on it, and give the learner feedback before the "
+            "deadlines below. If it is not for you, say so and it will be redirected.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
+def _high_risk_alert(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] High-risk concern raised ({facts.rating})",
+        headline="A high-risk concern has been raised",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            f"It is on {PATHWAY_NAMES[facts.pathway]}.",
+            "Why it is high risk: " + "; ".join(facts.reasons),
+            "Recommended interventions: " + "; ".join(facts.interventions),
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
+def _ack_reminder(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Reminder: please acknowledge this concern",
+        headline="Reminder: this concern has not been acknowledged",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            f"Please acknowledge it by {when(facts.ack_due_at, facts.timezone)}.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
+def _ack_missed(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Overdue: acknowledgement deadline passed",
+        headline="The acknowledgement deadline for this concern has passed",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            "Please acknowledge it now. The next contact at this level has been told.",
+            f"If the learner has no feedback by {when(facts.feedback_due_at, facts.timezone)} "
+            "the concern will move to the next level.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
+def _ack_missed_secondary(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] For your attention: a concern has not been acknowledged",
+        headline="A concern at your level has not been acknowledged in time",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            "You are the secondary contact for this level. Please make sure it is picked up.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
+def _feedback_reminder(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Reminder: the learner is waiting for feedback",
+        headline="Reminder: feedback to the learner is due",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            f"Please give the learner feedback by {when(facts.feedback_due_at, facts.timezone)}; "
+            "otherwise the concern moves to the next level.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
+def _escalated_in(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] A concern has been escalated to you",
+        headline=f"A concern has moved to {PATHWAY_NAMES[facts.pathway]}",
+        paragraphs=(
+            f"Why it moved: {facts.why}" if facts.why else "It moved up the escalation ladder.",
+            f"Summary: {facts.summary}",
+            f"What happened: {facts.description}",
+        ),
+        facts=_case_facts(facts, role),
+        history=facts.history,
+        link=facts.staff_url,
+    )
+
+
+def _escalated_out(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] This concern has moved to the next level",
+        headline="This concern has been escalated to the next level",
+        paragraphs=(
+            f"Why it moved: {facts.why}" if facts.why else "It moved up the escalation ladder.",
+            f"It is now on {PATHWAY_NAMES[facts.pathway]}.",
+        ),
+        facts=(("Reference", facts.reference), ("Place", facts.place)),
+        link=facts.staff_url,
+    )
+
+
+def _learner_escalated(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Your concern has moved to the next level",
+        headline="Your concern has moved to the next level",
+        paragraphs=(
+            f"It is now on {PATHWAY_NAMES[facts.pathway]}.",
+            f"Why: {facts.why}" if facts.why else "It moved up the escalation ladder.",
+            f"They have been asked to give you feedback by "
+            f"{when(facts.feedback_due_at, facts.timezone)}.",
+        ),
+        signpost=_learner_signpost(facts),
+    )
+
+
+def _overdue_at_dean(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Overdue at dean level",
+        headline="This concern is overdue at dean level",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            "Feedback was due at pathway 3 and has not been recorded. It will head every dean "
+            "digest until it is closed.",
+        ),
+        facts=_case_facts(facts, role),
+        history=facts.history,
+        link=facts.staff_url,
+    )
+
+
+def _learner_closed(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Your concern has been closed",
+        headline="Your concern has been closed",
+        paragraphs=(
+            f"Why: {facts.why}" if facts.why else "It has been closed.",
+            "If you remain concerned, reply to this email and it will be reopened.",
+        ),
+    )
+
+
+BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
+    MessageKind.LEARNER_ACK: _learner_ack,
+    MessageKind.NEW_CONCERN: _new_concern,
+    MessageKind.HIGH_RISK_ALERT: _high_risk_alert,
+    MessageKind.ACK_REMINDER: _ack_reminder,
+    MessageKind.ACK_MISSED: _ack_missed,
+    MessageKind.ACK_MISSED_SECONDARY: _ack_missed_secondary,
+    MessageKind.FEEDBACK_REMINDER: _feedback_reminder,
+    MessageKind.ESCALATED_IN: _escalated_in,
+    MessageKind.ESCALATED_OUT: _escalated_out,
+    MessageKind.LEARNER_ESCALATED: _learner_escalated,
+    MessageKind.OVERDUE_AT_DEAN: _overdue_at_dean,
+    MessageKind.LEARNER_CLOSED: _learner_closed,
+}
+
+
+def build_message(kind: MessageKind, *, facts: ConcernFacts, recipient_role: Role) -> Message:
+    """The message of a kind for a recipient in a role, with only what that role may see."""
+    return BUILDERS[kind](facts, recipient_role)

@@ -1,0 +1,45 @@
+"""Turns a built `Message` into email text and HTML with one Jinja environment (autoescaped)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from notifications.messages import Message
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+@cache
+def environment() -> Environment:
+    """The one Jinja environment: escaping on for everything but plain-text templates."""
+    return Environment(
+        loader=PackageLoader("notifications", "templates"),
+        autoescape=select_autoescape(disabled_extensions=("txt",), default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_email(message: Message) -> RenderedEmail:
+    """Render both parts of an email; learner text is escaped in the HTML part."""
+    env = environment()
+    return RenderedEmail(
+        subject=_one_line(message.subject),
+        text=env.get_template("email.txt").render(message=message),
+        html=env.get_template("email.html").render(message=message),
+    )
+
+
+def _one_line(text: str) -> str:
+    # A subject built from learner text must never smuggle in a header.
+    return " ".join(text.split())
