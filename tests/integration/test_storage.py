@@ -1,0 +1,70 @@
+"""Storage mechanisms on both databases: migrations, the append-only trail, UTC round trips."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import select
+
+from storage import migrate
+from storage.db import create_db_engine, normalise_url, transaction
+from storage.tables import Event, Learner
+from tests.integration.helpers import concern_input, example_placement, load_example_directory
+from tests.integration.test_submit import submit
+
+
+def test_migrations_reach_the_newest_revision_and_can_run_again(engine: Engine) -> None:
+    assert migrate.is_current(engine)
+    migrate.upgrade(engine)
+    assert migrate.is_current(engine)
+
+
+@pytest.mark.parametrize("statement", ["UPDATE events SET kind = 'forged'", "DELETE FROM events"])
+def test_the_audit_trail_cannot_be_rewritten(engine: Engine, statement: str) -> None:
+    load_example_directory(engine)
+    submit(engine, concern_input(example_placement(engine)))
+    with pytest.raises(DBAPIError, match="append-only"), transaction(engine) as session:
+        session.execute(text(statement))
+    with transaction(engine) as session:
+        kinds = {e.kind for e in session.exec(select(Event)).all()}
+    assert kinds == {"received", "triaged", "routed"}
+
+
+def test_datetimes_come_back_aware_and_in_utc(engine: Engine) -> None:
+    moment = datetime(2026, 6, 1, 9, 30, tzinfo=timezone(timedelta(hours=1)))
+    with transaction(engine) as session:
+        session.add(Learner(name="x", email="x@example.nhs.uk", created_at=moment))
+    with transaction(engine) as session:
+        stored = session.exec(select(Learner)).one().created_at
+    assert stored == moment and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+
+
+def test_a_naive_datetime_is_refused(engine: Engine) -> None:
+    with pytest.raises(Exception, match="naive"), transaction(engine) as session:
+        session.add(Learner(name="x", created_at=datetime(2026, 6, 1, 9, 30)))
+        session.flush()
+
+
+def test_sqlite_runs_with_wal_full_sync_and_foreign_keys(sqlite_engine: Engine) -> None:
+    with sqlite_engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_any_postgresql_url_uses_psycopg_3() -> None:
+    assert normalise_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalise_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite:///./var/x.db") == "sqlite:///./var/x.db"
+
+
+def test_a_sqlite_file_gets_its_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("x") / "nested" / "deeper"
+    db = create_db_engine(f"sqlite:///{folder / 'concerns.db'}")
+    migrate.upgrade(db)
+    assert (folder / "concerns.db").exists()
+    db.dispose()
