@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import holidays
 from sqlalchemy.engine import Engine
 
-from app.settings import Settings, parse_working_hours
+from app.settings import Settings, parse_closed_days, parse_working_hours
 from escalation.policy import Policy
 from routing.calendar import WorkingCalendar
 from routing.deadlines import DeadlinePolicy
 from storage import directory, migrate
-from storage.db import create_db_engine, transaction
+from storage.db import create_db_engine, serialise, transaction
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,7 @@ class ClosedDays:
 
 def build_calendar(settings: Settings) -> WorkingCalendar:
     start, end = parse_working_hours(settings.working_hours)
-    extra = frozenset(
-        date.fromisoformat(part.strip())
-        for part in settings.extra_closed_days.split(",")
-        if part.strip()
-    )
+    extra = parse_closed_days(settings.extra_closed_days)
     return WorkingCalendar(
         timezone=ZoneInfo(settings.timezone),
         holidays=ClosedDays(settings.holidays, extra),
@@ -90,6 +86,8 @@ def prepare_database(
     """Migrate the schema and, when the database has no directory yet, load the configured one."""
     migrate.upgrade(product.engine)
     with transaction(product.engine) as session:
+        # Instances starting together must not both load the default directory.
+        serialise(session, "directory")
         if directory.has_directory(session):
             return None
         return directory.load_directory_file(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 
+import holidays
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,9 +55,21 @@ class Settings(BaseSettings):
 
     @field_validator("holidays")
     @classmethod
-    def _holidays_shape(cls, value: str) -> str:
-        if value and not value.split("-")[0].isalpha():
-            raise ValueError("use a country code with an optional subdivision, e.g. GB-ENG")
+    def _holidays_known(cls, value: str) -> str:
+        country, _, subdivision = value.partition("-")
+        try:
+            holidays.country_holidays(country, subdiv=subdivision or None)
+        except NotImplementedError:
+            raise ValueError(
+                f"'{value}' is not a country (and subdivision) the holidays package knows; "
+                "use for example GB-ENG, GB-WLS, GB-SCT or GB-NIR"
+            ) from None
+        return value
+
+    @field_validator("extra_closed_days")
+    @classmethod
+    def _closed_days(cls, value: str) -> str:
+        parse_closed_days(value)
         return value
 
     @field_validator("reminder_fraction")
@@ -82,6 +95,18 @@ class ChatSettings(BaseSettings):
     teams_app_id: str | None = None
     teams_app_password: SecretStr | None = None
     teams_tenant_id: str | None = None
+
+
+def parse_closed_days(value: str) -> frozenset[date]:
+    """'2026-12-29, 2026-12-30' -> the two dates."""
+    days = set()
+    for part in value.split(","):
+        if part.strip():
+            try:
+                days.add(date.fromisoformat(part.strip()))
+            except ValueError:
+                raise ValueError(f"'{part.strip()}' is not a date like 2026-12-29") from None
+    return frozenset(days)
 
 
 def parse_working_hours(value: str) -> tuple[time, time]:

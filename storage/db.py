@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
@@ -65,6 +65,16 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
 
 def is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def serialise(session: Session, name: str) -> None:
+    """Hold a named lock until the transaction ends, so instances take turns at a one-off job.
+
+    PostgreSQL takes a transaction-level advisory lock; SQLite needs nothing more, because
+    BEGIN IMMEDIATE already gives the transaction the database's single write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
 
 
 @contextmanager

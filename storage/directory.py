@@ -22,6 +22,7 @@ from sqlmodel import Session, SQLModel, col, select
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from routing.model import LearnerGroup, Role
+from storage.db import serialise
 from storage.tables import (
     Contact,
     Department,
@@ -654,6 +655,7 @@ def load_directory(
     session: Session, spec: DirectorySpec, *, source: str, sha256: str, now: datetime
 ) -> LoadSummary:
     """Upsert the directory by key in the caller's transaction; rows the file lacks go inactive."""
+    serialise(session, "directory")
     summary = LoadSummary(source=source, sha256=sha256)
     loader = _Loader(session, summary)
     for region in spec.regions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +15,8 @@ from sqlalchemy.engine import Engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed number: it names the lock several `serve` instances take to migrate one at a time.
 MIGRATION_LOCK_ID = 7_204_116
+# Alembic keeps its migration context in module globals: one upgrade per process at a time.
+_IN_PROCESS = threading.Lock()
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -25,6 +28,11 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision; safe when several instances start at once."""
+    with _IN_PROCESS:
+        _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> None:
     config = alembic_config(engine)
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:

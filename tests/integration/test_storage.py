@@ -68,3 +68,32 @@ def test_a_sqlite_file_gets_its_folder(tmp_path_factory: pytest.TempPathFactory)
     migrate.upgrade(db)
     assert (folder / "concerns.db").exists()
     db.dispose()
+
+
+def test_instances_starting_together_load_the_default_directory_once(engine: Engine) -> None:
+    import threading
+
+    from app.bootstrap import Product, build_policy, prepare_database
+    from app.settings import Settings
+    from storage.tables import DirectoryLoad, Organisation
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    product = Product(settings=settings, engine=engine, policy=build_policy(settings))
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            prepare_database(product)
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with transaction(engine) as session:
+        assert len(session.exec(select(DirectoryLoad)).all()) == 1
+        keys = [o.key for o in session.exec(select(Organisation)).all()]
+    assert len(keys) == len(set(keys)) >= 2

@@ -1,0 +1,86 @@
+"""Settings: every one is documented in .env.example with its default, and bad values are named."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from app.bootstrap import build_calendar
+from app.settings import ChatSettings, Settings
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
+
+
+def documented() -> dict[str, str]:
+    pairs = re.findall(r"^([A-Z_]+)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+    return dict(pairs)
+
+
+def test_env_example_lists_every_setting() -> None:
+    names = {f"CONCERNS_{name.upper()}" for name in Settings.model_fields}
+    names |= {name.upper() for name in ChatSettings.model_fields}
+    assert set(documented()) == names
+
+
+def test_env_example_shows_the_real_defaults() -> None:
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    for name, value in documented().items():
+        if not name.startswith("CONCERNS_"):
+            continue
+        actual = getattr(defaults, name.removeprefix("CONCERNS_").lower())
+        if hasattr(actual, "get_secret_value"):
+            actual = actual.get_secret_value()
+        if actual is None:
+            assert value == "", name
+        elif isinstance(actual, Path):
+            assert Path(value) == actual, name
+        else:
+            assert str(actual) == value, name
+
+
+def test_settings_are_read_from_the_environment_not_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONCERNS_DATABASE_URL", "postgresql://db.example/concerns")
+    monkeypatch.setenv("CONCERNS_DIRECTORY_FILE", "")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == "postgresql://db.example/concerns"
+    assert settings.directory_file is None, "an empty value means the default"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("working_hours", "17:00-09:00"),
+        ("working_hours", "nine to five"),
+        ("reminder_fraction", "1.5"),
+        ("holidays", "XX-YY"),
+        ("extra_closed_days", "29/12/2026"),
+    ],
+)
+def test_a_bad_setting_is_refused_by_name(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"CONCERNS_{name.upper()}", value)
+    with pytest.raises(ValidationError, match=name):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_calendar_follows_the_settings() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, working_hours="08:00-16:00", extra_closed_days="2026-12-29, 2026-12-30"
+    )
+    calendar = build_calendar(settings)
+    assert (calendar.day_start, calendar.day_end) == (time(8), time(16))
+    assert calendar.timezone == ZoneInfo("Europe/London")
+    assert not calendar.is_working_day(date(2026, 12, 28)), "Boxing Day substitute (GB-ENG)"
+    assert not calendar.is_working_day(date(2026, 12, 29)), "closed by the operator"
+    assert calendar.is_working_day(date(2026, 12, 31))
+    assert calendar.next_working_moment(
+        datetime(2026, 12, 28, 12, tzinfo=ZoneInfo("Europe/London"))
+    ) == datetime(2026, 12, 31, 8, tzinfo=ZoneInfo("Europe/London"))
