@@ -57,6 +57,8 @@ DEMO_CONCERNS: list[dict[str, object]] = [
         "confidentiality": "confidential",
     },
     {
+        # Anonymous: no name or email, but the group says which school to tell.
+        "learner": {"group": "specialty", "programme": "Core Surgical Training CT1"},
         "summary": "My supervisor belittles trainees in front of patients",
         "description": "Undermining comments on most shifts. I cannot raise it locally because "
         "it is my supervisor.",
@@ -112,6 +114,7 @@ def run_demo(settings: Settings) -> int:
                     f"{moment.astimezone(timezone):%a %d %b %Y %H:%M}  {step.reference}  "
                     f"{step.kind.replace('_', ' ')} (pathway {step.pathway}{move})"
                 )
+                print(f"    told: {_told(product, step.reference, since=moment)}")
         print("\nWhere the concerns sit now (the dean's view):")
         with transaction(product.engine) as session:
             for concern in repositories.all_concerns(session):
@@ -151,16 +154,27 @@ def _next_due(product: bootstrap.Product) -> datetime | None:
         ).first()
 
 
-def _print_raised(
-    product: bootstrap.Product, reference: str, now: datetime, timezone: ZoneInfo
-) -> None:
+def _told(product: bootstrap.Product, reference: str, *, since: datetime | None = None) -> str:
+    """Who the outbox holds messages for (by role, never by name), optionally since a moment."""
     with transaction(product.engine) as session:
         concern = repositories.concern_by_reference(session, reference)
         assert concern is not None
         told = [
             f"{m.kind.replace('_', ' ')} -> {m.recipient_role.replace('_', ' ')}"
             for m in repositories.outbox_of(session, concern.id or 0)
+            if since is None or m.created_at >= since
         ]
+    return "; ".join(told) or "nobody"
+
+
+def _print_raised(
+    product: bootstrap.Product, reference: str, now: datetime, timezone: ZoneInfo
+) -> None:
+    with transaction(product.engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        routed = [e for e in repositories.events_of(session, concern.id or 0) if e.kind == "routed"]
+        start_reasons = routed[0].detail.get("reasons", []) if routed else []
         print(
             f"{now.astimezone(timezone):%a %d %b %Y %H:%M}  {reference} raised "
             f"({concern.confidentiality}): {concern.summary}"
@@ -176,4 +190,6 @@ def _print_raised(
             f"{concern.ack_due_at.astimezone(timezone):%a %d %b %H:%M}, feedback by "
             f"{concern.feedback_due_at.astimezone(timezone):%a %d %b %H:%M}"
         )
-        print(f"    told: {'; '.join(told)}")
+        for reason in start_reasons:
+            print(f"      - {reason}")
+    print(f"    told: {_told(product, reference)}")
