@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from fractions import Fraction
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import holidays
 from sqlalchemy.engine import Engine
 
-from app.settings import Settings, parse_closed_days, parse_working_hours
+from app.settings import Settings, parse_closed_days, parse_working_hours, reminder_fraction
 from escalation.policy import Policy
 from routing.calendar import WorkingCalendar
 from routing.deadlines import DeadlinePolicy
@@ -57,7 +56,7 @@ def build_policy(settings: Settings) -> Policy:
     return Policy(
         calendar=build_calendar(settings),
         deadlines=DeadlinePolicy(
-            reminder_fraction=Fraction(settings.reminder_fraction).limit_denominator(100),
+            reminder_fraction=reminder_fraction(settings.reminder_fraction),
             silence_close_days=settings.silence_close_days,
         ),
         hotspot_window_days=settings.hotspot_window_days,

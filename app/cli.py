@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from app import bootstrap
 from app.settings import Settings
@@ -26,6 +27,8 @@ from storage import directory, migrate, repositories
 from storage.db import transaction
 
 BAD_INPUT = 2
+# Deadlines are counted forward in working days: keep --now far from datetime's limits.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
 
 
 class BadInput(Exception):
@@ -61,6 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return BAD_INPUT
     except NoDirectory as error:
         print(f"concerns: {error}", file=sys.stderr)
+        return 1
+    except ArgumentError:
+        print(
+            "concerns: setting CONCERNS_DATABASE_URL: not a database URL this service can use "
+            "(sqlite:///path or postgresql://user:password@host/database)",
+            file=sys.stderr,
+        )
+        return BAD_INPUT
+    except OperationalError as error:
+        # The message names the host and the reason, never the password or any row.
+        print(f"concerns: cannot use the database: {error.orig}", file=sys.stderr)
         return 1
 
 
@@ -127,6 +141,8 @@ def parse_now(value: str | None, *, timezone: ZoneInfo) -> datetime:
         raise BadInput(
             f"--now: '{value}' is not an ISO-8601 time such as 2026-11-23T10:00:00+00:00"
         ) from None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise BadInput(f"--now: give a time between {EARLIEST_YEAR} and {LATEST_YEAR}")
     return moment.replace(tzinfo=timezone) if moment.tzinfo is None else moment
 
 
@@ -163,7 +179,7 @@ def _directory_load(args: argparse.Namespace, settings: Settings) -> int:
     with transaction(product.engine) as session:
         summary = directory.load_directory_file(session, path, now=datetime.now(UTC))
     print(f"Loaded the directory from {path}.")
-    print(summary.describe() if hasattr(summary, "describe") else summary)
+    print(summary.as_text())
     return 0
 
 
@@ -189,11 +205,17 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     except json.JSONDecodeError as error:
         _fail(f"--file: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
     new = parse_submission(raw)
+    now = parse_now(args.now, timezone=ZoneInfo(settings.timezone))
     product = _ready(settings)
-    now = parse_now(args.now, timezone=product.policy.calendar.timezone)
     submitted = submit_concern(
         engine=product.engine, concern=new, channel=Channel.CLI, now=now, policy=product.policy
     )
+    if not submitted.placement_matched:
+        print(
+            "concerns: warning: placement.organisation/placement.department did not match the "
+            "directory; the concern keeps the words given and the quality team will route it",
+            file=sys.stderr,
+        )
     if args.json:
         _print_json({"reference": submitted.reference, "code": submitted.code})
     else:
@@ -271,8 +293,8 @@ def format_details(details: dict[str, Any], *, timezone: ZoneInfo) -> str:
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> int:
+    now = parse_now(args.now, timezone=ZoneInfo(settings.timezone))
     product = _ready(settings)
-    now = parse_now(args.now, timezone=product.policy.calendar.timezone)
     report = sweep(engine=product.engine, now=now, policy=product.policy)
     if args.json:
         _print_json(report.as_dict())

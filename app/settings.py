@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, time
+from fractions import Fraction
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 from pydantic import Field, SecretStr, field_validator
@@ -42,8 +44,17 @@ class Settings(BaseSettings):
     # Extra closure days (ISO dates, comma-separated) on top of the bank holidays.
     extra_closed_days: str = ""
     reminder_fraction: float = 0.5
-    silence_close_days: int = 10
-    hotspot_window_days: int = 90
+    silence_close_days: int = Field(default=10, ge=1, le=250)
+    hotspot_window_days: int = Field(default=90, ge=1, le=3650)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_known(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not a time zone name such as Europe/London") from None
+        return value
 
     @field_validator("working_hours")
     @classmethod
@@ -75,7 +86,7 @@ class Settings(BaseSettings):
     @field_validator("reminder_fraction")
     @classmethod
     def _fraction(cls, value: float) -> float:
-        if not 0 < value < 1:
+        if not 0 < reminder_fraction(value) < 1:
             raise ValueError(
                 "must be between 0 and 1 (0.5 reminds when half the window has passed)"
             )
@@ -95,6 +106,11 @@ class ChatSettings(BaseSettings):
     teams_app_id: str | None = None
     teams_app_password: SecretStr | None = None
     teams_tenant_id: str | None = None
+
+
+def reminder_fraction(value: float) -> Fraction:
+    """The setting as an exact fraction: 0.5 -> 1/2, 0.333 -> 333/1000."""
+    return Fraction(str(value)).limit_denominator(1000)
 
 
 def parse_closed_days(value: str) -> frozenset[date]:

@@ -152,16 +152,54 @@ def assign_contacts(session: Session, concern: Concern, *, now: datetime) -> Lev
 
 
 def contacts_of_level(
-    session: Session, concern: Concern, *, pathway: int, part: str
+    session: Session, concern: Concern, *, pathway: int, part: str, now: datetime
 ) -> list[tuple[Contact, Role]]:
-    """The contacts recorded for a level in a part (primary, secondary, copy)."""
-    return [
-        (contact, Role(assignment.role))
+    """The contacts of a level in a part (primary, secondary, copy), as the directory is now.
+
+    Someone who has left the directory since they were assigned is not written to: whoever
+    holds their role now takes over, is recorded beside them, and the trail says so.
+    """
+    recorded = [
+        (assignment, contact)
         for assignment, contact in repositories.assignments_of(
             session, concern.id or 0, pathway=pathway
         )
         if assignment.part == part
     ]
+    current: dict[int, tuple[Contact, Role]] = {
+        contact.id or 0: (contact, Role(assignment.role))
+        for assignment, contact in recorded
+        if contact.active
+    }
+    for assignment, contact in recorded:
+        if contact.active:
+            continue
+        found = find_contact(
+            session, concern, Role(assignment.role), avoid=frozenset({contact.id or 0})
+        )
+        if found is None or (found.contact.id or 0) in current:
+            continue
+        current[found.contact.id or 0] = (found.contact, found.role)
+        session.add(
+            ConcernContact(
+                concern_id=concern.id or 0,
+                pathway=pathway,
+                contact_id=found.contact.id or 0,
+                role=found.role.value,
+                part=part,
+                assigned_at=now,
+            )
+        )
+        record_event(
+            session,
+            concern,
+            at=now,
+            kind="contact_replaced",
+            actor="system",
+            channel="system",
+            detail={"role": assignment.role, "part": part, "reason": "left the directory"},
+        )
+    return list(current.values())
 
 
 def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy: Policy) -> None:
@@ -224,7 +262,9 @@ def escalate_to_next_pathway(
     if target is None:
         return False
     from_pathway = concern.pathway
-    previous_primary = contacts_of_level(session, concern, pathway=from_pathway, part="primary")
+    previous_primary = contacts_of_level(
+        session, concern, pathway=from_pathway, part="primary", now=now
+    )
     session.add(
         Escalation(
             concern_id=concern.id or 0,

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from escalation.ladder import (
@@ -85,17 +84,21 @@ def _sweep_one(
             concern = repositories.claim_due_concern(session, concern_id=concern_id, now=now)
             if concern is None:
                 return  # another instance has it, or it is no longer due
-            applied = [
-                _apply(session, concern, step, now=now, policy=policy)
-                for step in due_steps(clock=clock_of(concern), now=now)
-            ]
+            applied = []
+            for step in due_steps(clock=clock_of(concern), now=now):
+                if step.pathway != concern.pathway:
+                    break  # an earlier step moved the concern on; the rest were for the old level
+                applied.append(_apply(session, concern, step, now=now, policy=policy))
             refresh_next_due(concern)
         report.applied.extend(applied)
-    except IntegrityError:
-        # A racing instance applied the same step first; its work stands and ours rolled back.
-        log.info("sweep: concern %s was handled by another instance", concern_id)
-    except Exception:
-        log.exception("sweep: could not apply the steps due for concern %s", concern_id)
+    except Exception as error:
+        # The concern stays due and is retried on the next tick. Only the type is logged: the
+        # message of a database error can quote a row, and rows hold learners' words.
+        log.error(
+            "sweep: could not apply the steps due for concern %s: %s",
+            concern_id,
+            type(error).__name__,
+        )
         report.failed.append(str(concern_id))
 
 
@@ -115,7 +118,7 @@ def _remind(kind: MessageKind, part: str) -> Callable[[Session, Concern, Policy,
     def remind(session: Session, concern: Concern, policy: Policy, now: datetime) -> None:
         facts = facts_of(session, concern, policy)
         for contact, role in contacts_of_level(
-            session, concern, pathway=concern.pathway, part=part
+            session, concern, pathway=concern.pathway, part=part, now=now
         ):
             queue_to_contact(
                 session,
@@ -186,7 +189,7 @@ def _overdue_at_dean(
     told = set()
     for part in ("secondary", "copy"):
         for contact, role in contacts_of_level(
-            session, concern, pathway=concern.pathway, part=part
+            session, concern, pathway=concern.pathway, part=part, now=now
         ):
             if contact.id in told:
                 continue

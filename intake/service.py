@@ -53,6 +53,7 @@ class Submitted:
     code: str | None  # anonymous concerns only: shown once, stored only as an Argon2 hash
     pathway: int
     risk_level: str
+    placement_matched: bool = True
 
 
 def reference_for(year: int, number: int) -> str:
@@ -76,7 +77,11 @@ def submit_concern(
             session, concern, channel=channel, now=now, policy=policy, code_hash=code_hash
         )
         return Submitted(
-            reference=row.reference, code=code, pathway=row.pathway, risk_level=row.risk_level
+            reference=row.reference,
+            code=code,
+            pathway=row.pathway,
+            risk_level=row.risk_level,
+            placement_matched=row.placement_text is None,
         )
 
 
@@ -91,6 +96,10 @@ def _write_concern(
 ) -> Concern:
     organisation, department, placement_text = _find_placement(session, new)
     region_id = organisation.region_id if organisation else _default_region_id(session)
+    # Taking the number first holds the counter's row lock: concurrent submits then count each
+    # other's concerns for triangulation instead of all missing one another.
+    year = now.astimezone(policy.calendar.timezone).year
+    number = repositories.next_reference_number(session, year)
 
     related = 0
     if department is not None and department.id is not None:
@@ -121,8 +130,6 @@ def _write_concern(
         organisation=organisation,
     )
 
-    year = now.astimezone(policy.calendar.timezone).year
-    number = repositories.next_reference_number(session, year)
     learner = _learner_row(session, new, now=now)
     row = Concern(
         reference=reference_for(year, number),

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore
 
@@ -96,8 +105,8 @@ class _Submission(BaseModel):
     frequency: Frequency
     harm: Harm
     raised_before: RaisedBefore
-    about_pathway1_contact: bool = False
-    cannot_raise_locally: bool = False
+    about_pathway1_contact: StrictBool = False
+    cannot_raise_locally: StrictBool = False
     pathway1_contact: str = Field(default="supervisor", pattern="^(supervisor|speak_up_guardian)$")
     confidentiality: Confidentiality
 
@@ -142,10 +151,13 @@ def parse_submission(raw: Any) -> NewConcern:
     """Validate raw input (JSON, form fields) into a NewConcern; InvalidSubmission if not."""
     if not isinstance(raw, Mapping):
         raise InvalidSubmission({"(top level)": "must be a JSON object of the concern's fields"})
+    unprintable = dict(_control_characters(raw))
     try:
         valid = _Submission.model_validate(dict(raw))
     except ValidationError as error:
-        raise InvalidSubmission(_field_errors(error)) from None
+        raise InvalidSubmission({**_field_errors(error), **unprintable}) from None
+    if unprintable:
+        raise InvalidSubmission(unprintable)
     learner = valid.learner or _Learner()
     anonymous = valid.confidentiality is Confidentiality.ANONYMOUS
     return NewConcern(
@@ -170,6 +182,19 @@ def parse_submission(raw: Any) -> NewConcern:
         cannot_raise_locally=valid.cannot_raise_locally,
         prefers_speak_up_guardian=valid.pathway1_contact == "speak_up_guardian",
     )
+
+
+# Text may hold line breaks and tabs; other control characters are never typed by a person and
+# some (NUL) cannot even be stored by PostgreSQL.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_characters(value: Any, name: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, str) and _CONTROL.search(value):
+        yield name or "(top level)", "contains control characters; remove them"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _control_characters(item, f"{name}.{key}" if name else str(key))
 
 
 def _field_errors(error: ValidationError) -> dict[str, str]:

@@ -123,6 +123,15 @@ def _learner_signpost(facts: ConcernFacts) -> str | None:
     return PATIENT_SAFETY_SIGNPOST if facts.patient_safety else None
 
 
+def _what_if_late(facts: ConcernFacts) -> str:
+    if facts.pathway >= 3:
+        return (
+            "This is the highest level. If feedback is late, the regional quality team is told "
+            "and the concern stays at the top of the dean's reports until it is resolved."
+        )
+    return "If they do not, it moves up to the next level automatically and we will tell you."
+
+
 def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
     return Message(
         subject=f"[{facts.reference}] We have received your concern",
@@ -132,7 +141,7 @@ def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
             f"It is on {PATHWAY_NAMES[facts.pathway]}. They have been asked to acknowledge it by "
             f"{when(facts.ack_due_at, facts.timezone)} and to give you feedback by "
             f"{when(facts.feedback_due_at, facts.timezone)}.",
-            "If they do not, it moves up to the next level automatically and we will tell you.",
+            _what_if_late(facts),
             "You can add information at any time by replying to this email.",
         ),
         signpost=_learner_signpost(facts),
@@ -289,6 +298,7 @@ def _learner_closed(facts: ConcernFacts, role: Role) -> Message:
             f"Why: {facts.why}" if facts.why else "It has been closed.",
             "If you remain concerned, reply to this email and it will be reopened.",
         ),
+        signpost=_learner_signpost(facts),
     )
 
 

@@ -44,6 +44,9 @@ class Phrases:
     """Words and phrases found case-insensitively on word boundaries, with regular endings."""
 
     phrases: tuple[str, ...]
+    # For themes that are bad when present (harm, bullying): "no patient was harmed" is no
+    # signal. Themes of absence ("no teaching", "no wifi") keep their negations.
+    skip_negated: bool = False
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +70,11 @@ class Phrases:
         found: dict[str, None] = {}
         for match in self._pattern.finditer(text):
             assert match.lastgroup is not None
+            if self.skip_negated and _NEGATED.search(
+                text[max(0, match.start() - 60) : match.start()]
+            ):
+                # "No patient was harmed" must not read as harm.
+                continue
             phrase = self.phrases[int(match.lastgroup[1:])]
             if _is_acronym(phrase):
                 if not shouting:
@@ -78,6 +86,13 @@ class Phrases:
             else:
                 found[" ".join(match.group().lower().split())] = None
         return tuple(found)
+
+
+# A negating word at most two words before a phrase: "no patient was harmed", "not unsafe",
+# "nobody was bullied", "wasn't harmed".
+_NEGATED = re.compile(
+    r"\b(?:no|not|never|nobody|none|without|\w+n't)\W+(?:\w+\W+){0,2}$", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +161,8 @@ SIGNALS: tuple[Signal, ...] = (
                 "prescribing error",
                 "serious incident",
                 "never event",
-            )
+            ),
+            skip_negated=True,
         ),
         min_impact=4,
         patient_safety=True,
@@ -178,7 +194,8 @@ SIGNALS: tuple[Signal, ...] = (
                 "intimidated",
                 "intimidating",
                 "shouted at",
-            )
+            ),
+            skip_negated=True,
         ),
         min_impact=3,
     ),
@@ -195,7 +212,14 @@ SIGNALS: tuple[Signal, ...] = (
                 "not signed off",
                 "not been signed off",
                 "sign off",
-                "assessment",
+                # Assessments that do not happen; a bare "assessment" would also catch a risk
+                # assessment or an assessment that went well.
+                "assessment ... cancelled",
+                "assessment ... postponed",
+                "assessment never happen",
+                "assessments never happen",
+                "no assessment",
+                "missed assessment",
                 "competency",
                 "competencies",
                 "ARCP",

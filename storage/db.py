@@ -28,11 +28,12 @@ def create_db_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    # Bound parameters can hold a confidential learner's identity: never put them in errors/logs.
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}, "hide_parameters": True}
     if in_memory:
         # One shared connection, or every session would see its own empty database.
         kwargs["poolclass"] = StaticPool

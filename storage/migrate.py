@@ -42,6 +42,9 @@ def _upgrade(engine: Engine) -> None:
                 command.upgrade(config, "head")
                 connection.commit()
             finally:
+                # A failed migration leaves the transaction aborted: end it, then unlock, so the
+                # original error surfaces and the pooled connection does not keep the lock.
+                connection.rollback()
                 connection.execute(
                     text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID}
                 )

@@ -168,3 +168,72 @@ def test_the_demo_walks_a_concern_up_the_ladder(cli: Cli) -> None:
     output = cli.run("demo").stdout
     assert "-> pathway 2" in output and "-> pathway 3" in output
     assert "overdue at dean" in output
+
+
+def test_a_confidential_identity_never_reaches_pathway_1_or_2_all_the_way_up(cli: Cli) -> None:
+    raw = concern_input(placement(cli), confidentiality="confidential")
+    reference = json.loads(cli.submit(raw, now="2026-11-23T10:00:00+00:00").stdout)["reference"]
+    for _ in range(3):
+        shown = cli.json("show", reference)
+        for moment in (shown["ack_due_at"], shown["feedback_due_at"]):
+            cli.json("sweep", "--now", moment)
+    assert cli.json("show", reference)["overdue_at_dean_at"]
+    rows = (
+        sqlite3.connect(cli.database)
+        .execute("SELECT recipient_role, kind, subject, body_text, body_html FROM outbox")
+        .fetchall()
+    )
+    below_dean = [row for row in rows if row[0] not in ("learner", "dean", "quality_team")]
+    assert {row[1] for row in below_dean} >= {
+        "new_concern",
+        "ack_missed",
+        "escalated_in",
+        "escalated_out",
+    }
+    for row in below_dean:
+        text = " ".join(part or "" for part in row[2:])
+        assert "Priya" not in text and "priya.testlearner" not in text.lower(), row[:2]
+    at_dean = [row for row in rows if row[0] == "dean" and row[1] == "escalated_in"]
+    assert "Priya Testlearner" in at_dean[0][3], "the dean may know who raised it"
+
+
+def test_loading_a_directory_prints_what_changed(cli: Cli) -> None:
+    from storage.directory import example_directory_path
+
+    output = cli.run("directory", "load", str(example_directory_path())).stdout
+    assert "Loaded the directory" in output and "LoadSummary(" not in output
+
+
+def test_control_characters_and_loose_types_are_refused_by_field(cli: Cli) -> None:
+    raw = concern_input(placement(cli), about_pathway1_contact="yes")
+    raw["learner"]["name"] = "Casey\u0000Secret"
+    result = cli.submit(raw, now="2026-11-23T10:00:00+00:00", expect=2)
+    assert "learner.name" in result.stderr and "about_pathway1_contact" in result.stderr
+    assert "Casey" not in result.stderr
+    assert cli.json("list") == []
+
+
+def test_a_bad_now_is_refused_before_the_database_is_touched(cli: Cli) -> None:
+    assert "--now" in cli.run("sweep", "--now", "9999-12-31T16:00:00", expect=2).stderr
+    assert not cli.database.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONCERNS_TIMEZONE", "Mars/Base"),
+        ("CONCERNS_REMINDER_FRACTION", "0.0001"),
+        ("CONCERNS_SILENCE_CLOSE_DAYS", "-1"),
+        ("CONCERNS_DATABASE_URL", "not a url"),
+    ],
+)
+def test_a_bad_setting_exits_2_naming_it(cli: Cli, name: str, value: str) -> None:
+    cli.env[name] = value
+    assert name in cli.run("list", expect=2).stderr
+
+
+def test_an_unknown_placement_is_raised_with_a_warning(cli: Cli) -> None:
+    raw = concern_input({"organisation": "St Nowhere Clinic"})
+    result = cli.submit(raw, now="2026-11-23T10:00:00+00:00")
+    assert "placement.organisation" in result.stderr
+    assert json.loads(result.stdout)["reference"]

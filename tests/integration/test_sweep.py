@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func
@@ -16,6 +17,7 @@ from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from storage import repositories
 from storage.db import transaction
+from storage.directory import example_directory_path, load_directory_file
 from storage.tables import Concern, Escalation, OutboxMessage
 from tests.integration.helpers import (
     LONDON,
@@ -185,3 +187,36 @@ def _messages(engine: Engine, reference: str) -> list[OutboxMessage]:
         concern = repositories.concern_by_reference(session, reference)
         assert concern is not None
         return list(repositories.outbox_of(session, concern.id or 0))
+
+
+def test_a_supervisor_who_left_the_directory_is_replaced_not_written_to(
+    db: Engine, tmp_path: Path
+) -> None:
+    emergency = {"organisation": "vale-general", "department": "emergency"}
+    reference = submit_concern(
+        engine=db,
+        concern=parse_submission(concern_input(emergency)),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    old = "jordan.sample@vale-general.example.nhs.uk"
+    assert any(m.recipient_address == old for m in _messages(db, reference))
+    changed = tmp_path / "directory.yaml"
+    text = (
+        example_directory_path().read_text().replace(old, "jordan.new@vale-general.example.nhs.uk")
+    )
+    changed.write_text(text)
+    with transaction(db) as session:
+        load_directory_file(session, changed, now=MONDAY_MORNING)
+
+    reminder_at = state(db, reference).ack_reminder_at
+    assert [s.kind for s in sweep(engine=db, now=reminder_at, policy=policy()).applied] == [
+        "ack_reminder"
+    ]
+    reminders = [m for m in _messages(db, reference) if m.kind == "ack_reminder"]
+    assert [m.recipient_address for m in reminders] == ["jordan.new@vale-general.example.nhs.uk"]
+    assert "contact_replaced" in event_kinds(db, reference)
+    # The next step finds the replacement already recorded: no second replacement.
+    sweep(engine=db, now=state(db, reference).ack_due_at, policy=policy())
+    assert event_kinds(db, reference).count("contact_replaced") == 1

@@ -436,3 +436,24 @@ def test_override_needs_a_written_reason(reason: str) -> None:
 def test_override_scores_must_be_on_the_scale(likelihood: int, impact: int) -> None:
     with pytest.raises(ValueError, match=r"must be 1\.\.5"):
         override(_triage(), likelihood=likelihood, impact=impact, reason="checked")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No patient was harmed, but the parking is awful",
+        "Nobody was harmed and it is not unsafe, just inconvenient",
+        "The patient wasn't harmed",
+        "We had a risk assessment training session that went well",
+    ],
+)
+def test_negated_or_harmless_mentions_raise_nothing(text: str) -> None:
+    result = triage(TriageInput(frequency=Frequency.ONCE, harm=Harm.MINOR, text=text))
+    assert not result.patient_safety
+    assert result.impact == 2
+
+
+def test_harm_after_an_unrelated_negation_still_counts() -> None:
+    text = "There was no senior cover on the ward and a patient was harmed"
+    result = triage(TriageInput(frequency=Frequency.ONCE, harm=Harm.MINOR, text=text))
+    assert result.patient_safety and result.impact >= 4
