@@ -20,7 +20,7 @@ from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from storage import repositories
 from storage.db import transaction
-from storage.tables import Concern
+from storage.tables import Concern, id_of
 
 LONDON = ZoneInfo("Europe/London")
 START = datetime(2026, 11, 23, 9, 40, tzinfo=LONDON)  # a Monday morning
@@ -161,7 +161,7 @@ def _told(product: bootstrap.Product, reference: str, *, since: datetime | None 
         assert concern is not None
         told = [
             f"{m.kind.replace('_', ' ')} -> {m.recipient_role.replace('_', ' ')}"
-            for m in repositories.outbox_of(session, concern.id or 0)
+            for m in repositories.outbox_of(session, id_of(concern))
             if since is None or m.created_at >= since
         ]
     return "; ".join(told) or "nobody"
@@ -173,7 +173,7 @@ def _print_raised(
     with transaction(product.engine) as session:
         concern = repositories.concern_by_reference(session, reference)
         assert concern is not None
-        routed = [e for e in repositories.events_of(session, concern.id or 0) if e.kind == "routed"]
+        routed = [e for e in repositories.events_of(session, id_of(concern)) if e.kind == "routed"]
         start_reasons = routed[0].detail.get("reasons", []) if routed else []
         print(
             f"{now.astimezone(timezone):%a %d %b %Y %H:%M}  {reference} raised "

@@ -6,7 +6,7 @@ who remains concerned, staff by hand), so every route up the ladder behaves the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from escalation.contacts import find_contact
 from escalation.notify import facts_of, queue_to_contact, queue_to_learner
-from escalation.plan import ConcernClock, next_due_at
+from escalation.plan import ConcernClock, next_due_at, reach_level
 from escalation.policy import Policy
 from notifications.messages import MessageKind
 from routing.deadlines import level_deadlines
@@ -22,7 +22,7 @@ from routing.model import ConcernStatus, LearnerGroup, Pathway, RiskLevel, Role
 from routing.pathways import next_pathway
 from routing.recipients import HIGH_RISK_ALERT_ROLES, recipient_roles
 from storage import repositories
-from storage.tables import Concern, ConcernContact, Contact, Escalation, Event
+from storage.tables import Concern, ConcernContact, Contact, Escalation, Event, id_of
 
 
 def record_event(
@@ -39,7 +39,7 @@ def record_event(
 ) -> Event:
     """Append one entry to the concern's audit trail."""
     event = Event(
-        concern_id=concern.id or 0,
+        concern_id=id_of(concern),
         at=at,
         kind=kind,
         actor=actor,
@@ -93,20 +93,21 @@ def set_level_clock(concern: Concern, *, pathway: int, now: datetime, policy: Po
         calendar=policy.calendar,
         policy=policy.deadlines,
     )
-    concern.pathway = pathway
+    clock = reach_level(clock=clock_of(concern), pathway=Pathway(pathway), deadlines=deadlines)
+    write_clock(concern, clock)
     concern.level_reached_at = now
-    concern.ack_reminder_at = deadlines.ack_reminder_at
-    concern.ack_due_at = deadlines.ack_due_at
-    concern.feedback_reminder_at = deadlines.feedback_reminder_at
-    concern.feedback_due_at = deadlines.feedback_due_at
-    concern.acknowledged_at = None
-    concern.feedback_at = None
-    concern.close_after = None
-    concern.ack_reminder_sent_at = None
-    concern.ack_missed_at = None
-    concern.feedback_reminder_sent_at = None
-    concern.overdue_at_dean_at = None
     refresh_next_due(concern)
+
+
+def write_clock(concern: Concern, clock: ConcernClock) -> None:
+    """Store a clock back on its row: the inverse of `clock_of`."""
+    for field in fields(ConcernClock):
+        value = getattr(clock, field.name)
+        if field.name == "status":
+            value = ConcernStatus(value).value
+        elif field.name == "pathway":
+            value = int(value)
+        setattr(concern, field.name, value)
 
 
 def assign_contacts(session: Session, concern: Concern, *, now: datetime) -> LevelContacts:
@@ -126,12 +127,12 @@ def assign_contacts(session: Session, concern: Concern, *, now: datetime) -> Lev
             return ()
         if found.note:
             notes.append(found.note)
-        taken.add(found.contact.id or 0)
+        taken.add(id_of(found.contact))
         session.add(
             ConcernContact(
-                concern_id=concern.id or 0,
+                concern_id=id_of(concern),
                 pathway=concern.pathway,
-                contact_id=found.contact.id or 0,
+                contact_id=id_of(found.contact),
                 role=found.role.value,
                 part=part,
                 assigned_at=now,
@@ -162,12 +163,12 @@ def contacts_of_level(
     recorded = [
         (assignment, contact)
         for assignment, contact in repositories.assignments_of(
-            session, concern.id or 0, pathway=pathway
+            session, id_of(concern), pathway=pathway
         )
         if assignment.part == part
     ]
     current: dict[int, tuple[Contact, Role]] = {
-        contact.id or 0: (contact, Role(assignment.role))
+        id_of(contact): (contact, Role(assignment.role))
         for assignment, contact in recorded
         if contact.active
     }
@@ -175,16 +176,16 @@ def contacts_of_level(
         if contact.active:
             continue
         found = find_contact(
-            session, concern, Role(assignment.role), avoid=frozenset({contact.id or 0})
+            session, concern, Role(assignment.role), avoid=frozenset({id_of(contact)})
         )
-        if found is None or (found.contact.id or 0) in current:
+        if found is None or (id_of(found.contact)) in current:
             continue
-        current[found.contact.id or 0] = (found.contact, found.role)
+        current[id_of(found.contact)] = (found.contact, found.role)
         session.add(
             ConcernContact(
-                concern_id=concern.id or 0,
+                concern_id=id_of(concern),
                 pathway=pathway,
-                contact_id=found.contact.id or 0,
+                contact_id=id_of(found.contact),
                 role=found.role.value,
                 part=part,
                 assigned_at=now,
@@ -212,9 +213,9 @@ def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy
             continue
         session.add(
             ConcernContact(
-                concern_id=concern.id or 0,
+                concern_id=id_of(concern),
                 pathway=concern.pathway,
-                contact_id=found.contact.id or 0,
+                contact_id=id_of(found.contact),
                 role=found.role.value,
                 part="alert",
                 assigned_at=now,
@@ -267,7 +268,7 @@ def escalate_to_next_pathway(
     )
     session.add(
         Escalation(
-            concern_id=concern.id or 0,
+            concern_id=id_of(concern),
             from_pathway=from_pathway,
             to_pathway=int(target),
             at=now,

@@ -20,13 +20,14 @@ from notifications.messages import (
 from notifications.render import render_email
 from routing.model import Confidentiality, Role
 from storage import repositories
-from storage.tables import Concern, Contact, Department, Learner, Organisation, OutboxMessage
+from storage.tables import Concern, Contact, Department, Learner, Organisation, OutboxMessage, id_of
 
 EVENT_LABELS = {
     "received": "received",
     "triaged": "triaged",
     "routed": "placed on pathway",
-    "contact_notified": "contact told",
+    "contacts_told": "contacts told",
+    "contact_replaced": "a contact who left was replaced",
     "high_risk_alert": "dean and quality team alerted (high risk)",
     "ack_reminder": "acknowledgement reminder sent",
     "ack_missed": "acknowledgement deadline missed",
@@ -56,7 +57,7 @@ def place_of(session: Session, concern: Concern) -> str:
 def history_of(session: Session, concern: Concern, policy: Policy) -> tuple[str, ...]:
     """A readable history for contacts who receive an escalated concern."""
     lines = []
-    for event in repositories.events_of(session, concern.id or 0):
+    for event in repositories.events_of(session, id_of(concern)):
         label = EVENT_LABELS.get(event.kind, event.kind.replace("_", " "))
         local = event.at.astimezone(policy.calendar.timezone)
         where = f" (pathway {event.pathway})" if event.pathway else ""

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from escalation.notify import place_of
 from storage import repositories
-from storage.tables import Concern
+from storage.tables import Concern, id_of
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -35,7 +35,7 @@ def concern_summary(session: Session, concern: Concern) -> dict[str, Any]:
 
 def concern_details(session: Session, concern: Concern) -> dict[str, Any]:
     """Everything `concerns show` prints, without the learner's identity."""
-    concern_id = concern.id or 0
+    concern_id = id_of(concern)
     return {
         "reference": concern.reference,
         "status": concern.status,

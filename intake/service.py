@@ -29,7 +29,7 @@ from escalation.policy import Policy
 from intake.submission import Channel, NewConcern
 from notifications.messages import MessageKind
 from routing.interventions import recommended_interventions
-from routing.model import ConcernStatus, Confidentiality, Pathway, RiskLevel
+from routing.model import ConcernStatus, Confidentiality, RiskLevel, Role
 from routing.pathways import starting_pathway
 from routing.recipients import PATHWAY2_ROLE_BY_GROUP, UNKNOWN_GROUP_PATHWAY2_ROLE
 from routing.standards import suggest_standards
@@ -37,6 +37,8 @@ from routing.triage import TriageInput, triage
 from storage import repositories
 from storage.db import transaction
 from storage.tables import Concern, Department, Learner, Organisation
+
+PATHWAY1_ROLES = frozenset({Role.SUPERVISOR, Role.CLINICAL_TUTOR, Role.SPEAK_UP_GUARDIAN})
 
 # Unambiguous characters only: a learner copies this code from a phone screen onto paper.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -153,7 +155,8 @@ def _write_concern(
         frequency=new.frequency.value,
         harm=new.harm.value,
         raised_before=new.raised_before.value,
-        about_pathway1_contact=new.about_pathway1_contact or new.cannot_raise_locally,
+        about_pathway1_contact=new.about_pathway1_contact,
+        cannot_raise_locally=new.cannot_raise_locally,
         prefers_speak_up_guardian=new.prefers_speak_up_guardian,
         likelihood=triaged.likelihood,
         impact=triaged.impact,
@@ -222,8 +225,9 @@ def _write_concern(
         detail={
             "pathway": row.pathway,
             "reasons": list(start.reasons) + start_notes,
-            "pathway1_told": start.tell_pathway1
-            and row.pathway == Pathway.CLINICAL_LEARNING_ENVIRONMENT,
+            "pathway1_told": any(
+                role in PATHWAY1_ROLES for _, role in level.primary + level.secondary
+            ),
             **told_summary(level),
         },
     )

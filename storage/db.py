@@ -64,10 +64,6 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def is_postgresql(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 def serialise(session: Session, name: str) -> None:
     """Hold a named lock until the transaction ends, so instances take turns at a one-off job.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import func, or_, update
@@ -95,13 +95,6 @@ def contacts_with_role(
     return session.exec(statement).all()
 
 
-def contact_by_email(session: Session, email: str) -> Sequence[Contact]:
-    wanted = email.strip().lower()
-    return session.exec(
-        select(Contact).where(Contact.active, func.lower(Contact.email) == wanted)
-    ).all()
-
-
 # --- concerns ---------------------------------------------------------------------------------
 
 
@@ -141,10 +134,8 @@ def count_related_open_concerns(
     return int(session.exec(statement).one())
 
 
-def concern_by_reference(session: Session, reference: str, *, lock: bool = False) -> Concern | None:
+def concern_by_reference(session: Session, reference: str) -> Concern | None:
     statement = select(Concern).where(Concern.reference == reference.strip().upper())
-    if lock:
-        statement = statement.with_for_update()
     return session.exec(statement).first()
 
 
@@ -216,15 +207,3 @@ def queue_message(session: Session, message: OutboxMessage) -> bool:
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
     return bool(cast(CursorResult[Any], result).rowcount)
-
-
-def pending_outbox_count(session: Session) -> int:
-    return int(
-        session.exec(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
-        ).one()
-    )
-
-
-def hotspot_window_start(now: datetime, days: int) -> datetime:
-    return now - timedelta(days=days)

@@ -23,6 +23,14 @@ def _json_list() -> Any:
     return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
+def id_of(row: SQLModel) -> int:
+    """A row's id, which exists once the row is flushed; a missing flush fails here, loudly."""
+    row_id = getattr(row, "id", None)
+    if row_id is None:
+        raise RuntimeError(f"{type(row).__name__} has no id yet: flush the session first")
+    return int(row_id)
+
+
 # --- the contact directory ------------------------------------------------------------------
 # Rows are never deleted by a directory load: entries missing from a new file are marked
 # inactive, so concerns keep their links to the people and places they were routed to.
@@ -187,6 +195,7 @@ class Concern(SQLModel, table=True):
     harm: str
     raised_before: str
     about_pathway1_contact: bool = False
+    cannot_raise_locally: bool = False
     prefers_speak_up_guardian: bool = False
 
     # Triage: the effective values, the automatic ones kept beside any staff override.
@@ -279,7 +288,7 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (Index("ix_outbox_pending", "status", "send_after"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    # For example "LC-2026-000123:escalate:2:contact:17": the same step never queues twice.
+    # For example "LC-2026-000123:escalated_in:p2:contact:17": the same step never queues twice.
     idempotency_key: str = Field(unique=True)
     concern_id: int | None = Field(default=None, foreign_key="concerns.id", index=True)
     channel: str  # email | slack | teams

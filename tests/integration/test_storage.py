@@ -97,3 +97,14 @@ def test_instances_starting_together_load_the_default_directory_once(engine: Eng
         assert len(session.exec(select(DirectoryLoad)).all()) == 1
         keys = [o.key for o in session.exec(select(Organisation)).all()]
     assert len(keys) == len(set(keys)) >= 2
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == []

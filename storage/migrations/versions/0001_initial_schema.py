@@ -177,6 +177,7 @@ def upgrade() -> None:
         sa.Column("harm", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("raised_before", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("about_pathway1_contact", sa.Boolean(), nullable=False),
+        sa.Column("cannot_raise_locally", sa.Boolean(), nullable=False),
         sa.Column("prefers_speak_up_guardian", sa.Boolean(), nullable=False),
         sa.Column("likelihood", sa.Integer(), nullable=False),
         sa.Column("impact", sa.Integer(), nullable=False),
