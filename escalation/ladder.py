@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session
 
 from escalation.contacts import find_contact
-from escalation.notify import facts_of, queue_to_contact, queue_to_learner
+from escalation.notify import facts_of, queue_to_contact, queue_to_contacts, queue_to_learner
 from escalation.plan import ConcernClock, next_due_at, reach_level
 from escalation.policy import Policy
 from notifications.messages import MessageKind
@@ -293,28 +293,24 @@ def escalate_to_next_pathway(
     facts = facts_of(
         session, concern, policy, why=reason, from_pathway=from_pathway, with_history=True
     )
-    for contact, role in level.primary + level.copy:
-        queue_to_contact(
-            session,
-            concern=concern,
-            facts=facts,
-            kind=MessageKind.ESCALATED_IN,
-            contact=contact,
-            role=role,
-            now=now,
-            policy=policy,
-        )
-    for contact, role in previous_primary:
-        queue_to_contact(
-            session,
-            concern=concern,
-            facts=facts,
-            kind=MessageKind.ESCALATED_OUT,
-            contact=contact,
-            role=role,
-            now=now,
-            policy=policy,
-        )
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.ESCALATED_IN,
+        contacts=level.primary + level.copy,
+        now=now,
+        policy=policy,
+    )
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.ESCALATED_OUT,
+        contacts=previous_primary,
+        now=now,
+        policy=policy,
+    )
     queue_to_learner(
         session, concern=concern, facts=facts, kind=MessageKind.LEARNER_ESCALATED, now=now
     )

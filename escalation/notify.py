@@ -6,6 +6,7 @@ recipient, so replaying a step (a retry, a second instance, a catch-up sweep) qu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlmodel import Session
@@ -140,6 +141,34 @@ def queue_to_contact(
             send_after=send_after(policy, now=now, urgent=urgent),
         ),
     )
+
+
+def queue_to_contacts(
+    session: Session,
+    *,
+    concern: Concern,
+    facts: ConcernFacts,
+    kind: MessageKind,
+    contacts: Iterable[tuple[Contact, Role]],
+    now: datetime,
+    policy: Policy,
+) -> None:
+    """Queue the same kind of message to each (contact, role), each person once."""
+    told: set[int | None] = set()
+    for contact, role in contacts:
+        if contact.id in told:
+            continue
+        told.add(contact.id)
+        queue_to_contact(
+            session,
+            concern=concern,
+            facts=facts,
+            kind=kind,
+            contact=contact,
+            role=role,
+            now=now,
+            policy=policy,
+        )
 
 
 def queue_to_learner(

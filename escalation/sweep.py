@@ -23,7 +23,7 @@ from escalation.ladder import (
     record_event,
     refresh_next_due,
 )
-from escalation.notify import facts_of, queue_to_contact, queue_to_learner
+from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.plan import Step, StepKind, due_steps
 from escalation.policy import Policy
 from notifications.messages import MessageKind
@@ -117,19 +117,17 @@ def _apply(
 def _remind(kind: MessageKind, part: str) -> Callable[[Session, Concern, Policy, datetime], None]:
     def remind(session: Session, concern: Concern, policy: Policy, now: datetime) -> None:
         facts = facts_of(session, concern, policy)
-        for contact, role in contacts_of_level(
-            session, concern, pathway=concern.pathway, part=part, now=now
-        ):
-            queue_to_contact(
-                session,
-                concern=concern,
-                facts=facts,
-                kind=kind,
-                contact=contact,
-                role=role,
-                now=now,
-                policy=policy,
-            )
+        queue_to_contacts(
+            session,
+            concern=concern,
+            facts=facts,
+            kind=kind,
+            contacts=contacts_of_level(
+                session, concern, pathway=concern.pathway, part=part, now=now
+            ),
+            now=now,
+            policy=policy,
+        )
 
     return remind
 
@@ -186,24 +184,21 @@ def _overdue_at_dean(
 ) -> None:
     concern.overdue_at_dean_at = now
     facts = facts_of(session, concern, policy, with_history=True)
-    told = set()
-    for part in ("secondary", "copy"):
-        for contact, role in contacts_of_level(
-            session, concern, pathway=concern.pathway, part=part, now=now
-        ):
-            if contact.id in told:
-                continue
-            told.add(contact.id)
-            queue_to_contact(
-                session,
-                concern=concern,
-                facts=facts,
-                kind=MessageKind.OVERDUE_AT_DEAN,
-                contact=contact,
-                role=role,
-                now=now,
-                policy=policy,
-            )
+    # The level's secondary and copy contacts: at pathway 3, the quality team.
+    quality_team = [
+        held
+        for part in ("secondary", "copy")
+        for held in contacts_of_level(session, concern, pathway=concern.pathway, part=part, now=now)
+    ]
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.OVERDUE_AT_DEAN,
+        contacts=quality_team,
+        now=now,
+        policy=policy,
+    )
     record_event(session, concern, at=now, kind="overdue_at_dean", actor="system", channel="system")
 
 

@@ -24,7 +24,7 @@ from escalation.ladder import (
     set_level_clock,
     told_summary,
 )
-from escalation.notify import facts_of, queue_to_contact, queue_to_learner
+from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
 from intake.submission import Channel, NewConcern
 from notifications.messages import MessageKind
@@ -233,17 +233,15 @@ def _write_concern(
     )
 
     facts = facts_of(session, row, policy)
-    for contact, role in level.primary + level.copy:
-        queue_to_contact(
-            session,
-            concern=row,
-            facts=facts,
-            kind=MessageKind.NEW_CONCERN,
-            contact=contact,
-            role=role,
-            now=now,
-            policy=policy,
-        )
+    queue_to_contacts(
+        session,
+        concern=row,
+        facts=facts,
+        kind=MessageKind.NEW_CONCERN,
+        contacts=level.primary + level.copy,
+        now=now,
+        policy=policy,
+    )
     queue_to_learner(session, concern=row, facts=facts, kind=MessageKind.LEARNER_ACK, now=now)
     if row.risk_level == RiskLevel.HIGH.value:
         alert_high_risk(session, row, now=now, policy=policy)
