@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from routing.model import Harm
-from routing.triage import Phrases
+from routing.triage import BULLYING_WORDS, DISCRIMINATION_WORDS, Phrases
 
 DOMAINS: Mapping[str, str] = MappingProxyType(
     {
@@ -98,41 +98,14 @@ THEMES: tuple[Theme, ...] = (
     ),
     Theme(
         name="negative behaviours",
-        phrases=Phrases(
-            (
-                "bully",
-                "bullied",
-                "bullies",
-                "harass",
-                "harassment",
-                "undermine",
-                "undermined",
-                "undermining",
-                "humiliated",
-                "humiliating",
-                "humiliation",
-                "belittled",
-                "intimidated",
-                "intimidating",
-                "shouted at",
-                "disrespect",
-                "disrespectful",
-            )
-        ),
+        phrases=Phrases((*BULLYING_WORDS, "disrespect", "disrespectful")),
         standards=("1.2",),
     ),
     Theme(
         name="discrimination",
         phrases=Phrases(
             (
-                "discrimination",
-                "discriminated",
-                "discriminatory",
-                "racist",
-                "racism",
-                "sexist",
-                "sexism",
-                "homophobic",
+                *DISCRIMINATION_WORDS,
                 "transphobic",
                 "equality",
                 "diversity",

@@ -95,6 +95,36 @@ _NEGATED = re.compile(
 )
 
 
+# Words for negative behaviours, shared with the standards tagging so the two never drift.
+BULLYING_WORDS: tuple[str, ...] = (
+    "bully",
+    "bullied",
+    "bullies",
+    "harass",
+    "harassment",
+    "undermine",
+    "undermined",
+    "undermining",
+    "humiliated",
+    "humiliating",
+    "humiliation",
+    "belittled",
+    "intimidated",
+    "intimidating",
+    "shouted at",
+)
+DISCRIMINATION_WORDS: tuple[str, ...] = (
+    "discrimination",
+    "discriminated",
+    "discriminatory",
+    "racist",
+    "racism",
+    "sexist",
+    "sexism",
+    "homophobic",
+)
+
+
 @dataclass(frozen=True)
 class Signal:
     """A theme in the learner's words that sets a floor under the impact."""
@@ -170,31 +200,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         name="negative behaviours",
         phrases=Phrases(
-            (
-                "bully",
-                "bullied",
-                "bullies",
-                "harass",
-                "harassment",
-                "undermine",
-                "undermined",
-                "undermining",
-                "discrimination",
-                "discriminated",
-                "discriminatory",
-                "racist",
-                "racism",
-                "sexist",
-                "sexism",
-                "homophobic",
-                "humiliated",
-                "humiliating",
-                "humiliation",
-                "belittled",
-                "intimidated",
-                "intimidating",
-                "shouted at",
-            ),
+            BULLYING_WORDS + DISCRIMINATION_WORDS,
             skip_negated=True,
         ),
         min_impact=3,
