@@ -129,6 +129,7 @@ def queue_to_contact(
         OutboxMessage(
             idempotency_key=f"{concern.reference}:{kind.value}:p{concern.pathway}:contact:{contact.id}",
             concern_id=concern.id,
+            reference=concern.reference,
             channel="email",
             kind=kind.value,
             recipient_role=role.value,
@@ -189,6 +190,7 @@ def queue_to_learner(
         OutboxMessage(
             idempotency_key=f"{concern.reference}:{kind.value}:p{concern.pathway}:learner",
             concern_id=concern.id,
+            reference=concern.reference,
             channel="email",
             kind=kind.value,
             recipient_role=Role.LEARNER.value,

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -109,6 +110,15 @@ class _Submission(BaseModel):
     cannot_raise_locally: StrictBool = False
     pathway1_contact: str = Field(default="supervisor", pattern="^(supervisor|speak_up_guardian)$")
     confidentiality: Confidentiality
+
+    @field_validator("frequency", "harm")
+    @classmethod
+    def _answered(cls, value: Frequency | Harm) -> Frequency | Harm:
+        # 'not answered' is what an email carries until the learner replies; a form must answer.
+        if value.value == "not_answered":
+            choices = ", ".join(v.value for v in type(value) if v.value != "not_answered")
+            raise ValueError(f"choose one of: {choices}")
+        return value
 
     @model_validator(mode="after")
     def _identity_fits_confidentiality(self) -> _Submission:
@@ -218,4 +228,4 @@ def _plain(item: Mapping[str, Any]) -> str:
         return "not a field of a concern (check the spelling)"
     if kind == "string_too_short":
         return "must not be blank"
-    return str(item["msg"])
+    return str(item["msg"]).removeprefix("Value error, ")

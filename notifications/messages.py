@@ -28,6 +28,78 @@ PATHWAY_NAMES: Mapping[int, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Question:
+    """Something an email did not tell us, asked in the acknowledgement and answered by reply.
+
+    The learner copies `label: answer` lines into a reply; `intake.replies` reads them back, so
+    the labels and the choices' words are the contract between the two.
+    """
+
+    key: str
+    label: str
+    prompt: str
+    choices: tuple[tuple[str, str], ...] = ()  # (stored value, the words the learner sees)
+
+    @property
+    def line(self) -> str:
+        hint = " / ".join(words for _, words in self.choices)
+        return f"{self.label}: " + (f"({hint})" if hint else "")
+
+
+QUESTIONS: Mapping[str, Question] = {
+    question.key: question
+    for question in (
+        Question(
+            key="frequency",
+            label="How often",
+            prompt="How often does this happen?",
+            choices=(
+                ("once", "once"),
+                ("occasionally", "occasionally"),
+                ("often", "often"),
+                ("continuing", "every shift or continuing"),
+            ),
+        ),
+        Question(
+            key="harm",
+            label="Anyone harmed",
+            prompt="Has anyone been harmed, or could they be?",
+            choices=(
+                ("patient_harmed", "a patient was harmed"),
+                ("patient_at_risk", "a patient is at risk"),
+                ("learners_affected", "learners' training or wellbeing affected"),
+                ("minor", "minor"),
+                ("not_sure", "not sure"),
+            ),
+        ),
+        Question(
+            key="organisation",
+            label="Organisation",
+            prompt="Which organisation (trust, practice or provider) is your placement with?",
+        ),
+        Question(key="department", label="Department", prompt="Which department or ward?"),
+        Question(
+            key="learner_group",
+            label="Learner group",
+            prompt="Which kind of learner are you?",
+            choices=(
+                ("foundation", "foundation doctor"),
+                ("specialty", "specialty trainee"),
+                ("undergraduate_medical", "medical student"),
+                ("undergraduate_dental", "dental student"),
+                ("undergraduate_pharmacy", "pharmacy student"),
+                ("nursing", "nursing student"),
+                ("midwifery", "midwifery student"),
+                ("ahp", "allied health student"),
+                ("healthcare_science", "healthcare science"),
+                ("support_workforce", "support workforce"),
+            ),
+        ),
+    )
+}
+
+
 class MessageKind(StrEnum):
     LEARNER_ACK = "learner_ack"
     NEW_CONCERN = "new_concern"
@@ -41,6 +113,7 @@ class MessageKind(StrEnum):
     LEARNER_ESCALATED = "learner_escalated"
     OVERDUE_AT_DEAN = "overdue_at_dean"
     LEARNER_CLOSED = "learner_closed"
+    LEARNER_FEEDBACK = "learner_feedback"
 
 
 @dataclass(frozen=True)
@@ -74,6 +147,9 @@ class ConcernFacts:
     history: tuple[str, ...] = ()
     from_pathway: int | None = None
     why: str | None = None
+    # Keys of QUESTIONS the learner has not answered yet (email concerns).
+    questions: tuple[str, ...] = ()
+    feedback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +162,7 @@ class Message:
     link: str | None = None
     signpost: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    questions: tuple[Question, ...] = ()
 
 
 def when(moment: datetime, timezone: ZoneInfo) -> str:
@@ -132,19 +209,40 @@ def _what_if_late(facts: ConcernFacts) -> str:
     return "If they do not, it moves up to the next level automatically and we will tell you."
 
 
+def _confidentiality_note(facts: ConcernFacts) -> str:
+    if facts.confidentiality is Confidentiality.NAMED:
+        return "You asked for your name to be shared with the people handling your concern."
+    if facts.confidentiality is Confidentiality.CONFIDENTIAL:
+        return (
+            "Your name and email address are seen only by the regional quality team and the "
+            "dean: the people at your placement and your school or university are not told who "
+            "raised it."
+        )
+    return "No name or contact details are kept with your concern."
+
+
 def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
+    questions = tuple(QUESTIONS[key] for key in facts.questions if key in QUESTIONS)
+    paragraphs = [
+        f"Your reference is {facts.reference}. Keep it: quote it if you contact us.",
+        f"It is on {PATHWAY_NAMES[facts.pathway]}. They have been asked to acknowledge it by "
+        f"{when(facts.ack_due_at, facts.timezone)} and to give you feedback by "
+        f"{when(facts.feedback_due_at, facts.timezone)}.",
+        _what_if_late(facts),
+        _confidentiality_note(facts),
+    ]
+    if questions:
+        paragraphs.append(
+            "Please help us route and prioritise it: reply to this email with the lines below, "
+            "each answered after its colon (leave out any you would rather not answer)."
+        )
+    paragraphs.append("You can add information at any time by replying to this email.")
     return Message(
         subject=f"[{facts.reference}] We have received your concern",
         headline="We have received your concern",
-        paragraphs=(
-            f"Your reference is {facts.reference}. Keep it: quote it if you contact us.",
-            f"It is on {PATHWAY_NAMES[facts.pathway]}. They have been asked to acknowledge it by "
-            f"{when(facts.ack_due_at, facts.timezone)} and to give you feedback by "
-            f"{when(facts.feedback_due_at, facts.timezone)}.",
-            _what_if_late(facts),
-            "You can add information at any time by replying to this email.",
-        ),
+        paragraphs=tuple(paragraphs),
         signpost=_learner_signpost(facts),
+        questions=questions,
     )
 
 
@@ -302,6 +400,21 @@ def _learner_closed(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _learner_feedback(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Feedback on your concern",
+        headline="You have feedback on your concern",
+        paragraphs=(
+            f"Feedback from {PATHWAY_NAMES[facts.pathway]}:",
+            facts.feedback or "",
+            "If you are satisfied, reply with 'I'm satisfied' as the first line. If you remain "
+            "concerned, reply with 'I remain concerned' as the first line and it will move to "
+            "the next level straight away.",
+        ),
+        signpost=_learner_signpost(facts),
+    )
+
+
 BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ACK: _learner_ack,
     MessageKind.NEW_CONCERN: _new_concern,
@@ -315,6 +428,7 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ESCALATED: _learner_escalated,
     MessageKind.OVERDUE_AT_DEAN: _overdue_at_dean,
     MessageKind.LEARNER_CLOSED: _learner_closed,
+    MessageKind.LEARNER_FEEDBACK: _learner_feedback,
 }
 
 

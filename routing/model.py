@@ -29,6 +29,8 @@ class Frequency(StrEnum):
     OCCASIONALLY = "occasionally"
     OFTEN = "often"
     CONTINUING = "continuing"
+    # An email says what happened but not how often: asked in the acknowledgement.
+    NOT_ANSWERED = "not_answered"
 
 
 class Harm(StrEnum):
@@ -39,6 +41,8 @@ class Harm(StrEnum):
     LEARNERS_AFFECTED = "learners_affected"
     MINOR = "minor"
     NOT_SURE = "not_sure"
+    # An email says what happened but not who was harmed: asked in the acknowledgement.
+    NOT_ANSWERED = "not_answered"
 
 
 class RaisedBefore(StrEnum):

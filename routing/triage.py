@@ -143,7 +143,13 @@ LIKELIHOOD_OF_FREQUENCY: Mapping[Frequency, int] = MappingProxyType(
         Frequency.OCCASIONALLY: 3,
         Frequency.OFTEN: 4,
         Frequency.CONTINUING: 5,
+        # Careful default until the learner answers: neither rare nor certain.
+        Frequency.NOT_ANSWERED: 3,
     }
+)
+
+FREQUENCY_NOTES: Mapping[Frequency, str] = MappingProxyType(
+    {Frequency.NOT_ANSWERED: "treated as possible until the learner answers"}
 )
 
 IMPACT_OF_HARM: Mapping[Harm, int] = MappingProxyType(
@@ -154,11 +160,15 @@ IMPACT_OF_HARM: Mapping[Harm, int] = MappingProxyType(
         Harm.MINOR: 2,
         # Careful default: a learner who cannot tell is not told their concern is minor.
         Harm.NOT_SURE: 3,
+        Harm.NOT_ANSWERED: 3,
     }
 )
 
 HARM_NOTES: Mapping[Harm, str] = MappingProxyType(
-    {Harm.NOT_SURE: "unsure is treated as moderate until someone reviews it"}
+    {
+        Harm.NOT_SURE: "unsure is treated as moderate until someone reviews it",
+        Harm.NOT_ANSWERED: "treated as moderate until the learner answers",
+    }
 )
 
 PATIENT_SAFETY_HARMS: frozenset[Harm] = frozenset({Harm.PATIENT_HARMED, Harm.PATIENT_AT_RISK})
@@ -313,7 +323,12 @@ def triage(answers: TriageInput) -> Triage:
     reasons: list[str] = []
 
     likelihood = LIKELIHOOD_OF_FREQUENCY[answers.frequency]
-    reasons.append(f"How often: '{answers.frequency}' -> {_likelihood_words(likelihood)}")
+    frequency_reason = (
+        f"How often: '{answers.frequency.replace('_', ' ')}' -> {_likelihood_words(likelihood)}"
+    )
+    if answers.frequency in FREQUENCY_NOTES:
+        frequency_reason += f": {FREQUENCY_NOTES[answers.frequency]}"
+    reasons.append(frequency_reason)
 
     impact = IMPACT_OF_HARM[answers.harm]
     patient_safety = answers.harm in PATIENT_SAFETY_HARMS

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime
@@ -285,12 +285,18 @@ class OutboxMessage(SQLModel, table=True):
     """A message to send, written in the same transaction as the change that causes it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "status", "send_after"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "status", "send_after"),
+        # Acknowledgements to one sender are rate-limited: counted by address and time.
+        Index("ix_outbox_recipient_created", "recipient_address", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     # For example "LC-2026-000123:escalated_in:p2:contact:17": the same step never queues twice.
     idempotency_key: str = Field(unique=True)
     concern_id: int | None = Field(default=None, foreign_key="concerns.id", index=True)
+    # The concern's reference: every message about one concern is one thread for its recipient.
+    reference: str | None = None
     channel: str  # email | slack | teams
     kind: str
     recipient_role: str
@@ -306,3 +312,42 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = None
     sent_at: datetime | None = _at()
+    # A dispatcher's claim: nobody else sends the row until the lease runs out.
+    claim_token: str | None = None
+    claimed_until: datetime | None = _at()
+
+
+# --- the mailbox ------------------------------------------------------------------------------
+
+
+class InboundMessage(SQLModel, table=True):
+    """An email exactly as received, committed before the SMTP 250; processed afterwards.
+
+    The raw bytes are never altered: attachments stay inside them, recorded but never opened.
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (Index("ix_inbound_pending", "status", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The same Message-ID from the same envelope sender (or, without one, the same bytes) is
+    # stored once however often a relay delivers it.
+    dedupe_key: str = Field(unique=True)
+    received_at: datetime = _at(nullable=False)
+    mail_from: str  # the envelope sender; "" is the null sender of bounces
+    rcpt_tos: list[str] = _json_list()
+    message_id: str | None = None
+    size: int
+    sha256: str = Field(index=True)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # received -> processed | ignored | quarantined (failed attempts retry, then quarantine)
+    status: str = "received"
+    outcome: str | None = None
+    from_address: str | None = None
+    subject: str | None = None
+    concern_id: int | None = Field(default=None, foreign_key="concerns.id", index=True)
+    attachments: list[dict[str, Any]] = _json_list()
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = _at()
+    processed_at: datetime | None = _at()

@@ -41,6 +41,12 @@ def _triage(
         (Frequency.OCCASIONALLY, 3, "How often: 'occasionally' -> likelihood 3 (possible)"),
         (Frequency.OFTEN, 4, "How often: 'often' -> likelihood 4 (likely)"),
         (Frequency.CONTINUING, 5, "How often: 'continuing' -> likelihood 5 (almost certain)"),
+        (
+            Frequency.NOT_ANSWERED,
+            3,
+            "How often: 'not answered' -> likelihood 3 (possible):"
+            " treated as possible until the learner answers",
+        ),
     ],
 )
 def test_every_frequency_sets_the_base_likelihood(
@@ -80,6 +86,13 @@ def test_every_frequency_sets_the_base_likelihood(
             False,
             "Anyone harmed: 'not sure' -> impact 3 (moderate):"
             " unsure is treated as moderate until someone reviews it",
+        ),
+        (
+            Harm.NOT_ANSWERED,
+            3,
+            False,
+            "Anyone harmed: 'not answered' -> impact 3 (moderate):"
+            " treated as moderate until the learner answers",
         ),
     ],
 )

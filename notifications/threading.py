@@ -1,0 +1,71 @@
+"""Threading tokens: what lets a reply land on its concern, and nothing else does.
+
+Every email we send carries a token in its Message-ID and in a `+token` Reply-To address. The token
+names the outbox row and is an HMAC over that row and the recipient's address, so it cannot be
+guessed, and a reply proves itself only when the token *and* the sender's address both match.
+Nothing secret is stored: the key is the service's secret key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# 20 base32 characters: 100 bits of HMAC, far beyond guessing.
+MAC_LENGTH = 20
+TOKEN = re.compile(r"lc([0-9]{1,18})x([a-z2-7]{20})", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class MailThreading:
+    secret: bytes
+    mailbox: str  # the service's address, e.g. escalating-concerns@example.nhs.uk
+
+    @property
+    def domain(self) -> str:
+        return self.mailbox.rpartition("@")[2] or "localhost"
+
+    def _mac(self, purpose: str, *parts: object) -> str:
+        message = "\0".join([purpose, *(str(part) for part in parts)]).encode("utf-8")
+        digest = hmac.new(self.secret, message, hashlib.sha256).digest()
+        return base64.b32encode(digest).decode("ascii").lower()[:MAC_LENGTH]
+
+    def token_for(self, outbox_id: int, address: str) -> str:
+        """The token of one sent message, bound to the address it was sent to."""
+        return f"lc{outbox_id}x{self._mac('reply', outbox_id, address.strip().lower())}"
+
+    def message_id(self, outbox_id: int, address: str) -> str:
+        return f"<{self.token_for(outbox_id, address)}@{self.domain}>"
+
+    def reply_to(self, outbox_id: int, address: str) -> str:
+        local, _, domain = self.mailbox.rpartition("@")
+        return f"{local}+{self.token_for(outbox_id, address)}@{domain}"
+
+    def thread_root(self, reference: str, address: str) -> str:
+        """One Message-ID per concern and recipient that every message about it refers to.
+
+        It keeps a recipient's messages about a concern in one thread; it is not a token and
+        grants nothing.
+        """
+        mac = self._mac("thread", reference, address.strip().lower())[:12]
+        return f"<{reference.lower()}.{mac}@{self.domain}>"
+
+    def verified_outbox_ids(self, *, sender: str, places: Iterable[str]) -> list[int]:
+        """Outbox ids named by tokens in these header values whose MAC matches the sender."""
+        found: list[int] = []
+        for place in places:
+            for match in TOKEN.finditer(place or ""):
+                outbox_id = int(match.group(1))
+                expected = self.token_for(outbox_id, sender)
+                if hmac.compare_digest(match.group(0).lower(), expected) and outbox_id not in found:
+                    found.append(outbox_id)
+        return found
+
+    @staticmethod
+    def has_token(places: Iterable[str]) -> bool:
+        """Whether anything in these header values looks like one of our tokens."""
+        return any(TOKEN.search(place or "") for place in places)

@@ -1,0 +1,132 @@
+"""The mailbox's table: emails stored as received (before the 250), then claimed for processing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from storage.db import transaction
+from storage.tables import InboundMessage
+
+# A message-id header longer than this is not a message id: it still dedupes by content.
+MESSAGE_ID_MAX = 998
+
+
+@dataclass(frozen=True)
+class Received:
+    """One accepted delivery: the envelope and the message's bytes, exactly as the client sent."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+    message_id: str | None = None
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.raw).hexdigest())
+
+    @property
+    def dedupe_key(self) -> str:
+        """The same Message-ID from the same sender is one message; without one, the same bytes."""
+        message_id = (self.message_id or "").strip()
+        if message_id and len(message_id) <= MESSAGE_ID_MAX:
+            basis = f"id\0{self.mail_from.strip().lower()}\0{message_id}"
+        else:
+            basis = f"raw\0{self.mail_from.strip().lower()}\0{self.sha256}"
+        return hashlib.sha256(basis.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def store_received(engine: Engine, received: Sequence[Received], *, now: datetime) -> None:
+    """Commit deliveries durably in one transaction; a repeated delivery is stored once.
+
+    Returns only after the commit: the caller may then answer 250 for every one of them.
+    """
+    if not received:
+        return
+    with transaction(engine) as session:
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        rows: list[dict[str, Any]] = [
+            {
+                "dedupe_key": item.dedupe_key,
+                "received_at": now,
+                "mail_from": item.mail_from,
+                "rcpt_tos": list(item.rcpt_tos),
+                "message_id": (item.message_id or None)
+                if item.message_id is None or len(item.message_id) <= MESSAGE_ID_MAX
+                else None,
+                "size": len(item.raw),
+                "sha256": item.sha256,
+                "raw": item.raw,
+                "status": "received",
+                "attachments": [],
+                "attempts": 0,
+            }
+            for item in received
+        ]
+        session.execute(
+            insert(InboundMessage)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        )
+
+
+def pending_ids(session: Session, *, now: datetime, limit: int) -> list[int]:
+    """Messages waiting to be processed, oldest first (a failed attempt waits for its retry)."""
+    statement = (
+        select(InboundMessage.id)
+        .where(
+            InboundMessage.status == "received",
+            or_(
+                col(InboundMessage.next_attempt_at).is_(None),
+                col(InboundMessage.next_attempt_at) <= now,
+            ),
+        )
+        .order_by(col(InboundMessage.received_at), col(InboundMessage.id))
+        .limit(limit)
+    )
+    return [int(row) for row in session.exec(statement).all() if row is not None]
+
+
+def claim_pending(session: Session, *, message_id: int) -> InboundMessage | None:
+    """Lock one message for processing, or None when another instance has it or it is done."""
+    statement = select(InboundMessage).where(
+        InboundMessage.id == message_id, InboundMessage.status == "received"
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    return session.exec(statement).first()
+
+
+def record_failed_attempt(
+    engine: Engine, *, message_id: int, error: str, now: datetime, give_up_after: int
+) -> None:
+    """Note a processing failure; retry later, and after too many hand the message to staff."""
+    with transaction(engine) as session:
+        row = session.get(InboundMessage, message_id)
+        if row is None or row.status != "received":
+            return
+        row.attempts += 1
+        row.last_error = error[:500]
+        if row.attempts >= give_up_after:
+            row.status = "quarantined"
+            row.outcome = "processing kept failing: kept for staff"
+            row.processed_at = now
+        else:
+            row.next_attempt_at = now + timedelta(seconds=30 * 2 ** (row.attempts - 1))
+
+
+def inbound_counts(session: Session) -> dict[str, int]:
+    """How many stored messages are in each status (for /metrics)."""
+    from sqlalchemy import func
+
+    statement = select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
+    return {status: int(count) for status, count in session.exec(statement).all()}
