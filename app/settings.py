@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     mailbox_address: str = "escalating-concerns@localhost"
+    smtp_max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    smtp_max_recipients: int = Field(default=20, ge=1, le=1000)
+    smtp_max_connections: int = Field(default=100, ge=1, le=10_000)
+    smtp_timeout_seconds: int = Field(default=60, ge=1, le=3600)
+    # Automatic acknowledgements to one sender address in any 24 hours (stops mail loops).
+    acks_per_sender_per_day: int = Field(default=10, ge=1, le=1000)
     smtp_relay_url: str | None = None
     outbox_dir: Path = Path("./var/outbox")
     public_url: str = "http://127.0.0.1:8000"
@@ -46,6 +52,9 @@ class Settings(BaseSettings):
     reminder_fraction: float = 0.5
     silence_close_days: int = Field(default=10, ge=1, le=250)
     hotspot_window_days: int = Field(default=90, ge=1, le=3650)
+    # The scheduler only ticks: every tick reads what is due from the database.
+    sweep_interval_seconds: int = Field(default=60, ge=1, le=86_400)
+    dispatch_interval_seconds: int = Field(default=10, ge=1, le=3600)
 
     @field_validator("timezone")
     @classmethod
