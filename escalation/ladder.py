@@ -119,6 +119,13 @@ def assign_contacts(session: Session, concern: Concern, *, now: datetime) -> Lev
     )
     notes: list[str] = []
     taken: set[int] = set()
+    # Assigning again (the learner told us their placement later) must not repeat a row.
+    recorded = {
+        (assignment.contact_id, assignment.part)
+        for assignment, _ in repositories.assignments_of(
+            session, id_of(concern), pathway=concern.pathway
+        )
+    }
 
     def take(role: Role, part: str) -> tuple[tuple[Contact, Role], ...]:
         found = find_contact(session, concern, role, avoid=frozenset(taken))
@@ -128,6 +135,8 @@ def assign_contacts(session: Session, concern: Concern, *, now: datetime) -> Lev
         if found.note:
             notes.append(found.note)
         taken.add(id_of(found.contact))
+        if (id_of(found.contact), part) in recorded:
+            return ((found.contact, found.role),)
         session.add(
             ConcernContact(
                 concern_id=id_of(concern),

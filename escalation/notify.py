@@ -68,6 +68,24 @@ def history_of(session: Session, concern: Concern, policy: Policy) -> tuple[str,
     return tuple(lines)
 
 
+def unanswered_questions(concern: Concern) -> tuple[str, ...]:
+    """What an email concern still needs from the learner (keys of notifications QUESTIONS)."""
+    if concern.channel != "email":
+        return ()
+    missing = []
+    if concern.frequency == "not_answered":
+        missing.append("frequency")
+    if concern.harm == "not_answered":
+        missing.append("harm")
+    if concern.organisation_id is None:
+        missing.append("organisation")
+    if concern.department_id is None:
+        missing.append("department")
+    if concern.learner_group is None:
+        missing.append("learner_group")
+    return tuple(missing)
+
+
 def facts_of(
     session: Session,
     concern: Concern,
@@ -76,6 +94,7 @@ def facts_of(
     why: str | None = None,
     from_pathway: int | None = None,
     with_history: bool = False,
+    feedback: str | None = None,
 ) -> ConcernFacts:
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
     return ConcernFacts(
@@ -100,6 +119,8 @@ def facts_of(
         history=history_of(session, concern, policy) if with_history else (),
         from_pathway=from_pathway,
         why=why,
+        questions=unanswered_questions(concern),
+        feedback=feedback,
     )
 
 

@@ -1,18 +1,66 @@
 """From a stored email to a concern: new concerns, learners' and contacts' replies, and loops.
 
-The mailbox only stores (before its 250); this module reads what is stored, in its own
-transactions, so a crash between the two loses nothing: the next tick picks the message up.
+The mailbox only stores (before its 250); this module reads what is stored, one message per
+transaction, and marks the message processed in the same transaction as its effect, so an email
+becomes exactly one concern or one reply even if the service dies half-way.
+
+Safety rules, in the order they apply:
+1. Automatic mail (auto-replies, bounces, bulk and list mail) is kept but never answered.
+2. A reply joins a concern only when a token we issued *and* the sender's address both match;
+   a token that does not match its sender is quarantined for staff, never attached.
+3. Anything else is a new concern, raised through the same `raise_concern` as every channel.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from escalation.actions import (
+    ActionRefused,
+    Actor,
+    LearnerAnswers,
+    add_learner_information,
+    learner_remains_concerned,
+    learner_satisfied,
+    record_contact_reply,
+    record_learner_answers,
+)
 from escalation.policy import Policy
+from intake import placement
+from intake.emails import ParsedEmail, parse_email
+from intake.redact import for_contacts
+from intake.replies import Answers, read_answers, strip_quoted
+from intake.service import raise_concern
+from intake.submission import (
+    DESCRIPTION_MAX,
+    SUMMARY_MAX,
+    Channel,
+    LearnerDetails,
+    NewConcern,
+    PlacementDetails,
+)
 from notifications.threading import MailThreading
+from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore, Role
+from storage import inbox, repositories
+from storage.db import transaction
+from storage.tables import Concern, InboundMessage, Learner, OutboxMessage, id_of
+
+log = logging.getLogger(__name__)
+
+# Processing that keeps failing (a bug, not bad input: bad input is quarantined at once) is
+# retried with backoff, then handed to staff.
+GIVE_UP_AFTER_ATTEMPTS = 5
+# What contacts read of a reply is kept on the concern; the raw message holds the rest.
+REPLY_TEXT_MAX = 10_000
+# A concern that names the learner's supervisor or tutor starts at pathway 2 (domain.md), so an
+# email that mentions them is treated that way until someone who may read it decides otherwise.
+_ABOUT_PATHWAY1_CONTACT = re.compile(r"\b(supervisor|tutor|assessor)s?\b", re.IGNORECASE)
 
 
 @dataclass
@@ -27,6 +75,14 @@ class IntakeReport:
     outcomes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    status: str  # processed | ignored | quarantined
+    text: str
+    concern_id: int | None = None
+    counter: str = "processed"  # which IntakeReport counter it adds to, besides `processed`
+
+
 def process_pending(
     *,
     engine: Engine,
@@ -37,4 +93,302 @@ def process_pending(
     limit: int = 50,
 ) -> IntakeReport:
     """Turn stored emails into concerns and replies, each message in its own transaction."""
-    return IntakeReport()
+    report = IntakeReport()
+    with transaction(engine) as session:
+        waiting = inbox.pending_ids(session, now=now, limit=limit)
+    for message_id in waiting:
+        try:
+            with transaction(engine) as session:
+                row = inbox.claim_pending(session, message_id=message_id)
+                if row is None:
+                    continue
+                outcome = _process(
+                    session,
+                    row,
+                    policy=policy,
+                    threading=threading,
+                    now=now,
+                    acks_per_sender_per_day=acks_per_sender_per_day,
+                )
+                row.status = outcome.status
+                row.outcome = outcome.text
+                row.concern_id = outcome.concern_id
+                row.processed_at = now
+        except Exception as error:  # one bad message must not stop the others
+            # The type only: messages of database errors can quote the learner's text.
+            log.exception("processing stored email %s failed", message_id, exc_info=False)
+            inbox.record_failed_attempt(
+                engine,
+                message_id=message_id,
+                error=type(error).__name__,
+                now=now,
+                give_up_after=GIVE_UP_AFTER_ATTEMPTS,
+            )
+            report.failed += 1
+            continue
+        report.processed += 1
+        report.outcomes.append(outcome.text)
+        if outcome.counter != "processed":
+            setattr(report, outcome.counter, getattr(report, outcome.counter) + 1)
+    return report
+
+
+def _process(
+    session: Session,
+    row: InboundMessage,
+    *,
+    policy: Policy,
+    threading: MailThreading,
+    now: datetime,
+    acks_per_sender_per_day: int,
+) -> _Outcome:
+    parsed = parse_email(row.raw, mail_from=row.mail_from)
+    row.from_address = parsed.from_address
+    row.subject = parsed.subject[:998] or None
+    row.attachments = [
+        {"filename": item.filename, "content_type": item.content_type, "size": item.size}
+        for item in parsed.attachments
+    ]
+    if parsed.automatic:
+        return _Outcome(
+            "ignored", f"automatic mail, not answered ({parsed.automatic})", None, "ignored"
+        )
+    if parsed.from_address is None:
+        return _Outcome(
+            "quarantined",
+            "the sender's address could not be read: kept for staff",
+            None,
+            "quarantined",
+        )
+    if parsed.from_address == threading.mailbox.lower():
+        return _Outcome("ignored", "mail from our own address, not answered", None, "ignored")
+
+    places = (*parsed.token_places, *row.rcpt_tos)
+    for outbox_id in sorted(
+        threading.verified_outbox_ids(sender=parsed.from_address, places=places), reverse=True
+    ):
+        sent = session.get(OutboxMessage, outbox_id)
+        if sent is not None and sent.concern_id is not None:
+            return _reply(session, row, parsed, sent, policy=policy, now=now)
+    if threading.has_token(places):
+        return _Outcome(
+            "quarantined",
+            "looks like a reply, but its token does not match the sender: kept for staff",
+            None,
+            "quarantined",
+        )
+    return _new_concern(
+        session, row, parsed, policy=policy, now=now, acks_per_day=acks_per_sender_per_day
+    )
+
+
+# --- a new concern ----------------------------------------------------------------------------
+
+
+def _new_concern(
+    session: Session,
+    row: InboundMessage,
+    parsed: ParsedEmail,
+    *,
+    policy: Policy,
+    now: datetime,
+    acks_per_day: int,
+) -> _Outcome:
+    address = parsed.from_address or ""
+    answers = read_answers(parsed.text)
+    known = repositories.find_learner_by_email(session, address)
+    guess = placement.guess_placement(
+        f"{parsed.subject}\n{parsed.text}", _directory_places(session)
+    )
+    notes: list[str] = [
+        "Raised by email: confidential unless the learner says otherwise (the dean and quality "
+        "team may know who raised it; contacts see the text without the sender's name)"
+    ]
+    about_contact = bool(_ABOUT_PATHWAY1_CONTACT.search(f"{parsed.subject}\n{parsed.text}"))
+    if about_contact:
+        notes.append(
+            "The email mentions a supervisor, tutor or assessor: it starts at pathway 2 so that "
+            "nobody it may be about is told"
+        )
+    sent_recently = repositories.acknowledgements_sent_to(
+        session, address=address, since=now - timedelta(days=1)
+    )
+    acknowledge_learner = sent_recently < acks_per_day
+    concern = raise_concern(
+        session=session,
+        concern=NewConcern(
+            placement=PlacementDetails(
+                organisation=answers.organisation or guess.organisation,
+                department=answers.department or guess.department,
+            ),
+            summary=_summary(parsed),
+            description=_description(parsed),
+            frequency=answers.frequency or Frequency.NOT_ANSWERED,
+            harm=answers.harm or Harm.NOT_ANSWERED,
+            raised_before=RaisedBefore.NO,
+            confidentiality=Confidentiality.CONFIDENTIAL,
+            learner=LearnerDetails(
+                name=parsed.from_name,
+                email=address,
+                group=answers.learner_group or _known_group(session, known),
+            ),
+            about_pathway1_contact=about_contact,
+            intake_notes=tuple(notes),
+        ),
+        channel=Channel.EMAIL,
+        now=now,
+        policy=policy,
+        acknowledge_learner=acknowledge_learner,
+    )
+    text = f"new concern {concern.reference}"
+    if not acknowledge_learner:
+        text += f" (not acknowledged: {acks_per_day} acknowledgements to this sender in 24 hours)"
+    return _Outcome("processed", text, id_of(concern), "new_concerns")
+
+
+def _summary(parsed: ParsedEmail) -> str:
+    subject = re.sub(r"^\s*((re|fw|fwd)\s*:\s*)+", "", parsed.subject, flags=re.IGNORECASE)
+    first_line = next((line.strip() for line in parsed.text.splitlines() if line.strip()), "")
+    summary = subject.strip() or first_line or "Concern raised by email"
+    summary = for_contacts(summary, name=parsed.from_name, address=parsed.from_address)
+    if len(summary) > SUMMARY_MAX:
+        summary = summary[: SUMMARY_MAX - 1].rstrip() + "…"
+    return summary or "Concern raised by email"
+
+
+def _description(parsed: ParsedEmail) -> str:
+    text = for_contacts(parsed.text, name=parsed.from_name, address=parsed.from_address)
+    if parsed.attachments:
+        names = ", ".join(
+            for_contacts(item.filename or "unnamed", name=parsed.from_name, address=None)
+            for item in parsed.attachments
+        )
+        text += f"\n\n[Attachments kept with the original email, not opened: {names}]"
+    text = text.strip() or "(The email had no text.)"
+    if len(text) > DESCRIPTION_MAX:
+        text = text[: DESCRIPTION_MAX - 40].rstrip() + "\n[…the rest is in the original email]"
+    return text
+
+
+def _known_group(session: Session, learner: Learner | None) -> LearnerGroup | None:
+    """The learner group this sender gave on an earlier concern, if any."""
+    if learner is None or learner.id is None:
+        return None
+    group = repositories.latest_learner_group(session, learner.id)
+    return LearnerGroup(group) if group else None
+
+
+def _directory_places(session: Session) -> list[placement.Organisation]:
+    return [
+        placement.Organisation(
+            key=organisation.key,
+            name=organisation.name,
+            sites=tuple(site.name for site in sites),
+            departments=tuple(
+                placement.Department(key=item.key, name=item.name) for item in departments
+            ),
+        )
+        for organisation, sites, departments in repositories.active_places(session)
+    ]
+
+
+# --- a reply to one of our messages -----------------------------------------------------------
+
+
+def _reply(
+    session: Session,
+    row: InboundMessage,
+    parsed: ParsedEmail,
+    sent: OutboxMessage,
+    *,
+    policy: Policy,
+    now: datetime,
+) -> _Outcome:
+    concern = repositories.lock_concern(session, sent.concern_id or 0)
+    if concern is None:
+        return _Outcome(
+            "quarantined", "a reply to a concern that no longer exists", None, "quarantined"
+        )
+    text = strip_quoted(parsed.text)
+    if sent.recipient_role == Role.LEARNER.value:
+        return _learner_reply(session, row, parsed, concern, text, policy=policy, now=now)
+    shown = text[:REPLY_TEXT_MAX]
+    acknowledged = record_contact_reply(
+        session=session,
+        concern=concern,
+        by=Actor(kind="contact", channel=Channel.EMAIL.value, contact_id=sent.recipient_contact_id),
+        text=shown,
+        inbound_id=id_of(row),
+        now=now,
+    )
+    if acknowledged:
+        return _Outcome(
+            "processed",
+            f"contact's reply acknowledged {concern.reference}",
+            id_of(concern),
+            "acknowledgements",
+        )
+    return _Outcome(
+        "processed", f"contact's reply kept on {concern.reference}", id_of(concern), "replies"
+    )
+
+
+def _learner_reply(
+    session: Session,
+    row: InboundMessage,
+    parsed: ParsedEmail,
+    concern: Concern,
+    text: str,
+    *,
+    policy: Policy,
+    now: datetime,
+) -> _Outcome:
+    learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
+    shown = for_contacts(
+        text,
+        name=(learner.name if learner else None) or parsed.from_name,
+        address=parsed.from_address,
+    )[:REPLY_TEXT_MAX]
+    channel = Channel.EMAIL.value
+    add_learner_information(
+        session=session,
+        concern=concern,
+        text=shown,
+        channel=channel,
+        inbound_id=id_of(row),
+        now=now,
+    )
+    answers = read_answers(text)
+    done = [f"learner's reply kept on {concern.reference}"]
+    changes = record_learner_answers(
+        session=session,
+        concern=concern,
+        answers=_learner_answers(answers),
+        channel=channel,
+        now=now,
+        policy=policy,
+    )
+    if changes:
+        done.append("answers taken: " + "; ".join(changes))
+    try:
+        if answers.remains_concerned:
+            moved = learner_remains_concerned(
+                session=session, concern=concern, channel=channel, now=now, policy=policy
+            )
+            done.append(f"moved to pathway {concern.pathway}" if moved else "already with the dean")
+        elif answers.satisfied:
+            learner_satisfied(session=session, concern=concern, channel=channel, now=now)
+            done.append("closed: the learner is satisfied")
+    except ActionRefused as refused:
+        done.append(f"not applied: {refused}")
+    return _Outcome("processed", "; ".join(done), id_of(concern), "replies")
+
+
+def _learner_answers(answers: Answers) -> LearnerAnswers:
+    return LearnerAnswers(
+        frequency=answers.frequency,
+        harm=answers.harm,
+        organisation=answers.organisation,
+        department=answers.department,
+        learner_group=answers.learner_group,
+    )

@@ -75,27 +75,36 @@ def submit_concern(
     # Hash outside the transaction: Argon2 is deliberately slow and must not hold the lock.
     code_hash = PasswordHasher().hash(code) if code else None
     with transaction(engine) as session:
-        row = _write_concern(
-            session, concern, channel=channel, now=now, policy=policy, code_hash=code_hash
+        row = raise_concern(
+            session=session,
+            concern=concern,
+            channel=channel,
+            now=now,
+            policy=policy,
+            code_hash=code_hash,
         )
         return Submitted(
             reference=row.reference,
             code=code,
             pathway=row.pathway,
             risk_level=row.risk_level,
-            placement_matched=row.placement_text is None,
+            placement_matched=row.organisation_id is not None and row.placement_text is None,
         )
 
 
-def _write_concern(
-    session: Session,
-    new: NewConcern,
+def raise_concern(
     *,
+    session: Session,
+    concern: NewConcern,
     channel: Channel,
     now: datetime,
     policy: Policy,
-    code_hash: str | None,
+    code_hash: str | None = None,
+    acknowledge_learner: bool = True,
 ) -> Concern:
+    """The body of `submit_concern`, in the caller's transaction (the mailbox marks its stored
+    email processed in the same one, so an email becomes exactly one concern)."""
+    new = concern
     organisation, department, placement_text = _find_placement(session, new)
     region_id = organisation.region_id if organisation else _default_region_id(session)
     # Taking the number first holds the counter's row lock: concurrent submits then count each
@@ -210,10 +219,11 @@ def _write_concern(
             "hotspot": row.hotspot,
         },
     )
+    start_notes = list(new.intake_notes)
     if placement_text:
-        start_notes = [f"Placement not found in the directory: '{placement_text}'"]
-    else:
-        start_notes = []
+        start_notes.append(f"Placement not found in the directory: '{placement_text}'")
+    elif organisation is None:
+        start_notes.append("Placement not given yet: the learner has been asked")
     level = assign_contacts(session, row, now=now)
     record_event(
         session,
@@ -242,7 +252,8 @@ def _write_concern(
         now=now,
         policy=policy,
     )
-    queue_to_learner(session, concern=row, facts=facts, kind=MessageKind.LEARNER_ACK, now=now)
+    if acknowledge_learner:
+        queue_to_learner(session, concern=row, facts=facts, kind=MessageKind.LEARNER_ACK, now=now)
     if row.risk_level == RiskLevel.HIGH.value:
         alert_high_risk(session, row, now=now, policy=policy)
     refresh_next_due(row)
@@ -253,6 +264,8 @@ def _find_placement(
     session: Session, new: NewConcern
 ) -> tuple[Organisation | None, Department | None, str | None]:
     """Match the placement in the directory; keep the learner's words for what does not match."""
+    if not new.placement.organisation:
+        return None, None, None
     organisation = repositories.find_organisation(session, new.placement.organisation)
     department = None
     if organisation is not None and organisation.id is not None and new.placement.department:

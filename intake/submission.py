@@ -45,7 +45,7 @@ class LearnerDetails:
 
 @dataclass(frozen=True)
 class PlacementDetails:
-    organisation: str
+    organisation: str | None  # None: not known yet (an email that does not name it)
     department: str | None = None
     site: str | None = None
 
@@ -65,6 +65,8 @@ class NewConcern:
     about_pathway1_contact: bool = False
     cannot_raise_locally: bool = False
     prefers_speak_up_guardian: bool = False
+    # Why the channel decided something the learner did not say (kept in the audit trail).
+    intake_notes: tuple[str, ...] = ()
 
 
 class InvalidSubmission(ValueError):

@@ -225,6 +225,7 @@ def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
     questions = tuple(QUESTIONS[key] for key in facts.questions if key in QUESTIONS)
     paragraphs = [
         f"Your reference is {facts.reference}. Keep it: quote it if you contact us.",
+        f"Placement as we understood it: {facts.place}.",
         f"It is on {PATHWAY_NAMES[facts.pathway]}. They have been asked to acknowledge it by "
         f"{when(facts.ack_due_at, facts.timezone)} and to give you feedback by "
         f"{when(facts.feedback_due_at, facts.timezone)}.",
@@ -394,7 +395,8 @@ def _learner_closed(facts: ConcernFacts, role: Role) -> Message:
         headline="Your concern has been closed",
         paragraphs=(
             f"Why: {facts.why}" if facts.why else "It has been closed.",
-            "If you remain concerned, reply to this email and it will be reopened.",
+            "If you remain concerned, reply to this email: staff will see your reply and can "
+            "reopen it.",
         ),
         signpost=_learner_signpost(facts),
     )

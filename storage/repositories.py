@@ -24,6 +24,7 @@ from storage.tables import (
     ProgrammeBody,
     ReferenceCounter,
     Region,
+    Site,
 )
 
 # --- the directory, as routing needs it -------------------------------------------------------
@@ -207,3 +208,53 @@ def queue_message(session: Session, message: OutboxMessage) -> bool:
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
     return bool(cast(CursorResult[Any], result).rowcount)
+
+
+def lock_concern(session: Session, concern_id: int) -> Concern | None:
+    """A concern locked for an action until the transaction ends (waits for other holders)."""
+    statement = select(Concern).where(Concern.id == concern_id).with_for_update()
+    return session.exec(statement).first()
+
+
+def active_places(
+    session: Session,
+) -> list[tuple[Organisation, list[Site], list[Department]]]:
+    """Every active organisation with its active sites and departments (for matching names)."""
+    organisations = session.exec(
+        select(Organisation).where(Organisation.active).order_by(col(Organisation.key))
+    ).all()
+    sites = session.exec(select(Site).where(Site.active)).all()
+    departments = session.exec(select(Department).where(Department.active)).all()
+    return [
+        (
+            organisation,
+            [site for site in sites if site.organisation_id == organisation.id],
+            [item for item in departments if item.organisation_id == organisation.id],
+        )
+        for organisation in organisations
+    ]
+
+
+def acknowledgements_sent_to(session: Session, *, address: str, since: datetime) -> int:
+    """How many acknowledgements were queued to an address since a moment (loop protection)."""
+    statement = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            # Exact forms, so the (recipient_address, created_at) index serves the count.
+            col(OutboxMessage.recipient_address).in_({address.strip(), address.strip().lower()}),
+            OutboxMessage.kind == "learner_ack",
+            col(OutboxMessage.created_at) >= since,
+        )
+    )
+    return int(session.exec(statement).one())
+
+
+def latest_learner_group(session: Session, learner_id: int) -> str | None:
+    """The learner group on a learner's most recent concern that has one."""
+    statement = (
+        select(Concern.learner_group)
+        .where(Concern.learner_id == learner_id, col(Concern.learner_group).is_not(None))
+        .order_by(col(Concern.id).desc())
+    )
+    return session.exec(statement).first()

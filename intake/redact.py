@@ -1,0 +1,61 @@
+"""Takes a learner's name and address out of what they wrote by email, before anyone reads it.
+
+An email concern is confidential by default, but people sign their emails: "Thanks, Jane Smith,
+FY1". The text that supervisors and schools read must not give the name away, so the sign-off
+is dropped and the sender's name and address are replaced wherever they appear. The raw message
+is kept untouched for the dean and quality team, who may know who raised it.
+"""
+
+from __future__ import annotations
+
+import re
+
+REMOVED = "[name removed]"
+
+# A line that starts a sign-off: everything from it to the end is the signature.
+_SIGN_OFF = re.compile(
+    r"^\s*(--\s*|(kind(est)?|best|warm(est)?)?\s*(regards|wishes)\b.*|many thanks\b.*|"
+    r"thanks\b.*|thank you\b.*|cheers\b.*|yours( sincerely| faithfully| truly)?\b.*|"
+    r"sent from my\b.*|get outlook for\b.*)$",
+    re.IGNORECASE,
+)
+# A sign-off is only taken as one near the end: "Thanks to the ward sister..." early in a long
+# email is part of the story.
+SIGNATURE_MAX_LINES = 8
+
+
+def drop_signature(text: str) -> str:
+    """The text without its trailing sign-off and signature block."""
+    lines = text.rstrip().split("\n")
+    for index in range(max(0, len(lines) - SIGNATURE_MAX_LINES), len(lines)):
+        if index > 0 and _SIGN_OFF.match(lines[index]):
+            return "\n".join(lines[:index]).rstrip()
+    return text.rstrip()
+
+
+def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
+    """Replace the sender's address, full name and each part of their name with a marker."""
+    targets: list[str] = []
+    if address:
+        targets.append(address)
+        local = address.partition("@")[0]
+        targets += [local] if len(local) >= 3 else []
+        # jane.smith@ -> jane, smith
+        targets += [part for part in re.split(r"[._\-+]", local) if len(part) >= 3]
+    if name:
+        cleaned = re.sub(r"[\"'()<>,]", " ", name)
+        targets.append(" ".join(cleaned.split()))
+        targets += [part for part in cleaned.split() if len(part) >= 3 and not _title(part)]
+    for target in sorted({t for t in targets if t}, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(target)}(?!\w)", REMOVED, text, flags=re.IGNORECASE)
+    return text
+
+
+def _title(word: str) -> bool:
+    """Titles and grades in a display name ('Dr', 'FY1') are not the person's name."""
+    return word.strip(".").lower() in {"dr", "mr", "mrs", "ms", "miss", "mx", "prof", "fy1", "fy2"}
+
+
+def for_contacts(text: str, *, name: str | None, address: str | None) -> str:
+    """What contacts may read of an email: no signature, no name, no address."""
+    return redact_identity(drop_signature(text), name=name, address=address)

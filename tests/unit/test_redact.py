@@ -1,0 +1,51 @@
+"""Email text that contacts read carries no sign-off, name or address of the learner."""
+
+from __future__ import annotations
+
+from intake.redact import REMOVED, drop_signature, for_contacts, redact_identity
+
+
+def test_the_sign_off_and_everything_after_it_is_dropped() -> None:
+    text = (
+        "I was left alone on nights in the Emergency Department.\n"
+        "Nobody answered the bleep.\n\nKind regards,\nJane Smith\nFY1, Vale General"
+    )
+    assert drop_signature(text) == (
+        "I was left alone on nights in the Emergency Department.\nNobody answered the bleep."
+    )
+
+
+def test_a_thanks_early_in_a_long_story_is_part_of_the_story() -> None:
+    story = "Thanks to the ward sister I was safe.\n" + "\n".join(f"line {n}" for n in range(20))
+    assert drop_signature(story) == story
+
+
+def test_phone_footers_are_dropped() -> None:
+    assert drop_signature("No teaching for weeks.\n\nSent from my iPhone") == (
+        "No teaching for weeks."
+    )
+
+
+def test_the_name_and_address_are_replaced_wherever_they_appear() -> None:
+    text = (
+        "This is Jane (jane.smith@example.nhs.uk). SMITH is my surname; Dr Jane Smith. "
+        "Dr Patel said no."
+    )
+    result = redact_identity(text, name="Dr Jane Smith", address="jane.smith@example.nhs.uk")
+    assert "jane" not in result.lower()
+    assert "smith" not in result.lower()
+    assert result.count(REMOVED) >= 4
+    assert "Dr Patel said no." in result  # titles are not names
+
+
+def test_parts_of_other_words_are_kept() -> None:
+    # "Ann" must not be cut out of "annual" or "planning".
+    result = redact_identity("annual leave planning", name="Ann Lee", address=None)
+    assert result == "annual leave planning"
+
+
+def test_for_contacts_does_both() -> None:
+    text = "I am Sam Jones, a nurse.\nNo mentor for 3 weeks.\n\nThanks\nSam"
+    result = for_contacts(text, name="Sam Jones", address="sam.jones@uni.example.ac.uk")
+    assert "Sam" not in result and "Jones" not in result
+    assert "No mentor for 3 weeks." in result
