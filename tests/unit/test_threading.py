@@ -1,0 +1,45 @@
+"""Threading tokens: unguessable, bound to the recipient, and the only thing that joins a reply."""
+
+from __future__ import annotations
+
+from notifications.threading import MailThreading
+
+THREADING = MailThreading(secret=b"k" * 32, mailbox="escalating-concerns@example.nhs.uk")
+LEARNER = "jane@example.ac.uk"
+
+
+def test_a_reply_with_our_message_id_from_its_recipient_is_verified() -> None:
+    our_id = THREADING.message_id(41, LEARNER)
+    assert THREADING.verified_outbox_ids(sender=LEARNER, places=[f"x {our_id} y"]) == [41]
+    # Addresses compare without case.
+    assert THREADING.verified_outbox_ids(sender="JANE@Example.ac.uk", places=[our_id]) == [41]
+
+
+def test_the_plus_address_carries_the_same_token() -> None:
+    reply_to = THREADING.reply_to(7, LEARNER)
+    assert reply_to.startswith("escalating-concerns+lc7x")
+    assert reply_to.endswith("@example.nhs.uk")
+    assert THREADING.verified_outbox_ids(sender=LEARNER, places=[reply_to]) == [7]
+
+
+def test_the_same_token_from_anyone_else_is_refused() -> None:
+    our_id = THREADING.message_id(41, LEARNER)
+    assert THREADING.verified_outbox_ids(sender="mallory@evil.example", places=[our_id]) == []
+    assert THREADING.has_token([our_id])
+
+
+def test_a_token_made_with_another_key_or_for_another_row_is_refused() -> None:
+    other = MailThreading(secret=b"other", mailbox=THREADING.mailbox)
+    forged = other.message_id(41, LEARNER)
+    assert THREADING.verified_outbox_ids(sender=LEARNER, places=[forged]) == []
+    token = THREADING.token_for(41, LEARNER)
+    moved = token.replace("lc41x", "lc42x")
+    assert THREADING.verified_outbox_ids(sender=LEARNER, places=[moved]) == []
+
+
+def test_the_thread_root_is_stable_per_concern_and_recipient_and_is_not_a_token() -> None:
+    root = THREADING.thread_root("LC-2026-000001", LEARNER)
+    assert root == THREADING.thread_root("LC-2026-000001", LEARNER.upper())
+    assert root != THREADING.thread_root("LC-2026-000002", LEARNER)
+    assert not THREADING.has_token([root])
+    assert THREADING.verified_outbox_ids(sender=LEARNER, places=[root]) == []
