@@ -1,0 +1,116 @@
+"""Builds the email we send for one outbox row: safe headers, threading, text and HTML parts.
+
+Everything here comes from stored text, so nothing is trusted: a subject with a line break is
+flattened and an address that is not one plain `local@domain` is refused, so no stored value can
+ever add a header (a Bcc, say) to what we send.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Protocol
+
+from notifications.threading import MailThreading
+
+FROM_NAME = "Learner concerns service"
+
+# Line endings are CRLF on the wire; each part is 7-bit clean (quoted-printable or base64 when
+# needed), so a relay without 8BITMIME carries it unchanged.
+SMTP_POLICY = policy.SMTP.clone(cte_type="7bit")
+
+# A conservative addr-spec: dot-atom local part and a host name. Quoted local parts, IP literals
+# and comments are legal but never appear in a directory or on our form; refusing them keeps
+# the rule short enough to trust.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL_PART = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+ADDRESS_MAX = 254
+# A reference goes into a Message-ID: anything but our own shape (LC-2026-000123) stays out.
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class OutgoingEmail(Protocol):
+    """What compose needs of one queued email (a storage row's fields, without storage)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def reference(self) -> str | None: ...
+    @property
+    def recipient_address(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def body_text(self) -> str: ...
+    @property
+    def body_html(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+
+
+class UnusableAddress(ValueError):
+    """An address we will not put in a header: sending can never succeed for this row."""
+
+
+def compose(
+    message: OutgoingEmail, *, threading: MailThreading, from_address: str, now: datetime
+) -> EmailMessage:
+    """The email for one outbox row; raises UnusableAddress when its recipient is not usable."""
+    try:
+        sender = plain_address(from_address)
+    except UnusableAddress as error:
+        # The service's own address is configuration, not this row's fault: never fail the row.
+        raise ValueError(f"the from address is not usable: {error}") from None
+    recipient = plain_address(message.recipient_address)
+    email = EmailMessage(policy=SMTP_POLICY)
+    email["From"] = Address(display_name=FROM_NAME, username=sender[0], domain=sender[1])
+    email["To"] = Address(username=recipient[0], domain=recipient[1])
+    # Tokens are bound to the address as stored, which is what a reply's sender is checked against.
+    email["Reply-To"] = threading.reply_to(message.id, message.recipient_address.strip())
+    # Stable per row: a resend after a crash carries the same Message-ID, so clients drop it.
+    email["Message-ID"] = threading.message_id(message.id, message.recipient_address.strip())
+    if message.reference and _REFERENCE.fullmatch(message.reference):
+        root = threading.thread_root(message.reference, message.recipient_address.strip())
+        email["In-Reply-To"] = root
+        email["References"] = root
+    email["Subject"] = one_line(message.subject)
+    email["Date"] = format_datetime(now)
+    # Marks our mail as automatic so that auto-responders (ours included) never answer it. No
+    # "Precedence: bulk": some systems drop or file bulk mail, and learners must receive this.
+    email["Auto-Submitted"] = "auto-generated"
+    email["X-Auto-Response-Suppress"] = "All"
+    email.set_content(message.body_text)
+    if message.body_html:
+        email.add_alternative(message.body_html, subtype="html")
+    return email
+
+
+def plain_address(address: str) -> tuple[str, str]:
+    """(local part, ASCII domain) of one bare address; raises UnusableAddress for anything else."""
+    candidate = address.strip()
+    local, at, domain = candidate.rpartition("@")
+    if not at or len(candidate) > ADDRESS_MAX:
+        raise UnusableAddress("address is not a single local@domain address")
+    try:
+        # An internationalised domain travels as its ASCII (punycode) form.
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UnusableAddress("address has an invalid domain") from None
+    if not _LOCAL_PART.fullmatch(local) or not _DOMAIN.fullmatch(domain):
+        raise UnusableAddress("address is not a single local@domain address")
+    return local, domain
+
+
+def one_line(text: str) -> str:
+    """Text fit for a header: control characters and line breaks become single spaces."""
+    cleaned = "".join(
+        " " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text
+    )
+    return " ".join(cleaned.split())

@@ -1,0 +1,192 @@
+"""The email dispatcher: sends what the outbox holds, retries with backoff, never drops a message.
+
+Each run claims a batch of due rows under a lease, sends them one by one and records each
+outcome against its own claim. A temporary failure (relay down, 4xx) is retried for as long as it
+takes; a permanent one (5xx) is retried a few times, in case the relay was wrong, and then the
+row is kept as 'failed' with its reason for staff to see.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from notifications.email import OutgoingEmail, UnusableAddress, compose, plain_address
+from notifications.senders import PermanentFailure, Sender, TemporaryFailure
+from notifications.threading import MailThreading
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=1)
+# Attempts in total, the first included, before a message the relay refuses is given up.
+PERMANENT_FAILURE_ATTEMPTS = 5
+# One send may take a connection, TLS and a few commands, each allowed the relay's timeout.
+LEASE_PER_MESSAGE = timedelta(seconds=30)
+LEASE_MARGIN = timedelta(seconds=60)
+
+
+class ClaimedOutgoingEmail(OutgoingEmail, Protocol):
+    """An outgoing email as claimed from the store: its claim and how often it was tried."""
+
+    @property
+    def claim_token(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+
+
+class OutboxStore(Protocol):
+    def claim_due(
+        self, *, now: datetime, limit: int, lease: timedelta, channel: str = "email"
+    ) -> Sequence[ClaimedOutgoingEmail]:
+        """Claim due pending messages of a channel until now + lease."""
+        ...
+
+    def mark_sent(self, *, message_id: int, claim_token: str, now: datetime) -> bool:
+        """Record a delivery; False when the claim was lost."""
+        ...
+
+    def mark_retry(
+        self, *, message_id: int, claim_token: str, error: str, retry_at: datetime
+    ) -> None:
+        """Record a failed attempt and release the row until retry_at."""
+        ...
+
+    def mark_failed(self, *, message_id: int, claim_token: str, error: str) -> None:
+        """Give the message up, keeping it with its reason."""
+        ...
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long to wait after `attempts` failed attempts: 30 s, doubling, at most an hour."""
+    # The exponent is capped so a row tried thousands of times cannot overflow the arithmetic.
+    delay = FIRST_RETRY * 2 ** min(max(attempts - 1, 0), 20)
+    return min(delay, LONGEST_RETRY)
+
+
+def lease_for(limit: int) -> timedelta:
+    """A claim long enough for a whole batch to be sent before anyone else may take it."""
+    return LEASE_PER_MESSAGE * limit + LEASE_MARGIN
+
+
+def dispatch_due(
+    *,
+    store: OutboxStore,
+    sender: Sender,
+    threading: MailThreading,
+    from_address: str,
+    now: datetime,
+    limit: int = 20,
+) -> DispatchReport:
+    """Send up to `limit` due emails once each, recording every outcome against its own claim."""
+    # Both addresses are the operator's to fix: refuse before claiming, so no row is touched
+    # (and none is failed for a setting that is wrong for every row alike).
+    for setting, address in (("from", from_address), ("mailbox", threading.mailbox)):
+        try:
+            plain_address(address)
+        except UnusableAddress as error:
+            raise ValueError(f"the {setting} address is not usable: {error}") from None
+    report = DispatchReport()
+    for message in store.claim_due(now=now, limit=limit, lease=lease_for(limit)):
+        _dispatch_one(
+            message,
+            store=store,
+            sender=sender,
+            threading=threading,
+            from_address=from_address,
+            now=now,
+            report=report,
+        )
+    return report
+
+
+def _dispatch_one(
+    message: ClaimedOutgoingEmail,
+    *,
+    store: OutboxStore,
+    sender: Sender,
+    threading: MailThreading,
+    from_address: str,
+    now: datetime,
+    report: DispatchReport,
+) -> None:
+    attempts = message.attempts + 1
+    try:
+        email = compose(message, threading=threading, from_address=from_address, now=now)
+    except UnusableAddress as error:
+        # Composing is deterministic: the stored address will be as unusable next time.
+        _give_up(message, store=store, report=report, error=f"not sent: recipient {error}")
+        return
+    except Exception as error:
+        # Also deterministic; failing this row keeps it from blocking the rows behind it. Only
+        # the error's type is kept: its text could quote the message.
+        log.exception("outbox %s: cannot compose", message.id)
+        _give_up(
+            message,
+            store=store,
+            report=report,
+            error=f"not sent: cannot compose ({type(error).__name__})",
+        )
+        return
+    try:
+        sender.send(email, key=str(message.id))
+    except TemporaryFailure as error:
+        _retry(message, store=store, report=report, error=str(error), attempts=attempts, now=now)
+    except PermanentFailure as error:
+        reason = f"refused: {error}"
+        if attempts >= PERMANENT_FAILURE_ATTEMPTS:
+            _give_up(message, store=store, report=report, error=reason)
+        else:
+            _retry(message, store=store, report=report, error=reason, attempts=attempts, now=now)
+    except Exception as error:
+        # A bug in a sender must not stop the batch or lose the row; it waits and is retried.
+        log.exception("outbox %s: unexpected error while sending", message.id)
+        reason = f"unexpected {type(error).__name__} while sending"
+        _retry(message, store=store, report=report, error=reason, attempts=attempts, now=now)
+    else:
+        if store.mark_sent(message_id=message.id, claim_token=message.claim_token, now=now):
+            report.sent += 1
+        else:
+            # The lease ran out mid-batch and another dispatcher holds the row now.
+            report.errors.append(f"outbox {message.id}: sent, but the claim had expired")
+            log.warning("outbox %s: sent after its claim expired", message.id)
+
+
+def _retry(
+    message: ClaimedOutgoingEmail,
+    *,
+    store: OutboxStore,
+    report: DispatchReport,
+    error: str,
+    attempts: int,
+    now: datetime,
+) -> None:
+    retry_at = now + retry_delay(attempts)
+    store.mark_retry(
+        message_id=message.id, claim_token=message.claim_token, error=error, retry_at=retry_at
+    )
+    report.retried += 1
+    report.errors.append(
+        f"outbox {message.id}: attempt {attempts} failed, retry at {retry_at.isoformat()}: {error}"
+    )
+    log.warning("outbox %s: attempt %s failed: %s", message.id, attempts, error)
+
+
+def _give_up(
+    message: ClaimedOutgoingEmail, *, store: OutboxStore, report: DispatchReport, error: str
+) -> None:
+    store.mark_failed(message_id=message.id, claim_token=message.claim_token, error=error)
+    report.failed += 1
+    report.errors.append(f"outbox {message.id}: failed: {error}")
+    log.error("outbox %s: given up: %s", message.id, error)
