@@ -1,0 +1,175 @@
+"""Prometheus metrics for /metrics: counters the service feeds, and gauges read at scrape time.
+
+Each `Metrics` owns its registry (never the global one), so tests can build as many apps as they
+like. The mailbox keeps its own plain counters (it is on the hot path); they are read when
+Prometheus scrapes, as are the outbox and inbox row counts from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+from escalation.sweep import SweepReport
+from intake.mail_intake import IntakeReport
+from intake.mailbox import REJECTION_REASONS, MailboxCounters
+from notifications.outbox import DispatchReport
+from storage.db import transaction
+from storage.inbox import inbound_counts
+from storage.outbox import SqlOutboxStore
+
+log = logging.getLogger(__name__)
+
+PREFIX = "concerns"
+
+
+class Metrics:
+    """The service's counters and gauges, and the registry /metrics renders."""
+
+    def __init__(self, *, engine: Engine | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self._mailbox = _MailboxCollector()
+        self.registry.register(self._mailbox)
+        if engine is not None:
+            self.registry.register(_DatabaseCollector(engine))
+
+        def counter(name: str, help: str, labels: Iterable[str] = ()) -> Counter:
+            return Counter(f"{PREFIX}_{name}", help, labelnames=labels, registry=self.registry)
+
+        self.emails_processed = counter("emails_processed", "Stored emails processed by intake")
+        self.concerns_raised = counter("raised", "Concerns raised, by channel", ["channel"])
+        self.replies_attached = counter(
+            "email_replies_attached", "Emails attached to a concern as a reply"
+        )
+        self.acknowledgements = counter(
+            "email_acknowledgements", "Contacts' replies recorded as their acknowledgement"
+        )
+        self.emails_ignored = counter(
+            "emails_ignored", "Automatic mail (auto-replies, bounces, bulk) stored, not answered"
+        )
+        self.emails_quarantined = counter("emails_quarantined", "Emails kept aside for staff")
+        self.intake_failures = counter(
+            "email_processing_failures", "Attempts to process a stored email that failed"
+        )
+        self.outbox_sent = counter("outbox_sent", "Outbox messages sent")
+        self.outbox_retried = counter("outbox_retried", "Outbox sends that will be retried")
+        self.outbox_failed = counter("outbox_failed", "Outbox messages given up on")
+        self.sweep_runs = counter("sweep_runs", "Escalation sweeps run")
+        self.sweep_steps = counter("sweep_steps_applied", "Escalation steps applied", ["kind"])
+        self.sweep_failures = counter("sweep_failures", "Concerns whose due steps failed")
+        self.tick_errors = counter(
+            "tick_errors", "Scheduler ticks that ended with an error", ["job"]
+        )
+        # Known label values appear at 0 before anything happens, so dashboards see them.
+        self.concerns_raised.labels(channel="email")
+
+    def watch_mailbox(self, counters: MailboxCounters) -> None:
+        """Report this mailbox's counters (read at every scrape)."""
+        self._mailbox.counters = counters
+
+    def record_intake(self, report: IntakeReport) -> None:
+        """Count one pass of email intake."""
+        self.emails_processed.inc(report.processed)
+        self.concerns_raised.labels(channel="email").inc(report.new_concerns)
+        self.replies_attached.inc(report.replies)
+        self.acknowledgements.inc(report.acknowledgements)
+        self.emails_ignored.inc(report.ignored)
+        self.emails_quarantined.inc(report.quarantined)
+        self.intake_failures.inc(report.failed)
+
+    def record_concern_raised(self, *, channel: str) -> None:
+        """Count a concern raised outside email (web form, Slack, Teams)."""
+        self.concerns_raised.labels(channel=channel).inc()
+
+    def record_dispatch(self, report: DispatchReport) -> None:
+        """Count one pass of the outbox dispatcher."""
+        self.outbox_sent.inc(report.sent)
+        self.outbox_retried.inc(report.retried)
+        self.outbox_failed.inc(report.failed)
+
+    def record_sweep(self, report: SweepReport) -> None:
+        """Count one escalation sweep."""
+        self.sweep_runs.inc()
+        for step in report.applied:
+            self.sweep_steps.labels(kind=step.kind).inc()
+        self.sweep_failures.inc(len(report.failed))
+
+    def record_tick_error(self, *, job: str) -> None:
+        """Count a tick that raised (it is logged and the service carries on)."""
+        self.tick_errors.labels(job=job).inc()
+
+
+class _MailboxCollector(Collector):
+    """The SMTP mailbox's own counters, as Prometheus counters."""
+
+    def __init__(self) -> None:
+        self.counters: MailboxCounters | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(MailboxCounters())
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.counters or MailboxCounters())
+
+    @staticmethod
+    def _families(counters: MailboxCounters) -> list[Metric]:
+        accepted = CounterMetricFamily(
+            f"{PREFIX}_smtp_accepted", "SMTP deliveries committed and answered 250"
+        )
+        accepted.add_metric([], counters.accepted)
+        failed = CounterMetricFamily(
+            f"{PREFIX}_smtp_temporary_failures",
+            "SMTP deliveries answered 451 (not stored; the sender retries)",
+        )
+        failed.add_metric([], counters.failed_451)
+        rejected = CounterMetricFamily(
+            f"{PREFIX}_smtp_rejected", "SMTP commands or connections refused", labels=["reason"]
+        )
+        for reason in REJECTION_REASONS:
+            rejected.add_metric([reason], counters.rejected.get(reason, 0))
+        return [accepted, failed, rejected]
+
+
+class _DatabaseCollector(Collector):
+    """Row counts read from the database when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def describe(self) -> Iterable[Metric]:
+        # Without this, registering would run a scrape (and touch the database) at once.
+        return [
+            GaugeMetricFamily(f"{PREFIX}_outbox_messages", "Outbox rows by status"),
+            GaugeMetricFamily(f"{PREFIX}_inbound_messages", "Stored emails by status"),
+            GaugeMetricFamily(f"{PREFIX}_database_up", "1 if the database answered the scrape"),
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(f"{PREFIX}_database_up", "1 if the database answered the scrape")
+        try:
+            outbox = SqlOutboxStore(self._engine).counts()
+            with transaction(self._engine) as session:
+                inbound = inbound_counts(session)
+        except Exception as error:
+            log.warning("metrics: the database did not answer (%s)", type(error).__name__)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        outbox_family = GaugeMetricFamily(
+            f"{PREFIX}_outbox_messages", "Outbox rows by status", labels=["status"]
+        )
+        for status, count in sorted(outbox.items()):
+            outbox_family.add_metric([status], count)
+        inbound_family = GaugeMetricFamily(
+            f"{PREFIX}_inbound_messages", "Stored emails by status", labels=["status"]
+        )
+        for status in ("received", "processed", "ignored", "quarantined"):
+            inbound.setdefault(status, 0)
+        for status, count in sorted(inbound.items()):
+            inbound_family.add_metric([status], count)
+        return [outbox_family, inbound_family, up]

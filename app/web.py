@@ -1,0 +1,52 @@
+"""The HTTP app: health and metrics for operators; every channel's routers are mounted here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from app.bootstrap import Product
+from app.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# A health check that waits longer than a load balancer's own timeout tells it nothing.
+HEALTH_TIMEOUT_SECONDS = 5.0
+
+
+def create_app(product: Product, *, metrics: Metrics) -> FastAPI:
+    """The FastAPI app on this product (tests pass their own database and metrics)."""
+    app = FastAPI(title="Learner concerns", version="0.1.0")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(_select_one, product.engine), HEALTH_TIMEOUT_SECONDS
+            )
+        except Exception as error:
+            # The type only: a driver's message can name hosts, users or paths.
+            log.warning("healthz: the database did not answer (%s)", type(error).__name__)
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    # A plain `def`: FastAPI runs it in a worker thread, since a scrape reads the database.
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # The channels' routers are mounted here as they arrive, each a thin adapter over the
+    # services: learner pages (intake.web), Slack (/slack/events), Teams (/api/messages),
+    # the staff API (/api/v1) and staff pages (/staff), e.g. app.include_router(router).
+    return app
+
+
+def _select_one(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
