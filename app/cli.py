@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--json", action="store_true")
 
     command("demo", _demo, "a guided run on a scratch database: triage, reminders, escalation")
+    command("serve", _serve, "run the service: HTTP, the SMTP mailbox and the scheduler")
     return parser
 
 
@@ -310,6 +311,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
     return run_demo(settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: the other commands need neither uvicorn nor the scheduler.
+    from app.serve import CannotServe, serve
+
+    try:
+        return serve(settings)
+    except CannotServe as error:
+        print(f"concerns: {error}", file=sys.stderr)
+        return error.status
 
 
 if __name__ == "__main__":

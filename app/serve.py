@@ -1,0 +1,387 @@
+"""`concerns serve`: the HTTP app, the SMTP mailbox and the scheduler's ticks on one event loop.
+
+The scheduler (APScheduler 3.x, in-memory) is only a timer: every tick reads what is due from the
+database, so a restart, or a second instance on the same PostgreSQL, simply catches up. Each tick
+runs its work in a thread, never overlaps itself, and never takes the service down with it.
+
+SIGTERM or SIGINT: stop accepting mail, let uvicorn finish its requests, let deliveries being
+committed and ticks in progress finish (bounded), then exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import make_url
+
+from app import bootstrap
+from app.metrics import Metrics
+from app.settings import Settings
+from app.web import create_app
+from escalation.sweep import sweep
+from intake.mail_intake import process_pending
+from intake.mailbox import Mailbox, MailboxLimits
+from notifications.outbox import dispatch_due
+from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
+from notifications.threading import MailThreading
+from storage.inbox import store_received
+from storage.outbox import SqlOutboxStore
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 30.0
+# Stored mail is processed at once when it arrives (the mailbox wakes the tick); the timer only
+# catches retries and mail stored by another instance.
+INTAKE_INTERVAL_SECONDS = 5
+INTAKE_BATCH = 50
+DISPATCH_BATCH = 20
+# A tick that keeps finding full batches yields to the others after this many passes.
+MAX_PASSES_PER_RUN = 20
+DEV_SECRET = "dev-only-change-me"
+
+
+class CannotServe(Exception):
+    """The service cannot start; the message says why and what to change."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PassResult:
+    more_waiting: bool = False  # a full batch: run again straight away
+    queued_mail: bool = False  # the outbox may have new rows: wake the dispatcher
+
+
+class Tick:
+    """One recurring job: runs its work in a thread, never overlapping itself, never raising."""
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[datetime], PassResult],
+        *,
+        metrics: Metrics,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._work = work
+        self._metrics = metrics
+        self._then = then
+        self._running = False
+        self._again = False
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def run(self) -> None:
+        """One run (from the scheduler or a wake-up); if already running, run again after."""
+        if self._running or self._stopping:
+            self._again = True
+            return
+        self._running = True
+        self._idle.clear()
+        try:
+            for _ in range(MAX_PASSES_PER_RUN):
+                self._again = False
+                result = await self._one_pass()
+                if result.queued_mail and self._then is not None:
+                    self._then()
+                if self._stopping or not (result.more_waiting or self._again):
+                    break
+        finally:
+            self._running = False
+            self._idle.set()
+
+    def wake(self) -> None:
+        """Run as soon as possible (call on the loop)."""
+        if self._stopping:
+            return
+        if self._running:
+            self._again = True
+            return
+        task = asyncio.get_running_loop().create_task(self.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def stop(self) -> None:
+        """Start no new pass."""
+        self._stopping = True
+
+    async def wait_idle(self) -> None:
+        """Wait until the pass in progress, if any, has finished."""
+        await self._idle.wait()
+
+    async def _one_pass(self) -> PassResult:
+        try:
+            return await asyncio.to_thread(self._work, datetime.now(UTC))
+        except Exception as error:
+            # The type only: errors from the database or a relay can quote learners' words.
+            log.error(
+                "%s: the tick failed (%s); it runs again next time", self.name, type(error).__name__
+            )
+            self._metrics.record_tick_error(job=self.name)
+            return PassResult()
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service stops all its parts together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(settings: Settings) -> int:
+    """Run the service until SIGTERM or SIGINT; 0 after a clean stop."""
+    _configure_logging()
+    product = bootstrap.build(settings)
+    try:
+        sender = sender_from_settings(settings.smtp_relay_url, settings.outbox_dir)
+    except ValueError as error:
+        raise CannotServe(str(error), status=2) from None
+    bootstrap.prepare_database(product)
+    try:
+        return asyncio.run(_serve(product, sender=sender))
+    finally:
+        product.engine.dispose()
+
+
+async def _serve(product: bootstrap.Product, *, sender: Sender) -> int:
+    settings = product.settings
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+    metrics = Metrics(engine=product.engine)
+    sweep_tick, dispatch_tick, intake_tick = ticks = _ticks(product, sender=sender, metrics=metrics)
+    mailbox = Mailbox(
+        address=settings.mailbox_address,
+        store=partial(store_received, product.engine),
+        limits=MailboxLimits(
+            max_message_bytes=settings.smtp_max_message_bytes,
+            max_recipients=settings.smtp_max_recipients,
+            max_connections=settings.smtp_max_connections,
+            timeout_seconds=settings.smtp_timeout_seconds,
+        ),
+        on_stored=intake_tick.wake,  # mail is turned into concerns as soon as it is stored
+    )
+    metrics.watch_mailbox(mailbox.counters)
+
+    http_socket = _listen(settings.http_host, settings.http_port, setting="CONCERNS_HTTP_PORT")
+    try:
+        await mailbox.start(settings.smtp_host, settings.smtp_port)
+    except OSError as error:
+        http_socket.close()
+        raise _cannot_listen(
+            "SMTP", settings.smtp_host, settings.smtp_port, "CONCERNS_SMTP_PORT", error
+        ) from None
+    http = _Uvicorn(
+        uvicorn.Config(
+            create_app(product, metrics=metrics),
+            lifespan="on",
+            log_level="info",
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
+        )
+    )
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
+    scheduler = _scheduler(
+        {
+            sweep_tick: settings.sweep_interval_seconds,
+            dispatch_tick: settings.dispatch_interval_seconds,
+            intake_tick: INTAKE_INTERVAL_SECONDS,
+        }
+    )
+
+    while not http.started and not http_task.done():
+        await asyncio.sleep(0.02)
+    if http.started:
+        _print_banner(
+            settings, mailbox=mailbox, http_port=http_socket.getsockname()[1], sender=sender
+        )
+        await asyncio.wait(
+            [asyncio.ensure_future(stopping.wait()), http_task], return_when=asyncio.FIRST_COMPLETED
+        )
+    status = 0
+    if http_task.done():
+        log.error("the HTTP server stopped by itself; stopping the service")
+        status = 1
+    log.info("stopping: no new mail or requests; finishing what is in progress")
+
+    # Stop taking work, then wait (bounded) for what is in flight to finish.
+    mailbox.close()
+    http.should_exit = True
+    scheduler.pause()
+    for tick in ticks:
+        tick.stop()
+    finished = await _wait_all(
+        [
+            mailbox.wait_closed(SHUTDOWN_GRACE_SECONDS),
+            _quietly(http_task),
+            *(tick.wait_idle() for tick in ticks),
+        ],
+        timeout=SHUTDOWN_GRACE_SECONDS,
+    )
+    scheduler.shutdown(wait=False)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+    if not finished:
+        log.warning(
+            "stopped before all work in progress had finished (%ss)", SHUTDOWN_GRACE_SECONDS
+        )
+    log.info("stopped")
+    return status
+
+
+def _ticks(
+    product: bootstrap.Product, *, sender: Sender, metrics: Metrics
+) -> tuple[Tick, Tick, Tick]:
+    """The sweep, outbox dispatch and email intake ticks; the first and last wake dispatch."""
+    settings, engine, policy = product.settings, product.engine, product.policy
+    threading = MailThreading(
+        settings.secret_key.get_secret_value().encode(), settings.mailbox_address
+    )
+    outbox = SqlOutboxStore(engine)
+
+    def sweep_pass(now: datetime) -> PassResult:
+        report = sweep(engine=engine, now=now, policy=policy)
+        metrics.record_sweep(report)
+        return PassResult(queued_mail=bool(report.applied))
+
+    def dispatch_pass(now: datetime) -> PassResult:
+        report = dispatch_due(
+            store=outbox,
+            sender=sender,
+            threading=threading,
+            from_address=settings.mailbox_address,
+            now=now,
+            limit=DISPATCH_BATCH,
+        )
+        metrics.record_dispatch(report)
+        handled = report.sent + report.retried + report.failed
+        return PassResult(more_waiting=handled >= DISPATCH_BATCH)
+
+    def intake_pass(now: datetime) -> PassResult:
+        report = process_pending(
+            engine=engine,
+            policy=policy,
+            threading=threading,
+            now=now,
+            acks_per_sender_per_day=settings.acks_per_sender_per_day,
+            limit=INTAKE_BATCH,
+        )
+        metrics.record_intake(report)
+        return PassResult(
+            more_waiting=report.processed + report.failed >= INTAKE_BATCH,
+            queued_mail=report.processed > 0,
+        )
+
+    dispatch = Tick("dispatch", dispatch_pass, metrics=metrics)
+    return (
+        Tick("sweep", sweep_pass, metrics=metrics, then=dispatch.wake),
+        dispatch,
+        Tick("intake", intake_pass, metrics=metrics, then=dispatch.wake),
+    )
+
+
+def _scheduler(intervals: dict[Tick, int]) -> AsyncIOScheduler:
+    """APScheduler as a timer only; every job's first run is now (catch-up after downtime)."""
+    scheduler = AsyncIOScheduler(
+        timezone=UTC,
+        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+    )
+    for tick, seconds in intervals.items():
+        scheduler.add_job(
+            tick.run, "interval", seconds=seconds, id=tick.name, next_run_time=datetime.now(UTC)
+        )
+    scheduler.start()
+    return scheduler
+
+
+async def _quietly(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(Exception, SystemExit):
+        await task
+
+
+async def _wait_all(waits: Sequence[Awaitable[object]], *, timeout: float) -> bool:
+    """Wait for all of these; False if one did not finish in time or reported it could not."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    return not pending and all(task.result() is not False for task in done if not task.exception())
+
+
+def _listen(host: str, port: int, *, setting: str) -> socket.socket:
+    """A bound TCP socket, so that a port in use is a clear message rather than uvicorn's exit."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise _cannot_listen("HTTP", host, port, setting, error) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise _cannot_listen("HTTP", host, port, setting, error) from None
+    return sock
+
+
+def _cannot_listen(what: str, host: str, port: int, setting: str, error: OSError) -> CannotServe:
+    # asyncio rewords the error ("error while attempting to bind on ..."): use the errno's text.
+    reason = os.strerror(error.errno) if error.errno else type(error).__name__
+    return CannotServe(
+        f"cannot listen for {what} on {host}:{port}: {reason.lower()} "
+        f"(another program may be using it; choose another port with {setting})",
+        status=1,
+    )
+
+
+def _print_banner(settings: Settings, *, mailbox: Mailbox, http_port: int, sender: Sender) -> None:
+    web = f"http://{settings.http_host}:{http_port}"
+    if isinstance(sender, SmtpRelaySender):
+        outbound = f"sent through the relay {sender.host}:{sender.port}"
+    else:
+        outbound = f"written to {settings.outbox_dir / 'new'} (no relay set)"
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    lines = [
+        "Learner concerns is running.",
+        f"  Mailbox: send mail to {settings.mailbox_address} "
+        f"via SMTP {settings.smtp_host}:{mailbox.port}",
+        f"  Web: {web}/healthz (metrics: {web}/metrics)",
+        f"  Outbound mail: {outbound}",
+        f"  Database: {database}",
+        "  Stop with Ctrl+C (or SIGTERM): mail in progress is finished first.",
+    ]
+    if settings.secret_key.get_secret_value() == DEV_SECRET:
+        lines.append(
+            "  Note: CONCERNS_SECRET_KEY is the development default; set your own before real use."
+        )
+    print("\n".join(lines), flush=True)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # aiosmtpd logs every envelope address and command at INFO: learners' addresses stay out.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # APScheduler logs each run; a skipped overlapping run is expected here, not a warning.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
