@@ -23,10 +23,11 @@ install: $(VENV)/.installed
 postgres:
 	@scripts/ensure-postgres
 
+## The service on its embedded defaults: HTTP :8000, the SMTP mailbox :8025, SQLite under ./var.
 run: install
 	@mkdir -p var
 	$(VENV)/bin/concerns db upgrade
-	$(VENV)/bin/concerns demo
+	$(VENV)/bin/concerns serve
 
 demo: install
 	$(VENV)/bin/concerns demo
