@@ -400,10 +400,13 @@ class MailboxSMTP(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         self.receiving_data = True
+        self._mailbox.deliveries_in_progress += 1
         try:
             await super().smtp_DATA(arg)
         finally:
             self.receiving_data = False
+            self._mailbox.deliveries_in_progress -= 1
+            self._mailbox.last_delivery_at = self.loop.time()
         if self.transport is None:
             return
         if self._mailbox.closing:
@@ -456,6 +459,9 @@ class Mailbox:
         )
         self.sessions: set[MailboxSMTP] = set()
         self.closing = False
+        # Read by the service to let mail processing give way while mail is arriving.
+        self.deliveries_in_progress = 0
+        self.last_delivery_at = float("-inf")
         self._handler = MailboxHandler(self)
         self._server: asyncio.Server | None = None
         self._port: int | None = None
@@ -503,6 +509,11 @@ class Mailbox:
         remaining = max(0.1, deadline - loop.time())
         stopped = await asyncio.to_thread(self.writer.stop, timeout=remaining)
         return finished and stopped
+
+    def receiving(self, *, within: float) -> bool:
+        """Whether a delivery is in progress or one ended less than `within` seconds ago."""
+        now = asyncio.get_running_loop().time()
+        return self.deliveries_in_progress > 0 or now - self.last_delivery_at < within
 
     def notify_stored(self) -> None:
         """Run the on_stored hook; its failure never changes the answer to the client."""

@@ -117,6 +117,10 @@ def running(store: StoreReceived, **limits: Any) -> Iterator[RunningMailbox]:
         loop.close()
 
 
+async def receiving(mailbox: Mailbox, *, within: float) -> bool:
+    return mailbox.receiving(within=within)
+
+
 def stored(engine: Engine) -> list[InboundMessage]:
     with transaction(engine) as session:
         return list(session.exec(select(InboundMessage).order_by(InboundMessage.id)).all())
@@ -168,9 +172,12 @@ def test_the_250_comes_only_after_the_commit(engine: Engine) -> None:
         time.sleep(0.5)
         assert not replied.done(), "the client had its answer before the message was committed"
         assert stored(engine) == []
+        assert handle.call(receiving(handle.mailbox, within=0)) is True
         release.set()
         replied_at = replied.result(10)
         client.join(10)
+        assert handle.call(receiving(handle.mailbox, within=60)) is True
+        assert handle.call(receiving(handle.mailbox, within=0)) is False
     assert len(stored(engine)) == 1
     assert committed_at[0] <= replied_at
 
