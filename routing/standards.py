@@ -62,6 +62,7 @@ STANDARDS_OF_HARM: Mapping[Harm, tuple[str, ...]] = MappingProxyType(
         Harm.LEARNERS_AFFECTED: (),
         Harm.MINOR: (),
         Harm.NOT_SURE: (),
+        Harm.NOT_ANSWERED: (),
     }
 )
 

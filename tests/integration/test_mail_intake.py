@@ -1,0 +1,285 @@
+"""Stored emails become concerns and replies on a real database; forged and automatic mail not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from intake.mail_intake import IntakeReport, process_pending
+from notifications.threading import MailThreading
+from storage import repositories
+from storage.db import transaction
+from storage.inbox import Received, store_received
+from storage.tables import Concern, Event, InboundMessage, OutboxMessage
+from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
+
+MAILBOX = "escalating-concerns@example.nhs.uk"
+LEARNER = "jane.smith@student.example.ac.uk"
+THREADING = MailThreading(secret=b"test-secret", mailbox=MAILBOX)
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    load_example_directory(engine)
+    return engine
+
+
+def email(
+    *,
+    sender: str = f"Jane Smith <{LEARNER}>",
+    subject: str = "Left alone on Ward 7 at Vale General",
+    body: str = (
+        "On nights I was left alone on the ward with nobody to call.\n\n"
+        "Kind regards,\nJane Smith\nStudent nurse"
+    ),
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = MAILBOX
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain="student.example.ac.uk")
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    return message.as_bytes()
+
+
+def deliver(
+    engine: Engine, raw: bytes, *, mail_from: str = LEARNER, now: datetime = MONDAY_MORNING
+) -> IntakeReport:
+    store_received(engine, [Received(mail_from=mail_from, rcpt_tos=(MAILBOX,), raw=raw)], now=now)
+    return process_pending(engine=engine, policy=policy(), threading=THREADING, now=now)
+
+
+def only_concern(engine: Engine) -> Concern:
+    with transaction(engine) as session:
+        concerns = repositories.all_concerns(session)
+        assert len(concerns) == 1
+        return concerns[0]
+
+
+def outbox(engine: Engine, **where: object) -> list[OutboxMessage]:
+    with transaction(engine) as session:
+        statement = select(OutboxMessage).order_by(OutboxMessage.id)  # type: ignore[arg-type]
+        for name, value in where.items():
+            statement = statement.where(getattr(OutboxMessage, name) == value)
+        return list(session.exec(statement).all())
+
+
+def events(engine: Engine, concern_id: int) -> list[Event]:
+    with transaction(engine) as session:
+        return list(repositories.events_of(session, concern_id))
+
+
+def reply_to(sent: OutboxMessage, **kwargs: object) -> bytes:
+    """A reply to one of our messages, threaded the way a mail client does it."""
+    our_id = THREADING.message_id(sent.id or 0, sent.recipient_address)
+    headers = {"In-Reply-To": our_id, "References": our_id}
+    return email(subject=f"Re: {sent.subject}", headers=headers, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_new_email_becomes_a_confidential_concern_with_questions_for_the_learner(
+    db: Engine,
+) -> None:
+    report = deliver(db, email())
+    assert (report.processed, report.new_concerns) == (1, 1)
+    concern = only_concern(db)
+    assert concern.channel == "email"
+    assert concern.confidentiality == "confidential"
+    assert concern.pathway == 1
+    assert (concern.frequency, concern.harm) == ("not_answered", "not_answered")
+    with transaction(db) as session:
+        inbound = session.exec(select(InboundMessage)).one()
+        department = repositories.find_department(
+            session, concern.organisation_id or 0, "general-surgery"
+        )
+    assert inbound.status == "processed" and inbound.concern_id == concern.id
+    assert department is not None and concern.department_id == department.id
+
+    (ack,) = outbox(db, kind="learner_ack")
+    assert ack.recipient_address == LEARNER
+    assert "How often:" in ack.body_text and "Anyone harmed:" in ack.body_text
+    assert "Learner group:" in ack.body_text
+    assert "Organisation:" not in ack.body_text  # it was found in the directory
+    assert "General Surgery (Ward 7)" in ack.body_text
+
+    told = outbox(db, kind="new_concern")
+    assert told, "the placement's supervisor is told"
+    for message in told:
+        for leak in ("Jane", "Smith", LEARNER, "jane.smith"):
+            assert leak not in message.body_text and leak not in (message.body_html or "")
+        assert "left alone on the ward" in message.body_text
+
+
+def test_an_email_about_a_supervisor_starts_at_pathway_2_and_no_pathway_1_contact_is_told(
+    db: Engine,
+) -> None:
+    deliver(db, email(body="My supervisor shouts at me in front of patients."))
+    concern = only_concern(db)
+    assert concern.pathway == 2
+    roles = {message.recipient_role for message in outbox(db)}
+    assert not roles & {"supervisor", "clinical_tutor", "speak_up_guardian"}
+
+
+def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    before = only_concern(db)
+    report = deliver(
+        db,
+        reply_to(
+            ack,
+            body="How often: every shift\nAnyone harmed: a patient was harmed\n"
+            "Learner group: nursing student\n\n> quoted text of ours",
+        ),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    assert report.replies == 1
+    after = only_concern(db)
+    assert (after.frequency, after.harm, after.learner_group) == (
+        "continuing",
+        "patient_harmed",
+        "nursing",
+    )
+    assert after.risk_level == "high" and before.risk_level != "high"
+    assert after.patient_safety
+    assert after.ack_due_at < before.ack_due_at, "a high-risk level has shorter deadlines"
+    assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
+    kinds = [event.kind for event in events(db, after.id or 0)]
+    assert "learner_added_information" in kinds and "learner_answered" in kinds
+
+
+def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    forged = reply_to(
+        ack,
+        sender="Mallory <mallory@evil.example>",
+        body="I'm satisfied\nHow often: once\nAnyone harmed: minor",
+    )
+    report = deliver(db, forged, mail_from="mallory@evil.example")
+    assert report.quarantined == 1
+    concern = only_concern(db)
+    assert (concern.frequency, concern.harm) == ("not_answered", "not_answered")
+    kinds = [event.kind for event in events(db, concern.id or 0)]
+    assert "learner_added_information" not in kinds
+    with transaction(db) as session:
+        statuses = {row.status for row in session.exec(select(InboundMessage))}
+    assert statuses == {"processed", "quarantined"}
+
+
+def test_quoting_a_reference_alone_grants_nothing_it_is_a_new_concern(db: Engine) -> None:
+    deliver(db, email())
+    first = only_concern(db)
+    report = deliver(
+        db,
+        email(
+            sender="Someone Else <someone@example.nhs.uk>",
+            subject=f"Re: [{first.reference}] We have received your concern",
+            body=f"About {first.reference}: I'm satisfied.",
+        ),
+        mail_from="someone@example.nhs.uk",
+    )
+    assert report.new_concerns == 1
+    with transaction(db) as session:
+        assert len(repositories.all_concerns(session)) == 2
+        assert session.get(Concern, first.id).status == "open"  # type: ignore[union-attr]
+
+
+def test_a_contacts_reply_to_a_notification_is_their_acknowledgement(db: Engine) -> None:
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    report = deliver(
+        db,
+        reply_to(
+            notice,
+            sender=f"Supervisor <{notice.recipient_address}>",
+            body="Thanks, I am looking into this today.",
+        ),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    assert report.acknowledgements == 1
+    concern = only_concern(db)
+    assert concern.acknowledged_at == MONDAY_MORNING + timedelta(hours=2)
+    kinds = [event.kind for event in events(db, concern.id or 0)]
+    assert "contact_replied" in kinds and "acknowledged" in kinds
+
+
+def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(db: Engine) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    with transaction(db) as session:
+        concern = session.exec(select(Concern)).one()
+        concern.feedback_at = MONDAY_MORNING + timedelta(hours=3)
+    deliver(
+        db,
+        reply_to(ack, body="I remain concerned.\nNothing has changed on the ward."),
+        now=MONDAY_MORNING + timedelta(hours=4),
+    )
+    concern = only_concern(db)
+    assert concern.pathway == 2
+    assert outbox(db, kind="escalated_in")
+
+
+def test_before_feedback_i_remain_concerned_is_kept_as_information(db: Engine) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    report = deliver(db, reply_to(ack, body="I remain concerned"))
+    assert only_concern(db).pathway == 1
+    assert "not applied" in report.outcomes[0]
+
+
+@pytest.mark.parametrize(
+    ("headers", "mail_from", "sender"),
+    [
+        ({"Auto-Submitted": "auto-replied"}, LEARNER, f"Jane <{LEARNER}>"),
+        ({"Precedence": "bulk"}, LEARNER, f"Jane <{LEARNER}>"),
+        ({"List-Id": "<nurses.lists.example>"}, LEARNER, f"Jane <{LEARNER}>"),
+        ({}, "", "MAILER-DAEMON@mx.example.ac.uk"),
+        ({"X-Autoreply": "yes"}, LEARNER, f"Jane <{LEARNER}>"),
+    ],
+)
+def test_automatic_mail_is_stored_but_never_answered(
+    db: Engine, headers: dict[str, str], mail_from: str, sender: str
+) -> None:
+    report = deliver(db, email(sender=sender, headers=headers), mail_from=mail_from)
+    assert report.ignored == 1
+    assert outbox(db) == []
+    with transaction(db) as session:
+        assert repositories.all_concerns(session) == []
+        (row,) = session.exec(select(InboundMessage)).all()
+    assert row.status == "ignored"
+
+
+def test_an_out_of_office_subject_is_not_answered(db: Engine) -> None:
+    report = deliver(db, email(subject="Automatic reply: Your concern"))
+    assert report.ignored == 1
+    assert outbox(db) == []
+
+
+def test_acknowledgements_to_one_sender_are_rate_limited(db: Engine) -> None:
+    """A naive auto-responder mailing us fresh messages stops getting answers."""
+    for n in range(12):
+        deliver(
+            db,
+            email(subject=f"I am away {n}", body="I am away until Monday."),
+            now=MONDAY_MORNING + timedelta(minutes=n),
+        )
+    assert len(outbox(db, kind="learner_ack")) == 10
+    with transaction(db) as session:
+        assert len(repositories.all_concerns(session)) == 12, "nothing a learner sends is lost"
+
+
+def test_the_same_message_delivered_twice_is_processed_once(db: Engine) -> None:
+    raw = email()
+    deliver(db, raw)
+    report = deliver(db, raw)
+    assert report.processed == 0
+    only_concern(db)
