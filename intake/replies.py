@@ -1,0 +1,224 @@
+"""Reading a learner's reply: what they wrote above the quote, and their answers to our questions.
+
+The acknowledgement asks the questions in `notifications.messages.QUESTIONS` as lines
+`Label: (choice / choice ...)`; a learner answers by replying with `Label: answer` lines. The
+labels and the choices' words are the contract between the two modules. Pure: text in, values out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from notifications.messages import QUESTIONS, Question
+from routing.model import Frequency, Harm, LearnerGroup
+
+MAX_FREE_TEXT_CHARS = 200
+_MAX_CHOICE_CHARS = 300
+
+# Where a quoted earlier message starts, in the forms the common mail clients write.
+_ON = re.compile(r"^\s*On\s", re.IGNORECASE)
+_ON_WROTE = re.compile(r"^\s*On\b.*\bwrote:\s*$", re.IGNORECASE)
+_ORIGINAL_MESSAGE = re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.IGNORECASE)
+_SEPARATOR = re.compile(r"^\s*_{20,}\s*$")
+_OUTLOOK_FROM = re.compile(r"^\s*\**From:\**\s", re.IGNORECASE)
+_OUTLOOK_SENT = re.compile(r"^\s*\**(?:Sent|Date):\**\s", re.IGNORECASE)
+_OUTLOOK_BLOCK_LINES = 4  # Sent: follows From: within this many lines
+_QUOTED = re.compile(r"^\s*>")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_TOKEN = re.compile(r"[a-z0-9]+|[,.;:!?()/]")
+_PUNCTUATION = frozenset(",.;:!?()/")
+_BREAK = "|"  # stands for punctuation: no phrase spans it, no negation reaches over it
+_CLAUSE_BREAKS = frozenset({_BREAK, "but", "however", "though", "although", "yet"})
+_APOSTROPHES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'"})
+_EDGE_PUNCTUATION = " \t.!,;:'\"\u201c\u201d"
+
+_REMAINS_CONCERNED = frozenset({"i remain concerned", "i am still concerned", "still concerned"})
+_SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
+
+# Negations that cancel a choice named right after them ('nobody harmed', 'not often').
+_NEGATIONS = frozenset({"no", "not", "nobody", "none", "never", "noone", "neither", "nor"})
+_NEGATION_REACH = 3  # words before a choice that a negation may be
+
+# Words learners use for a choice, beyond the choice's own words and its stored value.
+_SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "frequency": {
+        "once": ("just once", "one off", "only once", "one time", "a single time"),
+        "occasionally": ("sometimes", "occasional", "once or twice", "now and then", "rarely"),
+        "often": ("frequently", "regularly", "a lot", "most shifts", "once a week"),
+        "continuing": (
+            "every day", "daily", "always", "constantly", "constant", "every shift",
+            "all the time", "ongoing", "continuous", "continually", "still happening",
+        ),
+    },
+    "harm": {
+        "patient_harmed": ("harmed", "hurt", "injured"),
+        "patient_at_risk": (
+            "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
+            "might be harmed", "potential harm", "potentially harmed",
+        ),
+        "learners_affected": ("training", "wellbeing", "well being", "learners affected"),
+        "minor": ("minor harm",),
+        "not_sure": ("unsure", "don't know", "do not know", "not certain", "uncertain"),
+    },
+    "learner_group": {
+        "foundation": ("fy1", "fy2", "foundation"),
+        "specialty": ("registrar", "specialty", "speciality trainee", "core trainee", "st1"),
+        "undergraduate_medical": ("medical student", "medic"),
+        "undergraduate_dental": ("dental student", "dentistry student"),
+        "undergraduate_pharmacy": ("pharmacy student", "pharmacist student"),
+        "nursing": ("student nurse", "nursing", "nurse"),
+        "midwifery": ("student midwife", "midwifery", "midwife"),
+        "ahp": ("allied health", "ahp", "physiotherapy", "paramedic", "radiography"),
+        "healthcare_science": ("healthcare scientist", "healthcare science"),
+        "support_workforce": ("support worker", "healthcare assistant", "hca"),
+    },
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What a learner answered in a reply; None where they did not answer, or not clearly."""
+
+    frequency: Frequency | None
+    harm: Harm | None
+    organisation: str | None
+    department: str | None
+    learner_group: LearnerGroup | None
+    remains_concerned: bool
+    satisfied: bool
+
+
+def strip_quoted(text: str) -> str:
+    """The reply without the message it quotes, for display; the original if nothing is left."""
+    return _unquoted(text) or text
+
+
+def read_answers(text: str) -> Answers:
+    """The answers in a reply, read only from what the learner wrote above any quote."""
+    lines = _unquoted(text).split("\n")
+    answers: dict[str, str | None] = {}
+    for line in lines:
+        for key, question in QUESTIONS.items():
+            if answers.get(key) is not None:
+                continue  # the first answer to a question counts
+            match = _LABELS[key].match(line)
+            if match:
+                answers[key] = _answer(question, match.group("value"))
+    first_line = next((line for line in lines if line.strip()), "")
+    said = " ".join(first_line.translate(_APOSTROPHES).lower().split()).strip(_EDGE_PUNCTUATION)
+    frequency, harm, group = (
+        answers.get("frequency"),
+        answers.get("harm"),
+        answers.get("learner_group"),
+    )
+    return Answers(
+        frequency=Frequency(frequency) if frequency else None,
+        harm=Harm(harm) if harm else None,
+        organisation=answers.get("organisation"),
+        department=answers.get("department"),
+        learner_group=LearnerGroup(group) if group else None,
+        remains_concerned=said in _REMAINS_CONCERNED,
+        satisfied=said in _SATISFIED,
+    )
+
+
+def _unquoted(text: str) -> str:
+    """What the writer wrote: no quoted lines, nothing from a reply header on; may be empty."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kept: list[str] = []
+    for index, line in enumerate(lines):
+        if _starts_quote(lines, index):
+            break
+        if not _QUOTED.match(line):
+            kept.append(line.rstrip())
+    return "\n".join(kept).strip()
+
+
+def _starts_quote(lines: list[str], index: int) -> bool:
+    """Whether a reply header ('On ... wrote:', Outlook's block, a separator) starts here."""
+    line = lines[index]
+    if _ORIGINAL_MESSAGE.match(line) or _SEPARATOR.match(line) or _ON_WROTE.match(line):
+        return True
+    following = lines[index + 1 : index + 1 + _OUTLOOK_BLOCK_LINES]
+    # Clients wrap a long 'On <date>, <name> <address> wrote:' over two lines.
+    if _ON.match(line) and following and _ON_WROTE.match(f"{line} {following[0]}"):
+        return True
+    return bool(_OUTLOOK_FROM.match(line)) and any(_OUTLOOK_SENT.match(nxt) for nxt in following)
+
+
+def _label_pattern(question: Question) -> re.Pattern[str]:
+    """`Label: value`, the label in any case and spacing, after an optional bullet."""
+    words = [re.escape(word) for word in question.label.lower().split()]
+    label = r"\s*".join(words).replace("organisation", "organi[sz]ation")
+    return re.compile(rf"^\s*[-*\u2022]?\s*{label}\s*:(?P<value>.*)$", re.IGNORECASE)
+
+
+def _answer(question: Question, value: str) -> str | None:
+    """A choice's stored value, or free text; None if unanswered, still the hint, or unclear."""
+    value = " ".join(_CONTROL.sub("", value).split())
+    if question.choices:
+        # A learner may leave the hint in place beside their answer.
+        value = _HINTS[question.key].sub(" ", value)
+        # An answer is a few words; a long paragraph is not one, and must not cost much.
+        return _choice(question.key, value[:_MAX_CHOICE_CHARS]) if value.strip() else None
+    value = value[:MAX_FREE_TEXT_CHARS].strip()
+    return value if value and value != "()" else None
+
+
+def _hint_pattern(question: Question) -> re.Pattern[str]:
+    """The bracketed hint of a question's line, in any case and spacing."""
+    hint = " / ".join(words for _, words in question.choices)
+    words = (re.escape(word) for word in hint.translate(_APOSTROPHES).split())
+    return re.compile(r"\(\s*" + r"\s*".join(words) + r"\s*\)", re.IGNORECASE)
+
+
+def _phrases(question: Question) -> list[tuple[list[str], str]]:
+    """Every way of naming each choice, as words, the longest first."""
+    synonyms = _SYNONYMS.get(question.key, {})
+    phrases = [
+        (_words(phrase), stored)
+        for stored, choice_words in question.choices
+        for phrase in (choice_words, stored.replace("_", " "), *synonyms.get(stored, ()))
+    ]
+    return sorted(phrases, key=lambda item: -len(item[0]))
+
+
+def _choice(key: str, value: str) -> str | None:
+    """The one choice an answer names; None if it names none, or several."""
+    words = _words(value)
+    used = [False] * len(words)
+    named: set[str] = set()
+    # Each word is used once, longest phrases first: 'not sure' is read before 'not' negates.
+    for phrase, stored in _PHRASES[key]:
+        size = len(phrase)
+        for start in range(len(words) - size + 1):
+            if words[start : start + size] != phrase or any(used[start : start + size]):
+                continue
+            used[start : start + size] = [True] * size
+            if not _negated(words, start):
+                named.add(stored)
+    return named.pop() if len(named) == 1 else None
+
+
+def _negated(words: list[str], start: int) -> bool:
+    """Whether a negation in the same clause comes shortly before the word at `start`."""
+    for word in reversed(words[max(0, start - _NEGATION_REACH) : start]):
+        if word in _CLAUSE_BREAKS:
+            return False
+        if word in _NEGATIONS:
+            return True
+    return False
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words and clause breaks, "n't" read as 'not', apostrophes dropped."""
+    text = text.translate(_APOSTROPHES).lower().replace("n't", " not").replace("'", "")
+    return [_BREAK if token in _PUNCTUATION else token for token in _TOKEN.findall(text)]
+
+
+# Built once from the contract in notifications.messages.
+_LABELS = {key: _label_pattern(question) for key, question in QUESTIONS.items()}
+_HINTS = {key: _hint_pattern(question) for key, question in QUESTIONS.items()}
+_PHRASES = {key: _phrases(question) for key, question in QUESTIONS.items()}

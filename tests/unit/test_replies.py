@@ -1,0 +1,291 @@
+"""Reading learners' replies: the quote left out, the question lines read back, the first line."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from intake.replies import MAX_FREE_TEXT_CHARS, Answers, read_answers, strip_quoted
+from notifications.messages import QUESTIONS
+from routing.model import Frequency, Harm, LearnerGroup
+
+NOTHING = Answers(
+    frequency=None,
+    harm=None,
+    organisation=None,
+    department=None,
+    learner_group=None,
+    remains_concerned=False,
+    satisfied=False,
+)
+# The question lines exactly as the acknowledgement sends them.
+UNANSWERED = "\n".join(question.line for question in QUESTIONS.values())
+
+
+# --- strip_quoted ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        ("Thanks\n> quoted\n>> older\nmore", "Thanks\nmore"),
+        ("Thanks\n\nOn Mon, 2 Nov 2026 at 10:00, Concerns <c@x.example> wrote:\n> hi", "Thanks"),
+        (
+            "Thanks\nOn Monday 2 November 2026 at 10:00, Escalating Concerns\n"
+            "<escalating-concerns@example.nhs.uk> wrote:\nquoted without markers",
+            "Thanks",
+        ),
+        ("Thanks\n-----Original Message-----\nFrom: x\nquoted", "Thanks"),
+        ("Thanks\n________________________________\nFrom: x\nSent: y\nquoted", "Thanks"),
+        (
+            "Thanks\n\nFrom: Concerns <c@x.example>\nSent: 02 November 2026 10:00\n"
+            "To: Jane\nSubject: [LC-1] We have received your concern\n\nquoted",
+            "Thanks",
+        ),
+        ("Thanks   \n\n\n", "Thanks"),
+        (
+            "From: the ward sister, who said\nto stay quiet",
+            "From: the ward sister, who said\nto stay quiet",
+        ),
+        (
+            "On nights I was alone.\nNobody wrote: anything",
+            "On nights I was alone.\nNobody wrote: anything",
+        ),
+    ],
+)
+def test_strip_quoted(reply: str, kept: str) -> None:
+    assert strip_quoted(reply) == kept
+
+
+def test_strip_quoted_keeps_a_reply_that_is_all_quote() -> None:
+    reply = "> How often: often\n> Anyone harmed: not sure"
+    assert strip_quoted(reply) == reply
+
+
+def test_strip_quoted_handles_windows_line_ends() -> None:
+    assert strip_quoted("Thanks\r\n> quoted\r\nbye\r\n") == "Thanks\nbye"
+
+
+# --- the question lines ------------------------------------------------------------------------
+
+
+def test_a_full_set_of_answers_is_read() -> None:
+    answers = read_answers(
+        "How often: every shift\n"
+        "Anyone harmed: a patient is at risk\n"
+        "Organisation: Vale General Hospital\n"
+        "Department: Maternity\n"
+        "Learner group: nursing student\n"
+    )
+    assert answers == Answers(
+        frequency=Frequency.CONTINUING,
+        harm=Harm.PATIENT_AT_RISK,
+        organisation="Vale General Hospital",
+        department="Maternity",
+        learner_group=LearnerGroup.NURSING,
+        remains_concerned=False,
+        satisfied=False,
+    )
+
+
+def test_the_unanswered_question_lines_answer_nothing() -> None:
+    assert read_answers(UNANSWERED) == NOTHING
+
+
+@pytest.mark.parametrize("key", list(QUESTIONS))
+def test_every_choice_is_read_by_its_words_and_by_its_stored_value(key: str) -> None:
+    question = QUESTIONS[key]
+    for stored, words in question.choices:
+        for answer in (words, stored, words.upper(), f"  {words}. ", stored.replace("_", " ")):
+            value = getattr(read_answers(f"{question.label}: {answer}"), key)
+            assert value == stored, (answer, value)
+
+
+@pytest.mark.parametrize("key", [key for key, question in QUESTIONS.items() if question.choices])
+def test_every_choice_is_read_with_the_hint_left_in_place(key: str) -> None:
+    question = QUESTIONS[key]
+    for stored, words in question.choices:
+        hint = question.line.split(":", 1)[1]
+        assert getattr(read_answers(f"{question.label}: {words} {hint}"), key) == stored
+        assert getattr(read_answers(f"{question.line} {words}"), key) == stored
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("How often: often (once / occasionally / often / every shift or continuing)", "often"),
+        ("how   OFTEN :every day", "continuing"),
+        ("HowOften: daily", "continuing"),
+        ("How often: always", "continuing"),
+        ("How often: constantly!", "continuing"),
+        ("How often: sometimes", "occasionally"),
+        ("How often: just once", "once"),
+        ("How often: it was a one-off", "once"),
+        ("How often: once or twice", "occasionally"),
+        ("* How often: often", "often"),
+        ("How often: (once / occasionally / often / every shift or continuing)", None),
+        ("How often: ( once / occasionally / often / every shift or continuing )", None),
+        ("How often:", None),
+        ("How often: once / occasionally / often / every shift or continuing", None),
+        ("How often: once, maybe often", None),
+        ("How often: not often", None),
+        ("How often: no idea", None),
+        ("How often - often", None),
+        ("> How often: often", None),
+    ],
+)
+def test_how_often(line: str, expected: str | None) -> None:
+    assert read_answers(line).frequency == (Frequency(expected) if expected else None)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Anyone harmed: a patient was harmed", "patient_harmed"),
+        ("Anyone harmed: yes, harmed", "patient_harmed"),
+        ("Anyone harmed: at risk", "patient_at_risk"),
+        ("Anyone harmed: a patient could be harmed", "patient_at_risk"),
+        ("Anyone harmed: nobody harmed, but a patient is at risk", "patient_at_risk"),
+        ("Anyone harmed: unsure", "not_sure"),
+        ("Anyone harmed: I don't know", "not_sure"),
+        ("Anyone harmed: I don\u2019t know", "not_sure"),
+        ("Anyone harmed: I'm not sure", "not_sure"),
+        ("Anyone harmed: my training", "learners_affected"),
+        ("Anyone harmed: wellbeing", "learners_affected"),
+        ("Anyone harmed: learners\u2019 training or wellbeing affected", "learners_affected"),
+        ("Anyone harmed: minor", "minor"),
+        ("Anyone harmed: no one was harmed", None),
+        ("Anyone harmed: harmed and at risk", None),
+        ("Anyone harmed: no", None),
+    ],
+)
+def test_anyone_harmed(line: str, expected: str | None) -> None:
+    assert read_answers(line).harm == (Harm(expected) if expected else None)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Learner group: FY1", "foundation"),
+        ("Learner group: foundation doctor", "foundation"),
+        ("Learner group: student nurse", "nursing"),
+        ("Learner group: midwife", "midwifery"),
+        ("Learner group: medical student", "undergraduate_medical"),
+        ("Learner group: student", None),
+        ("Learner group: medical student and dental student", None),
+    ],
+)
+def test_learner_group(line: str, expected: str | None) -> None:
+    assert read_answers(line).learner_group == (LearnerGroup(expected) if expected else None)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Organisation: Vale General Hospital", "Vale General Hospital"),
+        ("Organization:   Vale   General  ", "Vale General"),
+        ("ORGANISATION:Vale\x00 General\x1b", "Vale General"),
+        ("Organisation:", None),
+        ("Organisation:    ", None),
+        ("Organisation: ()", None),
+        ("Organisation: " + "x" * 500, "x" * MAX_FREE_TEXT_CHARS),
+    ],
+)
+def test_organisation(line: str, expected: str | None) -> None:
+    assert read_answers(line).organisation == expected
+
+
+def test_department_and_the_first_answer_wins() -> None:
+    answers = read_answers("Department:\nDepartment: Ward 7\nDepartment: Ward 9")
+    assert answers.department == "Ward 7"
+
+
+def test_answers_in_the_quote_are_never_read() -> None:
+    reply = (
+        "Thanks for this.\n\n"
+        "On Mon, 2 Nov 2026 at 10:00, Concerns <c@x.example> wrote:\n"
+        "How often: every shift\n"
+        "Organisation: Quoted Trust\n"
+    )
+    assert read_answers(reply) == NOTHING
+
+
+def test_answers_above_the_quote_are_read() -> None:
+    reply = (
+        "How often: often\n\n"
+        "On Mon, 2 Nov 2026 at 10:00, Concerns <c@x.example> wrote:\n"
+        f"> {UNANSWERED.replace(chr(10), chr(10) + '> ')}\n"
+    )
+    assert read_answers(reply).frequency is Frequency.OFTEN
+
+
+# --- the first line ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    ["I remain concerned", "i remain concerned.", "I am still concerned!", "Still concerned",
+     "  I REMAIN   CONCERNED  ", "'I remain concerned'"],
+)  # fmt: skip
+def test_remains_concerned(first_line: str) -> None:
+    answers = read_answers(f"\n\n{first_line}\n\nThe rota is still unsafe.")
+    assert answers.remains_concerned is True
+    assert answers.satisfied is False
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    ["I'm satisfied", "I\u2019m satisfied.", "I am satisfied", "Satisfied", "satisfied!"],
+)
+def test_satisfied(first_line: str) -> None:
+    answers = read_answers(f"{first_line}\nThank you.")
+    assert answers.satisfied is True
+    assert answers.remains_concerned is False
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Thanks.\nI remain concerned",
+        "I remain concerned about the rota",
+        "I'm not satisfied",
+        "> I remain concerned",
+        "On Mon, 2 Nov 2026, Concerns <c@x> wrote:\nI remain concerned",
+        "-----Original Message-----\nI'm satisfied",
+        "",
+    ],
+)
+def test_anything_else_is_neither(reply: str) -> None:
+    answers = read_answers(reply)
+    assert answers.remains_concerned is False
+    assert answers.satisfied is False
+
+
+@settings(derandomize=True, deadline=None, max_examples=200)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                [*(question.line for question in QUESTIONS.values()), "> ", "On x wrote:",
+                 "-----Original Message-----", "From: a", "Sent: b", "I remain concerned", "(",
+                 "not", "n't", "\u2019", "\r", "\n", ":", "/", " "]
+            ),
+            st.text(max_size=50),
+        ),
+        max_size=200,
+    )
+)  # fmt: skip
+def test_any_reply_is_read_without_error_and_quickly(pieces: list[str]) -> None:
+    reply = "".join(pieces)
+    started = time.perf_counter()
+    answers = read_answers(reply)
+    strip_quoted(reply)
+    assert time.perf_counter() - started < 1.0
+    assert not (answers.remains_concerned and answers.satisfied)
+    for text in (answers.organisation, answers.department):
+        assert text is None or 0 < len(text) <= MAX_FREE_TEXT_CHARS
+        assert text is None or all(unicodedata.category(c) not in ("Cc", "Cs") for c in text)
