@@ -172,7 +172,8 @@ def record_learner_answers(
     if answers.harm is not None and answers.harm.value != concern.harm:
         concern.harm = answers.harm.value
         changes.append(f"anyone harmed: {answers.harm.value}")
-    if answers.learner_group is not None and concern.learner_group is None:
+    group_changed = answers.learner_group is not None and concern.learner_group is None
+    if answers.learner_group is not None and group_changed:
         concern.learner_group = answers.learner_group.value
         changes.append(f"learner group: {answers.learner_group.value}")
         _choose_body(session, concern)
@@ -189,8 +190,11 @@ def record_learner_answers(
         detail={"changes": changes},
     )
     retriage(session=session, concern=concern, now=now, policy=policy)
-    if placement_changed and concern.pathway == 1 and concern.acknowledged_at is None:
-        _tell_placement(session, concern, now=now, policy=policy)
+    # Until someone has picked it up, the people the answers point to are told too: the
+    # placement's contacts at pathway 1, the learner's school or university at pathway 2.
+    routing_changed = placement_changed or group_changed
+    if routing_changed and concern.pathway < 3 and concern.acknowledged_at is None:
+        _tell_new_contacts(session, concern, now=now, policy=policy)
     return changes
 
 
@@ -334,8 +338,10 @@ def _joined(existing: str | None, more: str) -> str:
     return f"{existing}, {more}" if existing else more
 
 
-def _tell_placement(session: Session, concern: Concern, *, now: datetime, policy: Policy) -> None:
-    """Now the placement is known, its contacts hear about the concern (each person once)."""
+def _tell_new_contacts(
+    session: Session, concern: Concern, *, now: datetime, policy: Policy
+) -> None:
+    """Whoever the answers make a contact of the level hears about the concern (each once)."""
     level = assign_contacts(session, concern, now=now)
     facts = facts_of(session, concern, policy)
     queue_to_contacts(
@@ -358,7 +364,7 @@ def _tell_placement(session: Session, concern: Concern, *, now: datetime, policy
             "primary": [role.value for _, role in level.primary],
             "copy": [role.value for _, role in level.copy],
             "notes": list(level.notes),
-            "reason": "the learner named their placement",
+            "reason": "the learner's answers changed who should be told",
         },
     )
 

@@ -283,3 +283,24 @@ def test_the_same_message_delivered_twice_is_processed_once(db: Engine) -> None:
     report = deliver(db, raw)
     assert report.processed == 0
     only_concern(db)
+
+
+def test_a_placement_named_in_the_reply_routes_the_concern_to_its_people(db: Engine) -> None:
+    deliver(db, email(subject="No teaching", body="Teaching is cancelled every week."))
+    (ack,) = outbox(db, kind="learner_ack")
+    assert "Organisation:" in ack.body_text and "Department:" in ack.body_text
+    told_before = {m.recipient_address for m in outbox(db, kind="new_concern")}
+    deliver(
+        db,
+        reply_to(
+            ack,
+            body="Organisation: Vale General Hospitals NHS Trust\nDepartment: Maternity Unit",
+        ),
+        now=MONDAY_MORNING + timedelta(minutes=30),
+    )
+    concern = only_concern(db)
+    assert concern.department_id is not None and concern.placement_text is None
+    told_after = {m.recipient_address for m in outbox(db, kind="new_concern")}
+    new_people = told_after - told_before
+    assert new_people, "the maternity unit's contacts hear about it"
+    assert all("vale-general" in address for address in new_people)
