@@ -22,12 +22,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Any, AnyStr, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from intake.emails import header_message_id
 from storage.inbox import Received
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,6 @@ _AIOSMTPD_REFUSALS = (
     ("500 Line too long", "line_too_long"),
     ("500 Command line too long", "command_too_long"),
 )
-# Only the header block is read for the Message-ID; a header block longer than this has none.
-_HEADER_SCAN_BYTES = 256 * 1024
 
 
 class StoreReceived(Protocol):
@@ -88,22 +85,6 @@ class MailboxCounters:
     accepted: int = 0
     failed_451: int = 0
     rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECTION_REASONS, 0))
-
-
-def header_message_id(raw: bytes) -> str | None:
-    """The Message-ID header of a raw message, reading the header block only."""
-    # Stand-in until intake.emails.header_message_id lands; the same contract.
-    head = raw[:_HEADER_SCAN_BYTES]
-    for blank_line in (b"\r\n\r\n", b"\n\n"):
-        end = head.find(blank_line)
-        if end != -1:
-            head = head[:end]
-            break
-    value = BytesHeaderParser(policy=compat32).parsebytes(head).get("Message-ID")
-    if value is None:
-        return None
-    text = " ".join(str(value).split())
-    return text or None
 
 
 def accepts_recipient(address: str, *, mailbox: str) -> bool:
