@@ -20,6 +20,7 @@ from escalation.ladder import (
     escalate_to_next_pathway,
     record_event,
     refresh_next_due,
+    told_summary,
     write_clock,
 )
 from escalation.notify import facts_of, queue_to_contacts
@@ -361,9 +362,7 @@ def _tell_new_contacts(
         actor="system",
         channel="system",
         detail={
-            "primary": [role.value for _, role in level.primary],
-            "copy": [role.value for _, role in level.copy],
-            "notes": list(level.notes),
+            **told_summary(level),
             "reason": "the learner's answers changed who should be told",
         },
     )
