@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 MAILBOX = "escalating-concerns@localhost"
 SENDER = "bench.learner@example.nhs.uk"
@@ -125,12 +126,33 @@ def rate(mode: Callable[[int, range], None], port: int, numbers: range) -> float
 # --- the servers --------------------------------------------------------------------------------
 
 
-def run_sink(port: int) -> None:
-    """The bare baseline: aiosmtpd's Controller with a handler that answers 250 at once."""
+def run_sink(port: int, database: Path | None = None) -> None:
+    """The bare baseline: aiosmtpd's Controller with a handler that answers 250 at once.
+
+    With `database`, the reference for durability alone: the same handler first inserts the
+    message with the bare sqlite3 module and commits (WAL, synchronous=FULL), on the event loop,
+    one message per commit. It is what the commit costs before any of our code runs.
+    """
+    import sqlite3
+
     from aiosmtpd.controller import Controller
 
+    store: sqlite3.Connection | None = None
+    if database is not None:
+        store = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        store.execute("PRAGMA journal_mode=WAL")
+        store.execute("PRAGMA synchronous=FULL")
+        store.execute("CREATE TABLE mail (id INTEGER PRIMARY KEY, sender TEXT, raw BLOB)")
+
     class Sink:
-        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            if store is not None:
+                store.execute("BEGIN IMMEDIATE")
+                store.execute(
+                    "INSERT INTO mail (sender, raw) VALUES (?, ?)",
+                    (envelope.mail_from, envelope.original_content),
+                )
+                store.execute("COMMIT")
             return "250 OK"
 
     stop = threading.Event()
@@ -154,9 +176,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="clients in the concurrent mode")
     parser.add_argument("--rounds", type=int, default=3, help="measurements per mode (median)")
     parser.add_argument("--sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--durable", type=Path, metavar="DB", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        run_sink(args.sink)
+        run_sink(args.sink, args.durable)
         return
 
     modes: list[tuple[str, Callable[[int, range], None]]] = [
@@ -169,7 +192,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="concerns-bench-") as scratch:
         folder = Path(scratch)
         sink_port, smtp_port, http_port = free_port(), free_port(), free_port()
-        sink = [sys.executable, str(Path(__file__).resolve()), "--sink", str(sink_port)]
+        durable_port = free_port()
+        script = str(Path(__file__).resolve())
+        sink = [sys.executable, script, "--sink", str(sink_port)]
+        durable = [sys.executable, script, "--sink", str(durable_port)]
+        durable += ["--durable", str(folder / "durable" / "sink.db")]
         concerns = [str(Path(sys.executable).parent / "concerns"), "serve"]
         env_serve = env | {
             "CONCERNS_DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
@@ -178,10 +205,11 @@ def main() -> None:
             "CONCERNS_MAILBOX_ADDRESS": MAILBOX,
             "CONCERNS_OUTBOX_DIR": str(folder / "outbox"),
         }
-        (folder / "sink").mkdir()
-        (folder / "serve").mkdir()
+        for part in ("sink", "durable", "serve"):
+            (folder / part).mkdir()
         with (
             running(sink, port=sink_port, env=env, cwd=folder / "sink"),
+            running(durable, port=durable_port, env=env, cwd=folder / "durable"),
             running(concerns, port=smtp_port, env=env_serve, cwd=folder / "serve"),
         ):
             # Rounds alternate between the two servers so that both see the same machine;
@@ -189,7 +217,8 @@ def main() -> None:
             first = 1_000_000
             for _ in range(args.rounds):
                 for name, mode in modes:
-                    for target, port in (("bare", sink_port), ("ours", smtp_port)):
+                    targets = (("bare", sink_port), ("durable", durable_port), ("ours", smtp_port))
+                    for target, port in targets:
                         numbers = range(first, first + args.messages)
                         first += args.messages + 1000
                         rates.setdefault((name, target), []).append(rate(mode, port, numbers))
@@ -199,11 +228,22 @@ def main() -> None:
         f"of {MESSAGE_BYTES} bytes\n(concerns serve commits each message to SQLite, "
         "synchronous=FULL, before its 250)"
     )
-    print(f"{'mode':<36} {'bare sink':>10} {'concerns serve':>15} {'ours/bare':>10}")
+    print(
+        f"{'mode':<36} {'bare sink':>10} {'concerns serve':>15} {'ours/bare':>10}"
+        f" {'durable sink':>13} {'its /bare':>10}"
+    )
     for name, _ in modes:
         bare = statistics.median(rates[(name, "bare")])
         ours = statistics.median(rates[(name, "ours")])
-        print(f"{name:<36} {bare:>10.0f} {ours:>15.0f} {ours / bare:>10.2f}")
+        durable_rate = statistics.median(rates[(name, "durable")])
+        print(
+            f"{name:<36} {bare:>10.0f} {ours:>15.0f} {ours / bare:>10.2f}"
+            f" {durable_rate:>13.0f} {durable_rate / bare:>10.2f}"
+        )
+    print(
+        "durable sink: the bare sink committing each message with sqlite3 before its 250, "
+        "the cost of durability alone"
+    )
 
 
 if __name__ == "__main__":
