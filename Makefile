@@ -7,7 +7,9 @@ UV := .uv/bin/uv
 VENV := .venv
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test install check pytest postgres demo clean
+NPM ?= npm
+
+.PHONY: run test install check pytest postgres chromium demo clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -17,7 +19,13 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
 	@touch $@
 
-install: $(VENV)/.installed
+## The NHS.UK frontend's compiled CSS/JS (and axe-core for the browser tests), pinned in
+## package-lock.json and served by `concerns serve` from ./node_modules.
+node_modules/.installed: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+install: $(VENV)/.installed node_modules/.installed
 
 ## The PostgreSQL server binaries the storage tests start a throwaway server with.
 postgres:
@@ -39,10 +47,14 @@ check: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-pytest: install postgres
+## Debian's Chromium, for the browser tests.
+chromium:
+	@scripts/ensure-chromium
+
+pytest: install postgres chromium
 	$(VENV)/bin/pytest
 
 test: check pytest
 
 clean:
-	rm -rf $(VENV) .uv var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .uv var node_modules test-output .pytest_cache .mypy_cache .ruff_cache

@@ -223,6 +223,9 @@ async def _serve(product: bootstrap.Product, *, sender: Sender) -> int:
             create_app(product, metrics=metrics),
             lifespan="on",
             log_level="info",
+            # Our own access log (intake.web.security.AccessLog) names the route only: uvicorn's
+            # would record client addresses and query strings (status links carry tokens).
+            access_log=False,
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
         )
     )

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     smtp_relay_url: str | None = None
     outbox_dir: Path = Path("./var/outbox")
     public_url: str = "http://127.0.0.1:8000"
+    # The npm package nhsuk-frontend's dist/nhsuk folder; unset: ./node_modules of the project.
+    frontend_dir: Path | None = None
     secret_key: SecretStr = SecretStr("dev-only-change-me")
     timezone: str = "Europe/London"
     holidays: str = "GB-ENG"

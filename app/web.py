@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -13,6 +15,11 @@ from sqlalchemy.engine import Engine
 
 from app.bootstrap import Product
 from app.metrics import Metrics
+from intake.web import assets
+from intake.web.context import WebContext, derived_key
+from intake.web.mount import mount
+from intake.web.security import RateLimitRules, RateLimits
+from intake.web.templating import templates
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +27,26 @@ log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_SECONDS = 5.0
 
 
-def create_app(product: Product, *, metrics: Metrics) -> FastAPI:
-    """The FastAPI app on this product (tests pass their own database and metrics)."""
+def create_app(
+    product: Product,
+    *,
+    metrics: Metrics,
+    clock: Callable[[], datetime] | None = None,
+    rate_limits: RateLimitRules | None = None,
+) -> FastAPI:
+    """The FastAPI app on this product (tests pass their own database, metrics and clock)."""
     app = FastAPI(title="Learner concerns", version="0.1.0")
+    secret = product.settings.secret_key.get_secret_value()
+    web = WebContext(
+        engine=product.engine,
+        policy=product.policy,
+        secret=secret,
+        templates=templates(),
+        limits=RateLimits(derived_key(secret, "rate-limits"), rate_limits),
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
+    app.state.web = web
+    mount(app, web, assets.load_assets(product.settings.frontend_dir))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
@@ -41,9 +65,9 @@ def create_app(product: Product, *, metrics: Metrics) -> FastAPI:
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # The channels' routers are mounted here as they arrive, each a thin adapter over the
-    # services: learner pages (intake.web), Slack (/slack/events), Teams (/api/messages),
-    # the staff API (/api/v1) and staff pages (/staff), e.g. app.include_router(router).
+    # The other channels' routers are mounted here as they arrive, each a thin adapter over the
+    # services: Slack (/slack/events), Teams (/api/messages), the staff API (/api/v1) and staff
+    # pages (/staff), e.g. app.include_router(router).
     return app
 
 

@@ -1,0 +1,1 @@
+"""The learner's web pages: the start page, the form, the confirmation and the status page."""

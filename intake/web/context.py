@@ -1,0 +1,34 @@
+"""What every learner page needs, built once by the app: database, policy, secrets, templates."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Engine
+
+from escalation.policy import Policy
+from intake.web.security import RateLimits
+
+
+def derived_key(secret: str, purpose: str) -> str:
+    """A key of its own for each use of the secret (sessions, status links, rate limits)."""
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class WebContext:
+    engine: Engine
+    policy: Policy
+    secret: str
+    templates: Jinja2Templates
+    limits: RateLimits
+    clock: Callable[[], datetime]
+
+    def key_for(self, purpose: str) -> str:
+        """A key of its own for each use of the secret."""
+        return derived_key(self.secret, purpose)

@@ -1,0 +1,89 @@
+"""Puts the learner pages on the app: middleware, assets, routers and the error pages."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from intake.web import assets, start
+from intake.web.context import WebContext
+from intake.web.security import AccessLog, BodyLimit, RateLimited, SecurityHeaders
+from intake.web.templating import page
+
+SESSION_COOKIE = "concerns_session"
+# Paths that answer machines, not people: their errors stay JSON.
+MACHINE_PREFIXES = ("/api/", "/slack/", "/healthz", "/metrics", "/docs", "/openapi.json")
+
+ERROR_PAGES: dict[int, tuple[str, tuple[str, ...]]] = {
+    403: (
+        "Your session has expired",
+        (
+            "For your security, forms stop working after a while or when cookies are blocked. "
+            "Nothing you entered was sent.",
+            "Go back, reload the page and try again.",
+        ),
+    ),
+    404: ("Page not found", ("If you typed the web address, check it is correct.",)),
+    405: ("Page not found", ("If you typed the web address, check it is correct.",)),
+    429: (
+        "You have tried too many times",
+        ("For your security, you need to wait before you try again.",),
+    ),
+}
+
+
+def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Asset]) -> None:
+    """Add the learner side to `app` (the outermost middleware is added last)."""
+    app.include_router(assets.router(served_assets))
+    app.include_router(start.router(context))
+
+    secure = context.policy.public_url.lower().startswith("https://")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=context.key_for("web-session"),
+        session_cookie=SESSION_COOKIE,
+        max_age=None,  # ends with the browser session; status access also expires sooner
+        same_site="lax",
+        https_only=secure,
+    )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(AccessLog)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if request.url.path.startswith(MACHINE_PREFIXES) or error.status_code not in ERROR_PAGES:
+            return JSONResponse(
+                {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+            )
+        heading, paragraphs = ERROR_PAGES[error.status_code]
+        if isinstance(error, RateLimited):
+            minutes = max(1, (error.retry_after_seconds + 59) // 60)
+            paragraphs = (
+                *paragraphs,
+                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}. "
+                "Nothing you entered was lost or sent twice.",
+            )
+        response = page(
+            context.templates,
+            request,
+            "error.html",
+            {
+                "heading": heading,
+                "paragraphs": paragraphs,
+                "link": {"href": "/", "text": "Go to the start page"},
+            },
+            status_code=error.status_code,
+        )
+        for name, value in (error.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, error: RequestValidationError) -> Response:
+        # Our forms validate themselves and show the error summary; this is a request no form of
+        # ours would send. The details are not echoed back.
+        return JSONResponse({"detail": "malformed request"}, status_code=400)

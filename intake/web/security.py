@@ -1,0 +1,266 @@
+"""Protections every learner page shares: CSRF, rate limits, security headers, a body limit.
+
+Nothing here records who a learner is: rate limits key on a keyed hash of the client address
+held in memory for the window only, and the access log names the route, never the address, the
+user agent or the query string (status links carry a signed token).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("concerns.web")
+
+CSRF_FIELD = "csrf_token"
+CSRF_SESSION_KEY = "csrf"
+# A form is a few KiB; the longest description (20,000 characters of up to 4 bytes each) and
+# every other field fit well inside this.
+MAX_BODY_BYTES = 256 * 1024
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ]
+)
+
+
+# --- CSRF: a per-session token in every form, checked on every POST ---------------------------
+
+
+class CsrfRefused(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=403, detail="csrf")
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use (the session cookie carries it)."""
+    token = request.session.get(CSRF_SESSION_KEY)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        request.session[CSRF_SESSION_KEY] = token
+    return token
+
+
+def require_csrf(request: Request, submitted: object) -> None:
+    """Refuse (403) a form whose token is missing or not this session's."""
+    expected = request.session.get(CSRF_SESSION_KEY)
+    if (
+        not isinstance(expected, str)
+        or not isinstance(submitted, str)
+        or not hmac.compare_digest(expected.encode(), submitted.encode())
+    ):
+        raise CsrfRefused()
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+
+class RateLimited(HTTPException):
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            status_code=429,
+            detail="rate-limited",
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+        self.retry_after_seconds = retry_after_seconds
+
+
+@dataclass(frozen=True)
+class RateLimitRules:
+    """How often one client may do each thing (strings in the `limits` notation)."""
+
+    submissions: str = "10/10 minutes"
+    status_lookups: str = "10/15 minutes"
+    # Per reference, whoever asks: a distributed guesser is slowed as much as a single one.
+    lookups_per_reference: str = "10/15 minutes"
+    learner_actions: str = "30/10 minutes"
+
+
+class RateLimits:
+    """Moving-window limits held in this process's memory.
+
+    With several instances each keeps its own window, so the effective limit is per instance;
+    the follow-up codes are long enough (see intake.service) that this still leaves guessing
+    hopeless.
+    """
+
+    def __init__(self, key: str, rules: RateLimitRules | None = None) -> None:
+        self._key = key.encode()
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        rules = rules or RateLimitRules()
+        self._items: dict[str, RateLimitItem] = {
+            "submissions": parse(rules.submissions),
+            "status_lookups": parse(rules.status_lookups),
+            "lookups_per_reference": parse(rules.lookups_per_reference),
+            "learner_actions": parse(rules.learner_actions),
+        }
+
+    def client(self, request: Request) -> str:
+        """A keyed hash of the client's address: never stored, never logged."""
+        host = request.client.host if request.client else "unknown"
+        return hmac.new(self._key, host.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def hit(self, what: str, *identifiers: str) -> None:
+        """Count one attempt; raise RateLimited when the window is full."""
+        item = self._items[what]
+        if not self._limiter.hit(item, what, *identifiers):
+            reset_at, _ = self._limiter.get_window_stats(item, what, *identifiers)
+            raise RateLimited(max(1, int(reset_at - time.time()) + 1))
+
+    def reset(self) -> None:
+        """Forget every window (tests, and an operator's restart does the same)."""
+        self._limiter.storage.reset()
+
+
+# --- middleware -----------------------------------------------------------------------------
+
+
+class SecurityHeaders:
+    """CSP and friends on every response; no-store on every learner page after the start page."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                headers.setdefault(
+                    "Permissions-Policy",
+                    "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+                )
+                if path.startswith("/concerns"):
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimit:
+    """413 for a request body over the limit, whether or not it declares its length."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _plain(send, 400, b"Bad Request")
+                    return
+                if declared > self.max_bytes:
+                    await _plain(send, 413, b"The form was too large to send.")
+                    return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _plain(send, 413, b"The form was too large to send.")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessLog:
+    """One line per request: method, route, status and time; no address, agent or query."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            # The route's template (/concerns/status/link/{token}), never the path itself.
+            name = getattr(route, "path", None) or "(no route)"
+            log.info(
+                "%s %s %d %.0fms",
+                scope["method"],
+                name,
+                status,
+                (time.perf_counter() - started) * 1000,
+            )

@@ -1,0 +1,44 @@
+"""One Jinja environment for the learner pages: our templates, then the NHS.UK frontend macros."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoader, PackageLoader
+
+from intake.web.security import csrf_token
+
+TEMPLATES = Path(__file__).parent / "templates"
+SERVICE_NAME = "Raise a concern about your placement"
+
+
+def templates() -> Jinja2Templates:
+    """Autoescape everywhere. ChainableUndefined because the NHS.UK macros read optional,
+    nested parameters (`params.hint.text`) that are often absent; our own templates are
+    covered by tests that render every page and state."""
+    environment = Environment(
+        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), PackageLoader("nhsuk_frontend_jinja")]),
+        autoescape=True,
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.globals["service_name"] = SERVICE_NAME
+    return Jinja2Templates(env=environment)
+
+
+def page(
+    templates: Jinja2Templates,
+    request: Request,
+    name: str,
+    values: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a learner page with what every page needs (the CSRF token for its forms)."""
+    context = {"csrf_token": csrf_token(request), **(values or {})}
+    return templates.TemplateResponse(request, name, context, status_code=status_code)

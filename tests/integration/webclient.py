@@ -1,0 +1,72 @@
+"""A synchronous client for the learner pages, in process (httpx over ASGI), with cookies kept."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from app.bootstrap import build
+from app.metrics import Metrics
+from app.settings import Settings
+from app.web import create_app
+from intake.web.security import RateLimitRules
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def make_app(
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime],
+    rate_limits: RateLimitRules | None = None,
+    **settings: Any,
+) -> FastAPI:
+    product = build(Settings(_env_file=None, **settings), engine=engine)  # type: ignore[call-arg]
+    return create_app(product, metrics=Metrics(engine=engine), clock=clock, rate_limits=rate_limits)
+
+
+class WebClient:
+    """One browser's requests: cookies persist between calls; redirects are not followed."""
+
+    def __init__(self, app: FastAPI, base_url: str = "http://testserver") -> None:
+        self._runner = asyncio.Runner()
+        self._client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=base_url, follow_redirects=False
+        )
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self._runner.run(self._client.get(url, **kwargs))
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self._runner.run(self._client.post(url, **kwargs))
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self._runner.run(self._client.request(method, url, **kwargs))
+
+    def csrf(self, url: str) -> str:
+        """Open a page with a form and return its CSRF token."""
+        page = self.get(url)
+        found = CSRF_INPUT.search(page.text)
+        assert found, f"no CSRF token on {url}"
+        return found.group(1)
+
+    def close(self) -> None:
+        self._runner.run(self._client.aclose())
+        self._runner.close()
+
+
+@contextmanager
+def web_client(app: FastAPI, base_url: str = "http://testserver") -> Iterator[WebClient]:
+    client = WebClient(app, base_url)
+    try:
+        yield client
+    finally:
+        client.close()
