@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from intake.web import assets, start
+from intake.web import assets, form, start, status
 from intake.web.context import WebContext
 from intake.web.security import AccessLog, BodyLimit, RateLimited, SecurityHeaders
 from intake.web.templating import page
@@ -39,6 +39,8 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
     """Add the learner side to `app` (the outermost middleware is added last)."""
     app.include_router(assets.router(served_assets))
     app.include_router(start.router(context))
+    app.include_router(form.router(context))
+    app.include_router(status.router(context))
 
     secure = context.policy.public_url.lower().startswith("https://")
     app.add_middleware(
