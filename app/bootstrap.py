@@ -11,6 +11,7 @@ import holidays
 from sqlalchemy.engine import Engine
 
 from app.settings import Settings, parse_closed_days, parse_working_hours, reminder_fraction
+from escalation.links import StatusLinks, status_link_key
 from escalation.policy import Policy
 from routing.calendar import WorkingCalendar
 from routing.deadlines import DeadlinePolicy
@@ -62,6 +63,9 @@ def build_policy(settings: Settings) -> Policy:
         hotspot_window_days=settings.hotspot_window_days,
         public_url=settings.public_url,
         reply_address=settings.mailbox_address,
+        status_links=StatusLinks(
+            status_link_key(settings.secret_key.get_secret_value()), settings.public_url
+        ),
     )
 
 

@@ -344,7 +344,7 @@ def _tell_new_contacts(
 ) -> None:
     """Whoever the answers make a contact of the level hears about the concern (each once)."""
     level = assign_contacts(session, concern, now=now)
-    facts = facts_of(session, concern, policy)
+    facts = facts_of(session, concern, policy, now=now)
     queue_to_contacts(
         session,
         concern=concern,

@@ -214,7 +214,7 @@ def contacts_of_level(
 
 def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy: Policy) -> None:
     """Tell the dean and quality team at once about a high-risk concern, whatever its pathway."""
-    facts = facts_of(session, concern, policy)
+    facts = facts_of(session, concern, policy, now=now)
     told = []
     for role in HIGH_RISK_ALERT_ROLES:
         found = find_contact(session, concern, role)
@@ -300,7 +300,13 @@ def escalate_to_next_pathway(
     )
     level = assign_contacts(session, concern, now=now)
     facts = facts_of(
-        session, concern, policy, why=reason, from_pathway=from_pathway, with_history=True
+        session,
+        concern,
+        policy,
+        why=reason,
+        from_pathway=from_pathway,
+        with_history=True,
+        now=now,
     )
     queue_to_contacts(
         session,

@@ -95,8 +95,12 @@ def facts_of(
     from_pathway: int | None = None,
     with_history: bool = False,
     feedback: str | None = None,
+    now: datetime | None = None,
 ) -> ConcernFacts:
+    """What messages about the concern may draw on; with `now`, a learner who has an email
+    address also gets a signed link to their status page (anonymous learners have no email)."""
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
+    status_url = policy.status_url(concern.reference, now) if learner is not None and now else None
     return ConcernFacts(
         reference=concern.reference,
         summary=concern.summary,
@@ -121,6 +125,7 @@ def facts_of(
         why=why,
         questions=unanswered_questions(concern),
         feedback=feedback,
+        status_url=status_url,
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from escalation.links import StatusLinks
 from routing.calendar import WorkingCalendar
 from routing.deadlines import DeadlinePolicy
 
@@ -17,6 +19,12 @@ class Policy:
     hotspot_window_days: int = 90
     public_url: str = "http://127.0.0.1:8000"
     reply_address: str = "escalating-concerns@localhost"
+    # Signed links to the learner's status page, put in every learner email (None: no links).
+    status_links: StatusLinks | None = None
 
     def staff_url(self, reference: str) -> str:
         return f"{self.public_url.rstrip('/')}/staff/concerns/{reference}"
+
+    def status_url(self, reference: str, now: datetime) -> str | None:
+        """A signed link to the learner's status page, or None when links are not set up."""
+        return self.status_links.url_for(reference, now) if self.status_links else None

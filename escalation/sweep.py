@@ -116,7 +116,7 @@ def _apply(
 
 def _remind(kind: MessageKind, part: str) -> Callable[[Session, Concern, Policy, datetime], None]:
     def remind(session: Session, concern: Concern, policy: Policy, now: datetime) -> None:
-        facts = facts_of(session, concern, policy)
+        facts = facts_of(session, concern, policy, now=now)
         queue_to_contacts(
             session,
             concern=concern,
@@ -183,7 +183,7 @@ def _overdue_at_dean(
     session: Session, concern: Concern, step: Step, now: datetime, policy: Policy
 ) -> None:
     concern.overdue_at_dean_at = now
-    facts = facts_of(session, concern, policy, with_history=True)
+    facts = facts_of(session, concern, policy, with_history=True, now=now)
     # The level's secondary and copy contacts: at pathway 3, the quality team.
     quality_team = [
         held
@@ -212,7 +212,7 @@ def _close_after_silence(
     concern.status = ConcernStatus.CLOSED.value
     concern.closed_at = now
     concern.closed_reason = reason
-    facts = facts_of(session, concern, policy, why=reason)
+    facts = facts_of(session, concern, policy, why=reason, now=now)
     queue_to_learner(
         session, concern=concern, facts=facts, kind=MessageKind.LEARNER_CLOSED, now=now
     )

@@ -242,7 +242,7 @@ def raise_concern(
         },
     )
 
-    facts = facts_of(session, row, policy)
+    facts = facts_of(session, row, policy, now=now)
     queue_to_contacts(
         session,
         concern=row,

@@ -150,6 +150,8 @@ class ConcernFacts:
     # Keys of QUESTIONS the learner has not answered yet (email concerns).
     questions: tuple[str, ...] = ()
     feedback: str | None = None
+    # A signed link to the learner's status page (learner messages only).
+    status_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,14 @@ def _raised_by(facts: ConcernFacts, role: Role) -> str:
     return f"{who} <{facts.learner.email}>" if facts.learner.email else who
 
 
+STATUS_LINK_INVITATION = "Check your concern, add information or tell us if you are still concerned"
+
+
+def _status_link(facts: ConcernFacts) -> tuple[str, ...]:
+    """The paragraph with the learner's signed status link, when there is one."""
+    return (f"{STATUS_LINK_INVITATION}: {facts.status_url}",) if facts.status_url else ()
+
+
 def _learner_signpost(facts: ConcernFacts) -> str | None:
     return PATIENT_SAFETY_SIGNPOST if facts.patient_safety else None
 
@@ -238,6 +248,7 @@ def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
             "each answered after its colon (leave out any you would rather not answer)."
         )
     paragraphs.append("You can add information at any time by replying to this email.")
+    paragraphs.extend(_status_link(facts))
     return Message(
         subject=f"[{facts.reference}] We have received your concern",
         headline="We have received your concern",
@@ -369,6 +380,7 @@ def _learner_escalated(facts: ConcernFacts, role: Role) -> Message:
             f"Why: {facts.why}" if facts.why else "It moved up the escalation ladder.",
             f"They have been asked to give you feedback by "
             f"{when(facts.feedback_due_at, facts.timezone)}.",
+            *_status_link(facts),
         ),
         signpost=_learner_signpost(facts),
     )
@@ -397,6 +409,7 @@ def _learner_closed(facts: ConcernFacts, role: Role) -> Message:
             f"Why: {facts.why}" if facts.why else "It has been closed.",
             "If you remain concerned, reply to this email: staff will see your reply and can "
             "reopen it.",
+            *_status_link(facts),
         ),
         signpost=_learner_signpost(facts),
     )
@@ -412,6 +425,15 @@ def _learner_feedback(facts: ConcernFacts, role: Role) -> Message:
             "If you are satisfied, reply with 'I'm satisfied' as the first line. If you remain "
             "concerned, reply with 'I remain concerned' as the first line and it will move to "
             "the next level straight away.",
+            *(
+                (
+                    "You can also use your concern's status page to say you are satisfied or "
+                    "that you remain concerned.",
+                )
+                if facts.status_url
+                else ()
+            ),
+            *_status_link(facts),
         ),
         signpost=_learner_signpost(facts),
     )

@@ -1,0 +1,66 @@
+"""Signed, expiring links to a concern's status page, for the learner's emails.
+
+A link names the concern's reference and when it was signed; it grants a look at the status page
+(and the learner's actions there) until it expires. The clock is the one the caller passes in,
+so the sweep, the web app and the tests all agree on what "now" is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timedelta
+from typing import Any
+
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+SALT = "status-link"
+PURPOSE = "status-links"
+DEFAULT_MAX_AGE = timedelta(days=180)
+LINK_PATH = "/concerns/status/link/"
+
+
+def status_link_key(secret: str) -> str:
+    """The links' own key, derived from the service secret (never the secret itself)."""
+    return hmac.new(secret.encode(), PURPOSE.encode(), hashlib.sha256).hexdigest()
+
+
+class _SignerAt(TimestampSigner):
+    """A timestamp signer whose clock is the moment it was made for."""
+
+    def __init__(self, *args: Any, now: datetime, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._now = int(now.timestamp())
+
+    def get_timestamp(self) -> int:
+        return self._now
+
+
+class StatusLinks:
+    def __init__(self, key: str, public_url: str, max_age: timedelta = DEFAULT_MAX_AGE) -> None:
+        if not key:
+            raise ValueError("status links need a key")
+        self._key = key
+        self._public_url = public_url.rstrip("/")
+        self.max_age = max_age
+
+    def _serializer(self, now: datetime) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(
+            self._key, salt=SALT, signer=_SignerAt, signer_kwargs={"now": now}
+        )
+
+    def token_for(self, reference: str, now: datetime) -> str:
+        return self._serializer(now).dumps(reference)
+
+    def url_for(self, reference: str, now: datetime) -> str:
+        return f"{self._public_url}{LINK_PATH}{self.token_for(reference, now)}"
+
+    def reference_in(self, token: str, now: datetime) -> str | None:
+        """The reference a token names; None when it is tampered with, expired or malformed."""
+        if not token or len(token) > 512:
+            return None
+        try:
+            value = self._serializer(now).loads(token, max_age=int(self.max_age.total_seconds()))
+        except (BadData, ValueError, TypeError, UnicodeError):
+            return None
+        return value if isinstance(value, str) and value else None
