@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+import limits
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -57,6 +58,21 @@ class Settings(BaseSettings):
     # The scheduler only ticks: every tick reads what is due from the database.
     sweep_interval_seconds: int = Field(default=60, ge=1, le=86_400)
     dispatch_interval_seconds: int = Field(default=10, ge=1, le=3600)
+    # Per client address, in the `limits` notation ("10/10 minutes"). Many learners can share one
+    # address behind an NHS organisation's proxy: raise these there rather than switch them off.
+    submission_rate_limit: str = "10/10 minutes"
+    status_lookup_rate_limit: str = "10/15 minutes"
+
+    @field_validator("submission_rate_limit", "status_lookup_rate_limit")
+    @classmethod
+    def _rate_limit_shape(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(
+                f"'{value}' is not a rate limit such as 10/10 minutes or 30/hour"
+            ) from None
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -42,7 +42,14 @@ def create_app(
         policy=product.policy,
         secret=secret,
         templates=templates(),
-        limits=RateLimits(derived_key(secret, "rate-limits"), rate_limits),
+        limits=RateLimits(
+            derived_key(secret, "rate-limits"),
+            rate_limits
+            or RateLimitRules(
+                submissions=product.settings.submission_rate_limit,
+                status_lookups=product.settings.status_lookup_rate_limit,
+            ),
+        ),
         clock=clock or (lambda: datetime.now(UTC)),
     )
     app.state.web = web

@@ -84,3 +84,10 @@ def test_the_calendar_follows_the_settings() -> None:
     assert calendar.next_working_moment(
         datetime(2026, 12, 28, 12, tzinfo=ZoneInfo("Europe/London"))
     ) == datetime(2026, 12, 31, 8, tzinfo=ZoneInfo("Europe/London"))
+
+
+def test_a_rate_limit_that_is_not_one_is_named() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None, submission_rate_limit="lots")  # type: ignore[call-arg]
+    assert "submission_rate_limit" in str(raised.value)
+    assert "not a rate limit" in str(raised.value)
