@@ -23,10 +23,10 @@ from escalation.ladder import (
     told_summary,
     write_clock,
 )
-from escalation.notify import facts_of, queue_to_contacts
+from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
 from notifications.messages import MessageKind
-from routing.deadlines import level_deadlines
+from routing.deadlines import level_deadlines, silence_close_at
 from routing.interventions import recommended_interventions
 from routing.model import ConcernStatus, Frequency, Harm, LearnerGroup, RiskLevel
 from routing.recipients import PATHWAY2_ROLE_BY_GROUP, UNKNOWN_GROUP_PATHWAY2_ROLE
@@ -365,6 +365,62 @@ def _tell_new_contacts(
             **told_summary(level),
             "reason": "the learner's answers changed who should be told",
         },
+    )
+
+
+MAX_FEEDBACK_CHARACTERS = 20_000
+
+
+def record_feedback(
+    *, session: Session, concern: Concern, by: Actor, text: str, now: datetime, policy: Policy
+) -> None:
+    """A contact of the current level (or staff) gives the learner feedback: the feedback clock
+    stops, and the learner is told what was said and how to answer it.
+
+    The text is written for the learner: it is shown to them in the email and on the status page.
+    """
+    feedback = text.strip()
+    if concern.status != ConcernStatus.OPEN.value:
+        raise ActionRefused(f"{concern.reference} is closed: feedback can no longer be recorded")
+    if by.kind not in ("contact", "staff"):
+        raise ActionRefused("Only the people handling a concern can give feedback on it")
+    if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
+        raise ActionRefused(
+            f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
+            "there can give feedback"
+        )
+    if concern.feedback_at is not None:
+        raise ActionRefused(
+            f"Feedback on {concern.reference} was already recorded at pathway {concern.pathway}"
+        )
+    if not feedback:
+        raise ActionRefused("Write the feedback for the learner")
+    if len(feedback) > MAX_FEEDBACK_CHARACTERS:
+        raise ActionRefused(f"Feedback must be {MAX_FEEDBACK_CHARACTERS:,} characters or fewer")
+    if concern.acknowledged_at is None:
+        # Feedback is the fullest acknowledgement: the acknowledgement clock stops too.
+        acknowledge(session=session, concern=concern, by=by, now=now)
+    concern.feedback_at = now
+    # The learner's silence closes it after the configured working days.
+    concern.close_after = silence_close_at(
+        feedback_at=now, calendar=policy.calendar, policy=policy.deadlines
+    )
+    refresh_next_due(concern)
+    detail: dict[str, object] = {"text": feedback, "pathway": concern.pathway}
+    if by.contact_id is not None:
+        detail["contact_id"] = by.contact_id
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="feedback_given",
+        actor=by.label,
+        channel=by.channel,
+        detail=detail,
+    )
+    facts = facts_of(session, concern, policy, feedback=feedback, now=now)
+    queue_to_learner(
+        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_FEEDBACK, now=now
     )
 
 

@@ -1,0 +1,111 @@
+"""Recording feedback: who may, once per level, and what the learner is told."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from escalation.actions import ActionRefused, Actor, learner_satisfied, record_feedback
+from intake.service import submit_concern
+from intake.submission import Channel, parse_submission
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern
+from tests.integration.helpers import (
+    MONDAY_MORNING,
+    concern_input,
+    example_placement,
+    load_example_directory,
+    policy,
+)
+
+LATER = MONDAY_MORNING + timedelta(days=1)
+FEEDBACK = "We have moved teaching to Thursdays & protected it <in rotas>."
+
+
+@pytest.fixture
+def reference(sqlite_engine: Engine) -> str:
+    load_example_directory(sqlite_engine)
+    return submit_concern(
+        engine=sqlite_engine,
+        concern=parse_submission(concern_input(example_placement(sqlite_engine))),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+
+
+def _locked(session: Session, reference: str) -> Concern:
+    concern = repositories.concern_by_reference(session, reference)
+    assert concern is not None
+    return concern
+
+
+def _primary(engine: Engine, reference: str) -> int:
+    with transaction(engine) as session:
+        concern = _locked(session, reference)
+        for assignment, contact in repositories.assignments_of(
+            session, concern.id or 0, pathway=concern.pathway
+        ):
+            if assignment.part == "primary":
+                return contact.id or 0
+    raise AssertionError("no primary contact")
+
+
+def _feedback(engine: Engine, reference: str, by: Actor, text: str = FEEDBACK) -> None:
+    with transaction(engine) as session:
+        record_feedback(
+            session=session,
+            concern=_locked(session, reference),
+            by=by,
+            text=text,
+            now=LATER,
+            policy=policy(),
+        )
+
+
+def test_a_current_contact_gives_feedback_once(sqlite_engine: Engine, reference: str) -> None:
+    contact = Actor(kind="contact", channel="email", contact_id=_primary(sqlite_engine, reference))
+    _feedback(sqlite_engine, reference, contact)
+
+    with transaction(sqlite_engine) as session:
+        concern = _locked(session, reference)
+        assert concern.feedback_at is not None and concern.acknowledged_at is not None
+        assert concern.close_after is not None and concern.close_after > LATER
+        events = repositories.events_of(session, concern.id or 0)
+        kinds = [event.kind for event in events]
+        assert kinds[-2:] == ["acknowledged", "feedback_given"]
+        assert events[-1].detail["text"] == FEEDBACK and events[-1].detail["pathway"] == 1
+        outbox = repositories.outbox_of(session, concern.id or 0)
+        to_learner = [m for m in outbox if m.kind == "learner_feedback"]
+        assert len(to_learner) == 1
+        body = to_learner[0].body_text
+        assert FEEDBACK in body
+        assert "status page" in body and "/concerns/status/link/" in body
+        assert "&lt;in rotas&gt;" in to_learner[0].body_html
+
+    with pytest.raises(ActionRefused, match="already recorded"):
+        _feedback(sqlite_engine, reference, contact)
+
+
+def test_only_the_levels_contacts_or_staff_may_give_feedback(
+    sqlite_engine: Engine, reference: str
+) -> None:
+    with pytest.raises(ActionRefused, match="only its contacts"):
+        _feedback(sqlite_engine, reference, Actor(kind="contact", channel="email", contact_id=-1))
+    with pytest.raises(ActionRefused):
+        _feedback(sqlite_engine, reference, Actor(kind="learner", channel="web"))
+    with pytest.raises(ActionRefused, match="Write the feedback"):
+        _feedback(sqlite_engine, reference, Actor(kind="staff", channel="web"), text="  ")
+    with transaction(sqlite_engine) as session:
+        assert _locked(session, reference).feedback_at is None
+
+    _feedback(sqlite_engine, reference, Actor(kind="staff", channel="web"))
+    with transaction(sqlite_engine) as session:
+        concern = _locked(session, reference)
+        learner_satisfied(session=session, concern=concern, channel="web", now=LATER)
+    with pytest.raises(ActionRefused, match="closed"):
+        _feedback(sqlite_engine, reference, Actor(kind="staff", channel="web"))
