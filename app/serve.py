@@ -33,6 +33,7 @@ from app.web import create_app
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
 from intake.mailbox import Mailbox, MailboxLimits
+from intake.web import assets
 from notifications.outbox import dispatch_due
 from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
 from notifications.threading import MailThreading
@@ -175,18 +176,25 @@ def serve(settings: Settings) -> int:
         sender = sender_from_settings(settings.smtp_relay_url, settings.outbox_dir)
     except ValueError as error:
         raise CannotServe(str(error), status=2) from None
+    try:
+        # Read the NHS.UK frontend's files now: without them no learner page can be drawn.
+        served_assets = assets.load_assets(settings.frontend_dir)
+    except assets.MissingFrontend as error:
+        raise CannotServe(str(error), status=1) from None
     bootstrap.prepare_database(product)
     # The event loop and the mailbox's writer thread hand the GIL to each other for every
     # message; at Python's default 5 ms switch interval a busy thread makes the other wait up to
     # 5 ms each time (bench/: concurrent deliveries about a third faster at 0.5 ms).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
-        return asyncio.run(_serve(product, sender=sender))
+        return asyncio.run(_serve(product, sender=sender, served_assets=served_assets))
     finally:
         product.engine.dispose()
 
 
-async def _serve(product: bootstrap.Product, *, sender: Sender) -> int:
+async def _serve(
+    product: bootstrap.Product, *, sender: Sender, served_assets: dict[str, assets.Asset]
+) -> int:
     settings = product.settings
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -220,7 +228,7 @@ async def _serve(product: bootstrap.Product, *, sender: Sender) -> int:
         ) from None
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(product, metrics=metrics),
+            create_app(product, metrics=metrics, served_assets=served_assets),
             lifespan="on",
             log_level="info",
             # Our own access log (intake.web.security.AccessLog) names the route only: uvicorn's

@@ -33,6 +33,7 @@ def create_app(
     metrics: Metrics,
     clock: Callable[[], datetime] | None = None,
     rate_limits: RateLimitRules | None = None,
+    served_assets: dict[str, assets.Asset] | None = None,
 ) -> FastAPI:
     """The FastAPI app on this product (tests pass their own database, metrics and clock)."""
     app = FastAPI(title="Learner concerns", version="0.1.0")
@@ -53,7 +54,9 @@ def create_app(
         clock=clock or (lambda: datetime.now(UTC)),
     )
     app.state.web = web
-    mount(app, web, assets.load_assets(product.settings.frontend_dir))
+    if served_assets is None:
+        served_assets = assets.load_assets(product.settings.frontend_dir)
+    mount(app, web, served_assets)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

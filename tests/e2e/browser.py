@@ -76,7 +76,9 @@ class Browsing:
         assert not blocked, f"CSP reports on {label}: {blocked}"
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: Playwright's sync API keeps an event loop running on this thread while it is
+# open, and later modules' tests run their own loops.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)

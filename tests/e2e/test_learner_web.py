@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.browser import Browsing
-from tests.e2e.test_serve import Server, start_server
+from tests.e2e.test_serve import CONCERNS, Server, free_port, server_env, start_server
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +30,15 @@ def test_the_start_page_is_accessible_and_works_under_the_csp(
     browsing.check("start")
     page.get_by_role("link", name="Raise a concern", exact=True).first.click()
     assert page.url.endswith("/concerns/new")
+
+
+def test_serve_says_what_to_do_when_the_frontend_is_not_installed(tmp_path: Path) -> None:
+    env = server_env(tmp_path, database=tmp_path / "c.db", http_port=free_port(), smtp_port=0)
+    env["CONCERNS_FRONTEND_DIR"] = str(tmp_path / "nowhere")
+    done = subprocess.run(
+        [str(CONCERNS), "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "the NHS.UK frontend is not installed" in done.stderr
+    assert "make install" in done.stderr
+    assert "Traceback" not in done.stderr
