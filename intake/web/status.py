@@ -1,11 +1,360 @@
-"""The learner's status pages (being written)."""
+"""The learner's status page: look a concern up (reference + code, or a signed email link), see
+a learner-safe timeline, add information, and answer feedback.
+
+Access lives in the signed session cookie as the reference and when it was granted, for 30
+minutes from the last grant; the code itself is never stored. Every change runs in a thread,
+in one transaction, on the locked concern.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from escalation.actions import (
+    ActionRefused,
+    add_learner_information,
+    learner_remains_concerned,
+    learner_satisfied,
+)
+from intake.follow_up import (
+    LearnerStatus,
+    find_for_follow_up,
+    learner_status,
+    normalise_reference,
+    pathway_words,
+)
 from intake.web.context import WebContext
+from intake.web.security import CSRF_FIELD, require_csrf
+from intake.web.templating import page
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern, id_of
+
+STATUS_PATH = "/concerns/status"
+ACCESS_KEY = "status_access"
+NOTICE_KEY = "status_notice"
+ACCESS_LIFETIME = timedelta(minutes=30)
+INFORMATION_LIMIT = 5_000
+FIELD_LIMIT = 200
+
+NOT_RIGHT = "The reference or code is not right. Check them and try again."
+LINK_EXPIRED = (
+    "The link you used has expired or is not complete. Enter your reference and code, or use "
+    "the link in the most recent email we sent you."
+)
+ACCESS_ENDED = (
+    "For your security, you need to enter your reference and code again (or use the link in "
+    "our email) after 30 minutes."
+)
+SIGNED_OUT = "You have signed out of your concern."
+
+
+@dataclass(frozen=True)
+class Access:
+    reference: str
+    granted_at: datetime
 
 
 def router(context: WebContext) -> APIRouter:
-    return APIRouter(include_in_schema=False)
+    routes = APIRouter(include_in_schema=False)
+
+    # --- access held in the session -----------------------------------------------------------
+
+    def grant(request: Request, reference: str) -> None:
+        request.session[ACCESS_KEY] = {
+            "reference": reference,
+            "granted_at": context.clock().timestamp(),
+        }
+
+    def access_of(request: Request) -> tuple[Access | None, bool]:
+        """The session's access, and whether there was one that has now ended."""
+        held = request.session.get(ACCESS_KEY)
+        if not isinstance(held, dict):
+            return None, False
+        reference, granted = held.get("reference"), held.get("granted_at")
+        if not isinstance(reference, str) or not isinstance(granted, int | float):
+            request.session.pop(ACCESS_KEY, None)
+            return None, False
+        now = context.clock()
+        granted_at = datetime.fromtimestamp(granted, tz=now.tzinfo)
+        if not timedelta(0) <= now - granted_at <= ACCESS_LIFETIME:
+            request.session.pop(ACCESS_KEY, None)
+            return None, True
+        return Access(reference=reference, granted_at=granted_at), False
+
+    def notice(request: Request, text: str) -> None:
+        request.session[NOTICE_KEY] = text
+
+    def take_notice(request: Request) -> str | None:
+        text = request.session.pop(NOTICE_KEY, None)
+        return text if isinstance(text, str) else None
+
+    # --- pages --------------------------------------------------------------------------------
+
+    def lookup_page(
+        request: Request,
+        *,
+        message: str | None = None,
+        errors: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        errors = errors or {}
+        return page(
+            context.templates,
+            request,
+            "status_lookup.html",
+            {
+                "message": message,
+                "errors": errors,
+                "error_list": [
+                    {"text": text, "href": f"#{field}"} for field, text in errors.items()
+                ],
+                "values": values or {},
+            },
+            status_code=status_code,
+        )
+
+    def status_page(
+        request: Request,
+        status: LearnerStatus,
+        *,
+        errors: dict[str, str] | None = None,
+        information: str = "",
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        errors = errors or {}
+        next_pathway = status.pathway + 1 if status.pathway < 3 else None
+        return page(
+            context.templates,
+            request,
+            "status.html",
+            {
+                "status": status,
+                "notice": take_notice(request),
+                "errors": errors,
+                "error_list": [
+                    {"text": text, "href": f"#{field}"} for field, text in errors.items()
+                ],
+                "information": information,
+                "information_limit": INFORMATION_LIMIT,
+                "next_pathway": next_pathway,
+                "next_pathway_words": pathway_words(next_pathway) if next_pathway else None,
+            },
+            status_code=status_code,
+        )
+
+    def load_status(reference: str) -> LearnerStatus | None:
+        with transaction(context.engine) as session:
+            concern = repositories.concern_by_reference(session, reference)
+            if concern is None:
+                return None
+            return learner_status(session, concern, context.policy)
+
+    def ended(request: Request) -> HTMLResponse:
+        """An action after access ended: nothing changes; the learner is asked again."""
+        return lookup_page(request, message=ACCESS_ENDED, status_code=403)
+
+    # --- look-up ------------------------------------------------------------------------------
+
+    @routes.get(STATUS_PATH, response_class=HTMLResponse)
+    async def show(request: Request) -> HTMLResponse:
+        access, expired = access_of(request)
+        if access is None:
+            message = take_notice(request) or (ACCESS_ENDED if expired else None)
+            return lookup_page(request, message=message)
+        status = await run_in_threadpool(load_status, access.reference)
+        if status is None:
+            request.session.pop(ACCESS_KEY, None)
+            return lookup_page(request)
+        return status_page(request, status)
+
+    @routes.post(STATUS_PATH, response_class=HTMLResponse)
+    async def look_up(request: Request) -> Response:
+        form = await request.form()
+        require_csrf(request, form.get(CSRF_FIELD))
+        context.limits.hit("status_lookups", context.limits.client(request))
+        reference = _field(form.get("reference"))
+        code = _field(form.get("code"))
+        errors: dict[str, str] = {}
+        if not reference:
+            errors["reference"] = "Enter your reference"
+        if not code:
+            errors["code"] = "Enter your follow-up code"
+        if errors:
+            return lookup_page(
+                request, errors=errors, values={"reference": reference}, status_code=400
+            )
+        context.limits.hit("lookups_per_reference", normalise_reference(reference))
+
+        def find() -> str | None:
+            with transaction(context.engine) as session:
+                concern = find_for_follow_up(session, reference=reference, code=code)
+                return concern.reference if concern is not None else None
+
+        found = await run_in_threadpool(find)
+        if found is None:
+            # The same answer for an unknown reference, a named concern and a wrong code; the
+            # fields are not echoed back, so the pages are identical too.
+            return lookup_page(request, errors={"reference": NOT_RIGHT}, status_code=400)
+        grant(request, found)
+        return RedirectResponse(STATUS_PATH, status_code=303)
+
+    @routes.get(STATUS_PATH + "/link/{token}", response_class=HTMLResponse)
+    async def follow_link(request: Request, token: str) -> Response:
+        context.limits.hit("status_lookups", context.limits.client(request))
+        links = context.policy.status_links
+        reference = links.reference_in(token, context.clock()) if links else None
+        if reference is None:
+            return lookup_page(request, message=LINK_EXPIRED, status_code=400)
+        grant(request, reference)
+        return RedirectResponse(STATUS_PATH, status_code=303)
+
+    @routes.post(STATUS_PATH + "/sign-out")
+    async def sign_out(request: Request) -> Response:
+        form = await request.form()
+        require_csrf(request, form.get(CSRF_FIELD))
+        request.session.pop(ACCESS_KEY, None)
+        notice(request, SIGNED_OUT)
+        return RedirectResponse(STATUS_PATH, status_code=303)
+
+    # --- the learner's actions ----------------------------------------------------------------
+
+    async def act(
+        request: Request,
+        reference: str,
+        action: Callable[[Session, Concern, datetime], str],
+        *,
+        information: str = "",
+    ) -> Response:
+        """Run one action on the locked concern; a refusal changes nothing and is shown."""
+
+        def run() -> str:
+            with transaction(context.engine) as session:
+                found = repositories.concern_by_reference(session, reference)
+                concern = lock_concern(session, found)
+                return action(session, concern, context.clock())
+
+        try:
+            done = await run_in_threadpool(run)
+        except ActionRefused as refused:
+            status = await run_in_threadpool(load_status, reference)
+            if status is None:
+                return ended(request)
+            field = "information" if information else "actions"
+            return status_page(
+                request,
+                status,
+                errors={field: str(refused)},
+                information=information,
+                status_code=400,
+            )
+        notice(request, done)
+        return RedirectResponse(STATUS_PATH, status_code=303)
+
+    async def checked(request: Request) -> tuple[Any, Access | None]:
+        form = await request.form()
+        require_csrf(request, form.get(CSRF_FIELD))
+        context.limits.hit("learner_actions", context.limits.client(request))
+        access, _ = access_of(request)
+        return form, access
+
+    @routes.post(STATUS_PATH + "/information")
+    async def add_information(request: Request) -> Response:
+        form, access = await checked(request)
+        if access is None:
+            return ended(request)
+        raw = form.get("information")
+        text = raw.replace("\r\n", "\n").strip() if isinstance(raw, str) else ""
+        error = None
+        if not text:
+            error = "Enter the information you want to add"
+        elif len(text) > INFORMATION_LIMIT:
+            error = f"Information must be {INFORMATION_LIMIT:,} characters or fewer"
+        if error:
+            status = await run_in_threadpool(load_status, access.reference)
+            if status is None:
+                return ended(request)
+            return status_page(
+                request,
+                status,
+                errors={"information": error},
+                information=text,
+                status_code=400,
+            )
+
+        def add(session: Session, concern: Concern, now: datetime) -> str:
+            if concern.status != "open":
+                raise ActionRefused(
+                    f"{concern.reference} is closed: information can no longer be added here"
+                )
+            add_learner_information(
+                session=session,
+                concern=concern,
+                text=text,
+                channel="web",
+                inbound_id=None,
+                now=now,
+            )
+            return "Your information has been added to your concern."
+
+        return await act(request, access.reference, add, information=text)
+
+    @routes.post(STATUS_PATH + "/satisfied")
+    async def satisfied(request: Request) -> Response:
+        _, access = await checked(request)
+        if access is None:
+            return ended(request)
+
+        def close(session: Session, concern: Concern, now: datetime) -> str:
+            learner_satisfied(session=session, concern=concern, channel="web", now=now)
+            return "Thank you for telling us you are satisfied. Your concern is now closed."
+
+        return await act(request, access.reference, close)
+
+    @routes.post(STATUS_PATH + "/concerned")
+    async def concerned(request: Request) -> Response:
+        _, access = await checked(request)
+        if access is None:
+            return ended(request)
+
+        def escalate(session: Session, concern: Concern, now: datetime) -> str:
+            moved = learner_remains_concerned(
+                session=session, concern=concern, channel="web", now=now, policy=context.policy
+            )
+            if moved:
+                return (
+                    f"Your concern has moved to pathway {concern.pathway}: "
+                    f"{_after_colon(pathway_words(concern.pathway))}."
+                )
+            return (
+                "We have recorded that you remain concerned. Your concern is already at the "
+                "highest level: the regional postgraduate dean's team will be told."
+            )
+
+        return await act(request, access.reference, escalate)
+
+    return routes
+
+
+def lock_concern(session: Session, found: Concern | None) -> Concern:
+    concern = repositories.lock_concern(session, id_of(found)) if found is not None else None
+    if concern is None:
+        raise ActionRefused("We could not find your concern. Look it up again.")
+    return concern
+
+
+def _field(value: object) -> str:
+    return value.strip()[:FIELD_LIMIT] if isinstance(value, str) else ""
+
+
+def _after_colon(words: str) -> str:
+    return words.split(": ", 1)[1] if ": " in words else words

@@ -1,0 +1,340 @@
+"""The learner's status page: look-up by reference and code or signed link, a learner-safe
+timeline, adding information, and answering feedback."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from escalation.actions import Actor, record_feedback
+from intake.service import submit_concern
+from intake.submission import Channel, parse_submission
+from intake.web.security import RateLimitRules
+from intake.web.status import NOT_RIGHT
+from storage import repositories
+from storage.db import transaction
+from tests.integration.helpers import (
+    MONDAY_MORNING,
+    concern_input,
+    example_placement,
+    load_example_directory,
+    policy,
+)
+from tests.integration.webclient import WebClient, make_app, web_client
+
+STATUS = "/concerns/status"
+FEEDBACK = "We have protected your teaching time from next week."
+LINK = re.compile(r"/concerns/status/link/(\S+)")
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class World:
+    engine: Engine
+    clock: Clock
+    client: WebClient
+
+
+def make_world(engine: Engine, rules: RateLimitRules | None = None) -> Iterator[World]:
+    clock = Clock(MONDAY_MORNING + timedelta(hours=1))
+    with web_client(make_app(engine, clock=clock, rate_limits=rules)) as client:
+        yield World(engine=engine, clock=clock, client=client)
+
+
+@pytest.fixture
+def world(sqlite_engine: Engine) -> Iterator[World]:
+    load_example_directory(sqlite_engine)
+    yield from make_world(sqlite_engine)
+
+
+def raise_concern(engine: Engine, confidentiality: str) -> tuple[str, str | None]:
+    changes: dict[str, object] = {"confidentiality": confidentiality}
+    if confidentiality == "anonymous":
+        changes["learner"] = {"group": "foundation", "programme": "Foundation Programme FY1"}
+    submitted = submit_concern(
+        engine=engine,
+        concern=parse_submission(concern_input(example_placement(engine), **changes)),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    return submitted.reference, submitted.code
+
+
+def look_up(client: WebClient, reference: str, code: str):  # type: ignore[no-untyped-def]
+    token = client.csrf(STATUS)
+    return client.post(STATUS, data={"csrf_token": token, "reference": reference, "code": code})
+
+
+def give_feedback(engine: Engine, reference: str, at: datetime) -> None:
+    with transaction(engine) as session:
+        found = repositories.concern_by_reference(session, reference)
+        assert found is not None
+        concern = repositories.lock_concern(session, found.id or 0)
+        assert concern is not None
+        record_feedback(
+            session=session,
+            concern=concern,
+            by=Actor(kind="staff", channel="web"),
+            text=FEEDBACK,
+            now=at,
+            policy=policy(),
+        )
+
+
+def event_kinds(engine: Engine, reference: str) -> list[str]:
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        return [event.kind for event in repositories.events_of(session, concern.id or 0)]
+
+
+def learner_link(engine: Engine, reference: str) -> str:
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        bodies = [
+            message.body_text
+            for message in repositories.outbox_of(session, concern.id or 0)
+            if message.recipient_role == "learner"
+        ]
+    found = LINK.search(bodies[0])
+    assert found, "no status link in the learner's email"
+    return "/concerns/status/link/" + found.group(1)
+
+
+def post_action(client: WebClient, path: str, **data: str):  # type: ignore[no-untyped-def]
+    token = client.csrf(STATUS)
+    return client.post(path, data={"csrf_token": token, **data})
+
+
+# --- look-up ------------------------------------------------------------------------------------
+
+
+def test_an_anonymous_learner_looks_up_with_reference_and_code(world: World) -> None:
+    reference, code = raise_concern(world.engine, "anonymous")
+    assert code is not None
+    form = world.client.get(STATUS)
+    assert form.status_code == 200 and 'name="code"' in form.text
+
+    # Lower case, spaces and no dashes are all fine.
+    answer = look_up(world.client, f" {reference.lower()} ", code.replace("-", "").lower())
+    assert answer.status_code == 303 and answer.headers["location"] == STATUS
+    assert code not in str(world.client._client.cookies)
+
+    page = world.client.get(STATUS)
+    assert page.status_code == 200
+    assert reference in page.text and "We received your concern" in page.text
+    assert "Where it is now" in page.text and "Pathway 1: your placement" in page.text
+    assert "Feedback due by" in page.text
+    assert "I&#39;m satisfied" not in page.text and "I'm satisfied" not in page.text
+
+
+def test_a_wrong_code_and_an_unknown_reference_get_the_same_answer(world: World) -> None:
+    reference, _ = raise_concern(world.engine, "anonymous")
+    named, _ = raise_concern(world.engine, "named")
+    wrong_code = look_up(world.client, reference, "AAAA-BBBB-CCCC")
+    unknown = look_up(world.client, "LC-2026-999999", "AAAA-BBBB-CCCC")
+    not_anonymous = look_up(world.client, named, "AAAA-BBBB-CCCC")
+    assert wrong_code.status_code == unknown.status_code == not_anonymous.status_code == 400
+    assert wrong_code.text == unknown.text == not_anonymous.text
+    assert NOT_RIGHT in wrong_code.text and "<title>Error: " in wrong_code.text
+    assert world.client.get(STATUS).text.count('name="code"') == 1
+
+
+def test_missing_fields_show_the_error_summary(world: World) -> None:
+    answer = look_up(world.client, "", "")
+    assert answer.status_code == 400
+    assert "There is a problem" in answer.text
+    assert "Enter your reference" in answer.text and "Enter your follow-up code" in answer.text
+
+
+def test_look_ups_are_rate_limited(sqlite_engine: Engine) -> None:
+    load_example_directory(sqlite_engine)
+    for world in make_world(sqlite_engine, RateLimitRules(status_lookups="3/15 minutes")):
+        for _ in range(3):
+            assert look_up(world.client, "LC-2026-999999", "AAAA").status_code == 400
+        limited = look_up(world.client, "LC-2026-999999", "AAAA")
+        assert limited.status_code == 429 and "You have tried too many times" in limited.text
+
+
+def test_look_ups_are_rate_limited_per_reference(sqlite_engine: Engine) -> None:
+    load_example_directory(sqlite_engine)
+    for world in make_world(sqlite_engine, RateLimitRules(lookups_per_reference="2/15 minutes")):
+        reference, code = raise_concern(world.engine, "anonymous")
+        assert code is not None
+        for _ in range(2):
+            assert look_up(world.client, reference, "AAAA").status_code == 400
+        # Even the right code waits: the reference is being guessed at.
+        assert look_up(world.client, reference.lower(), code).status_code == 429
+
+
+def test_a_look_up_without_csrf_is_refused(world: World) -> None:
+    reference, code = raise_concern(world.engine, "anonymous")
+    world.client.get(STATUS)
+    answer = world.client.post(STATUS, data={"reference": reference, "code": code or ""})
+    assert answer.status_code == 403
+    assert "We received your concern" not in world.client.get(STATUS).text
+
+
+# --- signed links ----------------------------------------------------------------------------
+
+
+def test_the_link_in_the_learners_email_opens_the_status_page(world: World) -> None:
+    reference, _ = raise_concern(world.engine, "confidential")
+    answer = world.client.get(learner_link(world.engine, reference))
+    assert answer.status_code == 303 and answer.headers["location"] == STATUS
+    page = world.client.get(STATUS)
+    assert page.status_code == 200 and reference in page.text
+
+
+def test_tampered_or_expired_links_are_refused(world: World) -> None:
+    reference, _ = raise_concern(world.engine, "named")
+    links = policy().status_links
+    assert links is not None
+    token = links.token_for(reference, world.clock.now)
+    tampered = ("A" if token[0] != "A" else "B") + token[1:]
+    old = links.token_for(reference, world.clock.now - timedelta(days=181))
+    for bad in (tampered, old, "nonsense"):
+        answer = world.client.get(f"/concerns/status/link/{bad}")
+        assert answer.status_code == 400
+        assert "link you used has expired" in answer.text and 'name="code"' in answer.text
+    assert reference not in world.client.get(STATUS).text
+
+
+# --- what the learner sees -----------------------------------------------------------------------
+
+
+def test_the_timeline_is_learner_safe(world: World) -> None:
+    reference, _ = raise_concern(world.engine, "confidential")
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        contacts = [
+            (contact.name, contact.email)
+            for _, contact in repositories.assignments_of(session, concern.id or 0)
+        ]
+        reasons = list(concern.risk_reasons)
+    assert contacts
+    give_feedback(world.engine, reference, MONDAY_MORNING + timedelta(minutes=30))
+    world.client.get(learner_link(world.engine, reference))
+    post_action(world.client, STATUS + "/concerned")
+    page = world.client.get(STATUS).text
+
+    for words in (
+        "We received your concern",
+        "Acknowledged at pathway 1",
+        "Feedback given at pathway 1",
+        FEEDBACK,
+        "Moved to pathway 2",
+        "You told us you remain concerned after feedback at pathway 1",
+        "Feedback due by",
+    ):
+        assert words in page, words
+    for name, email in contacts:
+        assert not name or name not in page
+        assert not email or email not in page
+    assert "Priya Testlearner" not in page and "priya.testlearner" not in page
+    for reason in reasons:
+        assert reason not in page
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed_in(world: World) -> str:
+    reference, code = raise_concern(world.engine, "anonymous")
+    assert code is not None
+    assert look_up(world.client, reference, code).status_code == 303
+    return reference
+
+
+def test_adding_information_stores_an_event(world: World, signed_in: str) -> None:
+    answer = post_action(world.client, STATUS + "/information", information="It happened again <b>")
+    assert answer.status_code == 303
+    assert event_kinds(world.engine, signed_in)[-1] == "learner_added_information"
+    page = world.client.get(STATUS).text
+    assert "Your information has been added to your concern." in page
+    assert "You added information" in page and "It happened again &lt;b&gt;" in page
+
+    empty = post_action(world.client, STATUS + "/information", information="  ")
+    assert empty.status_code == 400 and "Enter the information you want to add" in empty.text
+    long = post_action(world.client, STATUS + "/information", information="x" * 5001)
+    assert long.status_code == 400 and "5,000 characters or fewer" in long.text
+    assert event_kinds(world.engine, signed_in).count("learner_added_information") == 1
+
+
+def test_satisfied_closes_the_concern(world: World, signed_in: str) -> None:
+    early = post_action(world.client, STATUS + "/satisfied")
+    assert early.status_code == 400 and "has no feedback yet" in early.text
+
+    give_feedback(world.engine, signed_in, world.clock.now)
+    page = world.client.get(STATUS).text
+    assert "I&#39;m satisfied" in page and "I remain concerned" in page
+    assert post_action(world.client, STATUS + "/satisfied").status_code == 303
+    assert event_kinds(world.engine, signed_in)[-1] == "closed"
+    page = world.client.get(STATUS).text
+    assert "Your concern is now closed" in page and "Closed" in page
+    assert "You told us you are satisfied with the feedback." in page
+    assert "Add information" not in page and "I remain concerned" not in page
+
+
+def test_remaining_concerned_moves_it_to_pathway_2(world: World, signed_in: str) -> None:
+    give_feedback(world.engine, signed_in, world.clock.now)
+    assert post_action(world.client, STATUS + "/concerned").status_code == 303
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, signed_in)
+        assert concern is not None and concern.pathway == 2
+    page = world.client.get(STATUS).text
+    assert "Your concern has moved to pathway 2" in page
+    assert "Pathway 2: your school or university" in page and "Moved to pathway 2" in page
+    # The new level has not given feedback yet.
+    assert "I remain concerned" not in page
+
+
+def test_actions_without_csrf_are_refused_and_change_nothing(world: World, signed_in: str) -> None:
+    give_feedback(world.engine, signed_in, world.clock.now)
+    before = event_kinds(world.engine, signed_in)
+    for path, data in (
+        ("/information", {"information": "more"}),
+        ("/satisfied", {}),
+        ("/concerned", {}),
+        ("/sign-out", {}),
+    ):
+        answer = world.client.post(STATUS + path, data={**data, "csrf_token": "forged"})
+        assert answer.status_code == 403
+    assert event_kinds(world.engine, signed_in) == before
+    assert signed_in in world.client.get(STATUS).text
+
+
+def test_access_ends_after_30_minutes(world: World, signed_in: str) -> None:
+    world.clock.now += timedelta(minutes=29)
+    assert signed_in in world.client.get(STATUS).text
+    token = world.client.csrf(STATUS)
+    world.clock.now += timedelta(minutes=2)
+    page = world.client.get(STATUS)
+    assert signed_in not in page.text and "after 30 minutes" in page.text
+    answer = world.client.post(
+        STATUS + "/information", data={"csrf_token": token, "information": "late"}
+    )
+    assert answer.status_code == 403
+    assert "learner_added_information" not in event_kinds(world.engine, signed_in)
+
+
+def test_signing_out_ends_access(world: World, signed_in: str) -> None:
+    assert post_action(world.client, STATUS + "/sign-out").status_code == 303
+    page = world.client.get(STATUS).text
+    assert "You have signed out" in page and signed_in not in page
