@@ -1,0 +1,359 @@
+"""The web form's fields: their choices, how the answers become a submission, and the words
+a learner sees when an answer needs fixing. Pure: no request, no database.
+
+Every field's `name` is also its `id` (the first radio of a group carries the bare id), so an
+error summary link `#<name>` lands on the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from intake.submission import InvalidSubmission, NewConcern, parse_submission
+from notifications.messages import QUESTIONS
+from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore
+
+DESCRIPTION_LIMIT = 5_000  # the web form's own limit (the service accepts more from email)
+SUMMARY_LIMIT = 120
+SHORT_TEXT_LIMIT = 200
+NOT_LISTED = "not-listed"
+
+# Form order: the error summary lists problems in the order the fields appear.
+FIELDS = (
+    "group",
+    "organisation",
+    "organisation-other",
+    "site",
+    "department",
+    "department-other",
+    "programme",
+    "description",
+    "frequency",
+    "harm",
+    "raised-before",
+    "raised-with",
+    "about-supervisor",
+    "cannot-raise-locally",
+    "confidentiality",
+    "name",
+    "email",
+)
+SINGLE_LINE = (
+    "organisation-other",
+    "site",
+    "department-other",
+    "programme",
+    "raised-with",
+    "name",
+    "email",
+)
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _question_choices(key: str) -> dict[str, str]:
+    return {value: _capitalised(label) for value, label in QUESTIONS[key].choices}
+
+
+GROUP_LABELS: dict[str, str] = {
+    **_question_choices("learner_group"),
+    "ahp": "Allied health professions student",
+    "healthcare_science": "Healthcare science student or trainee",
+    "support_workforce": "Support worker in training (for example, a healthcare or nursing "
+    "associate apprentice)",
+}
+assert set(GROUP_LABELS) == {group.value for group in LearnerGroup}
+
+FREQUENCY_LABELS = _question_choices("frequency")
+assert set(FREQUENCY_LABELS) == {f.value for f in Frequency if f is not Frequency.NOT_ANSWERED}
+
+HARM_LABELS: dict[str, str] = {
+    **_question_choices("harm"),
+    "minor": "No one was harmed and it is minor",
+    "not_sure": "I'm not sure",
+}
+assert set(HARM_LABELS) == {h.value for h in Harm if h is not Harm.NOT_ANSWERED}
+
+RAISED_BEFORE_LABELS = {
+    RaisedBefore.NO.value: "No",
+    RaisedBefore.PATHWAY1.value: "Yes, in my placement",
+    RaisedBefore.PATHWAY1_AND_2.value: "Yes, in my placement and with my school or university",
+}
+YES_NO_LABELS = {"yes": "Yes", "no": "No"}
+
+CONFIDENTIALITY_LABELS = {
+    Confidentiality.NAMED.value: "Named",
+    Confidentiality.CONFIDENTIAL.value: "Confidential",
+    Confidentiality.ANONYMOUS.value: "Anonymous",
+}
+CONFIDENTIALITY_HINTS = {
+    Confidentiality.NAMED.value: "The people handling your concern know who you are.",
+    Confidentiality.CONFIDENTIAL.value: (
+        "Only the regional quality team and the dean know who you are. Your placement and your "
+        "school or university see the concern without your name."
+    ),
+    Confidentiality.ANONYMOUS.value: (
+        "We do not keep your name or contact details at all. You get a reference and a code to "
+        "check on your concern here. Nobody can contact you, so give as much detail as you can."
+    ),
+}
+
+PATHWAY_WORDS = {
+    1: (
+        "your placement: the department's supervisor or clinical tutor, or the organisation's "
+        "Freedom to Speak Up guardian"
+    ),
+    2: "your school or university: your foundation or specialty school, or your university's "
+    "placement lead",
+    3: "NHS England: the region's postgraduate dean and quality team",
+}
+
+# What to say when the service's own validation finds a problem the form's checks did not.
+_SERVICE_FIELDS: dict[str, tuple[str, str]] = {
+    "learner": ("name", "Enter your name and email address, or choose anonymous"),
+    "learner.name": ("name", "Enter your name"),
+    "learner.email": (
+        "email",
+        "Enter an email address in the correct format, like name@example.nhs.uk",
+    ),
+    "learner.group": ("group", "Select which kind of learner you are"),
+    "learner.programme": ("programme", "Programme or specialty must be 200 characters or fewer"),
+    "placement": ("organisation", "Select your organisation, or enter its name"),
+    "placement.organisation": ("organisation", "Select your organisation, or enter its name"),
+    "placement.department": ("department", "Select your department, or enter its name"),
+    "placement.site": ("site", "Site must be 200 characters or fewer"),
+    "summary": ("description", "Enter what happened"),
+    "description": ("description", "Enter what happened"),
+    "frequency": ("frequency", "Select how often this happens"),
+    "harm": ("harm", "Select whether anyone has been harmed or could be"),
+    "raised_before": ("raised-before", "Select whether you have raised this before"),
+    "about_pathway1_contact": (
+        "about-supervisor",
+        "Select yes if your concern is about your supervisor or tutor",
+    ),
+    "cannot_raise_locally": ("cannot-raise-locally", "Check this answer"),
+    "confidentiality": ("confidentiality", "Select how you want your concern to be shared"),
+}
+
+
+@dataclass(frozen=True)
+class Directory:
+    """The placements a learner can pick: organisations, their sites and departments."""
+
+    organisations: tuple[Mapping[str, Any], ...]
+
+    @classmethod
+    def of(cls, described: Mapping[str, Any]) -> Directory:
+        return cls(tuple(described.get("organisations", ())))
+
+    def organisation_names(self) -> list[str]:
+        return [str(org["name"]) for org in self.organisations]
+
+    def departments(self) -> list[tuple[str, str, str]]:
+        """(value, organisation name, department name) for every department."""
+        return [
+            (f"{org['key']}/{department['key']}", str(org["name"]), str(department["name"]))
+            for org in self.organisations
+            for department in org.get("departments", ())
+        ]
+
+
+@dataclass
+class Outcome:
+    """A valid concern, or the problems to show (field id to message) with the answers kept."""
+
+    values: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    concern: NewConcern | None = None
+
+
+def answers_of(form: Mapping[str, Any]) -> dict[str, str]:
+    """The form's answers as strings (anything not a string, such as a file, is dropped)."""
+    values: dict[str, str] = {}
+    for name in FIELDS:
+        value = form.get(name)
+        values[name] = value if isinstance(value, str) else ""
+    return values
+
+
+def derive_summary(description: str) -> str:
+    """The first sentence or line of the description, at most 120 characters, cut between words."""
+    text = description.strip()
+    first = text.splitlines()[0].strip() if text else ""
+    sentence = re.match(r"(.+?[.!?])(?:\s|$)", first)
+    summary = sentence.group(1) if sentence else first
+    if len(summary) <= SUMMARY_LIMIT:
+        return summary
+    cut = summary[: SUMMARY_LIMIT - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
+    """Check the form's answers and turn them into a NewConcern, or say what to fix."""
+    values = answers_of(form)
+    errors: dict[str, str] = {}
+    text = {name: values[name].strip() for name in FIELDS}
+
+    for name in SINGLE_LINE:
+        if "\r" in values[name] or "\n" in values[name]:
+            errors[name] = "Enter this on one line, without line breaks"
+        elif len(text[name]) > SHORT_TEXT_LIMIT:
+            errors[name] = f"This must be {SHORT_TEXT_LIMIT} characters or fewer"
+
+    _choice(errors, text, "group", GROUP_LABELS, "Select which kind of learner you are")
+    organisation = _organisation(errors, text, directory)
+    department = _department(errors, text, directory, organisation)
+
+    if not text["description"]:
+        errors["description"] = "Enter what happened"
+    elif len(text["description"]) > DESCRIPTION_LIMIT:
+        errors["description"] = (
+            f"What happened must be {DESCRIPTION_LIMIT:,} characters or fewer "
+            f"(you have entered {len(text['description']):,})"
+        )
+    _choice(errors, text, "frequency", FREQUENCY_LABELS, "Select how often this happens")
+    _choice(errors, text, "harm", HARM_LABELS, "Select whether anyone has been harmed or could be")
+    _choice(
+        errors,
+        text,
+        "raised-before",
+        RAISED_BEFORE_LABELS,
+        "Select whether you have raised this before",
+    )
+    _choice(
+        errors,
+        text,
+        "about-supervisor",
+        YES_NO_LABELS,
+        "Select yes if your concern is about your supervisor or tutor",
+    )
+    if text["cannot-raise-locally"] not in ("", "yes"):
+        errors["cannot-raise-locally"] = "Check this answer"
+    _choice(
+        errors,
+        text,
+        "confidentiality",
+        CONFIDENTIALITY_LABELS,
+        "Select how you want your concern to be shared",
+    )
+    _identity(errors, text)
+
+    description = text["description"]
+    if text["raised-with"]:
+        description = f"{description}\n\nRaised before with: {text['raised-with']}"
+    raw: dict[str, Any] = {
+        "learner": _without_blanks(
+            {
+                "name": text["name"],
+                "email": text["email"],
+                "group": text["group"],
+                "programme": text["programme"],
+            }
+        ),
+        "placement": _without_blanks(
+            {"organisation": organisation, "department": department, "site": text["site"]}
+        ),
+        "summary": derive_summary(text["description"]) or "",
+        "description": description,
+        "frequency": text["frequency"],
+        "harm": text["harm"],
+        "raised_before": text["raised-before"],
+        "about_pathway1_contact": text["about-supervisor"] == "yes",
+        "cannot_raise_locally": text["cannot-raise-locally"] == "yes",
+        "confidentiality": text["confidentiality"],
+    }
+    try:
+        concern = parse_submission(raw)
+    except InvalidSubmission as invalid:
+        for name, problem in invalid.errors.items():
+            field_id, message = _SERVICE_FIELDS.get(name, ("description", "Check your answers"))
+            if "control characters" in problem:
+                message = "Remove the unusual characters from this answer"
+            errors.setdefault(field_id, message)
+        concern = None
+    if errors:
+        return Outcome(values=values, errors=in_form_order(errors))
+    return Outcome(values=values, concern=concern)
+
+
+def in_form_order(errors: Mapping[str, str]) -> dict[str, str]:
+    order = {name: index for index, name in enumerate(FIELDS)}
+    return dict(sorted(errors.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def _choice(
+    errors: dict[str, str], text: Mapping[str, str], name: str, choices: Iterable[str], message: str
+) -> None:
+    if text[name] not in choices:
+        errors.setdefault(name, message)
+
+
+def _organisation(errors: dict[str, str], text: Mapping[str, str], directory: Directory) -> str:
+    chosen, other = text["organisation"], text["organisation-other"]
+    if chosen == NOT_LISTED or (not chosen and other):
+        if not other:
+            errors.setdefault("organisation-other", "Enter the name of your organisation")
+        return other
+    if not chosen:
+        errors.setdefault(
+            "organisation", "Select your organisation, or enter its name if it is not listed"
+        )
+        return ""
+    if chosen not in directory.organisation_names():
+        errors.setdefault("organisation", "Select your organisation from the list")
+        return ""
+    return chosen
+
+
+def _department(
+    errors: dict[str, str], text: Mapping[str, str], directory: Directory, organisation: str
+) -> str:
+    chosen, other = text["department"], text["department-other"]
+    if chosen == NOT_LISTED or (not chosen and other):
+        if not other:
+            errors.setdefault("department-other", "Enter the name of your department or ward")
+        return other
+    if not chosen:
+        errors.setdefault(
+            "department", "Select your department or ward, or enter it if it is not listed"
+        )
+        return ""
+    for value, organisation_name, department_name in directory.departments():
+        if value == chosen:
+            if organisation and organisation_name != organisation:
+                errors.setdefault(
+                    "department",
+                    f"The department you selected is at {organisation_name}: select one at "
+                    "your organisation, or enter it if it is not listed",
+                )
+            return department_name
+    errors.setdefault("department", "Select your department or ward from the list")
+    return ""
+
+
+def _identity(errors: dict[str, str], text: Mapping[str, str]) -> None:
+    choice = text["confidentiality"]
+    if choice == Confidentiality.ANONYMOUS.value:
+        for name, what in (("name", "name"), ("email", "email address")):
+            if text[name]:
+                errors.setdefault(
+                    name,
+                    f"Remove your {what}, or choose named or confidential: we keep no contact "
+                    "details for an anonymous concern",
+                )
+    elif choice in CONFIDENTIALITY_LABELS:
+        if not text["name"]:
+            errors.setdefault("name", "Enter your name")
+        if not text["email"]:
+            errors.setdefault("email", "Enter your email address, so we can reply")
+
+
+def _without_blanks(values: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in values.items() if value}

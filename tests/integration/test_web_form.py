@@ -1,0 +1,421 @@
+"""The learner's web form and its confirmation page, in process against SQLite."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from intake.web.form_fields import derive_summary
+from intake.web.security import RateLimitRules
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern, Learner, OutboxMessage
+from tests.integration.helpers import MONDAY_MORNING, load_example_directory
+from tests.integration.webclient import WebClient, make_app, web_client
+
+REFERENCE = re.compile(r'id="reference">(LC-\d{4}-\d{6})<')
+CODE = re.compile(r'id="code">([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})<')
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(1)>'
+PAYLOAD = SCRIPT + IMG
+
+
+@pytest.fixture
+def engine(sqlite_engine: Engine) -> Engine:
+    load_example_directory(sqlite_engine)
+    return sqlite_engine
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[WebClient]:
+    with web_client(make_app(engine, clock=lambda: MONDAY_MORNING)) as client:
+        yield client
+
+
+def answers(**changes: str) -> dict[str, str]:
+    """A complete named concern as the form sends it."""
+    form = {
+        "group": "foundation",
+        "organisation": "Vale General Hospitals NHS Trust",
+        "organisation-other": "",
+        "site": "",
+        "department": "vale-general/emergency",
+        "department-other": "",
+        "programme": "Foundation Programme FY1",
+        "description": "Nobody signs off our assessments. It has gone on for weeks.",
+        "frequency": "often",
+        "harm": "learners_affected",
+        "raised-before": "no",
+        "raised-with": "",
+        "about-supervisor": "no",
+        "confidentiality": "named",
+        "name": "Priya Testlearner",
+        "email": "priya.testlearner@example.nhs.uk",
+    }
+    form.update(changes)
+    return form
+
+
+def send(client: WebClient, **changes: str) -> Any:
+    token = client.csrf("/concerns/new")
+    return client.post("/concerns/new", data={"csrf_token": token, **answers(**changes)})
+
+
+def concern_count(engine: Engine) -> int:
+    with transaction(engine) as session:
+        return int(session.exec(select(func.count()).select_from(Concern)).one())
+
+
+def stored(engine: Engine, reference: str) -> Concern:
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        session.expunge(concern)
+        return concern
+
+
+def confirmed(client: WebClient, response: Any) -> str:
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/concerns/confirmation"
+    page = client.get("/concerns/confirmation")
+    assert page.status_code == 200
+    return page.text
+
+
+def test_the_form_asks_every_question_and_lists_the_directory(client: WebClient) -> None:
+    page = client.get("/concerns/new")
+    assert page.status_code == 200
+    text = page.text
+    assert "<title>Tell us about your concern" in text
+    for name in (
+        "group",
+        "organisation",
+        "organisation-other",
+        "site",
+        "department",
+        "department-other",
+        "programme",
+        "description",
+        "frequency",
+        "harm",
+        "raised-before",
+        "raised-with",
+        "about-supervisor",
+        "cannot-raise-locally",
+        "confidentiality",
+        "name",
+        "email",
+        "csrf_token",
+    ):
+        assert f'name="{name}"' in text, name
+    assert text.count('name="group"') == 10
+    assert 'value="not_answered"' not in text
+    assert "Vale General Hospitals NHS Trust</option>" in text
+    assert "Riverside Surgery</option>" in text
+    assert "Emergency Department, Vale General Hospitals NHS Trust</option>" in text
+    assert "My organisation is not listed" in text
+    assert 'data-maxlength="5000"' in text
+    assert "Send my concern" in text
+    assert "<script>" not in text and "style=" not in text and "onclick" not in text
+
+
+def test_a_named_concern_is_raised_and_confirmed_once(engine: Engine, client: WebClient) -> None:
+    page = confirmed(client, send(client, **{"raised-before": "pathway1", "raised-with": "Dr Lee"}))
+    reference = REFERENCE.search(page)
+    assert reference, page
+    assert "Concern sent" in page and "nhsuk-panel" in page
+    assert 'id="code"' not in page
+    assert "your placement" in page
+    concern = stored(engine, reference.group(1))
+    assert concern.channel == "web" and concern.confidentiality == "named"
+    assert concern.learner_id is not None and concern.code_hash is None
+    assert concern.summary == "Nobody signs off our assessments."
+    assert concern.description.endswith("\n\nRaised before with: Dr Lee")
+    assert concern.department_id is not None and concern.placement_text is None
+    again = client.get("/concerns/confirmation")
+    assert again.status_code == 200
+    assert "already been shown" in again.text and reference.group(1) not in again.text
+    assert 'href="/concerns/status"' in again.text
+
+
+def test_a_confidential_concern_about_the_supervisor_goes_to_the_school(
+    engine: Engine, client: WebClient
+) -> None:
+    page = confirmed(
+        client, send(client, confidentiality="confidential", **{"about-supervisor": "yes"})
+    )
+    reference = REFERENCE.search(page)
+    assert reference
+    concern = stored(engine, reference.group(1))
+    assert concern.confidentiality == "confidential" and concern.about_pathway1_contact
+    assert concern.pathway == 2
+    assert "your school or university" in page
+
+
+def test_an_anonymous_concern_keeps_no_identity_and_shows_its_code_once(
+    engine: Engine, client: WebClient
+) -> None:
+    before = _learners(engine)
+    page = confirmed(
+        client,
+        send(
+            client,
+            confidentiality="anonymous",
+            name="",
+            email="",
+            **{"cannot-raise-locally": "yes"},
+        ),
+    )
+    reference, code = REFERENCE.search(page), CODE.search(page)
+    assert reference and code, page
+    assert "Write down your code now" in page and "never shown again" in page
+    assert 'href="/concerns/status"' in page
+    concern = stored(engine, reference.group(1))
+    assert concern.confidentiality == "anonymous" and concern.learner_id is None
+    assert concern.code_hash and code.group(1) not in concern.code_hash
+    assert concern.cannot_raise_locally
+    assert _learners(engine) == before
+    again = client.get("/concerns/confirmation").text
+    assert code.group(1) not in again and "already been shown" in again
+    with transaction(engine) as session:
+        for message in session.exec(select(OutboxMessage)):
+            assert code.group(1) not in message.body_text
+            assert code.group(1) not in (message.body_html or "")
+
+
+def test_a_placement_not_in_the_directory_is_kept_in_the_learners_words(
+    engine: Engine, client: WebClient
+) -> None:
+    page = confirmed(
+        client,
+        send(
+            client,
+            organisation="not-listed",
+            department="not-listed",
+            site="Hilltop Clinic",
+            **{"organisation-other": "Hilltop Health", "department-other": "Clinic B"},
+        ),
+    )
+    reference = REFERENCE.search(page)
+    assert reference
+    concern = stored(engine, reference.group(1))
+    assert concern.organisation_id is None
+    assert concern.placement_text == "Clinic B, Hilltop Clinic, Hilltop Health"
+    assert "could not find your placement" in page
+
+
+def _learners(engine: Engine) -> int:
+    with transaction(engine) as session:
+        return int(session.exec(select(func.count()).select_from(Learner)).one())
+
+
+def test_without_a_csrf_token_nothing_is_stored(engine: Engine, client: WebClient) -> None:
+    client.get("/concerns/new")
+    refused = client.post("/concerns/new", data=answers())
+    assert refused.status_code == 403
+    assert "Your session has expired" in refused.text
+    assert concern_count(engine) == 0
+
+
+def test_another_sessions_token_is_refused(engine: Engine) -> None:
+    app = make_app(engine, clock=lambda: MONDAY_MORNING)
+    with web_client(app) as other:
+        token = other.csrf("/concerns/new")
+    with web_client(app) as client:
+        client.get("/concerns/new")
+        refused = client.post("/concerns/new", data={"csrf_token": token, **answers()})
+    assert refused.status_code == 403
+    assert concern_count(engine) == 0
+
+
+def test_a_missing_answer_shows_the_error_summary_and_keeps_the_rest(
+    engine: Engine, client: WebClient
+) -> None:
+    page = send(client, frequency="", programme="Core surgery", **{"about-supervisor": "yes"})
+    assert page.status_code == 400
+    text = page.text
+    assert "<title>Error: Tell us about your concern" in text
+    assert "nhsuk-error-summary" in text and "There is a problem" in text
+    assert '<a href="#frequency">' in text
+    assert 'id="frequency-error"' in text and "Select how often this happens" in text
+    assert _checked(text, "group", "foundation")
+    assert _checked(text, "about-supervisor", "yes")
+    assert _checked(text, "confidentiality", "named")
+    assert '<option value="vale-general/emergency" selected>' in text
+    assert 'value="Core surgery"' in text
+    assert "Nobody signs off our assessments" in text
+    assert concern_count(engine) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("frequency", "every-minute", "Select how often this happens"),
+        ("harm", "catastrophic", "Select whether anyone has been harmed or could be"),
+        ("group", "astronaut", "Select which kind of learner you are"),
+        ("organisation", "Elsewhere Trust", "Select your organisation from the list"),
+        ("department", "vale-general/nowhere", "Select your department or ward from the list"),
+        ("department", "riverside-surgery/general-practice", "select one at your organisation"),
+        ("confidentiality", "secret", "Select how you want your concern to be shared"),
+        ("raised-before", "pathway3", "Select whether you have raised this before"),
+        ("about-supervisor", "maybe", "Select yes if your concern is about your supervisor"),
+        ("email", "not-an-address", "Enter an email address in the correct format"),
+        ("name", "", "Enter your name"),
+        ("email", "", "Enter your email address, so we can reply"),
+        ("description", "   ", "Enter what happened"),
+    ],
+)
+def test_an_invalid_answer_is_explained_next_to_its_field(
+    engine: Engine, client: WebClient, field: str, value: str, message: str
+) -> None:
+    page = send(client, **{field: value})
+    assert page.status_code == 400
+    assert "<title>Error: " in page.text
+    assert f'<a href="#{field}">' in page.text
+    assert f'id="{field}-error"' in page.text and message in page.text
+    assert concern_count(engine) == 0
+
+
+def test_an_anonymous_concern_with_a_name_is_refused(engine: Engine, client: WebClient) -> None:
+    page = send(client, confidentiality="anonymous")
+    assert page.status_code == 400
+    assert 'id="name-error"' in page.text and 'id="email-error"' in page.text
+    assert "we keep no contact details for an anonymous concern" in page.text
+    assert concern_count(engine) == 0
+
+
+def test_a_description_over_5000_characters_is_refused(engine: Engine, client: WebClient) -> None:
+    page = send(client, description="a" * 5001)
+    assert page.status_code == 400
+    assert "must be 5,000 characters or fewer" in page.text
+    assert concern_count(engine) == 0
+    assert confirmed(client, send(client, description="a" * 5000))
+
+
+TEXT_FIELDS = (
+    "organisation-other",
+    "site",
+    "department-other",
+    "programme",
+    "description",
+    "raised-with",
+    "name",
+    "email",
+)
+
+
+def _assert_inert(html: str) -> None:
+    assert SCRIPT not in html and IMG not in html
+    assert "<img src=x" not in html
+
+
+def test_markup_in_every_field_is_escaped_when_the_form_is_shown_again(
+    client: WebClient,
+) -> None:
+    page = send(
+        client,
+        frequency="",
+        **{name: PAYLOAD for name in TEXT_FIELDS},
+    )
+    assert page.status_code == 400
+    _assert_inert(page.text)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_markup_is_inert_in_the_stored_concern_and_its_emails(
+    engine: Engine, client: WebClient
+) -> None:
+    page = confirmed(
+        client,
+        send(
+            client,
+            organisation="not-listed",
+            department="not-listed",
+            name=f"Priya {PAYLOAD}",
+            **{
+                name: PAYLOAD
+                for name in TEXT_FIELDS
+                if name not in ("name", "email", "organisation", "department")
+            },
+        ),
+    )
+    _assert_inert(page)
+    reference = REFERENCE.search(page)
+    assert reference
+    with transaction(engine) as session:
+        messages = list(session.exec(select(OutboxMessage)))
+    assert messages
+    # The learner's words reach the emails, escaped.
+    assert any(
+        "&lt;script&gt;alert(1)&lt;/script&gt;" in m.body_html for m in messages if m.body_html
+    )
+    for message in messages:
+        assert message.body_html
+        _assert_inert(message.body_html)
+        assert "\n" not in message.subject and "\r" not in message.subject
+        assert "<script" not in message.subject
+
+
+@pytest.mark.parametrize("field", ["name", "email"])
+@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r"])
+def test_line_breaks_in_contact_details_are_refused(
+    engine: Engine, client: WebClient, field: str, breaker: str
+) -> None:
+    value = answers()[field] + breaker + "Bcc: everyone@example.com"
+    page = send(client, **{field: value})
+    assert page.status_code == 400
+    assert f'id="{field}-error"' in page.text
+    assert concern_count(engine) == 0
+    with transaction(engine) as session:
+        assert not list(session.exec(select(OutboxMessage)))
+
+
+def test_the_submissions_limit_gives_a_clear_429(engine: Engine) -> None:
+    app = make_app(
+        engine, clock=lambda: MONDAY_MORNING, rate_limits=RateLimitRules(submissions="2/minute")
+    )
+    with web_client(app) as client:
+        assert send(client).status_code == 303
+        assert send(client).status_code == 303
+        third = send(client)
+    assert third.status_code == 429
+    assert "You have tried too many times" in third.text
+    assert "Try again in 1 minute" in third.text
+    assert concern_count(engine) == 2
+
+
+def test_a_form_over_the_size_limit_gets_413(engine: Engine, client: WebClient) -> None:
+    token = client.csrf("/concerns/new")
+    page = client.post(
+        "/concerns/new", data={"csrf_token": token, **answers(description="a" * 300_000)}
+    )
+    assert page.status_code == 413
+    assert concern_count(engine) == 0
+
+
+@pytest.mark.parametrize(
+    ("description", "summary"),
+    [
+        ("Short one. Then more.", "Short one."),
+        ("First line without a stop\nSecond line.", "First line without a stop"),
+        ("Is it safe? I do not think so.", "Is it safe?"),
+        ("word " * 40, ("word " * 23).strip() + "…"),
+        ("x" * 130, "x" * 119 + "…"),
+    ],
+)
+def test_the_summary_is_the_first_sentence_cut_between_words(
+    description: str, summary: str
+) -> None:
+    derived = derive_summary(description)
+    assert derived == summary
+    assert len(derived) <= 120
+
+
+def _checked(html: str, name: str, value: str) -> bool:
+    return re.search(rf'name="{name}" type="radio" value="{value}"[^>]* checked', html) is not None
