@@ -39,27 +39,48 @@ def normalise_code(code: str) -> str:
     return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """What a look-up needs from the database: read in a transaction, checked outside it
+    (Argon2 is deliberately slow and must not hold the database's lock)."""
+
+    reference: str | None
+    code_hash: str | None
+
+
+def candidate_for_follow_up(session: Session, *, reference: str) -> Candidate:
+    """The concern a learner names, if it can be followed up with a code (anonymous ones)."""
+    wanted = normalise_reference(reference)[:MAX_REFERENCE_LENGTH]
+    concern = repositories.concern_by_reference(session, wanted) if wanted else None
+    if (
+        concern is None
+        or concern.code_hash is None
+        or concern.confidentiality != Confidentiality.ANONYMOUS.value
+    ):
+        return Candidate(reference=None, code_hash=None)
+    return Candidate(reference=concern.reference, code_hash=concern.code_hash)
+
+
+def verify_follow_up(candidate: Candidate, code: str) -> str | None:
+    """The candidate's reference when the code is right; None for any wrong answer, after the
+    same work (a missing concern is checked against a dummy hash)."""
+    given = normalise_code(code[: MAX_CODE_LENGTH * 2])[:MAX_CODE_LENGTH]
+    matched: bool
+    try:
+        matched = _HASHER.verify(candidate.code_hash or _DUMMY_HASH, given or "-")
+    except (Argon2Error, InvalidHashError):
+        matched = False
+    return candidate.reference if matched and candidate.code_hash else None
+
+
 def find_for_follow_up(session: Session, *, reference: str, code: str) -> Concern | None:
     """The anonymous concern with this reference and code; None for any wrong answer.
 
     An unknown reference, a named or confidential concern (they follow up through their signed
     link) and a wrong code all do the same work and give the same answer.
     """
-    wanted = normalise_reference(reference)[:MAX_REFERENCE_LENGTH]
-    given = normalise_code(code[: MAX_CODE_LENGTH * 2])[:MAX_CODE_LENGTH]
-    concern = repositories.concern_by_reference(session, wanted) if wanted else None
-    stored = concern.code_hash if concern is not None else None
-    usable = (
-        concern is not None
-        and stored is not None
-        and concern.confidentiality == Confidentiality.ANONYMOUS.value
-    )
-    matched: bool
-    try:
-        matched = _HASHER.verify(stored if usable and stored else _DUMMY_HASH, given or "-")
-    except (Argon2Error, InvalidHashError):
-        matched = False
-    return concern if usable and matched else None
+    found = verify_follow_up(candidate_for_follow_up(session, reference=reference), code)
+    return repositories.concern_by_reference(session, found) if found else None
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ from escalation.actions import (
 )
 from intake.follow_up import (
     LearnerStatus,
-    find_for_follow_up,
+    candidate_for_follow_up,
     learner_status,
     normalise_reference,
     pathway_words,
+    verify_follow_up,
 )
 from intake.web.context import WebContext
 from intake.web.security import CSRF_FIELD, require_csrf
@@ -197,8 +198,9 @@ def router(context: WebContext) -> APIRouter:
 
         def find() -> str | None:
             with transaction(context.engine) as session:
-                concern = find_for_follow_up(session, reference=reference, code=code)
-                return concern.reference if concern is not None else None
+                candidate = candidate_for_follow_up(session, reference=reference)
+            # Outside the transaction: Argon2 must not hold the database's lock.
+            return verify_follow_up(candidate, code)
 
         found = await run_in_threadpool(find)
         if found is None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -73,7 +74,7 @@ def raise_concern(engine: Engine, confidentiality: str) -> tuple[str, str | None
     return submitted.reference, submitted.code
 
 
-def look_up(client: WebClient, reference: str, code: str):  # type: ignore[no-untyped-def]
+def look_up(client: WebClient, reference: str, code: str) -> httpx.Response:
     token = client.csrf(STATUS)
     return client.post(STATUS, data={"csrf_token": token, "reference": reference, "code": code})
 
@@ -115,7 +116,7 @@ def learner_link(engine: Engine, reference: str) -> str:
     return "/concerns/status/link/" + found.group(1)
 
 
-def post_action(client: WebClient, path: str, **data: str):  # type: ignore[no-untyped-def]
+def post_action(client: WebClient, path: str, **data: str) -> httpx.Response:
     token = client.csrf(STATUS)
     return client.post(path, data={"csrf_token": token, **data})
 
@@ -338,3 +339,18 @@ def test_signing_out_ends_access(world: World, signed_in: str) -> None:
     assert post_action(world.client, STATUS + "/sign-out").status_code == 303
     page = world.client.get(STATUS).text
     assert "You have signed out" in page and signed_in not in page
+
+
+def test_find_for_follow_up_normalises_and_refuses_what_is_not_anonymous(world: World) -> None:
+    from intake.follow_up import find_for_follow_up, normalise_code
+
+    reference, code = raise_concern(world.engine, "anonymous")
+    named, _ = raise_concern(world.engine, "named")
+    assert code is not None
+    assert normalise_code(" abcd efgh-jklm ") == "ABCD-EFGH-JKLM"
+    with transaction(world.engine) as session:
+        found = find_for_follow_up(session, reference=reference.lower(), code=code.lower())
+        assert found is not None and found.reference == reference
+        assert find_for_follow_up(session, reference=reference, code="") is None
+        assert find_for_follow_up(session, reference=named, code=code) is None
+        assert find_for_follow_up(session, reference="", code=code) is None
