@@ -3,10 +3,12 @@ anonymous concern, its one-time code) once at /concerns/confirmation."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
 from intake.service import Submitted, submit_concern
@@ -17,18 +19,39 @@ from intake.web.form_fields import Directory, Outcome
 from intake.web.security import CSRF_FIELD, require_csrf
 from intake.web.templating import page
 from storage.db import transaction
-from storage.directory import describe_directory
+from storage.tables import Department, Organisation
 
 # The session key of the one-time confirmation: popped by the first view of the page.
 FLASH_KEY = "confirmation"
+
+_Named = TypeVar("_Named", Organisation, Department)
 
 
 def router(context: WebContext) -> APIRouter:
     routes = APIRouter(include_in_schema=False)
 
     def directory() -> Directory:
+        """Active organisations and their departments by name (two small queries: every
+        submission reads them to check the learner's choice)."""
         with transaction(context.engine) as session:
-            return Directory.of(describe_directory(session))
+            organisations = _by_name(session.exec(select(Organisation).where(Organisation.active)))
+            departments = _by_name(session.exec(select(Department).where(Department.active)))
+            return Directory.of(
+                {
+                    "organisations": [
+                        {
+                            "key": organisation.key,
+                            "name": organisation.name,
+                            "departments": [
+                                {"key": department.key, "name": department.name}
+                                for department in departments
+                                if department.organisation_id == organisation.id
+                            ],
+                        }
+                        for organisation in organisations
+                    ]
+                }
+            )
 
     def show_form(
         request: Request, directory: Directory, outcome: Outcome | None, status_code: int = 200
@@ -107,6 +130,10 @@ def router(context: WebContext) -> APIRouter:
         )
 
     return routes
+
+
+def _by_name(rows: Iterable[_Named]) -> list[_Named]:
+    return sorted(rows, key=lambda row: (row.name.casefold(), row.key))
 
 
 def _form_values(
