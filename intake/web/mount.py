@@ -67,7 +67,7 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
             paragraphs = (
                 *paragraphs,
                 f"Try again in {minutes} minute{'s' if minutes != 1 else ''}. "
-                "Nothing you entered was lost or sent twice.",
+                "Nothing was sent. Go back to find what you entered.",
             )
         response = page(
             context.templates,
