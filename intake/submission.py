@@ -201,9 +201,25 @@ def parse_submission(raw: Any) -> NewConcern:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# Fields that end up in one line of a message (and some in an email header): no line breaks.
+ONE_LINE_FIELDS = frozenset(
+    {
+        "summary",
+        "learner.name",
+        "learner.email",
+        "learner.programme",
+        "placement.organisation",
+        "placement.department",
+        "placement.site",
+    }
+)
+
+
 def _control_characters(value: Any, name: str = "") -> Iterator[tuple[str, str]]:
     if isinstance(value, str) and _CONTROL.search(value):
         yield name or "(top level)", "contains control characters; remove them"
+    elif isinstance(value, str) and name in ONE_LINE_FIELDS and ("\r" in value or "\n" in value):
+        yield name, "must be one line; remove the line breaks"
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _control_characters(item, f"{name}.{key}" if name else str(key))

@@ -221,3 +221,25 @@ def test_other_open_concerns_about_the_department_mark_a_hotspot(db: Engine) -> 
         assert one is not None and two is not None
         assert not one.hotspot and two.hotspot
         assert two.likelihood == one.likelihood + 1
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("learner", "name"), "Priya\r\nBcc: everyone@example.nhs.uk"),
+        (("learner", "email"), "priya@example.nhs.uk\nBcc: x@example.com"),
+        (("placement", "organisation"), "Vale\rGeneral"),
+        (("summary",), "Teaching\nSubject: injected"),
+    ],
+)
+def test_line_breaks_in_a_one_line_field_are_refused_by_every_channel(
+    path: tuple[str, ...], value: str
+) -> None:
+    raw = concern_input({"organisation": "Vale General Hospitals NHS Trust"})
+    target = raw
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(InvalidSubmission) as refused:
+        parse_submission(raw)
+    assert ".".join(path) in refused.value.errors
