@@ -129,6 +129,15 @@ def facts_of(
     )
 
 
+def level_tag(concern: Concern) -> str:
+    """The level a message belongs to, in its idempotency key: "p2", or "p2r1" once reopened.
+
+    A reopened concern owes its level's messages again (a new round), and only those.
+    """
+    round_part = f"r{concern.level_round}" if concern.level_round else ""
+    return f"p{concern.pathway}{round_part}"
+
+
 def send_after(policy: Policy, *, now: datetime, urgent: bool) -> datetime:
     """Routine messages wait for working hours; urgent ones (high-risk alerts) go at once."""
     return now if urgent else policy.calendar.next_working_moment(now)
@@ -153,7 +162,7 @@ def queue_to_contact(
     return repositories.queue_message(
         session,
         OutboxMessage(
-            idempotency_key=f"{concern.reference}:{kind.value}:p{concern.pathway}:contact:{contact.id}",
+            idempotency_key=f"{concern.reference}:{kind.value}:{level_tag(concern)}:contact:{contact.id}",
             concern_id=concern.id,
             reference=concern.reference,
             channel="email",
@@ -214,7 +223,7 @@ def queue_to_learner(
     return repositories.queue_message(
         session,
         OutboxMessage(
-            idempotency_key=f"{concern.reference}:{kind.value}:p{concern.pathway}:learner",
+            idempotency_key=f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner",
             concern_id=concern.id,
             reference=concern.reference,
             channel="email",

@@ -228,6 +228,9 @@ class Concern(SQLModel, table=True):
     overdue_at_dean_at: datetime | None = _at()
     closed_at: datetime | None = _at()
     closed_reason: str | None = None
+    # How often the concern was reopened: a reopened level is a new round of the same level, and
+    # outbox keys name the round so its messages are queued again rather than taken as repeats.
+    level_round: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # The earliest moment the sweep has something to do; None when nothing is left.
     next_due_at: datetime | None = _at()
 
@@ -315,6 +318,30 @@ class OutboxMessage(SQLModel, table=True):
     # A dispatcher's claim: nobody else sends the row until the lease runs out.
     claim_token: str | None = None
     claimed_until: datetime | None = _at()
+    # Files sent with the message (the monthly report's CSV): [{filename, content_type, text}].
+    attachments: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+
+
+# --- digests and reports ----------------------------------------------------------------------
+
+
+class DigestRun(SQLModel, table=True):
+    """A digest or report sent for a region and period: unique, so it is sent once however many
+    instances reach the scheduled moment."""
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (UniqueConstraint("kind", "region_id", "period_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # daily | weekly | monthly
+    region_id: int = Field(foreign_key="regions.id", index=True)
+    period_start: datetime = _at(nullable=False)
+    period_end: datetime = _at(nullable=False)
+    created_at: datetime = _at(nullable=False)
+    # How many messages were queued (0: the daily digest had no content and sends nothing).
+    messages: int = 0
 
 
 # --- the mailbox ------------------------------------------------------------------------------
