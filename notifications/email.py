@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Protocol
+from pathlib import PurePosixPath
+from typing import Any, Protocol
 
 from notifications.threading import MailThreading
 
@@ -34,6 +37,13 @@ _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 ADDRESS_MAX = 254
 # A reference goes into a Message-ID: anything but our own shape (LC-2026-000123) stays out.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# An attachment's name reaches a Content-Disposition header and, at the recipient, a file system:
+# letters, digits, dot, dash and underscore only, no leading dot, no path.
+_UNSAFE_FILENAME_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+FILENAME_MAX = 100
+FALLBACK_FILENAME = "attachment"
+_MIME_TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+_CONTENT_TYPE = re.compile(rf"({_MIME_TOKEN})/({_MIME_TOKEN})")
 
 
 class OutgoingEmail(Protocol):
@@ -55,14 +65,46 @@ class OutgoingEmail(Protocol):
     def kind(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message (the monthly report's CSV); its text is sent as UTF-8."""
+
+    filename: str
+    content_type: str
+    text: str
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any]) -> Attachment:
+        """An attachment as the outbox stores it ({filename, content_type, text}); raises
+        ValueError when a field is missing or not text."""
+        filename, content_type, text = (
+            stored.get(name) for name in ("filename", "content_type", "text")
+        )
+        if not (isinstance(filename, str) and isinstance(content_type, str)):
+            raise ValueError("an attachment needs a filename and a content_type")
+        if not isinstance(text, str):
+            raise ValueError("an attachment needs its text")
+        return cls(filename=filename, content_type=content_type, text=text)
+
+    def as_stored(self) -> dict[str, str]:
+        """The JSON object the outbox keeps for this attachment."""
+        return {"filename": self.filename, "content_type": self.content_type, "text": self.text}
+
+
 class UnusableAddress(ValueError):
     """An address we will not put in a header: sending can never succeed for this row."""
 
 
 def compose(
-    message: OutgoingEmail, *, threading: MailThreading, from_address: str, now: datetime
+    message: OutgoingEmail,
+    *,
+    threading: MailThreading,
+    from_address: str,
+    now: datetime,
+    attachments: Sequence[Attachment] = (),
 ) -> EmailMessage:
-    """The email for one outbox row; raises UnusableAddress when its recipient is not usable."""
+    """The email for one outbox row; raises UnusableAddress when its recipient is not usable,
+    and ValueError when an attachment's content type is not a plain type/subtype."""
     try:
         sender = plain_address(from_address)
     except UnusableAddress as error:
@@ -89,7 +131,38 @@ def compose(
     email.set_content(message.body_text)
     if message.body_html:
         email.add_alternative(message.body_html, subtype="html")
+    for attachment in attachments:
+        _attach(email, attachment)
     return email
+
+
+def _attach(email: EmailMessage, attachment: Attachment) -> None:
+    """Add one attachment (the message becomes multipart/mixed, its body parts first)."""
+    matched = _CONTENT_TYPE.fullmatch(attachment.content_type.strip().lower())
+    if matched is None:
+        raise ValueError("an attachment's content type is not a plain type/subtype")
+    maintype, subtype = matched.groups()
+    filename = safe_filename(attachment.filename)
+    if maintype == "text":
+        email.add_attachment(attachment.text, subtype=subtype, filename=filename)
+    else:
+        email.add_attachment(
+            attachment.text.encode("utf-8"), maintype=maintype, subtype=subtype, filename=filename
+        )
+
+
+def safe_filename(name: str) -> str:
+    """A file name fit for a header and a recipient's disk: no path, no leading dot, no spaces
+    or other characters beyond letters, digits, '.', '-' and '_', at most FILENAME_MAX long."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    cleaned = _UNSAFE_FILENAME_RUN.sub("-", base).strip(".-")
+    if len(cleaned) > FILENAME_MAX:
+        stem, dot, extension = cleaned.rpartition(".")
+        if dot and 0 < len(extension) <= 10:
+            cleaned = f"{stem[: FILENAME_MAX - len(extension) - 1]}.{extension}"
+        else:
+            cleaned = cleaned[:FILENAME_MAX]
+    return cleaned or FALLBACK_FILENAME
 
 
 def plain_address(address: str) -> tuple[str, str]:

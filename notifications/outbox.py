@@ -9,12 +9,18 @@ row is kept as 'failed' with its reason for staff to see.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from notifications.email import OutgoingEmail, UnusableAddress, compose, plain_address
+from notifications.email import (
+    Attachment,
+    OutgoingEmail,
+    UnusableAddress,
+    compose,
+    plain_address,
+)
 from notifications.senders import PermanentFailure, Sender, TemporaryFailure
 from notifications.threading import MailThreading
 
@@ -30,12 +36,15 @@ LEASE_MARGIN = timedelta(seconds=60)
 
 
 class ClaimedOutgoingEmail(OutgoingEmail, Protocol):
-    """An outgoing email as claimed from the store: its claim and how often it was tried."""
+    """An outgoing email as claimed from the store: its claim, how often it was tried, and the
+    files sent with it as stored ({filename, content_type, text} each)."""
 
     @property
     def claim_token(self) -> str: ...
     @property
     def attempts(self) -> int: ...
+    @property
+    def attachments(self) -> Sequence[Mapping[str, Any]]: ...
 
 
 class OutboxStore(Protocol):
@@ -123,7 +132,13 @@ def _dispatch_one(
 ) -> None:
     attempts = message.attempts + 1
     try:
-        email = compose(message, threading=threading, from_address=from_address, now=now)
+        email = compose(
+            message,
+            threading=threading,
+            from_address=from_address,
+            now=now,
+            attachments=[Attachment.from_stored(stored) for stored in message.attachments],
+        )
     except UnusableAddress as error:
         # Composing is deterministic: the stored address will be as unusable next time.
         _give_up(message, store=store, report=report, error=f"not sent: recipient {error}")

@@ -35,6 +35,8 @@ class ClaimedEmail:
     body_html: str | None
     kind: str
     attempts: int
+    # Files sent with the message, as stored: ({filename, content_type, text}, ...).
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 class SqlOutboxStore:
@@ -137,4 +139,5 @@ def _claimed(row: OutboxMessage) -> ClaimedEmail:
         body_html=row.body_html,
         kind=row.kind,
         attempts=row.attempts,
+        attachments=tuple(dict(stored) for stored in row.attachments or ()),
     )
