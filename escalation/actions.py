@@ -12,14 +12,16 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from escalation.contacts import choose_programme_body
+from escalation.contacts import Found, choose_programme_body, find_contact
 from escalation.ladder import (
     alert_high_risk,
     assign_contacts,
     clock_of,
+    contacts_of_level,
     escalate_to_next_pathway,
     record_event,
     refresh_next_due,
+    set_level_clock,
     told_summary,
     write_clock,
 )
@@ -28,15 +30,26 @@ from escalation.policy import Policy
 from notifications.messages import MessageKind
 from routing.deadlines import level_deadlines, silence_close_at
 from routing.interventions import recommended_interventions
-from routing.model import ConcernStatus, Frequency, Harm, LearnerGroup, RiskLevel
-from routing.recipients import PATHWAY2_ROLE_BY_GROUP, UNKNOWN_GROUP_PATHWAY2_ROLE
+from routing.matrix import rate, risk_level
+from routing.model import ConcernStatus, Frequency, Harm, LearnerGroup, Pathway, RiskLevel, Role
+from routing.pathways import next_pathway
+from routing.recipients import (
+    PATHWAY2_ROLE_BY_GROUP,
+    UNKNOWN_GROUP_PATHWAY2_ROLE,
+    may_handle_at,
+    recipient_roles,
+)
 from routing.standards import suggest_standards
 from routing.triage import TriageInput, triage
 from storage import repositories
-from storage.tables import Concern, Organisation, id_of
+from storage.tables import Concern, ConcernContact, Contact, Organisation, id_of
 
 # Parts of a level whose members act on it: an alert copy to the dean does not acknowledge.
 ACTING_PARTS = frozenset({"primary", "secondary", "copy"})
+# Who handles concerns: the contacts told about a level, and staff (whose rights over the
+# concern the caller has checked).
+HANDLERS = frozenset({"contact", "staff"})
+MAX_REASON_CHARACTERS = 2_000
 
 
 class ActionRefused(Exception):
@@ -74,6 +87,8 @@ def acknowledge(*, session: Session, concern: Concern, by: Actor, now: datetime)
     """A contact of the current level acknowledges: the acknowledgement clock stops."""
     if concern.status != ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is closed: there is nothing to acknowledge")
+    if by.kind not in HANDLERS:
+        raise ActionRefused("Only the people handling a concern can acknowledge it")
     if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
         raise ActionRefused(
             f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
@@ -382,7 +397,7 @@ def record_feedback(
     feedback = text.strip()
     if concern.status != ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is closed: feedback can no longer be recorded")
-    if by.kind not in ("contact", "staff"):
+    if by.kind not in HANDLERS:
         raise ActionRefused("Only the people handling a concern can give feedback on it")
     if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
         raise ActionRefused(
@@ -473,3 +488,354 @@ def learner_remains_concerned(
     return escalate_to_next_pathway(
         session, concern, now=now, policy=policy, reason=reason, actor="learner", channel=channel
     )
+
+
+# --- staff and contacts handling a case -------------------------------------------------------
+
+
+def _reason(text: str, *, asked: str) -> str:
+    """A written reason, refused when empty or too long (it goes into the audit trail)."""
+    reason = " ".join(text.split())
+    if not reason:
+        raise ActionRefused(asked)
+    if len(reason) > MAX_REASON_CHARACTERS:
+        raise ActionRefused(f"The reason must be {MAX_REASON_CHARACTERS:,} characters or fewer")
+    return reason
+
+
+def _require_open(concern: Concern, doing: str) -> None:
+    if concern.status != ConcernStatus.OPEN.value:
+        raise ActionRefused(f"{concern.reference} is closed: reopen it before you {doing}")
+
+
+def _require_staff(by: Actor, doing: str) -> None:
+    if by.kind != "staff":
+        raise ActionRefused(f"Only staff with rights over the concern can {doing}")
+
+
+def escalate_by_hand(
+    *, session: Session, concern: Concern, by: Actor, reason: str, now: datetime, policy: Policy
+) -> None:
+    """Staff, or a contact of the current level, move the concern up a level now, saying why."""
+    _require_open(concern, "escalate it")
+    if by.kind not in HANDLERS:
+        raise ActionRefused("Only the people handling a concern can escalate it by hand")
+    if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
+        raise ActionRefused(
+            f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
+            "there, or staff, can escalate it"
+        )
+    why = _reason(reason, asked="Say why the concern should move to the next level")
+    if next_pathway(Pathway(concern.pathway)) is None:
+        raise ActionRefused(
+            f"{concern.reference} is already with the dean (pathway 3): there is no higher level"
+        )
+    escalate_to_next_pathway(
+        session,
+        concern,
+        now=now,
+        policy=policy,
+        reason=f"Escalated by hand: {why}",
+        actor=by.label,
+        channel=by.channel,
+    )
+
+
+def close_concern(
+    *, session: Session, concern: Concern, by: Actor, reason: str, now: datetime, policy: Policy
+) -> None:
+    """Staff close the concern with a reason; the learner is told, with the reason."""
+    _require_staff(by, "close it")
+    if concern.status != ConcernStatus.OPEN.value:
+        raise ActionRefused(f"{concern.reference} is already closed")
+    why = _reason(reason, asked="Say why the concern is being closed")
+    concern.status = ConcernStatus.CLOSED.value
+    concern.closed_at = now
+    concern.closed_reason = why
+    refresh_next_due(concern)
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="closed",
+        actor=by.label,
+        channel=by.channel,
+        detail={"reason": why},
+    )
+    facts = facts_of(session, concern, policy, why=why, now=now)
+    queue_to_learner(
+        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_CLOSED, now=now
+    )
+
+
+def reopen_concern(
+    *, session: Session, concern: Concern, by: Actor, reason: str, now: datetime, policy: Policy
+) -> None:
+    """Staff reopen a closed concern at the level it was closed on: its deadlines start again
+    from now, and the level's contacts and the learner are told."""
+    _require_staff(by, "reopen it")
+    if concern.status == ConcernStatus.OPEN.value:
+        raise ActionRefused(f"{concern.reference} is open: there is nothing to reopen")
+    why = _reason(reason, asked="Say why the concern is being reopened")
+    concern.status = ConcernStatus.OPEN.value
+    concern.closed_at = None
+    concern.closed_reason = None
+    # A new round of the same level: the clock and its markers restart, and the round in the
+    # outbox keys lets this round's messages be queued (the closed round's are not repeated).
+    concern.level_round += 1
+    set_level_clock(concern, pathway=concern.pathway, now=now, policy=policy)
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="reopened",
+        actor=by.label,
+        channel=by.channel,
+        detail={"reason": why, "round": concern.level_round},
+    )
+    # The level's contacts as they stand (including whoever a redirect passed it to).
+    told = [
+        held
+        for part in ("primary", "copy")
+        for held in contacts_of_level(session, concern, pathway=concern.pathway, part=part, now=now)
+    ]
+    if not told:
+        level = assign_contacts(session, concern, now=now)
+        told = [*level.primary, *level.copy]
+    facts = facts_of(session, concern, policy, why=why, with_history=True, now=now)
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.REOPENED,
+        contacts=told,
+        now=now,
+        policy=policy,
+    )
+    queue_to_learner(
+        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_REOPENED, now=now
+    )
+
+
+def override_triage(
+    *,
+    session: Session,
+    concern: Concern,
+    by: Actor,
+    likelihood: int,
+    impact: int,
+    reason: str,
+    now: datetime,
+    policy: Policy,
+) -> None:
+    """Staff set likelihood and impact by hand, saying why; the automatic rating stays beside
+    it. Deadlines follow the new risk level, and a concern that becomes high risk alerts the
+    dean and quality team."""
+    _require_staff(by, "override its triage")
+    _require_open(concern, "change its rating")
+    try:
+        rating = rate(likelihood=likelihood, impact=impact)
+    except ValueError as error:
+        raise ActionRefused(
+            "Likelihood and impact must each be a whole number from 1 to 5"
+        ) from error
+    why = _reason(reason, asked="Say why the rating is being changed")
+    if (likelihood, impact) == (concern.likelihood, concern.impact):
+        raise ActionRefused(
+            f"{concern.reference} is already rated likelihood {likelihood} x impact {impact}"
+        )
+    was = {
+        "likelihood": concern.likelihood,
+        "impact": concern.impact,
+        "rating": concern.rating,
+        "level": concern.risk_level,
+    }
+    level = risk_level(rating)
+    was_high = concern.risk_level == RiskLevel.HIGH.value
+    concern.likelihood = likelihood
+    concern.impact = impact
+    concern.rating = rating.value
+    concern.risk_level = level.value
+    concern.interventions = list(recommended_interventions(level))
+    concern.override_reason = why
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="triage_overridden",
+        actor=by.label,
+        channel=by.channel,
+        detail={
+            "reason": why,
+            "was": was,
+            "now": {
+                "likelihood": likelihood,
+                "impact": impact,
+                "rating": rating.value,
+                "level": level.value,
+            },
+            "automatic": {"likelihood": concern.auto_likelihood, "impact": concern.auto_impact},
+        },
+    )
+    _reset_deadlines_for_level(concern, policy=policy)
+    if level is RiskLevel.HIGH and not was_high:
+        alert_high_risk(session, concern, now=now, policy=policy)
+
+
+DEFAULT_REDIRECT_REASON = "The contact said it is not theirs to handle"
+
+
+def redirect(
+    *,
+    session: Session,
+    concern: Concern,
+    by: Actor,
+    now: datetime,
+    policy: Policy,
+    reason: str = "",
+    to_contact_id: int | None = None,
+) -> int:
+    """ "Not mine": a contact of the current level hands the concern on, or staff move it to
+    another contact. Returns the id of the contact it went to.
+
+    Without `to_contact_id`, the directory chooses whoever else holds the same role for the
+    concern (or stands in for it), never someone who already said it is not theirs. The level's
+    deadlines do not restart: the learner should not wait longer because it changed hands.
+    """
+    _require_open(concern, "redirect it")
+    if by.kind not in HANDLERS:
+        raise ActionRefused("Only the people handling a concern can redirect it")
+    if concern.feedback_at is not None:
+        raise ActionRefused(
+            f"Feedback on {concern.reference} was already given at pathway {concern.pathway}: "
+            "it can no longer be redirected at this level"
+        )
+    why = " ".join(reason.split()) or (DEFAULT_REDIRECT_REASON if by.kind == "contact" else "")
+    why = _reason(why, asked="Say why the concern should go to someone else")
+    assignments = repositories.assignments_of(session, id_of(concern), pathway=concern.pathway)
+    acting = [(row, contact) for row, contact in assignments if row.part in ACTING_PARTS]
+    declined = {row.contact_id for row, _ in assignments if row.part == REDIRECTED_PART}
+    if by.kind == "contact":
+        held = [row for row, _ in acting if row.contact_id == by.contact_id]
+        if not held:
+            raise ActionRefused(
+                f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
+                "there can pass it on"
+            )
+        leaving = held
+    else:
+        leaving = [row for row, _ in acting if row.part == "primary"]
+    # The role to fill, and the part it was held as: the primary one when staff move it.
+    role = Role(leaving[0].role) if leaving else _primary_role(concern)
+    part = leaving[0].part if leaving else "primary"
+    declined_now = {row.contact_id for row in leaving}
+    holding_part = {row.contact_id for row, _ in acting if row.part == part} - declined_now
+    target = _redirect_target(
+        session,
+        concern,
+        role=role,
+        avoid=frozenset(declined | declined_now | holding_part),
+        declined=frozenset(declined | declined_now),
+        leaving=frozenset(declined_now),
+        to_contact_id=to_contact_id,
+        by=by,
+    )
+    # One "redirected" row per contact is kept for the record; their other rows at this level go.
+    for row in leaving:
+        if row.contact_id in declined:
+            session.delete(row)
+        else:
+            row.part = REDIRECTED_PART
+            declined.add(row.contact_id)
+    session.flush()
+    session.add(
+        ConcernContact(
+            concern_id=id_of(concern),
+            pathway=concern.pathway,
+            contact_id=id_of(target.contact),
+            role=target.role.value,
+            part=part,
+            assigned_at=now,
+        )
+    )
+    session.flush()
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="redirected",
+        actor=by.label,
+        channel=by.channel,
+        detail={
+            "reason": why,
+            "from_contact_ids": [row.contact_id for row in leaving],
+            "to_contact_id": id_of(target.contact),
+            "role": target.role.value,
+            **({"note": target.note} if target.note else {}),
+        },
+    )
+    facts = facts_of(session, concern, policy, why=why, with_history=True, now=now)
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.REDIRECTED_IN,
+        contacts=[(target.contact, target.role)],
+        now=now,
+        policy=policy,
+    )
+    return id_of(target.contact)
+
+
+# The part an assignment takes once its contact said the concern is not theirs: kept for the
+# record, never told again at that level.
+REDIRECTED_PART = "redirected"
+
+
+def _primary_role(concern: Concern) -> Role:
+    return recipient_roles(
+        pathway=Pathway(concern.pathway),
+        group=LearnerGroup(concern.learner_group) if concern.learner_group else None,
+        prefer_speak_up_guardian=concern.prefers_speak_up_guardian,
+    ).primary
+
+
+def _redirect_target(
+    session: Session,
+    concern: Concern,
+    *,
+    role: Role,
+    avoid: frozenset[int],
+    declined: frozenset[int],
+    leaving: frozenset[int],
+    to_contact_id: int | None,
+    by: Actor,
+) -> Found:
+    if to_contact_id is None:
+        found = find_contact(session, concern, role, avoid=avoid)
+        if found is None:
+            raise ActionRefused(
+                f"Nobody else in the directory can take {concern.reference} as "
+                f"{role.value.replace('_', ' ')}: ask staff to choose who should have it"
+            )
+        return found
+    if by.contact_id is not None and to_contact_id == by.contact_id:
+        raise ActionRefused("Choose someone other than yourself")
+    contact = session.get(Contact, to_contact_id)
+    if contact is None or not contact.active or contact.region_id != concern.region_id:
+        raise ActionRefused("That contact is not in the directory for this concern's region")
+    if to_contact_id in declined and to_contact_id not in leaving:
+        raise ActionRefused(
+            f"That contact already said {concern.reference} is not theirs at this level"
+        )
+    if to_contact_id in avoid:
+        raise ActionRefused(f"That contact already has {concern.reference}")
+
+    contact_role = Role(contact.role)
+    if not may_handle_at(role=contact_role, pathway=Pathway(concern.pathway)):
+        raise ActionRefused(
+            f"{concern.reference} is on pathway {concern.pathway}: a "
+            f"{contact_role.value.replace('_', ' ')} cannot handle it there"
+        )
+    note = None if contact_role is role else f"Passed to a {contact_role.value.replace('_', ' ')}"
+    return Found(contact=contact, role=contact_role, note=note)

@@ -118,14 +118,12 @@ def assign_contacts(session: Session, concern: Concern, *, now: datetime) -> Lev
         prefer_speak_up_guardian=concern.prefers_speak_up_guardian,
     )
     notes: list[str] = []
-    taken: set[int] = set()
+    existing = repositories.assignments_of(session, id_of(concern), pathway=concern.pathway)
+    # Whoever said the concern is not theirs at this level is not chosen again (a reopened
+    # round goes to whoever it was redirected to).
+    taken: set[int] = {row.contact_id for row, _ in existing if row.part == "redirected"}
     # Assigning again (the learner told us their placement later) must not repeat a row.
-    recorded = {
-        (assignment.contact_id, assignment.part)
-        for assignment, _ in repositories.assignments_of(
-            session, id_of(concern), pathway=concern.pathway
-        )
-    }
+    recorded = {(assignment.contact_id, assignment.part) for assignment, _ in existing}
 
     def take(role: Role, part: str) -> tuple[tuple[Contact, Role], ...]:
         found = find_contact(session, concern, role, avoid=frozenset(taken))

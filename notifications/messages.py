@@ -114,6 +114,10 @@ class MessageKind(StrEnum):
     OVERDUE_AT_DEAN = "overdue_at_dean"
     LEARNER_CLOSED = "learner_closed"
     LEARNER_FEEDBACK = "learner_feedback"
+    # A contact said "not mine" (or staff moved it): the person it was passed to.
+    REDIRECTED_IN = "redirected_in"
+    REOPENED = "reopened"
+    LEARNER_REOPENED = "learner_reopened"
 
 
 @dataclass(frozen=True)
@@ -439,6 +443,54 @@ def _learner_feedback(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _redirected_in(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] A learner's concern has been passed to you",
+        headline="A concern has been passed to you to handle",
+        paragraphs=(
+            f"Why it came to you: {facts.why}" if facts.why else "It was passed to you.",
+            f"Summary: {facts.summary}",
+            f"What happened: {facts.description}",
+            "The deadlines below were set when the concern reached this level; they do not "
+            "restart. If it is not for you either, say so and it will be redirected again.",
+        ),
+        facts=_case_facts(facts, role),
+        history=facts.history,
+        link=facts.staff_url,
+    )
+
+
+def _reopened(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] A concern has been reopened",
+        headline=f"A closed concern has been reopened on {PATHWAY_NAMES[facts.pathway]}",
+        paragraphs=(
+            f"Why it was reopened: {facts.why}" if facts.why else "It has been reopened.",
+            f"Summary: {facts.summary}",
+            "Its deadlines start again from now: please acknowledge it and give the learner "
+            "feedback before the deadlines below.",
+        ),
+        facts=_case_facts(facts, role),
+        history=facts.history,
+        link=facts.staff_url,
+    )
+
+
+def _learner_reopened(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] Your concern has been reopened",
+        headline="Your concern has been reopened",
+        paragraphs=(
+            f"Why: {facts.why}" if facts.why else "It has been reopened.",
+            f"It is on {PATHWAY_NAMES[facts.pathway]}. They have been asked to give you feedback "
+            f"by {when(facts.feedback_due_at, facts.timezone)}.",
+            _what_if_late(facts),
+            *_status_link(facts),
+        ),
+        signpost=_learner_signpost(facts),
+    )
+
+
 BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ACK: _learner_ack,
     MessageKind.NEW_CONCERN: _new_concern,
@@ -453,6 +505,9 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.OVERDUE_AT_DEAN: _overdue_at_dean,
     MessageKind.LEARNER_CLOSED: _learner_closed,
     MessageKind.LEARNER_FEEDBACK: _learner_feedback,
+    MessageKind.REDIRECTED_IN: _redirected_in,
+    MessageKind.REOPENED: _reopened,
+    MessageKind.LEARNER_REOPENED: _learner_reopened,
 }
 
 

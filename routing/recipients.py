@@ -52,6 +52,26 @@ COPY_ROLES: Mapping[Pathway, tuple[Role, ...]] = MappingProxyType(
     }
 )
 
+# The roles that belong to each level of the ladder. A concern is handled at its level, or by the
+# quality team, who stand in for anyone missing; it never goes back down (a concern that started at
+# pathway 2 because it is about the supervisor must never reach pathway-1 contacts).
+ROLES_OF_PATHWAY: Mapping[Pathway, frozenset[Role]] = MappingProxyType(
+    {
+        Pathway.CLINICAL_LEARNING_ENVIRONMENT: frozenset(
+            {Role.SUPERVISOR, Role.CLINICAL_TUTOR, Role.SPEAK_UP_GUARDIAN}
+        ),
+        Pathway.SCHOOL_OR_EDUCATION_PROVIDER: frozenset(
+            {
+                Role.FOUNDATION_SCHOOL,
+                Role.SPECIALTY_SCHOOL,
+                Role.EDUCATION_PROVIDER,
+                Role.PATHWAY2_MAILBOX,
+            }
+        ),
+        Pathway.DEAN: frozenset({Role.DEAN, Role.QUALITY_TEAM}),
+    }
+)
+
 # "Inform key stakeholders of emerging high-risk concerns", whatever pathway the concern is on.
 HIGH_RISK_ALERT_ROLES: tuple[Role, ...] = (Role.DEAN, Role.QUALITY_TEAM)
 
@@ -98,6 +118,11 @@ def recipient_roles(
     return RecipientRoles(
         primary=primary, secondary=SECONDARY_ROLE[pathway], copy=COPY_ROLES[pathway]
     )
+
+
+def may_handle_at(*, role: Role, pathway: Pathway) -> bool:
+    """Say whether a contact in a role may be given a concern at a pathway (by a redirect)."""
+    return role in ROLES_OF_PATHWAY[pathway] or role is Role.QUALITY_TEAM
 
 
 def may_see_identity(*, role: Role, confidentiality: Confidentiality) -> bool:
