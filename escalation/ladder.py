@@ -211,13 +211,24 @@ def contacts_of_level(
 
 
 def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy: Policy) -> None:
-    """Tell the dean and quality team at once about a high-risk concern, whatever its pathway."""
+    """Tell the dean and quality team at once about a high-risk concern, whatever its pathway.
+
+    Once per level: a concern rated down and up again at the same level is not alerted twice.
+    """
+    alerted = {
+        row.contact_id
+        for row, _ in repositories.assignments_of(session, id_of(concern), pathway=concern.pathway)
+        if row.part == "alert"
+    }
+    if alerted:
+        return
     facts = facts_of(session, concern, policy, now=now)
     told = []
     for role in HIGH_RISK_ALERT_ROLES:
         found = find_contact(session, concern, role)
-        if found is None:
+        if found is None or id_of(found.contact) in alerted:
             continue
+        alerted.add(id_of(found.contact))
         session.add(
             ConcernContact(
                 concern_id=id_of(concern),
