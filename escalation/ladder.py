@@ -336,7 +336,13 @@ def escalate_to_next_pathway(
         policy=policy,
     )
     queue_to_learner(
-        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_ESCALATED, now=now
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.LEARNER_ESCALATED,
+        now=now,
+        # A deadline that passed waits for working hours; a person's action is answered at once.
+        policy=policy if actor == "system" else None,
     )
     record_event(
         session,

@@ -214,8 +214,14 @@ def queue_to_learner(
     facts: ConcernFacts,
     kind: MessageKind,
     now: datetime,
+    policy: Policy | None = None,
 ) -> bool:
-    """Queue one email to the learner; anonymous learners have no address and get nothing."""
+    """Queue one email to the learner; anonymous learners have no address and get nothing.
+
+    An answer to something the learner or a person handling the concern just did goes at once,
+    whatever the hour. With `policy`, the message waits for working hours: the sweep's own steps
+    (a deadline passed, silence closed it) never write to anyone at night or at a weekend.
+    """
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
     if learner is None or not learner.email:
         return False
@@ -234,7 +240,6 @@ def queue_to_learner(
             body_text=rendered.text,
             body_html=rendered.html,
             created_at=now,
-            # The learner hears from us at once, whatever the hour: it is their own concern.
-            send_after=now,
+            send_after=now if policy is None else send_after(policy, now=now, urgent=False),
         ),
     )

@@ -214,7 +214,12 @@ def _close_after_silence(
     concern.closed_reason = reason
     facts = facts_of(session, concern, policy, why=reason, now=now)
     queue_to_learner(
-        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_CLOSED, now=now
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.LEARNER_CLOSED,
+        now=now,
+        policy=policy,
     )
     record_event(
         session,
