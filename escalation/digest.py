@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from escalation.notify import place_of
@@ -643,8 +643,10 @@ def _record_run(
             messages=0,
         )
         .on_conflict_do_nothing(index_elements=["kind", "region_id", "period_start"])
+        # RETURNING, not rowcount: through the ORM session PostgreSQL reports a rowcount of -1.
+        .returning(col(DigestRun.id))
     )
-    return bool(cast(CursorResult[Any], result).rowcount)
+    return result.scalar_one_or_none() is not None
 
 
 def _set_messages(
