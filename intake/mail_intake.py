@@ -29,13 +29,15 @@ from escalation.actions import (
     learner_remains_concerned,
     learner_satisfied,
     record_contact_reply,
+    record_feedback,
     record_learner_answers,
+    redirect,
 )
 from escalation.policy import Policy
 from intake import placement
 from intake.emails import ParsedEmail, parse_email
 from intake.redact import for_contacts
-from intake.replies import Answers, read_answers, strip_quoted
+from intake.replies import Answers, ContactCommand, read_answers, read_contact_command, strip_quoted
 from intake.service import raise_concern
 from intake.submission import (
     DESCRIPTION_MAX,
@@ -313,10 +315,14 @@ def _reply(
     if sent.recipient_role == Role.LEARNER.value:
         return _learner_reply(session, row, parsed, concern, text, policy=policy, now=now)
     shown = text[:REPLY_TEXT_MAX]
+    by = Actor(kind="contact", channel=Channel.EMAIL.value, contact_id=sent.recipient_contact_id)
+    command = read_contact_command(parsed.text)
+    if command.kind is not None:
+        return _contact_command(session, concern, command, by=by, policy=policy, now=now)
     acknowledged = record_contact_reply(
         session=session,
         concern=concern,
-        by=Actor(kind="contact", channel=Channel.EMAIL.value, contact_id=sent.recipient_contact_id),
+        by=by,
         text=shown,
         inbound_id=id_of(row),
         now=now,
@@ -331,6 +337,43 @@ def _reply(
     return _Outcome(
         "processed", f"contact's reply kept on {concern.reference}", id_of(concern), "replies"
     )
+
+
+def _contact_command(
+    session: Session,
+    concern: Concern,
+    command: ContactCommand,
+    *,
+    by: Actor,
+    policy: Policy,
+    now: datetime,
+) -> _Outcome:
+    """A contact's "Feedback:" or "Not mine" reply: the same actions as every other channel."""
+    try:
+        if command.kind == "feedback":
+            record_feedback(
+                session=session,
+                concern=concern,
+                by=by,
+                text=command.text,
+                now=now,
+                policy=policy,
+            )
+            done = f"contact's reply gave feedback on {concern.reference}"
+        else:
+            redirect(
+                session=session, concern=concern, by=by, reason=command.text, now=now, policy=policy
+            )
+            done = f"contact's reply passed {concern.reference} on (not theirs)"
+    except ActionRefused as refused:
+        # Kept, with the reason, for staff to see; nothing on the concern changes.
+        return _Outcome(
+            "processed",
+            f"contact's {command.kind} reply not applied: {refused}",
+            id_of(concern),
+            "replies",
+        )
+    return _Outcome("processed", done, id_of(concern), "replies")
 
 
 def _learner_reply(

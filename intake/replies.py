@@ -90,6 +90,37 @@ class Answers:
     satisfied: bool
 
 
+# A contact's reply does one thing by its first line: "Feedback: ..." gives the learner feedback,
+# "Not mine" hands the concern on; any other reply acknowledges it (and is kept on the concern).
+_FEEDBACK = re.compile(r"^\s*\**feedback\**\s*[:\-]\**\s*", re.IGNORECASE)
+_NOT_MINE = re.compile(
+    r"^\s*(?:not mine|not for me|not me|wrong person)\b[\s.!,;:\-]*", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class ContactCommand:
+    """What a contact's reply asks for: "feedback" or "not_mine" with its text, or nothing."""
+
+    kind: str | None
+    text: str
+
+
+def read_contact_command(text: str) -> ContactCommand:
+    """The action a contact's reply asks for, read from its first written line."""
+    lines = _unquoted(text).split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return ContactCommand(None, "")
+    for kind, pattern in (("feedback", _FEEDBACK), ("not_mine", _NOT_MINE)):
+        match = pattern.match(lines[0])
+        if match:
+            rest = "\n".join([lines[0][match.end() :], *lines[1:]]).strip()
+            return ContactCommand(kind, rest)
+    return ContactCommand(None, "\n".join(lines).strip())
+
+
 def strip_quoted(text: str) -> str:
     """The reply without the message it quotes, for display; the original if nothing is left."""
     return _unquoted(text) or text

@@ -235,6 +235,14 @@ def _confidentiality_note(facts: ConcernFacts) -> str:
     return "No name or contact details are kept with your concern."
 
 
+# How a contact acts by email; `intake.replies.read_contact_command` reads these first lines.
+HOW_TO_REPLY = (
+    "Reply to this email to acknowledge it. To give the learner feedback, reply with "
+    "'Feedback:' and then what the learner should be told. If it is not for you, reply with "
+    "'Not mine' as the first line and it will go to someone else."
+)
+
+
 def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
     questions = tuple(QUESTIONS[key] for key in facts.questions if key in QUESTIONS)
     paragraphs = [
@@ -270,7 +278,8 @@ def _new_concern(facts: ConcernFacts, role: Role) -> Message:
             f"Summary: {facts.summary}",
             f"What happened: {facts.description}",
             "Please acknowledge it, act on it, and give the learner feedback before the "
-            "deadlines below. If it is not for you, say so and it will be redirected.",
+            "deadlines below.",
+            HOW_TO_REPLY,
         ),
         facts=_case_facts(facts, role),
         link=facts.staff_url,
@@ -299,6 +308,7 @@ def _ack_reminder(facts: ConcernFacts, role: Role) -> Message:
         paragraphs=(
             f"Summary: {facts.summary}",
             f"Please acknowledge it by {when(facts.ack_due_at, facts.timezone)}.",
+            HOW_TO_REPLY,
         ),
         facts=_case_facts(facts, role),
         link=facts.staff_url,
@@ -341,6 +351,7 @@ def _feedback_reminder(facts: ConcernFacts, role: Role) -> Message:
             f"Summary: {facts.summary}",
             f"Please give the learner feedback by {when(facts.feedback_due_at, facts.timezone)}; "
             "otherwise the concern moves to the next level.",
+            HOW_TO_REPLY,
         ),
         facts=_case_facts(facts, role),
         link=facts.staff_url,
@@ -355,6 +366,7 @@ def _escalated_in(facts: ConcernFacts, role: Role) -> Message:
             f"Why it moved: {facts.why}" if facts.why else "It moved up the escalation ladder.",
             f"Summary: {facts.summary}",
             f"What happened: {facts.description}",
+            HOW_TO_REPLY,
         ),
         facts=_case_facts(facts, role),
         history=facts.history,
@@ -452,7 +464,8 @@ def _redirected_in(facts: ConcernFacts, role: Role) -> Message:
             f"Summary: {facts.summary}",
             f"What happened: {facts.description}",
             "The deadlines below were set when the concern reached this level; they do not "
-            "restart. If it is not for you either, say so and it will be redirected again.",
+            "restart.",
+            HOW_TO_REPLY,
         ),
         facts=_case_facts(facts, role),
         history=facts.history,
@@ -469,6 +482,7 @@ def _reopened(facts: ConcernFacts, role: Role) -> Message:
             f"Summary: {facts.summary}",
             "Its deadlines start again from now: please acknowledge it and give the learner "
             "feedback before the deadlines below.",
+            HOW_TO_REPLY,
         ),
         facts=_case_facts(facts, role),
         history=facts.history,

@@ -212,6 +212,68 @@ def test_a_contacts_reply_to_a_notification_is_their_acknowledgement(db: Engine)
     assert "contact_replied" in kinds and "acknowledged" in kinds
 
 
+def test_a_contacts_feedback_reply_reaches_the_learner(db: Engine) -> None:
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    deliver(
+        db,
+        reply_to(
+            notice,
+            sender=f"Supervisor <{notice.recipient_address}>",
+            body="Feedback: Teaching is now protected on Thursdays.\nThe rota says so.\n\n"
+            "On Mon, 23 Nov 2026 Concerns wrote:\n> A learner has raised a concern",
+        ),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    concern = only_concern(db)
+    assert concern.feedback_at == MONDAY_MORNING + timedelta(hours=2)
+    assert concern.acknowledged_at == concern.feedback_at
+    given = [e for e in events(db, concern.id or 0) if e.kind == "feedback_given"]
+    assert given[0].detail["text"] == "Teaching is now protected on Thursdays.\nThe rota says so."
+    assert given[0].channel == "email"
+    (sent,) = outbox(db, kind="learner_feedback")
+    assert "Teaching is now protected on Thursdays." in sent.body_text
+    assert "A learner has raised a concern" not in sent.body_text
+
+
+def test_a_contacts_not_mine_reply_passes_it_on(db: Engine) -> None:
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    report = deliver(
+        db,
+        reply_to(
+            notice,
+            sender=f"Supervisor <{notice.recipient_address}>",
+            body="Not mine - I left this department in October.",
+        ),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    assert "passed" in report.outcomes[0]
+    concern = only_concern(db)
+    assert concern.acknowledged_at is None
+    (moved,) = [e for e in events(db, concern.id or 0) if e.kind == "redirected"]
+    assert moved.detail["reason"] == "I left this department in October."
+    assert moved.detail["from_contact_ids"] == [notice.recipient_contact_id]
+    (passed,) = outbox(db, kind="redirected_in")
+    assert passed.recipient_contact_id != notice.recipient_contact_id
+
+
+def test_a_feedback_reply_that_does_not_apply_changes_nothing(db: Engine) -> None:
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    report = deliver(
+        db,
+        reply_to(notice, sender=f"S <{notice.recipient_address}>", body="Feedback:"),
+        mail_from=notice.recipient_address,
+    )
+    assert "not applied: Write the feedback" in report.outcomes[0]
+    concern = only_concern(db)
+    assert concern.feedback_at is None and concern.acknowledged_at is None
+    assert outbox(db, kind="learner_feedback") == []
+
+
 def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(db: Engine) -> None:
     deliver(db, email())
     (ack,) = outbox(db, kind="learner_ack")

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intake.replies import MAX_FREE_TEXT_CHARS, Answers, read_answers, strip_quoted
+from intake.replies import (
+    MAX_FREE_TEXT_CHARS,
+    Answers,
+    read_answers,
+    read_contact_command,
+    strip_quoted,
+)
 from notifications.messages import QUESTIONS
 from routing.model import Frequency, Harm, LearnerGroup
 
@@ -289,3 +295,38 @@ def test_any_reply_is_read_without_error_and_quickly(pieces: list[str]) -> None:
     for text in (answers.organisation, answers.department):
         assert text is None or 0 < len(text) <= MAX_FREE_TEXT_CHARS
         assert text is None or all(unicodedata.category(c) not in ("Cc", "Cs") for c in text)
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "text"),
+    [
+        (
+            "Feedback: Teaching is protected now.\nFrom Monday.",
+            "feedback",
+            "Teaching is protected now.\nFrom Monday.",
+        ),
+        ("\n\n  feedback - sorted\n", "feedback", "sorted"),
+        ("**Feedback:** rota fixed", "feedback", "rota fixed"),
+        ("Feedback:\nOn Mon, 23 Nov 2026 Concerns wrote:\n> old", "feedback", ""),
+        ("Not mine", "not_mine", ""),
+        ("not mine - I moved to surgery", "not_mine", "I moved to surgery"),
+        ("Not for me. Try Dr Smith", "not_mine", "Try Dr Smith"),
+        ("Thanks, looking at it", None, "Thanks, looking at it"),
+        ("My feedback: later", None, "My feedback: later"),
+        ("Nothing mine here", None, "Nothing mine here"),
+        ("> Feedback: quoted only", None, ""),
+    ],
+)
+def test_a_contacts_first_line_says_what_their_reply_does(
+    reply: str, kind: str | None, text: str
+) -> None:
+    command = read_contact_command(reply)
+    assert (command.kind, command.text) == (kind, text)
+
+
+def test_the_reply_instructions_are_what_the_reader_understands() -> None:
+    from notifications.messages import HOW_TO_REPLY
+
+    assert "'Feedback:'" in HOW_TO_REPLY and "'Not mine'" in HOW_TO_REPLY
+    assert read_contact_command("Feedback: done").kind == "feedback"
+    assert read_contact_command("Not mine").kind == "not_mine"
