@@ -19,14 +19,29 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from app import bootstrap
 from app.settings import Settings
+from escalation.digest import (
+    DigestOutcome,
+    DigestStatus,
+    UnknownRegion,
+    due_period,
+    run_digest,
+)
 from escalation.sweep import sweep
 from escalation.views import concern_details, concern_summary
 from intake.service import NoDirectory, submit_concern
 from intake.submission import Channel, InvalidSubmission, parse_submission
+from notifications.digests import DigestKind, Period
+from notifications.email import safe_filename
 from storage import directory, migrate, repositories
 from storage.db import transaction
 
 BAD_INPUT = 2
+DEFAULT_DIGEST_DIR = Path("./var/digests")
+DIGEST_NAMES = {
+    DigestKind.DAILY: "daily high-risk digest",
+    DigestKind.WEEKLY: "weekly escalation digest",
+    DigestKind.MONTHLY: "monthly highlight report",
+}
 # Deadlines are counted forward in working days: keep --now far from datetime's limits.
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
 
@@ -123,6 +138,26 @@ def _parser() -> argparse.ArgumentParser:
     sweep_parser = command("sweep", _sweep, "apply every escalation step due")
     sweep_parser.add_argument("--now", help="sweep as of this time (ISO-8601); default: now")
     sweep_parser.add_argument("--json", action="store_true")
+
+    digest = command(
+        "digest",
+        _digest,
+        "build the latest due digest or report as files to read, or queue it once with --send",
+    )
+    digest.add_argument("kind", choices=[kind.value for kind in DigestKind])
+    digest.add_argument("--region", help="a region's key (default: every active region)")
+    digest.add_argument("--now", help="as of this time (ISO-8601); default: now")
+    digest.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_DIGEST_DIR,
+        help=f"folder for the files (default: {DEFAULT_DIGEST_DIR})",
+    )
+    digest.add_argument(
+        "--send",
+        action="store_true",
+        help="queue it to each region's dean and quality team (once per period) instead",
+    )
 
     command("demo", _demo, "a guided run on a scratch database: triage, reminders, escalation")
     command("serve", _serve, "run the service: HTTP, the SMTP mailbox and the scheduler")
@@ -305,6 +340,95 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{step.reference}: {step.kind} (pathway {step.pathway}{move})")
         print(f"{len(report.applied)} step(s) applied.")
     return 1 if report.failed else 0
+
+
+def _digest(args: argparse.Namespace, settings: Settings) -> int:
+    kind = DigestKind(args.kind)
+    timezone = ZoneInfo(settings.timezone)
+    now = parse_now(args.now, timezone=timezone)
+    product = _ready(settings)
+    if due_period(kind, now, product.policy.calendar) is None:
+        print(
+            f"No {DIGEST_NAMES[kind]} is due at {now.astimezone(timezone):%a %d %b %Y %H:%M}: "
+            "it runs at 07:00 on working days only."
+        )
+        return 0
+    try:
+        outcomes = run_digest(
+            engine=product.engine,
+            kind=kind,
+            region_key=args.region,
+            now=now,
+            policy=product.policy,
+            send=args.send,
+        )
+    except UnknownRegion as error:
+        known = ", ".join(error.known) or "none: load a directory first"
+        _fail(f"--region: no region '{error.key}' (known: {known})")
+    if not outcomes:
+        print("No active region: load a directory first (concerns directory load FILE).")
+    for outcome in outcomes:
+        period = _period_words(outcome.period, timezone)
+        what = f"The {DIGEST_NAMES[kind]} for {outcome.region} ({period})"
+        if args.send:
+            _print_sent(what, outcome)
+        else:
+            print(f"{what}, not sent (--send queues it):")
+            for path in _write_digest_files(outcome, args.out, timezone=timezone):
+                print(f"  {path}")
+    return 0
+
+
+def _period_words(period: Period, timezone: ZoneInfo) -> str:
+    start, end = period.start.astimezone(timezone), period.end.astimezone(timezone)
+    return f"{start:%a %d %b %Y %H:%M} to {end:%a %d %b %Y %H:%M}"
+
+
+def _print_sent(what: str, outcome: DigestOutcome) -> None:
+    if outcome.status is DigestStatus.QUEUED:
+        print(
+            f"{what}: queued {outcome.messages} message(s), to {', '.join(outcome.recipients)}. "
+            "The running service sends them."
+        )
+    elif outcome.status is DigestStatus.ALREADY_SENT:
+        print(f"{what} was already sent: nothing queued.")
+    elif outcome.status is DigestStatus.EMPTY:
+        print(f"{what} has nothing in it: nothing queued (recorded as done).")
+    else:
+        print(f"{what} was recorded with nothing queued.")
+        print(
+            f"concerns: warning: region {outcome.region_key} has no active dean or quality-team "
+            "contact with an email address (fix the directory)",
+            file=sys.stderr,
+        )
+
+
+def _write_digest_files(outcome: DigestOutcome, folder: Path, *, timezone: ZoneInfo) -> list[Path]:
+    """The digest as files a person can open: <kind>-<region>-<period start>.html/.txt/.csv."""
+    if outcome.rendered is None:
+        raise RuntimeError("a digest preview was not rendered")
+    rendered = outcome.rendered
+    stem = safe_filename(
+        f"{outcome.kind.value}-{outcome.region_key}-"
+        f"{outcome.period.start.astimezone(timezone).date().isoformat()}"
+    )
+    files = [(f"{stem}.html", rendered.html), (f"{stem}.txt", rendered.text)]
+    files += [
+        (f"{stem}.csv", attachment.text)
+        for attachment in rendered.attachments
+        if attachment.content_type == "text/csv"
+    ]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in files:
+            path = folder / name
+            # newline="": the CSV keeps its own CRLF line ends, the rest stays as rendered.
+            path.write_text(text, encoding="utf-8", newline="")
+            written.append(path)
+    except OSError as error:
+        _fail(f"--out: cannot write to {folder}: {error.strerror}")
+    return written
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

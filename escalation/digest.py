@@ -106,7 +106,12 @@ ACTION_LABELS: Mapping[str, str] = MappingProxyType(
 
 
 class UnknownRegion(LookupError):
-    """No region has the key asked for."""
+    """No region has the key asked for; `known` lists the active regions' keys."""
+
+    def __init__(self, key: str, known: Sequence[str] = ()) -> None:
+        super().__init__(key)
+        self.key = key
+        self.known = tuple(known)
 
 
 # --- when each digest is due ------------------------------------------------------------------
@@ -507,7 +512,9 @@ def run_digest(
         else:
             region = session.exec(select(Region).where(Region.key == region_key.strip())).first()
             if region is None:
-                raise UnknownRegion(region_key)
+                raise UnknownRegion(
+                    region_key, known=[known.key for known in _active_regions(session)]
+                )
             region_ids = [id_of(region)]
     return [
         _run_for_region(
