@@ -14,6 +14,8 @@ from sqlmodel import Session
 
 from escalation.contacts import Found, choose_programme_body, find_contact
 from escalation.ladder import (
+    HANDLERS_CLOSED_IT,
+    HANDLERS_REOPENED_IT,
     alert_high_risk,
     assign_contacts,
     clock_of,
@@ -544,7 +546,8 @@ def escalate_by_hand(
 def close_concern(
     *, session: Session, concern: Concern, by: Actor, reason: str, now: datetime, policy: Policy
 ) -> None:
-    """Staff close the concern with a reason; the learner is told, with the reason."""
+    """Staff close the concern with a reason; the learner is told it was closed (the reason is
+    for the audit trail: staff notes are not written to the learner)."""
     _require_staff(by, "close it")
     if concern.status != ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is already closed")
@@ -562,7 +565,7 @@ def close_concern(
         channel=by.channel,
         detail={"reason": why},
     )
-    facts = facts_of(session, concern, policy, why=why, now=now)
+    facts = facts_of(session, concern, policy, why=HANDLERS_CLOSED_IT, now=now)
     queue_to_learner(
         session, concern=concern, facts=facts, kind=MessageKind.LEARNER_CLOSED, now=now
     )
@@ -613,7 +616,11 @@ def reopen_concern(
         policy=policy,
     )
     queue_to_learner(
-        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_REOPENED, now=now
+        session,
+        concern=concern,
+        facts=replace(facts, why=HANDLERS_REOPENED_IT),
+        kind=MessageKind.LEARNER_REOPENED,
+        now=now,
     )
 
 

@@ -6,7 +6,7 @@ who remains concerned, staff by hand), so every route up the ladder behaves the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,12 @@ from routing.pathways import next_pathway
 from routing.recipients import HIGH_RISK_ALERT_ROLES, recipient_roles
 from storage import repositories
 from storage.tables import Concern, ConcernContact, Contact, Escalation, Event, id_of
+
+# What the learner is told when a person moved or closed their concern: staff's and contacts' own
+# reasons may hold notes not meant for the learner (the status page says the same).
+HANDLERS_MOVED_IT = "The people handling your concern moved it to the next level"
+HANDLERS_CLOSED_IT = "The people handling your concern closed it"
+HANDLERS_REOPENED_IT = "The people handling your concern reopened it"
 
 
 def record_event(
@@ -338,7 +344,7 @@ def escalate_to_next_pathway(
     queue_to_learner(
         session,
         concern=concern,
-        facts=facts,
+        facts=replace(facts, why=reason if actor in ("system", "learner") else HANDLERS_MOVED_IT),
         kind=MessageKind.LEARNER_ESCALATED,
         now=now,
         # A deadline that passed waits for working hours; a person's action is answered at once.

@@ -36,6 +36,13 @@ EVENT_LABELS = {
     "escalated": "escalated",
     "overdue_at_dean": "overdue at dean level",
     "closed": "closed",
+    "reopened": "reopened",
+    "acknowledged": "acknowledged",
+    "feedback_given": "feedback given to the learner",
+    "redirected": "passed to another contact",
+    "triage_overridden": "rating changed by staff",
+    "learner_remains_concerned": "the learner remains concerned",
+    "learner_added_information": "the learner added information",
 }
 
 

@@ -188,6 +188,8 @@ def _entry(event: Event, concern: Concern, policy: Policy) -> TimelineEntry | No
             "The regional quality team has been told, and your concern is at the top of the "
             "dean's reports until it is resolved.",
         )
+    if event.kind == "reopened":
+        return entry("Reopened", "The people handling your concern reopened it.")
     if event.kind == "closed":
         reason = detail.get("reason")
         return entry(

@@ -165,6 +165,11 @@ def test_staff_escalate_by_hand_with_a_reason(db: Engine) -> None:
         event = session.exec(select(Event).where(Event.kind == "escalated")).one()
         assert event.actor == "staff" and event.channel == "web"
         assert "three concerns" in event.detail["reason"]
+        told = {m.kind: m.body_text for m in session.exec(select(OutboxMessage)).all()}
+    # The new level reads staff's reason; the learner is not shown staff's notes.
+    assert "three concerns" in told["escalated_in"]
+    assert "three concerns" not in told["learner_escalated"]
+    assert "The people handling your concern moved it" in told["learner_escalated"]
 
 
 def test_a_current_contact_may_escalate_but_an_earlier_level_may_not(db: Engine) -> None:
@@ -237,6 +242,12 @@ def test_staff_close_with_a_reason_and_the_learner_is_told(db: Engine) -> None:
     assert after["concern"]["next_due_at"] is None
     assert new_events(before, after) == ["closed"]
     assert [k.split(":")[1] for k in new_messages(before, after)] == ["learner_closed"]
+    with transaction(db) as session:
+        (closing,) = session.exec(
+            select(OutboxMessage).where(OutboxMessage.kind == "learner_closed")
+        ).all()
+    assert "Duplicate" not in closing.body_text
+    assert "The people handling your concern closed it" in closing.body_text
     # A closed concern takes no sweep step, however late it gets.
     assert sweep(engine=db, now=LATER + timedelta(days=60), policy=policy()).applied == []
 
