@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
+from escalation.digest import DigestReport
 from escalation.sweep import SweepReport
 from intake.mail_intake import IntakeReport
 from intake.mailbox import REJECTION_REASONS, MailboxCounters
@@ -62,6 +63,15 @@ class Metrics:
         self.sweep_runs = counter("sweep_runs", "Escalation sweeps run")
         self.sweep_steps = counter("sweep_steps_applied", "Escalation steps applied", ["kind"])
         self.sweep_failures = counter("sweep_failures", "Concerns whose due steps failed")
+        self.digests = counter(
+            "digests",
+            "Digest runs this instance recorded (or found done), by kind and outcome",
+            ["kind", "outcome"],
+        )
+        self.digest_messages = counter(
+            "digest_messages_queued", "Digest messages queued, by kind", ["kind"]
+        )
+        self.digest_failures = counter("digest_failures", "Digest runs that failed (retried)")
         self.tick_errors = counter(
             "tick_errors", "Scheduler ticks that ended with an error", ["job"]
         )
@@ -98,6 +108,13 @@ class Metrics:
         for step in report.applied:
             self.sweep_steps.labels(kind=step.kind).inc()
         self.sweep_failures.inc(len(report.failed))
+
+    def record_digests(self, report: DigestReport) -> None:
+        """Count one digest tick: the runs it recorded and the messages it queued."""
+        for outcome in report.outcomes:
+            self.digests.labels(kind=outcome.kind.value, outcome=outcome.status.value).inc()
+            self.digest_messages.labels(kind=outcome.kind.value).inc(outcome.messages)
+        self.digest_failures.inc(len(report.failed))
 
     def record_tick_error(self, *, job: str) -> None:
         """Count a tick that raised (it is logged and the service carries on)."""

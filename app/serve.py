@@ -30,6 +30,7 @@ from app import bootstrap
 from app.metrics import Metrics
 from app.settings import Settings
 from app.web import create_app
+from escalation.digest import send_due_digests
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
 from intake.mailbox import Mailbox, MailboxLimits
@@ -213,7 +214,7 @@ async def _serve(
         ),
     )
     metrics.watch_mailbox(mailbox.counters)
-    sweep_tick, dispatch_tick, intake_tick = ticks = _ticks(
+    sweep_tick, dispatch_tick, intake_tick, digest_tick = ticks = _ticks(
         product, sender=sender, metrics=metrics, mailbox=mailbox
     )
     mailbox.on_stored = intake_tick.wake  # mail becomes a concern as soon as it is stored
@@ -243,6 +244,9 @@ async def _serve(
             sweep_tick: settings.sweep_interval_seconds,
             dispatch_tick: settings.dispatch_interval_seconds,
             intake_tick: INTAKE_INTERVAL_SECONDS,
+            # Digests are due at 07:00; checking as often as the sweep sends them within a tick
+            # of it, and finding them already recorded costs one short read.
+            digest_tick: settings.sweep_interval_seconds,
         }
     )
 
@@ -288,8 +292,8 @@ async def _serve(
 
 def _ticks(
     product: bootstrap.Product, *, sender: Sender, metrics: Metrics, mailbox: Mailbox
-) -> tuple[Tick, Tick, Tick]:
-    """The sweep, outbox dispatch and email intake ticks; the first and last wake dispatch."""
+) -> tuple[Tick, Tick, Tick, Tick]:
+    """The sweep, outbox dispatch, email intake and digest ticks; all but dispatch wake it."""
     settings, engine, policy = product.settings, product.engine, product.policy
     threading = MailThreading(
         settings.secret_key.get_secret_value().encode(), settings.mailbox_address
@@ -329,6 +333,11 @@ def _ticks(
             queued_mail=report.processed > 0,
         )
 
+    def digest_pass(now: datetime) -> PassResult:
+        report = send_due_digests(engine=engine, now=now, policy=policy)
+        metrics.record_digests(report)
+        return PassResult(queued_mail=report.messages > 0)
+
     dispatch = Tick("dispatch", dispatch_pass, metrics=metrics)
     return (
         Tick("sweep", sweep_pass, metrics=metrics, then=dispatch.wake),
@@ -340,6 +349,7 @@ def _ticks(
             then=dispatch.wake,
             give_way=partial(mailbox.receiving, within=MAIL_QUIET_SECONDS),
         ),
+        Tick("digest", digest_pass, metrics=metrics, then=dispatch.wake),
     )
 
 

@@ -3,6 +3,7 @@ by racing instances, and the monthly CSV arriving as an attachment through a rea
 
 from __future__ import annotations
 
+import asyncio
 import email
 import logging
 import socket
@@ -11,8 +12,9 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,10 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from app.bootstrap import build
+from app.metrics import Metrics
+from app.serve import _ticks
+from app.settings import Settings
 from escalation.actions import Actor, acknowledge, close_concern
 from escalation.digest import (
     DigestStatus,
@@ -34,11 +40,12 @@ from escalation.digest import (
     weekly_digest_data,
 )
 from escalation.sweep import sweep
+from intake.mailbox import Mailbox
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from notifications.digests import DigestKind, Hotspot, Period
 from notifications.outbox import dispatch_due
-from notifications.senders import SmtpRelaySender
+from notifications.senders import MaildirSender, SmtpRelaySender
 from notifications.threading import MailThreading
 from storage import repositories
 from storage.db import create_db_engine, transaction
@@ -617,3 +624,39 @@ def test_a_monthly_report_due_on_a_sunday_waits_for_monday_07_00(db: Engine) -> 
         now=at(2, 6),
     )
     assert [(row.status, row.attempts) for row in digest_rows(db)] == [("pending", 0)] * 2
+
+
+# --- the service's tick -----------------------------------------------------------------------
+
+
+def test_the_services_digest_tick_queues_what_is_due_and_wakes_the_dispatcher(
+    db: Engine, tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, outbox_dir=tmp_path / "outbox")  # type: ignore[call-arg]
+    product = build(settings, engine=db)
+    metrics = Metrics()
+
+    async def one_digest_tick() -> datetime:
+        mailbox = Mailbox(address=settings.mailbox_address, store=lambda batch: None)
+        ticks = {
+            tick.name: tick
+            for tick in _ticks(
+                product, sender=MaildirSender(tmp_path / "outbox"), metrics=metrics, mailbox=mailbox
+            )
+        }
+        await ticks["digest"].run()
+        await asyncio.sleep(0)  # the dispatcher's wake-up starts
+        await ticks["dispatch"].wait_idle()
+        return datetime.now(UTC)
+
+    after = asyncio.run(one_digest_tick())
+
+    # Whatever today is, this week's digest and last month's report are due.
+    assert {"weekly", "monthly"} <= {run.kind for run in runs(db)}
+    weekly = [row for row in digest_rows(db) if row.kind == "digest_weekly"]
+    assert len(weekly) == 2
+    for row in weekly:
+        # Sent by the dispatcher the tick woke, unless its Monday was a holiday and it waits.
+        assert row.status == ("sent" if row.send_after <= after else "pending")
+    assert metrics.digests.labels(kind="weekly", outcome="queued")._value.get() == 1
+    assert metrics.digest_messages.labels(kind="weekly")._value.get() == 2
