@@ -653,10 +653,23 @@ def test_the_services_digest_tick_queues_what_is_due_and_wakes_the_dispatcher(
 
     # Whatever today is, this week's digest and last month's report are due.
     assert {"weekly", "monthly"} <= {run.kind for run in runs(db)}
-    weekly = [row for row in digest_rows(db) if row.kind == "digest_weekly"]
-    assert len(weekly) == 2
-    for row in weekly:
-        # Sent by the dispatcher the tick woke, unless its Monday was a holiday and it waits.
-        assert row.status == ("sent" if row.send_after <= after else "pending")
-    assert metrics.digests.labels(kind="weekly", outcome="queued")._value.get() == 1
-    assert metrics.digest_messages.labels(kind="weekly")._value.get() == 2
+    rows = digest_rows(db)
+    assert len([row for row in rows if row.kind == "digest_weekly"]) == 2
+    assert len([row for row in rows if row.kind == "digest_monthly"]) == 2
+    for row in rows:
+        # Sent by the dispatcher the tick woke, unless its day was a holiday and it waits.
+        assert row.status == ("sent" if row.send_after <= after else "pending"), row.kind
+    # The monthly report's CSV is in the written mail, when it was due to go.
+    written = [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in (tmp_path / "outbox" / "new").glob("*")
+    ]
+    reports = [m for m in written if str(m["Subject"]).startswith("Monthly highlight report")]
+    assert len(reports) == sum(1 for r in rows if r.kind == "digest_monthly" and r.status == "sent")
+    for report in reports:
+        assert isinstance(report, EmailMessage)
+        (part,) = list(report.iter_attachments())
+        assert part.get_content_type() == "text/csv"
+    sample = metrics.registry.get_sample_value
+    assert sample("concerns_digests_total", {"kind": "weekly", "outcome": "queued"}) == 1
+    assert sample("concerns_digest_messages_queued_total", {"kind": "weekly"}) == 2
