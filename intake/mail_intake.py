@@ -172,6 +172,15 @@ def _process(
         sent = session.get(OutboxMessage, outbox_id)
         if sent is not None and sent.concern_id is not None:
             return _reply(session, row, parsed, sent, policy=policy, now=now)
+        if sent is not None:
+            # A reply to a digest or report: kept for staff, never attached to any concern.
+            return _Outcome(
+                "quarantined",
+                f"a reply to a {sent.kind.replace('_', ' ')}, which is not about one concern: "
+                "kept for staff",
+                None,
+                "quarantined",
+            )
     if threading.has_token(places):
         return _Outcome(
             "quarantined",

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
 
 from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col, select
 
 from storage.tables import (
@@ -202,12 +200,14 @@ def queue_message(session: Session, message: OutboxMessage) -> bool:
     """Add a message unless one with its idempotency key exists; True when it was added."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     values = message.model_dump(exclude={"id"})
-    result = session.execute(
+    # RETURNING, not rowcount: through the ORM session PostgreSQL reports a rowcount of -1 here.
+    added = session.execute(
         insert(OutboxMessage)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    )
-    return bool(cast(CursorResult[Any], result).rowcount)
+        .returning(col(OutboxMessage.id))
+    ).scalar_one_or_none()
+    return added is not None
 
 
 def lock_concern(session: Session, concern_id: int) -> Concern | None:

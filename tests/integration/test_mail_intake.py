@@ -366,3 +366,26 @@ def test_a_placement_named_in_the_reply_routes_the_concern_to_its_people(db: Eng
     new_people = told_after - told_before
     assert new_people, "the maternity unit's contacts hear about it"
     assert all("vale-general" in address for address in new_people)
+
+
+def test_a_deans_reply_to_a_digest_is_kept_for_staff_not_attached(db: Engine) -> None:
+    from escalation.digest import DigestKind, run_digest
+
+    deliver(db, email())
+    run_digest(
+        engine=db,
+        kind=DigestKind.WEEKLY,
+        region_key=None,
+        now=MONDAY_MORNING,
+        policy=policy(),
+        send=True,
+    )
+    (digest, *_) = outbox(db, kind="digest_weekly")
+    report = deliver(
+        db,
+        reply_to(digest, sender=f"Dean <{digest.recipient_address}>", body="Thanks, noted."),
+        mail_from=digest.recipient_address,
+    )
+    assert report.quarantined == 1
+    assert "digest weekly, which is not about one concern" in report.outcomes[0]
+    assert only_concern(db).acknowledged_at is None

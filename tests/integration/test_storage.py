@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
@@ -108,3 +108,31 @@ def test_the_migrations_build_exactly_the_tables_the_code_declares(engine: Engin
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, SQLModel.metadata)
     assert differences == []
+
+
+def test_queue_message_says_whether_it_added_the_row(engine: Engine) -> None:
+    """Callers rely on the answer (a contact without a new message is not counted as told)."""
+    from storage.repositories import queue_message
+    from storage.tables import OutboxMessage
+
+    at = datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+    def message() -> OutboxMessage:
+        return OutboxMessage(
+            idempotency_key="digest:weekly:north-vale:2026-11-16:contact:1",
+            channel="email",
+            kind="digest_weekly",
+            recipient_role="dean",
+            recipient_address="dean@example.nhs.uk",
+            subject="Weekly digest",
+            body_text="text",
+            created_at=at,
+            send_after=at,
+        )
+
+    with transaction(engine) as session:
+        assert queue_message(session, message()) is True
+    with transaction(engine) as session:
+        assert queue_message(session, message()) is False
+    with transaction(engine) as session:
+        assert len(session.exec(select(OutboxMessage)).all()) == 1
