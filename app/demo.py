@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from app import bootstrap
 from app.settings import Settings
+from escalation.digest import DigestKind, run_digest
 from escalation.sweep import sweep
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
@@ -106,7 +107,9 @@ def run_demo(settings: Settings) -> int:
 
         print("Walking time forward: the sweep runs at each moment something falls due.\n")
         end = START + timedelta(days=120)
+        last = START
         while (moment := _next_due(product)) is not None and moment <= end:
+            last = moment
             report = sweep(engine=product.engine, now=moment, policy=product.policy)
             for step in report.applied:
                 move = f" -> pathway {step.to_pathway}" if step.to_pathway else ""
@@ -123,11 +126,35 @@ def run_demo(settings: Settings) -> int:
                     f"  {concern.reference}  pathway {concern.pathway}  {concern.risk_level} "
                     f"risk  {concern.summary}{overdue}"
                 )
+        _print_weekly_digest(product, after=last, timezone=timezone)
         print(
             "\nTry it yourself: concerns submit --file CONCERN.json, concerns sweep, "
-            "concerns show REF"
+            "concerns show REF, concerns digest weekly --now ISO"
         )
     return 0
+
+
+def _print_weekly_digest(
+    product: bootstrap.Product, *, after: datetime, timezone: ZoneInfo
+) -> None:
+    """The dean's weekly digest as sent the Monday after the last step (text part)."""
+    local = after.astimezone(timezone)
+    monday = (local + timedelta(days=7 - local.weekday())).replace(
+        hour=8, minute=0, second=0, microsecond=0
+    )
+    outcomes = run_digest(
+        engine=product.engine,
+        kind=DigestKind.WEEKLY,
+        region_key=None,
+        now=monday,
+        policy=product.policy,
+        send=False,
+    )
+    for outcome in outcomes:
+        if outcome.rendered is None:
+            continue
+        print(f"\nThe dean's weekly digest for {outcome.region}, {monday:%A %d %B %Y}:\n")
+        print(outcome.rendered.text)
 
 
 def _first_department(product: bootstrap.Product) -> tuple[str, str]:

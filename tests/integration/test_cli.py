@@ -168,6 +168,9 @@ def test_the_demo_walks_a_concern_up_the_ladder(cli: Cli) -> None:
     output = cli.run("demo").stdout
     assert "-> pathway 2" in output and "-> pathway 3" in output
     assert "overdue at dean" in output
+    # It ends with the dean's weekly digest, heat map and all, as the dean would read it.
+    assert "The dean's weekly digest for North Vale" in output
+    assert "HEAT MAP OF OPEN CONCERNS" in output and "5 almost certain" in output
 
 
 def test_a_confidential_identity_never_reaches_pathway_1_or_2_all_the_way_up(cli: Cli) -> None:
