@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 import holidays
 from sqlalchemy.engine import Engine
 
-from app.settings import Settings, parse_closed_days, parse_working_hours, reminder_fraction
+from app.settings import (
+    ChatSettings,
+    Settings,
+    parse_closed_days,
+    parse_working_hours,
+    reminder_fraction,
+)
 from escalation.links import StatusLinks, status_link_key
 from escalation.policy import Policy
 from routing.calendar import WorkingCalendar
@@ -24,6 +30,8 @@ class Product:
     settings: Settings
     engine: Engine
     policy: Policy
+    # Slack and Teams, named as their own documentation names them; all unset: chat is off.
+    chat: ChatSettings = field(default_factory=ChatSettings)
 
 
 class ClosedDays:
@@ -53,8 +61,10 @@ def build_calendar(settings: Settings) -> WorkingCalendar:
     )
 
 
-def build_policy(settings: Settings) -> Policy:
+def build_policy(settings: Settings, *, chat: ChatSettings | None = None) -> Policy:
     return Policy(
+        slack_enabled=chat is not None and chat.slack_configured,
+        chat_summary=chat is not None and chat.slack_share_summary,
         calendar=build_calendar(settings),
         deadlines=DeadlinePolicy(
             reminder_fraction=reminder_fraction(settings.reminder_fraction),
@@ -73,13 +83,20 @@ def directory_file(settings: Settings) -> Path:
     return settings.directory_file or directory.example_directory_path()
 
 
-def build(settings: Settings | None = None, *, engine: Engine | None = None) -> Product:
+def build(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    chat: ChatSettings | None = None,
+) -> Product:
     """The product on these settings; tests pass their own engine or settings."""
     settings = settings or Settings()
+    chat = chat or ChatSettings()
     return Product(
         settings=settings,
         engine=engine or create_db_engine(settings.database_url),
-        policy=build_policy(settings),
+        policy=build_policy(settings, chat=chat),
+        chat=chat,
     )
 
 

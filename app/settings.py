@@ -130,9 +130,18 @@ class ChatSettings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
+    # Where the Slack Web API is (tests point it at a local fake); the real one by default.
+    slack_api_url: str = "https://slack.com/api/"
+    # Chat messages carry no text of the concern by default; true adds its one-line summary.
+    slack_share_summary: bool = False
     teams_app_id: str | None = None
     teams_app_password: SecretStr | None = None
     teams_tenant_id: str | None = None
+
+    @property
+    def slack_configured(self) -> bool:
+        """Slack is on when the bot token and the signing secret are both set."""
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
 
 
 def reminder_fraction(value: float) -> Fraction:

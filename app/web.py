@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from app.bootstrap import Product
 from app.metrics import Metrics
+from bot.slack_app import SlackBot
 from intake.web import assets
 from intake.web.context import WebContext, derived_key
 from intake.web.mount import mount
@@ -34,6 +35,7 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     rate_limits: RateLimitRules | None = None,
     served_assets: dict[str, assets.Asset] | None = None,
+    slack: SlackBot | None = None,
 ) -> FastAPI:
     """The FastAPI app on this product (tests pass their own database, metrics and clock)."""
     app = FastAPI(title="Learner concerns", version="0.1.0")
@@ -75,9 +77,15 @@ def create_app(
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.post("/slack/events", include_in_schema=False)
+    async def slack_events(request: Request) -> Response:
+        # Without Slack settings the path does not exist, as far as anyone outside can tell.
+        if slack is None:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return await slack.handle(request)
+
     # The other channels' routers are mounted here as they arrive, each a thin adapter over the
-    # services: Slack (/slack/events), Teams (/api/messages), the staff API (/api/v1) and staff
-    # pages (/staff), e.g. app.include_router(router).
+    # services: Teams (/api/messages), the staff API (/api/v1) and staff pages (/staff).
     return app
 
 

@@ -21,6 +21,11 @@ class Policy:
     reply_address: str = "escalating-concerns@localhost"
     # Signed links to the learner's status page, put in every learner email (None: no links).
     status_links: StatusLinks | None = None
+    # Slack is set up: contacts with a Slack user id are also told in Slack, and learners who
+    # raised a concern in Slack hear back there.
+    slack_enabled: bool = False
+    # Chat messages carry the concern's one-line summary (default: no text of the concern).
+    chat_summary: bool = False
 
     def staff_url(self, reference: str) -> str:
         return f"{self.public_url.rstrip('/')}/staff/concerns/{reference}"

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from storage.tables import (
+    ChatDelivery,
     Concern,
     ConcernContact,
     Contact,
@@ -206,6 +207,18 @@ def queue_message(session: Session, message: OutboxMessage) -> bool:
         .values(**values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(col(OutboxMessage.id))
+    ).scalar_one_or_none()
+    return added is not None
+
+
+def first_delivery(session: Session, *, key: str, now: datetime) -> bool:
+    """Record a chat delivery (an event id, a button press); False when it was seen before."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    added = session.execute(
+        insert(ChatDelivery)
+        .values(key=key, received_at=now)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(ChatDelivery.id))
     ).scalar_one_or_none()
     return added is not None
 

@@ -318,10 +318,28 @@ class OutboxMessage(SQLModel, table=True):
     # A dispatcher's claim: nobody else sends the row until the lease runs out.
     claim_token: str | None = None
     claimed_until: datetime | None = _at()
+    # A chat message's own content (Slack Block Kit), beside the plain text it falls back to.
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Where a sent chat message lives ("<channel>:<ts>" in Slack), so it can be updated later.
+    external_ref: str | None = None
     # Files sent with the message (the monthly report's CSV): [{filename, content_type, text}].
     attachments: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
     )
+
+
+# --- chat deliveries ---------------------------------------------------------------------------
+
+
+class ChatDelivery(SQLModel, table=True):
+    """A chat platform's event or button press already handled: Slack retries and double clicks
+    are recorded once here (by event id, or action + message + user) and have one effect."""
+
+    __tablename__ = "chat_deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    received_at: datetime = _at(nullable=False)
 
 
 # --- digests and reports ----------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""The Slack app: Bolt in HTTP mode at /slack/events (or Socket Mode), wired to our services.
+
+Slack is optional: with no bot token and signing secret there is no Slack app, and
+/slack/events answers 404. The listeners live beside this module, one file per audience:
+`slack_learners` (raising and following a concern) and `slack_contacts` (acknowledge, feedback,
+not mine). Each is a thin adapter over the same services every channel uses.
+
+Bolt acknowledges every request before our work runs (process_before_response=False: the listener
+continues in Bolt's thread pool after `ack()`), so Slack always has its answer within 3 seconds
+however slow the database is. Request signatures are always verified here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from slack_bolt import App
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from escalation.policy import Policy
+from storage import repositories
+from storage.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlackBot:
+    """The Bolt app with what its listeners need: the database, the policy and a clock."""
+
+    app: App
+    client: WebClient
+    engine: Engine
+    policy: Policy
+    share_summary: bool = False
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def first_delivery(self, key: str) -> bool:
+        """Record a delivery (an event id, a button press); False when it was handled before."""
+        with transaction(self.engine) as session:
+            return repositories.first_delivery(session, key=key, now=self.clock())
+
+    async def handle(self, request: Request) -> Response:
+        """One HTTP request from Slack: verified, acknowledged, answered (off the event loop)."""
+        body = await request.body()
+        bolt_request = to_bolt_request(request, body)
+        answer = await run_in_threadpool(self.app.dispatch, bolt_request)
+        return to_starlette_response(answer)
+
+
+def build_slack_bot(
+    *,
+    bot_token: str,
+    signing_secret: str,
+    api_url: str,
+    engine: Engine,
+    policy: Policy,
+    share_summary: bool = False,
+    clock: Callable[[], datetime] | None = None,
+) -> SlackBot:
+    """The Slack app with every listener registered (Bolt checks the token with auth.test)."""
+    # Imported here: they import this module for SlackBot.
+    from bot import slack_contacts, slack_learners
+
+    client = WebClient(token=bot_token, base_url=api_url)
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        process_before_response=False,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    bot = SlackBot(
+        app=app,
+        client=client,
+        engine=engine,
+        policy=policy,
+        share_summary=share_summary,
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
+    slack_learners.register(bot)
+    slack_contacts.register(bot)
+    return bot
