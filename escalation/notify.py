@@ -19,6 +19,7 @@ from notifications.messages import (
     build_message,
 )
 from notifications.render import render_email
+from notifications.slack_learners import learner_message
 from routing.model import Confidentiality, Role
 from storage import repositories
 from storage.tables import Concern, Contact, Department, Learner, Organisation, OutboxMessage, id_of
@@ -232,11 +233,14 @@ def queue_to_learner(
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
     if learner is None or not learner.email:
         return False
-    rendered = render_email(build_message(kind, facts=facts, recipient_role=Role.LEARNER))
-    return repositories.queue_message(
+    message = build_message(kind, facts=facts, recipient_role=Role.LEARNER)
+    rendered = render_email(message)
+    key = f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner"
+    due = now if policy is None else send_after(policy, now=now, urgent=False)
+    queued = repositories.queue_message(
         session,
         OutboxMessage(
-            idempotency_key=f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner",
+            idempotency_key=key,
             concern_id=concern.id,
             reference=concern.reference,
             channel="email",
@@ -247,6 +251,35 @@ def queue_to_learner(
             body_text=rendered.text,
             body_html=rendered.html,
             created_at=now,
-            send_after=now if policy is None else send_after(policy, now=now, urgent=False),
+            send_after=due,
         ),
     )
+    # A learner who raised the concern in Slack hears back there too. The bot itself confirms
+    # a new concern (its message starts the thread the learner adds information in), so the
+    # acknowledgement is not repeated. Most callers pass no policy (an answer goes at once); a
+    # concern raised in Slack means Slack was on, so only a policy that says it is off stops it.
+    if (
+        concern.channel == "slack"
+        and learner.slack_user_id
+        and kind is not MessageKind.LEARNER_ACK
+        and (policy is None or policy.slack_enabled)
+    ):
+        chat = learner_message(kind, message, facts)
+        repositories.queue_message(
+            session,
+            OutboxMessage(
+                idempotency_key=f"{key}:slack",
+                concern_id=concern.id,
+                reference=concern.reference,
+                channel="slack",
+                kind=kind.value,
+                recipient_role=Role.LEARNER.value,
+                recipient_address=learner.slack_user_id,
+                subject=message.subject,
+                body_text=chat.text,
+                payload={"text": chat.text, "blocks": chat.blocks},
+                created_at=now,
+                send_after=due,
+            ),
+        )
+    return queued
