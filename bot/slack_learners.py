@@ -1,9 +1,438 @@
-"""Slack for learners: raising a concern (slash command, shortcut, DM), following it up."""
+"""Slack for learners: raising a concern (slash command, shortcut, DM), following it up.
+
+Thin adapters over the services every channel uses: the modal's answers are checked by the web
+form's rules and raised with `submit_concern`; a reply in the thread of the bot's confirmation
+is `add_learner_information`; the feedback buttons are `learner_satisfied` and
+`learner_remains_concerned`. The screens themselves are built in `bot.slack_learner_views`.
+
+Every listener acknowledges Slack first (Bolt runs the rest in its thread pool), except where
+Slack needs the answer in the acknowledgement: a modal's errors are found without the database,
+so they too are answered at once. A retried event (same event id, `X-Slack-Retry-Num`) and a
+double click (same action, message and user) are recorded once and have one effect.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlmodel import Session
+
+from bot import slack_learner_views as views
 from bot.slack_app import SlackBot
+from escalation.actions import (
+    ActionRefused,
+    add_learner_information,
+    learner_remains_concerned,
+    learner_satisfied,
+)
+from escalation.ladder import record_event
+from escalation.notify import facts_of, place_of
+from intake.follow_up import learner_status
+from intake.service import submit_concern
+from intake.submission import Channel
+from notifications.messages import MessageKind, build_message, when
+from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK, OPEN_STATUS_PAGE, learner_message
+from notifications.slack_text import (
+    CONCERN_MODAL,
+    LEARNER_REMAINS_CONCERNED,
+    LEARNER_SATISFIED,
+    OPEN_CONCERN_MODAL,
+    escape,
+)
+from routing.model import ConcernStatus, Role
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern, Learner, id_of
+
+log = logging.getLogger(__name__)
+
+SLASH_COMMAND = "/concern"
+SHORTCUT = "raise_concern"
+SLACK = Channel.SLACK.value
 
 
 def register(bot: SlackBot) -> None:
     """Register the learner listeners on the bot's Bolt app."""
+    learners = _Learners(bot)
+    app = bot.app
+    app.command(SLASH_COMMAND)(learners.on_command)
+    app.shortcut(SHORTCUT)(learners.on_shortcut)
+    app.action(OPEN_CONCERN_MODAL)(learners.on_open_button)
+    app.options(views.ANSWER)(learners.on_options)
+    app.view_submission(CONCERN_MODAL)(learners.on_submission)
+    app.event("message")(learners.on_message)
+    app.event("app_home_opened")(learners.on_home_opened)
+    app.action(LEARNER_SATISFIED)(learners.on_feedback_answer)
+    app.action(LEARNER_REMAINS_CONCERNED)(learners.on_feedback_answer)
+    # A link button still reaches the app when clicked; it only needs acknowledging.
+    app.action(OPEN_STATUS_PAGE)(lambda ack: ack())
+
+
+class _Learners:
+    def __init__(self, bot: SlackBot) -> None:
+        self.bot = bot
+
+    # --- opening the form -------------------------------------------------------------------
+
+    def on_command(
+        self, ack: Callable[..., None], body: Mapping[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        self._open_modal(client, trigger_id=body["trigger_id"], user_id=body["user_id"])
+
+    def on_shortcut(
+        self, ack: Callable[..., None], body: Mapping[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        self._open_modal(client, trigger_id=body["trigger_id"], user_id=body["user"]["id"])
+
+    def on_open_button(
+        self, ack: Callable[..., None], body: Mapping[str, Any], client: WebClient
+    ) -> None:
+        """Opens the form, prefilled with the direct message the button answered.
+
+        Not deduplicated: opening a form changes nothing, and a learner who closed it must be
+        able to open it again.
+        """
+        ack()
+        user_id = body["user"]["id"]
+        written = str(body["actions"][0].get("value") or "")
+        channel = (body.get("channel") or {}).get("id")
+        values: dict[str, str] = {}
+        if channel and written != "home":
+            values = self._their_message(client, channel=channel, ts=written, user_id=user_id)
+        self._open_modal(client, trigger_id=body["trigger_id"], user_id=user_id, values=values)
+
+    def _their_message(
+        self, client: WebClient, *, channel: str, ts: str, user_id: str
+    ) -> dict[str, str]:
+        """The learner's own direct message (read back, so its text never rides on a button)."""
+        try:
+            history = client.conversations_history(
+                channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1
+            )
+        except SlackApiError:
+            log.warning("could not read the learner's message back to prefill the form")
+            return {}
+        messages = history.get("messages") or []
+        if not messages or messages[0].get("user") != user_id:
+            return {}
+        return views.prefill(str(messages[0].get("text") or ""))
+
+    def _open_modal(
+        self,
+        client: WebClient,
+        *,
+        trigger_id: str,
+        user_id: str,
+        values: Mapping[str, str] | None = None,
+    ) -> None:
+        answers = {**self._contact_details(client, user_id), **(values or {})}
+        client.views_open(
+            trigger_id=trigger_id,
+            view=views.concern_modal(
+                self._places(), values=answers, public_url=self.bot.policy.public_url
+            ),
+        )
+
+    def _contact_details(self, client: WebClient, user_id: str) -> dict[str, str]:
+        """Name and email from the learner's Slack profile, as the form's starting answers."""
+        try:
+            profile = (client.users_info(user=user_id).get("user") or {}).get("profile") or {}
+        except SlackApiError:
+            log.warning("could not read the learner's Slack profile")
+            return {}
+        name = profile.get("real_name") or profile.get("display_name") or ""
+        details = {"name": str(name), "email": str(profile.get("email") or "")}
+        return {key: value for key, value in details.items() if value}
+
+    def _places(self) -> list[views.Place]:
+        with transaction(self.bot.engine) as session:
+            return [
+                views.Place(
+                    key=organisation.key,
+                    name=organisation.name,
+                    departments=tuple(
+                        (department.key, department.name)
+                        for department in sorted(departments, key=lambda d: d.name.lower())
+                    ),
+                )
+                for organisation, _sites, departments in sorted(
+                    repositories.active_places(session), key=lambda place: place[0].name.lower()
+                )
+            ]
+
+    def on_options(self, ack: Callable[..., None], body: Mapping[str, Any]) -> None:
+        """Choices for an external select (a directory too big for Slack's static lists)."""
+        query = str(body.get("value") or "")
+        if body.get("block_id") == "department":
+            ack(**views.department_option_groups(self._places(), query or " "))
+        else:
+            ack(**views.organisation_options(self._places(), query or " "))
+
+    # --- sending the form -------------------------------------------------------------------
+
+    def on_submission(
+        self,
+        ack: Callable[..., None],
+        body: Mapping[str, Any],
+        view: Mapping[str, Any],
+        client: WebClient,
+    ) -> None:
+        public_url = self.bot.policy.public_url
+        answers = views.answers_from_state(view.get("state") or {})
+        outcome = views.check(answers, public_url=public_url)
+        if outcome.concern is None:
+            # Checked without the database, so the errors are back within Slack's 3 seconds.
+            ack(response_action="errors", errors=outcome.errors)
+            return
+        ack(response_action="update", view=views.sending_view())
+        user_id = body["user"]["id"]
+        if not self.bot.first_delivery(f"view:{view['id']}:{view.get('hash', '')}"):
+            return
+        concern = replace(
+            outcome.concern, learner=replace(outcome.concern.learner, slack_user_id=user_id)
+        )
+        try:
+            submitted = submit_concern(
+                engine=self.bot.engine,
+                concern=concern,
+                channel=Channel.SLACK,
+                now=self.bot.clock(),
+                policy=self.bot.policy,
+            )
+        except Exception:
+            log.exception("a concern sent from Slack could not be saved")
+            client.views_update(
+                view_id=view["id"],
+                view=views.concern_modal(
+                    self._places(),
+                    values=answers,
+                    public_url=public_url,
+                    notice="Sorry, we could not save your concern: nothing was recorded. "
+                    "Please press Send again in a minute.",
+                ),
+            )
+            return
+        client.views_update(view_id=view["id"], view=views.received_view(submitted.reference))
+        self._confirm_in_dm(client, reference=submitted.reference, user_id=user_id)
+
+    def _confirm_in_dm(self, client: WebClient, *, reference: str, user_id: str) -> None:
+        """The learner's confirmation in their DM with the bot; its thread takes their replies."""
+        now = self.bot.clock()
+        with transaction(self.bot.engine) as session:
+            concern = _concern(session, reference)
+            facts = facts_of(session, concern, self.bot.policy, now=now)
+        message = build_message(MessageKind.LEARNER_ACK, facts=facts, recipient_role=Role.LEARNER)
+        chat = learner_message(MessageKind.LEARNER_ACK, message, facts)
+        posted = client.chat_postMessage(channel=user_id, text=chat.text, blocks=chat.blocks)
+        with transaction(self.bot.engine) as session:
+            record_event(
+                session,
+                _concern(session, reference),
+                at=now,
+                kind=repositories.SLACK_CONFIRMATION_EVENT,
+                actor="system",
+                channel=SLACK,
+                detail={"channel": posted["channel"], "ts": posted["ts"]},
+            )
+
+    # --- direct messages --------------------------------------------------------------------
+
+    def on_message(
+        self, body: Mapping[str, Any], event: Mapping[str, Any], client: WebClient
+    ) -> None:
+        """A learner's direct message: a reply in a concern's thread is added to it; anything
+        else is answered with a button that opens the form with what they wrote."""
+        user_id = event.get("user")
+        if (
+            event.get("channel_type") != "im"
+            or event.get("bot_id")
+            or event.get("subtype")
+            or not user_id
+        ):
+            return
+        key = f"event:{body['event_id']}"
+        channel, ts = str(event["channel"]), str(event["ts"])
+        thread_ts = event.get("thread_ts")
+        if thread_ts and thread_ts != ts:
+            added = self._add_to_concern(
+                key,
+                channel=channel,
+                thread_ts=str(thread_ts),
+                user_id=str(user_id),
+                text=str(event.get("text") or ""),
+            )
+            if added is None:
+                return  # a repeat delivery
+            if added:
+                client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=f"Added to your concern {escape(added)}: the people handling it will "
+                    "see it.",
+                )
+                return
+        elif not self.bot.first_delivery(key):
+            return
+        text, blocks = views.dm_reply(ts)
+        client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+
+    def _add_to_concern(
+        self, key: str, *, channel: str, thread_ts: str, user_id: str, text: str
+    ) -> str | None:
+        """The reference the reply was added to; "" when the thread is no concern of theirs;
+        None when this delivery was handled before. The delivery is recorded in the same
+        transaction as the information, so a failure leaves Slack's retry to try again."""
+        now = self.bot.clock()
+        with transaction(self.bot.engine) as session:
+            if not repositories.first_delivery(session, key=key, now=now):
+                return None
+            found = repositories.concern_by_slack_thread(
+                session, channel=channel, thread_ts=thread_ts
+            )
+            if found is None or not _is_learner_of(session, found, user_id):
+                return ""
+            concern = repositories.lock_concern(session, id_of(found))
+            plain = views.unslack(text)
+            if concern is None or not plain.strip():
+                return ""
+            add_learner_information(
+                session=session,
+                concern=concern,
+                text=plain,
+                channel=SLACK,
+                inbound_id=None,
+                now=now,
+            )
+            return concern.reference
+
+    # --- App Home ---------------------------------------------------------------------------
+
+    def on_home_opened(
+        self, body: Mapping[str, Any], event: Mapping[str, Any], client: WebClient
+    ) -> None:
+        if event.get("tab") != "home" or not event.get("user"):
+            return
+        if not self.bot.first_delivery(f"event:{body['event_id']}"):
+            return
+        user_id = str(event["user"])
+        now = self.bot.clock()
+        with transaction(self.bot.engine) as session:
+            entries = [
+                self._home_entry(session, concern, now=now)
+                for concern in repositories.concerns_of_slack_user(
+                    session, user_id, limit=views.HOME_MAX_CONCERNS + 1
+                )
+            ]
+        client.views_publish(user_id=user_id, view=views.home_view(entries))
+
+    def _home_entry(self, session: Session, concern: Concern, *, now: datetime) -> views.HomeEntry:
+        policy = self.bot.policy
+        status = learner_status(session, concern, policy)
+        zone = policy.calendar.timezone
+        if concern.status != ConcernStatus.OPEN.value:
+            next_step = status.closed_reason or "It has been closed."
+        elif concern.feedback_at is None:
+            next_step = f"Feedback due by {when(concern.feedback_due_at, zone)}."
+        else:
+            next_step = "Feedback has been given: tell us whether you are satisfied."
+            if concern.close_after is not None:
+                next_step += (
+                    f" If we do not hear from you, it closes on {when(concern.close_after, zone)}."
+                )
+        return views.HomeEntry(
+            reference=concern.reference,
+            place=place_of(session, concern),
+            status_words=status.status_words,
+            where_now=status.where_now,
+            next_step=next_step,
+            summary=concern.summary if self.bot.share_summary else None,
+            status_url=policy.status_url(concern.reference, now),
+        )
+
+    # --- answering feedback -----------------------------------------------------------------
+
+    def on_feedback_answer(
+        self,
+        ack: Callable[..., None],
+        body: Mapping[str, Any],
+        action: Mapping[str, Any],
+        client: WebClient,
+    ) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        message = body.get("message") or {}
+        message_ts = str(message.get("ts") or (body.get("container") or {}).get("message_ts"))
+        channel = str((body.get("channel") or {}).get("id") or "")
+        satisfied = action["action_id"] == LEARNER_SATISFIED
+        now = self.bot.clock()
+        refusal: str | None = None
+        moved = False
+        with transaction(self.bot.engine) as session:
+            key = f"action:{action['action_id']}:{message_ts}:{user_id}"
+            if not repositories.first_delivery(session, key=key, now=now):
+                return
+            found = repositories.concern_by_reference(session, str(action.get("value") or ""))
+            if found is None or not _is_learner_of(session, found, user_id):
+                refusal = "Only the learner who raised this concern can answer its feedback."
+            else:
+                concern = repositories.lock_concern(session, id_of(found))
+                assert concern is not None
+                try:
+                    if satisfied:
+                        learner_satisfied(session=session, concern=concern, channel=SLACK, now=now)
+                    else:
+                        moved = learner_remains_concerned(
+                            session=session,
+                            concern=concern,
+                            channel=SLACK,
+                            now=now,
+                            policy=self.bot.policy,
+                        )
+                except ActionRefused as refused:
+                    refusal = str(refused)
+        if refusal is not None:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=escape(refusal))
+            return
+        stamp = when(now, self.bot.policy.calendar.timezone)
+        if satisfied:
+            said = f"You told us you are satisfied with the feedback ({stamp}). It is now closed."
+        elif moved:
+            said = (
+                f"You told us you remain concerned ({stamp}). Your concern has moved to the "
+                "next level, and we will tell you when they have it."
+            )
+        else:
+            said = (
+                f"You told us you remain concerned ({stamp}). Your concern is already at the "
+                "highest level: it stays in front of the dean until it is resolved."
+            )
+        blocks = [
+            block
+            for block in message.get("blocks") or []
+            if block.get("block_id") != FEEDBACK_ACTIONS_BLOCK
+        ]
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": said}]})
+        client.chat_update(
+            channel=channel, ts=message_ts, text=str(message.get("text") or said), blocks=blocks
+        )
+
+
+def _concern(session: Session, reference: str) -> Concern:
+    concern = repositories.concern_by_reference(session, reference)
+    if concern is None:
+        raise LookupError(f"{reference} is not in the database")
+    return concern
+
+
+def _is_learner_of(session: Session, concern: Concern, slack_user_id: str) -> bool:
+    """True when the Slack user is the learner who raised the concern (never for anonymous)."""
+    learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
+    return learner is not None and learner.slack_user_id == slack_user_id

@@ -271,3 +271,38 @@ def latest_learner_group(session: Session, learner_id: int) -> str | None:
         .order_by(col(Concern.id).desc())
     )
     return session.exec(statement).first()
+
+
+# --- Slack learners -------------------------------------------------------------------------
+
+# The event that records the bot's confirmation to a learner in Slack: its channel and ts name
+# the thread in which the learner's replies are added to the concern.
+SLACK_CONFIRMATION_EVENT = "slack_confirmation_sent"
+
+
+def concern_by_slack_thread(session: Session, *, channel: str, thread_ts: str) -> Concern | None:
+    """The concern whose Slack confirmation started this thread (a DM channel and a ts)."""
+    statement = (
+        select(Concern)
+        .join(Event, col(Event.concern_id) == Concern.id)
+        .where(
+            Event.kind == SLACK_CONFIRMATION_EVENT,
+            col(Event.detail)["ts"].as_string() == thread_ts,
+            col(Event.detail)["channel"].as_string() == channel,
+        )
+    )
+    return session.exec(statement).first()
+
+
+def concerns_of_slack_user(
+    session: Session, slack_user_id: str, *, limit: int
+) -> Sequence[Concern]:
+    """The concerns of the learner with this Slack user id, newest first."""
+    statement = (
+        select(Concern)
+        .join(Learner, col(Learner.id) == Concern.learner_id)
+        .where(Learner.slack_user_id == slack_user_id)
+        .order_by(col(Concern.id).desc())
+        .limit(limit)
+    )
+    return session.exec(statement).all()

@@ -1,0 +1,537 @@
+"""The learner's Slack screens as Block Kit: the concern modal, its answers, App Home. Pure.
+
+The modal asks the web form's questions with the web form's words, and its answers are checked
+by the web form's own rules (`intake.web.form_fields.read`, which ends in `parse_submission`):
+each input block's id is the web form field's name, so an error found for a field goes back to
+that block. Organisations are offered by directory key and departments as "<org key>/<dept
+key>", which `submit_concern` matches in the directory as it matches names.
+
+Anonymous concerns are not taken in Slack: Slack knows who sent the form, so "anonymous" would
+not be true. Choosing it is answered with that explanation and a link to the web form, which
+can take a concern anonymously; nothing is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from intake.web import form_fields
+from intake.web.form_fields import (
+    CONFIDENTIALITY_HINTS,
+    CONFIDENTIALITY_LABELS,
+    FREQUENCY_LABELS,
+    GROUP_LABELS,
+    HARM_LABELS,
+    NOT_LISTED,
+    RAISED_BEFORE_LABELS,
+    YES_NO_LABELS,
+    Directory,
+    Outcome,
+)
+from notifications.slack_learners import OPEN_STATUS_PAGE
+from notifications.slack_text import CONCERN_MODAL, OPEN_CONCERN_MODAL, escape
+from routing.model import Confidentiality
+
+# Slack's limits: options per select, characters in an option's text and value, a modal's title,
+# a plain-text input, and the blocks of a view.
+MAX_OPTIONS = 100
+OPTION_TEXT_MAX = 75
+OPTION_VALUE_MAX = 150
+DESCRIPTION_MAX = 3000
+HOME_MAX_CONCERNS = 40
+
+ANONYMOUS = Confidentiality.ANONYMOUS.value
+# Each input block holds one element, whose action id is always this.
+ANSWER = "concern_answer"
+
+
+def new_concern_url(public_url: str) -> str:
+    return public_url.rstrip("/") + "/concerns/new"
+
+
+def anonymous_refusal(public_url: str) -> str:
+    return (
+        "Slack knows who you are, so a concern sent from Slack cannot be anonymous. Choose "
+        "confidential (only the regional quality team and the dean know who you are), or use "
+        f"the web form to stay anonymous: {new_concern_url(public_url)}"
+    )
+
+
+@dataclass(frozen=True)
+class Place:
+    """An organisation a learner can choose, with its departments as (key, name)."""
+
+    key: str
+    name: str
+    departments: tuple[tuple[str, str], ...] = ()
+
+
+# --- the modal --------------------------------------------------------------------------------
+
+
+def concern_modal(
+    places: Sequence[Place],
+    *,
+    values: Mapping[str, str],
+    public_url: str,
+    notice: str | None = None,
+) -> dict[str, Any]:
+    """The concern form as a modal, with `values` (web form field names) as its answers."""
+    organisations = organisation_options(places, "")
+    departments = department_option_groups(places, "")
+    blocks: list[dict[str, Any]] = []
+    if notice:
+        blocks.append(_mrkdwn_section(f"*{escape(notice)}*"))
+    blocks += [
+        _mrkdwn_section(
+            "Tell us about a concern with your placement. The same questions as our web form; "
+            "nothing is recorded until you press *Send*.\n"
+            "If a patient has been harmed or is at risk, also report it through your "
+            "organisation's incident reporting system."
+        ),
+        _select_input(
+            "group",
+            "Which kind of learner are you?",
+            _options(GROUP_LABELS.items()),
+            values,
+            hint="This decides which school or university is told if your concern needs it.",
+        ),
+        _select_input(
+            "organisation",
+            "Organisation",
+            organisations,
+            values,
+            optional=True,
+            hint="The trust, practice or provider your placement is with.",
+        ),
+        _text_input(
+            "organisation-other",
+            "If your organisation is not listed, enter its name",
+            values,
+            optional=True,
+        ),
+        _text_input("site", "Site or hospital (optional)", values, optional=True),
+        _select_input(
+            "department",
+            "Department or ward",
+            departments,
+            values,
+            optional=True,
+            hint="Each department is listed under its organisation.",
+        ),
+        _text_input(
+            "department-other",
+            "If your department or ward is not listed, enter its name",
+            values,
+            optional=True,
+        ),
+        _text_input(
+            "programme",
+            "Programme or specialty (optional)",
+            values,
+            optional=True,
+            hint="For example, Foundation Programme FY1, Adult nursing or Physiotherapy.",
+        ),
+        _text_input(
+            "description",
+            "What happened?",
+            values,
+            multiline=True,
+            max_length=DESCRIPTION_MAX,
+            hint="Say what happened, where and when, and how it affects patients or your "
+            "training. Do not include patients' names or other details that could identify them.",
+        ),
+        _radio_input("frequency", "How often does this happen?", FREQUENCY_LABELS, values),
+        _radio_input("harm", "Has anyone been harmed, or could they be?", HARM_LABELS, values),
+        _radio_input("raised-before", "Have you raised this before?", RAISED_BEFORE_LABELS, values),
+        _text_input(
+            "raised-with",
+            "Who did you raise it with? (optional)",
+            values,
+            optional=True,
+            hint="For example, your supervisor, the ward manager or your university tutor.",
+        ),
+        _radio_input(
+            "about-supervisor",
+            "Is your concern about your supervisor or tutor?",
+            YES_NO_LABELS,
+            values,
+            hint="If it is, we will not send it to them: it goes to your school or university.",
+        ),
+        _checkbox_input(
+            "cannot-raise-locally",
+            "Raising it in your placement",
+            "I cannot raise this in my placement (for example, I fear it would count against me)",
+            values,
+        ),
+        _mrkdwn_section(
+            "*How do you want your concern to be shared?*\n"
+            + "\n".join(
+                f"• *{CONFIDENTIALITY_LABELS[choice]}*: {CONFIDENTIALITY_HINTS[choice]}"
+                for choice in (Confidentiality.NAMED.value, Confidentiality.CONFIDENTIAL.value)
+            )
+            + f"\n• *{CONFIDENTIALITY_LABELS[ANONYMOUS]}*: not from Slack. Slack knows who you "
+            "are, so to stay anonymous use the web form instead: "
+            + escape(new_concern_url(public_url))
+        ),
+        _radio_input(
+            "confidentiality",
+            "Sharing",
+            {
+                **{
+                    choice: CONFIDENTIALITY_LABELS[choice]
+                    for choice in (Confidentiality.NAMED.value, Confidentiality.CONFIDENTIAL.value)
+                },
+                ANONYMOUS: "Anonymous (use the web form)",
+            },
+            values,
+        ),
+        _text_input(
+            "name",
+            "Full name",
+            values,
+            optional=True,
+            hint="Filled in from Slack: change it if you need to.",
+        ),
+        _text_input(
+            "email",
+            "Email address",
+            values,
+            optional=True,
+            hint="Your NHS or university email address if you have one. We write to you there "
+            "as well as in Slack.",
+        ),
+    ]
+    return {
+        "type": "modal",
+        "callback_id": CONCERN_MODAL,
+        "title": {"type": "plain_text", "text": "Raise a concern"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def organisation_options(places: Sequence[Place], query: str) -> dict[str, Any]:
+    """The organisation select's choices (those matching `query`): static while they fit in
+    Slack's limit, else an external select that asks the app as the learner types."""
+    if not query and len(places) + 1 > MAX_OPTIONS:
+        return {"external": True}
+    wanted = query.strip().lower()
+    options = [_option(place.key, place.name) for place in places if wanted in place.name.lower()]
+    return {
+        "options": [
+            *options[: MAX_OPTIONS - 1],
+            _option(NOT_LISTED, "My organisation is not listed"),
+        ]
+    }
+
+
+def department_option_groups(places: Sequence[Place], query: str) -> dict[str, Any]:
+    """The department select's choices grouped by organisation (the web form lists each with
+    its organisation too), static or external as for organisations."""
+    too_many = len(places) + 1 > MAX_OPTIONS or any(
+        len(place.departments) > MAX_OPTIONS for place in places
+    )
+    if not query and too_many:
+        return {"external": True}
+    wanted = query.strip().lower()
+    groups: list[dict[str, Any]] = []
+    for place in places:
+        matching = wanted in place.name.lower()
+        departments = [
+            _option(f"{place.key}/{key}", name)
+            for key, name in place.departments
+            if matching or wanted in name.lower()
+        ]
+        if departments:
+            groups.append({"label": _plain(place.name), "options": departments[:MAX_OPTIONS]})
+    other = {
+        "label": _plain("Not listed"),
+        "options": [_option(NOT_LISTED, "My department is not listed")],
+    }
+    return {"option_groups": [*groups[: MAX_OPTIONS - 1], other]}
+
+
+# --- the answers ------------------------------------------------------------------------------
+
+
+def answers_from_state(state: Mapping[str, Any]) -> dict[str, str]:
+    """A submitted modal's answers as the web form's fields (strings, "" when unanswered)."""
+    values = state.get("values") or {}
+    answers: dict[str, str] = {}
+    for name in form_fields.FIELDS:
+        element = (values.get(name) or {}).get(ANSWER) or {}
+        answers[name] = _value_of(element)
+    return answers
+
+
+def check(answers: Mapping[str, str], *, public_url: str) -> Outcome:
+    """The web form's checks on the answers; an anonymous choice is refused (see above)."""
+    if answers.get("confidentiality") == ANONYMOUS:
+        return Outcome(
+            values=dict(answers), errors={"confidentiality": anonymous_refusal(public_url)}
+        )
+    return form_fields.read(answers, _chosen_directory(answers))
+
+
+def _chosen_directory(answers: Mapping[str, str]) -> Directory:
+    """The learner's choices as a directory of keys: the web form's rules then check that the
+    department belongs to the organisation, and `submit_concern` matches the keys for real."""
+    organisation = answers.get("organisation", "")
+    department = answers.get("department", "")
+    organisations: dict[str, list[dict[str, str]]] = {}
+    if organisation and organisation != NOT_LISTED:
+        organisations[organisation] = []
+    if department and department != NOT_LISTED and "/" in department:
+        owner, key = department.split("/", 1)
+        organisations.setdefault(owner, []).append({"key": key, "name": key})
+    return Directory(
+        tuple(
+            {"key": key, "name": key, "departments": departments}
+            for key, departments in organisations.items()
+        )
+    )
+
+
+def unslack(text: str) -> str:
+    """A message's text as the learner typed it: Slack's three escapes undone."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
+
+
+def prefill(text: str) -> dict[str, str]:
+    """A direct message's text as the modal's description."""
+    return {"description": unslack(text)[:DESCRIPTION_MAX]}
+
+
+# --- other screens ----------------------------------------------------------------------------
+
+
+def sending_view() -> dict[str, Any]:
+    """Shown the moment the form is sent, while the concern is saved."""
+    return _info_view("Sending your concern…")
+
+
+def received_view(reference: str) -> dict[str, Any]:
+    """Shown once the concern is saved."""
+    return _info_view(
+        f"We have received your concern. Your reference is *{escape(reference)}*.\n"
+        "We have sent you a message here with what happens next, and an email too."
+    )
+
+
+def dm_reply(message_ts: str) -> tuple[str, list[dict[str, Any]]]:
+    """The answer to a direct message: a button that opens the form with what they wrote."""
+    text = (
+        "Thank you for your message. To raise it as a concern about your placement, press the "
+        "button: the form opens with what you wrote, and asks a few more questions. Nothing is "
+        "recorded until you send the form."
+    )
+    return text, [
+        _mrkdwn_section(text),
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": OPEN_CONCERN_MODAL,
+                    "text": {"type": "plain_text", "text": "Raise a concern"},
+                    "style": "primary",
+                    "value": message_ts,
+                }
+            ],
+        },
+    ]
+
+
+@dataclass(frozen=True)
+class HomeEntry:
+    """One concern as its learner sees it in App Home (learner-safe by construction)."""
+
+    reference: str
+    place: str
+    status_words: str
+    where_now: str
+    next_step: str
+    summary: str | None = None
+    status_url: str | None = None
+
+
+def home_view(entries: Sequence[HomeEntry]) -> dict[str, Any]:
+    """The App Home tab: a button to raise a concern, and the learner's concerns."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain("Your concerns")},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": OPEN_CONCERN_MODAL,
+                    "text": _plain("Raise a concern"),
+                    "style": "primary",
+                    "value": "home",
+                }
+            ],
+        },
+    ]
+    if not entries:
+        blocks.append(_mrkdwn_section("You have not raised a concern from Slack yet."))
+    for entry in entries[:HOME_MAX_CONCERNS]:
+        lines = [
+            f"*{escape(entry.reference)}*: {escape(entry.status_words)}",
+            f"Place: {escape(entry.place)}",
+            f"Now with: {escape(entry.where_now)}",
+            escape(entry.next_step),
+        ]
+        if entry.summary:
+            lines.insert(1, f"Summary: {escape(entry.summary)}")
+        section = _mrkdwn_section("\n".join(lines))
+        if entry.status_url:
+            section["accessory"] = {
+                "type": "button",
+                "action_id": OPEN_STATUS_PAGE,
+                "text": _plain("Open"),
+                "url": entry.status_url,
+            }
+        blocks += [section, {"type": "divider"}]
+    if len(entries) > HOME_MAX_CONCERNS:
+        blocks.append(_mrkdwn_section(f"Showing your {HOME_MAX_CONCERNS} most recent concerns."))
+    return {"type": "home", "blocks": blocks}
+
+
+# --- blocks -----------------------------------------------------------------------------------
+
+
+def _plain(text: str, limit: int = OPTION_TEXT_MAX) -> dict[str, Any]:
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return {"type": "plain_text", "text": text}
+
+
+def _option(value: str, text: str) -> dict[str, Any]:
+    return {"text": _plain(text), "value": value[:OPTION_VALUE_MAX]}
+
+
+def _options(choices: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    return {"options": [_option(value, text) for value, text in choices]}
+
+
+def _mrkdwn_section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _input(
+    name: str,
+    label: str,
+    element: dict[str, Any],
+    *,
+    optional: bool = False,
+    hint: str | None = None,
+) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": name,
+        "label": _plain(label, 2000),
+        "optional": optional,
+        "element": {**element, "action_id": ANSWER},
+    }
+    if hint:
+        block["hint"] = _plain(hint, 2000)
+    return block
+
+
+def _text_input(
+    name: str,
+    label: str,
+    values: Mapping[str, str],
+    *,
+    optional: bool = False,
+    multiline: bool = False,
+    max_length: int = form_fields.SHORT_TEXT_LIMIT,
+    hint: str | None = None,
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "multiline": multiline,
+        "max_length": max_length,
+    }
+    if values.get(name):
+        element["initial_value"] = values[name][:max_length]
+    return _input(name, label, element, optional=optional, hint=hint)
+
+
+def _select_input(
+    name: str,
+    label: str,
+    choices: Mapping[str, Any],
+    values: Mapping[str, str],
+    *,
+    optional: bool = False,
+    hint: str | None = None,
+) -> dict[str, Any]:
+    element: dict[str, Any] = {"placeholder": _plain("Select")}
+    if choices.get("external"):
+        element.update(type="external_select", min_query_length=2)
+    else:
+        element.update(type="static_select", **choices)
+        initial = _find_option(choices, values.get(name, ""))
+        if initial is not None:
+            element["initial_option"] = initial
+    return _input(name, label, element, optional=optional, hint=hint)
+
+
+def _radio_input(
+    name: str,
+    label: str,
+    labels: Mapping[str, str],
+    values: Mapping[str, str],
+    *,
+    hint: str | None = None,
+) -> dict[str, Any]:
+    choices = _options(labels.items())
+    element: dict[str, Any] = {"type": "radio_buttons", **choices}
+    initial = _find_option(choices, values.get(name, ""))
+    if initial is not None:
+        element["initial_option"] = initial
+    return _input(name, label, element, hint=hint)
+
+
+def _checkbox_input(name: str, label: str, text: str, values: Mapping[str, str]) -> dict[str, Any]:
+    option = {"text": _plain(text, 150), "value": "yes"}
+    element: dict[str, Any] = {"type": "checkboxes", "options": [option]}
+    if values.get(name) == "yes":
+        element["initial_options"] = [option]
+    return _input(name, label, element, optional=True)
+
+
+def _find_option(choices: Mapping[str, Any], value: str) -> dict[str, Any] | None:
+    if not value:
+        return None
+    options = list(choices.get("options", ()))
+    for group in choices.get("option_groups", ()):
+        options.extend(group["options"])
+    return next((option for option in options if option["value"] == value), None)
+
+
+def _value_of(element: Mapping[str, Any]) -> str:
+    kind = element.get("type")
+    if kind in ("static_select", "external_select", "radio_buttons"):
+        selected = element.get("selected_option") or {}
+        return str(selected.get("value") or "")
+    if kind == "checkboxes":
+        chosen = element.get("selected_options") or []
+        return "yes" if any(option.get("value") == "yes" for option in chosen) else ""
+    value = element.get("value")
+    return value if isinstance(value, str) else ""
+
+
+def _info_view(text: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": CONCERN_MODAL + "_done",
+        "title": {"type": "plain_text", "text": "Raise a concern"},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [_mrkdwn_section(text)],
+    }

@@ -1,0 +1,553 @@
+"""Learners in Slack, end to end through signed requests: the form (slash command, shortcut,
+direct message), the concern it raises, the DM thread, App Home and the feedback buttons."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from bot.slack_learner_views import ANSWER
+from escalation.actions import Actor, record_feedback
+from intake.web.form_fields import NOT_LISTED
+from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK
+from notifications.slack_text import (
+    CONCERN_MODAL,
+    LEARNER_REMAINS_CONCERNED,
+    LEARNER_SATISFIED,
+    OPEN_CONCERN_MODAL,
+)
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern, Event, Learner, OutboxMessage
+from tests.integration.fake_slack import TEAM_ID
+from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
+from tests.integration.slack_harness import SlackHarness, slack_harness
+
+LEARNER = "U0LEARNER"
+DM = "D" + LEARNER  # the fake names a DM with a user after them
+INJECTION = "<!channel> <@U123> <https://x|y>"
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def harness(sqlite_engine: Engine) -> Iterator[SlackHarness]:
+    load_example_directory(sqlite_engine)
+    with slack_harness(sqlite_engine, clock=lambda: MONDAY_MORNING) as running:
+        running.fake.answers["users.info"] = lambda args: {
+            "ok": True,
+            "user": {
+                "id": args.get("user"),
+                "profile": {"real_name": "Priya Testlearner", "email": "priya@example.nhs.uk"},
+            },
+        }
+        yield running
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 10.0) -> T:
+    """What `check` returns once it returns something (Bolt works after answering Slack)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found is not None and found is not False:
+            return found
+        time.sleep(0.02)
+    raise AssertionError("the expected effect did not happen in time")
+
+
+SELECTS = {"group", "organisation", "department"}
+RADIOS = {"frequency", "harm", "raised-before", "about-supervisor", "confidentiality"}
+
+
+def good_answers(**changes: str) -> dict[str, str]:
+    answers = {
+        "group": "foundation",
+        "organisation": "vale-general",
+        "department": "vale-general/emergency",
+        "description": "Regional teaching keeps being cancelled. It happened again this week.",
+        "frequency": "occasionally",
+        "harm": "learners_affected",
+        "raised-before": "no",
+        "about-supervisor": "no",
+        "confidentiality": "named",
+        "name": "Priya Testlearner",
+        "email": "priya@example.nhs.uk",
+    }
+    answers.update(changes)
+    return {name: value for name, value in answers.items() if value}
+
+
+def submission(
+    answers: dict[str, str], *, user: str = LEARNER, view_id: str = "V0FORM", view_hash: str = "h1"
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in answers.items():
+        if name in SELECTS:
+            element = {"type": "static_select", "selected_option": {"value": value}}
+        elif name in RADIOS:
+            element = {"type": "radio_buttons", "selected_option": {"value": value}}
+        elif name == "cannot-raise-locally":
+            element = {"type": "checkboxes", "selected_options": [{"value": value}]}
+        else:
+            element = {"type": "plain_text_input", "value": value}
+        values[name] = {ANSWER: element}
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user, "team_id": TEAM_ID},
+        "api_app_id": "A0CONCERNS",
+        "trigger_id": "1.trigger",
+        "view": {
+            "id": view_id,
+            "hash": view_hash,
+            "type": "modal",
+            "callback_id": CONCERN_MODAL,
+            "team_id": TEAM_ID,
+            "blocks": [],
+            "state": {"values": values},
+        },
+    }
+
+
+def button(
+    action_id: str, value: str, *, user: str = LEARNER, message: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    message = message or {"ts": "1700000001.000001", "text": "", "blocks": []}
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user, "team_id": TEAM_ID},
+        "api_app_id": "A0CONCERNS",
+        "trigger_id": "2.trigger",
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": DM},
+        "channel": {"id": DM},
+        "message": message,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": FEEDBACK_ACTIONS_BLOCK,
+                "value": value,
+                "action_ts": "1700000002.000002",
+            }
+        ],
+    }
+
+
+def dm(text: str, *, ts: str, thread_ts: str | None = None, user: str = LEARNER) -> dict[str, Any]:
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "channel": DM,
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "event_ts": ts,
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def concerns(engine: Engine) -> list[Concern]:
+    with transaction(engine) as session:
+        return list(repositories.all_concerns(session))
+
+
+def raise_concern(harness: SlackHarness, **changes: str) -> Concern:
+    """Send the form; the concern once the confirmation's thread is recorded."""
+    answer = harness.interact(submission(good_answers(**changes)))
+    assert answer.status_code == 200
+    assert answer.json()["response_action"] == "update"
+
+    def confirmed() -> Concern | None:
+        with transaction(harness.engine) as session:
+            event = session.exec(
+                select(Event).where(Event.kind == repositories.SLACK_CONFIRMATION_EVENT)
+            ).first()
+            return session.get(Concern, event.concern_id) if event else None
+
+    return eventually(confirmed)
+
+
+# --- opening the form -------------------------------------------------------------------------
+
+
+def test_the_slash_command_opens_the_form_with_the_directory(harness: SlackHarness) -> None:
+    answer = harness.command(
+        command="/concern", user_id=LEARNER, team_id=TEAM_ID, trigger_id="3.trigger", text=""
+    )
+    assert answer.status_code == 200
+    [opened] = harness.fake.wait_for("views.open")
+    view = opened.args["view"]
+    assert opened.args["trigger_id"] == "3.trigger"
+    assert view["callback_id"] == CONCERN_MODAL
+    blocks = {block.get("block_id"): block for block in view["blocks"]}
+    organisations = blocks["organisation"]["element"]["options"]
+    assert {
+        "text": {"type": "plain_text", "text": "Riverside Surgery"},
+        "value": "riverside-surgery",
+    } in organisations
+    assert organisations[-1]["value"] == NOT_LISTED
+    groups = blocks["department"]["element"]["option_groups"]
+    vale = next(group for group in groups if group["label"]["text"].startswith("Vale General"))
+    assert {
+        "value": "vale-general/emergency",
+        "text": {"type": "plain_text", "text": "Emergency Department"},
+    } in vale["options"]
+    # Contact details start from the learner's Slack profile.
+    assert blocks["name"]["element"]["initial_value"] == "Priya Testlearner"
+    assert blocks["email"]["element"]["initial_value"] == "priya@example.nhs.uk"
+    assert concerns(harness.engine) == []
+
+
+def test_the_global_shortcut_opens_the_same_form(harness: SlackHarness) -> None:
+    harness.interact(
+        {
+            "type": "shortcut",
+            "callback_id": "raise_concern",
+            "team": {"id": TEAM_ID},
+            "user": {"id": LEARNER},
+            "trigger_id": "4.trigger",
+        }
+    )
+    [opened] = harness.fake.wait_for("views.open")
+    assert opened.args["view"]["callback_id"] == CONCERN_MODAL
+
+
+# --- sending the form -------------------------------------------------------------------------
+
+
+def test_the_form_raises_a_slack_concern_and_the_learner_gets_a_dm(harness: SlackHarness) -> None:
+    concern = raise_concern(harness)
+    assert concern.channel == "slack"
+    assert concern.confidentiality == "named"
+    assert concern.organisation_id is not None and concern.department_id is not None
+    with transaction(harness.engine) as session:
+        learner = session.get(Learner, concern.learner_id)
+        assert learner is not None
+        assert learner.slack_user_id == LEARNER
+        assert learner.email == "priya@example.nhs.uk"
+        # The bot confirms itself: the outbox holds the email acknowledgement, no Slack copy.
+        kinds = {
+            (row.channel, row.kind) for row in repositories.outbox_of(session, concern.id or 0)
+        }
+    assert ("email", "learner_ack") in kinds
+    assert ("slack", "learner_ack") not in kinds
+    [posted] = harness.fake.wait_for("chat.postMessage")
+    assert posted.args["channel"] == LEARNER
+    shown = json.dumps(posted.args["blocks"])
+    assert concern.reference in shown
+    assert "reply in this thread" in shown
+    assert "this email" not in shown
+    [updated] = harness.fake.wait_for("views.update")
+    assert concern.reference in json.dumps(updated.args["view"])
+
+
+def test_a_form_error_is_returned_on_its_block_and_stores_nothing(harness: SlackHarness) -> None:
+    answers = good_answers(description="", email="not an email")
+    answer = harness.interact(submission(answers))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {"description", "email"}
+    assert concerns(harness.engine) == []
+    assert harness.fake.called("chat.postMessage") == []
+
+
+def test_a_department_of_another_organisation_is_an_error(harness: SlackHarness) -> None:
+    answer = harness.interact(
+        submission(good_answers(department="riverside-surgery/general-practice"))
+    )
+    assert answer.json()["response_action"] == "errors"
+    assert "department" in answer.json()["errors"]
+    assert concerns(harness.engine) == []
+
+
+def test_anonymous_is_refused_in_slack_with_the_web_form_offered(harness: SlackHarness) -> None:
+    answer = harness.interact(submission(good_answers(confidentiality="anonymous")))
+    body = answer.json()
+    assert body["response_action"] == "errors"
+    refusal = body["errors"]["confidentiality"]
+    assert "Slack knows who you are" in refusal
+    assert policy().public_url.rstrip("/") + "/concerns/new" in refusal
+    assert concerns(harness.engine) == []
+
+
+def test_a_confidential_concern_keeps_the_slack_id_for_the_learner_only(
+    harness: SlackHarness,
+) -> None:
+    concern = raise_concern(harness, confidentiality="confidential")
+    assert concern.confidentiality == "confidential"
+    with transaction(harness.engine) as session:
+        contact_rows = [
+            row
+            for row in repositories.outbox_of(session, concern.id or 0)
+            if row.recipient_role != "learner"
+        ]
+    assert contact_rows
+    for row in contact_rows:
+        assert LEARNER not in row.body_text and "Priya" not in row.body_text
+
+
+# --- direct messages --------------------------------------------------------------------------
+
+
+def test_a_direct_message_gets_a_button_that_opens_the_form_prefilled(
+    harness: SlackHarness,
+) -> None:
+    written = "No senior cover on nights &lt;again&gt;"
+    harness.fake.answers["conversations.history"] = lambda args: {
+        "ok": True,
+        "messages": [{"type": "message", "user": LEARNER, "text": written, "ts": args["latest"]}],
+    }
+    harness.event(dm(written, ts="1700000100.000100"), event_id="Ev0DM1")
+    [reply] = harness.fake.wait_for("chat.postMessage")
+    assert reply.args["channel"] == DM
+    [actions] = [block for block in reply.args["blocks"] if block["type"] == "actions"]
+    [open_button] = actions["elements"]
+    assert open_button["action_id"] == OPEN_CONCERN_MODAL
+    assert open_button["value"] == "1700000100.000100"
+    assert concerns(harness.engine) == []
+
+    harness.interact(button(OPEN_CONCERN_MODAL, open_button["value"]))
+    [opened] = harness.fake.wait_for("views.open")
+    blocks = {block.get("block_id"): block for block in opened.args["view"]["blocks"]}
+    assert blocks["description"]["element"]["initial_value"] == "No senior cover on nights <again>"
+
+
+def test_a_retried_event_has_one_effect(harness: SlackHarness) -> None:
+    event = dm("Something happened on the ward", ts="1700000200.000200")
+    harness.event(event, event_id="Ev0RETRY")
+    harness.event(
+        event,
+        event_id="Ev0RETRY",
+        **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
+    # A different event afterwards, so the repeat has had its chance to act.
+    harness.event(dm("And another thing", ts="1700000300.000300"), event_id="Ev0OTHER")
+    harness.fake.wait_for("chat.postMessage", 2)
+    time.sleep(0.3)
+    assert len(harness.fake.called("chat.postMessage")) == 2
+
+
+def test_a_reply_in_the_confirmation_thread_is_added_to_the_concern(
+    harness: SlackHarness,
+) -> None:
+    concern = raise_concern(harness)
+    [confirmation] = harness.fake.wait_for("chat.postMessage")
+    with transaction(harness.engine) as session:
+        recorded = session.exec(
+            select(Event).where(Event.kind == repositories.SLACK_CONFIRMATION_EVENT)
+        ).one()
+    thread_ts = recorded.detail["ts"]
+    assert recorded.detail["channel"] == DM
+    reply = dm("It happened again &amp; nobody came", ts="1700000400.000400", thread_ts=thread_ts)
+    harness.event(reply, event_id="Ev0THREAD")
+    harness.event(reply, event_id="Ev0THREAD", **{"X-Slack-Retry-Num": "1"})
+
+    def added() -> list[Event]:
+        with transaction(harness.engine) as session:
+            return [
+                event
+                for event in repositories.events_of(session, concern.id or 0)
+                if event.kind == "learner_added_information"
+            ]
+
+    [information] = eventually(added)
+    assert information.detail["text"] == "It happened again & nobody came"
+    assert information.channel == "slack"
+    answered = harness.fake.wait_for("chat.postMessage", 2)
+    assert answered[1].args["thread_ts"] == thread_ts
+    assert concern.reference in answered[1].args["text"]
+    time.sleep(0.3)
+    assert len(added()) == 1
+    assert confirmation.args["channel"] == LEARNER
+
+
+def test_someone_elses_reply_in_a_thread_adds_nothing(harness: SlackHarness) -> None:
+    concern = raise_concern(harness)
+    with transaction(harness.engine) as session:
+        recorded = session.exec(
+            select(Event).where(Event.kind == repositories.SLACK_CONFIRMATION_EVENT)
+        ).one()
+    harness.event(
+        dm("let me in", ts="1700000500.000500", thread_ts=recorded.detail["ts"], user="U0OTHER"),
+        event_id="Ev0INTRUDER",
+    )
+    # Treated as any other message: offered the form, nothing added.
+    harness.fake.wait_for("chat.postMessage", 2)
+    with transaction(harness.engine) as session:
+        kinds = [event.kind for event in repositories.events_of(session, concern.id or 0)]
+    assert "learner_added_information" not in kinds
+
+
+# --- App Home ---------------------------------------------------------------------------------
+
+
+def test_app_home_lists_the_learners_concerns(harness: SlackHarness) -> None:
+    concern = raise_concern(harness)
+    harness.event(
+        {"type": "app_home_opened", "user": LEARNER, "channel": DM, "tab": "home"},
+        event_id="Ev0HOME",
+    )
+    [published] = harness.fake.wait_for("views.publish")
+    assert published.args["user_id"] == LEARNER
+    view = published.args["view"]
+    assert view["type"] == "home"
+    shown = json.dumps(view)
+    assert concern.reference in shown
+    assert "Open" in shown and "Feedback due by" in shown
+    assert "Emergency Department" in shown
+    # No concern text in Slack by default.
+    assert "Regional teaching" not in shown
+
+
+def test_app_home_of_someone_without_concerns(harness: SlackHarness) -> None:
+    raise_concern(harness)
+    harness.event(
+        {"type": "app_home_opened", "user": "U0NOBODY", "channel": "DU0NOBODY", "tab": "home"},
+        event_id="Ev0HOME2",
+    )
+    [published] = harness.fake.wait_for("views.publish")
+    assert "LC-" not in json.dumps(published.args["view"])
+
+
+# --- learner text stays inert -----------------------------------------------------------------
+
+
+def test_mentions_and_links_in_learner_text_come_back_inert(harness: SlackHarness) -> None:
+    concern = raise_concern(
+        harness,
+        organisation=NOT_LISTED,
+        department=NOT_LISTED,
+        **{"organisation-other": f"Trust {INJECTION}", "department-other": "Ward <!here>"},
+    )
+    assert concern.placement_text is not None and "<!channel>" in concern.placement_text
+    harness.event(
+        {"type": "app_home_opened", "user": LEARNER, "channel": DM, "tab": "home"},
+        event_id="Ev0HOME3",
+    )
+    [published] = harness.fake.wait_for("views.publish")
+    [confirmation] = harness.fake.wait_for("chat.postMessage")
+    for shown in (json.dumps(published.args["view"]), json.dumps(confirmation.args["blocks"])):
+        assert "&lt;!channel&gt;" in shown
+        for live in ("<!channel>", "<!here>", "<@U123>", "<https://x|y>"):
+            assert live not in shown
+
+
+# --- feedback -------------------------------------------------------------------------------
+
+
+def _give_feedback(harness: SlackHarness, concern: Concern) -> OutboxMessage:
+    with transaction(harness.engine) as session:
+        locked = repositories.lock_concern(session, concern.id or 0)
+        assert locked is not None
+        record_feedback(
+            session=session,
+            concern=locked,
+            by=Actor(kind="staff", channel="web"),
+            text="We have restored the teaching rota.",
+            now=MONDAY_MORNING,
+            policy=harness.bot.policy,
+        )
+    with transaction(harness.engine) as session:
+        [row] = [
+            row
+            for row in repositories.outbox_of(session, concern.id or 0)
+            if row.channel == "slack" and row.kind == "learner_feedback"
+        ]
+    return row
+
+
+def test_feedback_reaches_the_learner_in_slack_with_buttons(harness: SlackHarness) -> None:
+    concern = raise_concern(harness)
+    row = _give_feedback(harness, concern)
+    assert row.recipient_address == LEARNER
+    assert row.idempotency_key.endswith(":learner:slack")
+    assert row.payload is not None
+    shown = json.dumps(row.payload["blocks"])
+    assert "We have restored the teaching rota" not in shown
+    [actions] = [b for b in row.payload["blocks"] if b.get("block_id") == FEEDBACK_ACTIONS_BLOCK]
+    buttons = {element["action_id"]: element for element in actions["elements"]}
+    assert buttons[LEARNER_SATISFIED]["value"] == concern.reference
+    assert buttons[LEARNER_REMAINS_CONCERNED]["value"] == concern.reference
+
+
+def test_im_satisfied_closes_the_concern_once_and_updates_the_message(
+    harness: SlackHarness,
+) -> None:
+    concern = raise_concern(harness)
+    row = _give_feedback(harness, concern)
+    assert row.payload is not None
+    message = {"ts": "1700000600.000600", "text": row.body_text, "blocks": row.payload["blocks"]}
+    press = button(LEARNER_SATISFIED, concern.reference, message=message)
+    harness.interact(press)
+    harness.interact(press)  # a double click
+    [updated] = harness.fake.wait_for("chat.update")
+    assert updated.args["ts"] == "1700000600.000600"
+    kept = [block.get("block_id") for block in updated.args["blocks"]]
+    assert FEEDBACK_ACTIONS_BLOCK not in kept
+    assert "satisfied" in json.dumps(updated.args["blocks"])
+
+    def closed() -> Concern | None:
+        with transaction(harness.engine) as session:
+            row = session.get(Concern, concern.id)
+            return row if row is not None and row.status == "closed" else None
+
+    eventually(closed)
+    time.sleep(0.3)
+    with transaction(harness.engine) as session:
+        closings = [
+            e for e in repositories.events_of(session, concern.id or 0) if e.kind == "closed"
+        ]
+    assert len(closings) == 1
+    assert len(harness.fake.called("chat.update")) == 1
+
+
+def test_i_remain_concerned_moves_it_up(harness: SlackHarness) -> None:
+    concern = raise_concern(harness)
+    row = _give_feedback(harness, concern)
+    assert row.payload is not None
+    message = {"ts": "1700000700.000700", "text": row.body_text, "blocks": row.payload["blocks"]}
+    harness.interact(button(LEARNER_REMAINS_CONCERNED, concern.reference, message=message))
+    harness.fake.wait_for("chat.update")
+
+    def moved() -> Concern | None:
+        with transaction(harness.engine) as session:
+            row = session.get(Concern, concern.id)
+            return row if row is not None and row.pathway == concern.pathway + 1 else None
+
+    eventually(moved)
+    with transaction(harness.engine) as session:
+        told = [
+            row
+            for row in repositories.outbox_of(session, concern.id or 0)
+            if row.channel == "slack" and row.kind == "learner_escalated"
+        ]
+    assert [row.recipient_address for row in told] == [LEARNER]
+
+
+def test_someone_elses_click_is_refused_and_changes_nothing(harness: SlackHarness) -> None:
+    concern = raise_concern(harness)
+    _give_feedback(harness, concern)
+    harness.interact(button(LEARNER_SATISFIED, concern.reference, user="U0OUTSIDER"))
+    [refused] = harness.fake.wait_for("chat.postEphemeral")
+    assert refused.args["user"] == "U0OUTSIDER"
+    with transaction(harness.engine) as session:
+        row = session.get(Concern, concern.id)
+        assert row is not None and row.status == "open"
+        assert (
+            session.exec(
+                select(func.count()).select_from(Event).where(Event.kind == "closed")
+            ).one()
+            == 0
+        )
+    assert harness.fake.called("chat.update") == []
