@@ -1,9 +1,390 @@
-"""Slack for contacts: Acknowledge, Record feedback and Not mine on the messages they receive."""
+"""Slack for contacts: Acknowledge, Record feedback and Not mine on the messages they receive.
+
+Each listener acks at once (Bolt then runs the rest in its thread pool), then does what the same
+action does on every channel (`escalation.actions`) on the concern locked for it. Who may act is
+the actions' rule: a current contact of the concern's level. The Slack user is matched to a
+directory contact by Slack user id, or else by the email of one of the concern's contacts through
+`users.lookupByEmail` (and the match is remembered on the contact). Anyone else gets an ephemeral
+refusal with the reason, and nothing changes.
+
+A button press is recorded once (action, message, user) in the same transaction as its effect,
+so a double click or a redelivery has one effect; a refused press is recorded after the refusal,
+so the refusal is shown once too. After an action the message the button was on is updated to
+say who did what and when, without the buttons that no longer apply.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
 from bot.slack_app import SlackBot
+from escalation.actions import (
+    ActionRefused,
+    Actor,
+    acknowledge,
+    is_current_contact,
+    record_feedback,
+    redirect,
+)
+from notifications.messages import when
+from notifications.slack_contacts import (
+    FEEDBACK_BLOCK,
+    FEEDBACK_INPUT,
+    OPEN_STAFF_PAGE,
+    after_action,
+    feedback_modal,
+)
+from notifications.slack_text import (
+    ACKNOWLEDGE,
+    FEEDBACK_MODAL,
+    NOT_MINE,
+    RECORD_FEEDBACK,
+    escape,
+)
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern, Contact, OutboxMessage, id_of
+
+log = logging.getLogger(__name__)
+
+NOT_A_CONTACT = (
+    "Only the people this concern was sent to can act on it here. If it should be yours, ask "
+    "the regional quality team to add your Slack account to the directory."
+)
+NOT_FOUND = "That concern could not be found."
+
+
+@dataclass(frozen=True)
+class Press:
+    """What a button press or a modal submission is about, and where its message is."""
+
+    user_id: str
+    reference: str
+    # Recorded once: a double click or a redelivery has one effect.
+    delivery_key: str
+    channel_id: str | None
+    message_ts: str | None
+    message_text: str
+    message_blocks: Sequence[Mapping[str, Any]]
+
+
+# An action on the locked concern by the matched contact (raises ActionRefused when it does not
+# apply).
+Perform = Callable[[Session, Concern, Actor, datetime], None]
 
 
 def register(bot: SlackBot) -> None:
     """Register the contact listeners on the bot's Bolt app."""
+    app = bot.app
+
+    @app.action(ACKNOWLEDGE)
+    def on_acknowledge(ack: Callable[..., None], body: dict[str, Any], client: WebClient) -> None:
+        ack()
+
+        def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
+            acknowledge(session=session, concern=concern, by=by, now=now)
+
+        _act(
+            bot,
+            client,
+            _press(body, ACKNOWLEDGE),
+            perform=perform,
+            done="Acknowledged",
+            still_open=(RECORD_FEEDBACK, NOT_MINE),
+        )
+
+    @app.action(NOT_MINE)
+    def on_not_mine(ack: Callable[..., None], body: dict[str, Any], client: WebClient) -> None:
+        ack()
+
+        def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
+            redirect(session=session, concern=concern, by=by, now=now, policy=bot.policy)
+
+        _act(
+            bot,
+            client,
+            _press(body, NOT_MINE),
+            perform=perform,
+            done="Passed on as not theirs",
+            still_open=(),
+        )
+
+    @app.action(RECORD_FEEDBACK)
+    def on_record_feedback(
+        ack: Callable[..., None], body: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        # The trigger expires 3 seconds after the click: the modal opens first, and is turned
+        # into an explanation if this person cannot give feedback. Opening a modal changes
+        # nothing, so it is not deduplicated (a person may cancel and open it again); the
+        # submission is.
+        press = _press(body, RECORD_FEEDBACK)
+        metadata = json.dumps(
+            {"reference": press.reference, "channel": press.channel_id, "ts": press.message_ts}
+        )
+        opened = client.views_open(
+            trigger_id=body["trigger_id"],
+            view=feedback_modal(reference=press.reference, private_metadata=metadata),
+        )
+        reason = _feedback_refusal(bot, client, press)
+        if reason is not None:
+            client.views_update(view_id=opened["view"]["id"], view=_notice_view(reason))
+
+    @app.view(FEEDBACK_MODAL)
+    def on_feedback_submitted(
+        ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        value = view["state"]["values"][FEEDBACK_BLOCK][FEEDBACK_INPUT].get("value") or ""
+        if not value.strip():
+            ack(
+                response_action="errors",
+                errors={FEEDBACK_BLOCK: "Write the feedback for the learner"},
+            )
+            return
+        ack()
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        press = Press(
+            user_id=body["user"]["id"],
+            reference=str(metadata.get("reference") or ""),
+            delivery_key=f"view:{FEEDBACK_MODAL}:{view['id']}",
+            channel_id=metadata.get("channel"),
+            message_ts=metadata.get("ts"),
+            message_text="",
+            message_blocks=(),
+        )
+
+        def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
+            record_feedback(
+                session=session, concern=concern, by=by, text=value, now=now, policy=bot.policy
+            )
+
+        _act(
+            bot,
+            client,
+            press,
+            perform=perform,
+            done="Feedback recorded (the learner has been told)",
+            still_open=(),
+            fetch_message=True,
+        )
+
+    @app.action(OPEN_STAFF_PAGE)
+    def on_open_staff_page(ack: Callable[..., None]) -> None:
+        # A link button: Slack opens the page; the click is only acknowledged.
+        ack()
+
+
+def _press(body: Mapping[str, Any], action_id: str) -> Press:
+    action = body["actions"][0]
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    user_id = str(body["user"]["id"])
+    message_ts = container.get("message_ts") or message.get("ts")
+    return Press(
+        user_id=user_id,
+        reference=str(action.get("value") or ""),
+        delivery_key=f"action:{action_id}:{message_ts}:{user_id}",
+        channel_id=container.get("channel_id") or (body.get("channel") or {}).get("id"),
+        message_ts=message_ts,
+        message_text=str(message.get("text") or ""),
+        message_blocks=list(message.get("blocks") or ()),
+    )
+
+
+def _act(
+    bot: SlackBot,
+    client: WebClient,
+    press: Press,
+    *,
+    perform: Perform,
+    done: str,
+    still_open: Sequence[str],
+    fetch_message: bool = False,
+) -> None:
+    """Run one action for the person who pressed, once; refuse with the reason otherwise."""
+    now = bot.clock()
+    try:
+        concern_id = _concern_id(bot, press.reference)
+        contact_id = _matched_contact(bot, client, concern_id, press.user_id)
+        with transaction(bot.engine) as session:
+            if not repositories.first_delivery(session, key=press.delivery_key, now=now):
+                log.info("slack: %s was handled before", press.delivery_key)
+                return
+            concern = repositories.lock_concern(session, concern_id)
+            if concern is None:
+                raise ActionRefused(NOT_FOUND)
+            if contact_id is None:
+                raise ActionRefused(NOT_A_CONTACT)
+            perform(
+                session, concern, Actor(kind="contact", channel="slack", contact_id=contact_id), now
+            )
+            contact = session.get(Contact, contact_id)
+            who = contact.name if contact is not None else "a contact"
+    except ActionRefused as refusal:
+        # Nothing changed; the refusal is the press's one effect.
+        if bot.first_delivery(press.delivery_key):
+            _ephemeral(client, press, str(refusal))
+        return
+    except Exception as error:
+        # Rolled back, press not recorded: pressing again tries again. The type only is logged.
+        log.error("slack: %s failed (%s)", press.delivery_key, type(error).__name__)
+        _ephemeral(client, press, "That could not be recorded just now. Please try again.")
+        return
+    outcome = f"*{done}* by {escape(who)}, {when(now, bot.policy.calendar.timezone)}."
+    _update_message(
+        bot.engine, client, press, outcome=outcome, still_open=still_open, fetch=fetch_message
+    )
+
+
+def _concern_id(bot: SlackBot, reference: str) -> int:
+    with transaction(bot.engine) as session:
+        concern = repositories.concern_by_reference(session, reference) if reference else None
+        if concern is None:
+            raise ActionRefused(NOT_FOUND)
+        return id_of(concern)
+
+
+def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> int | None:
+    """The directory contact this Slack user is, preferring one who acts on the concern now."""
+    with transaction(bot.engine) as session:
+        concern = session.get(Concern, concern_id)
+        if concern is None:
+            return None
+        by_slack_id = session.exec(
+            select(Contact)
+            .where(Contact.slack_user_id == user_id, Contact.active)
+            .order_by(col(Contact.id))
+        ).all()
+        for contact in by_slack_id:
+            if is_current_contact(session, concern, contact.id):
+                return id_of(contact)
+        # The concern's current contacts not yet known in Slack, to be matched by their email.
+        unmatched = [
+            (id_of(contact), contact.email)
+            for assignment, contact in repositories.assignments_of(
+                session, concern_id, pathway=concern.pathway
+            )
+            if contact.email and not contact.slack_user_id and contact.active
+            if is_current_contact(session, concern, contact.id)
+        ]
+        fallback = id_of(by_slack_id[0]) if by_slack_id else None
+    for contact_id, email in dict(unmatched).items():
+        if _slack_user_for(client, email) != user_id:
+            continue
+        with transaction(bot.engine) as session:
+            found = session.get(Contact, contact_id)
+            if found is not None and not found.slack_user_id:
+                # Remembered: their next messages come to Slack too, and no lookup is needed.
+                found.slack_user_id = user_id
+        return contact_id
+    return fallback
+
+
+def _slack_user_for(client: WebClient, email: str) -> str | None:
+    try:
+        answer = client.users_lookupByEmail(email=email)
+    except SlackApiError as error:
+        if error.response.get("error") != "users_not_found":
+            log.warning("slack: users.lookupByEmail failed (%s)", error.response.get("error"))
+        return None
+    user = answer.get("user") or {}
+    return str(user.get("id")) if user.get("id") else None
+
+
+def _feedback_refusal(bot: SlackBot, client: WebClient, press: Press) -> str | None:
+    """Why this person cannot give feedback on the concern now, or None when they can.
+
+    A courtesy before they write: `record_feedback` decides again when the modal is submitted.
+    """
+    try:
+        concern_id = _concern_id(bot, press.reference)
+    except ActionRefused as refusal:
+        return str(refusal)
+    contact_id = _matched_contact(bot, client, concern_id, press.user_id)
+    with transaction(bot.engine) as session:
+        concern = session.get(Concern, concern_id)
+        if concern is None:
+            return NOT_FOUND
+        if contact_id is None:
+            return NOT_A_CONTACT
+        if concern.status != "open":
+            return f"{concern.reference} is closed: feedback can no longer be recorded"
+        if not is_current_contact(session, concern, contact_id):
+            return (
+                f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
+                "there can give feedback"
+            )
+        if concern.feedback_at is not None:
+            return (
+                f"Feedback on {concern.reference} was already recorded at pathway {concern.pathway}"
+            )
+    return None
+
+
+def _notice_view(reason: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Record feedback"},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": escape(reason)}}],
+    }
+
+
+def _posted(engine: Engine, external_ref: str) -> tuple[list[dict[str, Any]], str]:
+    """The blocks and text of a message the outbox posted, found by where it was posted."""
+    with transaction(engine) as session:
+        row = session.exec(
+            select(OutboxMessage).where(OutboxMessage.external_ref == external_ref)
+        ).first()
+        if row is None or not row.payload:
+            return [], ""
+        return list(row.payload.get("blocks") or ()), str(row.payload.get("text") or "")
+
+
+def _ephemeral(client: WebClient, press: Press, text: str) -> None:
+    if press.channel_id is None:
+        return
+    try:
+        client.chat_postEphemeral(channel=press.channel_id, user=press.user_id, text=escape(text))
+    except SlackApiError as error:
+        log.warning("slack: could not show a refusal (%s)", error.response.get("error"))
+
+
+def _update_message(
+    engine: Engine,
+    client: WebClient,
+    press: Press,
+    *,
+    outcome: str,
+    still_open: Sequence[str],
+    fetch: bool,
+) -> None:
+    """Show the outcome on the message the button was on (best effort: the action is done)."""
+    if press.channel_id is None or press.message_ts is None:
+        return
+    blocks: Sequence[Mapping[str, Any]] = press.message_blocks
+    text = press.message_text
+    if fetch:
+        # A modal's submission does not carry the message: the outbox kept what was posted.
+        blocks, text = _posted(engine, f"{press.channel_id}:{press.message_ts}")
+    try:
+        client.chat_update(
+            channel=press.channel_id,
+            ts=press.message_ts,
+            text=text or outcome,
+            blocks=after_action(blocks, outcome=outcome, still_open=still_open)
+            if blocks
+            else [{"type": "section", "text": {"type": "mrkdwn", "text": outcome}}],
+        )
+    except SlackApiError as error:
+        log.warning("slack: could not update the message (%s)", error.response.get("error"))

@@ -37,6 +37,8 @@ class ClaimedEmail:
     attempts: int
     # Files sent with the message, as stored: ({filename, content_type, text}, ...).
     attachments: tuple[dict[str, Any], ...] = ()
+    # A chat message's own content (Slack: {"text", "blocks"}); None for email.
+    payload: dict[str, Any] | None = None
 
 
 class SqlOutboxStore:
@@ -78,6 +80,15 @@ class SqlOutboxStore:
     def mark_sent(self, *, message_id: int, claim_token: str, now: datetime) -> bool:
         """Record a delivery; False when the claim was lost (the lease ran out and moved on)."""
         return self._release(message_id, claim_token, status="sent", sent_at=now)
+
+    def mark_posted(
+        self, *, message_id: int, claim_token: str, now: datetime, external_ref: str
+    ) -> bool:
+        """Record a chat message as posted and where it lives ("<channel>:<ts>" in Slack), so it
+        can be updated later; False when the claim was lost."""
+        return self._release(
+            message_id, claim_token, status="sent", sent_at=now, external_ref=external_ref
+        )
 
     def mark_retry(
         self, *, message_id: int, claim_token: str, error: str, retry_at: datetime
@@ -140,4 +151,5 @@ def _claimed(row: OutboxMessage) -> ClaimedEmail:
         kind=row.kind,
         attempts=row.attempts,
         attachments=tuple(dict(stored) for stored in row.attachments or ()),
+        payload=dict(row.payload) if row.payload is not None else None,
     )

@@ -18,6 +18,7 @@ from app.metrics import Metrics
 from app.settings import ChatSettings, Settings
 from app.web import create_app
 from bot.slack_app import SlackBot, build_slack_bot
+from escalation.policy import Policy
 from tests.integration.fake_slack import (
     FakeSlackApi,
     command_body,
@@ -37,6 +38,8 @@ class SlackHarness:
     bot: SlackBot
     web: WebClient
     engine: Engine
+    # The product's policy (Slack on), for raising concerns the way the service does.
+    policy: Policy
 
     def post(
         self,
@@ -102,6 +105,6 @@ def slack_harness(
         app = create_app(product, metrics=Metrics(engine=engine), clock=clock, slack=bot)
         web = WebClient(app)
         try:
-            yield SlackHarness(fake=fake, bot=bot, web=web, engine=engine)
+            yield SlackHarness(fake=fake, bot=bot, web=web, engine=engine, policy=product.policy)
         finally:
             web.close()

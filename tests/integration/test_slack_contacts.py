@@ -1,0 +1,422 @@
+"""Contacts in Slack, end to end: the DM posted from the outbox (429s honoured, once), the
+Acknowledge / Record feedback / Not mine buttons through signed requests, outsiders refused,
+double clicks with one effect."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from intake.service import submit_concern
+from intake.submission import Channel, parse_submission
+from notifications.outbox import DispatchReport
+from notifications.slack_contacts import ACTIONS_BLOCK, FEEDBACK_BLOCK, FEEDBACK_INPUT
+from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
+from notifications.slack_text import ACKNOWLEDGE, FEEDBACK_MODAL, NOT_MINE, RECORD_FEEDBACK
+from storage import repositories
+from storage.db import transaction
+from storage.outbox import SqlOutboxStore
+from storage.tables import ChatDelivery, Concern, Contact, Event, OutboxMessage
+from tests.integration.fake_slack import TEAM_ID, Call
+from tests.integration.helpers import (
+    MONDAY_MORNING,
+    concern_input,
+    load_example_directory,
+)
+from tests.integration.slack_harness import BOT_TOKEN, SlackHarness, slack_harness
+
+SUPERVISOR = "U0EXSUP001"  # Dr Jordan Sample, the Emergency Department's lead supervisor
+SUPERVISOR_EMAIL = "jordan.sample@vale-general.example.nhs.uk"
+OUTSIDER = "U0OUTSIDER"
+PLACEMENT = {
+    "organisation": "Vale General Hospitals NHS Trust",
+    "department": "Emergency Department",
+}
+
+
+@pytest.fixture
+def harness(sqlite_engine: Engine) -> Iterator[SlackHarness]:
+    load_example_directory(sqlite_engine)
+    with slack_harness(sqlite_engine, clock=lambda: MONDAY_MORNING) as running:
+        yield running
+
+
+def raise_concern(harness: SlackHarness) -> str:
+    raw = concern_input(PLACEMENT)
+    return submit_concern(
+        engine=harness.engine,
+        concern=parse_submission(raw),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=harness.policy,
+    ).reference
+
+
+def dispatch(harness: SlackHarness, now: datetime = MONDAY_MORNING) -> DispatchReport:
+    client = dispatch_client(token=BOT_TOKEN, api_url=harness.fake.url)
+    return dispatch_due_slack(store=SqlOutboxStore(harness.engine), client=client, now=now)
+
+
+def concern(harness: SlackHarness, reference: str) -> Concern:
+    with transaction(harness.engine) as session:
+        found = repositories.concern_by_reference(session, reference)
+        assert found is not None
+        return found
+
+
+def slack_rows(harness: SlackHarness) -> list[OutboxMessage]:
+    with transaction(harness.engine) as session:
+        return list(
+            session.exec(select(OutboxMessage).where(OutboxMessage.channel == "slack")).all()
+        )
+
+
+def events(harness: SlackHarness, reference: str, kind: str) -> list[Event]:
+    with transaction(harness.engine) as session:
+        found = repositories.concern_by_reference(session, reference)
+        assert found is not None
+        return [e for e in repositories.events_of(session, found.id or 0) if e.kind == kind]
+
+
+def posted_to_supervisor(harness: SlackHarness) -> Call:
+    """The new-concern DM to the supervisor, as the dispatcher posted it."""
+    (call,) = [
+        call
+        for call in harness.fake.wait_for("chat.postMessage")
+        if call.args.get("channel") == SUPERVISOR
+    ]
+    return call
+
+
+def press(
+    harness: SlackHarness,
+    action_id: str,
+    reference: str,
+    *,
+    user: str = SUPERVISOR,
+    message_ts: str,
+    blocks: list[dict[str, Any]],
+    trigger: str = "1.trigger",
+) -> None:
+    """A click on one of the buttons of the supervisor's DM, signed as Slack signs it."""
+    answer = harness.interact(
+        {
+            "type": "block_actions",
+            "team": {"id": TEAM_ID},
+            "user": {"id": user, "team_id": TEAM_ID},
+            "api_app_id": "A0CONCERNS",
+            "trigger_id": trigger,
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": DM},
+            "channel": {"id": DM},
+            "message": {"ts": message_ts, "text": "A concern", "blocks": blocks},
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": ACTIONS_BLOCK,
+                    "value": reference,
+                    "action_ts": "1700000099.000001",
+                }
+            ],
+        }
+    )
+    assert answer.status_code == 200, answer.text
+
+
+DM = "D" + SUPERVISOR  # the fake names a DM after the user
+
+
+def settle(harness: SlackHarness) -> None:
+    """Wait until every listener Bolt has started has finished: one barrier task per worker can
+    only all run once no earlier task holds a worker (the executor starts tasks in order)."""
+    executor = harness.bot.app.listener_runner.listener_executor
+    workers = executor._max_workers
+    barrier = threading.Barrier(workers + 1, timeout=10)
+    for _ in range(workers):
+        executor.submit(barrier.wait)
+    barrier.wait()
+
+
+@pytest.fixture
+def posted(harness: SlackHarness) -> tuple[str, Call]:
+    """A concern raised and its DM posted to the supervisor: (reference, the post)."""
+    reference = raise_concern(harness)
+    report = dispatch(harness)
+    assert report.sent >= 1 and report.failed == 0, report.errors
+    return reference, posted_to_supervisor(harness)
+
+
+def supervisor_ts(harness: SlackHarness) -> str:
+    """Where the supervisor's DM was posted, as the outbox recorded it ("<channel>:<ts>")."""
+    (row,) = [row for row in slack_rows(harness) if row.recipient_address == SUPERVISOR]
+    assert row.external_ref is not None
+    channel, ts = row.external_ref.split(":")
+    assert channel == DM
+    return ts
+
+
+def button_ids(blocks: list[dict[str, Any]]) -> list[str]:
+    return [
+        element["action_id"]
+        for block in blocks
+        if block.get("block_id") == ACTIONS_BLOCK
+        for element in block["elements"]
+    ]
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+
+def test_a_new_concern_is_posted_to_the_supervisor_once(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    assert call.token == BOT_TOKEN
+    assert reference in call.args["text"]
+    assert button_ids(call.args["blocks"])[:3] == [ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE]
+    # No text of the concern goes to Slack by default.
+    assert "teaching" not in json.dumps(call.args).lower()
+    (row,) = [row for row in slack_rows(harness) if row.recipient_address == SUPERVISOR]
+    assert row.status == "sent"
+    assert row.idempotency_key.endswith(":slack")
+    assert row.external_ref is not None and row.external_ref.startswith(f"{DM}:1700000000.")
+    # Sent once: nothing is left to send.
+    assert dispatch(harness, MONDAY_MORNING + timedelta(hours=1)).sent == 0
+    assert len(harness.fake.called("chat.postMessage")) == len(
+        [row for row in slack_rows(harness) if row.status == "sent"]
+    )
+
+
+def test_a_429_is_retried_after_its_retry_after_and_posted_once(harness: SlackHarness) -> None:
+    reference = raise_concern(harness)
+    harness.fake.throttle("chat.postMessage", times=1, retry_after=30)
+
+    first = dispatch(harness)
+    assert (first.sent, first.failed) == (0, 0)
+    assert first.retried == len(slack_rows(harness)) >= 1
+    for row in slack_rows(harness):
+        assert row.status == "pending"
+        assert row.send_after == MONDAY_MORNING + timedelta(seconds=30)
+    # Not before Slack said.
+    assert dispatch(harness, MONDAY_MORNING + timedelta(seconds=29)).retried == 0
+    assert len(harness.fake.called("chat.postMessage")) == 1
+
+    later = dispatch(harness, MONDAY_MORNING + timedelta(seconds=30))
+    assert later.sent == len(slack_rows(harness))
+    posts = [c for c in harness.fake.called("chat.postMessage") if c.args["channel"] == SUPERVISOR]
+    assert len(posts) == 2, "the throttled attempt and the one that got through"
+    assert all(row.status == "sent" for row in slack_rows(harness))
+    assert dispatch(harness, MONDAY_MORNING + timedelta(hours=1)).sent == 0
+    assert concern(harness, reference).acknowledged_at is None
+
+
+def test_two_dispatchers_racing_post_each_message_once(harness: SlackHarness) -> None:
+    raise_concern(harness)
+    barrier = threading.Barrier(2)
+    reports: list[DispatchReport] = []
+
+    def run() -> None:
+        barrier.wait()
+        reports.append(dispatch(harness))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows = slack_rows(harness)
+    assert sum(report.sent for report in reports) == len(rows)
+    assert len(harness.fake.called("chat.postMessage")) == len(rows)
+
+
+# --- the buttons -----------------------------------------------------------------------------
+
+
+def test_the_supervisor_acknowledges_and_the_message_says_so(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    ts = supervisor_ts(harness)
+    press(harness, ACKNOWLEDGE, reference, message_ts=ts, blocks=call.args["blocks"])
+
+    (update,) = harness.fake.wait_for("chat.update")
+    assert concern(harness, reference).acknowledged_at == MONDAY_MORNING
+    (event,) = events(harness, reference, "acknowledged")
+    assert event.channel == "slack"
+    assert (update.args["channel"], update.args["ts"]) == (DM, ts)
+    shown = json.dumps(update.args["blocks"])
+    assert "Acknowledged* by Dr Jordan Sample" in shown
+    assert button_ids(update.args["blocks"])[:2] == [RECORD_FEEDBACK, NOT_MINE]
+    assert ACKNOWLEDGE not in button_ids(update.args["blocks"])
+    assert harness.fake.called("chat.postEphemeral") == []
+
+
+def test_the_same_click_twice_has_one_effect(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, _ = posted
+    for _ in range(2):
+        press(harness, ACKNOWLEDGE, reference, message_ts="1700000000.000001", blocks=[])
+    settle(harness)
+    assert len(events(harness, reference, "acknowledged")) == 1
+    assert len(harness.fake.called("chat.update")) == 1
+    # The second click is not even refused ("already acknowledged"): it is the same click.
+    assert harness.fake.called("chat.postEphemeral") == []
+    with transaction(harness.engine) as session:
+        keys = [d.key for d in session.exec(select(ChatDelivery)).all()]
+    assert keys == [f"action:{ACKNOWLEDGE}:1700000000.000001:{SUPERVISOR}"]
+
+
+def test_a_second_acknowledgement_is_refused_with_a_note(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, _ = posted
+    press(harness, ACKNOWLEDGE, reference, message_ts="1700000000.000001", blocks=[])
+    harness.fake.wait_for("chat.update")
+    # Another message (a reminder) with the same button, pressed after the first.
+    press(harness, ACKNOWLEDGE, reference, message_ts="1700000000.000007", blocks=[])
+    (note,) = harness.fake.wait_for("chat.postEphemeral")
+    assert note.args["user"] == SUPERVISOR
+    assert "already acknowledged" in note.args["text"]
+    assert len(events(harness, reference, "acknowledged")) == 1
+
+
+def test_an_outsiders_click_is_refused_and_changes_nothing(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, _ = posted
+    before = concern(harness, reference)
+    for action in (ACKNOWLEDGE, NOT_MINE):
+        press(harness, action, reference, user=OUTSIDER, message_ts="1700000000.000001", blocks=[])
+    notes = harness.fake.wait_for("chat.postEphemeral", 2)
+    assert {note.args["user"] for note in notes} == {OUTSIDER}
+    assert all("Only the people this concern was sent to" in n.args["text"] for n in notes)
+    settle(harness)
+    after = concern(harness, reference)
+    assert after.acknowledged_at is None and after.pathway == before.pathway
+    assert events(harness, reference, "acknowledged") == []
+    assert events(harness, reference, "redirected") == []
+    assert harness.fake.called("chat.update") == []
+
+
+def test_a_slack_user_is_matched_by_email_and_remembered(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, _ = posted
+    with transaction(harness.engine) as session:
+        supervisor = session.exec(select(Contact).where(Contact.email == SUPERVISOR_EMAIL)).one()
+        supervisor.slack_user_id = None
+    harness.fake.users_by_email[SUPERVISOR_EMAIL] = "U0NEWSLACK"
+
+    press(harness, ACKNOWLEDGE, reference, user="U0NEWSLACK", message_ts="1.000001", blocks=[])
+    harness.fake.wait_for("chat.update")
+    assert concern(harness, reference).acknowledged_at == MONDAY_MORNING
+    lookups = harness.fake.called("users.lookupByEmail")
+    assert SUPERVISOR_EMAIL in [call.args["email"] for call in lookups]
+    with transaction(harness.engine) as session:
+        supervisor = session.exec(select(Contact).where(Contact.email == SUPERVISOR_EMAIL)).one()
+        assert supervisor.slack_user_id == "U0NEWSLACK"
+
+
+def test_record_feedback_opens_a_modal_and_its_submission_reaches_the_learner(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    ts = supervisor_ts(harness)
+    press(harness, RECORD_FEEDBACK, reference, message_ts=ts, blocks=call.args["blocks"])
+    (opened,) = harness.fake.wait_for("views.open")
+    view = opened.args["view"]
+    assert opened.args["trigger_id"] == "1.trigger"
+    assert view["callback_id"] == FEEDBACK_MODAL
+    settle(harness)
+    assert harness.fake.called("views.update") == [], "the supervisor may give feedback"
+
+    # An empty submission is answered in the modal, and changes nothing.
+    empty = harness.interact(submission(view, "   "))
+    assert empty.json()["response_action"] == "errors"
+
+    feedback = "We have moved teaching to Thursdays <!channel>; your rota is protected."
+    answer = harness.interact(submission(view, feedback))
+    assert answer.status_code == 200
+    (update,) = harness.fake.wait_for("chat.update")
+    assert (update.args["channel"], update.args["ts"]) == (DM, ts)
+    assert "Feedback recorded" in json.dumps(update.args["blocks"])
+    assert button_ids(update.args["blocks"]) == ["concern_open_staff_page"]
+
+    recorded = concern(harness, reference)
+    assert recorded.feedback_at == MONDAY_MORNING
+    assert recorded.acknowledged_at == MONDAY_MORNING, "feedback also acknowledges"
+    (event,) = events(harness, reference, "feedback_given")
+    assert event.channel == "slack" and event.detail["text"] == feedback
+    with transaction(harness.engine) as session:
+        to_learner = session.exec(
+            select(OutboxMessage).where(OutboxMessage.kind == "learner_feedback")
+        ).all()
+    assert [(m.channel, m.recipient_address) for m in to_learner] == [
+        ("email", "priya.testlearner@example.nhs.uk")
+    ]
+    assert "We have moved teaching to Thursdays" in to_learner[0].body_text
+
+    # The same submission again (a retry) records nothing more.
+    harness.interact(submission(view, feedback))
+    settle(harness)
+    assert len(events(harness, reference, "feedback_given")) == 1
+    assert len(harness.fake.called("chat.update")) == 1
+
+
+def test_an_outsider_opening_the_feedback_modal_is_told_why_they_cannot(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, _ = posted
+    press(harness, RECORD_FEEDBACK, reference, user=OUTSIDER, message_ts="1.000001", blocks=[])
+    (update,) = harness.fake.wait_for("views.update")
+    assert "Only the people this concern was sent to" in json.dumps(update.args["view"])
+
+
+def test_not_mine_passes_the_concern_on_and_the_message_loses_its_buttons(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    press(harness, NOT_MINE, reference, message_ts="1.000001", blocks=call.args["blocks"])
+    (update,) = harness.fake.wait_for("chat.update")
+    (event,) = events(harness, reference, "redirected")
+    assert event.channel == "slack"
+    assert button_ids(update.args["blocks"]) == ["concern_open_staff_page"]
+    assert "Passed on" in json.dumps(update.args["blocks"])
+    # Whoever it went to is told (by email, and in Slack if they have an id).
+    with transaction(harness.engine) as session:
+        told = session.exec(
+            select(OutboxMessage).where(OutboxMessage.kind == "redirected_in")
+        ).all()
+    assert told
+
+
+def submission(view: dict[str, Any], text: str) -> dict[str, Any]:
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID},
+        "user": {"id": SUPERVISOR, "team_id": TEAM_ID},
+        "api_app_id": "A0CONCERNS",
+        "trigger_id": "3.trigger",
+        "view": {
+            "id": "V0FEEDBACK1",
+            "hash": "h1",
+            "type": "modal",
+            "callback_id": FEEDBACK_MODAL,
+            "team_id": TEAM_ID,
+            "private_metadata": view["private_metadata"],
+            "blocks": view["blocks"],
+            "state": {
+                "values": {
+                    FEEDBACK_BLOCK: {FEEDBACK_INPUT: {"type": "plain_text_input", "value": text}}
+                }
+            },
+        },
+    }
