@@ -163,7 +163,7 @@ def concern_modal(
         _checkbox_input(
             "cannot-raise-locally",
             "Raising it in your placement",
-            "I cannot raise this in my placement (for example, I fear it would count against me)",
+            "I cannot raise this in my placement (I fear it would count against me)",
             values,
         ),
         _mrkdwn_section(
@@ -499,7 +499,7 @@ def _radio_input(
 
 
 def _checkbox_input(name: str, label: str, text: str, values: Mapping[str, str]) -> dict[str, Any]:
-    option = {"text": _plain(text, 150), "value": "yes"}
+    option = {"text": _plain(text), "value": "yes"}
     element: dict[str, Any] = {"type": "checkboxes", "options": [option]}
     if values.get(name) == "yes":
         element["initial_options"] = [option]

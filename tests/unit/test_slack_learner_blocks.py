@@ -1,0 +1,188 @@
+"""The learner's Slack blocks: messages without email-only words or the feedback's text, with
+everything typed made inert; the modal's questions, limits and checks."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.slack_learner_views import (
+    ANSWER,
+    MAX_OPTIONS,
+    HomeEntry,
+    Place,
+    answers_from_state,
+    check,
+    concern_modal,
+    department_option_groups,
+    home_view,
+    organisation_options,
+)
+from intake.web.form_fields import FIELDS, NOT_LISTED
+from notifications.messages import ConcernFacts, LearnerIdentity, MessageKind, build_message
+from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK, learner_message
+from notifications.slack_text import LEARNER_REMAINS_CONCERNED, LEARNER_SATISFIED
+from routing.model import Confidentiality, Role
+
+INJECTION = "<!channel> ask <@U123> or see <https://x|y> & <!here>"
+LIVE = ("<!channel>", "<@U123>", "<https://x|y>", "<!here>")
+
+FACTS = ConcernFacts(
+    reference="LC-2026-000042",
+    summary="SECRET-SUMMARY",
+    description="SECRET-DESCRIPTION",
+    place=f"Ward 9 (as given: {INJECTION})",
+    pathway=1,
+    risk_level="medium",
+    rating="A",
+    reasons=("SECRET-REASON",),
+    interventions=("Programme review",),
+    patient_safety=True,
+    hotspot=False,
+    confidentiality=Confidentiality.CONFIDENTIAL,
+    learner=LearnerIdentity(name="Priya Learner", email="priya@example.nhs.uk"),
+    learner_group="foundation",
+    ack_due_at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+    feedback_due_at=datetime(2026, 12, 7, 10, 0, tzinfo=UTC),
+    timezone=ZoneInfo("Europe/London"),
+    staff_url="http://127.0.0.1:8000/staff/concerns/LC-2026-000042",
+    why=f"Because {INJECTION}",
+    feedback="SECRET-FEEDBACK",
+    status_url="http://127.0.0.1:8000/concerns/status/signed",
+)
+
+LEARNER_KINDS = [
+    MessageKind.LEARNER_ACK,
+    MessageKind.LEARNER_FEEDBACK,
+    MessageKind.LEARNER_ESCALATED,
+    MessageKind.LEARNER_CLOSED,
+    MessageKind.LEARNER_REOPENED,
+]
+
+
+@pytest.mark.parametrize("kind", LEARNER_KINDS)
+def test_learner_messages_fit_slack_and_are_inert(kind: MessageKind) -> None:
+    message = build_message(kind, facts=FACTS, recipient_role=Role.LEARNER)
+    chat = learner_message(kind, message, FACTS)
+    shown = json.dumps({"text": chat.text, "blocks": chat.blocks})
+    for words in ("this email", "reply with", "SECRET-"):
+        assert words not in shown
+    for live in LIVE:
+        assert live not in shown
+    assert FACTS.reference in chat.text
+    # The patient-safety signpost is kept, first after the headline.
+    assert "incident reporting" in json.dumps(chat.blocks[1])
+    has_buttons = any(block.get("block_id") == FEEDBACK_ACTIONS_BLOCK for block in chat.blocks)
+    assert has_buttons is (kind is MessageKind.LEARNER_FEEDBACK)
+
+
+def test_feedback_buttons_carry_the_reference() -> None:
+    message = build_message(MessageKind.LEARNER_FEEDBACK, facts=FACTS, recipient_role=Role.LEARNER)
+    chat = learner_message(MessageKind.LEARNER_FEEDBACK, message, FACTS)
+    [actions] = [b for b in chat.blocks if b.get("block_id") == FEEDBACK_ACTIONS_BLOCK]
+    values = {e["action_id"]: e.get("value") for e in actions["elements"]}
+    assert values[LEARNER_SATISFIED] == values[LEARNER_REMAINS_CONCERNED] == FACTS.reference
+    assert "email we sent you" in json.dumps(chat.blocks)
+
+
+PLACES = [
+    Place("vale", "Vale General", (("ed", "Emergency Department"), ("w7", "Ward 7"))),
+    Place("river", "Riverside Surgery", (("gp", "General Practice"),)),
+]
+
+
+def test_the_modal_asks_every_question_of_the_web_form() -> None:
+    view = concern_modal(PLACES, values={}, public_url="https://concerns.example")
+    inputs = {block["block_id"]: block for block in view["blocks"] if block["type"] == "input"}
+    assert set(inputs) == set(FIELDS)
+    assert all(block["element"]["action_id"] == ANSWER for block in inputs.values())
+    confidentiality = inputs["confidentiality"]["element"]["options"]
+    assert [option["value"] for option in confidentiality] == ["named", "confidential", "anonymous"]
+    assert "https://concerns.example/concerns/new" in json.dumps(view)
+    for block in inputs.values():
+        for option in block["element"].get("options", []):
+            assert len(option["text"]["text"]) <= 75
+
+
+def test_a_big_directory_switches_to_lists_loaded_as_you_type() -> None:
+    many = [Place(f"org{n}", f"Organisation {n}", (("d", "Dept"),)) for n in range(MAX_OPTIONS)]
+    assert organisation_options(many, "") == {"external": True}
+    assert department_option_groups(many, "") == {"external": True}
+    found = organisation_options(many, "Organisation 7")["options"]
+    assert [option["value"] for option in found][:2] == ["org7", "org70"]
+    assert len(found) <= MAX_OPTIONS and found[-1]["value"] == NOT_LISTED
+    view = concern_modal(many, values={}, public_url="https://x")
+    inputs = {block["block_id"]: block for block in view["blocks"] if block["type"] == "input"}
+    assert inputs["organisation"]["element"]["type"] == "external_select"
+
+
+def test_answers_read_back_from_the_prefilled_modal() -> None:
+    values = {
+        "group": "nursing",
+        "organisation": "vale",
+        "department": "vale/w7",
+        "description": "Nobody signs off my competencies",
+        "frequency": "often",
+        "harm": "learners_affected",
+        "raised-before": "no",
+        "about-supervisor": "no",
+        "cannot-raise-locally": "yes",
+        "confidentiality": "confidential",
+        "name": "Sam",
+        "email": "sam@example.nhs.uk",
+    }
+    view = concern_modal(PLACES, values=values, public_url="https://x")
+    state: dict[str, dict[str, dict[str, object]]] = {}
+    for block in view["blocks"]:
+        if block["type"] != "input":
+            continue
+        element = block["element"]
+        selected: dict[str, object] = {"type": element["type"]}
+        if "initial_option" in element:
+            selected["selected_option"] = element["initial_option"]
+        if "initial_options" in element:
+            selected["selected_options"] = element["initial_options"]
+        if "initial_value" in element:
+            selected["value"] = element["initial_value"]
+        state[block["block_id"]] = {ANSWER: selected}
+    answers = answers_from_state({"values": state})
+    assert {name: answers[name] for name in values} == values
+    outcome = check(answers, public_url="https://x")
+    assert outcome.errors == {}
+    assert outcome.concern is not None
+    assert outcome.concern.placement.organisation == "vale"
+    assert outcome.concern.placement.department == "w7"
+    assert outcome.concern.cannot_raise_locally
+
+
+def test_check_refuses_anonymous_and_a_department_elsewhere() -> None:
+    refused = check({"confidentiality": "anonymous"}, public_url="https://x")
+    assert refused.concern is None
+    assert "https://x/concerns/new" in refused.errors["confidentiality"]
+    elsewhere = check(
+        {"organisation": "vale", "department": "river/gp", "confidentiality": "named"},
+        public_url="https://x",
+    )
+    assert "department" in elsewhere.errors
+
+
+def test_home_shows_typed_text_inert() -> None:
+    view = home_view(
+        [
+            HomeEntry(
+                reference="LC-2026-000001",
+                place=INJECTION,
+                status_words="Open",
+                where_now="Pathway 1",
+                next_step="Feedback due by Monday",
+                summary=INJECTION,
+            )
+        ]
+    )
+    shown = json.dumps(view)
+    assert "LC-2026-000001" in shown
+    for live in LIVE:
+        assert live not in shown
