@@ -60,6 +60,9 @@ class Metrics:
         self.outbox_sent = counter("outbox_sent", "Outbox messages sent")
         self.outbox_retried = counter("outbox_retried", "Outbox sends that will be retried")
         self.outbox_failed = counter("outbox_failed", "Outbox messages given up on")
+        self.slack_sent = counter("slack_sent", "Slack messages posted from the outbox")
+        self.slack_retried = counter("slack_retried", "Slack posts that will be retried")
+        self.slack_failed = counter("slack_failed", "Slack messages given up on")
         self.sweep_runs = counter("sweep_runs", "Escalation sweeps run")
         self.sweep_steps = counter("sweep_steps_applied", "Escalation steps applied", ["kind"])
         self.sweep_failures = counter("sweep_failures", "Concerns whose due steps failed")
@@ -101,6 +104,12 @@ class Metrics:
         self.outbox_sent.inc(report.sent)
         self.outbox_retried.inc(report.retried)
         self.outbox_failed.inc(report.failed)
+
+    def record_slack_dispatch(self, report: DispatchReport) -> None:
+        """Count one pass of the Slack dispatcher."""
+        self.slack_sent.inc(report.sent)
+        self.slack_retried.inc(report.retried)
+        self.slack_failed.inc(report.failed)
 
     def record_sweep(self, report: SweepReport) -> None:
         """Count one escalation sweep."""

@@ -24,12 +24,14 @@ from functools import partial
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from sqlalchemy.engine import make_url
 
 from app import bootstrap
 from app.metrics import Metrics
 from app.settings import Settings
 from app.web import create_app
+from bot.slack_app import SlackBot, build_slack_bot
 from escalation.digest import send_due_digests
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
@@ -37,6 +39,7 @@ from intake.mailbox import Mailbox, MailboxLimits
 from intake.web import assets
 from notifications.outbox import dispatch_due
 from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
+from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
 from notifications.threading import MailThreading
 from storage.inbox import store_received
 from storage.outbox import SqlOutboxStore
@@ -183,18 +186,57 @@ def serve(settings: Settings) -> int:
     except assets.MissingFrontend as error:
         raise CannotServe(str(error), status=1) from None
     bootstrap.prepare_database(product)
+    slack = _slack_bot(product)
     # The event loop and the mailbox's writer thread hand the GIL to each other for every
     # message; at Python's default 5 ms switch interval a busy thread makes the other wait up to
     # 5 ms each time (bench/: concurrent deliveries about a third faster at 0.5 ms).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
-        return asyncio.run(_serve(product, sender=sender, served_assets=served_assets))
+        return asyncio.run(_serve(product, sender=sender, served_assets=served_assets, slack=slack))
     finally:
         product.engine.dispose()
 
 
+def _slack_bot(product: bootstrap.Product) -> SlackBot | None:
+    """The Slack app when Slack is configured (Bolt checks the bot token with Slack), else None."""
+    chat = product.chat
+    if chat.slack_bot_token is None or chat.slack_signing_secret is None:
+        return None
+    try:
+        return build_slack_bot(
+            bot_token=chat.slack_bot_token.get_secret_value(),
+            signing_secret=chat.slack_signing_secret.get_secret_value(),
+            api_url=chat.slack_api_url,
+            engine=product.engine,
+            policy=product.policy,
+            share_summary=chat.slack_share_summary,
+        )
+    except Exception as error:
+        raise CannotServe(
+            f"Slack did not accept SLACK_BOT_TOKEN ({type(error).__name__}: {error}); fix it, "
+            "or unset SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to run without Slack",
+            status=2,
+        ) from None
+
+
+def socket_mode_handler(product: bootstrap.Product, bot: SlackBot) -> SocketModeHandler | None:
+    """Socket Mode (for workspaces without a public URL) when SLACK_APP_TOKEN is set."""
+    if product.chat.slack_app_token is None:
+        return None
+    return SocketModeHandler(
+        bot.app,
+        product.chat.slack_app_token.get_secret_value(),
+        logger=logging.getLogger("slack_bolt.socket_mode"),
+        web_client=bot.client,
+    )
+
+
 async def _serve(
-    product: bootstrap.Product, *, sender: Sender, served_assets: dict[str, assets.Asset]
+    product: bootstrap.Product,
+    *,
+    sender: Sender,
+    served_assets: dict[str, assets.Asset],
+    slack: SlackBot | None = None,
 ) -> int:
     settings = product.settings
     loop = asyncio.get_running_loop()
@@ -214,10 +256,9 @@ async def _serve(
         ),
     )
     metrics.watch_mailbox(mailbox.counters)
-    sweep_tick, dispatch_tick, intake_tick, digest_tick = ticks = _ticks(
-        product, sender=sender, metrics=metrics, mailbox=mailbox
-    )
-    mailbox.on_stored = intake_tick.wake  # mail becomes a concern as soon as it is stored
+    ticks = _ticks(product, sender=sender, metrics=metrics, mailbox=mailbox)
+    by_name = {tick.name: tick for tick in ticks}
+    mailbox.on_stored = by_name["intake"].wake  # mail becomes a concern as soon as it is stored
 
     http_socket = _listen(settings.http_host, settings.http_port, setting="CONCERNS_HTTP_PORT")
     try:
@@ -229,7 +270,7 @@ async def _serve(
         ) from None
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(product, metrics=metrics, served_assets=served_assets),
+            create_app(product, metrics=metrics, served_assets=served_assets, slack=slack),
             lifespan="on",
             log_level="info",
             # Our own access log (intake.web.security.AccessLog) names the route only: uvicorn's
@@ -239,16 +280,23 @@ async def _serve(
         )
     )
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
-    scheduler = _scheduler(
-        {
-            sweep_tick: settings.sweep_interval_seconds,
-            dispatch_tick: settings.dispatch_interval_seconds,
-            intake_tick: INTAKE_INTERVAL_SECONDS,
-            # Digests are due at 07:00; checking as often as the sweep sends them within a tick
-            # of it, and finding them already recorded costs one short read.
-            digest_tick: settings.sweep_interval_seconds,
-        }
-    )
+    intervals = {
+        "sweep": settings.sweep_interval_seconds,
+        "dispatch": settings.dispatch_interval_seconds,
+        "slack_dispatch": settings.dispatch_interval_seconds,
+        "intake": INTAKE_INTERVAL_SECONDS,
+        # Digests are due at 07:00; checking as often as the sweep sends them within a tick
+        # of it, and finding them already recorded costs one short read.
+        "digest": settings.sweep_interval_seconds,
+    }
+    scheduler = _scheduler({tick: intervals[tick.name] for tick in ticks})
+    socket_mode = socket_mode_handler(product, slack) if slack is not None else None
+    if socket_mode is not None:
+        try:
+            # Opens the WebSocket from Slack's own threads; HTTP mode keeps working regardless.
+            await asyncio.to_thread(socket_mode.connect)
+        except Exception as error:
+            log.error("Slack Socket Mode did not connect (%s)", type(error).__name__)
 
     while not http.started and not http_task.done():
         await asyncio.sleep(0.02)
@@ -280,6 +328,9 @@ async def _serve(
         timeout=SHUTDOWN_GRACE_SECONDS,
     )
     scheduler.shutdown(wait=False)
+    if socket_mode is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(socket_mode.close)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     if not finished:
@@ -292,8 +343,9 @@ async def _serve(
 
 def _ticks(
     product: bootstrap.Product, *, sender: Sender, metrics: Metrics, mailbox: Mailbox
-) -> tuple[Tick, Tick, Tick, Tick]:
-    """The sweep, outbox dispatch, email intake and digest ticks; all but dispatch wake it."""
+) -> tuple[Tick, ...]:
+    """The sweep, outbox dispatch, email intake and digest ticks (all but dispatch wake it),
+    and the Slack dispatch tick when Slack is configured (woken with the email dispatcher)."""
     settings, engine, policy = product.settings, product.engine, product.policy
     threading = MailThreading(
         settings.secret_key.get_secret_value().encode(), settings.mailbox_address
@@ -339,17 +391,37 @@ def _ticks(
         return PassResult(queued_mail=report.messages > 0)
 
     dispatch = Tick("dispatch", dispatch_pass, metrics=metrics)
+    dispatchers = [dispatch]
+    chat = product.chat
+    if chat.slack_configured and chat.slack_bot_token is not None:
+        client = dispatch_client(
+            token=chat.slack_bot_token.get_secret_value(), api_url=chat.slack_api_url
+        )
+
+        def slack_dispatch_pass(now: datetime) -> PassResult:
+            report = dispatch_due_slack(store=outbox, client=client, now=now, limit=DISPATCH_BATCH)
+            metrics.record_slack_dispatch(report)
+            # A full batch posted: more may be waiting. A batch cut short by a rate limit is not
+            # run again at once: its rows wait as long as Slack asked.
+            return PassResult(more_waiting=report.sent >= DISPATCH_BATCH)
+
+        dispatchers.append(Tick("slack_dispatch", slack_dispatch_pass, metrics=metrics))
+
+    def wake_dispatchers() -> None:
+        for tick in dispatchers:
+            tick.wake()
+
     return (
-        Tick("sweep", sweep_pass, metrics=metrics, then=dispatch.wake),
-        dispatch,
+        Tick("sweep", sweep_pass, metrics=metrics, then=wake_dispatchers),
+        *dispatchers,
         Tick(
             "intake",
             intake_pass,
             metrics=metrics,
-            then=dispatch.wake,
+            then=wake_dispatchers,
             give_way=partial(mailbox.receiving, within=MAIL_QUIET_SECONDS),
         ),
-        Tick("digest", digest_pass, metrics=metrics, then=dispatch.wake),
+        Tick("digest", digest_pass, metrics=metrics, then=wake_dispatchers),
     )
 
 

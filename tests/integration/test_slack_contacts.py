@@ -4,19 +4,27 @@ double clicks with one effect."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from app.bootstrap import Product, build
+from app.metrics import Metrics
+from app.serve import Tick, _ticks, socket_mode_handler
+from app.settings import ChatSettings, Settings
+from intake.mailbox import Mailbox
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from notifications.outbox import DispatchReport
+from notifications.senders import MaildirSender
 from notifications.slack_contacts import ACTIONS_BLOCK, FEEDBACK_BLOCK, FEEDBACK_INPUT
 from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
 from notifications.slack_text import ACKNOWLEDGE, FEEDBACK_MODAL, NOT_MINE, RECORD_FEEDBACK
@@ -30,7 +38,7 @@ from tests.integration.helpers import (
     concern_input,
     load_example_directory,
 )
-from tests.integration.slack_harness import BOT_TOKEN, SlackHarness, slack_harness
+from tests.integration.slack_harness import BOT_TOKEN, SIGNING_SECRET, SlackHarness, slack_harness
 
 SUPERVISOR = "U0EXSUP001"  # Dr Jordan Sample, the Emergency Department's lead supervisor
 SUPERVISOR_EMAIL = "jordan.sample@vale-general.example.nhs.uk"
@@ -420,3 +428,75 @@ def submission(view: dict[str, Any], text: str) -> dict[str, Any]:
             },
         },
     }
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+def slack_product(harness: SlackHarness, tmp_path: Path, **chat: Any) -> Product:
+    settings = Settings(_env_file=None, outbox_dir=tmp_path / "outbox")  # type: ignore[call-arg]
+    return build(
+        settings,
+        engine=harness.engine,
+        chat=ChatSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            slack_bot_token=BOT_TOKEN,  # type: ignore[arg-type]
+            slack_signing_secret=SIGNING_SECRET,  # type: ignore[arg-type]
+            slack_api_url=harness.fake.url,
+            **chat,
+        ),
+    )
+
+
+def service_ticks(product: Product, tmp_path: Path, metrics: Metrics) -> dict[str, Tick]:
+    mailbox = Mailbox(address=product.settings.mailbox_address, store=lambda batch: None)
+    sender = MaildirSender(tmp_path / "outbox")
+    return {
+        tick.name: tick for tick in _ticks(product, sender=sender, metrics=metrics, mailbox=mailbox)
+    }
+
+
+def test_the_services_slack_tick_posts_what_the_outbox_holds(
+    harness: SlackHarness, tmp_path: Path
+) -> None:
+    raise_concern(harness)
+    # The tick runs at the real time: the rows queued for Monday morning are made due now.
+    with transaction(harness.engine) as session:
+        for row in session.exec(select(OutboxMessage)).all():
+            row.send_after = datetime.now(UTC) - timedelta(minutes=1)
+    metrics = Metrics()
+
+    async def one_tick() -> None:
+        ticks = service_ticks(slack_product(harness, tmp_path), tmp_path, metrics)
+        await ticks["slack_dispatch"].run()
+
+    asyncio.run(one_tick())
+    rows = slack_rows(harness)
+    assert rows and all(row.status == "sent" for row in rows)
+    assert [c.args["channel"] for c in harness.fake.called("chat.postMessage")] == [
+        row.recipient_address for row in rows
+    ]
+    assert metrics.registry.get_sample_value("concerns_slack_sent_total") == len(rows)
+
+
+def test_without_slack_settings_there_is_no_slack_tick(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, outbox_dir=tmp_path / "outbox")  # type: ignore[call-arg]
+    product = build(settings, engine=sqlite_engine, chat=ChatSettings(_env_file=None))  # type: ignore[call-arg]
+
+    async def names() -> set[str]:
+        return set(service_ticks(product, tmp_path, Metrics()))
+
+    assert asyncio.run(names()) == {"sweep", "dispatch", "intake", "digest"}
+
+
+def test_socket_mode_only_with_an_app_token(harness: SlackHarness, tmp_path: Path) -> None:
+    assert socket_mode_handler(slack_product(harness, tmp_path), harness.bot) is None
+    with_token = slack_product(harness, tmp_path, slack_app_token="xapp-1-test")
+    handler = socket_mode_handler(with_token, harness.bot)
+    assert handler is not None
+    assert handler.app is harness.bot.app
+    assert handler.client.app_token == "xapp-1-test"
+    # Not connected: that needs Slack's servers.
+    assert not handler.client.is_connected()
