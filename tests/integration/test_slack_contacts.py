@@ -296,6 +296,29 @@ def test_a_second_acknowledgement_is_refused_with_a_note(
     assert len(events(harness, reference, "acknowledged")) == 1
 
 
+def test_two_contacts_pressing_acknowledge_at_once_record_one_acknowledgement(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, _ = posted
+    # The level's secondary contact (the clinical tutor) is in Slack too.
+    with transaction(harness.engine) as session:
+        found = repositories.concern_by_reference(session, reference)
+        assert found is not None
+        (tutor,) = [
+            contact
+            for row, contact in repositories.assignments_of(session, found.id or 0, pathway=1)
+            if row.part == "secondary"
+        ]
+        tutor.slack_user_id = "U0EXTUTOR1"
+    for user in (SUPERVISOR, "U0EXTUTOR1"):
+        press(harness, ACKNOWLEDGE, reference, user=user, message_ts="1.000001", blocks=[])
+    (note,) = harness.fake.wait_for("chat.postEphemeral")
+    settle(harness)
+    assert len(events(harness, reference, "acknowledged")) == 1
+    assert len(harness.fake.called("chat.update")) == 1
+    assert "already acknowledged" in note.args["text"]
+
+
 def test_an_outsiders_click_is_refused_and_changes_nothing(
     harness: SlackHarness, posted: tuple[str, Call]
 ) -> None:
