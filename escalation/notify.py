@@ -19,6 +19,7 @@ from notifications.messages import (
     build_message,
 )
 from notifications.render import render_email
+from notifications.slack_contacts import contact_message
 from notifications.slack_learners import learner_message
 from routing.model import Confidentiality, Role
 from storage import repositories
@@ -163,28 +164,56 @@ def queue_to_contact(
     policy: Policy,
     urgent: bool = False,
 ) -> bool:
-    """Queue one email to a contact; False when already queued or the contact has no address."""
-    if not contact.email:
-        return False
-    rendered = render_email(build_message(kind, facts=facts, recipient_role=role))
-    return repositories.queue_message(
-        session,
-        OutboxMessage(
-            idempotency_key=f"{concern.reference}:{kind.value}:{level_tag(concern)}:contact:{contact.id}",
-            concern_id=concern.id,
-            reference=concern.reference,
-            channel="email",
-            kind=kind.value,
-            recipient_role=role.value,
-            recipient_contact_id=contact.id,
-            recipient_address=contact.email,
-            subject=rendered.subject,
-            body_text=rendered.text,
-            body_html=rendered.html,
-            created_at=now,
-            send_after=send_after(policy, now=now, urgent=urgent),
-        ),
-    )
+    """Queue one email to a contact, and a Slack DM too when Slack is on and the contact has a
+    Slack user id; False when nothing new was queued (already queued, or no address at all)."""
+    message = build_message(kind, facts=facts, recipient_role=role)
+    key = f"{concern.reference}:{kind.value}:{level_tag(concern)}:contact:{contact.id}"
+    due = send_after(policy, now=now, urgent=urgent)
+    queued = False
+    if contact.email:
+        rendered = render_email(message)
+        queued = repositories.queue_message(
+            session,
+            OutboxMessage(
+                idempotency_key=key,
+                concern_id=concern.id,
+                reference=concern.reference,
+                channel="email",
+                kind=kind.value,
+                recipient_role=role.value,
+                recipient_contact_id=contact.id,
+                recipient_address=contact.email,
+                subject=rendered.subject,
+                body_text=rendered.text,
+                body_html=rendered.html,
+                created_at=now,
+                send_after=due,
+            ),
+        )
+    if policy.slack_enabled and contact.slack_user_id:
+        chat = contact_message(kind, message, facts, share_summary=policy.chat_summary)
+        queued = (
+            repositories.queue_message(
+                session,
+                OutboxMessage(
+                    idempotency_key=f"{key}:slack",
+                    concern_id=concern.id,
+                    reference=concern.reference,
+                    channel="slack",
+                    kind=kind.value,
+                    recipient_role=role.value,
+                    recipient_contact_id=contact.id,
+                    recipient_address=contact.slack_user_id,
+                    subject=message.subject,
+                    body_text=chat.text,
+                    payload={"text": chat.text, "blocks": chat.blocks},
+                    created_at=now,
+                    send_after=due,
+                ),
+            )
+            or queued
+        )
+    return queued
 
 
 def queue_to_contacts(
