@@ -62,6 +62,7 @@ DISPATCH_BATCH = 20
 MAX_PASSES_PER_RUN = 20
 DEV_SECRET = "dev-only-change-me"
 GIL_SWITCH_SECONDS = 0.0005
+HTTP_BACKLOG = 2048  # uvicorn's own default
 
 
 class CannotServe(Exception):
@@ -309,7 +310,12 @@ async def _serve(
         )
     status = 0
     if http_task.done():
-        log.error("the HTTP server stopped by itself; stopping the service")
+        failure = None if http_task.cancelled() else http_task.exception()
+        log.error(
+            "the HTTP server stopped by itself (%s); stopping the service",
+            f"{type(failure).__name__}: {failure}" if failure else "it returned",
+            exc_info=failure,
+        )
         status = 1
     log.info("stopping: no new mail or requests; finishing what is in progress")
 
@@ -465,6 +471,9 @@ def _listen(host: str, port: int, *, setting: str) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        # Listening at once holds the port: bound alone, another listener (the mailbox, given the
+        # same port by mistake) could still take it, and uvicorn would fail after start-up.
+        sock.listen(HTTP_BACKLOG)
     except OSError as error:
         sock.close()
         raise _cannot_listen("HTTP", host, port, setting, error) from None

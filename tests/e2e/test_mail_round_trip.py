@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.e2e.test_serve import CONCERNS, MAILBOX, free_port, server_env
+from tests.e2e.test_serve import CONCERNS, MAILBOX, free_port, free_ports, server_env
 
 LEARNER = "sam.learner@student.example.ac.uk"
 
@@ -71,7 +71,7 @@ def test_an_email_is_acknowledged_through_the_relay_and_the_reply_lands_on_the_c
 ) -> None:
     receiver, relay_port = relay
     database = tmp_path / "c.db"
-    http_port, smtp_port = free_port(), free_port()
+    http_port, smtp_port = free_ports(2)
     env = server_env(tmp_path, database=database, http_port=http_port, smtp_port=smtp_port)
     env["CONCERNS_SMTP_RELAY_URL"] = f"smtp://127.0.0.1:{relay_port}"
     env["CONCERNS_SECRET_KEY"] = "e2e-secret-key-long-enough-for-tests"

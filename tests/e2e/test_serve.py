@@ -41,9 +41,19 @@ def sha256(data: bytes) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: all held open while choosing, so none is picked twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def on_the_wire(message: bytes) -> bytes:
@@ -104,7 +114,7 @@ def server_env(folder: Path, *, database: Path, http_port: int, smtp_port: int) 
 def start_server(folder: Path, *, database: Path | None = None) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     database = database or folder / "c.db"
-    http_port, smtp_port = free_port(), free_port()
+    http_port, smtp_port = free_ports(2)
     env = server_env(folder, database=database, http_port=http_port, smtp_port=smtp_port)
     # The child keeps its own copies of these descriptors; ours can close at once.
     with (folder / "stdout.txt").open("wb") as out, (folder / "stderr.txt").open("wb") as err:
@@ -358,3 +368,21 @@ def test_healthz_says_unavailable_without_detail_when_the_database_is_down(
     assert (health.status_code, health.json()) == (503, {"status": "unavailable"})
     assert scrape.status_code == 200 and "concerns_database_up 0.0" in scrape.text
     broken.dispose()
+
+
+def test_one_port_given_for_both_http_and_smtp_is_a_clear_error(tmp_path: Path) -> None:
+    """The HTTP socket listens as soon as it is bound, so the mailbox cannot take the same port
+    and leave uvicorn to fail after start-up."""
+    (port,) = free_ports(1)
+    env = server_env(tmp_path, database=tmp_path / "c.db", http_port=port, smtp_port=port)
+    result = subprocess.run(
+        [str(CONCERNS), "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"cannot listen for SMTP on 127.0.0.1:{port}" in result.stderr
+    assert "CONCERNS_SMTP_PORT" in result.stderr
