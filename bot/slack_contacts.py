@@ -117,6 +117,8 @@ def register(bot: SlackBot) -> None:
             perform=perform,
             done="Passed on as not theirs",
             still_open=(),
+            # Only the person who passed it on is done with it: the others' copies stand.
+            tell_others=False,
         )
 
     @app.action(RECORD_FEEDBACK)
@@ -210,8 +212,13 @@ def _act(
     done: str,
     still_open: Sequence[str],
     fetch_message: bool = False,
+    tell_others: bool = True,
 ) -> None:
-    """Run one action for the person who pressed, once; refuse with the reason otherwise."""
+    """Run one action for the person who pressed, once; refuse with the reason otherwise.
+
+    The message pressed on shows the outcome; so do the copies the level's other contacts have
+    in Slack (with `tell_others`), so nobody acknowledges or answers what is already done.
+    """
     now = bot.clock()
     try:
         concern_id = _concern_id(bot, press.reference)
@@ -230,6 +237,7 @@ def _act(
             )
             contact = session.get(Contact, contact_id)
             who = contact.name if contact is not None else "a contact"
+            level_since = concern.level_reached_at
     except ActionRefused as refusal:
         # Nothing changed; the refusal is the press's one effect.
         if bot.first_delivery(press.delivery_key):
@@ -244,6 +252,49 @@ def _act(
     _update_message(
         bot.engine, client, press, outcome=outcome, still_open=still_open, fetch=fetch_message
     )
+    if tell_others:
+        pressed = f"{press.channel_id}:{press.message_ts}" if press.message_ts else ""
+        for external_ref, blocks, text in _level_copies(
+            bot.engine, concern_id, since=level_since, besides=pressed
+        ):
+            channel, _, ts = external_ref.partition(":")
+            try:
+                client.chat_update(
+                    channel=channel,
+                    ts=ts,
+                    text=text or outcome,
+                    blocks=after_action(blocks, outcome=outcome, still_open=still_open),
+                )
+            except SlackApiError as error:
+                log.warning(
+                    "slack: could not update another copy (%s)", error.response.get("error")
+                )
+
+
+def _level_copies(
+    engine: Engine, concern_id: int, *, since: datetime, besides: str
+) -> list[tuple[str, list[dict[str, Any]], str]]:
+    """Where the contacts' Slack messages about the concern's current level were posted, with
+    what they show: (external_ref, blocks, text), the one pressed on left out."""
+    with transaction(engine) as session:
+        rows = session.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.concern_id == concern_id,
+                OutboxMessage.channel == "slack",
+                OutboxMessage.recipient_role != "learner",
+                col(OutboxMessage.external_ref).is_not(None),
+                col(OutboxMessage.created_at) >= since,
+            )
+        ).all()
+        return [
+            (
+                str(row.external_ref),
+                list((row.payload or {}).get("blocks") or ()),
+                str((row.payload or {}).get("text") or ""),
+            )
+            for row in rows
+            if row.external_ref != besides and (row.payload or {}).get("blocks")
+        ]
 
 
 def _concern_id(bot: SlackBot, reference: str) -> int:

@@ -179,6 +179,11 @@ def button_ids(blocks: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def updates_of(harness: SlackHarness, ts: str) -> list[Call]:
+    """The chat.update calls on one message."""
+    return [call for call in harness.fake.called("chat.update") if call.args.get("ts") == ts]
+
+
 # --- the outbox ------------------------------------------------------------------------------
 
 
@@ -274,7 +279,7 @@ def test_the_same_click_twice_has_one_effect(
         press(harness, ACKNOWLEDGE, reference, message_ts="1700000000.000001", blocks=[])
     settle(harness)
     assert len(events(harness, reference, "acknowledged")) == 1
-    assert len(harness.fake.called("chat.update")) == 1
+    assert len(updates_of(harness, "1700000000.000001")) == 1
     # The second click is not even refused ("already acknowledged"): it is the same click.
     assert harness.fake.called("chat.postEphemeral") == []
     with transaction(harness.engine) as session:
@@ -315,7 +320,7 @@ def test_two_contacts_pressing_acknowledge_at_once_record_one_acknowledgement(
     (note,) = harness.fake.wait_for("chat.postEphemeral")
     settle(harness)
     assert len(events(harness, reference, "acknowledged")) == 1
-    assert len(harness.fake.called("chat.update")) == 1
+    assert len(updates_of(harness, "1.000001")) == 1
     assert "already acknowledged" in note.args["text"]
 
 
@@ -523,3 +528,49 @@ def test_socket_mode_only_with_an_app_token(harness: SlackHarness, tmp_path: Pat
     assert handler.client.app_token == "xapp-1-test"
     # Not connected: that needs Slack's servers.
     assert not handler.client.is_connected()
+
+
+def test_the_other_contacts_copies_show_the_acknowledgement_too(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """Everyone told at the level sees it is acknowledged, so nobody picks it up twice."""
+    reference, call = posted
+    # A second copy at the same level: the acknowledgement reminder, posted to the supervisor.
+    reminder_at = concern(harness, reference).ack_reminder_at
+    from escalation.sweep import sweep
+
+    sweep(engine=harness.engine, now=reminder_at, policy=harness.policy)
+    dispatch(harness, now=reminder_at)
+    refs = [row.external_ref for row in slack_rows(harness) if row.recipient_address == SUPERVISOR]
+    assert len(refs) == 2 and all(refs)
+    first_ts = supervisor_ts_of(refs[0])
+    press(harness, ACKNOWLEDGE, reference, message_ts=first_ts, blocks=call.args["blocks"])
+    updates = harness.fake.wait_for("chat.update", count=2)
+    assert sorted(update.args["ts"] for update in updates) == sorted(
+        supervisor_ts_of(ref) for ref in refs
+    )
+    for update in updates:
+        assert "Acknowledged* by Dr Jordan Sample" in json.dumps(update.args["blocks"])
+        assert ACKNOWLEDGE not in button_ids(update.args["blocks"])
+
+
+def test_not_mine_leaves_the_other_copies_alone(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    reminder_at = concern(harness, reference).ack_reminder_at
+    from escalation.sweep import sweep
+
+    sweep(engine=harness.engine, now=reminder_at, policy=harness.policy)
+    dispatch(harness, now=reminder_at)
+    first = next(row for row in slack_rows(harness) if row.recipient_address == SUPERVISOR)
+    ts = supervisor_ts_of(first.external_ref)
+    press(harness, NOT_MINE, reference, message_ts=ts, blocks=call.args["blocks"])
+    harness.fake.wait_for("chat.update")
+    settle(harness)
+    assert [update.args["ts"] for update in harness.fake.called("chat.update")] == [ts]
+
+
+def supervisor_ts_of(external_ref: str | None) -> str:
+    assert external_ref is not None
+    return external_ref.split(":")[1]
