@@ -34,6 +34,7 @@ from escalation.actions import (
 from escalation.ladder import record_event
 from escalation.notify import facts_of, place_of
 from intake.follow_up import learner_status
+from intake.mail_intake import REPLY_TEXT_MAX
 from intake.service import submit_concern
 from intake.submission import Channel
 from notifications.messages import MessageKind, build_message, when
@@ -306,7 +307,8 @@ class _Learners:
             add_learner_information(
                 session=session,
                 concern=concern,
-                text=plain,
+                # Kept to the length an email reply is kept to (Slack allows 40,000).
+                text=plain[:REPLY_TEXT_MAX],
                 channel=SLACK,
                 inbound_id=None,
                 now=now,
