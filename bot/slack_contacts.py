@@ -8,9 +8,10 @@ directory contact by Slack user id, or else by the email of one of the concern's
 refusal with the reason, and nothing changes.
 
 A button press is recorded once (action, message, user) in the same transaction as its effect,
-so a double click or a redelivery has one effect; a refused press is recorded after the refusal,
-so the refusal is shown once too. After an action the message the button was on is updated to
-say who did what and when, without the buttons that no longer apply.
+so a double click or a redelivery has one effect; a refusal is recorded under a key of its own,
+so it is shown once and the same button still works once the reason for it is gone. After an
+action the message the button was on, and the level's other copies, say who did what and when,
+without the buttons that no longer apply.
 """
 
 from __future__ import annotations
@@ -239,8 +240,10 @@ def _act(
             who = contact.name if contact is not None else "a contact"
             level_since = concern.level_reached_at
     except ActionRefused as refusal:
-        # Nothing changed; the refusal is the press's one effect.
-        if bot.first_delivery(press.delivery_key):
+        # Nothing changed. The refusal is shown once per press, under a key of its own: the
+        # press itself stays unrecorded, so the same button works once the reason is gone
+        # (for example the person has since been added to the directory).
+        if bot.first_delivery(f"{press.delivery_key}:refused"):
             _ephemeral(client, press, str(refusal))
         return
     except Exception as error:

@@ -142,6 +142,24 @@ class _Learners:
             ),
         )
 
+    def _slack_identity(
+        self, client: WebClient, user_id: str, typed_email: str | None
+    ) -> str | None:
+        """The Slack user id to keep with the learner, or None when it must not be.
+
+        The learner record is found by the email typed in the form; binding a Slack account to
+        it would let whoever typed someone else's address read and act on that person's
+        concerns in Slack. So the Slack id is kept only when the typed email is the one Slack
+        has for this user (or none was typed: the record is then new, and only theirs).
+        """
+        if not typed_email:
+            return user_id
+        slack_email = self._contact_details(client, user_id).get("email", "")
+        if slack_email and slack_email.strip().lower() == typed_email.strip().lower():
+            return user_id
+        log.info("a Slack concern's email is not the user's Slack email: Slack id not kept")
+        return None
+
     def _contact_details(self, client: WebClient, user_id: str) -> dict[str, str]:
         """Name and email from the learner's Slack profile, as the form's starting answers."""
         try:
@@ -198,7 +216,11 @@ class _Learners:
         if not self.bot.first_delivery(f"view:{view['id']}:{view.get('hash', '')}"):
             return
         concern = replace(
-            outcome.concern, learner=replace(outcome.concern.learner, slack_user_id=user_id)
+            outcome.concern,
+            learner=replace(
+                outcome.concern.learner,
+                slack_user_id=self._slack_identity(client, user_id, outcome.concern.learner.email),
+            ),
         )
         try:
             submitted = submit_concern(

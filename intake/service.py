@@ -295,8 +295,13 @@ def _learner_row(session: Session, new: NewConcern, *, now: datetime) -> Learner
     if learner is None:
         learner = Learner(email=details.email, created_at=now)
         session.add(learner)
-    learner.name = details.name or learner.name
-    learner.slack_user_id = details.slack_user_id or learner.slack_user_id
-    learner.teams_user_id = details.teams_user_id or learner.teams_user_id
+    # The first name given stays: a form naming someone else's email must not rename them on
+    # concerns they raised before.
+    learner.name = learner.name or details.name
+    # A chat account, once bound to a learner, is never replaced by another: the email that
+    # found the record is only what was typed, and must not hand someone's concerns to a
+    # different account.
+    learner.slack_user_id = learner.slack_user_id or details.slack_user_id
+    learner.teams_user_id = learner.teams_user_id or details.teams_user_id
     session.flush()
     return learner

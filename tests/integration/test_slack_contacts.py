@@ -574,3 +574,23 @@ def test_not_mine_leaves_the_other_copies_alone(
 def supervisor_ts_of(external_ref: str | None) -> str:
     assert external_ref is not None
     return external_ref.split(":")[1]
+
+
+def test_a_refused_button_works_once_the_directory_is_put_right(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """A refusal is not the press's one effect: after the directory gains the person's Slack
+    account, the same Acknowledge button on the same message acknowledges."""
+    reference, call = posted
+    ts = supervisor_ts(harness)
+    press(harness, ACKNOWLEDGE, reference, user=OUTSIDER, message_ts=ts, blocks=call.args["blocks"])
+    press(harness, ACKNOWLEDGE, reference, user=OUTSIDER, message_ts=ts, blocks=call.args["blocks"])
+    settle(harness)
+    assert len(harness.fake.called("chat.postEphemeral")) == 1  # a double click: one refusal
+    assert concern(harness, reference).acknowledged_at is None
+    with transaction(harness.engine) as session:
+        supervisor = session.exec(select(Contact).where(Contact.slack_user_id == SUPERVISOR)).one()
+        supervisor.slack_user_id = OUTSIDER  # the directory is corrected
+    press(harness, ACKNOWLEDGE, reference, user=OUTSIDER, message_ts=ts, blocks=call.args["blocks"])
+    settle(harness)
+    assert concern(harness, reference).acknowledged_at == MONDAY_MORNING

@@ -551,3 +551,62 @@ def test_someone_elses_click_is_refused_and_changes_nothing(harness: SlackHarnes
             == 0
         )
     assert harness.fake.called("chat.update") == []
+
+
+ATTACKER = "U0ATTACKER"
+
+
+def test_typing_someone_elses_email_hands_their_concerns_to_nobody(harness: SlackHarness) -> None:
+    """The learner record is found by the typed email; the Slack account is kept with it only
+    when Slack says the address is that account's, and never replaces the one already kept."""
+    victims = raise_concern(harness)
+    harness.fake.answers["users.info"] = lambda args: {
+        "ok": True,
+        "user": {
+            "id": args.get("user"),
+            "profile": {
+                "real_name": "Mallory",
+                "email": "mallory@example.nhs.uk"
+                if args.get("user") == ATTACKER
+                else "priya@example.nhs.uk",
+            },
+        },
+    }
+    answer = harness.interact(
+        submission(good_answers(name="Mallory"), user=ATTACKER, view_id="V0OTHER")
+    )
+    assert answer.status_code == 200
+
+    def two_concerns() -> bool:
+        with transaction(harness.engine) as session:
+            return len(repositories.all_concerns(session)) == 2
+
+    eventually(two_concerns)
+    with transaction(harness.engine) as session:
+        learner = session.get(Learner, victims.learner_id)
+        assert learner is not None
+        assert learner.slack_user_id == LEARNER
+        assert learner.name == "Priya Testlearner"
+        assert list(repositories.concerns_of_slack_user(session, ATTACKER, limit=10)) == []
+
+    harness.event(
+        {"type": "app_home_opened", "user": ATTACKER, "channel": "D" + ATTACKER, "tab": "home"},
+        event_id="Ev0OTHERHOME",
+    )
+    published = eventually(
+        lambda: (
+            [
+                call
+                for call in harness.fake.called("views.publish")
+                if call.args.get("user_id") == ATTACKER
+            ]
+            or None
+        )
+    )
+    assert victims.reference not in json.dumps(published[0].args["view"])
+    # Nor can that account answer for the learner.
+    harness.interact(button(LEARNER_SATISFIED, victims.reference, user=ATTACKER))
+    eventually(lambda: harness.fake.called("chat.postEphemeral") or None)
+    with transaction(harness.engine) as session:
+        concern = session.get(Concern, victims.id)
+        assert concern is not None and concern.status == "open"
