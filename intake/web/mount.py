@@ -13,6 +13,8 @@ from intake.web.context import WebContext
 from intake.web.security import AccessLog, BodyLimit, RateLimited, SecurityHeaders
 from intake.web.templating import page
 
+SLACK_MAX_BODY_BYTES = 2 * 1024 * 1024
+
 SESSION_COOKIE = "concerns_session"
 # Paths that answer machines, not people: their errors stay JSON.
 MACHINE_PREFIXES = ("/api/", "/slack/", "/healthz", "/metrics", "/docs", "/openapi.json")
@@ -52,7 +54,9 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
         https_only=secure,
     )
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit)
+    # Slack sends a modal's whole view back with each submission: a directory's option lists
+    # can make that several hundred KB.
+    app.add_middleware(BodyLimit, larger={"/slack/events": SLACK_MAX_BODY_BYTES})
     app.add_middleware(AccessLog)
 
     @app.exception_handler(StarletteHTTPException)

@@ -12,6 +12,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
@@ -170,14 +171,23 @@ class SecurityHeaders:
 class BodyLimit:
     """413 for a request body over the limit, whether or not it declares its length."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int = MAX_BODY_BYTES,
+        larger: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        # Paths allowed more (Slack posts a whole modal's view back with each submission).
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.larger.get(scope.get("path", ""), self.default_max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -185,7 +195,7 @@ class BodyLimit:
                 except ValueError:
                     await _plain(send, 400, b"Bad Request")
                     return
-                if declared > self.max_bytes:
+                if declared > max_bytes:
                     await _plain(send, 413, b"The form was too large to send.")
                     return
         received = 0
@@ -196,7 +206,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise _TooLarge()
             return message
 

@@ -74,3 +74,16 @@ def test_a_forged_request_gets_401_and_changes_nothing(harness: SlackHarness, fo
     with transaction(harness.engine) as session:
         assert session.exec(select(func.count()).select_from(ChatDelivery)).one() == 0
     assert [call.method for call in harness.fake.calls if call.method != "auth.test"] == []
+
+
+def test_slack_may_send_a_large_modal_back_but_not_an_unbounded_one(harness: SlackHarness) -> None:
+    """A modal's submission carries its whole view (a directory's option lists), well over the
+    learner pages' 256 KiB; Slack's path allows 2 MiB and no more."""
+    large = json.dumps(
+        {"token": "x", "challenge": "c-large", "type": "url_verification", "pad": "x" * 500_000}
+    )
+    assert harness.post(large, content_type="application/json").status_code == 200
+    too_large = json.dumps(
+        {"token": "x", "challenge": "c-huge", "type": "url_verification", "pad": "x" * 2_200_000}
+    )
+    assert harness.post(too_large, content_type="application/json").status_code == 413
