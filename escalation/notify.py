@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from escalation.policy import Policy
 from notifications.messages import (
+    AS_GIVEN,
     ConcernFacts,
     LearnerIdentity,
     MessageKind,
@@ -60,7 +61,7 @@ def place_of(session: Session, concern: Concern) -> str:
         if organisation is not None:
             parts.append(organisation.name)
     if concern.placement_text:
-        parts.append(f"(as given: {concern.placement_text})")
+        parts.append(f"{AS_GIVEN}{concern.placement_text})")
     return ", ".join(parts) or "placement not given"
 
 

@@ -21,6 +21,10 @@ PATIENT_SAFETY_SIGNPOST = (
     "reporting system, and tell the person in charge if anyone is at immediate risk."
 )
 
+# How a place gives the learner's own words when the directory had no match: "Ward 7, Vale
+# General (as given: the new day unit)". Chat messages leave those words out (see slack_contacts).
+AS_GIVEN = "(as given: "
+
 PATHWAY_NAMES: Mapping[int, str] = {
     1: "pathway 1: your placement (supervisor, clinical tutor or speak-up guardian)",
     2: "pathway 2: your school or university",

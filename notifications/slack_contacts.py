@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from notifications.messages import ConcernFacts, Message, MessageKind
+from notifications.messages import AS_GIVEN, ConcernFacts, Message, MessageKind
 from notifications.slack_text import (
     ACKNOWLEDGE,
     FEEDBACK_MODAL,
@@ -70,7 +70,10 @@ def contact_message(
             {"type": "section", "text": _mrkdwn(f"*Summary:* {escape(_one_line(facts.summary))}")}
         )
     # Slack shows at most 10 fields in a section; the rows come in sections of up to 10.
-    rows = [_field(label, value) for label, value in message.facts]
+    rows = [
+        _field(label, value if share_summary else _without_learners_words(value))
+        for label, value in message.facts
+    ]
     for start in range(0, len(rows), 10):
         blocks.append(
             {"type": "section", "fields": [_mrkdwn(row) for row in rows[start : start + 10]]}
@@ -176,6 +179,14 @@ def _button(action_id: str, reference: str) -> dict[str, Any]:
             "deny": _plain("Keep it"),
         }
     return button
+
+
+def _without_learners_words(value: str) -> str:
+    """A place without the learner's own words for it (free text stays off chat by default)."""
+    if AS_GIVEN not in value:
+        return value
+    directory_part = value.split(AS_GIVEN, 1)[0].strip().rstrip(",").strip()
+    return f"{directory_part} (more on the staff page)" if directory_part else "see the staff page"
 
 
 def _field(label: str, value: str) -> str:

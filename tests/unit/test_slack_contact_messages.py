@@ -169,12 +169,24 @@ def test_a_long_summary_is_cut_to_one_short_line() -> None:
     assert "\n" not in summary
 
 
+def test_the_learners_own_words_for_the_place_stay_off_slack_by_default() -> None:
+    shown = everything(slack_message())
+    assert "Emergency Department, Vale General Hospital (more on the staff page)" in shown
+    assert "as given" not in shown and "channel" not in shown
+    only_words = replace(FACTS, place=f"(as given: {INJECTION})")
+    assert "see the staff page" in everything(slack_message(facts=only_words))
+    assert "as given" in everything(slack_message(share_summary=True))
+
+
 @pytest.mark.parametrize("share_summary", [False, True])
 def test_mentions_pings_and_links_in_typed_text_are_inert(share_summary: bool) -> None:
     message = slack_message(share_summary=share_summary)
     for text in [*mrkdwn_texts(message.blocks), message.text]:
         assert "<!" not in text and "<@" not in text and "<http" not in text, text
     shown = "\n".join(mrkdwn_texts(message.blocks))
+    assert "Priya &lt;@U999&gt; Learner" in shown
+    if not share_summary:
+        return  # the place's typed words are left out altogether (test above)
     # Still there for people to read, as plain text.
     assert "&lt;!channel&gt;" in shown
     assert "&lt;@U123&gt;" in shown
