@@ -89,13 +89,9 @@ def acknowledge(*, session: Session, concern: Concern, by: Actor, now: datetime)
     """A contact of the current level acknowledges: the acknowledgement clock stops."""
     if concern.status != ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is closed: there is nothing to acknowledge")
-    if by.kind not in HANDLERS:
-        raise ActionRefused("Only the people handling a concern can acknowledge it")
-    if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
-        raise ActionRefused(
-            f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
-            "there can acknowledge it"
-        )
+    _require_handler(
+        session, concern, by, doing="acknowledge it", at_level="there can acknowledge it"
+    )
     if concern.acknowledged_at is not None:
         raise ActionRefused(f"{concern.reference} was already acknowledged")
     concern.acknowledged_at = now
@@ -109,6 +105,19 @@ def acknowledge(*, session: Session, concern: Concern, by: Actor, now: datetime)
         channel=by.channel,
         detail={"contact_id": by.contact_id} if by.contact_id else {},
     )
+
+
+def _require_handler(
+    session: Session, concern: Concern, by: Actor, *, doing: str, at_level: str
+) -> None:
+    """Refuse anyone but staff and the contacts of the concern's current level."""
+    if by.kind not in HANDLERS:
+        raise ActionRefused(f"Only the people handling a concern can {doing}")
+    if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
+        raise ActionRefused(
+            f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
+            f"{at_level}"
+        )
 
 
 def is_current_contact(session: Session, concern: Concern, contact_id: int | None) -> bool:
@@ -399,13 +408,9 @@ def record_feedback(
     feedback = text.strip()
     if concern.status != ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is closed: feedback can no longer be recorded")
-    if by.kind not in HANDLERS:
-        raise ActionRefused("Only the people handling a concern can give feedback on it")
-    if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
-        raise ActionRefused(
-            f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
-            "there can give feedback"
-        )
+    _require_handler(
+        session, concern, by, doing="give feedback on it", at_level="there can give feedback"
+    )
     if concern.feedback_at is not None:
         raise ActionRefused(
             f"Feedback on {concern.reference} was already recorded at pathway {concern.pathway}"
@@ -520,13 +525,13 @@ def escalate_by_hand(
 ) -> None:
     """Staff, or a contact of the current level, move the concern up a level now, saying why."""
     _require_open(concern, "escalate it")
-    if by.kind not in HANDLERS:
-        raise ActionRefused("Only the people handling a concern can escalate it by hand")
-    if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
-        raise ActionRefused(
-            f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
-            "there, or staff, can escalate it"
-        )
+    _require_handler(
+        session,
+        concern,
+        by,
+        doing="escalate it by hand",
+        at_level="there, or staff, can escalate it",
+    )
     why = _reason(reason, asked="Say why the concern should move to the next level")
     if next_pathway(Pathway(concern.pathway)) is None:
         raise ActionRefused(

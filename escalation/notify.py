@@ -16,12 +16,14 @@ from notifications.messages import (
     AS_GIVEN,
     ConcernFacts,
     LearnerIdentity,
+    Message,
     MessageKind,
     build_message,
 )
 from notifications.render import render_email
 from notifications.slack_contacts import contact_message
 from notifications.slack_learners import learner_message
+from notifications.slack_text import SlackMessage
 from routing.model import Confidentiality, Role
 from storage import repositories
 from storage.tables import Concern, Contact, Department, Learner, Organisation, OutboxMessage, id_of
@@ -172,49 +174,98 @@ def queue_to_contact(
     due = send_after(policy, now=now, urgent=urgent)
     queued = False
     if contact.email:
-        rendered = render_email(message)
         queued = repositories.queue_message(
             session,
-            OutboxMessage(
-                idempotency_key=key,
-                concern_id=concern.id,
-                reference=concern.reference,
-                channel="email",
-                kind=kind.value,
-                recipient_role=role.value,
-                recipient_contact_id=contact.id,
-                recipient_address=contact.email,
-                subject=rendered.subject,
-                body_text=rendered.text,
-                body_html=rendered.html,
-                created_at=now,
-                send_after=due,
+            _email_row(
+                concern,
+                kind,
+                key,
+                role,
+                contact.email,
+                message,
+                now=now,
+                due=due,
+                contact_id=contact.id,
             ),
         )
     if policy.slack_enabled and contact.slack_user_id:
         chat = contact_message(kind, message, facts, share_summary=policy.chat_summary)
-        queued = (
-            repositories.queue_message(
-                session,
-                OutboxMessage(
-                    idempotency_key=f"{key}:slack",
-                    concern_id=concern.id,
-                    reference=concern.reference,
-                    channel="slack",
-                    kind=kind.value,
-                    recipient_role=role.value,
-                    recipient_contact_id=contact.id,
-                    recipient_address=contact.slack_user_id,
-                    subject=message.subject,
-                    body_text=chat.text,
-                    payload={"text": chat.text, "blocks": chat.blocks},
-                    created_at=now,
-                    send_after=due,
-                ),
-            )
-            or queued
+        slack_row = _slack_row(
+            concern,
+            kind,
+            key,
+            role,
+            contact.slack_user_id,
+            message,
+            chat,
+            now=now,
+            due=due,
+            contact_id=contact.id,
         )
+        queued = repositories.queue_message(session, slack_row) or queued
     return queued
+
+
+def _email_row(
+    concern: Concern,
+    kind: MessageKind,
+    key: str,
+    role: Role,
+    address: str,
+    message: Message,
+    *,
+    now: datetime,
+    due: datetime,
+    contact_id: int | None = None,
+) -> OutboxMessage:
+    """The outbox row of a message as email (text and HTML, rendered now)."""
+    rendered = render_email(message)
+    return OutboxMessage(
+        idempotency_key=key,
+        concern_id=concern.id,
+        reference=concern.reference,
+        channel="email",
+        kind=kind.value,
+        recipient_role=role.value,
+        recipient_contact_id=contact_id,
+        recipient_address=address,
+        subject=rendered.subject,
+        body_text=rendered.text,
+        body_html=rendered.html,
+        created_at=now,
+        send_after=due,
+    )
+
+
+def _slack_row(
+    concern: Concern,
+    kind: MessageKind,
+    key: str,
+    role: Role,
+    slack_user_id: str,
+    message: Message,
+    chat: SlackMessage,
+    *,
+    now: datetime,
+    due: datetime,
+    contact_id: int | None = None,
+) -> OutboxMessage:
+    """The outbox row of the same message as a Slack DM (its key is the email's + ":slack")."""
+    return OutboxMessage(
+        idempotency_key=f"{key}:slack",
+        concern_id=concern.id,
+        reference=concern.reference,
+        channel="slack",
+        kind=kind.value,
+        recipient_role=role.value,
+        recipient_contact_id=contact_id,
+        recipient_address=slack_user_id,
+        subject=message.subject,
+        body_text=chat.text,
+        payload={"text": chat.text, "blocks": chat.blocks},
+        created_at=now,
+        send_after=due,
+    )
 
 
 def queue_to_contacts(
@@ -264,25 +315,11 @@ def queue_to_learner(
     if learner is None or not learner.email:
         return False
     message = build_message(kind, facts=facts, recipient_role=Role.LEARNER)
-    rendered = render_email(message)
     key = f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner"
     due = now if policy is None else send_after(policy, now=now, urgent=False)
     queued = repositories.queue_message(
         session,
-        OutboxMessage(
-            idempotency_key=key,
-            concern_id=concern.id,
-            reference=concern.reference,
-            channel="email",
-            kind=kind.value,
-            recipient_role=Role.LEARNER.value,
-            recipient_address=learner.email,
-            subject=rendered.subject,
-            body_text=rendered.text,
-            body_html=rendered.html,
-            created_at=now,
-            send_after=due,
-        ),
+        _email_row(concern, kind, key, Role.LEARNER, learner.email, message, now=now, due=due),
     )
     # A learner who raised the concern in Slack hears back there too. The bot itself confirms
     # a new concern (its message starts the thread the learner adds information in), so the
@@ -297,19 +334,16 @@ def queue_to_learner(
         chat = learner_message(kind, message, facts)
         repositories.queue_message(
             session,
-            OutboxMessage(
-                idempotency_key=f"{key}:slack",
-                concern_id=concern.id,
-                reference=concern.reference,
-                channel="slack",
-                kind=kind.value,
-                recipient_role=Role.LEARNER.value,
-                recipient_address=learner.slack_user_id,
-                subject=message.subject,
-                body_text=chat.text,
-                payload={"text": chat.text, "blocks": chat.blocks},
-                created_at=now,
-                send_after=due,
+            _slack_row(
+                concern,
+                kind,
+                key,
+                Role.LEARNER,
+                learner.slack_user_id,
+                message,
+                chat,
+                now=now,
+                due=due,
             ),
         )
     return queued
