@@ -5,53 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.helpers import concern_input
+from tests.integration.test_cli import Cli
 
-CONCERNS = str(Path(sys.executable).with_name("concerns"))
 EMERGENCY = {"organisation": "vale-general", "department": "emergency"}
 
 
-class Cli:
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.database = tmp_path / "concerns.db"
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("CONCERNS_", "SLACK_", "TEAMS_"))
-            },
-            "CONCERNS_DATABASE_URL": f"sqlite:///{self.database}",
-        }
+class DigestCli(Cli):
+    """The `concerns` command of test_cli, with the reference of what it raised and the rows."""
 
-    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [CONCERNS, *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.tmp_path,
-            timeout=120,
-        )
-        assert result.returncode == expect, (
-            f"{args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
-        )
-        return result
-
-    def submit(self, raw: dict[str, Any], now: str) -> str:
-        path = self.tmp_path / "concern.json"
-        path.write_text(json.dumps(raw))
-        result = self.run("submit", "--file", str(path), "--now", now, "--json")
-        return str(json.loads(result.stdout)["reference"])
+    def reference(self, raw: dict[str, Any], now: str) -> str:
+        return str(json.loads(self.submit(raw, now).stdout)["reference"])
 
     def rows(self, query: str) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.database) as connection:
@@ -59,8 +29,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
+def cli(tmp_path: Path) -> DigestCli:
+    return DigestCli(tmp_path)
 
 
 def high_risk(summary: str = "Nobody senior on the ward at night") -> dict[str, Any]:
@@ -74,10 +44,10 @@ def high_risk(summary: str = "Nobody senior on the ward at night") -> dict[str, 
 
 
 def test_without_send_the_weekly_digest_is_written_as_files_and_nothing_is_queued(
-    cli: Cli,
+    cli: DigestCli,
 ) -> None:
-    reference = cli.submit(high_risk("<b>Unsafe</b> & unsupervised"), "2026-11-17T10:00:00")
-    cli.submit(high_risk(), "2026-11-18T10:00:00")
+    reference = cli.reference(high_risk("<b>Unsafe</b> & unsupervised"), "2026-11-17T10:00:00")
+    cli.reference(high_risk(), "2026-11-18T10:00:00")
 
     result = cli.run("digest", "weekly", "--now", "2026-11-23T08:00:00")
 
@@ -101,8 +71,8 @@ def test_without_send_the_weekly_digest_is_written_as_files_and_nothing_is_queue
     assert cli.rows("SELECT count(*) FROM outbox WHERE kind LIKE 'digest_%'") == [(0,)]
 
 
-def test_the_monthly_report_is_written_with_its_csv_into_the_folder_given(cli: Cli) -> None:
-    reference = cli.submit(high_risk(), "2026-11-17T10:00:00")
+def test_the_monthly_report_is_written_with_its_csv_into_the_folder_given(cli: DigestCli) -> None:
+    reference = cli.reference(high_risk(), "2026-11-17T10:00:00")
 
     result = cli.run("digest", "monthly", "--now", "2026-12-01T08:00:00", "--out", "reports")
 
@@ -115,8 +85,8 @@ def test_the_monthly_report_is_written_with_its_csv_into_the_folder_given(cli: C
     assert rows[1][2:4] == ["Vale General Hospitals NHS Trust", "Emergency Department"]
 
 
-def test_send_queues_each_digest_once_and_says_so(cli: Cli) -> None:
-    cli.submit(high_risk(), "2026-11-23T11:00:00")
+def test_send_queues_each_digest_once_and_says_so(cli: DigestCli) -> None:
+    cli.reference(high_risk(), "2026-11-23T11:00:00")
 
     first = cli.run("digest", "daily", "--send", "--now", "2026-11-24T07:05:00")
     again = cli.run(
@@ -133,14 +103,14 @@ def test_send_queues_each_digest_once_and_says_so(cli: Cli) -> None:
     assert not (cli.tmp_path / "var" / "digests").exists()
 
 
-def test_a_daily_digest_with_nothing_in_it_is_not_queued(cli: Cli) -> None:
+def test_a_daily_digest_with_nothing_in_it_is_not_queued(cli: DigestCli) -> None:
     result = cli.run("digest", "daily", "--send", "--now", "2026-11-24T08:00:00")
 
     assert "has nothing in it: nothing queued" in result.stdout
     assert cli.rows("SELECT count(*) FROM outbox WHERE kind LIKE 'digest_%'") == [(0,)]
 
 
-def test_no_daily_digest_on_a_weekend(cli: Cli) -> None:
+def test_no_daily_digest_on_a_weekend(cli: DigestCli) -> None:
     result = cli.run("digest", "daily", "--send", "--now", "2026-11-21T09:00:00")
 
     assert "No daily high-risk digest is due" in result.stdout
@@ -155,7 +125,7 @@ def test_no_daily_digest_on_a_weekend(cli: Cli) -> None:
         (["digest", "fortnightly"], "invalid choice: 'fortnightly'"),
     ],
 )
-def test_bad_input_is_named_and_exits_2(cli: Cli, args: list[str], message: str) -> None:
+def test_bad_input_is_named_and_exits_2(cli: DigestCli, args: list[str], message: str) -> None:
     result = cli.run(*args, expect=2)
 
     assert message in result.stderr
