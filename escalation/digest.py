@@ -173,11 +173,9 @@ def _working_day_after(day: date, calendar: WorkingCalendar) -> date:
 # was due and what was new.
 
 
-def daily_digest_data(
-    session: Session, region: Region, period: Period, policy: Policy
-) -> DailyDigest:
-    """New high-risk concerns raised in the period, and every open concern overdue at dean level."""
-    new_high_risk = session.exec(
+def _high_risk_raised(session: Session, region: Region, period: Period) -> Sequence[Concern]:
+    """The region's high-risk concerns raised in the period, oldest first."""
+    return session.exec(
         select(Concern)
         .where(
             Concern.region_id == id_of(region),
@@ -187,6 +185,13 @@ def daily_digest_data(
         )
         .order_by(col(Concern.created_at), col(Concern.id))
     ).all()
+
+
+def daily_digest_data(
+    session: Session, region: Region, period: Period, policy: Policy
+) -> DailyDigest:
+    """New high-risk concerns raised in the period, and every open concern overdue at dean level."""
+    new_high_risk = _high_risk_raised(session, region, period)
     overdue = session.exec(
         select(Concern)
         .where(
@@ -249,16 +254,7 @@ def monthly_report_data(
     session: Session, region: Region, period: Period, policy: Policy
 ) -> MonthlyReport:
     """High-risk concerns raised in the month and the actions taken on each by the month's end."""
-    concerns = session.exec(
-        select(Concern)
-        .where(
-            Concern.region_id == id_of(region),
-            Concern.risk_level == RiskLevel.HIGH.value,
-            col(Concern.created_at) >= period.start,
-            col(Concern.created_at) < period.end,
-        )
-        .order_by(col(Concern.created_at), col(Concern.id))
-    ).all()
+    concerns = _high_risk_raised(session, region, period)
     ids = [id_of(concern) for concern in concerns]
     events = session.exec(
         select(Event)
