@@ -24,8 +24,6 @@ from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -634,22 +632,19 @@ def _record_run(
     session: Session, *, kind: DigestKind, region: Region, period: Period, now: datetime
 ) -> bool:
     """Insert the run unless one exists for (kind, region, period start); True when inserted."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = session.execute(
-        insert(DigestRun)
-        .values(
-            kind=kind.value,
-            region_id=id_of(region),
-            period_start=period.start,
-            period_end=period.end,
-            created_at=now,
-            messages=0,
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "region_id", "period_start"])
-        # RETURNING, not rowcount: through the ORM session PostgreSQL reports a rowcount of -1.
-        .returning(col(DigestRun.id))
+    return repositories.insert_once(
+        session,
+        DigestRun,
+        {
+            "kind": kind.value,
+            "region_id": id_of(region),
+            "period_start": period.start,
+            "period_end": period.end,
+            "created_at": now,
+            "messages": 0,
+        },
+        unique=["kind", "region_id", "period_start"],
     )
-    return result.scalar_one_or_none() is not None
 
 
 def _set_messages(

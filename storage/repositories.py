@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from storage.tables import (
     ChatDelivery,
@@ -197,30 +198,34 @@ def assignments_of(
     return [(assignment, contact) for assignment, contact in session.exec(statement).all()]
 
 
-def queue_message(session: Session, message: OutboxMessage) -> bool:
-    """Add a message unless one with its idempotency key exists; True when it was added."""
+def insert_once(
+    session: Session, table: type[SQLModel], values: dict[str, Any], *, unique: list[str]
+) -> bool:
+    """Insert a row unless one with the same `unique` columns exists; True when it was added.
+
+    The one way every "exactly once" record is written (outbox messages, chat deliveries,
+    digest runs): a racing second writer inserts nothing, on SQLite and PostgreSQL alike.
+    """
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    values = message.model_dump(exclude={"id"})
     # RETURNING, not rowcount: through the ORM session PostgreSQL reports a rowcount of -1 here.
     added = session.execute(
-        insert(OutboxMessage)
+        insert(table)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(col(OutboxMessage.id))
+        .on_conflict_do_nothing(index_elements=unique)
+        .returning(table.id)  # type: ignore[attr-defined]
     ).scalar_one_or_none()
     return added is not None
+
+
+def queue_message(session: Session, message: OutboxMessage) -> bool:
+    """Add a message unless one with its idempotency key exists; True when it was added."""
+    values = message.model_dump(exclude={"id"})
+    return insert_once(session, OutboxMessage, values, unique=["idempotency_key"])
 
 
 def first_delivery(session: Session, *, key: str, now: datetime) -> bool:
     """Record a chat delivery (an event id, a button press); False when it was seen before."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    added = session.execute(
-        insert(ChatDelivery)
-        .values(key=key, received_at=now)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(col(ChatDelivery.id))
-    ).scalar_one_or_none()
-    return added is not None
+    return insert_once(session, ChatDelivery, {"key": key, "received_at": now}, unique=["key"])
 
 
 def lock_concern(session: Session, concern_id: int) -> Concern | None:
