@@ -501,6 +501,7 @@ def _print_banner(settings: Settings, *, mailbox: Mailbox, http_port: int, sende
         "Learner concerns is running.",
         f"  Mailbox: send mail to {settings.mailbox_address} "
         f"via SMTP {settings.smtp_host}:{mailbox.port}",
+        f"  Learners: open {web}/ (the form to raise a concern: {web}/concerns/new)",
         f"  Web: {web}/healthz (metrics: {web}/metrics)",
         f"  Outbound mail: {outbound}",
         f"  Database: {database}",

@@ -241,6 +241,7 @@ def test_serve_answers_health_and_metrics_and_stores_mail(
     output = server.output()
     assert f"Mailbox: send mail to {MAILBOX} via SMTP 127.0.0.1:{server.smtp_port}" in output
     assert f"Web: http://127.0.0.1:{server.http_port}/healthz" in output
+    assert f"Learners: open http://127.0.0.1:{server.http_port}/ " in output
     assert "(no relay set)" in output
     # Nothing of the learner's message, nor their address, reaches the log.
     assert sender not in output and "Concern 1" not in output
