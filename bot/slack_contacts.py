@@ -44,6 +44,7 @@ from notifications.slack_contacts import (
     OPEN_STAFF_PAGE,
     after_action,
     feedback_modal,
+    feedback_not_recorded,
 )
 from notifications.slack_text import (
     ACKNOWLEDGE,
@@ -63,6 +64,7 @@ NOT_A_CONTACT = (
     "the regional quality team to add your Slack account to the directory."
 )
 NOT_FOUND = "That concern could not be found."
+NOT_RECORDED_NOW = "That could not be recorded just now. Please try again."
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ def register(bot: SlackBot) -> None:
             done="Feedback recorded (the learner has been told)",
             still_open=(),
             fetch_message=True,
+            # The modal has closed: if it is not recorded, the text goes back to its author.
+            give_back=value,
         )
 
     @app.action(OPEN_STAFF_PAGE)
@@ -214,11 +218,14 @@ def _act(
     still_open: Sequence[str],
     fetch_message: bool = False,
     tell_others: bool = True,
+    give_back: str | None = None,
 ) -> None:
     """Run one action for the person who pressed, once; refuse with the reason otherwise.
 
     The message pressed on shows the outcome; so do the copies the level's other contacts have
     in Slack (with `tell_others`), so nobody acknowledges or answers what is already done.
+    `give_back` is what the person typed (feedback, in a modal that has closed by now): when the
+    action is refused or fails, it is sent back to them in a DM with the reason, so it is not lost.
     """
     now = bot.clock()
     try:
@@ -244,12 +251,12 @@ def _act(
         # press itself stays unrecorded, so the same button works once the reason is gone
         # (for example the person has since been added to the directory).
         if bot.first_delivery(f"{press.delivery_key}:refused"):
-            _ephemeral(client, press, str(refusal))
+            _tell_not_done(client, press, str(refusal), give_back=give_back)
         return
     except Exception as error:
         # Rolled back, press not recorded: pressing again tries again. The type only is logged.
         log.error("slack: %s failed (%s)", press.delivery_key, type(error).__name__)
-        _ephemeral(client, press, "That could not be recorded just now. Please try again.")
+        _tell_not_done(client, press, NOT_RECORDED_NOW, give_back=give_back)
         return
     outcome = f"*{done}* by {escape(who)}, {when(now, bot.policy.calendar.timezone)}."
     _update_message(
@@ -403,6 +410,23 @@ def _posted(engine: Engine, external_ref: str) -> tuple[list[dict[str, Any]], st
         if row is None or not row.payload:
             return [], ""
         return list(row.payload.get("blocks") or ()), str(row.payload.get("text") or "")
+
+
+def _tell_not_done(client: WebClient, press: Press, reason: str, *, give_back: str | None) -> None:
+    """Say why nothing was done: an ephemeral note under the button, or, when the person typed
+    something (the feedback modal, closed by now), a DM with the reason and their text."""
+    if give_back is None:
+        _ephemeral(client, press, reason)
+        return
+    message = feedback_not_recorded(reference=press.reference, reason=reason, text=give_back)
+    try:
+        # To the user id: Slack posts it in the app's DM with them, which is kept, unlike an
+        # ephemeral note, so the text can still be copied later.
+        client.chat_postMessage(channel=press.user_id, text=message.text, unfurl_links=False)
+    except SlackApiError as error:
+        log.warning("slack: could not give feedback back (%s)", error.response.get("error"))
+    except Exception as error:
+        log.warning("slack: could not give feedback back (%s)", type(error).__name__)
 
 
 def _ephemeral(client: WebClient, press: Press, text: str) -> None:

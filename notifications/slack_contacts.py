@@ -158,6 +158,22 @@ def feedback_modal(*, reference: str, private_metadata: str) -> dict[str, Any]:
     }
 
 
+def feedback_not_recorded(*, reference: str, reason: str, text: str) -> SlackMessage:
+    """A DM to a contact whose feedback was not recorded: why, and what they wrote, given back so
+    it is not lost (the modal it was typed in has closed). Nothing changed on the concern.
+
+    Plain text only: their words can be longer than a block allows, and are escaped like any
+    typed text, so they cannot ping anyone or disguise a link.
+    """
+    return SlackMessage(
+        text=(
+            f"Your feedback on *{escape(reference)}* was not recorded: {escape(reason)}\n"
+            "Nothing has changed on the concern. Here is what you wrote, so it is not lost:\n"
+            f"```{escape(text)}```"
+        )
+    )
+
+
 def _button(action_id: str, reference: str) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",

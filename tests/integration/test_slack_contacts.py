@@ -20,6 +20,8 @@ from app.bootstrap import Product, build
 from app.metrics import Metrics
 from app.serve import Tick, _ticks, socket_mode_handler
 from app.settings import ChatSettings, Settings
+from bot import slack_contacts
+from escalation.actions import Actor, close_concern
 from intake.mailbox import Mailbox
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
@@ -434,11 +436,11 @@ def test_not_mine_passes_the_concern_on_and_the_message_loses_its_buttons(
     assert told
 
 
-def submission(view: dict[str, Any], text: str) -> dict[str, Any]:
+def submission(view: dict[str, Any], text: str, *, user: str = SUPERVISOR) -> dict[str, Any]:
     return {
         "type": "view_submission",
         "team": {"id": TEAM_ID},
-        "user": {"id": SUPERVISOR, "team_id": TEAM_ID},
+        "user": {"id": user, "team_id": TEAM_ID},
         "api_app_id": "A0CONCERNS",
         "trigger_id": "3.trigger",
         "view": {
@@ -456,6 +458,101 @@ def submission(view: dict[str, Any], text: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def opened_feedback_modal(harness: SlackHarness, reference: str, call: Call) -> dict[str, Any]:
+    """The supervisor presses Record feedback: the modal Slack was asked to open."""
+    press(harness, RECORD_FEEDBACK, reference, message_ts=supervisor_ts(harness), blocks=[])
+    (opened,) = harness.fake.wait_for("views.open")
+    settle(harness)
+    view: dict[str, Any] = opened.args["view"]
+    return view
+
+
+def given_back(harness: SlackHarness, user: str) -> Call:
+    """The DM that gave someone's unrecorded feedback back to them (posted to their user id),
+    once Bolt's listener has sent it."""
+    settle(harness)
+    (dm,) = [
+        call
+        for call in harness.fake.called("chat.postMessage")
+        if call.args["channel"] == user and "was not recorded" in call.args["text"]
+    ]
+    return dm
+
+
+FEEDBACK = "Teaching moved to Thursdays <!channel> & your rota is protected."
+
+
+def test_feedback_refused_because_the_concern_closed_is_given_back_in_a_dm(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    view = opened_feedback_modal(harness, reference, call)
+    # Staff close it while the supervisor is writing.
+    with transaction(harness.engine) as session:
+        locked = repositories.lock_concern(session, concern(harness, reference).id or 0)
+        assert locked is not None
+        close_concern(
+            session=session,
+            concern=locked,
+            by=Actor(kind="staff", channel="web"),
+            reason="Resolved with the department",
+            now=MONDAY_MORNING,
+            policy=harness.policy,
+        )
+    assert harness.interact(submission(view, FEEDBACK)).status_code == 200
+    dm = given_back(harness, SUPERVISOR)
+    assert "was not recorded" in dm.args["text"] and "is closed" in dm.args["text"]
+    # Their words come back whole, escaped so they cannot ping anyone.
+    assert (
+        "Teaching moved to Thursdays &lt;!channel&gt; &amp; your rota is protected."
+        in dm.args["text"]
+    )
+    settle(harness)
+    assert events(harness, reference, "feedback_given") == []
+    assert concern(harness, reference).feedback_at is None
+    assert harness.fake.called("chat.update") == []
+    assert harness.fake.called("chat.postEphemeral") == []
+
+
+def test_feedback_from_someone_not_told_is_given_back_in_a_dm(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    view = opened_feedback_modal(harness, reference, call)
+    harness.interact(submission(view, FEEDBACK, user=OUTSIDER))
+    dm = given_back(harness, OUTSIDER)
+    assert "Only the people this concern was sent to" in dm.args["text"]
+    assert "Teaching moved to Thursdays" in dm.args["text"]
+    settle(harness)
+    assert events(harness, reference, "feedback_given") == []
+    assert concern(harness, reference).feedback_at is None
+
+
+def test_feedback_that_fails_to_save_is_given_back_and_changes_nothing(
+    harness: SlackHarness, posted: tuple[str, Call], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, call = posted
+    view = opened_feedback_modal(harness, reference, call)
+
+    def broken(**_: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(slack_contacts, "record_feedback", broken)
+    harness.interact(submission(view, FEEDBACK))
+    dm = given_back(harness, SUPERVISOR)
+    assert "could not be recorded just now" in dm.args["text"]
+    assert "Teaching moved to Thursdays" in dm.args["text"]
+    assert "database" not in dm.args["text"], "no internals are shown"
+    settle(harness)
+    assert events(harness, reference, "feedback_given") == []
+    assert concern(harness, reference).feedback_at is None
+    # Not recorded as done: the same modal's submission works once saving works again.
+    monkeypatch.undo()
+    harness.interact(submission(view, FEEDBACK))
+    harness.fake.wait_for("chat.update")
+    assert concern(harness, reference).feedback_at == MONDAY_MORNING
 
 
 # --- the service -----------------------------------------------------------------------------
