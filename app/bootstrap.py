@@ -65,6 +65,8 @@ def build_policy(settings: Settings, *, chat: ChatSettings | None = None) -> Pol
     return Policy(
         slack_enabled=chat is not None and chat.slack_configured,
         chat_summary=chat is not None and chat.slack_share_summary,
+        teams_enabled=chat is not None and chat.teams_configured,
+        teams_summary=chat is not None and chat.teams_share_summary,
         calendar=build_calendar(settings),
         deadlines=DeadlinePolicy(
             reminder_fraction=reminder_fraction(settings.reminder_fraction),

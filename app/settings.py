@@ -134,14 +134,27 @@ class ChatSettings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     # Chat messages carry no text of the concern by default; true adds its one-line summary.
     slack_share_summary: bool = False
+    # The bot's Entra ID app registration (Azure Bot resource): its client id, client secret and
+    # tenant. Incoming activities are checked against them; outgoing calls use them.
     teams_app_id: str | None = None
     teams_app_password: SecretStr | None = None
     teams_tenant_id: str | None = None
+    # Teams cards carry no text of the concern by default; true adds its one-line summary.
+    teams_share_summary: bool = False
 
     @property
     def slack_configured(self) -> bool:
         """Slack is on when the bot token and the signing secret are both set."""
         return self.slack_bot_token is not None and self.slack_signing_secret is not None
+
+    @property
+    def teams_configured(self) -> bool:
+        """Teams is on when the bot's app id, its secret and its tenant are all set."""
+        return (
+            self.teams_app_id is not None
+            and self.teams_app_password is not None
+            and self.teams_tenant_id is not None
+        )
 
 
 def reminder_fraction(value: float) -> Fraction:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from app.bootstrap import Product
 from app.metrics import Metrics
 from bot.slack_app import SlackBot
+from bot.teams_app import TeamsBot
 from intake.web import assets
 from intake.web.context import WebContext, derived_key
 from intake.web.mount import mount
@@ -36,6 +37,7 @@ def create_app(
     rate_limits: RateLimitRules | None = None,
     served_assets: dict[str, assets.Asset] | None = None,
     slack: SlackBot | None = None,
+    teams: TeamsBot | None = None,
 ) -> FastAPI:
     """The FastAPI app on this product (tests pass their own database, metrics and clock)."""
     app = FastAPI(title="Learner concerns", version="0.1.0")
@@ -84,8 +86,19 @@ def create_app(
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         return await slack.handle(request)
 
+    if teams is not None:
+        # Where the SDK's JWT check finds what tokens must be issued for (our app and tenant).
+        app.state.agent_configuration = teams.auth
+
+    @app.post("/api/messages", include_in_schema=False)
+    async def teams_messages(request: Request) -> Response:
+        # Without Teams settings the path does not exist, as far as anyone outside can tell.
+        if teams is None:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return await teams.handle(request)
+
     # The other channels' routers are mounted here as they arrive, each a thin adapter over the
-    # services: Teams (/api/messages), the staff API (/api/v1) and staff pages (/staff).
+    # services: the staff API (/api/v1) and staff pages (/staff).
     return app
 
 

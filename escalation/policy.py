@@ -26,6 +26,11 @@ class Policy:
     slack_enabled: bool = False
     # Chat messages carry the concern's one-line summary (default: no text of the concern).
     chat_summary: bool = False
+    # Teams is set up: contacts with a Teams (Entra object) id are also told in Teams, once the
+    # bot has a conversation with them; learners who raised a concern in Teams hear back there.
+    teams_enabled: bool = False
+    # Teams cards carry the concern's one-line summary (default: no text of the concern).
+    teams_summary: bool = False
 
     def staff_url(self, reference: str) -> str:
         return f"{self.public_url.rstrip('/')}/staff/concerns/{reference}"

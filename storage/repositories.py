@@ -25,6 +25,7 @@ from storage.tables import (
     ReferenceCounter,
     Region,
     Site,
+    TeamsConversation,
 )
 
 # --- the directory, as routing needs it -------------------------------------------------------
@@ -307,6 +308,59 @@ def concerns_of_slack_user(
         select(Concern)
         .join(Learner, col(Learner.id) == Concern.learner_id)
         .where(Learner.slack_user_id == slack_user_id)
+        .order_by(col(Concern.id).desc())
+        .limit(limit)
+    )
+    return session.exec(statement).all()
+
+
+# --- Teams ------------------------------------------------------------------------------------
+
+
+def remember_teams_conversation(
+    session: Session,
+    *,
+    aad_object_id: str,
+    teams_user_id: str,
+    reference: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Keep the newest conversation reference of a Teams user (one row per Entra object id)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = {
+        "aad_object_id": aad_object_id,
+        "teams_user_id": teams_user_id,
+        "reference": reference,
+        "updated_at": now,
+    }
+    statement = insert(TeamsConversation).values(**values)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["aad_object_id"],
+            set_={
+                "teams_user_id": statement.excluded.teams_user_id,
+                "reference": statement.excluded.reference,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+    )
+
+
+def teams_conversation(session: Session, aad_object_id: str) -> TeamsConversation | None:
+    """Where the bot can write to the Teams user with this Entra object id, if it ever heard
+    from them."""
+    statement = select(TeamsConversation).where(TeamsConversation.aad_object_id == aad_object_id)
+    return session.exec(statement).first()
+
+
+def concerns_of_teams_user(
+    session: Session, aad_object_id: str, *, limit: int
+) -> Sequence[Concern]:
+    """The concerns of the learner with this Teams (Entra object) id, newest first."""
+    statement = (
+        select(Concern)
+        .join(Learner, col(Learner.id) == Concern.learner_id)
+        .where(Learner.teams_user_id == aad_object_id)
         .order_by(col(Concern.id).desc())
         .limit(limit)
     )

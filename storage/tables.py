@@ -342,6 +342,22 @@ class ChatDelivery(SQLModel, table=True):
     received_at: datetime = _at(nullable=False)
 
 
+class TeamsConversation(SQLModel, table=True):
+    """Where the bot can write to a Teams user: the conversation reference from their last
+    activity (a message, or the app being installed for them). Proactive messages need it."""
+
+    __tablename__ = "teams_conversations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The user's Entra ID object id: what the directory and learners know a Teams user by.
+    aad_object_id: str = Field(unique=True)
+    # Teams' own id of the user in the bot's conversations ("29:...").
+    teams_user_id: str = Field(index=True)
+    # The SDK's ConversationReference, as JSON (service URL, conversation id, bot, user).
+    reference: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _at(nullable=False)
+
+
 # --- digests and reports ----------------------------------------------------------------------
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
@@ -18,6 +18,8 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.web import create_app
 from intake.web.security import RateLimitRules
+
+T = TypeVar("T")
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -50,6 +52,10 @@ class WebClient:
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return self._runner.run(self._client.request(method, url, **kwargs))
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on this client's event loop (the app's own, as in a request)."""
+        return self._runner.run(work)
 
     def csrf(self, url: str) -> str:
         """Open a page with a form and return its CSRF token."""
