@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from app import bootstrap
-from app.settings import Settings
+from app import bootstrap, teams_package
+from app.settings import ChatSettings, Settings
 from escalation.digest import (
     DigestOutcome,
     DigestStatus,
@@ -158,6 +158,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="queue it to each region's dean and quality team (once per period) instead",
     )
+
+    teams_parser = commands.add_parser("teams", help="the Microsoft Teams app")
+    teams_commands = teams_parser.add_subparsers(metavar="ACTION")
+    package = teams_commands.add_parser(
+        "package",
+        help="write the app package to upload to Teams (TEAMS_APP_ID and CONCERNS_PUBLIC_URL in)",
+    )
+    package.add_argument(
+        "--out",
+        type=Path,
+        default=Path("var/learner-concerns-teams.zip"),
+        help="the zip to write (default: var/learner-concerns-teams.zip)",
+    )
+    package.set_defaults(run=_teams_package)
 
     command("demo", _demo, "a guided run on a scratch database: triage, reminders, escalation")
     command("serve", _serve, "run the service: HTTP, the SMTP mailbox and the scheduler")
@@ -429,6 +443,18 @@ def _write_digest_files(outcome: DigestOutcome, folder: Path, *, timezone: ZoneI
     except OSError as error:
         _fail(f"--out: cannot write to {folder}: {error.strerror}")
     return written
+
+
+def _teams_package(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        out = teams_package.write_package(
+            args.out, app_id=ChatSettings().teams_app_id, public_url=settings.public_url
+        )
+    except teams_package.PackageError as error:
+        raise BadInput(str(error)) from None
+    print(f"Wrote {out}: upload it in Teams (Apps -> Manage your apps -> Upload an app), or in")
+    print("the Teams admin centre (Teams apps -> Manage apps -> Upload new app).")
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
