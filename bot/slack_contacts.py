@@ -343,10 +343,10 @@ def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id:
         if _slack_user_for(client, email) != user_id:
             continue
         with transaction(bot.engine) as session:
-            found = session.get(Contact, contact_id)
-            if found is not None and not found.slack_user_id:
-                # Remembered: their next messages come to Slack too, and no lookup is needed.
-                found.slack_user_id = user_id
+            # Remembered: their next messages come to Slack too, and no lookup is needed.
+            repositories.remember_slack_user(
+                session, contact_id=contact_id, email=email, slack_user_id=user_id
+            )
         return contact_id
     return fallback
 

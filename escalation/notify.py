@@ -296,6 +296,12 @@ def queue_to_contacts(
         )
 
 
+def learner_key(concern: Concern, kind: MessageKind) -> str:
+    """The idempotency key of a message of this kind to the concern's learner at its current
+    level and round (its chat copy's key adds ":<channel>", as `_slack_row` does)."""
+    return f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner"
+
+
 def queue_to_learner(
     session: Session,
     *,
@@ -315,20 +321,19 @@ def queue_to_learner(
     if learner is None or not learner.email:
         return False
     message = build_message(kind, facts=facts, recipient_role=Role.LEARNER)
-    key = f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner"
+    key = learner_key(concern, kind)
     due = now if policy is None else send_after(policy, now=now, urgent=False)
     queued = repositories.queue_message(
         session,
         _email_row(concern, kind, key, Role.LEARNER, learner.email, message, now=now, due=due),
     )
-    # A learner who raised the concern in Slack hears back there too. The bot itself confirms
-    # a new concern (its message starts the thread the learner adds information in), so the
-    # acknowledgement is not repeated. Most callers pass no policy (an answer goes at once); a
+    # A learner who raised the concern in Slack hears back there too, from the acknowledgement
+    # on: the posted acknowledgement starts the thread the learner adds information in (its
+    # row's external_ref names it). Most callers pass no policy (an answer goes at once); a
     # concern raised in Slack means Slack was on, so only a policy that says it is off stops it.
     if (
         concern.channel == "slack"
         and learner.slack_user_id
-        and kind is not MessageKind.LEARNER_ACK
         and (policy is None or policy.slack_enabled)
     ):
         chat = learner_message(kind, message, facts)

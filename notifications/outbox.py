@@ -75,6 +75,10 @@ class DispatchReport:
     retried: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    # Chat only: rows put back untried, without counting an attempt (rate limited or paused),
+    # and rows done without sending (the recipient cannot be reached on that channel).
+    held: int = 0
+    skipped: int = 0
 
 
 def retry_delay(attempts: int) -> timedelta:

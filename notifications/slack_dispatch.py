@@ -4,8 +4,16 @@ It works as the email dispatcher does (claims under a lease, every outcome recor
 own claim, failures retried with backoff and never dropped), and adds what Slack needs:
 - the message's Block Kit payload is posted with `chat.postMessage` to the contact's user id (a
   DM from the app), and where it landed ("<channel>:<ts>") is kept so it can be updated later;
-- a 429 answer's Retry-After is honoured: that row waits exactly as long as Slack asked, and the
-  rest of the batch is held back with it rather than hammering a rate-limited API;
+- a contact known only by email is looked up with `users.lookupByEmail` when their message is
+  sent (queueing stays a database write), the match is remembered on the contact as a button
+  press remembers it, and the message goes to that account; when nobody in Slack has the email
+  the row is done without sending ('skipped': not failed, not retried; the email still goes);
+- a 429 answer's Retry-After is honoured, counted from the moment of the 429: that row waits
+  exactly as long as Slack asked, and the rest of the batch is held back with it rather than
+  hammering a rate-limited API;
+- an answer that the token itself is unusable (revoked, invalid, missing a scope) pauses the
+  whole batch: no row is failed or charged an attempt for a setting that is wrong for every row
+  alike, one clear line is logged, and the rows are tried again a few minutes later;
 - the `WebClient` must not retry by itself (see `dispatch_client`): a retry inside the client is
   invisible to the outbox, and a send that timed out after Slack took it would be posted twice.
 """
@@ -13,12 +21,15 @@ own claim, failures retried with backoff and never dropped), and adds what Slack
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 from notifications.outbox import (
     PERMANENT_FAILURE_ATTEMPTS,
@@ -36,6 +47,28 @@ LONGEST_RETRY_AFTER = timedelta(hours=1)
 TEMPORARY_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+# Slack's answers that the bot token (or the app's scopes) is unusable: every row would fail
+# alike, so the batch pauses and nothing is charged to the rows.
+AUTH_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "missing_scope",
+        "not_allowed_token_type",
+    }
+)
+# How long a batch paused by an unusable token waits before it is tried again.
+AUTH_PAUSE = timedelta(minutes=5)
+# users.lookupByEmail's answer when no Slack account has the email.
+NOT_IN_SLACK = "users_not_found"
+NOT_IN_SLACK_REASON = "not sent: no Slack account has this contact's email (email still goes)"
+# Recording a post Slack took is retried a few times: a row left unrecorded would be posted
+# again once its claim runs out.
+RECORD_ATTEMPTS = 3
+RECORD_BACKOFF_SECONDS = 0.2
 
 
 class ClaimedChatMessage(Protocol):
@@ -46,7 +79,12 @@ class ClaimedChatMessage(Protocol):
     @property
     def claim_token(self) -> str: ...
     @property
-    def recipient_address(self) -> str: ...
+    def recipient_address(self) -> str:
+        """A Slack user id, or the email of a contact not yet known in Slack."""
+        ...
+
+    @property
+    def recipient_contact_id(self) -> int | None: ...
     @property
     def body_text(self) -> str: ...
     @property
@@ -62,10 +100,21 @@ class ChatOutboxStore(Protocol):
         """Claim due pending messages of a channel until now + lease."""
         ...
 
+    def still_held(self, *, message_id: int, claim_token: str) -> bool:
+        """Whether this claim still holds the row and it is still to be sent."""
+        ...
+
     def mark_posted(
-        self, *, message_id: int, claim_token: str, now: datetime, external_ref: str
+        self,
+        *,
+        message_id: int,
+        claim_token: str,
+        now: datetime,
+        external_ref: str,
+        recipient_address: str | None = None,
     ) -> bool:
-        """Record a posted message and where it lives; False when the claim was lost."""
+        """Record a posted message and where it lives (recorded even when the claim was lost,
+        if nobody has recorded it since); False when the claim was lost."""
         ...
 
     def mark_retry(
@@ -74,8 +123,26 @@ class ChatOutboxStore(Protocol):
         """Record a failed attempt and release the row until retry_at."""
         ...
 
+    def mark_held(
+        self, *, message_id: int, claim_token: str, error: str, retry_at: datetime
+    ) -> None:
+        """Release the row until retry_at without counting an attempt."""
+        ...
+
     def mark_failed(self, *, message_id: int, claim_token: str, error: str) -> None:
         """Give the message up, keeping it with its reason."""
+        ...
+
+    def mark_skipped(self, *, message_id: int, claim_token: str, reason: str) -> None:
+        """Done without sending: the recipient cannot be reached in Slack."""
+        ...
+
+    def slack_user_of(self, contact_id: int) -> str | None:
+        """The Slack user id known for a contact, if any."""
+        ...
+
+    def remember_slack_user(self, *, contact_id: int, email: str, slack_user_id: str) -> None:
+        """Keep the Slack account found for a contact's email."""
         ...
 
 
@@ -85,83 +152,34 @@ def dispatch_client(*, token: str, api_url: str, timeout: int = 30) -> WebClient
 
 
 def dispatch_due_slack(
-    *, store: ChatOutboxStore, client: WebClient, now: datetime, limit: int = 20
-) -> DispatchReport:
-    """Post up to `limit` due Slack messages once each, recording every outcome."""
-    report = DispatchReport()
-    claimed = list(store.claim_due(now=now, limit=limit, lease=lease_for(limit), channel="slack"))
-    for position, message in enumerate(claimed):
-        wait = _post_one(message, store=store, client=client, now=now, report=report)
-        if wait is not None:
-            # Slack is rate limiting us: the rest of the batch waits as long, untried.
-            for held in claimed[position + 1 :]:
-                _retry_at(
-                    held,
-                    store=store,
-                    report=report,
-                    error="held back: Slack asked us to wait (rate limited)",
-                    retry_at=now + wait,
-                )
-            break
-    return report
-
-
-def _post_one(
-    message: ClaimedChatMessage,
     *,
     store: ChatOutboxStore,
     client: WebClient,
     now: datetime,
-    report: DispatchReport,
-) -> timedelta | None:
-    """Post one message; the wait Slack asked for when it answered 429, else None."""
-    attempts = message.attempts + 1
-    payload = message.payload or {}
-    blocks = payload.get("blocks")
-    text = str(payload.get("text") or message.body_text)
-    if not message.recipient_address or (blocks is not None and not isinstance(blocks, list)):
-        # Deterministic: the stored row will be as unusable next time.
-        _give_up(message, store=store, report=report, error="not sent: no recipient or bad blocks")
-        return None
-    try:
-        answer = client.chat_postMessage(
-            channel=message.recipient_address, text=text, blocks=blocks, unfurl_links=False
-        )
-    except SlackApiError as error:
-        status = error.response.status_code
-        code = str(error.response.get("error") or f"HTTP {status}")
-        if status == 429:
-            wait = retry_after(error.response.headers)
-            _retry_at(
-                message,
-                store=store,
-                report=report,
-                error=f"rate limited: retry after {int(wait.total_seconds())} s",
-                retry_at=now + wait,
-            )
-            return wait
-        reason = f"Slack answered {code}"
-        if status >= 500 or code in TEMPORARY_ERRORS or attempts < PERMANENT_FAILURE_ATTEMPTS:
-            _retry(message, store=store, report=report, error=reason, attempts=attempts, now=now)
-        else:
-            _give_up(message, store=store, report=report, error=f"refused: {code}")
-        return None
-    except Exception as error:
-        # The network, a timeout, or a bug: the row waits and is retried, never lost. Only the
-        # error's type is kept: its text could quote the request.
-        log.warning("outbox %s: Slack post failed (%s)", message.id, type(error).__name__)
-        reason = f"{type(error).__name__} while posting to Slack"
-        _retry(message, store=store, report=report, error=reason, attempts=attempts, now=now)
-        return None
-    external_ref = f"{answer.get('channel')}:{answer.get('ts')}"
-    if store.mark_posted(
-        message_id=message.id, claim_token=message.claim_token, now=now, external_ref=external_ref
-    ):
-        report.sent += 1
-    else:
-        report.errors.append(f"outbox {message.id}: posted, but the claim had expired")
-        log.warning("outbox %s: posted after its claim expired", message.id)
-    return None
+    limit: int = 20,
+    clock: Callable[[], datetime] | None = None,
+) -> DispatchReport:
+    """Post up to `limit` due Slack messages once each, recording every outcome.
+
+    `now` is the batch's start (what is due, the claims' lease); `clock` says the time when an
+    outcome is recorded (by default `now` plus the time the batch has taken so far), so a wait
+    Slack asks for is counted from when it asked.
+    """
+    batch = _Batch(store=store, client=client, clock=clock or _running_from(now))
+    claimed = list(store.claim_due(now=now, limit=limit, lease=lease_for(limit), channel="slack"))
+    for position, message in enumerate(claimed):
+        try:
+            batch.send(message)
+        except _Pause as pause:
+            # Slack asked us to wait, or will not take the token: the rest of the batch waits as
+            # long, untried and not charged an attempt.
+            rest = claimed[position + 1 :]
+            for held in rest:
+                batch.hold(held, error=f"held back: {pause.reason}", until=pause.until)
+            if rest:
+                log.info("outbox: %s Slack message(s) held back until %s", len(rest), pause.until)
+            break
+    return batch.report
 
 
 def retry_after(headers: Mapping[str, Any] | None) -> timedelta:
@@ -178,40 +196,222 @@ def retry_after(headers: Mapping[str, Any] | None) -> timedelta:
     return DEFAULT_RETRY_AFTER
 
 
-def _retry(
-    message: ClaimedChatMessage,
-    *,
-    store: ChatOutboxStore,
-    report: DispatchReport,
-    error: str,
-    attempts: int,
-    now: datetime,
-) -> None:
-    _retry_at(
-        message, store=store, report=report, error=error, retry_at=now + retry_delay(attempts)
-    )
+def _running_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that starts at `start` and runs at the real pace (monotonic: no jumps)."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
 
 
-def _retry_at(
-    message: ClaimedChatMessage,
-    *,
-    store: ChatOutboxStore,
-    report: DispatchReport,
-    error: str,
-    retry_at: datetime,
-) -> None:
-    store.mark_retry(
-        message_id=message.id, claim_token=message.claim_token, error=error, retry_at=retry_at
-    )
-    report.retried += 1
-    report.errors.append(f"outbox {message.id}: retry at {retry_at.isoformat()}: {error}")
-    log.warning("outbox %s: Slack post to retry at %s: %s", message.id, retry_at, error)
+def _by_email(address: str) -> bool:
+    """Whether a Slack row is addressed to an email (a contact not yet known in Slack): Slack
+    user ids never contain '@'."""
+    return "@" in address
 
 
-def _give_up(
-    message: ClaimedChatMessage, *, store: ChatOutboxStore, report: DispatchReport, error: str
-) -> None:
-    store.mark_failed(message_id=message.id, claim_token=message.claim_token, error=error)
-    report.failed += 1
-    report.errors.append(f"outbox {message.id}: failed: {error}")
-    log.error("outbox %s: given up: %s", message.id, error)
+class _Pause(Exception):
+    """The rest of the batch must wait until `until` (rate limited, or the token refused)."""
+
+    def __init__(self, reason: str, until: datetime) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.until = until
+
+
+@dataclass
+class _Batch:
+    store: ChatOutboxStore
+    client: WebClient
+    clock: Callable[[], datetime]
+    report: DispatchReport = field(default_factory=DispatchReport)
+    # Emails looked up in this batch: the Slack user id, or None when nobody has it.
+    found: dict[str, str | None] = field(default_factory=dict)
+    # Why email lookups cannot be made in this batch (the app lacks users:read.email).
+    lookups_off: str | None = None
+
+    def send(self, message: ClaimedChatMessage) -> None:
+        """Post one message and record the outcome; raises _Pause when the batch must wait."""
+        payload = message.payload or {}
+        blocks = payload.get("blocks")
+        text = str(payload.get("text") or message.body_text)
+        if not message.recipient_address or (blocks is not None and not isinstance(blocks, list)):
+            # Deterministic: the stored row will be as unusable next time.
+            self.give_up(message, error="not sent: no recipient or bad blocks")
+            return
+        if not self.store.still_held(message_id=message.id, claim_token=message.claim_token):
+            # This batch outlived its lease and another dispatcher took the row (or posted it).
+            self.report.errors.append(f"outbox {message.id}: claimed by another dispatcher")
+            log.warning("outbox %s: not posted, its claim ran out before its turn", message.id)
+            return
+        channel = message.recipient_address
+        if _by_email(message.recipient_address):
+            found = self.slack_user(message)
+            if found is None:
+                return
+            channel = found
+        try:
+            answer = self.client.chat_postMessage(
+                channel=channel, text=text, blocks=blocks, unfurl_links=False
+            )
+        except SlackApiError as error:
+            self.refused(message, error)
+            return
+        except Exception as error:
+            # The network, a timeout, or a bug: the row waits and is retried, never lost. Only
+            # the error's type is kept: its text could quote the request.
+            #
+            # The remaining duplicate window: a timeout (or a connection lost) after Slack
+            # accepted the post looks the same as one before it, and chat.postMessage has no
+            # idempotency key, so the retry can post the message a second time. The client
+            # makes no retries of its own, so that happens at most once per ambiguous failure.
+            # Everything after an 'ok' is covered: the post is recorded (retried if the
+            # database hiccups, and even under a lost claim), and a row is checked to still be
+            # ours just before it is posted.
+            log.warning("outbox %s: Slack post failed (%s)", message.id, type(error).__name__)
+            reason = f"{type(error).__name__} while posting to Slack"
+            self.retry(message, error=reason)
+            return
+        addressed_now = channel if channel != message.recipient_address else None
+        self.record_posted(message, answer, recipient=addressed_now)
+
+    def slack_user(self, message: ClaimedChatMessage) -> str | None:
+        """The Slack user a message addressed by email goes to; None when the row has been
+        dealt with here (skipped: nobody in Slack has the email; held; retried)."""
+        email = message.recipient_address
+        contact_id = message.recipient_contact_id
+        if contact_id is not None:
+            known = self.store.slack_user_of(contact_id)
+            if known:
+                return known
+        key = email.strip().lower()
+        if key not in self.found:
+            if self.lookups_off is not None:
+                self.hold(message, error=self.lookups_off, until=self.clock() + AUTH_PAUSE)
+                return None
+            try:
+                answer = self.client.users_lookupByEmail(email=email)
+            except SlackApiError as error:
+                code = _code(error)
+                if code == NOT_IN_SLACK:
+                    self.found[key] = None
+                elif code == "missing_scope" and error.response.status_code != 429:
+                    # Only lookups need users:read.email: messages to people already known in
+                    # Slack still go; the others wait for the scope.
+                    self.lookups_off = (
+                        "Slack refused users.lookupByEmail (missing_scope): add the "
+                        "users:read.email scope to the Slack app and reinstall it"
+                    )
+                    log.error("%s; contacts known only by email wait for it", self.lookups_off)
+                    self.hold(message, error=self.lookups_off, until=self.clock() + AUTH_PAUSE)
+                    return None
+                else:
+                    self.refused(message, error)
+                    return None
+            except Exception as error:
+                log.warning("outbox %s: Slack lookup failed (%s)", message.id, type(error).__name__)
+                self.retry(message, error=f"{type(error).__name__} while looking up in Slack")
+                return None
+            else:
+                user = answer.get("user") or {}
+                self.found[key] = str(user["id"]) if user.get("id") else None
+        user_id = self.found[key]
+        if user_id is None:
+            self.store.mark_skipped(
+                message_id=message.id, claim_token=message.claim_token, reason=NOT_IN_SLACK_REASON
+            )
+            self.report.skipped += 1
+            log.info("outbox %s: not posted, the contact is not in Slack", message.id)
+            return None
+        if contact_id is not None:
+            # Remembered as a button press remembers it: the next message needs no lookup.
+            self.store.remember_slack_user(
+                contact_id=contact_id, email=email, slack_user_id=user_id
+            )
+        return user_id
+
+    def refused(self, message: ClaimedChatMessage, error: SlackApiError) -> None:
+        """Slack answered with an error: wait, pause, retry or give up, as the answer says."""
+        status = error.response.status_code
+        code = _code(error)
+        if status == 429:
+            # Counted from now, the moment Slack asked: not from when the batch began.
+            until = self.clock() + retry_after(error.response.headers)
+            self.hold(
+                message, error=f"rate limited by Slack until {until.isoformat()}", until=until
+            )
+            raise _Pause("Slack asked us to wait (rate limited)", until)
+        if code in AUTH_ERRORS:
+            until = self.clock() + AUTH_PAUSE
+            # One line for the whole batch, with Slack's code only (never the token).
+            log.error(
+                "Slack refused the bot token (%s): Slack messages are paused and tried again "
+                "at %s; check SLACK_BOT_TOKEN and the app's scopes",
+                code,
+                until.isoformat(),
+            )
+            self.report.errors.append(f"Slack refused the bot token ({code}): paused")
+            self.hold(message, error=f"paused: Slack refused the bot token ({code})", until=until)
+            raise _Pause(f"Slack refused the bot token ({code})", until)
+        attempts = message.attempts + 1
+        if status >= 500 or code in TEMPORARY_ERRORS or attempts < PERMANENT_FAILURE_ATTEMPTS:
+            self.retry(message, error=f"Slack answered {code}")
+        else:
+            self.give_up(message, error=f"refused: {code}")
+
+    def record_posted(
+        self, message: ClaimedChatMessage, answer: SlackResponse, *, recipient: str | None
+    ) -> None:
+        """Record what Slack took; a row left pending would be posted again after its lease."""
+        external_ref = f"{answer.get('channel')}:{answer.get('ts')}"
+        recorded = False
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                recorded = self.store.mark_posted(
+                    message_id=message.id,
+                    claim_token=message.claim_token,
+                    now=self.clock(),
+                    external_ref=external_ref,
+                    recipient_address=recipient,
+                )
+                break
+            except Exception as error:
+                if attempt == RECORD_ATTEMPTS:
+                    log.error(
+                        "outbox %s: posted to Slack, but the database did not record it (%s): "
+                        "it will be posted again when its claim runs out",
+                        message.id,
+                        type(error).__name__,
+                    )
+                    raise
+                time.sleep(RECORD_BACKOFF_SECONDS * attempt)
+        if recorded:
+            self.report.sent += 1
+        else:
+            self.report.errors.append(f"outbox {message.id}: posted, but the claim had expired")
+            log.warning("outbox %s: posted after its claim expired", message.id)
+
+    def retry(self, message: ClaimedChatMessage, *, error: str) -> None:
+        """A failed attempt: counted, and tried again after the backoff."""
+        retry_at = self.clock() + retry_delay(message.attempts + 1)
+        self.store.mark_retry(
+            message_id=message.id, claim_token=message.claim_token, error=error, retry_at=retry_at
+        )
+        self.report.retried += 1
+        self.report.errors.append(f"outbox {message.id}: retry at {retry_at.isoformat()}: {error}")
+        log.warning("outbox %s: Slack post to retry at %s: %s", message.id, retry_at, error)
+
+    def hold(self, message: ClaimedChatMessage, *, error: str, until: datetime) -> None:
+        """Put a row back until `until` without counting an attempt (not its fault)."""
+        self.store.mark_held(
+            message_id=message.id, claim_token=message.claim_token, error=error, retry_at=until
+        )
+        self.report.held += 1
+
+    def give_up(self, message: ClaimedChatMessage, *, error: str) -> None:
+        self.store.mark_failed(message_id=message.id, claim_token=message.claim_token, error=error)
+        self.report.failed += 1
+        self.report.errors.append(f"outbox {message.id}: failed: {error}")
+        log.error("outbox %s: given up: %s", message.id, error)
+
+
+def _code(error: SlackApiError) -> str:
+    return str(error.response.get("error") or f"HTTP {error.response.status_code}")

@@ -16,8 +16,9 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from storage import repositories
 from storage.db import transaction
-from storage.tables import OutboxMessage
+from storage.tables import Contact, OutboxMessage
 
 ERROR_MAX = 500
 
@@ -39,6 +40,9 @@ class ClaimedEmail:
     attachments: tuple[dict[str, Any], ...] = ()
     # A chat message's own content (Slack: {"text", "blocks"}); None for email.
     payload: dict[str, Any] | None = None
+    # The directory contact it is for (a chat message to someone known only by email is
+    # addressed when it is sent, and the match is remembered on the contact).
+    recipient_contact_id: int | None = None
 
 
 class SqlOutboxStore:
@@ -82,13 +86,67 @@ class SqlOutboxStore:
         return self._release(message_id, claim_token, status="sent", sent_at=now)
 
     def mark_posted(
-        self, *, message_id: int, claim_token: str, now: datetime, external_ref: str
+        self,
+        *,
+        message_id: int,
+        claim_token: str,
+        now: datetime,
+        external_ref: str,
+        recipient_address: str | None = None,
     ) -> bool:
         """Record a chat message as posted and where it lives ("<channel>:<ts>" in Slack), so it
-        can be updated later; False when the claim was lost."""
-        return self._release(
-            message_id, claim_token, status="sent", sent_at=now, external_ref=external_ref
+        can be updated later, and (when it was addressed only now) to whom; False when the claim
+        was lost. Slack has the message either way: a row still pending is recorded as posted
+        even under someone else's claim, so nobody posts it again."""
+        values: dict[str, Any] = {"status": "sent", "sent_at": now, "external_ref": external_ref}
+        if recipient_address is not None:
+            values["recipient_address"] = recipient_address
+        if self._release(message_id, claim_token, **values):
+            return True
+        statement = (
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == message_id, col(OutboxMessage.status) == "pending")
+            .values(**values, claim_token=None, claimed_until=None)
         )
+        with transaction(self.engine) as session:
+            session.exec(statement)
+        return False
+
+    def still_held(self, *, message_id: int, claim_token: str) -> bool:
+        """Whether this claim still holds the row and it is still to be sent (checked just
+        before a post: a batch that outlived its lease must not post what another took)."""
+        statement = select(OutboxMessage.id).where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.claim_token == claim_token,
+            OutboxMessage.status == "pending",
+        )
+        with transaction(self.engine) as session:
+            return session.exec(statement).first() is not None
+
+    def mark_held(
+        self, *, message_id: int, claim_token: str, error: str, retry_at: datetime
+    ) -> None:
+        """Release the row until `retry_at` without counting an attempt: it was not tried, or
+        not through any fault of its own (the channel is rate limited or paused)."""
+        self._release(message_id, claim_token, last_error=error[:ERROR_MAX], send_after=retry_at)
+
+    def mark_skipped(self, *, message_id: int, claim_token: str, reason: str) -> None:
+        """Done without sending: the channel cannot reach this recipient (for example nobody in
+        Slack has their email). Not a failure, and never retried; the email copy still goes."""
+        self._release(message_id, claim_token, status="skipped", last_error=reason[:ERROR_MAX])
+
+    def slack_user_of(self, contact_id: int) -> str | None:
+        """The Slack user id the directory (or an earlier match) gives a contact, if any."""
+        with transaction(self.engine) as session:
+            contact = session.get(Contact, contact_id)
+            return contact.slack_user_id if contact is not None else None
+
+    def remember_slack_user(self, *, contact_id: int, email: str, slack_user_id: str) -> None:
+        """Keep the Slack account found for a contact's email (see repositories)."""
+        with transaction(self.engine) as session:
+            repositories.remember_slack_user(
+                session, contact_id=contact_id, email=email, slack_user_id=slack_user_id
+            )
 
     def mark_retry(
         self, *, message_id: int, claim_token: str, error: str, retry_at: datetime
@@ -152,4 +210,5 @@ def _claimed(row: OutboxMessage) -> ClaimedEmail:
         attempts=row.attempts,
         attachments=tuple(dict(stored) for stored in row.attachments or ()),
         payload=dict(row.payload) if row.payload is not None else None,
+        recipient_contact_id=row.recipient_contact_id,
     )

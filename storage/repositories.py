@@ -281,13 +281,35 @@ def latest_learner_group(session: Session, learner_id: int) -> str | None:
 
 # --- Slack learners -------------------------------------------------------------------------
 
-# The event that records the bot's confirmation to a learner in Slack: its channel and ts name
-# the thread in which the learner's replies are added to the concern.
+# Confirmations the bot once posted itself recorded their thread with this event; they now go
+# through the outbox, and the posted row's `external_ref` names the thread. Kept so that the
+# threads of confirmations sent before that still find their concern.
 SLACK_CONFIRMATION_EVENT = "slack_confirmation_sent"
 
 
-def concern_by_slack_thread(session: Session, *, channel: str, thread_ts: str) -> Concern | None:
-    """The concern whose Slack confirmation started this thread (a DM channel and a ts)."""
+def posted_chat_message(
+    session: Session, *, channel: str, external_ref: str, recipient: str
+) -> OutboxMessage | None:
+    """The outbox row posted to `recipient` that now lives at `external_ref` ("<channel>:<ts>"
+    in Slack, as the dispatcher records it); the recipient's address narrows it by index."""
+    statement = select(OutboxMessage).where(
+        OutboxMessage.recipient_address == recipient,
+        OutboxMessage.channel == channel,
+        OutboxMessage.external_ref == external_ref,
+    )
+    return session.exec(statement).first()
+
+
+def concern_by_slack_thread(
+    session: Session, *, channel: str, thread_ts: str, slack_user_id: str
+) -> Concern | None:
+    """The concern whose Slack message to this learner started the thread (a DM and a ts): the
+    confirmation, or any later message to them about it, as the outbox posted it."""
+    posted = posted_chat_message(
+        session, channel="slack", external_ref=f"{channel}:{thread_ts}", recipient=slack_user_id
+    )
+    if posted is not None and posted.recipient_role == "learner" and posted.concern_id:
+        return session.get(Concern, posted.concern_id)
     statement = (
         select(Concern)
         .join(Event, col(Event.concern_id) == Concern.id)

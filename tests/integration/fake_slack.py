@@ -2,7 +2,9 @@
 
 `FakeSlackApi` is a real HTTP server on a free loopback port, in a thread, that records every call
 (method, arguments, token) and answers like Slack does; it can be told to answer 429 with a
-Retry-After for a number of calls. Point the bot's `WebClient(base_url=fake.url)` at it.
+Retry-After for a number of calls, to answer a method's next calls with an error (`fail`), or
+to close every connection unanswered (`unreachable`). Point the bot's
+`WebClient(base_url=fake.url)` at it.
 
 `signed(body, secret, at)` builds the headers Slack sends, with slack_sdk's own
 `SignatureVerifier`, so the app's signature check runs for real.
@@ -45,6 +47,10 @@ class FakeSlackApi:
     throttled: dict[str, list[int]] = field(default_factory=dict)
     # method -> a function of the call's arguments giving the answer (overrides the default)
     answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+    # method -> the errors its next calls answer, in order: [(HTTP status, Slack error code)]
+    failing: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # While True, every connection is closed without an answer (Slack cannot be reached).
+    unreachable: bool = False
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -52,6 +58,10 @@ class FakeSlackApi:
     def throttle(self, method: str, *, times: int, retry_after: int = 1) -> None:
         """Answer the next `times` calls of `method` with 429 and a Retry-After."""
         self.throttled[method] = [times, retry_after]
+
+    def fail(self, method: str, error: str, *, times: int = 1, status: int = 200) -> None:
+        """Answer the next `times` calls of `method` with {"ok": false, "error": error}."""
+        self.failing.setdefault(method, []).extend([(status, error)] * times)
 
     def called(self, method: str) -> list[Call]:
         with self._lock:
@@ -84,6 +94,11 @@ class FakeSlackApi:
                     {"ok": False, "error": "ratelimited"},
                     {"Retry-After": str(throttled[1])},
                 )
+            failing = self.failing.get(method)
+            if failing:
+                status, error = failing.pop(0)
+                self.calls.append(Call(method, args, token))
+                return status, {"ok": False, "error": error}, {}
             self.calls.append(Call(method, args, token))
             ts = f"1700000000.{next(self._ts):06d}"
         if method in self.answers:
@@ -135,6 +150,9 @@ def running_fake_slack() -> Iterator[FakeSlackApi]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode("utf-8")
+            if fake.unreachable:
+                self.close_connection = True
+                return
             if "json" in (self.headers.get("Content-Type") or ""):
                 args: dict[str, Any] = json.loads(raw or "{}")
             else:

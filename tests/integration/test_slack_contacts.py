@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from app.bootstrap import Product, build
@@ -28,7 +29,7 @@ from intake.submission import Channel, parse_submission
 from notifications.outbox import DispatchReport
 from notifications.senders import MaildirSender
 from notifications.slack_contacts import ACTIONS_BLOCK, FEEDBACK_BLOCK, FEEDBACK_INPUT
-from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
+from notifications.slack_dispatch import AUTH_PAUSE, dispatch_client, dispatch_due_slack
 from notifications.slack_text import ACKNOWLEDGE, FEEDBACK_MODAL, NOT_MINE, RECORD_FEEDBACK
 from storage import repositories
 from storage.db import transaction
@@ -69,9 +70,21 @@ def raise_concern(harness: SlackHarness) -> str:
     ).reference
 
 
-def dispatch(harness: SlackHarness, now: datetime = MONDAY_MORNING) -> DispatchReport:
+def dispatch(
+    harness: SlackHarness,
+    now: datetime = MONDAY_MORNING,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    store: SqlOutboxStore | None = None,
+) -> DispatchReport:
+    """One batch of the Slack dispatcher; the time stands still at `now` unless `clock` runs."""
     client = dispatch_client(token=BOT_TOKEN, api_url=harness.fake.url)
-    return dispatch_due_slack(store=SqlOutboxStore(harness.engine), client=client, now=now)
+    return dispatch_due_slack(
+        store=store or SqlOutboxStore(harness.engine),
+        client=client,
+        now=now,
+        clock=clock or (lambda: now),
+    )
 
 
 def concern(harness: SlackHarness, reference: str) -> Concern:
@@ -214,11 +227,13 @@ def test_a_429_is_retried_after_its_retry_after_and_posted_once(harness: SlackHa
     harness.fake.throttle("chat.postMessage", times=1, retry_after=30)
 
     first = dispatch(harness)
-    assert (first.sent, first.failed) == (0, 0)
-    assert first.retried == len(slack_rows(harness)) >= 1
+    assert (first.sent, first.failed, first.retried) == (0, 0, 0)
+    assert first.held == len(slack_rows(harness)) >= 1
     for row in slack_rows(harness):
         assert row.status == "pending"
         assert row.send_after == MONDAY_MORNING + timedelta(seconds=30)
+        # Being told to wait is not the message's fault: no attempt is charged.
+        assert row.attempts == 0
     # Not before Slack said.
     assert dispatch(harness, MONDAY_MORNING + timedelta(seconds=29)).retried == 0
     assert len(harness.fake.called("chat.postMessage")) == 1
@@ -249,6 +264,244 @@ def test_two_dispatchers_racing_post_each_message_once(harness: SlackHarness) ->
     rows = slack_rows(harness)
     assert sum(report.sent for report in reports) == len(rows)
     assert len(harness.fake.called("chat.postMessage")) == len(rows)
+
+
+def raise_concerns(harness: SlackHarness, count: int) -> list[str]:
+    return [raise_concern(harness) for _ in range(count)]
+
+
+def test_a_429_waits_from_when_slack_asked_and_holds_the_rest_uncharged(
+    harness: SlackHarness,
+) -> None:
+    """Each post takes ten minutes here: the wait Slack asks for with the second post is counted
+    from that moment, not from the batch's start."""
+    raise_concerns(harness, 2)
+    fake = harness.fake
+
+    def first_ok_then_throttled(args: dict[str, Any]) -> dict[str, Any]:
+        fake.throttle("chat.postMessage", times=1, retry_after=30)
+        return {"ok": True, "channel": "D" + str(args["channel"]), "ts": "1700000000.000001"}
+
+    fake.answers["chat.postMessage"] = first_ok_then_throttled
+
+    def slow_clock() -> datetime:
+        return MONDAY_MORNING + timedelta(minutes=10) * len(fake.called("chat.postMessage"))
+
+    rows = len(slack_rows(harness))
+    report = dispatch(harness, clock=slow_clock)
+    assert (report.sent, report.held, report.retried, report.failed) == (1, rows - 1, 0, 0)
+    asked_at = MONDAY_MORNING + timedelta(minutes=20)  # the second post, answered 429
+    waiting = [row for row in slack_rows(harness) if row.status == "pending"]
+    assert len(waiting) == rows - 1 >= 2
+    for row in waiting:
+        assert row.send_after == asked_at + timedelta(seconds=30)
+        assert row.attempts == 0, "held back by a rate limit: not an attempt of theirs"
+        assert row.last_error and "rate limited" in row.last_error
+
+
+@pytest.mark.parametrize("code", ["invalid_auth", "token_revoked", "account_inactive"])
+def test_a_refused_token_pauses_the_batch_without_failing_or_charging_rows(
+    harness: SlackHarness, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    raise_concerns(harness, 3)
+    rows = slack_rows(harness)
+    harness.fake.fail("chat.postMessage", code, times=10)
+    report = dispatch(harness)
+    assert (report.sent, report.retried, report.failed, report.held) == (0, 0, 0, len(rows))
+    assert len(harness.fake.called("chat.postMessage")) == 1, "stopped at the first refusal"
+    rows = slack_rows(harness)
+    assert {row.status for row in rows} == {"pending"}
+    assert {row.attempts for row in rows} == {0}
+    assert {row.send_after for row in rows} == {MONDAY_MORNING + AUTH_PAUSE}
+    refusals = [r for r in caplog.records if "refused the bot token" in r.getMessage()]
+    assert len(refusals) == 1 and code in refusals[0].getMessage()
+    assert BOT_TOKEN not in caplog.text
+    # Retried on a later tick, once the token is put right.
+    harness.fake.failing.clear()
+    assert dispatch(harness, MONDAY_MORNING + AUTH_PAUSE - timedelta(seconds=1)).sent == 0
+    later = dispatch(harness, MONDAY_MORNING + AUTH_PAUSE)
+    assert later.sent >= 3 and later.sent + later.skipped == len(rows)
+
+
+class RecordingFailsOnce(SqlOutboxStore):
+    """The database hiccups once just as a post Slack took is recorded."""
+
+    failed = False
+
+    def mark_posted(self, **kwargs: Any) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise OperationalError("UPDATE outbox", {}, Exception("database is locked"))
+        return super().mark_posted(**kwargs)
+
+
+def test_a_post_slack_took_is_recorded_even_when_the_database_hiccups(
+    harness: SlackHarness,
+) -> None:
+    raise_concern(harness)
+    store = RecordingFailsOnce(harness.engine)
+    report = dispatch(harness, store=store)
+    assert store.failed and report.sent == 1
+    (row,) = slack_rows(harness)
+    assert row.status == "sent" and row.external_ref
+    # Never posted again, however long after.
+    assert dispatch(harness, MONDAY_MORNING + timedelta(days=1)).sent == 0
+    assert len(harness.fake.called("chat.postMessage")) == 1
+
+
+class Replaying(SqlOutboxStore):
+    """A dispatcher whose batch outlived its lease: it still holds the claims it took then."""
+
+    def __init__(self, engine: Engine, claims: Sequence[Any], *, stale_check: bool) -> None:
+        super().__init__(engine)
+        self.claims = list(claims)
+        self.stale_check = stale_check
+
+    def claim_due(self, **_: Any) -> list[Any]:
+        return self.claims
+
+    def still_held(self, *, message_id: int, claim_token: str) -> bool:
+        # stale_check: the other dispatcher takes the row just after this check (a race).
+        return (
+            True
+            if self.stale_check
+            else super().still_held(message_id=message_id, claim_token=claim_token)
+        )
+
+
+def test_a_row_another_dispatcher_took_is_not_posted_twice(harness: SlackHarness) -> None:
+    raise_concern(harness)
+    old = SqlOutboxStore(harness.engine).claim_due(
+        now=MONDAY_MORNING, limit=10, lease=timedelta(seconds=1), channel="slack"
+    )
+    later = MONDAY_MORNING + timedelta(seconds=2)
+    # The lease ran out: another dispatcher claims and posts it.
+    assert dispatch(harness, later).sent == 1
+    # The first dispatcher gets to the row at last: it is not its to post any more.
+    report = dispatch(harness, later, store=Replaying(harness.engine, old, stale_check=False))
+    assert report.sent == 0
+    assert len(harness.fake.called("chat.postMessage")) == 1
+
+
+def test_a_post_after_the_claim_was_lost_is_recorded_so_nobody_posts_it_again(
+    harness: SlackHarness,
+) -> None:
+    raise_concern(harness)
+    store = SqlOutboxStore(harness.engine)
+    old = store.claim_due(now=MONDAY_MORNING, limit=10, lease=timedelta(seconds=1), channel="slack")
+    later = MONDAY_MORNING + timedelta(seconds=2)
+    newer = store.claim_due(now=later, limit=10, lease=timedelta(minutes=5), channel="slack")
+    assert [m.id for m in newer] == [m.id for m in old]
+    # The first dispatcher posts in the moment after the second one claimed the row.
+    racing = dispatch(harness, later, store=Replaying(harness.engine, old, stale_check=True))
+    assert racing.sent == 0 and "claim had expired" in " ".join(racing.errors)
+    (row,) = slack_rows(harness)
+    assert row.status == "sent" and row.external_ref, "Slack has it: recorded all the same"
+    # The second dispatcher, holding the newer claim, does not post it again.
+    assert (
+        dispatch(harness, later, store=Replaying(harness.engine, newer, stale_check=False)).sent
+        == 0
+    )
+    assert len(harness.fake.called("chat.postMessage")) == 1
+
+
+# --- contacts known only by email --------------------------------------------------------------
+
+
+def forget_supervisors_slack_account(harness: SlackHarness) -> None:
+    with transaction(harness.engine) as session:
+        supervisor = session.exec(select(Contact).where(Contact.email == SUPERVISOR_EMAIL)).one()
+        supervisor.slack_user_id = None
+
+
+def supervisors_slack_account(harness: SlackHarness) -> str | None:
+    with transaction(harness.engine) as session:
+        return (
+            session.exec(select(Contact).where(Contact.email == SUPERVISOR_EMAIL))
+            .one()
+            .slack_user_id
+        )
+
+
+def test_a_contact_known_only_by_email_gets_the_dm_and_is_remembered(
+    harness: SlackHarness,
+) -> None:
+    forget_supervisors_slack_account(harness)
+    harness.fake.users_by_email[SUPERVISOR_EMAIL] = "U0NEWSLACK"
+    raise_concern(harness)
+    # Queueing stayed in the database: the row is addressed by email, nobody asked Slack yet.
+    (row,) = slack_rows(harness)
+    assert row.recipient_address == SUPERVISOR_EMAIL
+    assert harness.fake.called("users.lookupByEmail") == []
+
+    report = dispatch(harness)
+    assert (report.sent, report.failed, report.skipped) == (1, 0, 0)
+    (lookup,) = harness.fake.called("users.lookupByEmail")
+    assert lookup.args["email"] == SUPERVISOR_EMAIL
+    (post,) = harness.fake.called("chat.postMessage")
+    assert post.args["channel"] == "U0NEWSLACK"
+    (row,) = slack_rows(harness)
+    assert row.status == "sent" and row.recipient_address == "U0NEWSLACK"
+    assert supervisors_slack_account(harness) == "U0NEWSLACK"
+
+    # Remembered: the next concern's DM is addressed to the account, with no lookup.
+    second = raise_concern(harness)
+    (row,) = [
+        row
+        for row in slack_rows(harness)
+        if row.reference == second and row.recipient_role == "supervisor"
+    ]
+    assert row.recipient_address == "U0NEWSLACK"
+    dispatch(harness)
+    lookups = [c.args["email"] for c in harness.fake.called("users.lookupByEmail")]
+    assert lookups.count(SUPERVISOR_EMAIL) == 1
+    to_supervisor = [
+        c for c in harness.fake.called("chat.postMessage") if c.args["channel"] == "U0NEWSLACK"
+    ]
+    assert len(to_supervisor) == 2
+
+
+def test_a_contact_not_in_slack_is_skipped_not_failed_and_still_emailed(
+    harness: SlackHarness,
+) -> None:
+    forget_supervisors_slack_account(harness)
+    reference = raise_concern(harness)
+    report = dispatch(harness)
+    assert (report.sent, report.failed, report.retried, report.skipped) == (0, 0, 0, 1)
+    (row,) = slack_rows(harness)
+    assert row.status == "skipped" and row.attempts == 0
+    assert harness.fake.called("chat.postMessage") == []
+    # Not tried again, and no account was made up for them.
+    assert dispatch(harness, MONDAY_MORNING + timedelta(days=1)) == DispatchReport()
+    assert len(harness.fake.called("users.lookupByEmail")) == 1
+    assert supervisors_slack_account(harness) is None
+    with transaction(harness.engine) as session:
+        emails = [
+            (m.recipient_address, m.status)
+            for m in repositories.outbox_of(session, concern(harness, reference).id or 0)
+            if m.channel == "email" and m.kind == "new_concern"
+        ]
+    assert emails == [(SUPERVISOR_EMAIL, "pending")]
+
+
+def test_without_the_lookup_scope_known_accounts_still_get_their_dms(
+    harness: SlackHarness,
+) -> None:
+    raise_concern(harness)  # addressed to the supervisor's Slack id
+    forget_supervisors_slack_account(harness)
+    raise_concern(harness)  # addressed by email
+    harness.fake.fail("users.lookupByEmail", "missing_scope", times=5)
+    report = dispatch(harness)
+    rows = slack_rows(harness)
+    by_email = [row for row in rows if "@" in row.recipient_address]
+    assert SUPERVISOR_EMAIL in [row.recipient_address for row in by_email]
+    assert (report.sent, report.held) == (len(rows) - len(by_email), len(by_email))
+    assert (report.failed, report.retried, report.skipped) == (0, 0, 0)
+    assert len(harness.fake.called("users.lookupByEmail")) == 1, "asked once, then waits"
+    for row in rows:
+        assert row.status == ("pending" if row in by_email else "sent")
+    for row in by_email:
+        assert row.attempts == 0 and "users:read.email" in (row.last_error or "")
 
 
 # --- the buttons -----------------------------------------------------------------------------

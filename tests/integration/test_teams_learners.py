@@ -253,11 +253,25 @@ def test_a_kept_teams_id_is_never_replaced(harness: TeamsHarness) -> None:
     raise_by_teams(harness)
     # Someone else types the learner's email: their Teams email does not match, nothing binds.
     harness.press(OUTSIDER, cards.RAISE_CONCERN, answers(name="Olly", email=LEARNER.email))
+    # A second Teams account whose Teams email is the learner's: still not bound, since the
+    # learner's record already has its Teams account.
+    twin = TeamsUser(
+        teams_id="29:1twin",
+        aad_object_id="6a1e0000-0000-4000-8000-00000000cc03",
+        name="Sam Twin",
+        email=LEARNER.email,
+    )
+    harness.fake.add_member(twin)
+    harness.press(twin, cards.RAISE_CONCERN, answers())
     with transaction(harness.engine) as session:
         learner = session.exec(select(Learner).where(Learner.email == LEARNER.email)).one()
     assert learner.teams_user_id == LEARNER.aad_object_id
-    listed = card_of(harness.press(OUTSIDER, cards.MY_CONCERNS))
-    assert "You have no concerns raised from Teams" in text_blocks(listed)
+    assert concern_count(harness.engine) == 3
+    for other in (OUTSIDER, twin):
+        listed = card_of(harness.press(other, cards.MY_CONCERNS))
+        assert "You have no concerns raised from Teams" in text_blocks(listed)
+    listed = card_of(harness.press(LEARNER, cards.MY_CONCERNS))
+    assert len([e for e in elements(listed) if e["type"] == "Action.ShowCard"]) == 3
 
 
 def test_validation_errors_answer_the_form_again_with_the_answers_kept(
