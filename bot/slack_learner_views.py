@@ -13,6 +13,7 @@ can take a concern anonymously; nothing is stored.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,28 @@ DESCRIPTION_MAX = 3000
 HOME_MAX_CONCERNS = 40
 
 ANONYMOUS = Confidentiality.ANONYMOUS.value
+SLASH_COMMAND = "/concern"
 # Each input block holds one element, whose action id is always this.
 ANSWER = "concern_answer"
+# The section at the top of the form that says why it is shown again.
+NOTICE_BLOCK = "concern_notice"
+# Shown above the form when a concern could not be saved: its first line in bold.
+NOT_SAVED = (
+    "We could not save your concern just now.\n"
+    "Nothing you wrote is lost: it is all still here, as you left it. Nothing has been "
+    "recorded yet, so please press Send again in a minute."
+)
+# A learner's own words are quoted back to them when they fit in a short message.
+QUOTE_MAX = 500
+# The free-text answers, with the names they are given back under.
+TYPED_ANSWERS = {
+    "description": "What happened",
+    "organisation-other": "Organisation",
+    "site": "Site or hospital",
+    "department-other": "Department or ward",
+    "programme": "Programme or specialty",
+    "raised-with": "Raised with",
+}
 
 
 def new_concern_url(public_url: str) -> str:
@@ -83,7 +104,7 @@ def concern_modal(
     departments = department_option_groups(places, "")
     blocks: list[dict[str, Any]] = []
     if notice:
-        blocks.append(_mrkdwn_section(f"*{escape(notice)}*"))
+        blocks.append(notice_block(notice))
     blocks += [
         _mrkdwn_section(
             "Tell us about a concern with your placement. The same questions as our web form; "
@@ -204,6 +225,10 @@ def concern_modal(
             "as well as in Slack.",
         ),
     ]
+    return _form(blocks)
+
+
+def _form(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": CONCERN_MODAL,
@@ -212,6 +237,116 @@ def concern_modal(
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": blocks,
     }
+
+
+def notice_block(notice: str) -> dict[str, Any]:
+    """A notice at the top of the form (escaped): its first line in bold, the rest as it is."""
+    first, _, rest = notice.partition("\n")
+    text = f"*{escape(first)}*" + (f"\n{escape(rest)}" if rest else "")
+    return {**_mrkdwn_section(text), "block_id": NOTICE_BLOCK}
+
+
+def form_again(submitted: Mapping[str, Any], *, notice: str) -> dict[str, Any] | None:
+    """The form as the learner sent it, every answer kept, under a notice; None when the
+    submitted view holds no form to show again.
+
+    Built from the submitted view alone (its blocks, with their answers from its state), so it
+    needs no database: it is what is shown when the database could not take the concern. The
+    choices offered stay the ones the learner saw, even from an external select.
+    """
+    blocks = [
+        block
+        for block in submitted.get("blocks") or ()
+        if isinstance(block, Mapping) and block.get("block_id") != NOTICE_BLOCK
+    ]
+    if not any(block.get("type") == "input" for block in blocks):
+        return None
+    state = (submitted.get("state") or {}).get("values") or {}
+    kept = []
+    for block in blocks:
+        answer = (state.get(block.get("block_id")) or {}).get(ANSWER)
+        if block.get("type") == "input" and isinstance(answer, Mapping):
+            kept.append(_with_answer(block, answer))
+        else:
+            kept.append(copy.deepcopy(dict(block)))
+    return _form([notice_block(notice), *kept])
+
+
+def _with_answer(block: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
+    """An input block whose element starts from the learner's answer (as its state gave it)."""
+    kept = copy.deepcopy(dict(block))
+    element: dict[str, Any] = kept.get("element") or {}
+    for initial in ("initial_value", "initial_option", "initial_options"):
+        element.pop(initial, None)
+    kind = element.get("type")
+    selected = answer.get("selected_option") or {}
+    if kind == "plain_text_input":
+        if isinstance(answer.get("value"), str) and answer["value"]:
+            element["initial_value"] = answer["value"]
+    elif kind in ("static_select", "radio_buttons"):
+        option = _find_option(element, str(selected.get("value") or ""))
+        if option is not None:
+            element["initial_option"] = option
+    elif kind == "external_select":
+        if selected.get("value"):
+            element["initial_option"] = {"text": selected.get("text"), "value": selected["value"]}
+    elif kind == "checkboxes":
+        chosen = {option.get("value") for option in answer.get("selected_options") or ()}
+        options = [option for option in element.get("options") or () if option["value"] in chosen]
+        if options:
+            element["initial_options"] = options
+    kept["element"] = element
+    return kept
+
+
+def not_saved_message(answers: Mapping[str, str]) -> str:
+    """A direct message with the learner's own words, for when the form could not be shown
+    again after their concern could not be saved: what they wrote is not lost."""
+    written = [
+        f"*{label}:*\n{quoted(answers[name])}"
+        for name, label in TYPED_ANSWERS.items()
+        if answers.get(name, "").strip()
+    ]
+    return "\n\n".join(
+        [
+            "We could not save the concern you sent just now, and nothing has been recorded. "
+            "So that nothing you wrote is lost, here it is: when you send the form again "
+            f"(type {SLASH_COMMAND}), copy it from here.",
+            *written,
+        ]
+    )
+
+
+def not_added_reply(text: str) -> str:
+    """The answer in a concern's thread to a reply that could not be saved."""
+    said = (
+        "We could not add your message to your concern just now, so it has not been added. "
+        "Please send it again here, in this thread, in a minute."
+    )
+    if not text.strip():
+        return said
+    if len(text) <= QUOTE_MAX:
+        return f"{said} This is what you wrote:\n{quoted(text)}"
+    return f"{said} Your message is still in this thread, just above: copy it from there."
+
+
+def added_reply(reference: str) -> str:
+    """The answer in a concern's thread to a reply that was added to it."""
+    return f"Added to your concern {escape(reference)}: the people handling it will see it."
+
+
+def refused_reply(reason: str) -> str:
+    """The answer in a concern's thread to a reply the concern cannot take, with the reason."""
+    because = escape(reason.strip().rstrip("."))
+    return (
+        f"We have not added your message to your concern: {because}. Your message is still in "
+        "this thread, just above."
+    )
+
+
+def quoted(text: str) -> str:
+    """The learner's own words as a quote (escaped: they can neither ping nor link)."""
+    return "\n".join(f">{escape(line)}" for line in text.strip().splitlines())
 
 
 def organisation_options(places: Sequence[Place], query: str) -> dict[str, Any]:
@@ -314,11 +449,13 @@ def sending_view() -> dict[str, Any]:
     return _info_view("Sending your concern…")
 
 
-def received_view(reference: str) -> dict[str, Any]:
-    """Shown once the concern is saved."""
+def received_view(reference: str, *, in_slack: bool = True) -> dict[str, Any]:
+    """Shown once the concern is saved. What happens next comes by email, and in Slack too
+    when their Slack account was kept with them (see `slack_learners._slack_identity`)."""
+    where = "here in Slack and by email" if in_slack else "by email"
     return _info_view(
         f"We have received your concern. Your reference is *{escape(reference)}*.\n"
-        "We have sent you a message here with what happens next, and an email too."
+        f"We are sending you a message {where} with what happens next."
     )
 
 

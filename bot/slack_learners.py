@@ -1,9 +1,15 @@
 """Slack for learners: raising a concern (slash command, shortcut, DM), following it up.
 
 Thin adapters over the services every channel uses: the modal's answers are checked by the web
-form's rules and raised with `submit_concern`; a reply in the thread of the bot's confirmation
-is `add_learner_information`; the feedback buttons are `learner_satisfied` and
-`learner_remains_concerned`. The screens themselves are built in `bot.slack_learner_views`.
+form's rules and raised with `submit_concern`, which queues the learner's confirmation in the
+outbox like every other message; a reply in the thread of that message, once posted, is
+`add_learner_information`; the feedback buttons are `learner_satisfied` and
+`learner_remains_concerned`, for the current feedback only. The screens themselves are built in
+`bot.slack_learner_views`.
+
+What the learner sent is never silently lost: a form that could not be saved comes back with
+every answer kept (or, failing that, their words come back in a direct message), and a thread
+reply that could not be saved or was refused is answered in its thread.
 
 Every listener acknowledges Slack first (Bolt runs the rest in its thread pool), except where
 Slack needs the answer in the acknowledgement: a modal's errors are found without the database,
@@ -30,15 +36,15 @@ from escalation.actions import (
     add_learner_information,
     learner_remains_concerned,
     learner_satisfied,
+    require_current_feedback,
 )
-from escalation.ladder import record_event
-from escalation.notify import facts_of, place_of
+from escalation.notify import place_of
 from intake.follow_up import learner_status
 from intake.mail_intake import REPLY_TEXT_MAX
 from intake.service import submit_concern
 from intake.submission import Channel
-from notifications.messages import MessageKind, build_message, when
-from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK, OPEN_STATUS_PAGE, learner_message
+from notifications.messages import when
+from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK, OPEN_STATUS_PAGE
 from notifications.slack_text import (
     CONCERN_MODAL,
     LEARNER_REMAINS_CONCERNED,
@@ -46,14 +52,14 @@ from notifications.slack_text import (
     OPEN_CONCERN_MODAL,
     escape,
 )
-from routing.model import ConcernStatus, Role
+from routing.model import ConcernStatus
 from storage import repositories
 from storage.db import transaction
 from storage.tables import Concern, Learner, id_of
 
 log = logging.getLogger(__name__)
 
-SLASH_COMMAND = "/concern"
+SLASH_COMMAND = views.SLASH_COMMAND
 SHORTCUT = "raise_concern"
 SLACK = Channel.SLACK.value
 
@@ -213,16 +219,14 @@ class _Learners:
             return
         ack(response_action="update", view=views.sending_view())
         user_id = body["user"]["id"]
-        if not self.bot.first_delivery(f"view:{view['id']}:{view.get('hash', '')}"):
-            return
-        concern = replace(
-            outcome.concern,
-            learner=replace(
-                outcome.concern.learner,
-                slack_user_id=self._slack_identity(client, user_id, outcome.concern.learner.email),
-            ),
-        )
         try:
+            if not self.bot.first_delivery(f"view:{view['id']}:{view.get('hash', '')}"):
+                return
+            slack_user_id = self._slack_identity(client, user_id, outcome.concern.learner.email)
+            concern = replace(
+                outcome.concern,
+                learner=replace(outcome.concern.learner, slack_user_id=slack_user_id),
+            )
             submitted = submit_concern(
                 engine=self.bot.engine,
                 concern=concern,
@@ -232,39 +236,41 @@ class _Learners:
             )
         except Exception:
             log.exception("a concern sent from Slack could not be saved")
-            client.views_update(
-                view_id=view["id"],
-                view=views.concern_modal(
-                    self._places(),
-                    values=answers,
-                    public_url=public_url,
-                    notice="Sorry, we could not save your concern: nothing was recorded. "
-                    "Please press Send again in a minute.",
-                ),
-            )
+            self._offer_again(client, view=view, answers=answers, user_id=user_id)
             return
-        client.views_update(view_id=view["id"], view=views.received_view(submitted.reference))
-        self._confirm_in_dm(client, reference=submitted.reference, user_id=user_id)
+        # The confirmation, whose thread takes the learner's replies, comes through the outbox.
+        client.views_update(
+            view_id=view["id"],
+            view=views.received_view(submitted.reference, in_slack=slack_user_id is not None),
+        )
 
-    def _confirm_in_dm(self, client: WebClient, *, reference: str, user_id: str) -> None:
-        """The learner's confirmation in their DM with the bot; its thread takes their replies."""
-        now = self.bot.clock()
-        with transaction(self.bot.engine) as session:
-            concern = _concern(session, reference)
-            facts = facts_of(session, concern, self.bot.policy, now=now)
-        message = build_message(MessageKind.LEARNER_ACK, facts=facts, recipient_role=Role.LEARNER)
-        chat = learner_message(MessageKind.LEARNER_ACK, message, facts)
-        posted = client.chat_postMessage(channel=user_id, text=chat.text, blocks=chat.blocks)
-        with transaction(self.bot.engine) as session:
-            record_event(
-                session,
-                _concern(session, reference),
-                at=now,
-                kind=repositories.SLACK_CONFIRMATION_EVENT,
-                actor="system",
-                channel=SLACK,
-                detail={"channel": posted["channel"], "ts": posted["ts"]},
+    def _offer_again(
+        self,
+        client: WebClient,
+        *,
+        view: Mapping[str, Any],
+        answers: Mapping[str, str],
+        user_id: str,
+    ) -> None:
+        """After a concern could not be saved: the form again, every answer kept, saying so; or,
+        when even that cannot be shown, the learner's own words in a direct message, so nothing
+        they wrote is lost. Sent straight away, not through the outbox: the database is what
+        failed, and these are the learner's own words back to them alone."""
+        try:
+            form = views.form_again(view, notice=views.NOT_SAVED) or views.concern_modal(
+                self._places(),
+                values=answers,
+                public_url=self.bot.policy.public_url,
+                notice=views.NOT_SAVED,
             )
+            client.views_update(view_id=view["id"], view=form)
+            return
+        except Exception:
+            log.exception("the form could not be shown again after a failed save")
+        try:
+            client.chat_postMessage(channel=user_id, text=views.not_saved_message(answers))
+        except Exception:
+            log.exception("the learner's own words could not be sent back to them either")
 
     # --- direct messages --------------------------------------------------------------------
 
@@ -285,22 +291,25 @@ class _Learners:
         channel, ts = str(event["channel"]), str(event["ts"])
         thread_ts = event.get("thread_ts")
         if thread_ts and thread_ts != ts:
-            added = self._add_to_concern(
-                key,
-                channel=channel,
-                thread_ts=str(thread_ts),
-                user_id=str(user_id),
-                text=str(event.get("text") or ""),
-            )
-            if added is None:
-                return  # a repeat delivery
-            if added:
-                client.chat_postMessage(
-                    channel=channel,
-                    thread_ts=thread_ts,
-                    text=f"Added to your concern {escape(added)}: the people handling it will "
-                    "see it.",
+            text = str(event.get("text") or "")
+            try:
+                added = self._add_to_concern(
+                    key, channel=channel, thread_ts=str(thread_ts), user_id=str(user_id), text=text
                 )
+            except ActionRefused as refused:
+                reply = views.refused_reply(str(refused))
+            except Exception:
+                # Slack had its answer before this ran and will not send the reply again: the
+                # learner is told, in the thread, to send it again.
+                log.exception("a learner's reply in a concern's Slack thread could not be saved")
+                reply = views.not_added_reply(views.unslack(text))
+            else:
+                if added is None:
+                    return  # a repeat delivery
+                # "" (not a concern of theirs): answered below as any other message.
+                reply = views.added_reply(added) if added else ""
+            if reply:
+                client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=reply)
                 return
         elif not self.bot.first_delivery(key):
             return
@@ -312,13 +321,14 @@ class _Learners:
     ) -> str | None:
         """The reference the reply was added to; "" when the thread is no concern of theirs;
         None when this delivery was handled before. The delivery is recorded in the same
-        transaction as the information, so a failure leaves Slack's retry to try again."""
+        transaction as the information: a reply that could not be saved (or was refused) is
+        not recorded as handled, so sending it again works."""
         now = self.bot.clock()
         with transaction(self.bot.engine) as session:
             if not repositories.first_delivery(session, key=key, now=now):
                 return None
             found = repositories.concern_by_slack_thread(
-                session, channel=channel, thread_ts=thread_ts
+                session, channel=channel, thread_ts=thread_ts, slack_user_id=user_id
             )
             if found is None or not _is_learner_of(session, found, user_id):
                 return ""
@@ -397,34 +407,20 @@ class _Learners:
         channel = str((body.get("channel") or {}).get("id") or "")
         satisfied = action["action_id"] == LEARNER_SATISFIED
         now = self.bot.clock()
-        refusal: str | None = None
-        moved = False
-        with transaction(self.bot.engine) as session:
-            key = f"action:{action['action_id']}:{message_ts}:{user_id}"
-            if not repositories.first_delivery(session, key=key, now=now):
-                return
-            found = repositories.concern_by_reference(session, str(action.get("value") or ""))
-            if found is None or not _is_learner_of(session, found, user_id):
-                refusal = "Only the learner who raised this concern can answer its feedback."
-            else:
-                concern = repositories.lock_concern(session, id_of(found))
-                assert concern is not None
-                try:
-                    if satisfied:
-                        learner_satisfied(session=session, concern=concern, channel=SLACK, now=now)
-                    else:
-                        moved = learner_remains_concerned(
-                            session=session,
-                            concern=concern,
-                            channel=SLACK,
-                            now=now,
-                            policy=self.bot.policy,
-                        )
-                except ActionRefused as refused:
-                    refusal = str(refused)
-        if refusal is not None:
-            client.chat_postEphemeral(channel=channel, user=user_id, text=escape(refusal))
+        try:
+            moved = self._answer_feedback(
+                reference=str(action.get("value") or ""),
+                satisfied=satisfied,
+                user_id=user_id,
+                posted_at=f"{channel}:{message_ts}",
+                key=f"action:{action['action_id']}:{message_ts}:{user_id}",
+                now=now,
+            )
+        except ActionRefused as refused:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=escape(str(refused)))
             return
+        if moved is None:
+            return  # a double click
         stamp = when(now, self.bot.policy.calendar.timezone)
         if satisfied:
             said = f"You told us you are satisfied with the feedback ({stamp}). It is now closed."
@@ -448,12 +444,39 @@ class _Learners:
             channel=channel, ts=message_ts, text=str(message.get("text") or said), blocks=blocks
         )
 
-
-def _concern(session: Session, reference: str) -> Concern:
-    concern = repositories.concern_by_reference(session, reference)
-    if concern is None:
-        raise LookupError(f"{reference} is not in the database")
-    return concern
+    def _answer_feedback(
+        self,
+        *,
+        reference: str,
+        satisfied: bool,
+        user_id: str,
+        posted_at: str,
+        key: str,
+        now: datetime,
+    ) -> bool | None:
+        """The learner's answer to feedback, from the buttons of the message at `posted_at`:
+        whether the concern moved up; None when this press was handled before. A refused
+        answer raises `ActionRefused` and records nothing (not even the press), so it changes
+        nothing and pressing again is answered again."""
+        with transaction(self.bot.engine) as session:
+            if not repositories.first_delivery(session, key=key, now=now):
+                return None
+            found = repositories.concern_by_reference(session, reference)
+            if found is None or not _is_learner_of(session, found, user_id):
+                raise ActionRefused(
+                    "Only the learner who raised this concern can answer its feedback."
+                )
+            concern = repositories.lock_concern(session, id_of(found))
+            assert concern is not None
+            require_current_feedback(
+                session, concern, channel=SLACK, external_ref=posted_at, recipient=user_id
+            )
+            if satisfied:
+                learner_satisfied(session=session, concern=concern, channel=SLACK, now=now)
+                return False
+            return learner_remains_concerned(
+                session=session, concern=concern, channel=SLACK, now=now, policy=self.bot.policy
+            )
 
 
 def _is_learner_of(session: Session, concern: Concern, slack_user_id: str) -> bool:

@@ -27,7 +27,7 @@ from escalation.ladder import (
     told_summary,
     write_clock,
 )
-from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
+from escalation.notify import facts_of, learner_key, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
 from notifications.messages import MessageKind
 from routing.deadlines import level_deadlines, silence_close_at
@@ -466,6 +466,36 @@ def learner_satisfied(*, session: Session, concern: Concern, channel: str, now: 
         channel=channel,
         detail={"reason": reason},
     )
+
+
+FEEDBACK_MOVED_ON = (
+    "These buttons answer earlier feedback on {reference}, and your concern has moved on since, "
+    "so nothing has been changed. When there is new feedback we will send you a new message to "
+    "answer it. The status page shows where your concern is now."
+)
+
+
+def require_current_feedback(
+    session: Session, concern: Concern, *, channel: str, external_ref: str, recipient: str
+) -> None:
+    """An answer given with a chat message's buttons counts only while the feedback that
+    message carried is the concern's current feedback: buttons left on a message from an
+    earlier level or round are refused, so they never close or move a concern that has moved
+    on since. The message is the outbox row posted to `recipient` at `external_ref`; a closed
+    concern is left to the answer's own refusal."""
+    if concern.status != ConcernStatus.OPEN.value:
+        return
+    posted = repositories.posted_chat_message(
+        session, channel=channel, external_ref=external_ref, recipient=recipient
+    )
+    current = f"{learner_key(concern, MessageKind.LEARNER_FEEDBACK)}:{channel}"
+    if (
+        concern.feedback_at is None
+        or posted is None
+        or posted.concern_id != concern.id
+        or posted.idempotency_key != current
+    ):
+        raise ActionRefused(FEEDBACK_MOVED_ON.format(reference=concern.reference))
 
 
 def learner_remains_concerned(

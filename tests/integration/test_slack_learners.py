@@ -4,18 +4,28 @@ direct message), the concern it raises, the DM thread, App Home and the feedback
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import create_engine, func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bot.slack_learner_views import ANSWER
-from escalation.actions import Actor, record_feedback
+from bot.slack_learner_views import ANSWER, NOTICE_BLOCK
+from escalation.actions import (
+    ActionRefused,
+    Actor,
+    learner_remains_concerned,
+    learner_satisfied,
+    record_feedback,
+    reopen_concern,
+)
 from intake.web.form_fields import NOT_LISTED
+from notifications.outbox import DispatchReport
+from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
 from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK
 from notifications.slack_text import (
     CONCERN_MODAL,
@@ -25,10 +35,11 @@ from notifications.slack_text import (
 )
 from storage import repositories
 from storage.db import transaction
-from storage.tables import Concern, Event, Learner, OutboxMessage
-from tests.integration.fake_slack import TEAM_ID
+from storage.outbox import SqlOutboxStore
+from storage.tables import ChatDelivery, Concern, Event, Learner, OutboxMessage
+from tests.integration.fake_slack import TEAM_ID, Call
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
-from tests.integration.slack_harness import SlackHarness, slack_harness
+from tests.integration.slack_harness import BOT_TOKEN, SlackHarness, slack_harness
 
 LEARNER = "U0LEARNER"
 DM = "D" + LEARNER  # the fake names a DM with a user after them
@@ -85,7 +96,12 @@ def good_answers(**changes: str) -> dict[str, str]:
 
 
 def submission(
-    answers: dict[str, str], *, user: str = LEARNER, view_id: str = "V0FORM", view_hash: str = "h1"
+    answers: dict[str, str],
+    *,
+    user: str = LEARNER,
+    view_id: str = "V0FORM",
+    view_hash: str = "h1",
+    blocks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in answers.items():
@@ -110,7 +126,7 @@ def submission(
             "type": "modal",
             "callback_id": CONCERN_MODAL,
             "team_id": TEAM_ID,
-            "blocks": [],
+            "blocks": blocks or [],
             "state": {"values": values},
         },
     }
@@ -161,20 +177,62 @@ def concerns(engine: Engine) -> list[Concern]:
         return list(repositories.all_concerns(session))
 
 
+def dispatch(harness: SlackHarness) -> DispatchReport:
+    """One pass of the Slack outbox dispatcher, as `concerns serve` runs it."""
+    client = dispatch_client(token=BOT_TOKEN, api_url=harness.fake.url)
+    return dispatch_due_slack(
+        store=SqlOutboxStore(harness.engine), client=client, now=MONDAY_MORNING
+    )
+
+
+def to_learner(harness: SlackHarness) -> list[Call]:
+    """What was posted in the learner's DM (by the dispatcher to their user id, or by the bot
+    into the DM channel), in order."""
+    return [
+        call
+        for call in harness.fake.called("chat.postMessage")
+        if call.args.get("channel") in (LEARNER, DM)
+    ]
+
+
+def saved(harness: SlackHarness) -> Concern:
+    """The concern the form raised, once it is saved (Bolt saves it after answering Slack)."""
+
+    def found() -> Concern | None:
+        with transaction(harness.engine) as session:
+            return next(iter(repositories.all_concerns(session)), None)
+
+    return eventually(found)
+
+
 def raise_concern(harness: SlackHarness, **changes: str) -> Concern:
-    """Send the form; the concern once the confirmation's thread is recorded."""
+    """Send the form; the concern once its confirmation has been posted from the outbox."""
     answer = harness.interact(submission(good_answers(**changes)))
     assert answer.status_code == 200
     assert answer.json()["response_action"] == "update"
+    concern = saved(harness)
+    assert dispatch(harness).failed == 0
+    return concern
 
-    def confirmed() -> Concern | None:
-        with transaction(harness.engine) as session:
-            event = session.exec(
-                select(Event).where(Event.kind == repositories.SLACK_CONFIRMATION_EVENT)
-            ).first()
-            return session.get(Concern, event.concern_id) if event else None
 
-    return eventually(confirmed)
+def confirmation_of(harness: SlackHarness, concern: Concern) -> OutboxMessage:
+    """The learner's Slack confirmation of a concern, as the outbox holds it."""
+    with transaction(harness.engine) as session:
+        [row] = [
+            row
+            for row in repositories.outbox_of(session, concern.id or 0)
+            if (row.channel, row.kind) == ("slack", "learner_ack")
+        ]
+    return row
+
+
+def thread_of(harness: SlackHarness, concern: Concern) -> str:
+    """The ts of the posted confirmation: the thread in which replies are added."""
+    row = confirmation_of(harness, concern)
+    assert row.status == "sent" and row.external_ref is not None
+    channel, _, ts = row.external_ref.partition(":")
+    assert channel == DM
+    return ts
 
 
 # --- opening the form -------------------------------------------------------------------------
@@ -226,7 +284,8 @@ def test_the_global_shortcut_opens_the_same_form(harness: SlackHarness) -> None:
 
 
 def test_the_form_raises_a_slack_concern_and_the_learner_gets_a_dm(harness: SlackHarness) -> None:
-    concern = raise_concern(harness)
+    harness.interact(submission(good_answers()))
+    concern = saved(harness)
     assert concern.channel == "slack"
     assert concern.confidentiality == "named"
     assert concern.organisation_id is not None and concern.department_id is not None
@@ -235,20 +294,27 @@ def test_the_form_raises_a_slack_concern_and_the_learner_gets_a_dm(harness: Slac
         assert learner is not None
         assert learner.slack_user_id == LEARNER
         assert learner.email == "priya@example.nhs.uk"
-        # The bot confirms itself: the outbox holds the email acknowledgement, no Slack copy.
         kinds = {
             (row.channel, row.kind) for row in repositories.outbox_of(session, concern.id or 0)
         }
-    assert ("email", "learner_ack") in kinds
-    assert ("slack", "learner_ack") not in kinds
-    [posted] = harness.fake.wait_for("chat.postMessage")
+    # The confirmation is an outbox message like any other: the bot posts nothing itself.
+    assert {("email", "learner_ack"), ("slack", "learner_ack")} <= kinds
+    [updated] = harness.fake.wait_for("views.update")
+    assert concern.reference in json.dumps(updated.args["view"])
+    assert "here in Slack and by email" in json.dumps(updated.args["view"])
+    time.sleep(0.3)
+    assert to_learner(harness) == []
+
+    dispatch(harness)
+    dispatch(harness)  # a second pass (or a second instance) posts nothing again
+    [posted] = to_learner(harness)
     assert posted.args["channel"] == LEARNER
     shown = json.dumps(posted.args["blocks"])
     assert concern.reference in shown
     assert "reply in this thread" in shown
     assert "this email" not in shown
-    [updated] = harness.fake.wait_for("views.update")
-    assert concern.reference in json.dumps(updated.args["view"])
+    # Where it was posted is kept with the row: that names the thread replies are added from.
+    assert thread_of(harness, concern).startswith("1700000000.")
 
 
 def test_a_form_error_is_returned_on_its_block_and_stores_nothing(harness: SlackHarness) -> None:
@@ -279,6 +345,103 @@ def test_anonymous_is_refused_in_slack_with_the_web_form_offered(harness: SlackH
     assert "Slack knows who you are" in refusal
     assert policy().public_url.rstrip("/") + "/concerns/new" in refusal
     assert concerns(harness.engine) == []
+
+
+def opened_form(harness: SlackHarness) -> list[dict[str, Any]]:
+    """The form's blocks as /concern opened it (Slack sends them back with each submission)."""
+    harness.command(
+        command="/concern", user_id=LEARNER, team_id=TEAM_ID, trigger_id="9.trigger", text=""
+    )
+    [opened] = harness.fake.wait_for("views.open")
+    return list(opened.args["view"]["blocks"])
+
+
+def database_down(harness: SlackHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every use of the database by the bot fails, as in an outage."""
+
+    def refuse() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(harness.bot, "engine", create_engine("sqlite://", creator=refuse))
+
+
+def stored(engine: Engine) -> tuple[int, int, int]:
+    """How many concerns, events and outbox messages the database holds."""
+    with transaction(engine) as session:
+        return tuple(  # type: ignore[return-value]
+            session.exec(select(func.count()).select_from(table)).one()
+            for table in (Concern, Event, OutboxMessage)
+        )
+
+
+KEPT_ANSWERS = {
+    "description": "Teaching is cancelled <again> & nobody says why.\nSecond line.",
+    "site": "North Wing",
+    "cannot-raise-locally": "yes",
+    "frequency": "often",
+}
+
+
+def test_a_concern_that_cannot_be_saved_comes_back_with_every_answer_kept(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = opened_form(harness)
+    database_down(harness, monkeypatch)
+    answer = harness.interact(submission(good_answers(**KEPT_ANSWERS), blocks=blocks))
+    assert answer.json()["response_action"] == "update"  # "Sending…" at once
+
+    [shown] = harness.fake.wait_for("views.update")
+    assert shown.args["view_id"] == "V0FORM"
+    form = shown.args["view"]
+    assert form["callback_id"] == CONCERN_MODAL and form["submit"]["text"] == "Send"
+    notice = form["blocks"][0]
+    assert notice["block_id"] == NOTICE_BLOCK
+    assert "could not save your concern just now" in notice["text"]["text"]
+    assert "Nothing you wrote is lost" in notice["text"]["text"]
+    elements = {b["block_id"]: b["element"] for b in form["blocks"] if b["type"] == "input"}
+    assert elements["description"]["initial_value"] == KEPT_ANSWERS["description"]
+    assert elements["site"]["initial_value"] == "North Wing"
+    assert elements["name"]["initial_value"] == "Priya Testlearner"
+    assert elements["group"]["initial_option"]["value"] == "foundation"
+    assert elements["organisation"]["initial_option"]["value"] == "vale-general"
+    assert elements["department"]["initial_option"]["value"] == "vale-general/emergency"
+    assert elements["frequency"]["initial_option"]["value"] == "often"
+    assert elements["confidentiality"]["initial_option"]["value"] == "named"
+    assert [o["value"] for o in elements["cannot-raise-locally"]["initial_options"]] == ["yes"]
+    time.sleep(0.3)
+    assert stored(harness.engine) == (0, 0, 0)
+    assert to_learner(harness) == []
+
+    # The database is back and the learner presses Send again (Slack gives the view a new hash).
+    monkeypatch.undo()
+    again = harness.interact(
+        submission(good_answers(**KEPT_ANSWERS), view_hash="h2", blocks=form["blocks"])
+    )
+    assert again.json()["response_action"] == "update"
+    concern = saved(harness)
+    assert concern.description == KEPT_ANSWERS["description"]
+    received = harness.fake.wait_for("views.update", 2)[1]
+    assert concern.reference in json.dumps(received.args["view"])
+    assert len(concerns(harness.engine)) == 1
+
+
+def test_when_the_form_cannot_be_shown_again_the_learner_gets_their_words_in_a_dm(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = opened_form(harness)
+    database_down(harness, monkeypatch)
+    harness.fake.answers["views.update"] = lambda args: {"ok": False, "error": "not_found"}
+    harness.interact(submission(good_answers(**KEPT_ANSWERS), blocks=blocks))
+
+    [dm_back] = eventually(lambda: to_learner(harness) or None)
+    assert dm_back.args["channel"] == LEARNER
+    text = dm_back.args["text"]
+    assert "could not save" in text and "nothing has been recorded" in text
+    # Their own words, escaped so that nothing in them is read as Slack markup.
+    assert ">Teaching is cancelled &lt;again&gt; &amp; nobody says why.\n>Second line." in text
+    assert ">North Wing" in text
+    time.sleep(0.3)
+    assert stored(harness.engine) == (0, 0, 0)
 
 
 def test_a_confidential_concern_keeps_the_slack_id_for_the_learner_only(
@@ -338,55 +501,120 @@ def test_a_retried_event_has_one_effect(harness: SlackHarness) -> None:
     assert len(harness.fake.called("chat.postMessage")) == 2
 
 
+def added_information(harness: SlackHarness, concern: Concern) -> list[Event]:
+    with transaction(harness.engine) as session:
+        return [
+            event
+            for event in repositories.events_of(session, concern.id or 0)
+            if event.kind == "learner_added_information"
+        ]
+
+
 def test_a_reply_in_the_confirmation_thread_is_added_to_the_concern(
     harness: SlackHarness,
 ) -> None:
     concern = raise_concern(harness)
-    [confirmation] = harness.fake.wait_for("chat.postMessage")
-    with transaction(harness.engine) as session:
-        recorded = session.exec(
-            select(Event).where(Event.kind == repositories.SLACK_CONFIRMATION_EVENT)
-        ).one()
-    thread_ts = recorded.detail["ts"]
-    assert recorded.detail["channel"] == DM
+    [confirmation] = to_learner(harness)
+    thread_ts = thread_of(harness, concern)
     reply = dm("It happened again &amp; nobody came", ts="1700000400.000400", thread_ts=thread_ts)
     harness.event(reply, event_id="Ev0THREAD")
     harness.event(reply, event_id="Ev0THREAD", **{"X-Slack-Retry-Num": "1"})
 
-    def added() -> list[Event]:
-        with transaction(harness.engine) as session:
-            return [
-                event
-                for event in repositories.events_of(session, concern.id or 0)
-                if event.kind == "learner_added_information"
-            ]
-
-    [information] = eventually(added)
+    [information] = eventually(lambda: added_information(harness, concern))
     assert information.detail["text"] == "It happened again & nobody came"
     assert information.channel == "slack"
-    answered = harness.fake.wait_for("chat.postMessage", 2)
-    assert answered[1].args["thread_ts"] == thread_ts
-    assert concern.reference in answered[1].args["text"]
+    answered = eventually(lambda: to_learner(harness)[1:] or None)
+    assert answered[0].args["thread_ts"] == thread_ts
+    assert concern.reference in answered[0].args["text"]
     time.sleep(0.3)
-    assert len(added()) == 1
+    assert len(added_information(harness, concern)) == 1
+    assert len(to_learner(harness)) == 2
     assert confirmation.args["channel"] == LEARNER
+
+
+def test_a_reply_that_cannot_be_saved_is_answered_in_its_thread(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack had its answer before the reply was saved and never sends it again: the learner
+    is told in the thread, with their words, and sending it again works."""
+    concern = raise_concern(harness)
+    thread_ts = thread_of(harness, concern)
+
+    def outage(**_: Any) -> None:
+        raise OSError("the database went away")
+
+    monkeypatch.setattr("bot.slack_learners.add_learner_information", outage)
+    words = "The rota &lt;still&gt; has no senior on Friday"
+    harness.event(dm(words, ts="1700000410.000410", thread_ts=thread_ts), event_id="Ev0LOST")
+    [told] = eventually(lambda: to_learner(harness)[1:] or None)
+    assert told.args["thread_ts"] == thread_ts
+    assert "not been added" in told.args["text"] and "send it again" in told.args["text"]
+    assert ">The rota &lt;still&gt; has no senior on Friday" in told.args["text"]
+    assert added_information(harness, concern) == []
+    with transaction(harness.engine) as session:
+        assert (
+            session.exec(select(ChatDelivery).where(ChatDelivery.key == "event:Ev0LOST")).all()
+            == []
+        )
+
+    monkeypatch.undo()
+    harness.event(dm(words, ts="1700000420.000420", thread_ts=thread_ts), event_id="Ev0AGAIN")
+    [information] = eventually(lambda: added_information(harness, concern))
+    assert information.detail["text"] == "The rota <still> has no senior on Friday"
+
+
+def test_a_long_reply_that_cannot_be_saved_is_pointed_to_not_repeated(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    concern = raise_concern(harness)
+    thread_ts = thread_of(harness, concern)
+
+    def outage(**_: Any) -> None:
+        raise OSError("the database went away")
+
+    monkeypatch.setattr("bot.slack_learners.add_learner_information", outage)
+    long = "Nobody came to the ward round. " * 40
+    harness.event(dm(long, ts="1700000430.000430", thread_ts=thread_ts), event_id="Ev0LONG")
+    [told] = eventually(lambda: to_learner(harness)[1:] or None)
+    assert "not been added" in told.args["text"]
+    assert "still in this thread, just above" in told.args["text"]
+    assert "Nobody came" not in told.args["text"]
+
+
+def test_a_refused_reply_is_answered_with_the_reason(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    concern = raise_concern(harness)
+    thread_ts = thread_of(harness, concern)
+
+    def refuse(**_: Any) -> None:
+        raise ActionRefused(f"{concern.reference} cannot take more information now")
+
+    monkeypatch.setattr("bot.slack_learners.add_learner_information", refuse)
+    harness.event(dm("More detail", ts="1700000440.000440", thread_ts=thread_ts), event_id="Ev0NO")
+    [told] = eventually(lambda: to_learner(harness)[1:] or None)
+    assert told.args["thread_ts"] == thread_ts
+    assert "not added your message" in told.args["text"]
+    assert f"{concern.reference} cannot take more information now" in told.args["text"]
+    assert added_information(harness, concern) == []
 
 
 def test_someone_elses_reply_in_a_thread_adds_nothing(harness: SlackHarness) -> None:
     concern = raise_concern(harness)
-    with transaction(harness.engine) as session:
-        recorded = session.exec(
-            select(Event).where(Event.kind == repositories.SLACK_CONFIRMATION_EVENT)
-        ).one()
     harness.event(
-        dm("let me in", ts="1700000500.000500", thread_ts=recorded.detail["ts"], user="U0OTHER"),
+        dm(
+            "let me in",
+            ts="1700000500.000500",
+            thread_ts=thread_of(harness, concern),
+            user="U0OTHER",
+        ),
         event_id="Ev0INTRUDER",
     )
     # Treated as any other message: offered the form, nothing added.
-    harness.fake.wait_for("chat.postMessage", 2)
-    with transaction(harness.engine) as session:
-        kinds = [event.kind for event in repositories.events_of(session, concern.id or 0)]
-    assert "learner_added_information" not in kinds
+    [offered] = eventually(lambda: to_learner(harness)[1:] or None)
+    assert "thread_ts" not in offered.args
+    assert OPEN_CONCERN_MODAL in json.dumps(offered.args["blocks"])
+    assert added_information(harness, concern) == []
 
 
 # --- App Home ---------------------------------------------------------------------------------
@@ -436,7 +664,7 @@ def test_mentions_and_links_in_learner_text_come_back_inert(harness: SlackHarnes
         event_id="Ev0HOME3",
     )
     [published] = harness.fake.wait_for("views.publish")
-    [confirmation] = harness.fake.wait_for("chat.postMessage")
+    [confirmation] = to_learner(harness)
     for shown in (json.dumps(published.args["view"]), json.dumps(confirmation.args["blocks"])):
         assert "&lt;!channel&gt;" in shown
         for live in ("<!channel>", "<!here>", "<@U123>", "<https://x|y>"):
@@ -458,13 +686,29 @@ def _give_feedback(harness: SlackHarness, concern: Concern) -> OutboxMessage:
             now=MONDAY_MORNING,
             policy=harness.bot.policy,
         )
+        pathway, level_round = locked.pathway, locked.level_round
     with transaction(harness.engine) as session:
         [row] = [
             row
             for row in repositories.outbox_of(session, concern.id or 0)
-            if row.channel == "slack" and row.kind == "learner_feedback"
+            if row.channel == "slack"
+            and row.kind == "learner_feedback"
+            and f":p{pathway}{f'r{level_round}' if level_round else ''}:" in row.idempotency_key
         ]
     return row
+
+
+def posted_feedback(harness: SlackHarness, concern: Concern) -> dict[str, Any]:
+    """Feedback given and its Slack message posted: the message as the learner's buttons
+    send it back (its ts, text and blocks)."""
+    row = _give_feedback(harness, concern)
+    dispatch(harness)
+    with transaction(harness.engine) as session:
+        sent = session.get(OutboxMessage, row.id)
+        assert sent is not None and sent.external_ref is not None and sent.payload is not None
+    channel, _, ts = sent.external_ref.partition(":")
+    assert channel == DM
+    return {"ts": ts, "text": sent.body_text, "blocks": sent.payload["blocks"]}
 
 
 def test_feedback_reaches_the_learner_in_slack_with_buttons(harness: SlackHarness) -> None:
@@ -485,14 +729,12 @@ def test_im_satisfied_closes_the_concern_once_and_updates_the_message(
     harness: SlackHarness,
 ) -> None:
     concern = raise_concern(harness)
-    row = _give_feedback(harness, concern)
-    assert row.payload is not None
-    message = {"ts": "1700000600.000600", "text": row.body_text, "blocks": row.payload["blocks"]}
+    message = posted_feedback(harness, concern)
     press = button(LEARNER_SATISFIED, concern.reference, message=message)
     harness.interact(press)
     harness.interact(press)  # a double click
     [updated] = harness.fake.wait_for("chat.update")
-    assert updated.args["ts"] == "1700000600.000600"
+    assert updated.args["ts"] == message["ts"]
     kept = [block.get("block_id") for block in updated.args["blocks"]]
     assert FEEDBACK_ACTIONS_BLOCK not in kept
     assert "satisfied" in json.dumps(updated.args["blocks"])
@@ -514,9 +756,7 @@ def test_im_satisfied_closes_the_concern_once_and_updates_the_message(
 
 def test_i_remain_concerned_moves_it_up(harness: SlackHarness) -> None:
     concern = raise_concern(harness)
-    row = _give_feedback(harness, concern)
-    assert row.payload is not None
-    message = {"ts": "1700000700.000700", "text": row.body_text, "blocks": row.payload["blocks"]}
+    message = posted_feedback(harness, concern)
     harness.interact(button(LEARNER_REMAINS_CONCERNED, concern.reference, message=message))
     harness.fake.wait_for("chat.update")
 
@@ -533,6 +773,100 @@ def test_i_remain_concerned_moves_it_up(harness: SlackHarness) -> None:
             if row.channel == "slack" and row.kind == "learner_escalated"
         ]
     assert [row.recipient_address for row in told] == [LEARNER]
+
+
+def snapshot(harness: SlackHarness, concern: Concern) -> tuple[Any, ...]:
+    """The concern's row, its audit trail and its outbox, to compare before and after."""
+    with transaction(harness.engine) as session:
+        row = session.get(Concern, concern.id)
+        assert row is not None
+        return (
+            row.model_dump(),
+            [event.model_dump() for event in repositories.events_of(session, concern.id or 0)],
+            [message.model_dump() for message in repositories.outbox_of(session, concern.id or 0)],
+        )
+
+
+def ephemerals_to(harness: SlackHarness, count: int) -> list[Call]:
+    return harness.fake.wait_for("chat.postEphemeral", count)
+
+
+def test_buttons_from_an_earlier_level_are_refused_and_change_nothing(
+    harness: SlackHarness,
+) -> None:
+    concern = raise_concern(harness)
+    first = posted_feedback(harness, concern)
+    # The learner answered elsewhere (the status page): the concern moved to pathway 2, and
+    # the Slack message of pathway 1's feedback still shows its buttons.
+    with transaction(harness.engine) as session:
+        locked = repositories.lock_concern(session, concern.id or 0)
+        assert locked is not None
+        assert learner_remains_concerned(
+            session=session,
+            concern=locked,
+            channel="web",
+            now=MONDAY_MORNING,
+            policy=harness.policy,
+        )
+    before = snapshot(harness, concern)
+    harness.interact(button(LEARNER_SATISFIED, concern.reference, message=first))
+    [refused] = ephemerals_to(harness, 1)
+    assert refused.args["user"] == LEARNER
+    assert (
+        "moved on since" in refused.args["text"]
+        and "nothing has been changed" in refused.args["text"]
+    )
+    assert snapshot(harness, concern) == before
+
+    # Pathway 2 gives feedback: the old buttons still answer nothing, not even this new feedback.
+    current = posted_feedback(harness, concern)
+    before = snapshot(harness, concern)
+    for action in (LEARNER_REMAINS_CONCERNED, LEARNER_SATISFIED):
+        harness.interact(button(action, concern.reference, message=first))
+    refusals = ephemerals_to(harness, 3)
+    assert all("moved on since" in call.args["text"] for call in refusals)
+    time.sleep(0.3)
+    assert snapshot(harness, concern) == before
+    assert harness.fake.called("chat.update") == []
+
+    # The buttons of the current feedback work.
+    harness.interact(button(LEARNER_REMAINS_CONCERNED, concern.reference, message=current))
+    [updated] = harness.fake.wait_for("chat.update")
+    assert updated.args["ts"] == current["ts"]
+
+    def at_the_dean() -> Concern | None:
+        with transaction(harness.engine) as session:
+            row = session.get(Concern, concern.id)
+            return row if row is not None and row.pathway == 3 else None
+
+    eventually(at_the_dean)
+
+
+def test_buttons_from_a_closed_round_are_refused_once_it_is_reopened(
+    harness: SlackHarness,
+) -> None:
+    concern = raise_concern(harness)
+    first = posted_feedback(harness, concern)
+    with transaction(harness.engine) as session:
+        locked = repositories.lock_concern(session, concern.id or 0)
+        assert locked is not None
+        learner_satisfied(session=session, concern=locked, channel="web", now=MONDAY_MORNING)
+        reopen_concern(
+            session=session,
+            concern=locked,
+            by=Actor(kind="staff", channel="web"),
+            reason="The rota slipped again",
+            now=MONDAY_MORNING,
+            policy=harness.policy,
+        )
+    posted_feedback(harness, concern)  # the reopened round's feedback
+    before = snapshot(harness, concern)
+    harness.interact(button(LEARNER_REMAINS_CONCERNED, concern.reference, message=first))
+    [refused] = ephemerals_to(harness, 1)
+    assert "moved on since" in refused.args["text"]
+    time.sleep(0.3)
+    assert snapshot(harness, concern) == before
+    assert harness.fake.called("chat.update") == []
 
 
 def test_someone_elses_click_is_refused_and_changes_nothing(harness: SlackHarness) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,14 +13,20 @@ import pytest
 from bot.slack_learner_views import (
     ANSWER,
     MAX_OPTIONS,
+    NOT_SAVED,
+    NOTICE_BLOCK,
     HomeEntry,
     Place,
     answers_from_state,
     check,
     concern_modal,
     department_option_groups,
+    form_again,
     home_view,
+    not_added_reply,
+    not_saved_message,
     organisation_options,
+    received_view,
 )
 from intake.web.form_fields import FIELDS, NOT_LISTED
 from notifications.messages import ConcernFacts, LearnerIdentity, MessageKind, build_message
@@ -186,3 +193,66 @@ def test_home_shows_typed_text_inert() -> None:
     assert "LC-2026-000001" in shown
     for live in LIVE:
         assert live not in shown
+
+
+# --- after a failure ----------------------------------------------------------------------------
+
+
+def _submitted(blocks: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "V1", "blocks": blocks, "state": {"values": values}}
+
+
+def test_the_form_again_keeps_every_answer_and_says_why_once() -> None:
+    many = [Place(key=f"org-{n}", name=f"Org {n}") for n in range(MAX_OPTIONS + 5)]
+    blocks = concern_modal(many, values={"name": "Priya"}, public_url="https://x.example")["blocks"]
+    picked = {"text": {"type": "plain_text", "text": "Org 7"}, "value": "org-7"}
+    values = {
+        "organisation": {ANSWER: {"type": "external_select", "selected_option": picked}},
+        "description": {ANSWER: {"type": "plain_text_input", "value": "What I wrote"}},
+        "name": {ANSWER: {"type": "plain_text_input", "value": None}},
+        "harm": {ANSWER: {"type": "radio_buttons", "selected_option": {"value": "minor"}}},
+        "cannot-raise-locally": {
+            ANSWER: {"type": "checkboxes", "selected_options": [{"value": "yes"}]}
+        },
+    }
+    form = form_again(_submitted(blocks, values), notice=NOT_SAVED)
+    assert form is not None
+    again = form_again(_submitted(form["blocks"], values), notice=NOT_SAVED)
+    assert again is not None
+    assert [b.get("block_id") for b in again["blocks"]].count(NOTICE_BLOCK) == 1
+    assert again["blocks"][0]["text"]["text"].startswith(
+        "*We could not save your concern just now.*\n"
+    )
+    elements = {b["block_id"]: b["element"] for b in again["blocks"] if b["type"] == "input"}
+    assert elements["organisation"]["type"] == "external_select"
+    assert elements["organisation"]["initial_option"] == picked
+    assert elements["description"]["initial_value"] == "What I wrote"
+    assert "initial_value" not in elements["name"]  # emptied by the learner: stays empty
+    assert elements["harm"]["initial_option"]["value"] == "minor"
+    assert elements["cannot-raise-locally"]["initial_options"][0]["value"] == "yes"
+    assert "initial_option" not in elements["frequency"]
+    # The blocks it was built from are left as they were.
+    assert (
+        "initial_value"
+        not in next(b for b in blocks if b.get("block_id") == "description")["element"]
+    )
+
+
+def test_without_a_submitted_form_there_is_nothing_to_show_again() -> None:
+    assert form_again({"id": "V1", "blocks": []}, notice=NOT_SAVED) is None
+
+
+def test_the_learners_words_come_back_quoted_and_inert() -> None:
+    text = not_saved_message({"description": f"Line one {INJECTION}\nLine two", "site": ""})
+    assert ">Line one &lt;!channel&gt;" in text and "\n>Line two" in text
+    assert "Site" not in text
+    for live in LIVE:
+        assert live not in text
+    assert INJECTION not in not_added_reply(INJECTION)
+    assert "&lt;!channel&gt;" in not_added_reply(INJECTION)
+
+
+def test_the_received_view_says_where_the_confirmation_goes() -> None:
+    assert "here in Slack and by email" in json.dumps(received_view("LC-2026-000001"))
+    elsewhere = json.dumps(received_view("LC-2026-000001", in_slack=False))
+    assert "by email with" in elsewhere and "Slack" not in elsewhere
