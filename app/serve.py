@@ -31,7 +31,7 @@ from app import bootstrap
 from app.metrics import Metrics
 from app.settings import Settings
 from app.web import create_app
-from bot.slack_app import SlackBot, build_slack_bot
+from bot.slack_app import SlackBot, SlackTokenRefused, build_slack_bot
 from escalation.digest import send_due_digests
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
@@ -199,7 +199,8 @@ def serve(settings: Settings) -> int:
 
 
 def _slack_bot(product: bootstrap.Product) -> SlackBot | None:
-    """The Slack app when Slack is configured (Bolt checks the bot token with Slack), else None."""
+    """The Slack app when Slack is configured, else None. Only Slack's answer that the bot token
+    is wrong stops the service; an unreachable Slack is logged and the service starts."""
     chat = product.chat
     if chat.slack_bot_token is None or chat.slack_signing_secret is None:
         return None
@@ -212,10 +213,16 @@ def _slack_bot(product: bootstrap.Product) -> SlackBot | None:
             policy=product.policy,
             share_summary=chat.slack_share_summary,
         )
+    except SlackTokenRefused as refused:
+        raise CannotServe(
+            f"Slack did not accept SLACK_BOT_TOKEN ({refused.code}); fix it, "
+            "or unset SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to run without Slack",
+            status=2,
+        ) from None
     except Exception as error:
         raise CannotServe(
-            f"Slack did not accept SLACK_BOT_TOKEN ({type(error).__name__}: {error}); fix it, "
-            "or unset SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to run without Slack",
+            f"the Slack app could not be set up ({type(error).__name__}); check the SLACK_ "
+            "settings, or unset SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to run without Slack",
             status=2,
         ) from None
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,6 +31,54 @@ from storage import repositories
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
+
+# auth.test's answers that the bot token itself is wrong: only these stop the service starting.
+TOKEN_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
+)
+# How long start-up waits for Slack's answer before starting without it.
+STARTUP_CHECK_TIMEOUT_SECONDS = 10
+
+
+class SlackTokenRefused(Exception):
+    """Slack answered that the bot token is not valid (the code says how)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"Slack refused the bot token ({code})")
+        self.code = code
+
+
+def check_token(*, bot_token: str, api_url: str) -> bool:
+    """Ask Slack whether the bot token is valid (auth.test): True when it is.
+
+    Raises SlackTokenRefused only on Slack's own answer that the token is wrong. When Slack cannot
+    be reached (refused, timed out, a 5xx, rate limited) the answer is False and a warning is
+    logged: the service starts anyway, and Slack's requests are served once Slack is back (Bolt
+    checks the token again with the first request that needs it).
+    """
+    client = WebClient(
+        token=bot_token,
+        base_url=api_url,
+        timeout=STARTUP_CHECK_TIMEOUT_SECONDS,
+        retry_handlers=[],
+    )
+    try:
+        client.auth_test()
+    except SlackApiError as error:
+        code = str(error.response.get("error") or f"HTTP {error.response.status_code}")
+        if code in TOKEN_REFUSED:
+            raise SlackTokenRefused(code) from None
+        log.warning("Slack did not confirm the bot token at start-up (%s); starting anyway", code)
+        return False
+    except Exception as error:
+        # Only the type: the text of a connection error can hold the request.
+        log.warning(
+            "Slack could not be reached at start-up (%s); starting anyway: Slack's requests are "
+            "served, and Slack messages sent, once it answers",
+            type(error).__name__,
+        )
+        return False
+    return True
 
 
 @dataclass
@@ -66,16 +115,23 @@ def build_slack_bot(
     share_summary: bool = False,
     clock: Callable[[], datetime] | None = None,
 ) -> SlackBot:
-    """The Slack app with every listener registered (Bolt checks the token with auth.test)."""
+    """The Slack app with every listener registered.
+
+    The token is checked first (`check_token`): a token Slack refuses raises SlackTokenRefused;
+    an unreachable Slack does not stop the app being built. Bolt's own start-up check is off,
+    as it would fail on an unreachable Slack too; it asks auth.test with the first request.
+    """
     # Imported here: they import this module for SlackBot.
     from bot import slack_contacts, slack_learners
 
+    check_token(bot_token=bot_token, api_url=api_url)
     client = WebClient(token=bot_token, base_url=api_url)
     app = App(
         client=client,
         signing_secret=signing_secret,
         process_before_response=False,
         logger=logging.getLogger("slack_bolt"),
+        token_verification_enabled=False,
     )
     bot = SlackBot(
         app=app,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,9 @@ from sqlmodel import select
 
 from app.bootstrap import Product, build
 from app.metrics import Metrics
-from app.serve import Tick, _ticks, socket_mode_handler
+from app.serve import CannotServe, Tick, _slack_bot, _ticks, socket_mode_handler
 from app.settings import ChatSettings, Settings
+from app.web import create_app
 from bot import slack_contacts
 from escalation.actions import Actor, close_concern
 from intake.mailbox import Mailbox
@@ -35,13 +37,14 @@ from storage import repositories
 from storage.db import transaction
 from storage.outbox import SqlOutboxStore
 from storage.tables import ChatDelivery, Concern, Contact, Event, OutboxMessage
-from tests.integration.fake_slack import TEAM_ID, Call
+from tests.integration.fake_slack import TEAM_ID, Call, form_body, signed
 from tests.integration.helpers import (
     MONDAY_MORNING,
     concern_input,
     load_example_directory,
 )
 from tests.integration.slack_harness import BOT_TOKEN, SIGNING_SECRET, SlackHarness, slack_harness
+from tests.integration.webclient import WebClient
 
 SUPERVISOR = "U0EXSUP001"  # Dr Jordan Sample, the Emergency Department's lead supervisor
 SUPERVISOR_EMAIL = "jordan.sample@vale-general.example.nhs.uk"
@@ -867,6 +870,77 @@ def test_without_slack_settings_there_is_no_slack_tick(
         return set(service_ticks(product, tmp_path, Metrics()))
 
     assert asyncio.run(names()) == {"sweep", "dispatch", "intake", "digest"}
+
+
+@pytest.mark.parametrize(
+    "code", ["invalid_auth", "not_authed", "token_revoked", "account_inactive"]
+)
+def test_a_token_slack_refuses_stops_start_up_with_a_clear_message(
+    harness: SlackHarness, tmp_path: Path, code: str
+) -> None:
+    harness.fake.fail("auth.test", code)
+    with pytest.raises(CannotServe) as refused:
+        _slack_bot(slack_product(harness, tmp_path))
+    assert refused.value.status == 2
+    message = str(refused.value)
+    assert f"Slack did not accept SLACK_BOT_TOKEN ({code})" in message
+    assert "unset SLACK_BOT_TOKEN" in message
+    assert BOT_TOKEN not in message
+
+
+def test_an_unreachable_slack_does_not_stop_start_up(
+    sqlite_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/api/"  # nothing listens there
+    settings = Settings(_env_file=None, outbox_dir=tmp_path / "outbox")  # type: ignore[call-arg]
+    chat = ChatSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        slack_bot_token=BOT_TOKEN,  # type: ignore[arg-type]
+        slack_signing_secret=SIGNING_SECRET,  # type: ignore[arg-type]
+        slack_api_url=closed,
+    )
+    assert _slack_bot(build(settings, engine=sqlite_engine, chat=chat)) is not None
+    assert "Slack could not be reached at start-up" in caplog.text
+    assert BOT_TOKEN not in caplog.text
+
+
+def test_slack_back_after_an_unreachable_start_is_served(
+    harness: SlackHarness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started while Slack dropped every connection, the app serves Slack's requests (over HTTP)
+    once Slack answers again."""
+    reference = raise_concern(harness)
+    harness.fake.unreachable = True
+    product = slack_product(harness, tmp_path)
+    bot = _slack_bot(product)
+    assert bot is not None and "could not be reached" in caplog.text
+    harness.fake.unreachable = False
+    web = WebClient(create_app(product, metrics=Metrics(), clock=lambda: MONDAY_MORNING, slack=bot))
+    try:
+        body = form_body(
+            {
+                "type": "block_actions",
+                "team": {"id": TEAM_ID},
+                "user": {"id": OUTSIDER, "team_id": TEAM_ID},
+                "api_app_id": "A0CONCERNS",
+                "trigger_id": "1.trigger",
+                "container": {"type": "message", "message_ts": "1.000001", "channel_id": DM},
+                "channel": {"id": DM},
+                "actions": [{"type": "button", "action_id": ACKNOWLEDGE, "value": reference}],
+            }
+        )
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            **signed(body, secret=SIGNING_SECRET),
+        }
+        answer = web.post("/slack/events", content=body.encode(), headers=headers)
+    finally:
+        web.close()
+    assert answer.status_code == 200
+    (refusal,) = harness.fake.wait_for("chat.postEphemeral")
+    assert refusal.args["user"] == OUTSIDER
 
 
 def test_socket_mode_only_with_an_app_token(harness: SlackHarness, tmp_path: Path) -> None:
