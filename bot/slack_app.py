@@ -5,15 +5,21 @@ Slack is optional: with no bot token and signing secret there is no Slack app, a
 `slack_learners` (raising and following a concern) and `slack_contacts` (acknowledge, feedback,
 not mine). Each is a thin adapter over the same services every channel uses.
 
-Bolt acknowledges every request before our work runs (process_before_response=False: the listener
-continues in Bolt's thread pool after `ack()`), so Slack always has its answer within 3 seconds
-however slow the database is. Request signatures are always verified here.
+Slack needs its answer (the `ack()`) within 3 seconds. Bolt runs each listener on its listener
+pool and answers Slack as soon as the listener calls `ack()` (process_before_response=False), so
+an ack can only be late when every thread of that pool is busy. Our listeners therefore ack at
+once and hand slow work (the database, further Slack calls) to the bot's own work pool with
+`SlackBot.later`: a listener thread is free again within milliseconds, and however slow or
+stuck the work is, it cannot hold up the next request's ack. The listener pool is sized well
+above the work pool for listeners that still work in place. Request signatures are always
+verified here.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,6 +44,9 @@ TOKEN_REFUSED = frozenset(
 )
 # How long start-up waits for Slack's answer before starting without it.
 STARTUP_CHECK_TIMEOUT_SECONDS = 10
+# Threads that run Bolt's listeners (each acks Slack), and threads for the work after the ack.
+LISTENER_THREADS = 16
+WORK_THREADS = 8
 
 
 class SlackTokenRefused(Exception):
@@ -91,6 +100,29 @@ class SlackBot:
     policy: Policy
     share_summary: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Where work after an ack runs (see `later`), apart from the threads that ack.
+    work: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=WORK_THREADS, thread_name_prefix="slack-work"
+        )
+    )
+
+    def later(self, work: Callable[[], None]) -> None:
+        """Run a listener's slow work after its ack, on the bot's work pool, so the listener's
+        thread is free for the next request's ack at once. A failure is logged (by type only:
+        its text could quote what someone wrote)."""
+
+        def run() -> None:
+            try:
+                work()
+            except Exception as error:
+                log.error("slack: work after an ack failed (%s)", type(error).__name__)
+
+        self.work.submit(run)
+
+    def close(self) -> None:
+        """Let the work in hand finish, and stop the work pool."""
+        self.work.shutdown(wait=True)
 
     def first_delivery(self, key: str) -> bool:
         """Record a delivery (an event id, a button press); False when it was handled before."""
@@ -132,6 +164,9 @@ def build_slack_bot(
         process_before_response=False,
         logger=logging.getLogger("slack_bolt"),
         token_verification_enabled=False,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"
+        ),
     )
     bot = SlackBot(
         app=app,

@@ -1,8 +1,9 @@
 """Slack for contacts: Acknowledge, Record feedback and Not mine on the messages they receive.
 
-Each listener acks at once (Bolt then runs the rest in its thread pool), then does what the same
-action does on every channel (`escalation.actions`) on the concern locked for it. Who may act is
-the actions' rule: a current contact of the concern's level. The Slack user is matched to a
+Each listener acks at once and hands the rest to the bot's work pool (`SlackBot.later`, so no
+slow work can delay another request's ack), which does what the same action does on every
+channel (`escalation.actions`) on the concern locked for it. Who may act is the actions' rule: a
+current contact of the concern's level. The Slack user is matched to a
 directory contact by Slack user id, or else by the email of one of the concern's contacts through
 `users.lookupByEmail` (and the match is remembered on the contact). Anyone else gets an ephemeral
 refusal with the reason, and nothing changes.
@@ -21,6 +22,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
@@ -97,13 +99,16 @@ def register(bot: SlackBot) -> None:
         def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
             acknowledge(session=session, concern=concern, by=by, now=now)
 
-        _act(
-            bot,
-            client,
-            _press(body, ACKNOWLEDGE),
-            perform=perform,
-            done="Acknowledged",
-            still_open=(RECORD_FEEDBACK, NOT_MINE),
+        bot.later(
+            partial(
+                _act,
+                bot,
+                client,
+                _press(body, ACKNOWLEDGE),
+                perform=perform,
+                done="Acknowledged",
+                still_open=(RECORD_FEEDBACK, NOT_MINE),
+            )
         )
 
     @app.action(NOT_MINE)
@@ -113,15 +118,18 @@ def register(bot: SlackBot) -> None:
         def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
             redirect(session=session, concern=concern, by=by, now=now, policy=bot.policy)
 
-        _act(
-            bot,
-            client,
-            _press(body, NOT_MINE),
-            perform=perform,
-            done="Passed on as not theirs",
-            still_open=(),
-            # Only the person who passed it on is done with it: the others' copies stand.
-            tell_others=False,
+        bot.later(
+            partial(
+                _act,
+                bot,
+                client,
+                _press(body, NOT_MINE),
+                perform=perform,
+                done="Passed on as not theirs",
+                still_open=(),
+                # Only the person who passed it on is done with it: the others' copies stand.
+                tell_others=False,
+            )
         )
 
     @app.action(RECORD_FEEDBACK)
@@ -141,9 +149,14 @@ def register(bot: SlackBot) -> None:
             trigger_id=body["trigger_id"],
             view=feedback_modal(reference=press.reference, private_metadata=metadata),
         )
-        reason = _feedback_refusal(bot, client, press)
-        if reason is not None:
-            client.views_update(view_id=opened["view"]["id"], view=_notice_view(reason))
+        view_id = str(opened["view"]["id"])
+
+        def explain_if_refused() -> None:
+            reason = _feedback_refusal(bot, client, press)
+            if reason is not None:
+                client.views_update(view_id=view_id, view=_notice_view(reason))
+
+        bot.later(explain_if_refused)
 
     @app.view(FEEDBACK_MODAL)
     def on_feedback_submitted(
@@ -173,16 +186,19 @@ def register(bot: SlackBot) -> None:
                 session=session, concern=concern, by=by, text=value, now=now, policy=bot.policy
             )
 
-        _act(
-            bot,
-            client,
-            press,
-            perform=perform,
-            done="Feedback recorded (the learner has been told)",
-            still_open=(),
-            fetch_message=True,
-            # The modal has closed: if it is not recorded, the text goes back to its author.
-            give_back=value,
+        bot.later(
+            partial(
+                _act,
+                bot,
+                client,
+                press,
+                perform=perform,
+                done="Feedback recorded (the learner has been told)",
+                still_open=(),
+                fetch_message=True,
+                # The modal has closed: if it is not recorded, the text goes back to its author.
+                give_back=value,
+            )
         )
 
     @app.action(OPEN_STAFF_PAGE)

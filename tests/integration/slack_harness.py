@@ -108,3 +108,4 @@ def slack_harness(
             yield SlackHarness(fake=fake, bot=bot, web=web, engine=engine, policy=product.policy)
         finally:
             web.close()
+            bot.close()

@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from app.serve import CannotServe, Tick, _slack_bot, _ticks, socket_mode_handler
 from app.settings import ChatSettings, Settings
 from app.web import create_app
 from bot import slack_contacts
+from bot.slack_app import LISTENER_THREADS, WORK_THREADS
 from escalation.actions import Actor, close_concern
 from intake.mailbox import Mailbox
 from intake.service import submit_concern
@@ -160,14 +162,15 @@ DM = "D" + SUPERVISOR  # the fake names a DM after the user
 
 
 def settle(harness: SlackHarness) -> None:
-    """Wait until every listener Bolt has started has finished: one barrier task per worker can
-    only all run once no earlier task holds a worker (the executor starts tasks in order)."""
-    executor = harness.bot.app.listener_runner.listener_executor
-    workers = executor._max_workers
-    barrier = threading.Barrier(workers + 1, timeout=10)
-    for _ in range(workers):
-        executor.submit(barrier.wait)
-    barrier.wait()
+    """Wait until every listener Bolt has started, and then the work they handed on, has
+    finished: one barrier task per worker can only all run once no earlier task holds a worker
+    (an executor starts tasks in order)."""
+    for executor in (harness.bot.app.listener_runner.listener_executor, harness.bot.work):
+        workers = executor._max_workers  # type: ignore[attr-defined]
+        barrier = threading.Barrier(workers + 1, timeout=10)
+        for _ in range(workers):
+            executor.submit(barrier.wait)
+        barrier.wait()
 
 
 @pytest.fixture
@@ -998,6 +1001,37 @@ def test_not_mine_leaves_the_other_copies_alone(
 def supervisor_ts_of(external_ref: str | None) -> str:
     assert external_ref is not None
     return external_ref.split(":")[1]
+
+
+def test_slow_work_cannot_keep_slack_waiting_for_its_answer(
+    harness: SlackHarness, posted: tuple[str, Call], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack needs each answer within 3 seconds. With the work after every ack stuck (a locked
+    database, say), more presses than there are threads of any pool are all still answered at
+    once, and the work is done once it can be."""
+    reference, _ = posted
+    stuck = threading.Event()
+    real_act = slack_contacts._act
+
+    def stuck_act(*args: Any, **kwargs: Any) -> None:
+        stuck.wait(20)
+        real_act(*args, **kwargs)
+
+    monkeypatch.setattr(slack_contacts, "_act", stuck_act)
+    presses = LISTENER_THREADS + WORK_THREADS + 4
+    slowest = 0.0
+    try:
+        for n in range(presses):
+            began = time.monotonic()
+            press(harness, ACKNOWLEDGE, reference, message_ts=f"1.{n:06d}", blocks=[])
+            slowest = max(slowest, time.monotonic() - began)
+        assert slowest < 2.0, f"an answer took {slowest:.1f} s"
+        assert concern(harness, reference).acknowledged_at is None, "the work is still stuck"
+    finally:
+        stuck.set()
+    settle(harness)
+    assert concern(harness, reference).acknowledged_at == MONDAY_MORNING
+    assert len(events(harness, reference, "acknowledged")) == 1
 
 
 def test_a_refused_button_works_once_the_directory_is_put_right(
