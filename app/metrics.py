@@ -63,6 +63,12 @@ class Metrics:
         self.slack_sent = counter("slack_sent", "Slack messages posted from the outbox")
         self.slack_retried = counter("slack_retried", "Slack posts that will be retried")
         self.slack_failed = counter("slack_failed", "Slack messages given up on")
+        self.teams_sent = counter("teams_sent", "Teams cards sent from the outbox")
+        self.teams_retried = counter("teams_retried", "Teams sends that will be retried")
+        self.teams_failed = counter("teams_failed", "Teams messages given up on")
+        self.teams_skipped = counter(
+            "teams_skipped", "Teams messages not sent: no conversation with the person yet"
+        )
         self.sweep_runs = counter("sweep_runs", "Escalation sweeps run")
         self.sweep_steps = counter("sweep_steps_applied", "Escalation steps applied", ["kind"])
         self.sweep_failures = counter("sweep_failures", "Concerns whose due steps failed")
@@ -110,6 +116,13 @@ class Metrics:
         self.slack_sent.inc(report.sent)
         self.slack_retried.inc(report.retried)
         self.slack_failed.inc(report.failed)
+
+    def record_teams_dispatch(self, report: DispatchReport) -> None:
+        """Count one pass of the Teams dispatcher."""
+        self.teams_sent.inc(report.sent)
+        self.teams_retried.inc(report.retried)
+        self.teams_failed.inc(report.failed)
+        self.teams_skipped.inc(report.skipped)
 
     def record_sweep(self, report: SweepReport) -> None:
         """Count one escalation sweep."""

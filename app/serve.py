@@ -32,6 +32,8 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.web import create_app
 from bot.slack_app import SlackBot, SlackTokenRefused, build_slack_bot
+from bot.teams_app import TeamsBot, build_teams_bot, production_auth
+from bot.teams_contacts import CardPoster
 from escalation.digest import send_due_digests
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
@@ -40,6 +42,7 @@ from intake.web import assets
 from notifications.outbox import dispatch_due
 from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
 from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
+from notifications.teams_dispatch import dispatch_due_teams
 from notifications.threading import MailThreading
 from storage.inbox import store_received
 from storage.outbox import SqlOutboxStore
@@ -188,12 +191,15 @@ def serve(settings: Settings) -> int:
         raise CannotServe(str(error), status=1) from None
     bootstrap.prepare_database(product)
     slack = _slack_bot(product)
+    teams = _teams_bot(product)
     # The event loop and the mailbox's writer thread hand the GIL to each other for every
     # message; at Python's default 5 ms switch interval a busy thread makes the other wait up to
     # 5 ms each time (bench/: concurrent deliveries about a third faster at 0.5 ms).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
-        return asyncio.run(_serve(product, sender=sender, served_assets=served_assets, slack=slack))
+        return asyncio.run(
+            _serve(product, sender=sender, served_assets=served_assets, slack=slack, teams=teams)
+        )
     finally:
         product.engine.dispose()
 
@@ -227,6 +233,22 @@ def _slack_bot(product: bootstrap.Product) -> SlackBot | None:
         ) from None
 
 
+def _teams_bot(product: bootstrap.Product) -> TeamsBot | None:
+    """The Teams bot when Teams is configured (app id, password and tenant), else None."""
+    chat = product.chat
+    if chat.teams_app_id is None or chat.teams_app_password is None or chat.teams_tenant_id is None:
+        return None
+    return build_teams_bot(
+        auth=production_auth(
+            app_id=chat.teams_app_id,
+            app_password=chat.teams_app_password.get_secret_value(),
+            tenant_id=chat.teams_tenant_id,
+        ),
+        engine=product.engine,
+        policy=product.policy,
+    )
+
+
 def socket_mode_handler(product: bootstrap.Product, bot: SlackBot) -> SocketModeHandler | None:
     """Socket Mode (for workspaces without a public URL) when SLACK_APP_TOKEN is set."""
     if product.chat.slack_app_token is None:
@@ -245,6 +267,7 @@ async def _serve(
     sender: Sender,
     served_assets: dict[str, assets.Asset],
     slack: SlackBot | None = None,
+    teams: TeamsBot | None = None,
 ) -> int:
     settings = product.settings
     loop = asyncio.get_running_loop()
@@ -264,7 +287,7 @@ async def _serve(
         ),
     )
     metrics.watch_mailbox(mailbox.counters)
-    ticks = _ticks(product, sender=sender, metrics=metrics, mailbox=mailbox)
+    ticks = _ticks(product, sender=sender, metrics=metrics, mailbox=mailbox, teams=teams)
     by_name = {tick.name: tick for tick in ticks}
     mailbox.on_stored = by_name["intake"].wake  # mail becomes a concern as soon as it is stored
 
@@ -278,7 +301,9 @@ async def _serve(
         ) from None
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(product, metrics=metrics, served_assets=served_assets, slack=slack),
+            create_app(
+                product, metrics=metrics, served_assets=served_assets, slack=slack, teams=teams
+            ),
             lifespan="on",
             log_level="info",
             # Our own access log (intake.web.security.AccessLog) names the route only: uvicorn's
@@ -292,6 +317,7 @@ async def _serve(
         "sweep": settings.sweep_interval_seconds,
         "dispatch": settings.dispatch_interval_seconds,
         "slack_dispatch": settings.dispatch_interval_seconds,
+        "teams_dispatch": settings.dispatch_interval_seconds,
         "intake": INTAKE_INTERVAL_SECONDS,
         # Digests are due at 07:00; checking as often as the sweep sends them within a tick
         # of it, and finding them already recorded costs one short read.
@@ -355,10 +381,16 @@ async def _serve(
 
 
 def _ticks(
-    product: bootstrap.Product, *, sender: Sender, metrics: Metrics, mailbox: Mailbox
+    product: bootstrap.Product,
+    *,
+    sender: Sender,
+    metrics: Metrics,
+    mailbox: Mailbox,
+    teams: TeamsBot | None = None,
 ) -> tuple[Tick, ...]:
     """The sweep, outbox dispatch, email intake and digest ticks (all but dispatch wake it),
-    and the Slack dispatch tick when Slack is configured (woken with the email dispatcher)."""
+    and the Slack and Teams dispatch ticks when they are configured (woken with the email
+    dispatcher). Call on the service's event loop: the Teams sends run on it."""
     settings, engine, policy = product.settings, product.engine, product.policy
     threading = MailThreading(
         settings.secret_key.get_secret_value().encode(), settings.mailbox_address
@@ -420,6 +452,23 @@ def _ticks(
             return PassResult(more_waiting=report.sent + report.skipped >= DISPATCH_BATCH)
 
         dispatchers.append(Tick("slack_dispatch", slack_dispatch_pass, metrics=metrics))
+
+    if teams is not None:
+        # The Agents SDK sends with aiohttp, on the loop the bot serves /api/messages on: the
+        # pass (a worker thread, as every tick's) hands the sending to that loop and waits.
+        # The outbox's database work goes back to worker threads from there. A pass cancelled
+        # at shutdown ends its wait too.
+        loop = asyncio.get_running_loop()
+        poster = CardPoster(teams)
+
+        def teams_dispatch_pass(now: datetime) -> PassResult:
+            sending = dispatch_due_teams(store=outbox, poster=poster, now=now, limit=DISPATCH_BATCH)
+            report = asyncio.run_coroutine_threadsafe(sending, loop).result()
+            metrics.record_teams_dispatch(report)
+            # As for Slack: a full batch (sent, or done without sending) may have more behind.
+            return PassResult(more_waiting=report.sent + report.skipped >= DISPATCH_BATCH)
+
+        dispatchers.append(Tick("teams_dispatch", teams_dispatch_pass, metrics=metrics))
 
     def wake_dispatchers() -> None:
         for tick in dispatchers:

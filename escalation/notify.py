@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session
 
@@ -24,6 +25,7 @@ from notifications.render import render_email
 from notifications.slack_contacts import contact_message
 from notifications.slack_learners import learner_message
 from notifications.slack_text import SlackMessage
+from notifications.teams_contact_cards import contact_card, learner_card
 from routing.model import Confidentiality, Role
 from storage import repositories
 from storage.tables import Concern, Contact, Department, Learner, Organisation, OutboxMessage, id_of
@@ -203,6 +205,25 @@ def queue_to_contact(
             contact_id=contact.id,
         )
         queued = repositories.queue_message(session, slack_row) or queued
+    # Teams: only to a contact known by their Entra object id (someone known only by email is
+    # matched, and their id remembered, when they first write to the bot or press a button).
+    if policy.teams_enabled and contact.teams_user_id:
+        card = contact_card(
+            kind, message, facts, share_summary=policy.teams_summary, contact_id=contact.id
+        )
+        teams_row = _teams_row(
+            concern,
+            kind,
+            key,
+            role,
+            contact.teams_user_id,
+            message,
+            card,
+            now=now,
+            due=due,
+            contact_id=contact.id,
+        )
+        queued = repositories.queue_message(session, teams_row) or queued
     return queued
 
 
@@ -268,6 +289,38 @@ def _slack_row(
     )
 
 
+def _teams_row(
+    concern: Concern,
+    kind: MessageKind,
+    key: str,
+    role: Role,
+    aad_object_id: str,
+    message: Message,
+    teams_card: dict[str, Any],
+    *,
+    now: datetime,
+    due: datetime,
+    contact_id: int | None = None,
+) -> OutboxMessage:
+    """The outbox row of the same message as a Teams card (its key is the email's + ":teams"),
+    addressed to the person's Entra object id; the text is the subject, never concern text."""
+    return OutboxMessage(
+        idempotency_key=f"{key}:teams",
+        concern_id=concern.id,
+        reference=concern.reference,
+        channel="teams",
+        kind=kind.value,
+        recipient_role=role.value,
+        recipient_contact_id=contact_id,
+        recipient_address=aad_object_id,
+        subject=message.subject,
+        body_text=message.subject,
+        payload={"card": teams_card},
+        created_at=now,
+        send_after=due,
+    )
+
+
 def queue_to_contacts(
     session: Session,
     *,
@@ -302,6 +355,44 @@ def learner_key(concern: Concern, kind: MessageKind) -> str:
     return f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner"
 
 
+def _queue_to_learner_in_teams(
+    session: Session,
+    *,
+    concern: Concern,
+    learner: Learner | None,
+    facts: ConcernFacts,
+    kind: MessageKind,
+    now: datetime,
+    policy: Policy | None,
+) -> bool:
+    """A learner who raised the concern in Teams hears back there too (even without an email
+    address), as a card; not the acknowledgement: the bot confirmed the concern in the chat when
+    it was raised. After feedback the card carries "I'm satisfied" / "I remain concerned". A
+    concern raised in Teams means Teams was on, so only a policy that says it is off stops it."""
+    if (
+        learner is None
+        or concern.channel != "teams"
+        or not learner.teams_user_id
+        or kind is MessageKind.LEARNER_ACK
+        or (policy is not None and not policy.teams_enabled)
+    ):
+        return False
+    message = build_message(kind, facts=facts, recipient_role=Role.LEARNER)
+    due = now if policy is None else send_after(policy, now=now, urgent=False)
+    teams_row = _teams_row(
+        concern,
+        kind,
+        learner_key(concern, kind),
+        Role.LEARNER,
+        learner.teams_user_id,
+        message,
+        learner_card(kind, message, facts, level_round=concern.level_round),
+        now=now,
+        due=due,
+    )
+    return repositories.queue_message(session, teams_row)
+
+
 def queue_to_learner(
     session: Session,
     *,
@@ -318,8 +409,11 @@ def queue_to_learner(
     (a deadline passed, silence closed it) never write to anyone at night or at a weekend.
     """
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
+    in_teams = _queue_to_learner_in_teams(
+        session, concern=concern, learner=learner, facts=facts, kind=kind, now=now, policy=policy
+    )
     if learner is None or not learner.email:
-        return False
+        return in_teams
     message = build_message(kind, facts=facts, recipient_role=Role.LEARNER)
     key = learner_key(concern, kind)
     due = now if policy is None else send_after(policy, now=now, urgent=False)
@@ -351,4 +445,4 @@ def queue_to_learner(
                 due=due,
             ),
         )
-    return queued
+    return queued or in_teams

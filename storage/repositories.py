@@ -375,6 +375,25 @@ def teams_conversation(session: Session, aad_object_id: str) -> TeamsConversatio
     return session.exec(statement).first()
 
 
+def remember_teams_user(session: Session, *, email: str, aad_object_id: str) -> int:
+    """Keep a Teams user's Entra object id on the active contacts with their email that have no
+    Teams id yet (one person may hold several roles); never replaces a different one. The number
+    of contacts it was kept on."""
+    address = email.strip().lower()
+    if not address or not aad_object_id:
+        return 0
+    statement = (
+        update(Contact)
+        .where(
+            col(Contact.teams_user_id).is_(None),
+            col(Contact.active).is_(True),
+            func.lower(Contact.email) == address,
+        )
+        .values(teams_user_id=aad_object_id)
+    )
+    return int(session.exec(statement).rowcount or 0)
+
+
 def concerns_of_teams_user(
     session: Session, aad_object_id: str, *, limit: int
 ) -> Sequence[Concern]:
