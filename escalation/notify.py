@@ -170,7 +170,8 @@ def queue_to_contact(
     urgent: bool = False,
 ) -> bool:
     """Queue one email to a contact, and a Slack DM too when Slack is on and the contact has a
-    Slack user id; False when nothing new was queued (already queued, or no address at all)."""
+    Slack user id or an email (someone known only by email is looked up in Slack when the DM is
+    sent); False when nothing new was queued (already queued, or no address at all)."""
     message = build_message(kind, facts=facts, recipient_role=role)
     key = f"{concern.reference}:{kind.value}:{level_tag(concern)}:contact:{contact.id}"
     due = send_after(policy, now=now, urgent=urgent)
@@ -190,14 +191,15 @@ def queue_to_contact(
                 contact_id=contact.id,
             ),
         )
-    if policy.slack_enabled and contact.slack_user_id:
+    slack_address = contact.slack_user_id or contact.email
+    if policy.slack_enabled and slack_address:
         chat = contact_message(kind, message, facts, share_summary=policy.chat_summary)
         slack_row = _slack_row(
             concern,
             kind,
             key,
             role,
-            contact.slack_user_id,
+            slack_address,
             message,
             chat,
             now=now,

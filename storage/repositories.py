@@ -235,6 +235,24 @@ def lock_concern(session: Session, concern_id: int) -> Concern | None:
     return session.exec(statement).first()
 
 
+def remember_slack_user(
+    session: Session, *, contact_id: int, email: str, slack_user_id: str
+) -> bool:
+    """Keep the Slack account that Slack says has this contact's email, unless the contact has
+    one already or their email has changed since; True when it was kept. The button-press and
+    the dispatcher's lookups both remember a match this way, so the next message needs none."""
+    statement = (
+        update(Contact)
+        .where(
+            col(Contact.id) == contact_id,
+            col(Contact.slack_user_id).is_(None),
+            func.lower(Contact.email) == email.strip().lower(),
+        )
+        .values(slack_user_id=slack_user_id)
+    )
+    return bool(session.exec(statement).rowcount == 1)
+
+
 def active_places(
     session: Session,
 ) -> list[tuple[Organisation, list[Site], list[Department]]]:
