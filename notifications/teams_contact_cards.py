@@ -68,7 +68,8 @@ NOT_IN_TEAMS = "The concern's own words are on the staff page, not in Teams."
 FULL_ON_STAFF_PAGE = "The full concern is on the staff page."
 
 ADD_INFORMATION = (
-    "To add information, write to me in this chat: the people handling your concern will see it."
+    "To add information, write \"my concerns\" to me and press Add information on this concern: "
+    "the people handling it will see it."
 )
 FEEDBACK_WHERE = (
     "The feedback itself is not posted in Teams: read it in the email we sent you, or on your "
@@ -76,8 +77,8 @@ FEEDBACK_WHERE = (
 )
 FEEDBACK_ANSWER = "Then tell us what you think:"
 STILL_CONCERNED_AFTER_CLOSING = (
-    "If you remain concerned, write to me in this chat: the people handling your concern will "
-    "see it and can reopen it."
+    "If you remain concerned, write \"my concerns\" to me and press Add information on this "
+    "concern: the people handling it will see it and can reopen it."
 )
 
 
