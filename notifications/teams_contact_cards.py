@@ -68,7 +68,7 @@ NOT_IN_TEAMS = "The concern's own words are on the staff page, not in Teams."
 FULL_ON_STAFF_PAGE = "The full concern is on the staff page."
 
 ADD_INFORMATION = (
-    "To add information, write \"my concerns\" to me and press Add information on this concern: "
+    'To add information, write "my concerns" to me and press Add information on this concern: '
     "the people handling it will see it."
 )
 FEEDBACK_WHERE = (
@@ -77,7 +77,7 @@ FEEDBACK_WHERE = (
 )
 FEEDBACK_ANSWER = "Then tell us what you think:"
 STILL_CONCERNED_AFTER_CLOSING = (
-    "If you remain concerned, write \"my concerns\" to me and press Add information on this "
+    'If you remain concerned, write "my concerns" to me and press Add information on this '
     "concern: the people handling it will see it and can reopen it."
 )
 
