@@ -52,7 +52,6 @@ from notifications.slack_text import (
     OPEN_CONCERN_MODAL,
     escape,
 )
-from routing.model import ConcernStatus
 from storage import repositories
 from storage.db import transaction
 from storage.tables import Concern, Learner, id_of
@@ -370,23 +369,12 @@ class _Learners:
     def _home_entry(self, session: Session, concern: Concern, *, now: datetime) -> views.HomeEntry:
         policy = self.bot.policy
         status = learner_status(session, concern, policy)
-        zone = policy.calendar.timezone
-        if concern.status != ConcernStatus.OPEN.value:
-            next_step = status.closed_reason or "It has been closed."
-        elif concern.feedback_at is None:
-            next_step = f"Feedback due by {when(concern.feedback_due_at, zone)}."
-        else:
-            next_step = "Feedback has been given: tell us whether you are satisfied."
-            if concern.close_after is not None:
-                next_step += (
-                    f" If we do not hear from you, it closes on {when(concern.close_after, zone)}."
-                )
         return views.HomeEntry(
             reference=concern.reference,
             place=place_of(session, concern),
             status_words=status.status_words,
             where_now=status.where_now,
-            next_step=next_step,
+            next_step=status.next_step,
             summary=concern.summary if self.bot.share_summary else None,
             status_url=policy.status_url(concern.reference, now),
         )

@@ -345,22 +345,11 @@ class _Learners:
     def _entry(self, session: Session, concern: Concern, *, now: datetime) -> cards.ConcernEntry:
         policy = self.bot.policy
         status = learner_status(session, concern, policy)
-        zone = policy.calendar.timezone
-        if concern.status != ConcernStatus.OPEN.value:
-            next_step = status.closed_reason or "It has been closed."
-        elif concern.feedback_at is None:
-            next_step = f"Feedback due by {when(concern.feedback_due_at, zone)}."
-        else:
-            next_step = "Feedback has been given: tell us whether you are satisfied."
-            if concern.close_after is not None:
-                next_step += (
-                    f" If we do not hear from you, it closes on {when(concern.close_after, zone)}."
-                )
         return cards.ConcernEntry(
             reference=concern.reference,
             status_words=status.status_words,
             where_now=status.where_now,
-            next_step=next_step,
+            next_step=status.next_step,
             place=place_of(session, concern),
             pathway=concern.pathway,
             level_round=concern.level_round,

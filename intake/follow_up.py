@@ -104,6 +104,8 @@ class LearnerStatus:
     can_respond_to_feedback: bool
     at_highest_level: bool
     closed_reason: str | None = None
+    # One line for a list of concerns (a chat's Home tab or card): what happens next.
+    next_step: str = ""
 
 
 def pathway_words(pathway: int) -> str:
@@ -136,6 +138,7 @@ def learner_status(session: Session, concern: Concern, policy: Policy) -> Learne
                 upcoming=True,
             )
         )
+    closed_reason = None if is_open else _last_closing(entries)
     return LearnerStatus(
         reference=concern.reference,
         status=concern.status,
@@ -146,8 +149,21 @@ def learner_status(session: Session, concern: Concern, policy: Policy) -> Learne
         can_add_information=is_open,
         can_respond_to_feedback=is_open and concern.feedback_at is not None,
         at_highest_level=concern.pathway >= 3,
-        closed_reason=None if is_open else _last_closing(entries),
+        closed_reason=closed_reason,
+        next_step=_next_step(concern, closed_reason, policy),
     )
+
+
+def _next_step(concern: Concern, closed_reason: str | None, policy: Policy) -> str:
+    zone = policy.calendar.timezone
+    if concern.status != ConcernStatus.OPEN.value:
+        return closed_reason or "It has been closed."
+    if concern.feedback_at is None:
+        return f"Feedback due by {when(concern.feedback_due_at, zone)}."
+    step = "Feedback has been given: tell us whether you are satisfied."
+    if concern.close_after is not None:
+        step += f" If we do not hear from you, it closes on {when(concern.close_after, zone)}."
+    return step
 
 
 def _last_closing(entries: list[TimelineEntry]) -> str:

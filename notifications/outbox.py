@@ -9,7 +9,8 @@ row is kept as 'failed' with its reason for staff to see.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -209,3 +210,20 @@ def _give_up(
     report.failed += 1
     report.errors.append(f"outbox {message.id}: failed: {error}")
     log.error("outbox %s: given up: %s", message.id, error)
+
+
+def running_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that starts at `start` and runs at the real pace (monotonic: no jumps), so a
+    chat dispatcher measures a Retry-After from the moment it was asked, not the batch's start."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
+class DispatchPause(Exception):
+    """The rest of a chat dispatcher's batch must wait until `until` (rate limited, or the
+    platform refused our credentials): no row is failed or charged an attempt."""
+
+    def __init__(self, reason: str, until: datetime) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.until = until

@@ -33,9 +33,11 @@ from slack_sdk.web import SlackResponse
 
 from notifications.outbox import (
     PERMANENT_FAILURE_ATTEMPTS,
+    DispatchPause,
     DispatchReport,
     lease_for,
     retry_delay,
+    running_from,
 )
 
 log = logging.getLogger(__name__)
@@ -165,12 +167,12 @@ def dispatch_due_slack(
     outcome is recorded (by default `now` plus the time the batch has taken so far), so a wait
     Slack asks for is counted from when it asked.
     """
-    batch = _Batch(store=store, client=client, clock=clock or _running_from(now))
+    batch = _Batch(store=store, client=client, clock=clock or running_from(now))
     claimed = list(store.claim_due(now=now, limit=limit, lease=lease_for(limit), channel="slack"))
     for position, message in enumerate(claimed):
         try:
             batch.send(message)
-        except _Pause as pause:
+        except DispatchPause as pause:
             # Slack asked us to wait, or will not take the token: the rest of the batch waits as
             # long, untried and not charged an attempt.
             rest = claimed[position + 1 :]
@@ -196,25 +198,10 @@ def retry_after(headers: Mapping[str, Any] | None) -> timedelta:
     return DEFAULT_RETRY_AFTER
 
 
-def _running_from(start: datetime) -> Callable[[], datetime]:
-    """A clock that starts at `start` and runs at the real pace (monotonic: no jumps)."""
-    began = time.monotonic()
-    return lambda: start + timedelta(seconds=time.monotonic() - began)
-
-
 def _by_email(address: str) -> bool:
     """Whether a Slack row is addressed to an email (a contact not yet known in Slack): Slack
     user ids never contain '@'."""
     return "@" in address
-
-
-class _Pause(Exception):
-    """The rest of the batch must wait until `until` (rate limited, or the token refused)."""
-
-    def __init__(self, reason: str, until: datetime) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.until = until
 
 
 @dataclass
@@ -229,7 +216,7 @@ class _Batch:
     lookups_off: str | None = None
 
     def send(self, message: ClaimedChatMessage) -> None:
-        """Post one message and record the outcome; raises _Pause when the batch must wait."""
+        """Post one message and record the outcome; raises DispatchPause when all must wait."""
         payload = message.payload or {}
         blocks = payload.get("blocks")
         text = str(payload.get("text") or message.body_text)
@@ -338,7 +325,7 @@ class _Batch:
             self.hold(
                 message, error=f"rate limited by Slack until {until.isoformat()}", until=until
             )
-            raise _Pause("Slack asked us to wait (rate limited)", until)
+            raise DispatchPause("Slack asked us to wait (rate limited)", until)
         if code in AUTH_ERRORS:
             until = self.clock() + AUTH_PAUSE
             # One line for the whole batch, with Slack's code only (never the token).
@@ -350,7 +337,7 @@ class _Batch:
             )
             self.report.errors.append(f"Slack refused the bot token ({code}): paused")
             self.hold(message, error=f"paused: Slack refused the bot token ({code})", until=until)
-            raise _Pause(f"Slack refused the bot token ({code})", until)
+            raise DispatchPause(f"Slack refused the bot token ({code})", until)
         attempts = message.attempts + 1
         if status >= 500 or code in TEMPORARY_ERRORS or attempts < PERMANENT_FAILURE_ATTEMPTS:
             self.retry(message, error=f"Slack answered {code}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,9 +31,11 @@ from typing import Any, Protocol, TypeVar
 
 from notifications.outbox import (
     PERMANENT_FAILURE_ATTEMPTS,
+    DispatchPause,
     DispatchReport,
     lease_for,
     retry_delay,
+    running_from,
 )
 
 log = logging.getLogger(__name__)
@@ -139,14 +140,14 @@ async def dispatch_due_teams(
     outcome is recorded (by default `now` plus the time the batch has taken so far), so a wait
     Teams asks for is counted from when it asked.
     """
-    batch = _Batch(store=store, poster=poster, clock=clock or _running_from(now))
+    batch = _Batch(store=store, poster=poster, clock=clock or running_from(now))
     claimed = list(
         await _db(store.claim_due, now=now, limit=limit, lease=lease_for(limit), channel=CHANNEL)
     )
     for position, message in enumerate(claimed):
         try:
             await batch.send(message)
-        except _Pause as pause:
+        except DispatchPause as pause:
             rest = claimed[position + 1 :]
             for held in rest:
                 await batch.hold(held, error=f"held back: {pause.reason}", until=pause.until)
@@ -172,18 +173,6 @@ def retry_after(headers: Mapping[str, Any] | None) -> timedelta:
 async def _db(work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """The outbox's database work, off the event loop."""
     return await asyncio.to_thread(work, *args, **kwargs)
-
-
-def _running_from(start: datetime) -> Callable[[], datetime]:
-    began = time.monotonic()
-    return lambda: start + timedelta(seconds=time.monotonic() - began)
-
-
-class _Pause(Exception):
-    def __init__(self, reason: str, until: datetime) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.until = until
 
 
 @dataclass
@@ -238,7 +227,7 @@ class _Batch:
             await self.hold(
                 message, error=f"rate limited by Teams until {until.isoformat()}", until=until
             )
-            raise _Pause("Teams asked us to wait (rate limited)", until)
+            raise DispatchPause("Teams asked us to wait (rate limited)", until)
         if refusal.status == 401:
             until = self.clock() + AUTH_PAUSE
             log.error(
@@ -248,7 +237,7 @@ class _Batch:
             )
             self.report.errors.append("Teams refused the bot's credentials (HTTP 401): paused")
             await self.hold(message, error="paused: Teams refused the credentials", until=until)
-            raise _Pause("Teams refused the bot's credentials", until)
+            raise DispatchPause("Teams refused the bot's credentials", until)
         attempts = message.attempts + 1
         if refusal.status >= 500 or attempts < PERMANENT_FAILURE_ATTEMPTS:
             await self.retry(message, error=f"Teams answered HTTP {refusal.status}")
