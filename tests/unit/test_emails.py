@@ -23,7 +23,9 @@ from notifications.threading import MailThreading
 
 LEARNER = "jane.smith@student.example.ac.uk"
 MAILBOX = "escalating-concerns@example.nhs.uk"
-SECONDS = 2.0  # far beyond what any message needs, even on a slow, busy machine
+# Catches a parse that grows faster than the message (minutes at 10 MiB); 2 s proved too tight on
+# a busy 2-core CI machine (2.08 s once), so the bound leaves room for load, not for slowness.
+SECONDS = 10.0
 
 
 def raw_mail(*headers: str, body: bytes | str = "Hello\r\n") -> bytes:
