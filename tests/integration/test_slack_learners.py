@@ -63,11 +63,12 @@ def harness(sqlite_engine: Engine) -> Iterator[SlackHarness]:
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 10.0) -> T:
-    """What `check` returns once it returns something (Bolt works after answering Slack)."""
+    """What `check` returns once it returns something (Bolt works after answering Slack); an
+    empty list is nothing yet, so a check for rows waits for them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
-        if found is not None and found is not False:
+        if found is not None and found is not False and found != []:
             return found
         time.sleep(0.02)
     raise AssertionError("the expected effect did not happen in time")
