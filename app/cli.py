@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from app import bootstrap, teams_package
 from app.settings import ChatSettings, Settings
+from escalation import casework
 from escalation.digest import (
     DigestOutcome,
     DigestStatus,
@@ -172,6 +173,22 @@ def _parser() -> argparse.ArgumentParser:
         help="the zip to write (default: var/learner-concerns-teams.zip)",
     )
     package.set_defaults(run=_teams_package)
+
+    staff_parser = commands.add_parser("staff", help="staff accounts")
+    staff_commands = staff_parser.add_subparsers(metavar="ACTION")
+    add = staff_commands.add_parser(
+        "add", help="create a staff account (or re-scope one) and print a new API token once"
+    )
+    add.add_argument("--email", required=True)
+    add.add_argument(
+        "--role", required=True, help="contact, school_lead, dean, quality_team or admin"
+    )
+    add.add_argument(
+        "--scope",
+        help="the region's key (dean, quality_team; default: the only region) or the school's "
+        "or provider's key (school_lead)",
+    )
+    add.set_defaults(run=_staff_add)
 
     command("demo", _demo, "a guided run on a scratch database: triage, reminders, escalation")
     command("serve", _serve, "run the service: HTTP, the SMTP mailbox and the scheduler")
@@ -454,6 +471,22 @@ def _teams_package(args: argparse.Namespace, settings: Settings) -> int:
         raise BadInput(str(error)) from None
     print(f"Wrote {out}: upload it in Teams (Apps -> Manage your apps -> Upload an app), or in")
     print("the Teams admin centre (Teams apps -> Manage apps -> Upload new app).")
+    return 0
+
+
+def _staff_add(args: argparse.Namespace, settings: Settings) -> int:
+    product = _ready(settings)
+    try:
+        with transaction(product.engine) as session:
+            member, token = casework.add_staff(
+                session, email=args.email, role=args.role, scope=args.scope, now=datetime.now(UTC)
+            )
+            email, role, scope = member.email, member.role, member.scope
+    except casework.BadAccount as error:
+        raise BadInput(str(error)) from None
+    print(f"Staff account {email}: {role}" + (f" for {scope}" if scope else ""))
+    print("API token (shown once, kept only as a hash; store it in a password manager):")
+    print(token)
     return 0
 
 

@@ -62,8 +62,22 @@ class Settings(BaseSettings):
     # address behind an NHS organisation's proxy: raise these there rather than switch them off.
     submission_rate_limit: str = "10/10 minutes"
     status_lookup_rate_limit: str = "10/15 minutes"
+    # Staff sign-in: requests for an email link, per address and per client address.
+    sign_in_rate_limit: str = "5/15 minutes"
+    # A staff session ends after this many minutes without use, and after this many hours anyway.
+    staff_session_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    staff_session_hours: int = Field(default=10, ge=1, le=24 * 7)
+    # Closed concerns older than this are removed by `concerns retention`.
+    retention_years: int = Field(default=8, ge=1, le=100)
+    # OpenID Connect sign-in for staff (for example Microsoft Entra ID): the issuer's discovery
+    # document, and this service's client registration there. Unset: email links only.
+    oidc_metadata_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    # The button's words on the sign-in page.
+    oidc_provider_name: str = "your organisation's account"
 
-    @field_validator("submission_rate_limit", "status_lookup_rate_limit")
+    @field_validator("submission_rate_limit", "status_lookup_rate_limit", "sign_in_rate_limit")
     @classmethod
     def _rate_limit_shape(cls, value: str) -> str:
         try:

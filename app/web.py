@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from app.bootstrap import Product
 from app.metrics import Metrics
+from app.staff.mount import mount_staff, staff_context
 from bot.slack_app import SlackBot
 from bot.teams_app import TeamsBot
 from intake.web import assets
@@ -53,6 +54,7 @@ def create_app(
             or RateLimitRules(
                 submissions=product.settings.submission_rate_limit,
                 status_lookups=product.settings.status_lookup_rate_limit,
+                sign_ins=product.settings.sign_in_rate_limit,
             ),
         ),
         clock=clock or (lambda: datetime.now(UTC)),
@@ -61,6 +63,16 @@ def create_app(
     if served_assets is None:
         served_assets = assets.load_assets(product.settings.frontend_dir)
     mount(app, web, served_assets)
+    mount_staff(
+        app,
+        staff_context(
+            settings=product.settings,
+            engine=product.engine,
+            policy=product.policy,
+            limits=web.limits,
+            clock=web.clock,
+        ),
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
@@ -97,8 +109,6 @@ def create_app(
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         return await teams.handle(request)
 
-    # The other channels' routers are mounted here as they arrive, each a thin adapter over the
-    # services: the staff API (/api/v1) and staff pages (/staff).
     return app
 
 

@@ -41,7 +41,7 @@ from routing.recipients import (
     may_handle_at,
     recipient_roles,
 )
-from routing.standards import suggest_standards
+from routing.standards import STANDARDS, suggest_standards
 from routing.triage import TriageInput, triage
 from storage import repositories
 from storage.tables import Concern, ConcernContact, Contact, Organisation, id_of
@@ -65,10 +65,16 @@ class Actor:
     kind: str  # learner | contact | staff | system
     channel: str
     contact_id: int | None = None
+    # The signed-in member of staff, named in the audit trail.
+    staff_id: int | None = None
 
     @property
     def label(self) -> str:
-        return f"contact {self.contact_id}" if self.kind == "contact" else self.kind
+        if self.kind == "contact":
+            return f"contact {self.contact_id}"
+        if self.kind == "staff" and self.staff_id is not None:
+            return f"staff {self.staff_id}"
+        return self.kind
 
 
 @dataclass(frozen=True)
@@ -881,3 +887,29 @@ def _redirect_target(
         )
     note = None if contact_role is role else f"Passed to a {contact_role.value.replace('_', ' ')}"
     return Found(contact=contact, role=contact_role, note=note)
+
+
+def edit_standards(
+    *, session: Session, concern: Concern, by: Actor, standards: list[str], now: datetime
+) -> None:
+    """Staff set the Quality Framework standards a concern touches (the codes, as "1.2")."""
+    _require_staff(by, "edit its standards")
+    unknown = sorted({code for code in standards if code not in STANDARDS})
+    if unknown:
+        raise ActionRefused(f"Not a Quality Framework standard: {', '.join(unknown)}")
+    chosen = sorted(set(standards), key=lambda code: tuple(int(part) for part in code.split(".")))
+    if not chosen:
+        raise ActionRefused("Choose at least one standard")
+    if chosen == list(concern.standards):
+        raise ActionRefused(f"{concern.reference} already has these standards")
+    before = list(concern.standards)
+    concern.standards = chosen
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="standards_edited",
+        actor=by.label,
+        channel=by.channel,
+        detail={"from": before, "to": chosen},
+    )

@@ -96,6 +96,7 @@ ACTION_LABELS: Mapping[str, str] = MappingProxyType(
         "escalated": "escalated",
         "overdue_at_dean": "overdue at dean level, quality team told",
         "triage_overridden": "risk rating changed by staff",
+        "standards_edited": "standards edited by staff",
         "redirected": "redirected to another contact",
         "closed": "closed",
         "reopened": "reopened",

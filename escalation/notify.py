@@ -48,6 +48,7 @@ EVENT_LABELS = {
     "feedback_given": "feedback given to the learner",
     "redirected": "passed to another contact",
     "triage_overridden": "rating changed by staff",
+    "standards_edited": "standards edited by staff",
     "learner_remains_concerned": "the learner remains concerned",
     "learner_added_information": "the learner added information",
 }

@@ -412,3 +412,83 @@ class InboundMessage(SQLModel, table=True):
     last_error: str | None = None
     next_attempt_at: datetime | None = _at()
     processed_at: datetime | None = _at()
+
+
+# --- staff ------------------------------------------------------------------------------------
+
+
+class StaffMember(SQLModel, table=True):
+    """Someone who signs in to the staff pages or calls the API. A directory contact becomes one
+    on first sign-in, and their role and scope then follow the directory; `concerns staff add`
+    gives a role and scope of its own."""
+
+    __tablename__ = "staff"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True)  # lower case
+    # A `routing.access.StaffRole`; ignored while `follows_directory` is set.
+    role: str
+    # The region key (dean, quality team) or programme body key (school lead) the role covers.
+    scope: str | None = None
+    follows_directory: bool = False
+    created_at: datetime = _at(nullable=False)
+    active: bool = True
+
+
+class StaffToken(SQLModel, table=True):
+    """An API bearer token, kept only as its SHA-256 (it is random, long and shown once)."""
+
+    __tablename__ = "staff_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    token_hash: str = Field(unique=True)
+    created_at: datetime = _at(nullable=False)
+    revoked_at: datetime | None = _at()
+
+
+class StaffSession(SQLModel, table=True):
+    """A signed-in browser: the cookie holds a random value, the table its SHA-256."""
+
+    __tablename__ = "staff_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    session_hash: str = Field(unique=True)
+    created_at: datetime = _at(nullable=False)
+    last_seen_at: datetime = _at(nullable=False)
+    # However active the session, it ends here; an idle one ends sooner.
+    expires_at: datetime = _at(nullable=False)
+    ended_at: datetime | None = _at()
+
+
+class SignInLink(SQLModel, table=True):
+    """A sign-in link sent by email: single use, short-lived; the table holds its nonce's
+    SHA-256, and the link itself is signed as well."""
+
+    __tablename__ = "sign_in_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    nonce_hash: str = Field(unique=True)
+    created_at: datetime = _at(nullable=False)
+    expires_at: datetime = _at(nullable=False)
+    used_at: datetime | None = _at()
+
+
+class AccessRecord(SQLModel, table=True):
+    """The access audit: each view of a confidential learner's identity, each export, and each
+    concern removed by retention. Not tied to the concern by a foreign key, so the record of a
+    concern outlives the concern."""
+
+    __tablename__ = "access_records"
+    __table_args__ = (Index("ix_access_records_reference_at", "reference", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _at(nullable=False)
+    staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    # identity_viewed | exported | retention_removed
+    kind: str
+    reference: str | None = None
+    channel: str  # web | api | cli
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

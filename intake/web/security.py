@@ -96,6 +96,8 @@ class RateLimitRules:
     # Per reference, whoever asks: a distributed guesser is slowed as much as a single one.
     lookups_per_reference: str = "10/15 minutes"
     learner_actions: str = "30/10 minutes"
+    # Staff sign-in links asked for: per client address, and per email address.
+    sign_ins: str = "5/15 minutes"
 
 
 class RateLimits:
@@ -115,6 +117,7 @@ class RateLimits:
             "status_lookups": parse(rules.status_lookups),
             "lookups_per_reference": parse(rules.lookups_per_reference),
             "learner_actions": parse(rules.learner_actions),
+            "sign_ins": parse(rules.sign_ins),
         }
 
     def client(self, request: Request) -> str:
@@ -138,7 +141,8 @@ class RateLimits:
 
 
 class SecurityHeaders:
-    """CSP and friends on every response; no-store on every learner page after the start page."""
+    """CSP and friends on every response; no-store on every learner page after the start page,
+    and on every staff page and API answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -161,7 +165,7 @@ class SecurityHeaders:
                     "Permissions-Policy",
                     "camera=(), microphone=(), geolocation=(), interest-cohort=()",
                 )
-                if path.startswith("/concerns"):
+                if path.startswith(("/concerns", "/staff", "/api/v1")):
                     headers["Cache-Control"] = "no-store"
             await send(message)
 

@@ -1,0 +1,119 @@
+"""Who is calling: a signed-in browser (the staff session cookie) or an API client (a bearer
+token). Each request reads the account and works out its rights afresh, so a role changed in the
+directory, or an account switched off, takes effect on the next request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.staff.context import StaffContext
+from escalation.casework import principal_of
+from routing.access import Principal, StaffRole, sees_dashboard
+from storage import staff as accounts
+from storage.db import transaction
+from storage.tables import StaffMember
+
+STAFF_COOKIE = "concerns_staff"
+SIGN_IN_PATH = "/staff/sign-in"
+
+ROLE_WORDS = {
+    StaffRole.CONTACT: "contact",
+    StaffRole.SCHOOL_LEAD: "school or provider lead",
+    StaffRole.DEAN: "dean",
+    StaffRole.QUALITY_TEAM: "quality team",
+    StaffRole.ADMIN: "admin",
+}
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The member of staff behind a request, and what their role lets them see and do."""
+
+    member: StaffMember
+    who: Principal
+
+    @property
+    def email(self) -> str:
+        return self.who.email
+
+    @property
+    def role_words(self) -> str:
+        return ROLE_WORDS[self.who.role]
+
+    @property
+    def navigation(self) -> list[dict[str, Any]]:
+        items = [{"href": "/staff", "text": "My concerns"}]
+        if sees_dashboard(self.who):
+            items.append({"href": "/staff/dashboard", "text": "Dashboard"})
+        return items
+
+
+class SignInNeeded(HTTPException):
+    """A staff page asked for without a live session: the browser is sent to sign in, and
+    brought back afterwards."""
+
+    def __init__(self, back_to: str) -> None:
+        super().__init__(
+            status_code=303,
+            headers={"Location": f"{SIGN_IN_PATH}?next={quote(back_to, safe='/')}"},
+        )
+
+
+def _from_member(context: StaffContext, member: StaffMember | None) -> SignedIn | None:
+    if member is None:
+        return None
+    with transaction(context.engine) as session:
+        who = principal_of(session, member)
+    return SignedIn(member, who) if who is not None else None
+
+
+def signed_in_by_cookie(context: StaffContext, value: str | None) -> SignedIn | None:
+    if not value:
+        return None
+    with transaction(context.engine) as session:
+        member = accounts.staff_by_session(
+            session, value, now=context.clock(), idle=context.session_idle
+        )
+    return _from_member(context, member)
+
+
+def signed_in_by_bearer(context: StaffContext, authorization: str | None) -> SignedIn | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    with transaction(context.engine) as session:
+        member = accounts.staff_by_token(session, token.strip())
+    return _from_member(context, member)
+
+
+async def staff_page_user(request: Request) -> SignedIn:
+    """The dependency of every staff page: the signed-in member, or off to sign in."""
+    context: StaffContext = request.app.state.staff
+    signed_in = await run_in_threadpool(
+        signed_in_by_cookie, context, request.cookies.get(STAFF_COOKIE)
+    )
+    if signed_in is None:
+        back_to = request.url.path if request.method == "GET" else "/staff"
+        raise SignInNeeded(back_to)
+    request.state.signed_in = signed_in
+    return signed_in
+
+
+async def api_user(request: Request) -> SignedIn:
+    """The dependency of every API endpoint: the token's account, or 401."""
+    context: StaffContext = request.app.state.staff
+    signed_in = await run_in_threadpool(
+        signed_in_by_bearer, context, request.headers.get("authorization")
+    )
+    if signed_in is None:
+        raise HTTPException(
+            status_code=401,
+            detail="A valid API token is needed (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return signed_in

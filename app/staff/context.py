@@ -1,0 +1,43 @@
+"""What every staff page and API call needs, built once by the app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Engine
+
+from escalation.policy import Policy
+from intake.web.context import derived_key
+from intake.web.security import RateLimits
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """An OpenID Connect provider staff may sign in with (for example Microsoft Entra ID)."""
+
+    metadata_url: str
+    client_id: str
+    client_secret: str
+    name: str
+
+
+@dataclass(frozen=True)
+class StaffContext:
+    engine: Engine
+    policy: Policy
+    secret: str
+    templates: Jinja2Templates
+    limits: RateLimits
+    clock: Callable[[], datetime]
+    session_idle: timedelta
+    session_lifetime: timedelta
+    sign_in_lifetime: timedelta
+    oidc: OidcProvider | None
+    # Cookies carry `Secure` when the service is reached over HTTPS.
+    secure_cookies: bool
+
+    def key_for(self, purpose: str) -> str:
+        return derived_key(self.secret, purpose)

@@ -1,0 +1,54 @@
+"""The staff pages' Jinja environment: our templates, the learner side's shared ones (the error
+page), then the NHS.UK frontend macros. Autoescape everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoader, PackageLoader
+
+from intake.web.security import csrf_token
+from intake.web.templating import TEMPLATES as LEARNER_TEMPLATES
+
+TEMPLATES = Path(__file__).parent / "templates"
+SERVICE_NAME = "Learner concerns: staff"
+
+
+def staff_templates() -> Jinja2Templates:
+    environment = Environment(
+        loader=ChoiceLoader(
+            [
+                FileSystemLoader(TEMPLATES),
+                FileSystemLoader(LEARNER_TEMPLATES),
+                PackageLoader("nhsuk_frontend_jinja"),
+            ]
+        ),
+        autoescape=True,
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.globals["service_name"] = SERVICE_NAME
+    return Jinja2Templates(env=environment)
+
+
+def staff_page(
+    templates: Jinja2Templates,
+    request: Request,
+    name: str,
+    values: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a staff page with what every page needs: the CSRF token, and who is signed in
+    (`signed_in`, set by the page's dependency, None on the sign-in pages)."""
+    context = {
+        "csrf_token": csrf_token(request),
+        "signed_in": getattr(request.state, "signed_in", None),
+        **(values or {}),
+    }
+    return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -1,0 +1,385 @@
+"""The staff side's use cases: who is signed in, which concerns they may see, a concern read in
+full, and every action of the escalation engine. One function per use case serves the staff
+pages and the JSON API alike; the rules themselves are in `routing.access`.
+
+A concern a person may not see does not exist for them (`find_case` returns None, and the pages
+and the API answer 404). Each showing of a confidential learner's identity is written to the
+access audit in the same transaction as the read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, true
+from sqlmodel import Session, col, select
+
+from escalation import actions
+from escalation.actions import ActionRefused, Actor
+from escalation.policy import Policy
+from escalation.views import concern_details, concern_summary
+from routing.access import (
+    RANK,
+    REGION_ROLES,
+    SCHOOL,
+    STAFF_ROLE_OF,
+    CaseAction,
+    CaseScope,
+    Principal,
+    StaffRole,
+    acting_contact,
+    acts_as_staff,
+    allowed_actions,
+    may_see,
+    sees_identity,
+)
+from routing.model import Confidentiality, Role
+from storage import repositories
+from storage import staff as accounts
+from storage.tables import (
+    Concern,
+    ConcernContact,
+    Learner,
+    ProgrammeBody,
+    Region,
+    StaffMember,
+    id_of,
+)
+
+__all__ = ["ActionRefused", "CaseAction", "NotFound"]
+
+
+class NotFound(LookupError):
+    """The concern does not exist, or not for this person: both are answered alike (404)."""
+
+
+# --- who is signed in -------------------------------------------------------------------------
+
+
+def directory_role(session: Session, email: str) -> StaffRole | None:
+    """The role a directory contact signs in with: the highest of the roles their email holds."""
+    roles = [
+        STAFF_ROLE_OF[Role(contact.role)]
+        for contact in accounts.contacts_with_email(session, email)
+        if Role(contact.role) in STAFF_ROLE_OF
+    ]
+    return max(roles, key=RANK.__getitem__) if roles else None
+
+
+def principal_of(session: Session, member: StaffMember) -> Principal | None:
+    """What a member of staff may see and do now; None when they no longer may sign in (an
+    inactive account, or a directory contact no longer in the directory)."""
+    if not member.active:
+        return None
+    contacts = accounts.contacts_with_email(session, member.email)
+    if member.follows_directory:
+        role = directory_role(session, member.email)
+        if role is None:
+            return None
+    else:
+        role = StaffRole(member.role)
+    region_ids: set[int] = set()
+    body_ids: set[int] = set()
+    for contact in contacts:
+        held = STAFF_ROLE_OF.get(Role(contact.role))
+        if held is role and role in REGION_ROLES:
+            region_ids.add(contact.region_id)
+        if held is role and role is StaffRole.SCHOOL_LEAD and contact.body_id is not None:
+            body_ids.add(contact.body_id)
+    if member.scope and role in REGION_ROLES:
+        region = session.exec(select(Region).where(Region.key == member.scope)).first()
+        if region is not None:
+            region_ids.add(id_of(region))
+    if member.scope and role is StaffRole.SCHOOL_LEAD:
+        body = session.exec(select(ProgrammeBody).where(ProgrammeBody.key == member.scope)).first()
+        if body is not None:
+            body_ids.add(id_of(body))
+    return Principal(
+        staff_id=id_of(member),
+        email=member.email,
+        role=role,
+        region_ids=frozenset(region_ids),
+        body_ids=frozenset(body_ids),
+        contact_ids=frozenset(id_of(contact) for contact in contacts),
+    )
+
+
+# --- which concerns -------------------------------------------------------------------------
+
+
+def case_scope(session: Session, concern: Concern) -> CaseScope:
+    assignments = repositories.assignments_of(session, id_of(concern))
+    return CaseScope(
+        region_id=concern.region_id,
+        programme_body_id=concern.programme_body_id,
+        pathway=concern.pathway,
+        confidentiality=concern.confidentiality,
+        told_contact_ids=frozenset(assignment.contact_id for assignment, _ in assignments),
+        acting_contact_ids=frozenset(
+            assignment.contact_id
+            for assignment, _ in assignments
+            if assignment.pathway == concern.pathway and assignment.part in actions.ACTING_PARTS
+        ),
+    )
+
+
+def _visible(who: Principal) -> ColumnElement[bool]:
+    """The SQL form of `routing.access.may_see`, to list concerns without reading them all."""
+    if who.role is StaffRole.ADMIN:
+        return true()
+    told = col(Concern.id).in_(
+        select(ConcernContact.concern_id).where(
+            col(ConcernContact.contact_id).in_(sorted(who.contact_ids))
+        )
+    )
+    clauses: list[ColumnElement[bool]] = [told] if who.contact_ids else []
+    if who.role in REGION_ROLES and who.region_ids:
+        clauses.append(col(Concern.region_id).in_(sorted(who.region_ids)))
+    if who.role is StaffRole.SCHOOL_LEAD and who.body_ids:
+        clauses.append(
+            and_(
+                col(Concern.programme_body_id).in_(sorted(who.body_ids)),
+                col(Concern.pathway) >= int(SCHOOL),
+            )
+        )
+    return or_(*clauses) if clauses else false()
+
+
+def visible_concerns(
+    session: Session, who: Principal, *, status: str | None = None
+) -> Sequence[Concern]:
+    """The concerns this person may see, newest first (optionally only open or closed ones)."""
+    statement = select(Concern).where(_visible(who))
+    if status is not None:
+        statement = statement.where(Concern.status == status)
+    return session.exec(statement.order_by(col(Concern.created_at).desc())).all()
+
+
+def find_case(session: Session, who: Principal, reference: str) -> Concern | None:
+    """The concern, when it exists and this person may see it; None otherwise."""
+    concern = repositories.concern_by_reference(session, reference.strip().upper())
+    if concern is None or not may_see(who, case_scope(session, concern)):
+        return None
+    return concern
+
+
+# --- reading a concern --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str | None
+    email: str | None
+    slack_user_id: str | None
+    teams_user_id: str | None
+
+
+def my_concerns(session: Session, who: Principal) -> list[dict[str, Any]]:
+    """The open concerns this person may see, soonest deadline first: the staff home page."""
+    rows = [
+        concern_summary(session, concern)
+        | {
+            "ack_due_at": concern.ack_due_at.isoformat(),
+            "acknowledged": concern.acknowledged_at is not None,
+            "feedback_given": concern.feedback_at is not None,
+        }
+        for concern in visible_concerns(session, who, status="open")
+    ]
+    return sorted(rows, key=lambda row: (row["feedback_due_at"] or "", row["reference"]))
+
+
+def read_case(
+    session: Session,
+    who: Principal,
+    member: StaffMember,
+    concern: Concern,
+    *,
+    channel: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """A concern in full for this person: the text, the timeline, the contacts, what they may
+    do, and the learner's identity only where their role may see it (a confidential learner's
+    identity shown is recorded in the access audit)."""
+    scope = case_scope(session, concern)
+    details = concern_details(session, concern)
+    details.pop("outbox", None)
+    details["identity"] = None
+    if concern.learner_id is not None and sees_identity(who, scope):
+        learner = session.get(Learner, concern.learner_id)
+        if learner is not None:
+            details["identity"] = {
+                "name": learner.name,
+                "email": learner.email,
+                "slack_user_id": learner.slack_user_id,
+                "teams_user_id": learner.teams_user_id,
+            }
+            if concern.confidentiality == Confidentiality.CONFIDENTIAL.value:
+                accounts.record_access(
+                    session,
+                    kind="identity_viewed",
+                    staff=member,
+                    channel=channel,
+                    now=now,
+                    reference=concern.reference,
+                )
+    details["identity_withheld"] = (
+        details["identity"] is None and concern.confidentiality == Confidentiality.CONFIDENTIAL
+    )
+    details["allowed_actions"] = sorted(action.value for action in allowed_actions(who, scope))
+    return details
+
+
+def audit_trail(session: Session, concern: Concern) -> list[dict[str, Any]]:
+    """What happened to the concern, and who looked at its learner's identity or exported it."""
+    entries: list[dict[str, Any]] = [
+        {
+            "at": event.at.isoformat(),
+            "kind": event.kind,
+            "actor": event.actor,
+            "channel": event.channel,
+            "pathway": event.pathway,
+            "detail": event.detail,
+        }
+        for event in repositories.events_of(session, id_of(concern))
+    ]
+    entries += [
+        {
+            "at": record.at.isoformat(),
+            "kind": record.kind,
+            "actor": f"staff {record.staff_id}" if record.staff_id else "system",
+            "channel": record.channel,
+            "pathway": None,
+            "detail": record.detail,
+        }
+        for record in accounts.access_records_of(session, concern.reference)
+    ]
+    return sorted(entries, key=lambda entry: entry["at"])
+
+
+# --- acting on a concern ------------------------------------------------------------------------
+
+
+def act(
+    session: Session,
+    who: Principal,
+    reference: str,
+    action: CaseAction,
+    *,
+    channel: str,
+    now: datetime,
+    policy: Policy,
+    text: str = "",
+    likelihood: int | None = None,
+    impact: int | None = None,
+    standards: Sequence[str] = (),
+    to_contact_id: int | None = None,
+) -> Concern:
+    """Take one action on a concern, as this person: NotFound when they may not see it;
+    ActionRefused (with the reason, for them) when they may see it but not do this now."""
+    found = find_case(session, who, reference)
+    if found is None:
+        raise NotFound(reference)
+    concern = repositories.lock_concern(session, id_of(found))
+    if concern is None:
+        raise NotFound(reference)
+    scope = case_scope(session, concern)
+    if acts_as_staff(who, scope, action):
+        by = Actor(kind="staff", channel=channel, staff_id=who.staff_id)
+    else:
+        contact_id = acting_contact(who, scope, action)
+        if contact_id is None:
+            raise ActionRefused(_not_yours(concern, action))
+        by = Actor(kind="contact", channel=channel, contact_id=contact_id, staff_id=who.staff_id)
+    common: dict[str, Any] = {"session": session, "concern": concern, "by": by, "now": now}
+    if action is CaseAction.ACKNOWLEDGE:
+        actions.acknowledge(**common)
+    elif action is CaseAction.FEEDBACK:
+        actions.record_feedback(**common, text=text, policy=policy)
+    elif action is CaseAction.ESCALATE:
+        actions.escalate_by_hand(**common, reason=text, policy=policy)
+    elif action is CaseAction.CLOSE:
+        actions.close_concern(**common, reason=text, policy=policy)
+    elif action is CaseAction.REOPEN:
+        actions.reopen_concern(**common, reason=text, policy=policy)
+    elif action is CaseAction.OVERRIDE_TRIAGE:
+        if likelihood is None or impact is None:
+            raise ActionRefused("Give both likelihood and impact, each from 1 to 5")
+        actions.override_triage(
+            **common, likelihood=likelihood, impact=impact, reason=text, policy=policy
+        )
+    elif action is CaseAction.EDIT_STANDARDS:
+        actions.edit_standards(**common, standards=list(standards))
+    elif action is CaseAction.REDIRECT:
+        actions.redirect(**common, policy=policy, reason=text, to_contact_id=to_contact_id)
+    return concern
+
+
+def _not_yours(concern: Concern, action: CaseAction) -> str:
+    doing = action.value.replace("_", " ")
+    return (
+        f"You cannot {doing} {concern.reference}: it is at pathway {concern.pathway}, "
+        "and only its contacts there, or staff with rights over it, can"
+    )
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+
+class BadAccount(ValueError):
+    """A staff account that cannot be made as asked: `field` names what to correct."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def add_staff(
+    session: Session, *, email: str, role: str, scope: str | None, now: datetime
+) -> tuple[StaffMember, str]:
+    """Create (or re-scope) a staff account and give it a new API token, returned once."""
+    address = accounts.normalise_email(email)
+    local, _, domain = address.partition("@")
+    if not local or "." not in domain or len(address) > 254 or any(c.isspace() for c in address):
+        raise BadAccount("--email", f"'{email}' is not an email address")
+    try:
+        staff_role = StaffRole(role)
+    except ValueError:
+        raise BadAccount(
+            "--role", f"'{role}' is not a role (one of: {', '.join(StaffRole)})"
+        ) from None
+    scope = (scope or "").strip() or None
+    if staff_role in REGION_ROLES:
+        keys = [region.key for region in session.exec(select(Region).where(col(Region.active)))]
+        if scope is None and len(keys) == 1:
+            scope = keys[0]
+        if scope not in keys:
+            raise BadAccount("--scope", f"give the region's key (one of: {', '.join(keys)})")
+    elif staff_role is StaffRole.SCHOOL_LEAD:
+        keys = [
+            body.key
+            for body in session.exec(select(ProgrammeBody).where(col(ProgrammeBody.active)))
+        ]
+        if scope not in keys:
+            raise BadAccount(
+                "--scope", f"give the school's or provider's key (one of: {', '.join(keys)})"
+            )
+    elif scope is not None:
+        raise BadAccount("--scope", f"a {staff_role.value} account has no scope")
+    if staff_role is StaffRole.CONTACT and not accounts.contacts_with_email(session, address):
+        raise BadAccount(
+            "--email",
+            "no directory contact has this address: a contact sees the concerns they were "
+            "told about, so add them to the directory first",
+        )
+    member = accounts.save_staff(
+        session,
+        email=address,
+        role=staff_role.value,
+        scope=scope,
+        follows_directory=False,
+        now=now,
+    )
+    return member, accounts.issue_token(session, staff_id=id_of(member), now=now)
