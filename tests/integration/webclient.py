@@ -64,6 +64,9 @@ class WebClient:
         assert found, f"no CSRF token on {url}"
         return found.group(1)
 
+    def set_cookie(self, name: str, value: str) -> None:
+        self._client.cookies.set(name, value)
+
     def close(self) -> None:
         self._runner.run(self._client.aclose())
         self._runner.close()

@@ -1,0 +1,220 @@
+"""A region with concerns at every level and a member of staff in every role, for the staff
+pages' and the API's tests (in process, on SQLite).
+
+Concerns: `named`, `confidential` and `anonymous` at pathway 1; `at_school` (confidential) moved
+to pathway 2; `at_dean` (named) moved to pathway 3.
+Staff: `supervisor` (told about every pathway-1 concern), `other_supervisor` (a contact told
+about none), `school_lead` (the programme body of the concerns) and `other_school_lead` (another
+body), `dean` and `quality` (the region, from the directory), `other_dean` (another region,
+added by `staff add`), `admin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from app.staff.auth import STAFF_COOKIE
+from escalation import casework
+from escalation.actions import Actor, escalate_by_hand
+from intake.service import submit_concern
+from intake.submission import Channel, parse_submission
+from storage import repositories
+from storage import staff as accounts
+from storage.db import transaction
+from storage.tables import Contact, ProgrammeBody, Region, id_of
+from tests.integration.helpers import (
+    MONDAY_MORNING,
+    concern_input,
+    example_placement,
+    load_example_directory,
+    policy,
+)
+from tests.integration.webclient import WebClient, make_app, web_client
+
+LEARNER_NAME = "Priya Testlearner"
+LEARNER_EMAIL = "priya.testlearner@example.nhs.uk"
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class StaffWorld:
+    engine: Engine
+    clock: Clock
+    concerns: dict[str, str]  # name -> reference
+    emails: dict[str, str]  # who -> email
+    tokens: dict[str, str]  # who -> API token
+    staff_ids: dict[str, int]  # who -> staff account id
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def browser(self, who: str | None = None, **settings: Any) -> WebClient:
+        """A browser on a fresh app, signed in as `who` (None: not signed in)."""
+        client = self._stack.enter_context(
+            web_client(make_app(self.engine, clock=self.clock, **settings))
+        )
+        if who is not None:
+            with transaction(self.engine) as session:
+                value = accounts.open_session(
+                    session,
+                    staff_id=self.staff_ids[who],
+                    now=self.clock(),
+                    lifetime=timedelta(hours=10),
+                )
+            client.set_cookie(STAFF_COOKIE, value)
+        return client
+
+    def api(self, who: str | None = None, **settings: Any) -> WebClient:
+        """An API client whose requests carry `who`'s bearer token (None: no token)."""
+        client = self._stack.enter_context(
+            web_client(make_app(self.engine, clock=self.clock, **settings))
+        )
+        if who is not None:
+            client._client.headers["Authorization"] = f"Bearer {self.tokens[who]}"
+        return client
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _raise(engine: Engine, confidentiality: str, summary: str) -> str:
+    changes: dict[str, Any] = {"confidentiality": confidentiality, "summary": summary}
+    if confidentiality == "anonymous":
+        changes["learner"] = {"group": "foundation", "programme": "Foundation Programme FY1"}
+    return submit_concern(
+        engine=engine,
+        concern=parse_submission(concern_input(example_placement(engine), **changes)),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+
+
+def _escalate(engine: Engine, reference: str, times: int) -> None:
+    for step in range(times):
+        with transaction(engine) as session:
+            found = repositories.concern_by_reference(session, reference)
+            assert found is not None
+            concern = repositories.lock_concern(session, id_of(found))
+            assert concern is not None
+            escalate_by_hand(
+                session=session,
+                concern=concern,
+                by=Actor(kind="staff", channel="web"),
+                reason=f"Set up for the staff tests ({step + 1})",
+                now=MONDAY_MORNING + timedelta(minutes=step + 1),
+                policy=policy(),
+            )
+
+
+def build_world(engine: Engine) -> StaffWorld:
+    load_example_directory(engine)
+    concerns = {
+        "named": _raise(engine, "named", "Teaching cancelled again"),
+        "confidential": _raise(engine, "confidential", "Rota leaves no senior cover"),
+        "anonymous": _raise(engine, "anonymous", "Handover is rushed"),
+        "at_school": _raise(engine, "confidential", "Assessments never signed off"),
+        "at_dean": _raise(engine, "named", "No supervision on nights"),
+    }
+    _escalate(engine, concerns["at_school"], 1)
+    _escalate(engine, concerns["at_dean"], 2)
+    now = MONDAY_MORNING + timedelta(hours=1)
+    with transaction(engine) as session:
+        named = repositories.concern_by_reference(session, concerns["named"])
+        at_school = repositories.concern_by_reference(session, concerns["at_school"])
+        assert named is not None and at_school is not None
+        told = {
+            contact.id: contact
+            for _, contact in repositories.assignments_of(session, id_of(named), pathway=1)
+        }
+        supervisor = next(
+            contact for contact in told.values() if contact.role == "supervisor" and contact.email
+        )
+        every_told = {
+            assignment.contact_id
+            for reference in concerns.values()
+            for found in [repositories.concern_by_reference(session, reference)]
+            if found is not None
+            for assignment, _ in repositories.assignments_of(session, id_of(found))
+        }
+        told_emails = {
+            contact.email
+            for contact in session.exec(
+                select(Contact).where(col(Contact.id).in_(sorted(every_told)))
+            )
+        }
+        other_supervisor = next(
+            contact
+            for contact in session.exec(select(Contact).where(Contact.role == "supervisor"))
+            if contact.email and contact.email not in told_emails
+        )
+        body_id = at_school.programme_body_id
+        assert body_id is not None
+        school_lead = next(
+            contact
+            for contact in session.exec(select(Contact).where(Contact.body_id == body_id))
+            if contact.email
+        )
+        other_school_lead = next(
+            contact
+            for contact in session.exec(select(Contact).where(col(Contact.body_id).is_not(None)))
+            if contact.email and contact.body_id != body_id and contact.email not in told_emails
+        )
+        dean = session.exec(select(Contact).where(Contact.role == "dean")).first()
+        quality = session.exec(select(Contact).where(Contact.role == "quality_team")).first()
+        assert dean is not None and quality is not None
+        session.add(Region(key="south-fen", name="South Fen", escalation_mailbox="sf@example.org"))
+        emails = {
+            "supervisor": str(supervisor.email),
+            "other_supervisor": str(other_supervisor.email),
+            "school_lead": str(school_lead.email),
+            "other_school_lead": str(other_school_lead.email),
+            "dean": str(dean.email),
+            "quality": str(quality.email),
+        }
+        tokens: dict[str, str] = {}
+        staff_ids: dict[str, int] = {}
+        for who, email in emails.items():
+            member = accounts.save_staff(
+                session, email=email, role="contact", scope=None, follows_directory=True, now=now
+            )
+            staff_ids[who] = id_of(member)
+            tokens[who] = accounts.issue_token(session, staff_id=id_of(member), now=now)
+        session.flush()
+        for who, email, role, scope in (
+            ("other_dean", "dean@south-fen.example.nhs.uk", "dean", "south-fen"),
+            ("admin", "admin@example.nhs.uk", "admin", None),
+        ):
+            member, token = casework.add_staff(
+                session, email=email, role=role, scope=scope, now=now
+            )
+            emails[who], tokens[who], staff_ids[who] = email, token, id_of(member)
+        assert session.exec(select(ProgrammeBody).where(ProgrammeBody.id == body_id)).first()
+    return StaffWorld(
+        engine=engine,
+        clock=Clock(now),
+        concerns=concerns,
+        emails=emails,
+        tokens=tokens,
+        staff_ids=staff_ids,
+    )
+
+
+def staff_world(engine: Engine) -> Iterator[StaffWorld]:
+    world = build_world(engine)
+    try:
+        yield world
+    finally:
+        world.close()
