@@ -1,0 +1,259 @@
+"""The staff pages: "My concerns", a concern in full with its action forms, and the audit trail.
+
+A concern the person may not see is 404 on every route; an action they may not take is refused
+and changes nothing; a confidential learner's identity reaches the dean's and quality team's
+pages only, and each view of it is in the audit trail; learner text is always escaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+
+from escalation.actions import add_learner_information
+from storage import repositories
+from storage import staff as accounts
+from storage.db import transaction
+from storage.tables import Concern, id_of
+from tests.integration.staff_world import LEARNER_EMAIL, LEARNER_NAME, StaffWorld, staff_world
+from tests.integration.webclient import WebClient
+
+FEEDBACK = "Senior cover is now on the rota for every night shift."
+
+
+@pytest.fixture
+def world(sqlite_engine: Engine) -> Iterator[StaffWorld]:
+    yield from staff_world(sqlite_engine)
+
+
+def page_of(reference: str) -> str:
+    return f"/staff/concerns/{reference}"
+
+
+def post(browser: WebClient, reference: str, action: str, **data: Any) -> httpx.Response:
+    token = browser.csrf(page_of(reference))
+    return browser.post(f"{page_of(reference)}/{action}", data={"csrf_token": token, **data})
+
+
+def concern(world: StaffWorld, name: str) -> Concern:
+    with transaction(world.engine) as session:
+        found = repositories.concern_by_reference(session, world.concerns[name])
+        assert found is not None
+        session.expunge(found)
+        return found
+
+
+def event_kinds(world: StaffWorld, name: str) -> list[str]:
+    with transaction(world.engine) as session:
+        return [
+            event.kind for event in repositories.events_of(session, id_of(concern(world, name)))
+        ]
+
+
+def outbox_kinds(world: StaffWorld, name: str) -> list[str]:
+    with transaction(world.engine) as session:
+        return [
+            message.kind for message in repositories.outbox_of(session, id_of(concern(world, name)))
+        ]
+
+
+def identity_views(world: StaffWorld, name: str) -> int:
+    with transaction(world.engine) as session:
+        return sum(
+            record.kind == "identity_viewed"
+            for record in accounts.access_records_of(session, world.concerns[name])
+        )
+
+
+def test_the_supervisor_sees_their_concern_acknowledges_it_and_gives_feedback(
+    world: StaffWorld,
+) -> None:
+    browser = world.browser("supervisor")
+    reference = world.concerns["named"]
+    home = browser.get("/staff")
+    assert home.status_code == 200
+    assert f'href="/staff/concerns/{reference}"' in home.text
+    assert "Teaching cancelled again" in home.text
+    # Deadlines in the configured timezone, as people read them.
+    assert "Tuesday 24 November 2026 at 10:00" in home.text
+    # Told about it at pathway 1, the supervisor still sees it at pathway 3, but acts no more.
+    assert world.concerns["at_dean"] in home.text
+    later = browser.get(page_of(world.concerns["at_dean"]))
+    assert "There is nothing for you to do on this concern now." in later.text
+
+    shown = browser.get(page_of(reference))
+    assert shown.status_code == 200
+    assert "Teaching cancelled again" in shown.text
+    assert 'action="/staff/concerns/' + reference + '/acknowledge"' in shown.text
+    assert "/close" not in shown.text and "/override-triage" not in shown.text
+
+    done = post(browser, reference, "acknowledge")
+    assert done.status_code == 303 and done.headers["location"] == page_of(reference)
+    after = browser.get(page_of(reference))
+    assert f"You acknowledged {reference}." in after.text
+    assert "Acknowledged at pathway 1" in after.text
+    assert "/acknowledge" not in after.text  # done: no form for it any more
+
+    done = post(browser, reference, "feedback", text=FEEDBACK)
+    assert done.status_code == 303
+    after = browser.get(page_of(reference))
+    assert "Feedback given to the learner at pathway 1" in after.text
+    assert FEEDBACK in after.text
+    assert event_kinds(world, "named")[-2:] == ["acknowledged", "feedback_given"]
+    assert "learner_feedback" in outbox_kinds(world, "named")
+    # The banner is shown once.
+    assert "was recorded" not in browser.get(page_of(reference)).text
+
+
+def test_a_refused_action_shows_the_error_summary_and_changes_nothing(world: StaffWorld) -> None:
+    browser = world.browser("supervisor")
+    reference = world.concerns["named"]
+    before = event_kinds(world, "named")
+
+    # Not the supervisor's to do at all: the error summary points at the actions.
+    refused = post(browser, reference, "close", text="Sorted")
+    assert refused.status_code == 409
+    assert "There is a problem" in refused.text
+    assert refused.text.count(f"You cannot close {reference}") >= 1
+    assert "<title>Error: " in refused.text
+
+    # Theirs, but not as written: the field is named and their words are kept.
+    refused = post(browser, reference, "feedback", text="   ")
+    assert refused.status_code == 400
+    assert 'href="#feedback-text"' in refused.text
+    assert "Write the feedback for the learner" in refused.text
+
+    long_text = "Longer than the engine takes. " * 700
+    refused = post(browser, reference, "feedback", text=long_text)
+    assert refused.status_code == 400
+    assert "Longer than the engine takes." in refused.text
+
+    # Without the CSRF token: 403, nothing happens.
+    forged = browser.post(f"{page_of(reference)}/acknowledge", data={"csrf_token": "forged"})
+    assert forged.status_code == 403
+    missing = browser.post(f"{page_of(reference)}/acknowledge", data={})
+    assert missing.status_code == 403
+    assert event_kinds(world, "named") == before
+    assert concern(world, "named").acknowledged_at is None
+
+
+def test_a_concern_someone_may_not_see_is_404_everywhere(world: StaffWorld) -> None:
+    browser = world.browser("other_supervisor")
+    reference = world.concerns["named"]
+    assert reference not in browser.get("/staff").text
+    assert "You have no open concerns" in browser.get("/staff").text
+    assert browser.get(page_of(reference)).status_code == 404
+    assert browser.get(page_of(reference) + "/audit").status_code == 404
+    token = browser.csrf("/staff")
+    for action in ("acknowledge", "feedback", "close", "no-such-action"):
+        answer = browser.post(
+            f"{page_of(reference)}/{action}", data={"csrf_token": token, "text": "Mine now"}
+        )
+        assert answer.status_code == 404, action
+    assert browser.get(page_of("LC-2026-999999")).status_code == 404
+    assert "acknowledged" not in event_kinds(world, "named")
+    # Not signed in: off to sign in, and nothing about the concern.
+    anonymous = world.browser()
+    answer = anonymous.get(page_of(reference))
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/staff/sign-in")
+
+
+def test_a_confidential_identity_reaches_the_dean_only_and_each_view_is_audited(
+    world: StaffWorld,
+) -> None:
+    for who, name in (
+        ("supervisor", "confidential"),
+        ("school_lead", "at_school"),
+        ("admin", "confidential"),
+        ("admin", "at_school"),
+    ):
+        browser = world.browser(who)
+        reference = world.concerns[name]
+        pages = [
+            browser.get("/staff"),
+            browser.get(page_of(reference)),
+            browser.get(page_of(reference) + "/audit"),
+        ]
+        for shown in pages:
+            assert shown.status_code == 200, (who, name)
+            assert LEARNER_NAME not in shown.text and LEARNER_EMAIL not in shown.text, (who, name)
+        assert "identity known to the dean and quality team only" in pages[1].text
+    assert identity_views(world, "confidential") == 0
+    # A named concern's learner is known to everyone who sees it.
+    assert LEARNER_NAME in world.browser("supervisor").get(page_of(world.concerns["named"])).text
+    assert "Anonymous" in world.browser("supervisor").get(page_of(world.concerns["anonymous"])).text
+
+    dean = world.browser("dean")
+    reference = world.concerns["confidential"]
+    shown = dean.get(page_of(reference))
+    assert LEARNER_NAME in shown.text and LEARNER_EMAIL in shown.text
+    assert identity_views(world, "confidential") == 1
+    audit = dean.get(page_of(reference) + "/audit")
+    assert audit.status_code == 200
+    assert "The learner&#39;s identity was viewed" in audit.text
+    assert world.emails["dean"] in audit.text
+
+
+def test_learner_text_is_inert(world: StaffWorld) -> None:
+    payload = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    with transaction(world.engine) as session:
+        found = repositories.concern_by_reference(session, world.concerns["named"])
+        assert found is not None
+        add_learner_information(
+            session=session,
+            concern=found,
+            text=payload,
+            channel="web",
+            inbound_id=None,
+            now=world.clock(),
+        )
+    shown = world.browser("supervisor").get(page_of(world.concerns["named"]))
+    assert "<script>alert" not in shown.text and "<img src=x" not in shown.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in shown.text
+    assert "The learner added information" in shown.text
+
+
+def test_the_dean_overrides_triage_and_edits_standards(world: StaffWorld) -> None:
+    dean = world.browser("dean")
+    reference = world.concerns["at_dean"]
+    shown = dean.get(page_of(reference))
+    for action in ("override-triage", "edit-standards", "escalate", "close", "redirect"):
+        assert f'action="/staff/concerns/{reference}/{action}"' in shown.text
+    assert "/reopen" not in shown.text
+
+    # Without a reason: refused on the reason's field; the chosen scores are kept.
+    refused = post(dean, reference, "override-triage", likelihood="2", impact="1", text="")
+    assert refused.status_code == 400
+    assert 'href="#override-triage-text"' in refused.text
+    assert re.search(r'<option value="2" selected', refused.text)
+    refused = post(dean, reference, "override-triage", likelihood="", impact="1", text="Why")
+    assert refused.status_code == 400
+    assert 'href="#override-triage-likelihood"' in refused.text
+
+    done = post(
+        dean, reference, "override-triage", likelihood="2", impact="1", text="Fixed on the day"
+    )
+    assert done.status_code == 303
+    rated = concern(world, "at_dean")
+    assert (rated.likelihood, rated.impact) == (2, 1)
+    shown = dean.get(page_of(reference))
+    assert "Changed by hand: Fixed on the day" in shown.text
+    assert "Risk rating changed by hand" in shown.text
+
+    done = post(dean, reference, "edit-standards", standards=["1.2", "3.5"])
+    assert done.status_code == 303
+    assert concern(world, "at_dean").standards == ["1.2", "3.5"]
+    shown = dean.get(page_of(reference))
+    assert "3.5 Understand their role" in shown.text
+    assert "Quality Framework standards changed" in shown.text
+
+    refused = post(dean, reference, "edit-standards")
+    assert refused.status_code == 400
+    assert 'href="#edit-standards-standards"' in refused.text
+    assert concern(world, "at_dean").standards == ["1.2", "3.5"]
