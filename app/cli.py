@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from app import bootstrap, teams_package
 from app.settings import ChatSettings, Settings
-from escalation import casework
+from escalation import casework, retention
 from escalation.digest import (
     DigestOutcome,
     DigestStatus,
@@ -189,6 +189,14 @@ def _parser() -> argparse.ArgumentParser:
         "or provider's key (school_lead)",
     )
     add.set_defaults(run=_staff_add)
+
+    retention = command(
+        "retention",
+        _retention,
+        "remove closed concerns older than the retention period (CONCERNS_RETENTION_YEARS)",
+    )
+    retention.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    retention.add_argument("--now", help="as of this time (ISO-8601); default: now")
 
     command("demo", _demo, "a guided run on a scratch database: triage, reminders, escalation")
     command("serve", _serve, "run the service: HTTP, the SMTP mailbox and the scheduler")
@@ -487,6 +495,23 @@ def _staff_add(args: argparse.Namespace, settings: Settings) -> int:
     print(f"Staff account {email}: {role}" + (f" for {scope}" if scope else ""))
     print("API token (shown once, kept only as a hash; store it in a password manager):")
     print(token)
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    now = parse_now(args.now, timezone=ZoneInfo(settings.timezone))
+    years = settings.retention_years
+    product = _ready(settings)
+    with transaction(product.engine) as session:
+        expired = retention.plan_retention(session, now=now, years=years)
+    print(f"{len(expired)} closed concern(s) closed more than {years} years ago:")
+    for item in expired:
+        print(f"  {item.reference}  closed {item.closed_at.date().isoformat()}")
+    if args.dry_run:
+        print("Dry run: nothing removed.")
+        return 0
+    removed = retention.remove(product.engine, expired, now=now, years=years)
+    print(f"Removed {len(removed)} concern(s).")
     return 0
 
 
