@@ -41,7 +41,15 @@ def create_app(
     teams: TeamsBot | None = None,
 ) -> FastAPI:
     """The FastAPI app on this product (tests pass their own database, metrics and clock)."""
-    app = FastAPI(title="Learner concerns", version="0.1.0")
+    # /docs is the staff API's own Swagger UI page (app.staff.docs), served without a CDN.
+    app = FastAPI(
+        title="Learner concerns",
+        version="0.1.0",
+        description="The staff API: the concerns a member of staff may see, and every action "
+        "on them. Authorize with a staff API token (`concerns staff add` issues one).",
+        docs_url=None,
+        redoc_url=None,
+    )
     secret = product.settings.secret_key.get_secret_value()
     web = WebContext(
         engine=product.engine,

@@ -51,7 +51,8 @@ def staff_context(
 
 def mount_staff(app: FastAPI, context: StaffContext) -> None:
     app.state.staff = context
-    app.include_router(sign_in.router(context))
-    app.include_router(pages.router(context))
-    app.include_router(dashboard.router(context))
+    # The pages are for people: only the JSON API (under /api/v1) is in the OpenAPI schema.
+    app.include_router(sign_in.router(context), include_in_schema=False)
+    app.include_router(pages.router(context), include_in_schema=False)
+    app.include_router(dashboard.router(context), include_in_schema=False)
     app.include_router(api.router(context))
