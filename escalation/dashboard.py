@@ -24,13 +24,12 @@ from sqlalchemy import ColumnElement, case, false, func
 from sqlalchemy import select as columns_of
 from sqlmodel import Session, col, select
 
-from escalation.digest import HOTSPOT_MIN_CONCERNS
+from escalation.digest import HOTSPOT_MIN_CONCERNS, theme_counts
 from escalation.policy import Policy
 from notifications.digests import ThemeCount, csv_cell
 from routing.access import Principal, StaffRole, sees_dashboard
 from routing.matrix import IMPACT_SCALE, LIKELIHOOD_SCALE, rate, risk_level
 from routing.model import ConcernStatus, Pathway, Rating, RiskLevel
-from routing.standards import DOMAINS, STANDARDS, domain_of
 from storage import staff as accounts
 from storage.tables import Concern, Department, Organisation, Region, StaffMember, id_of
 
@@ -290,20 +289,8 @@ def dashboard_data(
         impacts=tuple(sorted(IMPACT_SCALE.items())),
         organisations=organisations,
         places=places,
-        themes=_themes(row.standards for row in open_rows),
+        themes=theme_counts(row.standards for row in open_rows),
         trend=_trend(session, scope, now=now, policy=policy),
-    )
-
-
-def _themes(tags: Iterable[Sequence[str]]) -> tuple[ThemeCount, ...]:
-    """Open concerns per Quality Framework domain, each counted once per domain (the weekly
-    digest's rule); tags that are not standards are ignored."""
-    counts: Counter[str] = Counter()
-    for standards in tags:
-        counts.update({domain_of(code) for code in standards if code in STANDARDS})
-    return tuple(
-        ThemeCount(domain=domain, title=title, open_concerns=counts[domain])
-        for domain, title in DOMAINS.items()
     )
 
 

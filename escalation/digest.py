@@ -244,7 +244,7 @@ def weekly_digest_data(
         overdue_by_pathway=_overdue_by_pathway(open_concerns, lines, as_of=period.end),
         open_high_and_medium=tuple(lines[id_of(c)] for c in high_and_medium),
         hotspots=_hotspots(session, region, period, policy),
-        themes=_themes(open_concerns),
+        themes=theme_counts(concern.standards for concern in open_concerns),
         heat_map=HeatMap(counts=dict(Counter((c.likelihood, c.impact) for c in open_concerns))),
     )
 
@@ -415,11 +415,12 @@ def _hotspots(
     return tuple(sorted(hotspots, key=lambda h: (-h.concerns, h.organisation, h.department)))
 
 
-def _themes(open_concerns: Iterable[Concern]) -> tuple[ThemeCount, ...]:
-    """Open concerns per Quality Framework domain; tags that are not standards are ignored."""
+def theme_counts(tags: Iterable[Sequence[str]]) -> tuple[ThemeCount, ...]:
+    """Concerns per Quality Framework domain, from each concern's standards: a concern counts
+    once in each domain it touches; tags that are not standards are ignored."""
     counts: Counter[str] = Counter()
-    for concern in open_concerns:
-        counts.update({code.split(".")[0] for code in concern.standards if code in STANDARDS})
+    for standards in tags:
+        counts.update({code.split(".")[0] for code in standards if code in STANDARDS})
     return tuple(
         ThemeCount(domain=domain, title=title, open_concerns=counts[domain])
         for domain, title in DOMAINS.items()

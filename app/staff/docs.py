@@ -7,14 +7,13 @@ keeps to the app's Content Security Policy (no CDN, no inline script or style).
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
-from intake.web.assets import PROJECT_ROOT, Asset
+from intake.web.assets import PROJECT_ROOT, Asset, asset_of
 
 SWAGGER_UI_DIR = PROJECT_ROOT / "node_modules" / "swagger-ui-dist"
 OUR_SCRIPT = Path(__file__).parent / "static" / "docs.js"
@@ -37,13 +36,8 @@ PAGE = """<!doctype html>
 """
 
 
-MEDIA_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-
-
 def _asset(path: Path) -> Asset:
-    body = path.read_bytes()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Asset(body, MEDIA_TYPES[path.suffix], etag)
+    return asset_of(path.read_bytes(), path.name)
 
 
 class MissingSwaggerUI(RuntimeError):

@@ -33,7 +33,8 @@ class Asset:
     etag: str
 
 
-def _asset(body: bytes, name: str) -> Asset:
+def asset_of(body: bytes, name: str) -> Asset:
+    """A file to serve: its body, media type (from its name) and ETag."""
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if name.endswith(".js"):
         media_type = "text/javascript"
@@ -52,20 +53,20 @@ def load_assets(frontend_dir: Path | None = None) -> dict[str, Asset]:
             "(it runs `npm ci`), or set CONCERNS_FRONTEND_DIR"
         )
     files: dict[str, Asset] = {
-        "nhsuk-frontend.min.css": _asset(
+        "nhsuk-frontend.min.css": asset_of(
             FONT_FACE.sub(b"", stylesheet.read_bytes()), "nhsuk-frontend.min.css"
         ),
-        "nhsuk-frontend.min.js": _asset(
+        "nhsuk-frontend.min.js": asset_of(
             (folder / "nhsuk-frontend.min.js").read_bytes(), "nhsuk-frontend.min.js"
         ),
     }
     for path in sorted((folder / "assets").rglob("*")):
         if path.is_file():
             name = path.relative_to(folder / "assets").as_posix()
-            files[name] = _asset(path.read_bytes(), name)
+            files[name] = asset_of(path.read_bytes(), name)
     for path in sorted(OUR_STATIC.glob("*")):
         if path.is_file():
-            files[f"app/{path.name}"] = _asset(path.read_bytes(), path.name)
+            files[f"app/{path.name}"] = asset_of(path.read_bytes(), path.name)
     return files
 
 
