@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.slack_app import SlackBot
+from escalation import casework
 from escalation.actions import (
     ActionRefused,
     Actor,
@@ -44,26 +45,33 @@ from notifications.slack_contacts import (
     FEEDBACK_BLOCK,
     FEEDBACK_INPUT,
     OPEN_STAFF_PAGE,
+    REASON_BLOCK,
+    REASON_INPUT,
     after_action,
     feedback_modal,
-    feedback_not_recorded,
+    not_done_with_text,
+    not_mine_modal,
 )
 from notifications.slack_text import (
     ACKNOWLEDGE,
     FEEDBACK_MODAL,
     NOT_MINE,
+    NOT_MINE_MODAL,
     RECORD_FEEDBACK,
     escape,
 )
+from routing.access import CaseAction
 from storage import repositories
+from storage import staff as accounts
 from storage.db import transaction
 from storage.tables import Concern, Contact, OutboxMessage, id_of
 
 log = logging.getLogger(__name__)
 
 NOT_A_CONTACT = (
-    "Only the people this concern was sent to can act on it here. If it should be yours, ask "
-    "the regional quality team to add your Slack account to the directory."
+    "Only the people this concern was sent to, or staff with rights over it, can act on it "
+    "here. If it should be yours, ask the regional quality team to add your Slack account to "
+    "the directory."
 )
 NOT_FOUND = "That concern could not be found."
 NOT_RECORDED_NOW = "That could not be recorded just now. Please try again."
@@ -81,6 +89,19 @@ class Press:
     message_ts: str | None
     message_text: str
     message_blocks: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Presser:
+    """Who pressed, as far as the directory and staff accounts know them."""
+
+    # The directory contact their Slack account is, preferring one of the current level's.
+    contact_id: int | None
+    # Their Slack account's confirmed email, looked up only when they are not a current
+    # contact: it finds their staff account, or the directory role they sign in with.
+    email: str | None = None
+    # Their name in Slack, to say who acted when they act as staff.
+    name: str = ""
 
 
 # An action on the locked concern by the matched contact (raises ActionRefused when it does not
@@ -105,30 +126,10 @@ def register(bot: SlackBot) -> None:
                 bot,
                 client,
                 _press(body, ACKNOWLEDGE),
+                action=CaseAction.ACKNOWLEDGE,
                 perform=perform,
                 done="Acknowledged",
                 still_open=(RECORD_FEEDBACK, NOT_MINE),
-            )
-        )
-
-    @app.action(NOT_MINE)
-    def on_not_mine(ack: Callable[..., None], body: dict[str, Any], client: WebClient) -> None:
-        ack()
-
-        def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
-            redirect(session=session, concern=concern, by=by, now=now, policy=bot.policy)
-
-        bot.later(
-            partial(
-                _act,
-                bot,
-                client,
-                _press(body, NOT_MINE),
-                perform=perform,
-                done="Passed on as not theirs",
-                still_open=(),
-                # Only the person who passed it on is done with it: the others' copies stand.
-                tell_others=False,
             )
         )
 
@@ -137,26 +138,14 @@ def register(bot: SlackBot) -> None:
         ack: Callable[..., None], body: dict[str, Any], client: WebClient
     ) -> None:
         ack()
-        # The trigger expires 3 seconds after the click: the modal opens first, and is turned
-        # into an explanation if this person cannot give feedback. Opening a modal changes
-        # nothing, so it is not deduplicated (a person may cancel and open it again); the
-        # submission is.
         press = _press(body, RECORD_FEEDBACK)
-        metadata = json.dumps(
-            {"reference": press.reference, "channel": press.channel_id, "ts": press.message_ts}
-        )
-        opened = client.views_open(
-            trigger_id=body["trigger_id"],
-            view=feedback_modal(reference=press.reference, private_metadata=metadata),
-        )
-        view_id = str(opened["view"]["id"])
+        _open_modal(bot, client, body, press, CaseAction.FEEDBACK, feedback_modal)
 
-        def explain_if_refused() -> None:
-            reason = _feedback_refusal(bot, client, press)
-            if reason is not None:
-                client.views_update(view_id=view_id, view=_notice_view(reason))
-
-        bot.later(explain_if_refused)
+    @app.action(NOT_MINE)
+    def on_not_mine(ack: Callable[..., None], body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        press = _press(body, NOT_MINE)
+        _open_modal(bot, client, body, press, CaseAction.REDIRECT, not_mine_modal)
 
     @app.view(FEEDBACK_MODAL)
     def on_feedback_submitted(
@@ -170,16 +159,6 @@ def register(bot: SlackBot) -> None:
             )
             return
         ack()
-        metadata = json.loads(view.get("private_metadata") or "{}")
-        press = Press(
-            user_id=body["user"]["id"],
-            reference=str(metadata.get("reference") or ""),
-            delivery_key=f"view:{FEEDBACK_MODAL}:{view['id']}",
-            channel_id=metadata.get("channel"),
-            message_ts=metadata.get("ts"),
-            message_text="",
-            message_blocks=(),
-        )
 
         def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
             record_feedback(
@@ -191,13 +170,46 @@ def register(bot: SlackBot) -> None:
                 _act,
                 bot,
                 client,
-                press,
+                _submitted(body, view, FEEDBACK_MODAL),
+                action=CaseAction.FEEDBACK,
                 perform=perform,
                 done="Feedback recorded (the learner has been told)",
                 still_open=(),
                 fetch_message=True,
                 # The modal has closed: if it is not recorded, the text goes back to its author.
                 give_back=value,
+                doing="Your feedback on",
+            )
+        )
+
+    @app.view(NOT_MINE_MODAL)
+    def on_not_mine_submitted(
+        ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        state = (view.get("state") or {}).get("values") or {}
+        reason = str((state.get(REASON_BLOCK) or {}).get(REASON_INPUT, {}).get("value") or "")
+
+        def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
+            redirect(
+                session=session, concern=concern, by=by, now=now, policy=bot.policy, reason=reason
+            )
+
+        bot.later(
+            partial(
+                _act,
+                bot,
+                client,
+                _submitted(body, view, NOT_MINE_MODAL),
+                action=CaseAction.REDIRECT,
+                perform=perform,
+                done="Passed on as not theirs",
+                still_open=(),
+                fetch_message=True,
+                # Only the person who passed it on is done with it: the others' copies stand.
+                tell_others=False,
+                give_back=reason if reason.strip() else None,
+                doing="Passing on",
             )
         )
 
@@ -205,6 +217,53 @@ def register(bot: SlackBot) -> None:
     def on_open_staff_page(ack: Callable[..., None]) -> None:
         # A link button: Slack opens the page; the click is only acknowledged.
         ack()
+
+
+def _open_modal(
+    bot: SlackBot,
+    client: WebClient,
+    body: Mapping[str, Any],
+    press: Press,
+    action: CaseAction,
+    modal: Callable[..., dict[str, Any]],
+) -> None:
+    """Open the modal a button asks for (feedback, or why it is not theirs), then, after the
+    ack, turn it into an explanation when this person cannot do that now.
+
+    The trigger expires 3 seconds after the click, so the modal opens first. Opening a modal
+    changes nothing, so it is not deduplicated (a person may cancel and open it again); the
+    submission is, and the action decides again then.
+    """
+    metadata = json.dumps(
+        {"reference": press.reference, "channel": press.channel_id, "ts": press.message_ts}
+    )
+    opened = client.views_open(
+        trigger_id=body["trigger_id"],
+        view=modal(reference=press.reference, private_metadata=metadata),
+    )
+    view_id = str(opened["view"]["id"])
+    title = str(opened["view"].get("title", {}).get("text") or "")
+
+    def explain_if_refused() -> None:
+        reason = _refusal(bot, client, press, action)
+        if reason is not None:
+            client.views_update(view_id=view_id, view=_notice_view(title, reason))
+
+    bot.later(explain_if_refused)
+
+
+def _submitted(body: Mapping[str, Any], view: Mapping[str, Any], callback_id: str) -> Press:
+    """A modal's submission as a press on the message the modal was opened from."""
+    metadata = json.loads(view.get("private_metadata") or "{}")
+    return Press(
+        user_id=str(body["user"]["id"]),
+        reference=str(metadata.get("reference") or ""),
+        delivery_key=f"view:{callback_id}:{view['id']}",
+        channel_id=metadata.get("channel"),
+        message_ts=metadata.get("ts"),
+        message_text="",
+        message_blocks=(),
+    )
 
 
 def _press(body: Mapping[str, Any], action_id: str) -> Press:
@@ -229,24 +288,27 @@ def _act(
     client: WebClient,
     press: Press,
     *,
+    action: CaseAction,
     perform: Perform,
     done: str,
     still_open: Sequence[str],
     fetch_message: bool = False,
     tell_others: bool = True,
     give_back: str | None = None,
+    doing: str = "",
 ) -> None:
     """Run one action for the person who pressed, once; refuse with the reason otherwise.
 
     The message pressed on shows the outcome; so do the copies the level's other contacts have
     in Slack (with `tell_others`), so nobody acknowledges or answers what is already done.
-    `give_back` is what the person typed (feedback, in a modal that has closed by now): when the
-    action is refused or fails, it is sent back to them in a DM with the reason, so it is not lost.
+    `give_back` is what the person typed (in a modal that has closed by now): when the action is
+    refused or fails, it is sent back to them in a DM with the reason (`doing` names what was
+    not done), so it is not lost.
     """
     now = bot.clock()
     try:
         concern_id = _concern_id(bot, press.reference)
-        contact_id = _matched_contact(bot, client, concern_id, press.user_id)
+        presser = _who_pressed(bot, client, concern_id, press.user_id)
         with transaction(bot.engine) as session:
             if not repositories.first_delivery(session, key=press.delivery_key, now=now):
                 log.info("slack: %s was handled before", press.delivery_key)
@@ -254,25 +316,20 @@ def _act(
             concern = repositories.lock_concern(session, concern_id)
             if concern is None:
                 raise ActionRefused(NOT_FOUND)
-            if contact_id is None:
-                raise ActionRefused(NOT_A_CONTACT)
-            perform(
-                session, concern, Actor(kind="contact", channel="slack", contact_id=contact_id), now
-            )
-            contact = session.get(Contact, contact_id)
-            who = contact.name if contact is not None else "a contact"
+            by, who = _actor(session, concern, presser, action, now=now)
+            perform(session, concern, by, now)
             level_since = concern.level_reached_at
     except ActionRefused as refusal:
         # Nothing changed. The refusal is shown once per press, under a key of its own: the
         # press itself stays unrecorded, so the same button works once the reason is gone
         # (for example the person has since been added to the directory).
         if bot.first_delivery(f"{press.delivery_key}:refused"):
-            _tell_not_done(client, press, str(refusal), give_back=give_back)
+            _tell_not_done(client, press, str(refusal), give_back=give_back, doing=doing)
         return
     except Exception as error:
         # Rolled back, press not recorded: pressing again tries again. The type only is logged.
         log.error("slack: %s failed (%s)", press.delivery_key, type(error).__name__)
-        _tell_not_done(client, press, NOT_RECORDED_NOW, give_back=give_back)
+        _tell_not_done(client, press, NOT_RECORDED_NOW, give_back=give_back, doing=doing)
         return
     outcome = f"*{done}* by {escape(who)}, {when(now, bot.policy.calendar.timezone)}."
     _update_message(
@@ -295,6 +352,43 @@ def _act(
                 log.warning(
                     "slack: could not update another copy (%s)", error.response.get("error")
                 )
+
+
+def _actor(
+    session: Session, concern: Concern, presser: Presser, action: CaseAction, *, now: datetime
+) -> tuple[Actor, str]:
+    """Who the person acts as on the locked concern, and the name the messages show.
+
+    First the current level's contact their Slack account is; else staff whose rights cover the
+    action (`casework.actor_for`, the staff pages' rule: their Slack email is a staff account,
+    or a directory role they would sign in with); else the contact they are, for the action to
+    refuse with its own reason (the concern has moved on, say). ActionRefused when none.
+    """
+    if presser.contact_id is not None and is_current_contact(session, concern, presser.contact_id):
+        by = Actor(kind="contact", channel="slack", contact_id=presser.contact_id)
+        return by, _contact_name(session, presser.contact_id)
+    if presser.email:
+        member = casework.member_for(session, presser.email, now=now)
+        who = casework.principal_of(session, member) if member is not None else None
+        if who is not None:
+            try:
+                by = casework.actor_for(session, who, concern, action, channel="slack")
+            except ActionRefused:
+                if presser.contact_id is None:
+                    raise
+            else:
+                if by.contact_id is not None:
+                    return by, _contact_name(session, by.contact_id)
+                return by, presser.name or who.email
+    if presser.contact_id is not None:
+        by = Actor(kind="contact", channel="slack", contact_id=presser.contact_id)
+        return by, _contact_name(session, presser.contact_id)
+    raise ActionRefused(NOT_A_CONTACT)
+
+
+def _contact_name(session: Session, contact_id: int) -> str:
+    contact = session.get(Contact, contact_id)
+    return contact.name if contact is not None else "a contact"
 
 
 def _level_copies(
@@ -331,12 +425,33 @@ def _concern_id(bot: SlackBot, reference: str) -> int:
         return id_of(concern)
 
 
-def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> int | None:
-    """The directory contact this Slack user is, preferring one who acts on the concern now."""
+def _who_pressed(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> Presser:
+    """The directory contact this Slack user is; and, when that is not one of the concern's
+    current contacts, the email their staff rights are found by: the directory's for the
+    contact their Slack account is (the directory, or Slack's own email match, set that), else
+    their Slack account's confirmed email."""
+    contact_id, current = _matched_contact(bot, client, concern_id, user_id)
+    if current:
+        return Presser(contact_id=contact_id)
+    if contact_id is not None:
+        with transaction(bot.engine) as session:
+            contact = session.get(Contact, contact_id)
+            if contact is not None and contact.email:
+                known = accounts.normalise_email(contact.email)
+                return Presser(contact_id=contact_id, email=known, name=contact.name)
+    email, name = _slack_account(client, user_id)
+    return Presser(contact_id=contact_id, email=email, name=name)
+
+
+def _matched_contact(
+    bot: SlackBot, client: WebClient, concern_id: int, user_id: str
+) -> tuple[int | None, bool]:
+    """The directory contact this Slack user is, preferring one who acts on the concern now,
+    and whether they do."""
     with transaction(bot.engine) as session:
         concern = session.get(Concern, concern_id)
         if concern is None:
-            return None
+            return None, False
         by_slack_id = session.exec(
             select(Contact)
             .where(Contact.slack_user_id == user_id, Contact.active)
@@ -344,7 +459,7 @@ def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id:
         ).all()
         for contact in by_slack_id:
             if is_current_contact(session, concern, contact.id):
-                return id_of(contact)
+                return id_of(contact), True
         # The concern's current contacts not yet known in Slack, to be matched by their email.
         unmatched = [
             (id_of(contact), contact.email)
@@ -363,8 +478,8 @@ def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id:
             repositories.remember_slack_user(
                 session, contact_id=contact_id, email=email, slack_user_id=user_id
             )
-        return contact_id
-    return fallback
+        return contact_id, True
+    return fallback, False
 
 
 def _slack_user_for(client: WebClient, email: str) -> str | None:
@@ -378,28 +493,50 @@ def _slack_user_for(client: WebClient, email: str) -> str | None:
     return str(user.get("id")) if user.get("id") else None
 
 
-def _feedback_refusal(bot: SlackBot, client: WebClient, press: Press) -> str | None:
-    """Why this person cannot give feedback on the concern now, or None when they can.
+def _slack_account(client: WebClient, user_id: str) -> tuple[str | None, str]:
+    """The Slack user's email (normalised; None unless Slack says it is confirmed, and for bots
+    and deactivated accounts) and name. Slack confirms an email before an account uses it, as
+    the directory's `users.lookupByEmail` match already relies on."""
+    try:
+        user = client.users_info(user=user_id).get("user") or {}
+    except SlackApiError as error:
+        log.warning("slack: users.info failed (%s)", error.response.get("error"))
+        return None, ""
+    profile = user.get("profile") or {}
+    name = str(profile.get("real_name") or profile.get("display_name") or "")
+    email = str(profile.get("email") or "").strip()
+    if (
+        not email
+        or user.get("deleted")
+        or user.get("is_bot")
+        or user.get("is_email_confirmed") is False
+    ):
+        return None, name
+    return accounts.normalise_email(email), name
 
-    A courtesy before they write: `record_feedback` decides again when the modal is submitted.
-    """
+
+def _refusal(bot: SlackBot, client: WebClient, press: Press, action: CaseAction) -> str | None:
+    """Why this person cannot give feedback on the concern, or pass it on, now; None when they
+    can. A courtesy before they write: the action decides again when the modal is submitted."""
     try:
         concern_id = _concern_id(bot, press.reference)
     except ActionRefused as refusal:
         return str(refusal)
-    contact_id = _matched_contact(bot, client, concern_id, press.user_id)
+    presser = _who_pressed(bot, client, concern_id, press.user_id)
     with transaction(bot.engine) as session:
         concern = session.get(Concern, concern_id)
         if concern is None:
             return NOT_FOUND
-        if contact_id is None:
-            return NOT_A_CONTACT
         if concern.status != "open":
-            return f"{concern.reference} is closed: feedback can no longer be recorded"
-        if not is_current_contact(session, concern, contact_id):
+            return f"{concern.reference} is closed: it can no longer be acted on here"
+        try:
+            by, _ = _actor(session, concern, presser, action, now=bot.clock())
+        except ActionRefused as refusal:
+            return str(refusal)
+        if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):
             return (
                 f"{concern.reference} is now with pathway {concern.pathway}: only its contacts "
-                "there can give feedback"
+                "there, or staff with rights over it, can act on it"
             )
         if concern.feedback_at is not None:
             return (
@@ -408,10 +545,10 @@ def _feedback_refusal(bot: SlackBot, client: WebClient, press: Press) -> str | N
     return None
 
 
-def _notice_view(reason: str) -> dict[str, Any]:
+def _notice_view(title: str, reason: str) -> dict[str, Any]:
     return {
         "type": "modal",
-        "title": {"type": "plain_text", "text": "Record feedback"},
+        "title": {"type": "plain_text", "text": title or "Not available"},
         "close": {"type": "plain_text", "text": "Close"},
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": escape(reason)}}],
     }
@@ -428,21 +565,25 @@ def _posted(engine: Engine, external_ref: str) -> tuple[list[dict[str, Any]], st
         return list(row.payload.get("blocks") or ()), str(row.payload.get("text") or "")
 
 
-def _tell_not_done(client: WebClient, press: Press, reason: str, *, give_back: str | None) -> None:
+def _tell_not_done(
+    client: WebClient, press: Press, reason: str, *, give_back: str | None, doing: str
+) -> None:
     """Say why nothing was done: an ephemeral note under the button, or, when the person typed
-    something (the feedback modal, closed by now), a DM with the reason and their text."""
+    something (in a modal, closed by now), a DM with the reason and their text."""
     if give_back is None:
         _ephemeral(client, press, reason)
         return
-    message = feedback_not_recorded(reference=press.reference, reason=reason, text=give_back)
+    message = not_done_with_text(
+        doing=doing, reference=press.reference, reason=reason, text=give_back
+    )
     try:
         # To the user id: Slack posts it in the app's DM with them, which is kept, unlike an
         # ephemeral note, so the text can still be copied later.
         client.chat_postMessage(channel=press.user_id, text=message.text, unfurl_links=False)
     except SlackApiError as error:
-        log.warning("slack: could not give feedback back (%s)", error.response.get("error"))
+        log.warning("slack: could not give their text back (%s)", error.response.get("error"))
     except Exception as error:
-        log.warning("slack: could not give feedback back (%s)", type(error).__name__)
+        log.warning("slack: could not give their text back (%s)", type(error).__name__)
 
 
 def _ephemeral(client: WebClient, press: Press, text: str) -> None:

@@ -107,6 +107,23 @@ def principal_of(session: Session, member: StaffMember) -> Principal | None:
     )
 
 
+def member_for(session: Session, email: str, *, now: datetime) -> StaffMember | None:
+    """The staff account this (verified) email stands for: an existing one, or one made now for
+    an active directory contact. None when the email has no access (or the account is switched
+    off). Signing in and acting from chat both start here."""
+    member = accounts.staff_by_email(session, email)
+    if member is None:
+        role = directory_role(session, email)
+        if role is None:
+            return None
+        member = accounts.save_staff(
+            session, email=email, role=role.value, scope=None, follows_directory=True, now=now
+        )
+    if principal_of(session, member) is None:
+        return None
+    return member
+
+
 # --- which concerns -------------------------------------------------------------------------
 
 
@@ -285,14 +302,7 @@ def act(
     concern = repositories.lock_concern(session, id_of(found))
     if concern is None:
         raise NotFound(reference)
-    scope = case_scope(session, concern)
-    if acts_as_staff(who, scope, action):
-        by = Actor(kind="staff", channel=channel, staff_id=who.staff_id)
-    else:
-        contact_id = acting_contact(who, scope, action)
-        if contact_id is None:
-            raise ActionRefused(_not_yours(concern, action))
-        by = Actor(kind="contact", channel=channel, contact_id=contact_id, staff_id=who.staff_id)
+    by = actor_for(session, who, concern, action, channel=channel)
     common: dict[str, Any] = {"session": session, "concern": concern, "by": by, "now": now}
     if action is CaseAction.ACKNOWLEDGE:
         actions.acknowledge(**common)
@@ -315,6 +325,21 @@ def act(
     elif action is CaseAction.REDIRECT:
         actions.redirect(**common, policy=policy, reason=text, to_contact_id=to_contact_id)
     return concern
+
+
+def actor_for(
+    session: Session, who: Principal, concern: Concern, action: CaseAction, *, channel: str
+) -> Actor:
+    """Who this person acts as on the (locked) concern: staff, when their role's rights cover the
+    action; else the current level's contact they are. ActionRefused, with the reason, when
+    neither."""
+    scope = case_scope(session, concern)
+    if acts_as_staff(who, scope, action):
+        return Actor(kind="staff", channel=channel, staff_id=who.staff_id)
+    contact_id = acting_contact(who, scope, action)
+    if contact_id is None:
+        raise ActionRefused(_not_yours(concern, action))
+    return Actor(kind="contact", channel=channel, contact_id=contact_id, staff_id=who.staff_id)
 
 
 def _not_yours(concern: Concern, action: CaseAction) -> str:

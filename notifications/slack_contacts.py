@@ -19,6 +19,7 @@ from notifications.slack_text import (
     ACKNOWLEDGE,
     FEEDBACK_MODAL,
     NOT_MINE,
+    NOT_MINE_MODAL,
     RECORD_FEEDBACK,
     SlackMessage,
     escape,
@@ -33,6 +34,10 @@ FEEDBACK_BLOCK = "feedback"
 FEEDBACK_INPUT = "text"
 # Slack's own limit for a plain-text input.
 FEEDBACK_MAX_CHARACTERS = 3000
+# The Not mine modal's reason
+REASON_BLOCK = "reason"
+REASON_INPUT = "text"
+REASON_MAX_CHARACTERS = 1000
 # A shared summary is one line; a longer one is cut, so a pasted essay stays out of chat.
 SUMMARY_MAX_CHARACTERS = 200
 FIELD_MAX_CHARACTERS = 2000
@@ -158,16 +163,57 @@ def feedback_modal(*, reference: str, private_metadata: str) -> dict[str, Any]:
     }
 
 
-def feedback_not_recorded(*, reference: str, reason: str, text: str) -> SlackMessage:
-    """A DM to a contact whose feedback was not recorded: why, and what they wrote, given back so
-    it is not lost (the modal it was typed in has closed). Nothing changed on the concern.
+def not_mine_modal(*, reference: str, private_metadata: str) -> dict[str, Any]:
+    """The modal a contact passes a concern on from, saying why it is not theirs. The reason is
+    optional for a contact (the directory then records that they said it is not theirs); staff
+    moving a concern must give one, as on the staff pages."""
+    return {
+        "type": "modal",
+        "callback_id": NOT_MINE_MODAL,
+        "private_metadata": private_metadata,
+        "title": _plain("Not mine"),
+        "submit": _plain("Pass it on"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    f"*{escape(reference)}* goes to whoever else holds the same role for this "
+                    "concern in the directory. Its deadlines do not restart."
+                ),
+            },
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "optional": True,
+                "label": _plain("Why it is not yours"),
+                "hint": _plain(
+                    "For example: this learner is not in my department. The next person and "
+                    "the regional team see this; the learner does not. Staff moving a concern "
+                    "must say why."
+                ),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_INPUT,
+                    "multiline": True,
+                    "max_length": REASON_MAX_CHARACTERS,
+                },
+            },
+        ],
+    }
+
+
+def not_done_with_text(*, doing: str, reference: str, reason: str, text: str) -> SlackMessage:
+    """A DM to a contact whose action was not recorded (their feedback, or passing a concern
+    on): why, and what they wrote, given back so it is not lost (the modal it was typed in has
+    closed). Nothing changed on the concern.
 
     Plain text only: their words can be longer than a block allows, and are escaped like any
     typed text, so they cannot ping anyone or disguise a link.
     """
     return SlackMessage(
         text=(
-            f"Your feedback on *{escape(reference)}* was not recorded: {escape(reason)}\n"
+            f"{doing} *{escape(reference)}* was not recorded: {escape(reason)}\n"
             "Nothing has changed on the concern. Here is what you wrote, so it is not lost:\n"
             f"```{escape(text)}```"
         )

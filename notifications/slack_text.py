@@ -16,6 +16,8 @@ RECORD_FEEDBACK = "concern_record_feedback"
 NOT_MINE = "concern_not_mine"
 # The feedback modal opened by RECORD_FEEDBACK
 FEEDBACK_MODAL = "concern_feedback_modal"
+# The modal opened by NOT_MINE, asking why it is not theirs
+NOT_MINE_MODAL = "concern_not_mine_modal"
 # Buttons on the learner's feedback message
 LEARNER_SATISFIED = "concern_learner_satisfied"
 LEARNER_REMAINS_CONCERNED = "concern_learner_remains_concerned"

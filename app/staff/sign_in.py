@@ -17,7 +17,6 @@ import secrets
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,18 +28,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from joserfc.errors import JoseError
 from markupsafe import escape
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from app.staff.auth import SIGN_IN_PATH, STAFF_COOKIE
 from app.staff.context import StaffContext
 from app.staff.templating import staff_page
-from escalation.casework import directory_role, principal_of
+from escalation.casework import member_for, principal_of
 from intake.web.security import CSRF_FIELD, CSRF_SESSION_KEY, require_csrf
 from storage import repositories
 from storage import staff as accounts
 from storage.db import transaction
-from storage.tables import OutboxMessage, SignInLink, StaffMember, id_of
+from storage.tables import OutboxMessage, SignInLink, id_of
 
 with warnings.catch_warnings():
     # authlib 1.9 warns, once on import, that it would rather have httpx2 than httpx: httpx is
@@ -107,22 +106,6 @@ def oidc_email(claims: Mapping[str, Any]) -> str | None:
             if found is not None:
                 return found
     return None
-
-
-def member_for(session: Session, email: str, *, now: datetime) -> StaffMember | None:
-    """The account this email signs in to: an existing one, or one made now for an active
-    directory contact. None when the email has no access (or the account is switched off)."""
-    member = accounts.staff_by_email(session, email)
-    if member is None:
-        role = directory_role(session, email)
-        if role is None:
-            return None
-        member = accounts.save_staff(
-            session, email=email, role=role.value, scope=None, follows_directory=True, now=now
-        )
-    if principal_of(session, member) is None:
-        return None
-    return member
 
 
 def link_email(link: str, minutes: int) -> tuple[str, str, str]:

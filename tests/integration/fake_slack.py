@@ -138,7 +138,15 @@ class FakeSlackApi:
                 return {"ok": False, "error": "users_not_found"}
             return {"ok": True, "user": {"id": user, "profile": {"email": email}}}
         if method == "users.info":
-            return {"ok": True, "user": {"id": args.get("user"), "profile": {}}}
+            # The email Slack has for a user, when the test gave one (confirmed, as Slack's are).
+            emails = [
+                email for email, user in self.users_by_email.items() if user == args.get("user")
+            ]
+            profile = {"email": emails[0]} if emails else {}
+            return {
+                "ok": True,
+                "user": {"id": args.get("user"), "is_email_confirmed": True, "profile": profile},
+            }
         return {"ok": True}
 
 

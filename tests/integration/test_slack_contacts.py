@@ -32,9 +32,21 @@ from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from notifications.outbox import DispatchReport
 from notifications.senders import MaildirSender
-from notifications.slack_contacts import ACTIONS_BLOCK, FEEDBACK_BLOCK, FEEDBACK_INPUT
+from notifications.slack_contacts import (
+    ACTIONS_BLOCK,
+    FEEDBACK_BLOCK,
+    FEEDBACK_INPUT,
+    REASON_BLOCK,
+    REASON_INPUT,
+)
 from notifications.slack_dispatch import AUTH_PAUSE, dispatch_client, dispatch_due_slack
-from notifications.slack_text import ACKNOWLEDGE, FEEDBACK_MODAL, NOT_MINE, RECORD_FEEDBACK
+from notifications.slack_text import (
+    ACKNOWLEDGE,
+    FEEDBACK_MODAL,
+    NOT_MINE,
+    NOT_MINE_MODAL,
+    RECORD_FEEDBACK,
+)
 from storage import repositories
 from storage.db import transaction
 from storage.outbox import SqlOutboxStore
@@ -51,6 +63,9 @@ from tests.integration.webclient import WebClient
 SUPERVISOR = "U0EXSUP001"  # Dr Jordan Sample, the Emergency Department's lead supervisor
 SUPERVISOR_EMAIL = "jordan.sample@vale-general.example.nhs.uk"
 OUTSIDER = "U0OUTSIDER"
+DEAN = "U0EXDEAN01"  # Dr Morgan Example, North Vale's postgraduate dean
+DEAN_EMAIL = "morgan.example@example.nhs.uk"
+SCHOOL_LEAD = "U0EXHOS001"  # Dr Rowan Placeholder, head of the School of Medicine
 PLACEMENT = {
     "organisation": "Vale General Hospitals NHS Trust",
     "department": "Emergency Department",
@@ -590,10 +605,19 @@ def test_an_outsiders_click_is_refused_and_changes_nothing(
 ) -> None:
     reference, _ = posted
     before = concern(harness, reference)
-    for action in (ACKNOWLEDGE, NOT_MINE):
-        press(harness, action, reference, user=OUTSIDER, message_ts="1700000000.000001", blocks=[])
+    press(harness, ACKNOWLEDGE, reference, user=OUTSIDER, message_ts="1700000000.000001", blocks=[])
+    (note,) = harness.fake.wait_for("chat.postEphemeral")
+    assert note.args["user"] == OUTSIDER
+    assert "Only the people this concern was sent to" in note.args["text"]
+    # Not mine opens its modal, which at once says why they cannot; a submission anyway (a
+    # forged or stale one) is refused under the button too.
+    press(harness, NOT_MINE, reference, user=OUTSIDER, message_ts="1700000000.000001", blocks=[])
+    (update,) = harness.fake.wait_for("views.update")
+    assert "Only the people this concern was sent to" in json.dumps(update.args["view"])
+    (opened,) = harness.fake.called("views.open")
+    harness.interact(not_mine_submission(opened.args["view"], "", user=OUTSIDER))
     notes = harness.fake.wait_for("chat.postEphemeral", 2)
-    assert {note.args["user"] for note in notes} == {OUTSIDER}
+    assert {n.args["user"] for n in notes} == {OUTSIDER}
     assert all("Only the people this concern was sent to" in n.args["text"] for n in notes)
     settle(harness)
     after = concern(harness, reference)
@@ -677,22 +701,187 @@ def test_an_outsider_opening_the_feedback_modal_is_told_why_they_cannot(
     assert "Only the people this concern was sent to" in json.dumps(update.args["view"])
 
 
-def test_not_mine_passes_the_concern_on_and_the_message_loses_its_buttons(
+def not_mine_submission(
+    view: dict[str, Any], reason: str, *, user: str = SUPERVISOR, view_id: str = "V0NOTMINE1"
+) -> dict[str, Any]:
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user, "team_id": TEAM_ID},
+        "api_app_id": "A0CONCERNS",
+        "trigger_id": "4.trigger",
+        "view": {
+            "id": view_id,
+            "hash": "h1",
+            "type": "modal",
+            "callback_id": NOT_MINE_MODAL,
+            "team_id": TEAM_ID,
+            "private_metadata": view["private_metadata"],
+            "blocks": view["blocks"],
+            "state": {
+                "values": {
+                    REASON_BLOCK: {REASON_INPUT: {"type": "plain_text_input", "value": reason}}
+                }
+            },
+        },
+    }
+
+
+def pass_on(
+    harness: SlackHarness, reference: str, *, ts: str, blocks: list[dict[str, Any]], reason: str
+) -> dict[str, Any]:
+    """The supervisor presses Not mine, and sends its modal with `reason`: the modal opened."""
+    press(harness, NOT_MINE, reference, message_ts=ts, blocks=blocks)
+    (opened,) = harness.fake.wait_for("views.open")
+    view: dict[str, Any] = opened.args["view"]
+    assert view["callback_id"] == NOT_MINE_MODAL
+    settle(harness)
+    assert harness.fake.called("views.update") == [], "the supervisor may pass it on"
+    answer = harness.interact(not_mine_submission(view, reason))
+    assert answer.status_code == 200 and answer.text == ""
+    return view
+
+
+def test_not_mine_asks_why_passes_the_concern_on_and_the_message_loses_its_buttons(
     harness: SlackHarness, posted: tuple[str, Call]
 ) -> None:
     reference, call = posted
-    press(harness, NOT_MINE, reference, message_ts="1.000001", blocks=call.args["blocks"])
+    ts = supervisor_ts(harness)
+    reason = "Not my trainee <!here>: they moved to the Acute Medical Unit last week."
+    view = pass_on(harness, reference, ts=ts, blocks=call.args["blocks"], reason=reason)
     (update,) = harness.fake.wait_for("chat.update")
+    assert (update.args["channel"], update.args["ts"]) == (DM, ts)
     (event,) = events(harness, reference, "redirected")
     assert event.channel == "slack"
+    assert event.detail["reason"] == " ".join(reason.split())
     assert button_ids(update.args["blocks"]) == ["concern_open_staff_page"]
     assert "Passed on" in json.dumps(update.args["blocks"])
-    # Whoever it went to is told (by email, and in Slack if they have an id).
+    # Whoever it went to is told (by email, and in Slack if they have an id), with the reason.
     with transaction(harness.engine) as session:
         told = session.exec(
             select(OutboxMessage).where(OutboxMessage.kind == "redirected_in")
         ).all()
     assert told
+    assert any("Acute Medical Unit" in row.body_text for row in told if row.channel == "email")
+    # The same submission again (Slack retrying) passes it on no further.
+    harness.interact(not_mine_submission(view, reason))
+    settle(harness)
+    assert len(events(harness, reference, "redirected")) == 1
+
+
+def test_not_mine_without_a_reason_still_passes_it_on(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    reference, call = posted
+    pass_on(harness, reference, ts=supervisor_ts(harness), blocks=call.args["blocks"], reason="")
+    harness.fake.wait_for("chat.update")
+    (event,) = events(harness, reference, "redirected")
+    assert event.detail["reason"] == "The contact said it is not theirs to handle"
+
+
+def test_a_not_mine_that_cannot_be_done_gives_the_reason_back(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """Feedback was given while the modal was open: passing on is refused, and the reason
+    they wrote comes back to them in a DM."""
+    reference, _ = posted
+    press(harness, NOT_MINE, reference, message_ts=supervisor_ts(harness), blocks=[])
+    (opened,) = harness.fake.wait_for("views.open")
+    settle(harness)
+    with transaction(harness.engine) as session:
+        locked = repositories.lock_concern(session, concern(harness, reference).id or 0)
+        assert locked is not None
+        from escalation.actions import record_feedback
+
+        record_feedback(
+            session=session,
+            concern=locked,
+            by=Actor(kind="staff", channel="web"),
+            text="Sorted with the rota team.",
+            now=MONDAY_MORNING,
+            policy=harness.policy,
+        )
+    harness.interact(not_mine_submission(opened.args["view"], "Wrong ward <@U123>"))
+    settle(harness)
+    (dm,) = [
+        c
+        for c in harness.fake.called("chat.postMessage")
+        if c.args["channel"] == SUPERVISOR and "was not recorded" in c.args["text"]
+    ]
+    assert dm.args["text"].startswith(f"Passing on *{reference}* was not recorded")
+    assert "Wrong ward &lt;@U123&gt;" in dm.args["text"]
+    assert events(harness, reference, "redirected") == []
+
+
+# --- staff with rights over the concern ---------------------------------------------------
+
+
+def test_the_dean_acknowledges_in_slack_with_their_staff_rights(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """The dean is no contact of pathway 1, but their region's concerns are theirs to act on:
+    the acknowledgement is recorded as staff, named in the audit trail, and the messages say
+    who."""
+    reference, call = posted
+    ts = supervisor_ts(harness)
+    press(harness, ACKNOWLEDGE, reference, user=DEAN, message_ts=ts, blocks=call.args["blocks"])
+    (update,) = harness.fake.wait_for("chat.update")
+    assert "Acknowledged* by Dr Morgan Example" in json.dumps(update.args["blocks"])
+    assert concern(harness, reference).acknowledged_at == MONDAY_MORNING
+    (event,) = events(harness, reference, "acknowledged")
+    assert event.actor.startswith("staff ") and event.channel == "slack"
+    assert harness.fake.called("chat.postEphemeral") == []
+
+
+def test_staff_found_by_their_slack_email_may_pass_a_concern_on_with_a_reason(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """Someone in no directory entry's Slack account, whose confirmed Slack email is the
+    region's quality team, acts with the quality team's rights; staff moving a concern must
+    say why, as on the staff pages."""
+    reference, _ = posted
+    harness.fake.users_by_email["quality.northvale@example.nhs.uk"] = "U0QUALITY1"
+    press(harness, NOT_MINE, reference, user="U0QUALITY1", message_ts="1.000001", blocks=[])
+    (opened,) = harness.fake.wait_for("views.open")
+    settle(harness)
+    assert harness.fake.called("views.update") == [], "the quality team may move it"
+    view = opened.args["view"]
+    harness.interact(not_mine_submission(view, "", user="U0QUALITY1", view_id="V0Q1"))
+    (note,) = harness.fake.wait_for("chat.postEphemeral")
+    assert "Say why" in note.args["text"]
+    assert events(harness, reference, "redirected") == []
+    harness.interact(
+        not_mine_submission(view, "The supervisor is on leave", user="U0QUALITY1", view_id="V0Q2")
+    )
+    settle(harness)
+    (event,) = events(harness, reference, "redirected")
+    assert event.actor.startswith("staff ")
+    assert event.detail["reason"] == "The supervisor is on leave"
+
+
+def test_staff_rights_that_do_not_cover_the_concern_now_are_refused(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """A head of school acts only while a concern is at pathway 2: at pathway 1 their press is
+    refused, and a Slack account whose email Slack has not confirmed gets no rights at all."""
+    reference, _ = posted
+    press(harness, ACKNOWLEDGE, reference, user=SCHOOL_LEAD, message_ts="1.000001", blocks=[])
+    (note,) = harness.fake.wait_for("chat.postEphemeral")
+    assert note.args["user"] == SCHOOL_LEAD
+    harness.fake.answers["users.info"] = lambda args: {
+        "ok": True,
+        "user": {
+            "id": args.get("user"),
+            "is_email_confirmed": False,
+            "profile": {"email": DEAN_EMAIL},
+        },
+    }
+    press(harness, ACKNOWLEDGE, reference, user="U0NOTCONF1", message_ts="1.000001", blocks=[])
+    notes = harness.fake.wait_for("chat.postEphemeral", 2)
+    assert "Only the people this concern was sent to" in notes[1].args["text"]
+    settle(harness)
+    assert concern(harness, reference).acknowledged_at is None
+    assert events(harness, reference, "acknowledged") == []
 
 
 def submission(view: dict[str, Any], text: str, *, user: str = SUPERVISOR) -> dict[str, Any]:
@@ -992,7 +1181,7 @@ def test_not_mine_leaves_the_other_copies_alone(
     dispatch(harness, now=reminder_at)
     first = next(row for row in slack_rows(harness) if row.recipient_address == SUPERVISOR)
     ts = supervisor_ts_of(first.external_ref)
-    press(harness, NOT_MINE, reference, message_ts=ts, blocks=call.args["blocks"])
+    pass_on(harness, reference, ts=ts, blocks=call.args["blocks"], reason="Not my ward")
     harness.fake.wait_for("chat.update")
     settle(harness)
     assert [update.args["ts"] for update in harness.fake.called("chat.update")] == [ts]

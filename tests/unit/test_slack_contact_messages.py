@@ -18,7 +18,7 @@ from notifications.slack_contacts import (
     OPEN_STAFF_PAGE,
     after_action,
     contact_message,
-    feedback_not_recorded,
+    not_done_with_text,
 )
 from notifications.slack_text import ACKNOWLEDGE, NOT_MINE, RECORD_FEEDBACK, SlackMessage
 from routing.model import Confidentiality, Role
@@ -240,12 +240,16 @@ def test_after_an_action_only_the_buttons_that_still_apply_remain() -> None:
 
 def test_unrecorded_feedback_comes_back_whole_with_the_reason_and_inert() -> None:
     typed = "Line one\nline two " + INJECTION + " " + "x" * 3000
-    message = feedback_not_recorded(
-        reference="LC-2026-000042", reason="LC-2026-000042 is closed <now>", text=typed
+    message = not_done_with_text(
+        doing="Your feedback on",
+        reference="LC-2026-000042",
+        reason="LC-2026-000042 is closed <now>",
+        text=typed,
     )
     assert message.blocks == []
-    assert "*LC-2026-000042* was not recorded: LC-2026-000042 is closed &lt;now&gt;" in (
-        message.text
+    assert (
+        "Your feedback on *LC-2026-000042* was not recorded: LC-2026-000042 is closed &lt;now&gt;"
+        in (message.text)
     )
     # Every character they typed is there (escaped, so nothing pings or links).
     inert = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
