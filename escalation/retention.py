@@ -8,17 +8,17 @@ no concern and stay. What remains is one access record per concern removed: its 
 it closed and when it went, with no one's name and nothing anyone wrote.
 
 Each concern goes in a transaction of its own, re-read under lock first: a concern reopened
-between the plan and the removal is kept.
+between the plan and the removal is kept. The events are append-only (migration 0001): the guard
+lets a DELETE through only for a concern named in `removals` (migration 0007), so the concern is
+named there for the removal and the row is gone again before the transaction commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, text
+from sqlalchemy import ColumnElement, and_, delete, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -34,12 +34,11 @@ from storage.tables import (
     InboundMessage,
     Learner,
     OutboxMessage,
+    Removal,
     id_of,
 )
 
 DEFAULT_YEARS = 8
-# The SQLite trigger (migration 0001) that keeps events append-only against DELETE.
-SQLITE_DELETE_GUARD = "events_no_delete"
 # The rows tied to a concern by its id, removed before it (children first).
 TIED_TABLES: tuple[
     type[ConcernContact | Escalation | Event | OutboxMessage | InboundMessage], ...
@@ -99,9 +98,11 @@ def remove_concern(session: Session, reference: str, *, now: datetime, years: in
     ):
         return False
     concern_id, learner_id, closed_at = id_of(concern), concern.learner_id, concern.closed_at
-    with _audit_trail_removable(session):
-        for table in TIED_TABLES:
-            session.execute(delete(table).where(col(table.concern_id) == concern_id))
+    # Names the concern to the events guard; deleted again below, inside this transaction.
+    session.execute(insert(Removal).values(concern_id=concern_id))
+    for table in TIED_TABLES:
+        session.execute(delete(table).where(col(table.concern_id) == concern_id))
+    session.execute(delete(Removal).where(col(Removal.concern_id) == concern_id))
     session.execute(delete(Concern).where(col(Concern.id) == concern_id))
     if learner_id is not None:
         others = session.exec(
@@ -119,33 +120,6 @@ def remove_concern(session: Session, reference: str, *, now: datetime, years: in
         detail={"closed_at": closed_at.isoformat(), "years": years},
     )
     return True
-
-
-@contextmanager
-def _audit_trail_removable(session: Session) -> Iterator[None]:
-    """Lift the database's append-only guard on events for this transaction only.
-
-    The guard (migration 0001) refuses every UPDATE and DELETE of events. Retention is the one
-    sanctioned removal: the trigger is switched off and back on inside the same transaction
-    (DDL is transactional in PostgreSQL and SQLite), so no other transaction ever sees it off;
-    in PostgreSQL the ALTER holds the table's lock until commit. On an error the rollback
-    restores it.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
-        yield
-        session.execute(text("ALTER TABLE events ENABLE TRIGGER events_append_only"))
-        return
-    found = session.execute(
-        text("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = :name"),
-        {"name": SQLITE_DELETE_GUARD},
-    ).scalar_one_or_none()
-    if found is None:
-        yield
-        return
-    session.execute(text(f"DROP TRIGGER {SQLITE_DELETE_GUARD}"))
-    yield
-    session.execute(text(str(found)))
 
 
 def remove(

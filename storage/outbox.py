@@ -3,6 +3,10 @@
 A claim is a random token and a lease (`claimed_until`) written in one short transaction, so two
 dispatchers never claim the same row; every later write names the token, so a dispatcher whose
 lease ran out (and whose row someone else now holds) changes nothing.
+
+Some messages carry a secret that is needed only until it is delivered (the staff sign-in email's
+single-use link): once such a message is sent, or given up, its stored body is replaced in the
+same transaction, so the secret does not stay in the database. The message's kind says which.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, null, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -21,6 +25,11 @@ from storage.db import transaction
 from storage.tables import Contact, OutboxMessage
 
 ERROR_MAX = 500
+# The kinds of message whose body is wiped once sent or given up (kind -> what stays instead).
+# "staff_sign_in" is queued by app/staff/sign_in.py; its link works once, within minutes.
+WIPED_ONCE_SENT: dict[str, str] = {
+    "staff_sign_in": "[sign-in link removed after sending]",
+}
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class SqlOutboxStore:
 
     def mark_sent(self, *, message_id: int, claim_token: str, now: datetime) -> bool:
         """Record a delivery; False when the claim was lost (the lease ran out and moved on)."""
-        return self._release(message_id, claim_token, status="sent", sent_at=now)
+        return self._release(message_id, claim_token, wipe=True, status="sent", sent_at=now)
 
     def mark_posted(
         self,
@@ -165,6 +174,7 @@ class SqlOutboxStore:
         self._release(
             message_id,
             claim_token,
+            wipe=True,
             attempts=col(OutboxMessage.attempts) + 1,
             status="failed",
             last_error=error[:ERROR_MAX],
@@ -179,8 +189,11 @@ class SqlOutboxStore:
                 found[status] = int(count)
         return found
 
-    def _release(self, message_id: int, held_token: str, /, **values: Any) -> bool:
-        """Write the outcome and clear the claim, only if this claim still holds the row."""
+    def _release(
+        self, message_id: int, held_token: str, /, *, wipe: bool = False, **values: Any
+    ) -> bool:
+        """Write the outcome and clear the claim, only if this claim still holds the row; with
+        `wipe` (the row is done with), also replace the body of a kind in WIPED_ONCE_SENT."""
         # A dispatcher whose lease ran out (someone else holds the row now) changes nothing.
         statement = (
             update(OutboxMessage)
@@ -192,7 +205,15 @@ class SqlOutboxStore:
             .values(**values, claim_token=None, claimed_until=None)
         )
         with transaction(self.engine) as session:
-            return session.exec(statement).rowcount == 1
+            released = session.exec(statement).rowcount == 1
+            if released and wipe:
+                for kind, placeholder in WIPED_ONCE_SENT.items():
+                    session.exec(
+                        update(OutboxMessage)
+                        .where(col(OutboxMessage.id) == message_id, col(OutboxMessage.kind) == kind)
+                        .values(body_text=placeholder, body_html=placeholder, payload=null())
+                    )
+            return released
 
 
 def _claimed(row: OutboxMessage) -> ClaimedEmail:

@@ -281,6 +281,16 @@ class Event(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class Removal(SQLModel, table=True):
+    """A concern whose events retention is removing: the events guard (migration 0007) lets a
+    DELETE of an event through only for these. Written and deleted in the one transaction that
+    removes the concern, so the table is empty to everyone else. No foreign key: see 0007."""
+
+    __tablename__ = "removals"
+
+    concern_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+
+
 # --- the outbox -------------------------------------------------------------------------------
 
 

@@ -1,20 +1,23 @@
 """`concerns retention`: closed concerns older than the retention period (8 years) go with every
-row tied to them; newer closed ones and open ones stay; a dry run only lists."""
+row tied to them; newer closed ones and open ones stay; a dry run only lists. On SQLite and on
+PostgreSQL, since each has its own events guard (migrations 0001 and 0007) for retention to pass."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from alembic import command
+from sqlalchemy import delete, insert, inspect, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, func, select
 
-from app import cli
+from app import bootstrap, cli
 from escalation.actions import Actor, close_concern
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
@@ -29,6 +32,7 @@ from storage.tables import (
     InboundMessage,
     Learner,
     OutboxMessage,
+    Removal,
     id_of,
 )
 from tests.integration.helpers import (
@@ -46,15 +50,22 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Engine, dict[str, str], dict[str, Any]]]:
-    path = tmp_path / "concerns.db"
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'concerns.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CONCERNS_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("CONCERNS_DATABASE_URL", url)
     monkeypatch.delenv("CONCERNS_RETENTION_YEARS", raising=False)
-    engine = create_db_engine(f"sqlite:///{path}")
+    engine = create_db_engine(url)
+    if request.param == "postgresql":
+        # The command leaves its own engine to the end of its process; in this process psycopg
+        # would warn about the open connection, so the command is given this engine instead.
+        monkeypatch.setattr(bootstrap, "build", functools.partial(bootstrap.build, engine=engine))
     migrate.upgrade(engine)
     load_example_directory(engine)
     place = example_placement(engine)
@@ -196,15 +207,86 @@ def test_old_closed_concerns_go_with_their_rows_and_the_rest_stay(
                 )
             ).one()
             assert orphans == 0, table.__tablename__
+        # Retention named each concern to the events guard only inside its own transaction.
+        assert session.exec(select(func.count()).select_from(Removal)).one() == 0
     assert {name: _tied_to(engine, references[name]) for name in ("newer", "open")} == kept_before
 
     # The audit trail of what is kept is append-only again.
-    with pytest.raises(IntegrityError, match="append-only"), transaction(engine) as session:
+    with pytest.raises(DBAPIError, match="append-only"), transaction(engine) as session:
         session.execute(delete(Event))
 
     # A second run finds nothing more to remove.
     assert cli.main(["retention", "--now", NOW]) == 0
     assert "Removed 0 concern(s)." in capsys.readouterr().out
+
+
+def _event_kinds(engine: Engine, reference: str) -> list[str]:
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        return list(
+            session.exec(
+                select(Event.kind).where(Event.concern_id == id_of(concern)).order_by(col(Event.id))
+            ).all()
+        )
+
+
+def _concern_id(engine: Engine, reference: str) -> int:
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        return id_of(concern)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM events WHERE concern_id = :concern_id",
+        "UPDATE events SET kind = 'forged' WHERE concern_id = :concern_id",
+    ],
+)
+def test_outside_retention_the_audit_trail_cannot_be_rewritten(
+    database: tuple[Engine, dict[str, str], dict[str, Any]], statement: str
+) -> None:
+    """Even an expired concern's events stay put unless retention names the concern."""
+    engine, references, _ = database
+    concern_id = _concern_id(engine, references["old"])
+    before = _event_kinds(engine, references["old"])
+    assert before
+    with pytest.raises(DBAPIError, match="append-only"), transaction(engine) as session:
+        session.execute(text(statement), {"concern_id": concern_id})
+    assert _event_kinds(engine, references["old"]) == before
+
+
+def test_a_removal_lets_through_only_the_delete_of_that_concerns_events(
+    database: tuple[Engine, dict[str, str], dict[str, Any]],
+) -> None:
+    engine, references, _ = database
+    named, other = _concern_id(engine, references["old"]), _concern_id(engine, references["newer"])
+    kept = {name: _event_kinds(engine, references[name]) for name in ("old", "newer")}
+    refused = (
+        # Another concern's events.
+        delete(Event).where(col(Event.concern_id) == other),
+        # Every event, the named concern's among them.
+        delete(Event),
+        # An update, even of the named concern's events.
+        update(Event).where(col(Event.concern_id) == named).values(kind="forged"),
+    )
+    for statement in refused:
+        with pytest.raises(DBAPIError, match="append-only"), transaction(engine) as session:
+            session.execute(insert(Removal).values(concern_id=named))
+            session.execute(statement)
+    assert {name: _event_kinds(engine, references[name]) for name in kept} == kept
+    with transaction(engine) as session:
+        assert session.exec(select(func.count()).select_from(Removal)).one() == 0
+
+    # The delete the guard is there to let through (retention's own, as remove_concern does it).
+    with transaction(engine) as session:
+        session.execute(insert(Removal).values(concern_id=named))
+        session.execute(delete(Event).where(col(Event.concern_id) == named))
+        session.execute(delete(Removal).where(col(Removal.concern_id) == named))
+    assert _event_kinds(engine, references["old"]) == []
+    assert _event_kinds(engine, references["newer"]) == kept["newer"]
 
 
 def test_a_bad_now_is_bad_input(
@@ -213,3 +295,29 @@ def test_a_bad_now_is_bad_input(
 ) -> None:
     assert cli.main(["retention", "--now", "last tuesday"]) == 2
     assert "--now" in capsys.readouterr().err
+
+
+def test_the_removals_guard_migrates_down_to_the_plain_guard_and_back(engine: Engine) -> None:
+    """0007 down: no `removals`, and the 0001 guard refuses every delete; up again: as before."""
+    config = migrate.alembic_config(engine)
+    command.downgrade(config, "0006")
+    assert "removals" not in inspect(engine).get_table_names()
+    load_example_directory(engine)
+    reference = submit_concern(
+        engine=engine,
+        concern=parse_submission(concern_input(example_placement(engine))),
+        channel=Channel.WEB,
+        now=_at("2026-11-23T10:00"),
+        policy=policy(),
+    ).reference
+    concern_id = _concern_id(engine, reference)
+    with pytest.raises(DBAPIError, match="append-only"), transaction(engine) as session:
+        session.execute(delete(Event).where(col(Event.concern_id) == concern_id))
+
+    command.upgrade(config, "head")
+    assert migrate.is_current(engine)
+    with transaction(engine) as session:
+        session.execute(insert(Removal).values(concern_id=concern_id))
+        session.execute(delete(Event).where(col(Event.concern_id) == concern_id))
+        session.execute(delete(Removal).where(col(Removal.concern_id) == concern_id))
+    assert _event_kinds(engine, reference) == []

@@ -13,7 +13,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -29,13 +33,16 @@ from app.staff.auth import STAFF_COOKIE, SignedIn, signed_in_by_cookie
 from app.staff.context import StaffContext
 from app.staff.sign_in import safe_next
 from notifications.email import OutgoingEmail, compose
+from notifications.outbox import dispatch_due
+from notifications.senders import MaildirSender
 from notifications.threading import MailThreading
 from storage import migrate
 from storage import staff as accounts
 from storage.db import create_db_engine, transaction
+from storage.outbox import SqlOutboxStore
 from storage.tables import Contact, OutboxMessage, StaffMember, StaffSession
 from tests.integration.helpers import MONDAY_MORNING
-from tests.integration.staff_world import StaffWorld, build_world
+from tests.integration.staff_world import Clock, StaffWorld, build_world
 from tests.integration.webclient import WebClient, make_app, web_client
 
 LINK = re.compile(r"https?://[^/\s]+(/staff/sign-in/[A-Za-z0-9_.\-]+)")
@@ -185,6 +192,91 @@ def test_a_link_signs_in_once(world: StaffWorld, browsers: Browsers) -> None:
     again = use_link(other, path)
     assert again.status_code == 410 and GONE in again.text
     assert cookie_of(other) is None and session_count(world) == sessions
+
+
+def test_once_sent_the_link_is_in_the_email_and_no_longer_in_the_database(
+    tmp_path: Path,
+) -> None:
+    """On a database of its own: dispatching the shared world would send its other mail too."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'concerns.db'}")
+    migrate.upgrade(engine)
+    clock = Clock(START)
+    email = "admin@example.nhs.uk"
+    with transaction(engine) as session:
+        accounts.save_staff(
+            session, email=email, role="admin", scope=None, follows_directory=False, now=START
+        )
+    maildir = tmp_path / "outbox"
+    with web_client(make_app(engine, clock=clock)) as client:
+        assert ask_for_link(client, email).status_code == 200
+        with transaction(engine) as session:
+            (queued,) = session.exec(select(OutboxMessage))
+        found = LINK.search(queued.body_text)
+        assert found is not None
+        path = found.group(1)
+
+        report = dispatch_due(
+            store=SqlOutboxStore(engine),
+            sender=MaildirSender(maildir),
+            threading=MailThreading(secret=b"test", mailbox="concerns@example.nhs.uk"),
+            from_address="concerns@example.nhs.uk",
+            now=clock(),
+        )
+        assert report.sent == 1 and report.errors == []
+
+        (delivered,) = (maildir / "new").iterdir()
+        mail = message_from_bytes(delivered.read_bytes(), policy=default)
+        assert isinstance(mail, EmailMessage)
+        for part in ("plain", "html"):
+            body = mail.get_body(preferencelist=(part,))
+            assert body is not None and path in body.get_content()
+
+        with transaction(engine) as session:
+            (sent,) = session.exec(select(OutboxMessage))
+        assert sent.status == "sent" and sent.recipient_address == email
+        stored = json.dumps(sent.model_dump(mode="json"))
+        assert path.rsplit("/", 1)[1] not in stored and "/staff/sign-in/" not in stored
+        assert sent.body_text == "[sign-in link removed after sending]"
+
+        # The emailed link still works: only the stored copy went.
+        used = use_link(client, path)
+        assert used.status_code == 303 and cookie_of(client) is not None
+    engine.dispose()
+
+
+def test_a_link_given_up_is_wiped_too_and_other_mail_is_kept_whole(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'concerns.db'}")
+    migrate.upgrade(engine)
+    secret = "http://127.0.0.1:8000/staff/sign-in/not-a-real-token"
+    with transaction(engine) as session:
+        for kind in ("staff_sign_in", "acknowledgement"):
+            session.add(
+                OutboxMessage(
+                    idempotency_key=f"test:{kind}",
+                    channel="email",
+                    kind=kind,
+                    recipient_role="staff",
+                    recipient_address="admin@example.nhs.uk",
+                    subject="Subject",
+                    body_text=f"text {secret}",
+                    body_html=f"<p>{secret}</p>",
+                    created_at=START,
+                    send_after=START,
+                )
+            )
+    store = SqlOutboxStore(engine)
+    claimed = {m.kind: m for m in store.claim_due(now=START, limit=10, lease=timedelta(minutes=5))}
+    link, other = claimed["staff_sign_in"], claimed["acknowledgement"]
+    store.mark_failed(message_id=link.id, claim_token=link.claim_token, error="refused")
+    assert store.mark_sent(message_id=other.id, claim_token=other.claim_token, now=START)
+    with transaction(engine) as session:
+        rows = {m.kind: m for m in session.exec(select(OutboxMessage))}
+    assert rows["staff_sign_in"].status == "failed"
+    assert secret not in (rows["staff_sign_in"].body_text + str(rows["staff_sign_in"].body_html))
+    assert rows["acknowledgement"].status == "sent"
+    assert rows["acknowledgement"].body_text == f"text {secret}"
+    assert rows["acknowledgement"].body_html == f"<p>{secret}</p>"
+    engine.dispose()
 
 
 def test_a_directory_contact_gets_an_account_and_an_unknown_address_nothing(
