@@ -11,18 +11,25 @@ What the learner sent is never silently lost: a form that could not be saved com
 every answer kept (or, failing that, their words come back in a direct message), and a thread
 reply that could not be saved or was refused is answered in its thread.
 
-Every listener acknowledges Slack first (Bolt runs the rest in its thread pool), except where
-Slack needs the answer in the acknowledgement: a modal's errors are found without the database,
-so they too are answered at once. A retried event (same event id, `X-Slack-Retry-Num`) and a
-double click (same action, message and user) are recorded once and have one effect.
+Every listener acknowledges Slack first and hands what touches the database to the bot's work
+pool (`SlackBot.later`), so a slow database cannot hold up the next request's acknowledgement.
+Where Slack needs the answer in the acknowledgement, it is found without the database: a modal's
+errors by the form's own rules, and the choices of a select that loads as you type from the
+directory as last read (`DirectoryCache`, read again in the background once a minute old).
+Opening a form must happen within 3 seconds of the click, so it is done in place, from that same
+cache. A retried event (same event id, `X-Slack-Retry-Num`) and a double click (same action,
+message and user) are recorded once and have one effect.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
@@ -42,7 +49,7 @@ from escalation.notify import place_of
 from intake.follow_up import learner_status
 from intake.mail_intake import REPLY_TEXT_MAX
 from intake.service import submit_concern
-from intake.submission import Channel
+from intake.submission import Channel, NewConcern
 from notifications.messages import when
 from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK, OPEN_STATUS_PAGE
 from notifications.slack_text import (
@@ -61,6 +68,8 @@ log = logging.getLogger(__name__)
 SLASH_COMMAND = views.SLASH_COMMAND
 SHORTCUT = "raise_concern"
 SLACK = Channel.SLACK.value
+# How old the directory's places may be before they are read again (in the background).
+DIRECTORY_FRESH_SECONDS = 60.0
 
 
 def register(bot: SlackBot) -> None:
@@ -80,9 +89,68 @@ def register(bot: SlackBot) -> None:
     app.action(OPEN_STATUS_PAGE)(lambda ack: ack())
 
 
+class DirectoryCache:
+    """The directory's places as last read, for answers Slack needs within 3 seconds.
+
+    Once they are older than `fresh_seconds`, the next use still gets them at once and they are
+    read again in the background (`refresh_in`), one reading at a time. Only the first use, before
+    anything was read, waits for the database. A reading that fails keeps what was there.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], list[views.Place]],
+        *,
+        refresh_in: Callable[[Callable[[], None]], None],
+        fresh_seconds: float = DIRECTORY_FRESH_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._refresh_in = refresh_in
+        self._fresh_seconds = fresh_seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._places: list[views.Place] | None = None
+        self._read_at = 0.0
+        self._reading = False
+
+    def places(self) -> Sequence[views.Place]:
+        with self._lock:
+            places, read_at = self._places, self._read_at
+            stale = places is not None and self._monotonic() - read_at >= self._fresh_seconds
+            if stale and not self._reading:
+                self._reading = True
+            else:
+                stale = False
+        if places is None:
+            return self.refresh()
+        if stale:
+            self._refresh_in(self._refresh_quietly)
+        return places
+
+    def refresh(self) -> list[views.Place]:
+        """Read the directory now (and keep it)."""
+        try:
+            places = self._load()
+        except Exception:
+            with self._lock:
+                self._reading = False
+            raise
+        with self._lock:
+            self._places, self._read_at, self._reading = places, self._monotonic(), False
+        return places
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except Exception as error:
+            log.warning("slack: the directory could not be read again (%s)", type(error).__name__)
+
+
 class _Learners:
     def __init__(self, bot: SlackBot) -> None:
         self.bot = bot
+        self.directory = DirectoryCache(self._read_places, refresh_in=bot.later)
 
     # --- opening the form -------------------------------------------------------------------
 
@@ -176,7 +244,10 @@ class _Learners:
         details = {"name": str(name), "email": str(profile.get("email") or "")}
         return {key: value for key, value in details.items() if value}
 
-    def _places(self) -> list[views.Place]:
+    def _places(self) -> Sequence[views.Place]:
+        return self.directory.places()
+
+    def _read_places(self) -> list[views.Place]:
         with transaction(self.bot.engine) as session:
             return [
                 views.Place(
@@ -193,7 +264,8 @@ class _Learners:
             ]
 
     def on_options(self, ack: Callable[..., None], body: Mapping[str, Any]) -> None:
-        """Choices for an external select (a directory too big for Slack's static lists)."""
+        """Choices for an external select (a directory too big for Slack's static lists),
+        answered in the acknowledgement from the directory as last read."""
         query = str(body.get("value") or "")
         if body.get("block_id") == "department":
             ack(**views.department_option_groups(self._places(), query or " "))
@@ -217,14 +289,32 @@ class _Learners:
             ack(response_action="errors", errors=outcome.errors)
             return
         ack(response_action="update", view=views.sending_view())
-        user_id = body["user"]["id"]
+        self.bot.later(
+            partial(
+                self._submit,
+                client,
+                user_id=str(body["user"]["id"]),
+                view=view,
+                answers=answers,
+                checked=outcome.concern,
+            )
+        )
+
+    def _submit(
+        self,
+        client: WebClient,
+        *,
+        user_id: str,
+        view: Mapping[str, Any],
+        answers: Mapping[str, str],
+        checked: NewConcern,
+    ) -> None:
         try:
             if not self.bot.first_delivery(f"view:{view['id']}:{view.get('hash', '')}"):
                 return
-            slack_user_id = self._slack_identity(client, user_id, outcome.concern.learner.email)
+            slack_user_id = self._slack_identity(client, user_id, checked.learner.email)
             concern = replace(
-                outcome.concern,
-                learner=replace(outcome.concern.learner, slack_user_id=slack_user_id),
+                checked, learner=replace(checked.learner, slack_user_id=slack_user_id)
             )
             submitted = submit_concern(
                 engine=self.bot.engine,
@@ -274,6 +364,12 @@ class _Learners:
     # --- direct messages --------------------------------------------------------------------
 
     def on_message(
+        self, body: Mapping[str, Any], event: Mapping[str, Any], client: WebClient
+    ) -> None:
+        # Bolt has acknowledged the event already.
+        self.bot.later(partial(self._message, body, event, client))
+
+    def _message(
         self, body: Mapping[str, Any], event: Mapping[str, Any], client: WebClient
     ) -> None:
         """A learner's direct message: a reply in a concern's thread is added to it; anything
@@ -351,6 +447,12 @@ class _Learners:
     def on_home_opened(
         self, body: Mapping[str, Any], event: Mapping[str, Any], client: WebClient
     ) -> None:
+        # Bolt has acknowledged the event already.
+        self.bot.later(partial(self._home_opened, body, event, client))
+
+    def _home_opened(
+        self, body: Mapping[str, Any], event: Mapping[str, Any], client: WebClient
+    ) -> None:
         if event.get("tab") != "home" or not event.get("user"):
             return
         if not self.bot.first_delivery(f"event:{body['event_id']}"):
@@ -389,6 +491,11 @@ class _Learners:
         client: WebClient,
     ) -> None:
         ack()
+        self.bot.later(partial(self._feedback_answered, body, action, client))
+
+    def _feedback_answered(
+        self, body: Mapping[str, Any], action: Mapping[str, Any], client: WebClient
+    ) -> None:
         user_id = body["user"]["id"]
         message = body.get("message") or {}
         message_ts = str(message.get("ts") or (body.get("container") or {}).get("message_ts"))

@@ -4,6 +4,7 @@ its Web API calls going to a local fake Slack, and requests signed as Slack sign
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,17 @@ class SlackHarness:
     engine: Engine
     # The product's policy (Slack on), for raising concerns the way the service does.
     policy: Policy
+
+    def settle(self) -> None:
+        """Wait until every listener Bolt has started, and then the work they handed on, has
+        finished: one barrier task per worker can only all run once no earlier task holds a
+        worker (an executor starts tasks in order)."""
+        for executor in (self.bot.app.listener_runner.listener_executor, self.bot.work):
+            workers = executor._max_workers  # type: ignore[attr-defined]
+            barrier = threading.Barrier(workers + 1, timeout=10)
+            for _ in range(workers):
+                executor.submit(barrier.wait)
+            barrier.wait()
 
     def post(
         self,

@@ -177,15 +177,7 @@ DM = "D" + SUPERVISOR  # the fake names a DM after the user
 
 
 def settle(harness: SlackHarness) -> None:
-    """Wait until every listener Bolt has started, and then the work they handed on, has
-    finished: one barrier task per worker can only all run once no earlier task holds a worker
-    (an executor starts tasks in order)."""
-    for executor in (harness.bot.app.listener_runner.listener_executor, harness.bot.work):
-        workers = executor._max_workers  # type: ignore[attr-defined]
-        barrier = threading.Barrier(workers + 1, timeout=10)
-        for _ in range(workers):
-            executor.submit(barrier.wait)
-        barrier.wait()
+    harness.settle()
 
 
 @pytest.fixture
