@@ -208,12 +208,14 @@ def _slack_bot(product: bootstrap.Product) -> SlackBot | None:
     """The Slack app when Slack is configured, else None. Only Slack's answer that the bot token
     is wrong stops the service; an unreachable Slack is logged and the service starts."""
     chat = product.chat
-    if chat.slack_bot_token is None or chat.slack_signing_secret is None:
+    if chat.slack_bot_token is None or not chat.slack_configured:
         return None
+    secret = chat.slack_signing_secret
     try:
         return build_slack_bot(
             bot_token=chat.slack_bot_token.get_secret_value(),
-            signing_secret=chat.slack_signing_secret.get_secret_value(),
+            # None: Socket Mode only, and /slack/events answers 404.
+            signing_secret=secret.get_secret_value() if secret is not None else None,
             api_url=chat.slack_api_url,
             engine=product.engine,
             policy=product.policy,
@@ -222,13 +224,13 @@ def _slack_bot(product: bootstrap.Product) -> SlackBot | None:
     except SlackTokenRefused as refused:
         raise CannotServe(
             f"Slack did not accept SLACK_BOT_TOKEN ({refused.code}); fix it, "
-            "or unset SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to run without Slack",
+            "or unset SLACK_BOT_TOKEN to run without Slack",
             status=2,
         ) from None
     except Exception as error:
         raise CannotServe(
             f"the Slack app could not be set up ({type(error).__name__}); check the SLACK_ "
-            "settings, or unset SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to run without Slack",
+            "settings, or unset SLACK_BOT_TOKEN to run without Slack",
             status=2,
         ) from None
 

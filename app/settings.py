@@ -158,8 +158,11 @@ class ChatSettings(BaseSettings):
 
     @property
     def slack_configured(self) -> bool:
-        """Slack is on when the bot token and the signing secret are both set."""
-        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+        """Slack is on when the bot token is set with the signing secret (HTTP mode at
+        /slack/events), the app token (Socket Mode), or both."""
+        return self.slack_bot_token is not None and (
+            self.slack_signing_secret is not None or self.slack_app_token is not None
+        )
 
     @property
     def teams_configured(self) -> bool:

@@ -101,8 +101,9 @@ def create_app(
 
     @app.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Response:
-        # Without Slack settings the path does not exist, as far as anyone outside can tell.
-        if slack is None:
+        # Without Slack settings, or in Socket Mode alone (no signing secret to verify a
+        # request by), the path does not exist, as far as anyone outside can tell.
+        if slack is None or not slack.serves_http:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         return await slack.handle(request)
 

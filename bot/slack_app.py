@@ -12,12 +12,13 @@ once and hand slow work (the database, further Slack calls) to the bot's own wor
 `SlackBot.later`: a listener thread is free again within milliseconds, and however slow or
 stuck the work is, it cannot hold up the next request's ack. The listener pool is sized well
 above the work pool for listeners that still work in place. Request signatures are always
-verified here.
+verified here; without a signing secret (Socket Mode alone) no HTTP request is served.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ class SlackBot:
     policy: Policy
     share_summary: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Whether Slack's requests come over HTTP (/slack/events): only with a signing secret to
+    # verify them by. False in Socket Mode alone, and /slack/events then answers 404.
+    serves_http: bool = True
     # Where work after an ack runs (see `later`), apart from the threads that ack.
     work: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
@@ -140,7 +144,7 @@ class SlackBot:
 def build_slack_bot(
     *,
     bot_token: str,
-    signing_secret: str,
+    signing_secret: str | None,
     api_url: str,
     engine: Engine,
     policy: Policy,
@@ -160,7 +164,10 @@ def build_slack_bot(
     client = WebClient(token=bot_token, base_url=api_url)
     app = App(
         client=client,
-        signing_secret=signing_secret,
+        # Without a signing secret (Socket Mode alone) HTTP requests are refused before Bolt
+        # (`serves_http`); Bolt still checks any that reach it against a secret nobody knows,
+        # never against an empty one.
+        signing_secret=signing_secret or secrets.token_hex(32),
         process_before_response=False,
         logger=logging.getLogger("slack_bolt"),
         token_verification_enabled=False,
@@ -175,6 +182,7 @@ def build_slack_bot(
         policy=policy,
         share_summary=share_summary,
         clock=clock or (lambda: datetime.now(UTC)),
+        serves_http=bool(signing_secret),
     )
     slack_learners.register(bot)
     slack_contacts.register(bot)

@@ -1005,10 +1005,12 @@ def slack_product(harness: SlackHarness, tmp_path: Path, **chat: Any) -> Product
         engine=harness.engine,
         chat=ChatSettings(
             _env_file=None,  # type: ignore[call-arg]
-            slack_bot_token=BOT_TOKEN,  # type: ignore[arg-type]
-            slack_signing_secret=SIGNING_SECRET,  # type: ignore[arg-type]
-            slack_api_url=harness.fake.url,
-            **chat,
+            **{
+                "slack_bot_token": BOT_TOKEN,
+                "slack_signing_secret": SIGNING_SECRET,
+                "slack_api_url": harness.fake.url,
+                **chat,
+            },
         ),
     )
 
@@ -1136,6 +1138,38 @@ def test_socket_mode_only_with_an_app_token(harness: SlackHarness, tmp_path: Pat
     assert handler.client.app_token == "xapp-1-test"
     # Not connected: that needs Slack's servers.
     assert not handler.client.is_connected()
+
+
+def test_socket_mode_alone_needs_no_signing_secret_and_serves_no_http(
+    harness: SlackHarness, tmp_path: Path
+) -> None:
+    """With the bot and app tokens but no signing secret, Slack runs over Socket Mode only:
+    /slack/events answers 404, whatever the request is signed with."""
+    product = slack_product(
+        harness, tmp_path, slack_signing_secret=None, slack_app_token="xapp-1-test"
+    )
+    assert product.chat.slack_configured and product.policy.slack_enabled
+    bot = _slack_bot(product)
+    assert bot is not None and not bot.serves_http
+    try:
+        handler = socket_mode_handler(product, bot)
+        assert handler is not None and handler.app is bot.app
+        web = WebClient(create_app(product, metrics=Metrics(), slack=bot))
+        try:
+            body = json.dumps({"token": "x", "challenge": "c-1", "type": "url_verification"})
+            for secret in ("guessed-secret", SIGNING_SECRET):
+                answer = web.post(
+                    "/slack/events",
+                    content=body,
+                    headers={"Content-Type": "application/json", **signed(body, secret=secret)},
+                )
+                assert answer.status_code == 404
+        finally:
+            web.close()
+        # Neither token alone turns Slack on.
+        assert _slack_bot(slack_product(harness, tmp_path, slack_signing_secret=None)) is None
+    finally:
+        bot.close()
 
 
 def test_the_other_contacts_copies_show_the_acknowledgement_too(
