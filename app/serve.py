@@ -19,7 +19,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import uvicorn
@@ -44,6 +44,8 @@ from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
 from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
 from notifications.teams_dispatch import dispatch_due_teams
 from notifications.threading import MailThreading
+from storage import repositories
+from storage.db import transaction
 from storage.inbox import store_received
 from storage.outbox import SqlOutboxStore
 
@@ -53,6 +55,11 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 # Stored mail is processed as soon as it arrives (the mailbox wakes the tick); the timer only
 # catches retries and mail stored by another instance.
 INTAKE_INTERVAL_SECONDS = 5
+# Chat deliveries (event ids, button presses) are kept to make a retry or a double click have
+# one effect. Slack retries within the hour and Teams within minutes; after this long a
+# delivery is never repeated, and a late press meets the action's own checks anyway.
+KEEP_CHAT_DELIVERIES = timedelta(days=30)
+HOUSEKEEPING_INTERVAL_SECONDS = 3600
 INTAKE_BATCH = 20
 # Taking mail comes before processing it: while deliveries are arriving (one in progress, or the
 # last ended less than MAIL_QUIET_SECONDS ago), intake waits, but never more than
@@ -324,6 +331,7 @@ async def _serve(
         # Digests are due at 07:00; checking as often as the sweep sends them within a tick
         # of it, and finding them already recorded costs one short read.
         "digest": settings.sweep_interval_seconds,
+        "housekeeping": HOUSEKEEPING_INTERVAL_SECONDS,
     }
     scheduler = _scheduler({tick: intervals[tick.name] for tick in ticks})
     socket_mode = socket_mode_handler(product, slack) if slack is not None else None
@@ -437,6 +445,15 @@ def _ticks(
         metrics.record_digests(report)
         return PassResult(queued_mail=report.messages > 0)
 
+    def housekeeping_pass(now: datetime) -> PassResult:
+        with transaction(engine) as session:
+            forgotten = repositories.forget_deliveries(
+                session, received_before=now - KEEP_CHAT_DELIVERIES
+            )
+        if forgotten:
+            log.info("forgot %d chat deliveries older than %s", forgotten, KEEP_CHAT_DELIVERIES)
+        return PassResult()
+
     dispatch = Tick("dispatch", dispatch_pass, metrics=metrics)
     dispatchers = [dispatch]
     chat = product.chat
@@ -487,6 +504,7 @@ def _ticks(
             give_way=partial(mailbox.receiving, within=MAIL_QUIET_SECONDS),
         ),
         Tick("digest", digest_pass, metrics=metrics, then=wake_dispatchers),
+        Tick("housekeeping", housekeeping_pass, metrics=metrics),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, select
@@ -227,6 +227,14 @@ def queue_message(session: Session, message: OutboxMessage) -> bool:
 def first_delivery(session: Session, *, key: str, now: datetime) -> bool:
     """Record a chat delivery (an event id, a button press); False when it was seen before."""
     return insert_once(session, ChatDelivery, {"key": key, "received_at": now}, unique=["key"])
+
+
+def forget_deliveries(session: Session, *, received_before: datetime) -> int:
+    """Forget chat deliveries recorded before a moment: how many were forgotten."""
+    result = session.execute(
+        delete(ChatDelivery).where(col(ChatDelivery.received_at) < received_before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def lock_concern(session: Session, concern_id: int) -> Concern | None:

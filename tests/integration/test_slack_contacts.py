@@ -1055,7 +1055,28 @@ def test_without_slack_settings_there_is_no_slack_tick(
     async def names() -> set[str]:
         return set(service_ticks(product, tmp_path, Metrics()))
 
-    assert asyncio.run(names()) == {"sweep", "dispatch", "intake", "digest"}
+    assert asyncio.run(names()) == {"sweep", "dispatch", "intake", "digest", "housekeeping"}
+
+
+def test_chat_deliveries_are_forgotten_after_30_days(harness: SlackHarness, tmp_path: Path) -> None:
+    """The record of handled events and presses does not grow for ever: the hourly
+    housekeeping tick forgets what is over 30 days old, long after any retry or double click."""
+    now = datetime.now(UTC)
+    with transaction(harness.engine) as session:
+        for key, age in (("event:old", 31), ("event:recent", 29), ("action:today", 0)):
+            repositories.first_delivery(session, key=key, now=now - timedelta(days=age))
+
+    async def housekeeping() -> None:
+        await service_ticks(slack_product(harness, tmp_path), tmp_path, Metrics())[
+            "housekeeping"
+        ].run()
+
+    asyncio.run(housekeeping())
+    with transaction(harness.engine) as session:
+        kept = {row.key for row in session.exec(select(ChatDelivery)).all()}
+        assert kept == {"event:recent", "action:today"}
+        # A forgotten event id counts as new again (Slack never retries that late).
+        assert repositories.first_delivery(session, key="event:old", now=now)
 
 
 @pytest.mark.parametrize(
