@@ -357,38 +357,19 @@ def _act(
 def _actor(
     session: Session, concern: Concern, presser: Presser, action: CaseAction, *, now: datetime
 ) -> tuple[Actor, str]:
-    """Who the person acts as on the locked concern, and the name the messages show.
-
-    First the current level's contact their Slack account is; else staff whose rights cover the
-    action (`casework.actor_for`, the staff pages' rule: their Slack email is a staff account,
-    or a directory role they would sign in with); else the contact they are, for the action to
-    refuse with its own reason (the concern has moved on, say). ActionRefused when none.
-    """
-    if presser.contact_id is not None and is_current_contact(session, concern, presser.contact_id):
-        by = Actor(kind="contact", channel="slack", contact_id=presser.contact_id)
-        return by, _contact_name(session, presser.contact_id)
-    if presser.email:
-        member = casework.member_for(session, presser.email, now=now)
-        who = casework.principal_of(session, member) if member is not None else None
-        if who is not None:
-            try:
-                by = casework.actor_for(session, who, concern, action, channel="slack")
-            except ActionRefused:
-                if presser.contact_id is None:
-                    raise
-            else:
-                if by.contact_id is not None:
-                    return by, _contact_name(session, by.contact_id)
-                return by, presser.name or who.email
-    if presser.contact_id is not None:
-        by = Actor(kind="contact", channel="slack", contact_id=presser.contact_id)
-        return by, _contact_name(session, presser.contact_id)
-    raise ActionRefused(NOT_A_CONTACT)
-
-
-def _contact_name(session: Session, contact_id: int) -> str:
-    contact = session.get(Contact, contact_id)
-    return contact.name if contact is not None else "a contact"
+    """Who the person acts as on the locked concern, and the name the messages show: the rule
+    every chat shares (`casework.chat_actor`)."""
+    return casework.chat_actor(
+        session,
+        concern,
+        action,
+        channel="slack",
+        contact_id=presser.contact_id,
+        email=presser.email,
+        name=presser.name,
+        now=now,
+        not_a_contact=NOT_A_CONTACT,
+    )
 
 
 def _level_copies(

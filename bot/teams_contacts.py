@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.teams_app import TeamsBot, card_attachment
+from escalation import casework
 from escalation.actions import (
     ActionRefused,
     Actor,
@@ -48,6 +49,7 @@ from notifications.teams_contact_cards import (
     FEEDBACK_INPUT,
     NOT_MINE,
     OPEN_STAFF_PAGE,
+    REASON_INPUT,
     RECORD_FEEDBACK,
     answered_card,
     labelled,
@@ -55,15 +57,18 @@ from notifications.teams_contact_cards import (
 )
 from notifications.teams_dispatch import TeamsRefused, external_ref
 from notifications.teams_text import card
+from routing.access import CaseAction
 from storage import repositories
+from storage import staff as accounts
 from storage.db import transaction
 from storage.tables import Concern, Contact, OutboxMessage, id_of
 
 log = logging.getLogger(__name__)
 
 NOT_A_CONTACT = (
-    "Only the people this concern was sent to can act on it here. If it should be yours, ask "
-    "the regional quality team to add your Teams account (or your work email) to the directory."
+    "Only the people this concern was sent to, or staff with rights over it, can act on it "
+    "here. If it should be yours, ask the regional quality team to add your Teams account (or "
+    "your work email) to the directory."
 )
 NOT_FOUND = "That concern could not be found."
 NOT_RECORDED_NOW = "That could not be recorded just now. Please try again."
@@ -89,6 +94,7 @@ def register(bot: TeamsBot) -> None:
             bot,
             turn_context,
             data,
+            action=CaseAction.ACKNOWLEDGE,
             perform=perform,
             done="Acknowledged",
             still_open=(RECORD_FEEDBACK, NOT_MINE),
@@ -115,6 +121,7 @@ def register(bot: TeamsBot) -> None:
             bot,
             turn_context,
             data,
+            action=CaseAction.FEEDBACK,
             perform=perform,
             done="Feedback recorded (the learner has been told)",
             still_open=(),
@@ -125,13 +132,19 @@ def register(bot: TeamsBot) -> None:
     async def on_not_mine(
         bot: TeamsBot, turn_context: TurnContext, data: dict[str, Any]
     ) -> dict[str, Any]:
+        typed = data.get(REASON_INPUT)
+        reason = typed if isinstance(typed, str) else ""
+
         def perform(session: Session, concern: Concern, by: Actor, now: datetime) -> None:
-            redirect(session=session, concern=concern, by=by, now=now, policy=bot.policy)
+            redirect(
+                session=session, concern=concern, by=by, now=now, policy=bot.policy, reason=reason
+            )
 
         return await _act(
             bot,
             turn_context,
             data,
+            action=CaseAction.REDIRECT,
             perform=perform,
             done="Passed on as not theirs",
             still_open=(),
@@ -148,6 +161,7 @@ async def _act(
     turn_context: TurnContext,
     data: Mapping[str, Any],
     *,
+    action: CaseAction,
     perform: Perform,
     done: str,
     still_open: Sequence[str],
@@ -180,8 +194,10 @@ async def _act(
         if give_back is not None and not give_back.strip():
             raise ActionRefused(NO_FEEDBACK)
         concern_id = await bot.run(_concern_id, bot.engine, reference)
-        contact_id = await _matched_contact(bot, turn_context, concern_id, aad_object_id)
-        who, level_since = await bot.run(_perform, bot.engine, concern_id, contact_id, perform, now)
+        presser = await _who_pressed(bot, turn_context, concern_id, aad_object_id)
+        who, level_since = await bot.run(
+            _perform, bot.engine, concern_id, presser, action, perform, now
+        )
     except ActionRefused as refusal:
         return refused_card(
             posted, reference=reference, reason=str(refusal), feedback=give_back, data=data
@@ -205,22 +221,71 @@ async def _act(
     return answered_card(posted, reference=reference, outcome=outcome, still_open=still_open)
 
 
+@dataclass(frozen=True)
+class Presser:
+    """Who pressed, as far as the directory and staff accounts know them."""
+
+    # The directory contact their Teams account is, preferring one of the current level's.
+    contact_id: int | None
+    # When they are not a current contact: the email their staff rights are found by.
+    email: str | None = None
+    name: str = ""
+
+
+async def _who_pressed(
+    bot: TeamsBot, turn_context: TurnContext, concern_id: int, aad_object_id: str
+) -> Presser:
+    """The directory contact this Teams user is; and, when that is not one of the concern's
+    current contacts, the email their staff rights are found by: the directory's for the
+    contact their Teams account is, else the work email (or user principal name) Teams gives
+    for them in the bot's own tenant."""
+    contact_id, current = await _matched_contact(bot, turn_context, concern_id, aad_object_id)
+    if current:
+        return Presser(contact_id=contact_id)
+    if contact_id is not None:
+        known = await bot.run(_contact_email, bot.engine, contact_id)
+        if known is not None:
+            return Presser(contact_id=contact_id, email=known[0], name=known[1])
+    emails = await _member_emails(bot, turn_context)
+    name = getattr(turn_context.activity.from_property, "name", None) or ""
+    return Presser(contact_id=contact_id, email=emails[0] if emails else None, name=str(name))
+
+
+def _contact_email(engine: Engine, contact_id: int) -> tuple[str, str] | None:
+    with transaction(engine) as session:
+        contact = session.get(Contact, contact_id)
+        if contact is None or not contact.email:
+            return None
+        return accounts.normalise_email(contact.email), contact.name
+
+
 def _perform(
-    engine: Engine, concern_id: int, contact_id: int | None, perform: Perform, now: datetime
+    engine: Engine,
+    concern_id: int,
+    presser: Presser,
+    action: CaseAction,
+    perform: Perform,
+    now: datetime,
 ) -> tuple[str, datetime]:
     """The action in one transaction on the locked concern: who did it, and since when the
-    concern is at its level."""
+    concern is at its level. Who may act is the rule every chat shares (`casework.chat_actor`)."""
     with transaction(engine) as session:
         concern = repositories.lock_concern(session, concern_id)
         if concern is None:
             raise ActionRefused(NOT_FOUND)
-        if contact_id is None:
-            raise ActionRefused(NOT_A_CONTACT)
-        perform(
-            session, concern, Actor(kind="contact", channel="teams", contact_id=contact_id), now
+        by, who = casework.chat_actor(
+            session,
+            concern,
+            action,
+            channel="teams",
+            contact_id=presser.contact_id,
+            email=presser.email,
+            name=presser.name,
+            now=now,
+            not_a_contact=NOT_A_CONTACT,
         )
-        contact = session.get(Contact, contact_id)
-        return (contact.name if contact is not None else "a contact"), concern.level_reached_at
+        perform(session, concern, by, now)
+        return who, concern.level_reached_at
 
 
 def _concern_id(engine: Engine, reference: str) -> int:
@@ -334,19 +399,20 @@ async def _update_level_copies(
 
 async def _matched_contact(
     bot: TeamsBot, turn_context: TurnContext, concern_id: int, aad_object_id: str
-) -> int | None:
-    """The directory contact this Teams user is, preferring one who acts on the concern now."""
+) -> tuple[int | None, bool]:
+    """The directory contact this Teams user is, preferring one who acts on the concern now,
+    and whether they do."""
     known, current, unmatched = await bot.run(_candidates, bot.engine, concern_id, aad_object_id)
     if current is not None:
-        return current
+        return current, True
     if unmatched:
         emails = await _member_emails(bot, turn_context)
         for contact_id, email in unmatched:
             if email.strip().lower() in emails:
                 # Remembered: their next messages come to Teams too, and no lookup is needed.
                 await bot.run(_remember, bot.engine, email, aad_object_id)
-                return contact_id
-    return known
+                return contact_id, True
+    return known, False
 
 
 def _candidates(
@@ -383,29 +449,30 @@ def _remember(engine: Engine, email: str, aad_object_id: str) -> int:
         return repositories.remember_teams_user(session, email=email, aad_object_id=aad_object_id)
 
 
-async def _member_emails(bot: TeamsBot, turn_context: TurnContext) -> set[str]:
-    """The email and user principal name Teams gives for the sender (lower case); empty when
-    the connector cannot say, or the person is from another tenant than the bot's."""
+async def _member_emails(bot: TeamsBot, turn_context: TurnContext) -> list[str]:
+    """The email and user principal name Teams gives for the sender (lower case, the email
+    first); empty when the connector cannot say, or the person is from another tenant than the
+    bot's."""
     activity = turn_context.activity
     person = activity.from_property
     conversation = activity.conversation
     client = turn_context.turn_state.get("ConnectorClient")
     get_member = getattr(client, "get_conversation_member", None)
     if person is None or not person.id or conversation is None or get_member is None:
-        return set()
+        return []
     try:
         member = await get_member(conversation.id, person.id)
     except Exception as error:
         log.info("teams: the member lookup failed (%s)", type(error).__name__)
-        return set()
+        return []
     tenant = bot.auth.TENANT_ID
     member_tenant = getattr(member, "tenant_id", None)
     if tenant and member_tenant and member_tenant != tenant:
-        return set()
+        return []
     if getattr(member, "aad_object_id", None) not in (None, person.aad_object_id):
-        return set()
-    found = {getattr(member, "email", None), getattr(member, "user_principal_name", None)}
-    return {str(value).strip().lower() for value in found if value}
+        return []
+    found = (getattr(member, "email", None), getattr(member, "user_principal_name", None))
+    return list(dict.fromkeys(str(value).strip().lower() for value in found if value))
 
 
 async def _on_seen(bot: TeamsBot, turn_context: TurnContext) -> None:

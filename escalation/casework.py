@@ -42,6 +42,7 @@ from storage import staff as accounts
 from storage.tables import (
     Concern,
     ConcernContact,
+    Contact,
     Learner,
     ProgrammeBody,
     Region,
@@ -340,6 +341,56 @@ def actor_for(
     if contact_id is None:
         raise ActionRefused(_not_yours(concern, action))
     return Actor(kind="contact", channel=channel, contact_id=contact_id, staff_id=who.staff_id)
+
+
+def chat_actor(
+    session: Session,
+    concern: Concern,
+    action: CaseAction,
+    *,
+    channel: str,
+    contact_id: int | None,
+    email: str | None,
+    name: str,
+    now: datetime,
+    not_a_contact: str,
+) -> tuple[Actor, str]:
+    """Who someone pressing a button in chat acts as on the (locked) concern, and the name the
+    messages show for them.
+
+    First the current level's contact their chat account is (`contact_id`); else staff whose
+    rights cover the action, found by `email` as the staff pages find them (their account, or
+    the directory role they would sign in with); else the contact they are, for the action to
+    refuse with its own reason (the concern has moved on, say). ActionRefused (`not_a_contact`,
+    or why their rights do not cover it) when none of these.
+    """
+    if contact_id is not None and actions.is_current_contact(session, concern, contact_id):
+        return Actor(kind="contact", channel=channel, contact_id=contact_id), _name_of(
+            session, contact_id
+        )
+    if email:
+        member = member_for(session, email, now=now)
+        who = principal_of(session, member) if member is not None else None
+        if who is not None:
+            try:
+                by = actor_for(session, who, concern, action, channel=channel)
+            except ActionRefused:
+                if contact_id is None:
+                    raise
+            else:
+                if by.contact_id is not None:
+                    return by, _name_of(session, by.contact_id)
+                return by, name or who.email
+    if contact_id is not None:
+        return Actor(kind="contact", channel=channel, contact_id=contact_id), _name_of(
+            session, contact_id
+        )
+    raise ActionRefused(not_a_contact)
+
+
+def _name_of(session: Session, contact_id: int) -> str:
+    contact = session.get(Contact, contact_id)
+    return contact.name if contact is not None else "a contact"
 
 
 def _not_yours(concern: Concern, action: CaseAction) -> str:

@@ -38,6 +38,9 @@ RECORD_FEEDBACK = "record_feedback"
 NOT_MINE = "not_mine"
 # The feedback form's text input (its value arrives in the action's data under this id).
 FEEDBACK_INPUT = "feedback"
+# Not mine's reason, on the card that asks to confirm it.
+REASON_INPUT = "reason"
+REASON_MAX_CHARACTERS = 1000
 # The link to the staff page, kept on every card.
 OPEN_STAFF_PAGE = "open_staff_page"
 # The product's limit for feedback (escalation.actions.MAX_FEEDBACK_CHARACTERS; a unit test
@@ -125,7 +128,17 @@ def contact_action(verb: str, data: Mapping[str, Any], *, feedback: str = "") ->
                 ours(
                     "Pass this concern on? It goes to someone else in the directory who holds "
                     "the same role, and you will not be asked about it again at this level."
-                )
+                ),
+                {
+                    "type": "Input.Text",
+                    "id": REASON_INPUT,
+                    "isMultiline": True,
+                    "maxLength": REASON_MAX_CHARACTERS,
+                    "label": (
+                        "Why it is not yours (optional; the next person and the regional team "
+                        "see this, the learner does not; staff moving a concern must say why)"
+                    ),
+                },
             ],
             [execute("Yes, it is not mine", NOT_MINE, dict(data))],
         )

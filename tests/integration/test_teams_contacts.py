@@ -394,6 +394,53 @@ def test_not_mine_passes_the_concern_on(harness: TeamsHarness, posted: tuple[str
     assert action_ids(card) == ["open_staff_page"]
 
 
+def test_not_mine_keeps_the_reason_given_on_the_card(
+    harness: TeamsHarness, posted: tuple[str, str]
+) -> None:
+    reference, activity_id = posted
+    reason = "Not my trainee: they moved to the Acute Medical Unit <at>Everyone</at>."
+    pressed(
+        harness,
+        SUPERVISOR,
+        "not_mine",
+        {"reference": reference, "reason": reason},
+        reply_to_id=activity_id,
+    )
+    (event,) = events(harness, reference, "redirected")
+    assert event.detail["reason"] == reason
+
+
+DEAN = TeamsUser(
+    teams_id="29:1dean",
+    aad_object_id="5c0e0000-0000-4000-8000-00000000dea1",
+    name="Morgan Example",
+    email="morgan.example@example.nhs.uk",
+)
+
+
+def test_the_dean_acts_in_teams_with_their_staff_rights(
+    harness: TeamsHarness, posted: tuple[str, str]
+) -> None:
+    """The dean is no contact of pathway 1, but their region's concerns are theirs to act on:
+    found by the work email Teams gives for them, they acknowledge as staff; moving a concern
+    on, staff must say why, as on the staff pages."""
+    reference, _ = posted
+    harness.fake.add_member(DEAN)
+    card = pressed(harness, DEAN, "acknowledge", {"reference": reference})
+    # Seen once, the dean's Teams account is matched to their directory entry by that email.
+    assert "Acknowledged by Dr Morgan Example (Postgraduate Dean)" in json.dumps(card)
+    (event,) = events(harness, reference, "acknowledged")
+    assert event.actor.startswith("staff ") and event.channel == "teams"
+
+    card = pressed(harness, DEAN, "not_mine", {"reference": reference, "reason": " "})
+    assert "Say why" in json.dumps(card)
+    assert events(harness, reference, "redirected") == []
+    pressed(harness, DEAN, "not_mine", {"reference": reference, "reason": "Supervisor on leave"})
+    (moved,) = events(harness, reference, "redirected")
+    assert moved.actor.startswith("staff ")
+    assert moved.detail["reason"] == "Supervisor on leave"
+
+
 def test_an_outsiders_press_is_refused_and_changes_nothing(
     harness: TeamsHarness, posted: tuple[str, str]
 ) -> None:

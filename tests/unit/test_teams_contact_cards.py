@@ -170,6 +170,9 @@ def test_a_new_concern_shows_the_facts_and_the_three_actions() -> None:
     # Not mine is asked first (it cannot be undone from Teams).
     (confirm,) = walk(not_mine["card"], "Action.Execute")
     assert confirm["verb"] == "not_mine"
+    # With a box for why, which is optional (a contact need not say; staff must).
+    (reason,) = walk(not_mine["card"], "Input.Text")
+    assert reason["id"] == "reason" and not reason.get("isRequired")
 
 
 def test_a_confidential_learner_is_not_named_to_the_supervisor() -> None:
@@ -211,7 +214,7 @@ def test_a_refusal_keeps_the_buttons_and_gives_the_feedback_back() -> None:
     assert [action["id"] for action in card["actions"]] == [
         action["id"] for action in posted["actions"]
     ]
-    (field,) = walk(card, "Input.Text")
+    (field,) = [field for field in walk(card, "Input.Text") if field["id"] == "feedback"]
     assert field["value"] == typed.replace("\u202e", "")
     assert typed.replace("\u202e", "") in [run["text"] for run in walk(card, "TextRun")]
     assert_outside_words_only_in_text_runs(card)
