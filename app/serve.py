@@ -368,18 +368,20 @@ async def _serve(
     scheduler.pause()
     for tick in ticks:
         tick.stop()
+    if socket_mode is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(socket_mode.close)
     finished = await _wait_all(
         [
             mailbox.wait_closed(SHUTDOWN_GRACE_SECONDS),
             _quietly(http_task),
             *(tick.wait_idle() for tick in ticks),
+            # Slack's work after its acks (a learner's form being saved, say) is finished too.
+            *([asyncio.to_thread(slack.close)] if slack is not None else []),
         ],
         timeout=SHUTDOWN_GRACE_SECONDS,
     )
     scheduler.shutdown(wait=False)
-    if socket_mode is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(socket_mode.close)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     if not finished:

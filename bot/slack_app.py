@@ -104,12 +104,23 @@ class SlackBot:
     # Whether Slack's requests come over HTTP (/slack/events): only with a signing secret to
     # verify them by. False in Socket Mode alone, and /slack/events then answers 404.
     serves_http: bool = True
+    _home_team: str | None = field(default=None, init=False)
     # Where work after an ack runs (see `later`), apart from the threads that ack.
     work: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
             max_workers=WORK_THREADS, thread_name_prefix="slack-work"
         )
     )
+
+    def home_team(self) -> str | None:
+        """The workspace the bot is installed in (auth.test, asked once); None while Slack
+        cannot say."""
+        if self._home_team is None:
+            try:
+                self._home_team = str(self.client.auth_test().get("team_id") or "") or None
+            except Exception as error:
+                log.warning("slack: auth.test failed (%s)", type(error).__name__)
+        return self._home_team
 
     def later(self, work: Callable[[], None]) -> None:
         """Run a listener's slow work after its ack, on the bot's work pool, so the listener's
@@ -122,10 +133,16 @@ class SlackBot:
             except Exception as error:
                 log.error("slack: work after an ack failed (%s)", type(error).__name__)
 
-        self.work.submit(run)
+        try:
+            self.work.submit(run)
+        except RuntimeError:
+            # The pool is closing (the service is stopping): the work is done here instead, so
+            # what Slack was told is in hand is not dropped.
+            run()
 
     def close(self) -> None:
-        """Let the work in hand finish, and stop the work pool."""
+        """Let the work in hand finish, and stop the work pool (work handed on after this runs
+        where it is handed on)."""
         self.work.shutdown(wait=True)
 
     def first_delivery(self, key: str) -> bool:

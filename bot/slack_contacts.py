@@ -97,11 +97,9 @@ class Presser:
 
     # The directory contact their Slack account is, preferring one of the current level's.
     contact_id: int | None
-    # Their Slack account's confirmed email, looked up only when they are not a current
-    # contact: it finds their staff account, or the directory role they sign in with.
+    # The email their staff rights are found by (their staff account, or the directory role
+    # they would sign in with).
     email: str | None = None
-    # Their name in Slack, to say who acted when they act as staff.
-    name: str = ""
 
 
 # An action on the locked concern by the matched contact (raises ActionRefused when it does not
@@ -366,7 +364,6 @@ def _actor(
         channel="slack",
         contact_id=presser.contact_id,
         email=presser.email,
-        name=presser.name,
         now=now,
         not_a_contact=NOT_A_CONTACT,
     )
@@ -407,32 +404,26 @@ def _concern_id(bot: SlackBot, reference: str) -> int:
 
 
 def _who_pressed(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> Presser:
-    """The directory contact this Slack user is; and, when that is not one of the concern's
-    current contacts, the email their staff rights are found by: the directory's for the
-    contact their Slack account is (the directory, or Slack's own email match, set that), else
-    their Slack account's confirmed email."""
-    contact_id, current = _matched_contact(bot, client, concern_id, user_id)
-    if current:
-        return Presser(contact_id=contact_id)
+    """The directory contact this Slack user is, and the email their staff rights are found by:
+    the directory's for the contact their Slack account is (the directory, or Slack's own email
+    match, set that), else their Slack account's confirmed email. Who they act as is decided
+    on the locked concern (`casework.chat_actor`)."""
+    contact_id = _matched_contact(bot, client, concern_id, user_id)
     if contact_id is not None:
         with transaction(bot.engine) as session:
             contact = session.get(Contact, contact_id)
             if contact is not None and contact.email:
-                known = accounts.normalise_email(contact.email)
-                return Presser(contact_id=contact_id, email=known, name=contact.name)
-    email, name = _slack_account(client, user_id)
-    return Presser(contact_id=contact_id, email=email, name=name)
+                return Presser(contact_id, accounts.normalise_email(contact.email))
+        return Presser(contact_id)
+    return Presser(None, _slack_account(bot, client, user_id))
 
 
-def _matched_contact(
-    bot: SlackBot, client: WebClient, concern_id: int, user_id: str
-) -> tuple[int | None, bool]:
-    """The directory contact this Slack user is, preferring one who acts on the concern now,
-    and whether they do."""
+def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> int | None:
+    """The directory contact this Slack user is, preferring one who acts on the concern now."""
     with transaction(bot.engine) as session:
         concern = session.get(Concern, concern_id)
         if concern is None:
-            return None, False
+            return None
         by_slack_id = session.exec(
             select(Contact)
             .where(Contact.slack_user_id == user_id, Contact.active)
@@ -440,7 +431,7 @@ def _matched_contact(
         ).all()
         for contact in by_slack_id:
             if is_current_contact(session, concern, contact.id):
-                return id_of(contact), True
+                return id_of(contact)
         # The concern's current contacts not yet known in Slack, to be matched by their email.
         unmatched = [
             (id_of(contact), contact.email)
@@ -459,8 +450,8 @@ def _matched_contact(
             repositories.remember_slack_user(
                 session, contact_id=contact_id, email=email, slack_user_id=user_id
             )
-        return contact_id, True
-    return fallback, False
+        return contact_id
+    return fallback
 
 
 def _slack_user_for(client: WebClient, email: str) -> str | None:
@@ -474,26 +465,32 @@ def _slack_user_for(client: WebClient, email: str) -> str | None:
     return str(user.get("id")) if user.get("id") else None
 
 
-def _slack_account(client: WebClient, user_id: str) -> tuple[str | None, str]:
-    """The Slack user's email (normalised; None unless Slack says it is confirmed, and for bots
-    and deactivated accounts) and name. Slack confirms an email before an account uses it, as
-    the directory's `users.lookupByEmail` match already relies on."""
+# Accounts whose email says nothing about who they are here: guests (single- and multi-channel),
+# people from other organisations (Slack Connect), bots and app users.
+NOT_STAFF_ACCOUNTS = ("deleted", "is_bot", "is_app_user", "is_restricted", "is_ultra_restricted")
+
+
+def _slack_account(bot: SlackBot, client: WebClient, user_id: str) -> str | None:
+    """The Slack user's email (normalised) when it can stand for who they are: a full member of
+    the bot's own workspace whose email Slack has confirmed; else None. Slack confirms an email
+    before a member uses it, as the directory's `users.lookupByEmail` match already relies on."""
     try:
         user = client.users_info(user=user_id).get("user") or {}
     except SlackApiError as error:
         log.warning("slack: users.info failed (%s)", error.response.get("error"))
-        return None, ""
-    profile = user.get("profile") or {}
-    name = str(profile.get("real_name") or profile.get("display_name") or "")
-    email = str(profile.get("email") or "").strip()
+        return None
+    email = str((user.get("profile") or {}).get("email") or "").strip()
+    home = bot.home_team()
     if (
         not email
-        or user.get("deleted")
-        or user.get("is_bot")
-        or user.get("is_email_confirmed") is False
+        or user.get("is_email_confirmed") is not True
+        or any(user.get(flag) for flag in NOT_STAFF_ACCOUNTS)
+        or user.get("is_stranger")
+        or home is None
+        or user.get("team_id") != home
     ):
-        return None, name
-    return accounts.normalise_email(email), name
+        return None
+    return accounts.normalise_email(email)
 
 
 def _refusal(bot: SlackBot, client: WebClient, press: Press, action: CaseAction) -> str | None:
@@ -504,7 +501,9 @@ def _refusal(bot: SlackBot, client: WebClient, press: Press, action: CaseAction)
     except ActionRefused as refusal:
         return str(refusal)
     presser = _who_pressed(bot, client, concern_id, press.user_id)
-    with transaction(bot.engine) as session:
+    # Looked at, never saved: working out someone's rights (which can make their staff account,
+    # as signing in does) is left to the action itself.
+    with Session(bot.engine) as session:
         concern = session.get(Concern, concern_id)
         if concern is None:
             return NOT_FOUND

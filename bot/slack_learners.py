@@ -102,7 +102,7 @@ class DirectoryCache:
         load: Callable[[], list[views.Place]],
         *,
         refresh_in: Callable[[Callable[[], None]], None],
-        fresh_seconds: float = DIRECTORY_FRESH_SECONDS,
+        fresh_seconds: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load = load
@@ -117,7 +117,10 @@ class DirectoryCache:
     def places(self) -> Sequence[views.Place]:
         with self._lock:
             places, read_at = self._places, self._read_at
-            stale = places is not None and self._monotonic() - read_at >= self._fresh_seconds
+            fresh_seconds = (
+                DIRECTORY_FRESH_SECONDS if self._fresh_seconds is None else self._fresh_seconds
+            )
+            stale = places is not None and self._monotonic() - read_at >= fresh_seconds
             if stale and not self._reading:
                 self._reading = True
             else:
@@ -125,7 +128,14 @@ class DirectoryCache:
         if places is None:
             return self.refresh()
         if stale:
-            self._refresh_in(self._refresh_quietly)
+            try:
+                self._refresh_in(self._refresh_quietly)
+            except Exception as error:
+                with self._lock:
+                    self._reading = False
+                log.warning(
+                    "slack: the directory could not be read again (%s)", type(error).__name__
+                )
         return places
 
     def refresh(self) -> list[views.Place]:

@@ -85,6 +85,8 @@ class TeamsBot:
     engine: Engine
     policy: Policy
     app_id: str
+    # The organisation's Entra ID tenant: the only one whose members' emails count here.
+    tenant_id: str | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     verbs: dict[str, CardHandler] = field(default_factory=dict)
     message_handlers: list[MessageHandler] = field(default_factory=list)
@@ -298,8 +300,10 @@ def build_teams_bot(
     engine: Engine,
     policy: Policy,
     clock: Callable[[], datetime] | None = None,
+    tenant_id: str | None = None,
 ) -> TeamsBot:
-    """The Teams bot with every handler registered."""
+    """The Teams bot with every handler registered; `tenant_id` is the organisation's tenant
+    (the auth configuration's, unless given)."""
     # Imported here: they import this module for TeamsBot.
     from bot import teams_contacts, teams_learners
 
@@ -314,6 +318,7 @@ def build_teams_bot(
         engine=engine,
         policy=policy,
         app_id=auth.CLIENT_ID or "",
+        tenant_id=tenant_id or auth.TENANT_ID,
         clock=clock or (lambda: datetime.now(UTC)),
     )
     teams_learners.register(bot)

@@ -227,36 +227,29 @@ class Presser:
 
     # The directory contact their Teams account is, preferring one of the current level's.
     contact_id: int | None
-    # When they are not a current contact: the email their staff rights are found by.
+    # The email their staff rights are found by (their staff account, or the directory role
+    # they would sign in with).
     email: str | None = None
-    name: str = ""
 
 
 async def _who_pressed(
     bot: TeamsBot, turn_context: TurnContext, concern_id: int, aad_object_id: str
 ) -> Presser:
-    """The directory contact this Teams user is; and, when that is not one of the concern's
-    current contacts, the email their staff rights are found by: the directory's for the
-    contact their Teams account is, else the work email (or user principal name) Teams gives
-    for them in the bot's own tenant."""
-    contact_id, current = await _matched_contact(bot, turn_context, concern_id, aad_object_id)
-    if current:
-        return Presser(contact_id=contact_id)
+    """The directory contact this Teams user is, and the email their staff rights are found by:
+    the directory's for the contact their Teams account is, else the work email (or user
+    principal name) Teams gives for a member of the bot's own tenant. Who they act as is
+    decided on the locked concern (`casework.chat_actor`)."""
+    contact_id, _ = await _matched_contact(bot, turn_context, concern_id, aad_object_id)
     if contact_id is not None:
-        known = await bot.run(_contact_email, bot.engine, contact_id)
-        if known is not None:
-            return Presser(contact_id=contact_id, email=known[0], name=known[1])
+        return Presser(contact_id, await bot.run(_contact_email, bot.engine, contact_id))
     emails = await _member_emails(bot, turn_context)
-    name = getattr(turn_context.activity.from_property, "name", None) or ""
-    return Presser(contact_id=contact_id, email=emails[0] if emails else None, name=str(name))
+    return Presser(None, emails[0] if emails else None)
 
 
-def _contact_email(engine: Engine, contact_id: int) -> tuple[str, str] | None:
+def _contact_email(engine: Engine, contact_id: int) -> str | None:
     with transaction(engine) as session:
         contact = session.get(Contact, contact_id)
-        if contact is None or not contact.email:
-            return None
-        return accounts.normalise_email(contact.email), contact.name
+        return accounts.normalise_email(contact.email) if contact and contact.email else None
 
 
 def _perform(
@@ -280,7 +273,6 @@ def _perform(
             channel="teams",
             contact_id=presser.contact_id,
             email=presser.email,
-            name=presser.name,
             now=now,
             not_a_contact=NOT_A_CONTACT,
         )
@@ -465,14 +457,19 @@ async def _member_emails(bot: TeamsBot, turn_context: TurnContext) -> list[str]:
     except Exception as error:
         log.info("teams: the member lookup failed (%s)", type(error).__name__)
         return []
-    tenant = bot.auth.TENANT_ID
-    member_tenant = getattr(member, "tenant_id", None)
-    if tenant and member_tenant and member_tenant != tenant:
+    # Only a member of the bot's own tenant, and not a guest there: an email from anywhere
+    # else says nothing about who they are in the directory.
+    tenant = bot.tenant_id
+    if not tenant or getattr(member, "tenant_id", None) != tenant:
+        return []
+    if getattr(member, "user_role", None) == "guest":
         return []
     if getattr(member, "aad_object_id", None) not in (None, person.aad_object_id):
         return []
     found = (getattr(member, "email", None), getattr(member, "user_principal_name", None))
-    return list(dict.fromkeys(str(value).strip().lower() for value in found if value))
+    emails = list(dict.fromkeys(str(value).strip().lower() for value in found if value))
+    # A guest's user principal name carries #EXT#, whatever their role is said to be.
+    return [] if any("#ext#" in email for email in emails) else emails
 
 
 async def _on_seen(bot: TeamsBot, turn_context: TurnContext) -> None:

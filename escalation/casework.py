@@ -351,12 +351,11 @@ def chat_actor(
     channel: str,
     contact_id: int | None,
     email: str | None,
-    name: str,
     now: datetime,
     not_a_contact: str,
 ) -> tuple[Actor, str]:
     """Who someone pressing a button in chat acts as on the (locked) concern, and the name the
-    messages show for them.
+    messages show for them (the directory's, else their email: never a name they chose).
 
     First the current level's contact their chat account is (`contact_id`); else staff whose
     rights cover the action, found by `email` as the staff pages find them (their account, or
@@ -380,7 +379,8 @@ def chat_actor(
             else:
                 if by.contact_id is not None:
                     return by, _name_of(session, by.contact_id)
-                return by, name or who.email
+                listed = accounts.contacts_with_email(session, who.email)
+                return by, listed[0].name if listed else who.email
     if contact_id is not None:
         return Actor(kind="contact", channel=channel, contact_id=contact_id), _name_of(
             session, contact_id

@@ -349,7 +349,7 @@ class ChatDelivery(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True)
-    received_at: datetime = _at(nullable=False)
+    received_at: datetime = _at(nullable=False, index=True)
 
 
 class TeamsConversation(SQLModel, table=True):

@@ -145,7 +145,12 @@ class FakeSlackApi:
             profile = {"email": emails[0]} if emails else {}
             return {
                 "ok": True,
-                "user": {"id": args.get("user"), "is_email_confirmed": True, "profile": profile},
+                "user": {
+                    "id": args.get("user"),
+                    "team_id": TEAM_ID,
+                    "is_email_confirmed": True,
+                    "profile": profile,
+                },
             }
         return {"ok": True}
 

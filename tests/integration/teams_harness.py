@@ -87,7 +87,9 @@ def teams_harness(
             if strict
             else AgentAuthConfiguration(anonymous_allowed=True)
         )
-        bot = build_teams_bot(auth=auth, engine=engine, policy=product.policy, clock=clock)
+        bot = build_teams_bot(
+            auth=auth, engine=engine, policy=product.policy, clock=clock, tenant_id=TENANT
+        )
         app = create_app(product, metrics=Metrics(engine=engine), clock=clock, teams=bot)
         web = WebClient(app)
         try:

@@ -276,6 +276,13 @@ def test_a_removal_lets_through_only_the_delete_of_that_concerns_events(
         with pytest.raises(DBAPIError, match="append-only"), transaction(engine) as session:
             session.execute(insert(Removal).values(concern_id=named))
             session.execute(statement)
+    # A concern still open is never removed, even when named.
+    still_open = _concern_id(engine, references["open"])
+    open_kinds = _event_kinds(engine, references["open"])
+    with pytest.raises(DBAPIError, match="append-only"), transaction(engine) as session:
+        session.execute(insert(Removal).values(concern_id=still_open))
+        session.execute(delete(Event).where(col(Event.concern_id) == still_open))
+    assert _event_kinds(engine, references["open"]) == open_kinds
     assert {name: _event_kinds(engine, references[name]) for name in kept} == kept
     with transaction(engine) as session:
         assert session.exec(select(func.count()).select_from(Removal)).one() == 0
@@ -317,6 +324,10 @@ def test_the_removals_guard_migrates_down_to_the_plain_guard_and_back(engine: En
     command.upgrade(config, "head")
     assert migrate.is_current(engine)
     with transaction(engine) as session:
+        # Closed, as retention removes only closed concerns.
+        session.execute(
+            update(Concern).where(col(Concern.id) == concern_id).values(status="closed")
+        )
         session.execute(insert(Removal).values(concern_id=concern_id))
         session.execute(delete(Event).where(col(Event.concern_id) == concern_id))
         session.execute(delete(Removal).where(col(Removal.concern_id) == concern_id))

@@ -50,7 +50,7 @@ from notifications.slack_text import (
 from storage import repositories
 from storage.db import transaction
 from storage.outbox import SqlOutboxStore
-from storage.tables import ChatDelivery, Concern, Contact, Event, OutboxMessage
+from storage.tables import ChatDelivery, Concern, Contact, Event, OutboxMessage, StaffMember
 from tests.integration.fake_slack import TEAM_ID, Call, form_body, signed
 from tests.integration.helpers import (
     MONDAY_MORNING,
@@ -849,6 +849,23 @@ def test_staff_found_by_their_slack_email_may_pass_a_concern_on_with_a_reason(
     (event,) = events(harness, reference, "redirected")
     assert event.actor.startswith("staff ")
     assert event.detail["reason"] == "The supervisor is on leave"
+    # Named as the directory names them, not as they named themselves in Slack.
+    (update,) = harness.fake.called("chat.update")
+    assert "by North Vale Quality Team" in json.dumps(update.args["blocks"])
+
+
+def test_opening_a_form_to_check_someones_rights_saves_nothing(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """Pressing Record feedback works out whether the person may (to say so before they
+    write); only the action itself may make their staff account, as signing in does."""
+    reference, _ = posted
+    press(harness, RECORD_FEEDBACK, reference, user=DEAN, message_ts="1.000001", blocks=[])
+    harness.fake.wait_for("views.open")
+    settle(harness)
+    assert harness.fake.called("views.update") == [], "the dean may give feedback"
+    with transaction(harness.engine) as session:
+        assert session.exec(select(StaffMember)).all() == []
 
 
 def test_staff_rights_that_do_not_cover_the_concern_now_are_refused(
@@ -860,17 +877,31 @@ def test_staff_rights_that_do_not_cover_the_concern_now_are_refused(
     press(harness, ACKNOWLEDGE, reference, user=SCHOOL_LEAD, message_ts="1.000001", blocks=[])
     (note,) = harness.fake.wait_for("chat.postEphemeral")
     assert note.args["user"] == SCHOOL_LEAD
-    harness.fake.answers["users.info"] = lambda args: {
-        "ok": True,
-        "user": {
-            "id": args.get("user"),
-            "is_email_confirmed": False,
-            "profile": {"email": DEAN_EMAIL},
-        },
-    }
-    press(harness, ACKNOWLEDGE, reference, user="U0NOTCONF1", message_ts="1.000001", blocks=[])
-    notes = harness.fake.wait_for("chat.postEphemeral", 2)
-    assert "Only the people this concern was sent to" in notes[1].args["text"]
+    # Slack accounts whose email does not stand for who they are here get no staff rights:
+    # an email Slack has not confirmed (or does not say it has), a guest, someone from another
+    # organisation's workspace (Slack Connect), another workspace, a deactivated account.
+    full_member = {"team_id": TEAM_ID, "is_email_confirmed": True}
+    for n, (kind, account) in enumerate(
+        [
+            ("unconfirmed", {**full_member, "is_email_confirmed": False}),
+            ("not said", {"team_id": TEAM_ID}),
+            ("guest", {**full_member, "is_restricted": True}),
+            ("single-channel guest", {**full_member, "is_ultra_restricted": True}),
+            ("external", {**full_member, "is_stranger": True}),
+            ("other workspace", {**full_member, "team_id": "T0ELSEWHERE"}),
+            ("deactivated", {**full_member, "deleted": True}),
+        ],
+        start=2,
+    ):
+        harness.fake.answers["users.info"] = lambda args, account=account: {
+            "ok": True,
+            "user": {"id": args.get("user"), "profile": {"email": DEAN_EMAIL}, **account},
+        }
+        user = f"U0NOTSTAFF{n}"
+        press(harness, ACKNOWLEDGE, reference, user=user, message_ts="1.000001", blocks=[])
+        notes = harness.fake.wait_for("chat.postEphemeral", n)
+        assert notes[-1].args["user"] == user, kind
+        assert "Only the people this concern was sent to" in notes[-1].args["text"], kind
     settle(harness)
     assert concern(harness, reference).acknowledged_at is None
     assert events(harness, reference, "acknowledged") == []

@@ -441,6 +441,31 @@ def test_the_dean_acts_in_teams_with_their_staff_rights(
     assert moved.detail["reason"] == "Supervisor on leave"
 
 
+@pytest.mark.parametrize(
+    "differs",
+    [
+        {"userRole": "guest"},
+        {"userPrincipalName": "morgan.example_example.nhs.uk#EXT#@tenant.onmicrosoft.com"},
+        {"tenantId": "another-tenant"},
+        {"tenantId": None},
+    ],
+    ids=["guest role", "guest upn", "another tenant", "tenant not said"],
+)
+def test_an_email_from_outside_the_tenant_gives_no_staff_rights(
+    harness: TeamsHarness, posted: tuple[str, str], differs: dict[str, Any]
+) -> None:
+    """The work email Teams gives counts only for a member of the bot's own tenant, not a
+    guest: anyone else with the dean's email is refused, and nothing changes."""
+    reference, _ = posted
+    stranger = replace(DEAN, teams_id="29:1stranger", aad_object_id="5c0e-stranger")
+    harness.fake.add_member(stranger)
+    harness.fake.members[stranger.teams_id].update(differs)
+    before = snapshot(harness, reference)
+    card = pressed(harness, stranger, "acknowledge", {"reference": reference})
+    assert "Only the people this concern was sent to" in json.dumps(card)
+    assert snapshot(harness, reference) == before
+
+
 def test_an_outsiders_press_is_refused_and_changes_nothing(
     harness: TeamsHarness, posted: tuple[str, str]
 ) -> None:

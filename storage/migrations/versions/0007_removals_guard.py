@@ -1,4 +1,5 @@
-"""Retention removes a concern's events through the append-only guard instead of around it.
+"""Retention removes a concern's events through the append-only guard instead of around it; chat
+deliveries are indexed by age for the hourly housekeeping.
 
 A `removals` row names a concern being removed; the events guard (0001) now lets a DELETE of an
 event through only when its concern is named there, and still refuses every UPDATE. Retention
@@ -6,12 +7,15 @@ writes the row and deletes it again in the same transaction, so no one else ever
 no longer switches the trigger off (PostgreSQL: ALTER TABLE, which needs the table's owner) or
 drops and recreates it (SQLite).
 
+The guard also wants the concern closed: retention removes only closed concerns, so a row in
+`removals` for an open one (a mistake, or a role that should not write there) frees nothing.
+
 No foreign key to concerns: the row lives only inside the transaction that removes the concern,
 and a key would only add an order (the row must go before the concern) to get wrong.
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-24 12:00:00
+Create Date: 2026-11-22 12:00:00
 """
 
 from __future__ import annotations
@@ -26,9 +30,16 @@ depends_on = None
 
 # The guard's words, as migration 0001 has them: callers and tests match on "append-only".
 APPEND_ONLY = "events are append-only: record a new event instead"
+# A concern named for removal, and closed: the only events a DELETE may take.
+BEING_REMOVED = (
+    "EXISTS (SELECT 1 FROM removals JOIN concerns ON concerns.id = removals.concern_id "
+    "WHERE removals.concern_id = OLD.concern_id AND concerns.status = 'closed')"
+)
 
 
 def upgrade() -> None:
+    # The hourly housekeeping forgets chat deliveries by age.
+    op.create_index("ix_chat_deliveries_received_at", "chat_deliveries", ["received_at"])
     op.create_table(
         "removals",
         sa.Column("concern_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -39,8 +50,7 @@ def upgrade() -> None:
         op.execute(
             "CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN "
-            "IF TG_OP = 'DELETE' AND EXISTS "
-            "(SELECT 1 FROM removals WHERE concern_id = OLD.concern_id) THEN RETURN OLD; END IF; "
+            f"IF TG_OP = 'DELETE' AND {BEING_REMOVED} THEN RETURN OLD; END IF; "
             f"RAISE EXCEPTION '{APPEND_ONLY}'; "
             "END $$"
         )
@@ -48,7 +58,7 @@ def upgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS events_no_delete")
     op.execute(
         "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
-        "WHEN NOT EXISTS (SELECT 1 FROM removals WHERE concern_id = OLD.concern_id) "
+        f"WHEN NOT {BEING_REMOVED} "
         f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"
     )
 
@@ -66,3 +76,4 @@ def downgrade() -> None:
             f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"
         )
     op.drop_table("removals")
+    op.drop_index("ix_chat_deliveries_received_at", table_name="chat_deliveries")
