@@ -1301,6 +1301,17 @@ def test_slow_work_cannot_keep_slack_waiting_for_its_answer(
     assert len(events(harness, reference, "acknowledged")) == 1
 
 
+def test_work_handed_on_while_the_service_stops_is_done_not_dropped(
+    harness: SlackHarness,
+) -> None:
+    """Once the work pool is closing (the service is stopping), a listener's work after its
+    ack runs where it is handed on: what Slack was told is in hand still happens."""
+    harness.bot.close()
+    done: list[str] = []
+    harness.bot.later(lambda: done.append("saved"))
+    assert done == ["saved"]
+
+
 def test_a_refused_button_works_once_the_directory_is_put_right(
     harness: SlackHarness, posted: tuple[str, Call]
 ) -> None:
