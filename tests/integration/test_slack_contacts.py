@@ -1292,7 +1292,7 @@ def test_slow_work_cannot_keep_slack_waiting_for_its_answer(
             began = time.monotonic()
             press(harness, ACKNOWLEDGE, reference, message_ts=f"1.{n:06d}", blocks=[])
             slowest = max(slowest, time.monotonic() - began)
-        assert slowest < 2.0, f"an answer took {slowest:.1f} s"
+        assert slowest < 2.9, f"an answer took {slowest:.1f} s"  # Slack waits 3 s
         assert concern(harness, reference).acknowledged_at is None, "the work is still stuck"
     finally:
         stuck.set()

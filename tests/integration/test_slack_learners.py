@@ -316,8 +316,8 @@ def test_the_form_and_its_choices_do_not_wait_for_a_slow_database(
                 "view": {"id": "V0FORM", "callback_id": CONCERN_MODAL, "type": "modal"},
             }
         )
-        # Far under the 20 s the database is stuck for, and Slack's 3 s.
-        assert time.monotonic() - began < 2.5
+        # Within Slack's 3 s, and far under the 20 s the database is stuck for.
+        assert time.monotonic() - began < 2.9
         assert answer.status_code == 200
         assert reading.wait(5), "reading the directory again was asked for"
         names = [option["text"]["text"] for option in answer.json()["options"]]
@@ -326,7 +326,7 @@ def test_the_form_and_its_choices_do_not_wait_for_a_slow_database(
         began = time.monotonic()
         harness.command(command="/concern", user_id=LEARNER, team_id=TEAM_ID, trigger_id="2.t")
         harness.fake.wait_for("views.open", 2)
-        assert time.monotonic() - began < 2.5
+        assert time.monotonic() - began < 2.9
     finally:
         stuck.set()
 
