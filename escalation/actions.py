@@ -44,7 +44,7 @@ from routing.recipients import (
 from routing.standards import STANDARDS, suggest_standards
 from routing.triage import TriageInput, triage
 from storage import repositories
-from storage.tables import Concern, ConcernContact, Contact, Organisation, id_of
+from storage.tables import Concern, ConcernContact, Contact, Organisation, OutboxMessage, id_of
 
 # Parts of a level whose members act on it: an alert copy to the dean does not acknowledge.
 ACTING_PARTS = frozenset({"primary", "secondary", "copy"})
@@ -913,3 +913,32 @@ def edit_standards(
         channel=by.channel,
         detail={"from": before, "to": chosen},
     )
+
+
+def record_failed_delivery(
+    *, session: Session, concern: Concern, sent: OutboxMessage, now: datetime
+) -> bool:
+    """An email of ours about the concern came back undelivered: noted once in its audit trail
+    (which message, to whom by role, never the address), so staff can see that someone was not
+    told and put the directory right. False when it was noted before. The ladder carries on as
+    it would: a contact who was not told misses the deadline, and the concern moves up."""
+    if any(
+        event.kind == "delivery_failed" and (event.detail or {}).get("outbox_id") == sent.id
+        for event in repositories.events_of(session, id_of(concern))
+    ):
+        return False
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="delivery_failed",
+        actor="system",
+        channel="email",
+        detail={
+            "outbox_id": sent.id,
+            "message": sent.kind,
+            "recipient_role": sent.recipient_role,
+            **({"contact_id": sent.recipient_contact_id} if sent.recipient_contact_id else {}),
+        },
+    )
+    return True

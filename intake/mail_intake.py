@@ -29,12 +29,14 @@ from escalation.actions import (
     learner_remains_concerned,
     learner_satisfied,
     record_contact_reply,
+    record_failed_delivery,
     record_feedback,
     record_learner_answers,
     redirect,
 )
 from escalation.policy import Policy
 from intake import placement
+from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, parse_email
 from intake.redact import for_contacts
 from intake.replies import Answers, ContactCommand, read_answers, read_contact_command, strip_quoted
@@ -152,8 +154,10 @@ def _process(
         for item in parsed.attachments
     ]
     if parsed.automatic:
+        noted = _note_bounce(session, row, threading=threading, now=now)
+        said = f"; a failed delivery was noted on {', '.join(noted)}" if noted else ""
         return _Outcome(
-            "ignored", f"automatic mail, not answered ({parsed.automatic})", None, "ignored"
+            "ignored", f"automatic mail, not answered ({parsed.automatic}){said}", None, "ignored"
         )
     if parsed.from_address is None:
         return _Outcome(
@@ -191,6 +195,31 @@ def _process(
     return _new_concern(
         session, row, parsed, policy=policy, now=now, acks_per_day=acks_per_sender_per_day
     )
+
+
+def _note_bounce(
+    session: Session, row: InboundMessage, *, threading: MailThreading, now: datetime
+) -> list[str]:
+    """A delivery status report about our own email: the failed delivery is noted on its
+    concern (the references noted). Only a returned message whose token is bound to the
+    address the report says failed counts, so a report cannot name anyone else's mail."""
+    bounce = read_bounce(row.raw)
+    if bounce is None:
+        return []
+    noted: list[str] = []
+    for address in bounce.failed:
+        for outbox_id in threading.verified_outbox_ids(
+            sender=address, places=bounce.returned_headers
+        ):
+            sent = session.get(OutboxMessage, outbox_id)
+            if sent is None or sent.concern_id is None or sent.channel != "email":
+                continue
+            concern = session.get(Concern, sent.concern_id)
+            if concern is not None and record_failed_delivery(
+                session=session, concern=concern, sent=sent, now=now
+            ):
+                noted.append(concern.reference)
+    return noted
 
 
 # --- a new concern ----------------------------------------------------------------------------

@@ -592,6 +592,21 @@ def _event_words(event: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
         title = "Feedback is late at the highest level: the quality team was told"
     elif kind == "contact_replaced":
         title = f"{ROLE_NAMES.get(str(detail.get('role')), 'A contact')} replaced"
+    elif kind == "delivery_failed":
+        role = str(detail.get("recipient_role") or "")
+        whom = (
+            "the learner"
+            if role == "learner"
+            else f"the {ROLE_NAMES[role].lower()}"
+            if role in ROLE_NAMES
+            else "a contact"
+        )
+        title = f"An email to {whom} could not be delivered"
+        text = (
+            "Their mail server returned it. Check their address in the directory."
+            if role != "learner"
+            else "Their mail server returned it: they may not know what is happening."
+        )
     elif kind == "identity_viewed":
         title = "The learner's identity was viewed"
         text = None

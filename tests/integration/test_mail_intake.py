@@ -389,3 +389,60 @@ def test_a_deans_reply_to_a_digest_is_kept_for_staff_not_attached(db: Engine) ->
     assert report.quarantined == 1
     assert "digest weekly, which is not about one concern" in report.outcomes[0]
     assert only_concern(db).acknowledged_at is None
+
+
+def bounce_of(sent: OutboxMessage, *, failed: str, report_id: str = "<r1@mx.example>") -> bytes:
+    """The report a mail server sends back when one of our emails cannot be delivered."""
+    original = EmailMessage()
+    original["From"] = MAILBOX
+    original["To"] = sent.recipient_address
+    original["Subject"] = sent.subject
+    original["Message-ID"] = THREADING.message_id(sent.id or 0, sent.recipient_address)
+    original.set_content("(the text of our message)")
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.nhs.uk>\n"
+        f"To: {MAILBOX}\nSubject: Undelivered Mail Returned to Sender\n"
+        f"Message-ID: {report_id}\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\n\n'
+        "--b1\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n"
+        "--b1\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.nhs.uk\n\n"
+        f"Final-Recipient: rfc822; {failed}\nAction: failed\nStatus: 5.1.1\n\n"
+        "--b1\nContent-Type: message/rfc822\n\n"
+        + original.as_string().replace("\r\n", "\n")
+        + "\n--b1--\n"
+    ).encode()
+
+
+def test_a_bounced_notification_is_noted_on_its_concern_once_and_never_answered(
+    db: Engine,
+) -> None:
+    """A contact who was never told is visible to staff: the failed delivery goes into the
+    concern's audit trail (by role, not address), once, and the report itself gets no answer
+    and raises no concern."""
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    queued = len(outbox(db))
+    report = deliver(db, bounce_of(notice, failed=notice.recipient_address), mail_from="")
+    assert report.ignored == 1
+    concern = only_concern(db)
+    (noted,) = [e for e in events(db, concern.id or 0) if e.kind == "delivery_failed"]
+    assert noted.detail["outbox_id"] == notice.id
+    assert noted.detail["recipient_role"] == notice.recipient_role
+    assert notice.recipient_address not in str(noted.detail)
+    assert len(outbox(db)) == queued
+    # The same failure reported again is not noted twice.
+    deliver(
+        db, bounce_of(notice, failed=notice.recipient_address, report_id="<r2@mx>"), mail_from=""
+    )
+    assert len([e for e in events(db, concern.id or 0) if e.kind == "delivery_failed"]) == 1
+
+
+def test_a_report_cannot_name_a_failure_for_another_address(db: Engine) -> None:
+    """Our token is bound to the address the message went to: a report claiming that someone
+    else's copy failed (or forged by anyone without the token) notes nothing."""
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    deliver(db, bounce_of(notice, failed="someone.else@example.nhs.uk"), mail_from="")
+    concern = only_concern(db)
+    assert [e for e in events(db, concern.id or 0) if e.kind == "delivery_failed"] == []
