@@ -40,6 +40,7 @@ from escalation.actions import (
     record_feedback,
     redirect,
 )
+from escalation.casework import ChatPerson
 from notifications.messages import when
 from notifications.slack_contacts import (
     FEEDBACK_BLOCK,
@@ -89,17 +90,6 @@ class Press:
     message_ts: str | None
     message_text: str
     message_blocks: Sequence[Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Presser:
-    """Who pressed, as far as the directory and staff accounts know them."""
-
-    # The directory contact their Slack account is, preferring one of the current level's.
-    contact_id: int | None
-    # The email their staff rights are found by (their staff account, or the directory role
-    # they would sign in with).
-    email: str | None = None
 
 
 # An action on the locked concern by the matched contact (raises ActionRefused when it does not
@@ -306,7 +296,7 @@ def _act(
     now = bot.clock()
     try:
         concern_id = _concern_id(bot, press.reference)
-        presser = _who_pressed(bot, client, concern_id, press.user_id)
+        person = _who_pressed(bot, client, concern_id, press.user_id)
         with transaction(bot.engine) as session:
             if not repositories.first_delivery(session, key=press.delivery_key, now=now):
                 log.info("slack: %s was handled before", press.delivery_key)
@@ -314,7 +304,7 @@ def _act(
             concern = repositories.lock_concern(session, concern_id)
             if concern is None:
                 raise ActionRefused(NOT_FOUND)
-            by, who = _actor(session, concern, presser, action, now=now)
+            by, who = _actor(session, concern, person, action, now=now)
             perform(session, concern, by, now)
             level_since = concern.level_reached_at
     except ActionRefused as refusal:
@@ -353,19 +343,12 @@ def _act(
 
 
 def _actor(
-    session: Session, concern: Concern, presser: Presser, action: CaseAction, *, now: datetime
+    session: Session, concern: Concern, person: ChatPerson, action: CaseAction, *, now: datetime
 ) -> tuple[Actor, str]:
     """Who the person acts as on the locked concern, and the name the messages show: the rule
     every chat shares (`casework.chat_actor`)."""
     return casework.chat_actor(
-        session,
-        concern,
-        action,
-        channel="slack",
-        contact_id=presser.contact_id,
-        email=presser.email,
-        now=now,
-        not_a_contact=NOT_A_CONTACT,
+        session, concern, action, person, channel="slack", now=now, not_a_contact=NOT_A_CONTACT
     )
 
 
@@ -403,22 +386,17 @@ def _concern_id(bot: SlackBot, reference: str) -> int:
         return id_of(concern)
 
 
-def _who_pressed(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> Presser:
-    """The directory contact this Slack user is, and the email their staff rights are found by:
-    the directory's for the contact their Slack account is (the directory, or Slack's own email
-    match, set that), else their Slack account's confirmed email. Who they act as is decided
-    on the locked concern (`casework.chat_actor`)."""
-    contact_id = _matched_contact(bot, client, concern_id, user_id)
-    if contact_id is not None:
-        with transaction(bot.engine) as session:
-            contact = session.get(Contact, contact_id)
-            if contact is not None and contact.email:
-                return Presser(contact_id, accounts.normalise_email(contact.email))
-        return Presser(contact_id)
-    return Presser(None, _slack_account(bot, client, user_id))
+def _who_pressed(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> ChatPerson:
+    """The directory contact this Slack user is, with the directory's email for them (the
+    directory, or Slack's own email match, set that); else their Slack account's confirmed
+    email. Who they act as is decided on the locked concern (`casework.chat_actor`)."""
+    matched = _matched_contact(bot, client, concern_id, user_id)
+    return matched or ChatPerson(None, _slack_account(bot, client, user_id))
 
 
-def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id: str) -> int | None:
+def _matched_contact(
+    bot: SlackBot, client: WebClient, concern_id: int, user_id: str
+) -> ChatPerson | None:
     """The directory contact this Slack user is, preferring one who acts on the concern now."""
     with transaction(bot.engine) as session:
         concern = session.get(Concern, concern_id)
@@ -431,7 +409,7 @@ def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id:
         ).all()
         for contact in by_slack_id:
             if is_current_contact(session, concern, contact.id):
-                return id_of(contact)
+                return ChatPerson.of(contact)
         # The concern's current contacts not yet known in Slack, to be matched by their email.
         unmatched = [
             (id_of(contact), contact.email)
@@ -441,7 +419,7 @@ def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id:
             if contact.email and not contact.slack_user_id and contact.active
             if is_current_contact(session, concern, contact.id)
         ]
-        fallback = id_of(by_slack_id[0]) if by_slack_id else None
+        fallback = ChatPerson.of(by_slack_id[0]) if by_slack_id else None
     for contact_id, email in dict(unmatched).items():
         if _slack_user_for(client, email) != user_id:
             continue
@@ -450,7 +428,7 @@ def _matched_contact(bot: SlackBot, client: WebClient, concern_id: int, user_id:
             repositories.remember_slack_user(
                 session, contact_id=contact_id, email=email, slack_user_id=user_id
             )
-        return contact_id
+        return ChatPerson(contact_id, accounts.normalise_email(email))
     return fallback
 
 
@@ -467,7 +445,14 @@ def _slack_user_for(client: WebClient, email: str) -> str | None:
 
 # Accounts whose email says nothing about who they are here: guests (single- and multi-channel),
 # people from other organisations (Slack Connect), bots and app users.
-NOT_STAFF_ACCOUNTS = ("deleted", "is_bot", "is_app_user", "is_restricted", "is_ultra_restricted")
+NOT_STAFF_ACCOUNTS = (
+    "deleted",
+    "is_bot",
+    "is_app_user",
+    "is_restricted",
+    "is_ultra_restricted",
+    "is_stranger",
+)
 
 
 def _slack_account(bot: SlackBot, client: WebClient, user_id: str) -> str | None:
@@ -485,7 +470,6 @@ def _slack_account(bot: SlackBot, client: WebClient, user_id: str) -> str | None
         not email
         or user.get("is_email_confirmed") is not True
         or any(user.get(flag) for flag in NOT_STAFF_ACCOUNTS)
-        or user.get("is_stranger")
         or home is None
         or user.get("team_id") != home
     ):
@@ -500,7 +484,7 @@ def _refusal(bot: SlackBot, client: WebClient, press: Press, action: CaseAction)
         concern_id = _concern_id(bot, press.reference)
     except ActionRefused as refusal:
         return str(refusal)
-    presser = _who_pressed(bot, client, concern_id, press.user_id)
+    person = _who_pressed(bot, client, concern_id, press.user_id)
     # Looked at, never saved: working out someone's rights (which can make their staff account,
     # as signing in does) is left to the action itself.
     with Session(bot.engine) as session:
@@ -510,7 +494,7 @@ def _refusal(bot: SlackBot, client: WebClient, press: Press, action: CaseAction)
         if concern.status != "open":
             return f"{concern.reference} is closed: it can no longer be acted on here"
         try:
-            by, _ = _actor(session, concern, presser, action, now=bot.clock())
+            by, _ = _actor(session, concern, person, action, now=bot.clock())
         except ActionRefused as refusal:
             return str(refusal)
         if by.kind == "contact" and not is_current_contact(session, concern, by.contact_id):

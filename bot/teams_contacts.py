@@ -43,6 +43,7 @@ from escalation.actions import (
     record_feedback,
     redirect,
 )
+from escalation.casework import ChatPerson
 from notifications.messages import when
 from notifications.teams_contact_cards import (
     ACKNOWLEDGE,
@@ -194,9 +195,9 @@ async def _act(
         if give_back is not None and not give_back.strip():
             raise ActionRefused(NO_FEEDBACK)
         concern_id = await bot.run(_concern_id, bot.engine, reference)
-        presser = await _who_pressed(bot, turn_context, concern_id, aad_object_id)
+        pressed_by = await _who_pressed(bot, turn_context, concern_id, aad_object_id)
         who, level_since = await bot.run(
-            _perform, bot.engine, concern_id, presser, action, perform, now
+            _perform, bot.engine, concern_id, pressed_by, action, perform, now
         )
     except ActionRefused as refusal:
         return refused_card(
@@ -221,41 +222,23 @@ async def _act(
     return answered_card(posted, reference=reference, outcome=outcome, still_open=still_open)
 
 
-@dataclass(frozen=True)
-class Presser:
-    """Who pressed, as far as the directory and staff accounts know them."""
-
-    # The directory contact their Teams account is, preferring one of the current level's.
-    contact_id: int | None
-    # The email their staff rights are found by (their staff account, or the directory role
-    # they would sign in with).
-    email: str | None = None
-
-
 async def _who_pressed(
     bot: TeamsBot, turn_context: TurnContext, concern_id: int, aad_object_id: str
-) -> Presser:
-    """The directory contact this Teams user is, and the email their staff rights are found by:
-    the directory's for the contact their Teams account is, else the work email (or user
-    principal name) Teams gives for a member of the bot's own tenant. Who they act as is
-    decided on the locked concern (`casework.chat_actor`)."""
-    contact_id, _ = await _matched_contact(bot, turn_context, concern_id, aad_object_id)
-    if contact_id is not None:
-        return Presser(contact_id, await bot.run(_contact_email, bot.engine, contact_id))
+) -> ChatPerson:
+    """The directory contact this Teams user is, with the directory's email for them; else the
+    work email (or user principal name) Teams gives for a member of the bot's own tenant. Who
+    they act as is decided on the locked concern (`casework.chat_actor`)."""
+    matched = await _matched_contact(bot, turn_context, concern_id, aad_object_id)
+    if matched is not None:
+        return matched
     emails = await _member_emails(bot, turn_context)
-    return Presser(None, emails[0] if emails else None)
-
-
-def _contact_email(engine: Engine, contact_id: int) -> str | None:
-    with transaction(engine) as session:
-        contact = session.get(Contact, contact_id)
-        return accounts.normalise_email(contact.email) if contact and contact.email else None
+    return ChatPerson(None, emails[0] if emails else None)
 
 
 def _perform(
     engine: Engine,
     concern_id: int,
-    presser: Presser,
+    person: ChatPerson,
     action: CaseAction,
     perform: Perform,
     now: datetime,
@@ -267,14 +250,7 @@ def _perform(
         if concern is None:
             raise ActionRefused(NOT_FOUND)
         by, who = casework.chat_actor(
-            session,
-            concern,
-            action,
-            channel="teams",
-            contact_id=presser.contact_id,
-            email=presser.email,
-            now=now,
-            not_a_contact=NOT_A_CONTACT,
+            session, concern, action, person, channel="teams", now=now, not_a_contact=NOT_A_CONTACT
         )
         perform(session, concern, by, now)
         return who, concern.level_reached_at
@@ -391,25 +367,24 @@ async def _update_level_copies(
 
 async def _matched_contact(
     bot: TeamsBot, turn_context: TurnContext, concern_id: int, aad_object_id: str
-) -> tuple[int | None, bool]:
-    """The directory contact this Teams user is, preferring one who acts on the concern now,
-    and whether they do."""
+) -> ChatPerson | None:
+    """The directory contact this Teams user is, preferring one who acts on the concern now."""
     known, current, unmatched = await bot.run(_candidates, bot.engine, concern_id, aad_object_id)
     if current is not None:
-        return current, True
+        return current
     if unmatched:
         emails = await _member_emails(bot, turn_context)
         for contact_id, email in unmatched:
             if email.strip().lower() in emails:
                 # Remembered: their next messages come to Teams too, and no lookup is needed.
                 await bot.run(_remember, bot.engine, email, aad_object_id)
-                return contact_id, True
-    return known, False
+                return ChatPerson(contact_id, accounts.normalise_email(email))
+    return known
 
 
 def _candidates(
     engine: Engine, concern_id: int, aad_object_id: str
-) -> tuple[int | None, int | None, list[tuple[int, str]]]:
+) -> tuple[ChatPerson | None, ChatPerson | None, list[tuple[int, str]]]:
     """(a contact with this Teams id, one of them acting on the concern now, and the concern's
     current contacts not yet known in Teams, with their emails)."""
     with transaction(engine) as session:
@@ -423,7 +398,7 @@ def _candidates(
         ).all()
         for contact in by_teams_id:
             if is_current_contact(session, concern, contact.id):
-                return id_of(contact), id_of(contact), []
+                return ChatPerson.of(contact), ChatPerson.of(contact), []
         unmatched = [
             (id_of(contact), contact.email)
             for _, contact in repositories.assignments_of(
@@ -432,7 +407,7 @@ def _candidates(
             if contact.email and not contact.teams_user_id and contact.active
             if is_current_contact(session, concern, contact.id)
         ]
-        known = id_of(by_teams_id[0]) if by_teams_id else None
+        known = ChatPerson.of(by_teams_id[0]) if by_teams_id else None
         return known, None, list(dict(unmatched).items())
 
 

@@ -343,26 +343,43 @@ def actor_for(
     return Actor(kind="contact", channel=channel, contact_id=contact_id, staff_id=who.staff_id)
 
 
+@dataclass(frozen=True)
+class ChatPerson:
+    """Someone pressing a button in chat, as far as the directory and staff accounts know them."""
+
+    # The directory contact their chat account is, preferring one of the current level's.
+    contact_id: int | None
+    # The email their staff rights are found by: the directory's for that contact, else one
+    # the chat platform vouches for.
+    email: str | None = None
+
+    @classmethod
+    def of(cls, contact: Contact) -> ChatPerson:
+        """A directory contact, with the directory's email for them."""
+        email = accounts.normalise_email(contact.email) if contact.email else None
+        return cls(id_of(contact), email)
+
+
 def chat_actor(
     session: Session,
     concern: Concern,
     action: CaseAction,
+    person: ChatPerson,
     *,
     channel: str,
-    contact_id: int | None,
-    email: str | None,
     now: datetime,
     not_a_contact: str,
 ) -> tuple[Actor, str]:
     """Who someone pressing a button in chat acts as on the (locked) concern, and the name the
     messages show for them (the directory's, else their email: never a name they chose).
 
-    First the current level's contact their chat account is (`contact_id`); else staff whose
-    rights cover the action, found by `email` as the staff pages find them (their account, or
+    First the current level's contact their chat account is; else staff whose rights cover the
+    action, found by their email as the staff pages find them (their account, or
     the directory role they would sign in with); else the contact they are, for the action to
     refuse with its own reason (the concern has moved on, say). ActionRefused (`not_a_contact`,
     or why their rights do not cover it) when none of these.
     """
+    contact_id, email = person.contact_id, person.email
     if contact_id is not None and actions.is_current_contact(session, concern, contact_id):
         return Actor(kind="contact", channel=channel, contact_id=contact_id), _name_of(
             session, contact_id

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, null, or_, update
+from sqlalchemy import case, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -193,7 +193,17 @@ class SqlOutboxStore:
         self, message_id: int, held_token: str, /, *, wipe: bool = False, **values: Any
     ) -> bool:
         """Write the outcome and clear the claim, only if this claim still holds the row; with
-        `wipe` (the row is done with), also replace the body of a kind in WIPED_ONCE_SENT."""
+        `wipe` (the row is done with), also replace the body of a kind in WIPED_ONCE_SENT (an
+        email: it has no chat payload)."""
+        if wipe:
+            # One statement either way: a kind not listed keeps its body.
+            kind = col(OutboxMessage.kind)
+            values["body_text"] = case(
+                WIPED_ONCE_SENT, value=kind, else_=col(OutboxMessage.body_text)
+            )
+            values["body_html"] = case(
+                WIPED_ONCE_SENT, value=kind, else_=col(OutboxMessage.body_html)
+            )
         # A dispatcher whose lease ran out (someone else holds the row now) changes nothing.
         statement = (
             update(OutboxMessage)
@@ -205,15 +215,7 @@ class SqlOutboxStore:
             .values(**values, claim_token=None, claimed_until=None)
         )
         with transaction(self.engine) as session:
-            released = session.exec(statement).rowcount == 1
-            if released and wipe:
-                for kind, placeholder in WIPED_ONCE_SENT.items():
-                    session.exec(
-                        update(OutboxMessage)
-                        .where(col(OutboxMessage.id) == message_id, col(OutboxMessage.kind) == kind)
-                        .values(body_text=placeholder, body_html=placeholder, payload=null())
-                    )
-            return released
+            return session.exec(statement).rowcount == 1
 
 
 def _claimed(row: OutboxMessage) -> ClaimedEmail:
