@@ -24,7 +24,6 @@ from notifications.messages import (
 from notifications.render import render_email
 from notifications.slack_contacts import contact_message
 from notifications.slack_learners import learner_message
-from notifications.slack_text import SlackMessage
 from notifications.teams_contact_cards import contact_card, learner_card
 from routing.model import Confidentiality, Role
 from storage import repositories
@@ -195,14 +194,16 @@ def queue_to_contact(
     slack_address = contact.slack_user_id or contact.email
     if policy.slack_enabled and slack_address:
         chat = contact_message(kind, message, facts, share_summary=policy.chat_summary)
-        slack_row = _slack_row(
+        slack_row = _chat_row(
             concern,
             kind,
             key,
             role,
             slack_address,
             message,
-            chat,
+            channel="slack",
+            text=chat.text,
+            payload={"text": chat.text, "blocks": chat.blocks},
             now=now,
             due=due,
             contact_id=contact.id,
@@ -214,14 +215,17 @@ def queue_to_contact(
         card = contact_card(
             kind, message, facts, share_summary=policy.teams_summary, contact_id=contact.id
         )
-        teams_row = _teams_row(
+        teams_row = _chat_row(
             concern,
             kind,
             key,
             role,
             contact.teams_user_id,
             message,
-            card,
+            # A card's text is the subject, never concern text.
+            channel="teams",
+            text=message.subject,
+            payload={"card": card},
             now=now,
             due=due,
             contact_id=contact.id,
@@ -261,64 +265,35 @@ def _email_row(
     )
 
 
-def _slack_row(
+def _chat_row(
     concern: Concern,
     kind: MessageKind,
     key: str,
     role: Role,
-    slack_user_id: str,
+    address: str,
     message: Message,
-    chat: SlackMessage,
     *,
+    channel: str,
+    text: str,
+    payload: dict[str, Any],
     now: datetime,
     due: datetime,
     contact_id: int | None = None,
 ) -> OutboxMessage:
-    """The outbox row of the same message as a Slack DM (its key is the email's + ":slack")."""
+    """The outbox row of the same message in a chat (its key is the email's + ":<channel>"),
+    addressed to the person's Slack user id or Entra object id."""
     return OutboxMessage(
-        idempotency_key=f"{key}:slack",
+        idempotency_key=f"{key}:{channel}",
         concern_id=concern.id,
         reference=concern.reference,
-        channel="slack",
+        channel=channel,
         kind=kind.value,
         recipient_role=role.value,
         recipient_contact_id=contact_id,
-        recipient_address=slack_user_id,
+        recipient_address=address,
         subject=message.subject,
-        body_text=chat.text,
-        payload={"text": chat.text, "blocks": chat.blocks},
-        created_at=now,
-        send_after=due,
-    )
-
-
-def _teams_row(
-    concern: Concern,
-    kind: MessageKind,
-    key: str,
-    role: Role,
-    aad_object_id: str,
-    message: Message,
-    teams_card: dict[str, Any],
-    *,
-    now: datetime,
-    due: datetime,
-    contact_id: int | None = None,
-) -> OutboxMessage:
-    """The outbox row of the same message as a Teams card (its key is the email's + ":teams"),
-    addressed to the person's Entra object id; the text is the subject, never concern text."""
-    return OutboxMessage(
-        idempotency_key=f"{key}:teams",
-        concern_id=concern.id,
-        reference=concern.reference,
-        channel="teams",
-        kind=kind.value,
-        recipient_role=role.value,
-        recipient_contact_id=contact_id,
-        recipient_address=aad_object_id,
-        subject=message.subject,
-        body_text=message.subject,
-        payload={"card": teams_card},
+        body_text=text,
+        payload=payload,
         created_at=now,
         send_after=due,
     )
@@ -354,7 +329,7 @@ def queue_to_contacts(
 
 def learner_key(concern: Concern, kind: MessageKind) -> str:
     """The idempotency key of a message of this kind to the concern's learner at its current
-    level and round (its chat copy's key adds ":<channel>", as `_slack_row` does)."""
+    level and round (its chat copy's key adds ":<channel>", as `_chat_row` does)."""
     return f"{concern.reference}:{kind.value}:{level_tag(concern)}:learner"
 
 
@@ -382,14 +357,16 @@ def _queue_to_learner_in_teams(
         return False
     message = build_message(kind, facts=facts, recipient_role=Role.LEARNER)
     due = now if policy is None else send_after(policy, now=now, urgent=False)
-    teams_row = _teams_row(
+    teams_row = _chat_row(
         concern,
         kind,
         learner_key(concern, kind),
         Role.LEARNER,
         learner.teams_user_id,
         message,
-        learner_card(kind, message, facts, level_round=concern.level_round),
+        channel="teams",
+        text=message.subject,
+        payload={"card": learner_card(kind, message, facts, level_round=concern.level_round)},
         now=now,
         due=due,
     )
@@ -436,14 +413,16 @@ def queue_to_learner(
         chat = learner_message(kind, message, facts)
         repositories.queue_message(
             session,
-            _slack_row(
+            _chat_row(
                 concern,
                 kind,
                 key,
                 Role.LEARNER,
                 learner.slack_user_id,
                 message,
-                chat,
+                channel="slack",
+                text=chat.text,
+                payload={"text": chat.text, "blocks": chat.blocks},
                 now=now,
                 due=due,
             ),
