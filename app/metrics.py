@@ -19,10 +19,12 @@ from escalation.digest import DigestReport
 from escalation.sweep import SweepReport
 from intake.mail_intake import IntakeReport
 from intake.mailbox import REJECTION_REASONS, MailboxCounters
+from intake.received import RaisingReport
 from notifications.outbox import DispatchReport
 from storage.db import transaction
 from storage.inbox import inbound_counts
 from storage.outbox import SqlOutboxStore
+from storage.submissions import waiting_count
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class Metrics:
         self.intake_failures = counter(
             "email_processing_failures", "Attempts to process a stored email that failed"
         )
+        self.web_raising_failures = counter(
+            "web_raising_failures", "Attempts to raise a stored web form submission that failed"
+        )
         self.outbox_sent = counter("outbox_sent", "Outbox messages sent")
         self.outbox_retried = counter("outbox_retried", "Outbox sends that will be retried")
         self.outbox_failed = counter("outbox_failed", "Outbox messages given up on")
@@ -86,6 +91,7 @@ class Metrics:
         )
         # Known label values appear at 0 before anything happens, so dashboards see them.
         self.concerns_raised.labels(channel="email")
+        self.concerns_raised.labels(channel="web")
 
     def watch_mailbox(self, counters: MailboxCounters) -> None:
         """Report this mailbox's counters (read at every scrape)."""
@@ -104,6 +110,11 @@ class Metrics:
     def record_concern_raised(self, *, channel: str) -> None:
         """Count a concern raised outside email (web form, Slack, Teams)."""
         self.concerns_raised.labels(channel=channel).inc()
+
+    def record_web_raising(self, report: RaisingReport) -> None:
+        """Count one pass raising stored web form submissions."""
+        self.concerns_raised.labels(channel="web").inc(report.raised)
+        self.web_raising_failures.inc(report.failed)
 
     def record_dispatch(self, report: DispatchReport) -> None:
         """Count one pass of the outbox dispatcher."""
@@ -174,6 +185,9 @@ class _MailboxCollector(Collector):
         return [accepted, failed, rejected]
 
 
+WAITING_HELP = "Web form submissions stored and not yet raised (failed ones wait to retry)"
+
+
 class _DatabaseCollector(Collector):
     """Row counts read from the database when Prometheus scrapes."""
 
@@ -185,6 +199,7 @@ class _DatabaseCollector(Collector):
         return [
             GaugeMetricFamily(f"{PREFIX}_outbox_messages", "Outbox rows by status"),
             GaugeMetricFamily(f"{PREFIX}_inbound_messages", "Stored emails by status"),
+            GaugeMetricFamily(f"{PREFIX}_web_submissions_waiting", WAITING_HELP),
             GaugeMetricFamily(f"{PREFIX}_database_up", "1 if the database answered the scrape"),
         ]
 
@@ -194,6 +209,7 @@ class _DatabaseCollector(Collector):
             outbox = SqlOutboxStore(self._engine).counts()
             with transaction(self._engine) as session:
                 inbound = inbound_counts(session)
+                waiting = waiting_count(session)
         except Exception as error:
             log.warning("metrics: the database did not answer (%s)", type(error).__name__)
             up.add_metric([], 0)
@@ -211,4 +227,6 @@ class _DatabaseCollector(Collector):
             inbound.setdefault(status, 0)
         for status, count in sorted(inbound.items()):
             inbound_family.add_metric([status], count)
-        return [outbox_family, inbound_family, up]
+        waiting_family = GaugeMetricFamily(f"{PREFIX}_web_submissions_waiting", WAITING_HELP)
+        waiting_family.add_metric([], waiting)
+        return [outbox_family, inbound_family, waiting_family, up]

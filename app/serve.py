@@ -38,6 +38,7 @@ from escalation.digest import send_due_digests
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
 from intake.mailbox import Mailbox, MailboxLimits
+from intake.received import raise_waiting
 from intake.web import assets
 from notifications.outbox import dispatch_due
 from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
@@ -175,6 +176,20 @@ class Tick:
             return PassResult()
 
 
+class Arrivals:
+    """When the last web form submission was taken: raising submissions waits while more are
+    arriving, as it waits for the mailbox (call on the loop)."""
+
+    def __init__(self) -> None:
+        self._last = -float("inf")
+
+    def note(self) -> None:
+        self._last = asyncio.get_running_loop().time()
+
+    def receiving(self, *, within: float) -> bool:
+        return asyncio.get_running_loop().time() - self._last < within
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handlers: the service stops all its parts together."""
 
@@ -296,9 +311,22 @@ async def _serve(
         ),
     )
     metrics.watch_mailbox(mailbox.counters)
-    ticks = _ticks(product, sender=sender, metrics=metrics, mailbox=mailbox, teams=teams)
+    web_arrivals = Arrivals()
+    ticks = _ticks(
+        product,
+        sender=sender,
+        metrics=metrics,
+        mailbox=mailbox,
+        web_arrivals=web_arrivals,
+        teams=teams,
+    )
     by_name = {tick.name: tick for tick in ticks}
-    mailbox.on_stored = by_name["intake"].wake  # mail becomes a concern as soon as it is stored
+    # Mail and web submissions become concerns as soon as they are stored.
+    mailbox.on_stored = by_name["intake"].wake
+
+    def web_received() -> None:
+        web_arrivals.note()
+        by_name["intake"].wake()
 
     http_socket = _listen(settings.http_host, settings.http_port, setting="CONCERNS_HTTP_PORT")
     try:
@@ -311,7 +339,12 @@ async def _serve(
     http = _Uvicorn(
         uvicorn.Config(
             create_app(
-                product, metrics=metrics, served_assets=served_assets, slack=slack, teams=teams
+                product,
+                metrics=metrics,
+                served_assets=served_assets,
+                slack=slack,
+                teams=teams,
+                on_received=web_received,
             ),
             lifespan="on",
             log_level="info",
@@ -398,6 +431,7 @@ def _ticks(
     sender: Sender,
     metrics: Metrics,
     mailbox: Mailbox,
+    web_arrivals: Arrivals,
     teams: TeamsBot | None = None,
 ) -> tuple[Tick, ...]:
     """The sweep, outbox dispatch, email intake and digest ticks (all but dispatch wake it),
@@ -428,6 +462,9 @@ def _ticks(
         return PassResult(more_waiting=handled >= DISPATCH_BATCH)
 
     def intake_pass(now: datetime) -> PassResult:
+        # Web submissions first: their learners have just been shown a reference.
+        raising = raise_waiting(engine=engine, policy=policy, now=now, limit=INTAKE_BATCH)
+        metrics.record_web_raising(raising)
         report = process_pending(
             engine=engine,
             policy=policy,
@@ -438,8 +475,9 @@ def _ticks(
         )
         metrics.record_intake(report)
         return PassResult(
-            more_waiting=report.processed + report.failed >= INTAKE_BATCH,
-            queued_mail=report.processed > 0,
+            more_waiting=report.processed + report.failed >= INTAKE_BATCH
+            or raising.raised + raising.failed >= INTAKE_BATCH,
+            queued_mail=report.processed + raising.raised > 0,
         )
 
     def digest_pass(now: datetime) -> PassResult:
@@ -503,7 +541,10 @@ def _ticks(
             intake_pass,
             metrics=metrics,
             then=wake_dispatchers,
-            give_way=partial(mailbox.receiving, within=MAIL_QUIET_SECONDS),
+            give_way=lambda: (
+                mailbox.receiving(within=MAIL_QUIET_SECONDS)
+                or web_arrivals.receiving(within=MAIL_QUIET_SECONDS)
+            ),
         ),
         Tick("digest", digest_pass, metrics=metrics, then=wake_dispatchers),
         Tick("housekeeping", housekeeping_pass, metrics=metrics),

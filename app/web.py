@@ -39,6 +39,7 @@ def create_app(
     served_assets: dict[str, assets.Asset] | None = None,
     slack: SlackBot | None = None,
     teams: TeamsBot | None = None,
+    on_received: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The FastAPI app on this product (tests pass their own database, metrics and clock)."""
     # /docs is the staff API's own Swagger UI page (app.staff.docs), served without a CDN.
@@ -66,6 +67,7 @@ def create_app(
             ),
         ),
         clock=clock or (lambda: datetime.now(UTC)),
+        on_received=on_received,
     )
     app.state.web = web
     if served_assets is None:

@@ -101,16 +101,21 @@ def raise_concern(
     policy: Policy,
     code_hash: str | None = None,
     acknowledge_learner: bool = True,
+    numbered: tuple[int, int] | None = None,
 ) -> Concern:
     """The body of `submit_concern`, in the caller's transaction (the mailbox marks its stored
-    email processed in the same one, so an email becomes exactly one concern)."""
+    email processed in the same one, so an email becomes exactly one concern). `numbered` is the
+    (year, number) a stored web submission was already given; its caller holds the counter."""
     new = concern
     organisation, department, placement_text = _find_placement(session, new)
     region_id = organisation.region_id if organisation else _default_region_id(session)
     # Taking the number first holds the counter's row lock: concurrent submits then count each
     # other's concerns for triangulation instead of all missing one another.
-    year = now.astimezone(policy.calendar.timezone).year
-    number = repositories.next_reference_number(session, year)
+    if numbered is None:
+        year = now.astimezone(policy.calendar.timezone).year
+        number = repositories.next_reference_number(session, year)
+    else:
+        year, number = numbered
 
     related = 0
     if department is not None and department.id is not None:

@@ -424,6 +424,31 @@ class InboundMessage(SQLModel, table=True):
     processed_at: datetime | None = _at()
 
 
+class ReceivedSubmission(SQLModel, table=True):
+    """A concern from the web form exactly as the learner sent it, committed before they see its
+    reference; raised (triaged, routed, its people told) just after, in a transaction that also
+    deletes this row, so the learner's words live in one place once the concern exists.
+
+    The reference is taken here, when the learner is given it; a failed attempt is retried with
+    a growing wait and is never dropped.
+    """
+
+    __tablename__ = "received_submissions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(unique=True)
+    year: int
+    number: int
+    channel: str
+    received_at: datetime = _at(nullable=False)
+    # The validated submission (intake.submission.NewConcern) as JSON.
+    submission: str = Field(sa_column=Column(Text, nullable=False))
+    code_hash: str | None = None  # anonymous only: the one-time code's Argon2 hash
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = _at()
+
+
 # --- staff ------------------------------------------------------------------------------------
 
 

@@ -28,6 +28,10 @@ class WebContext:
     templates: Jinja2Templates
     limits: RateLimits
     clock: Callable[[], datetime]
+    # Called (on the event loop) once a form submission is stored: `concerns serve` wakes its
+    # intake tick, which raises it. None: nothing runs in the background, so the form raises
+    # the submission itself before answering.
+    on_received: Callable[[], None] | None = None
 
     def key_for(self, purpose: str) -> str:
         """A key of its own for each use of the secret."""

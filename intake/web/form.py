@@ -3,7 +3,9 @@ anonymous concern, its one-time code) once at /concerns/confirmation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -11,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
-from intake.service import Submitted, submit_concern
+from intake.received import Receipt, raise_if_waiting, receive_concern
 from intake.submission import Channel
 from intake.web import form_fields
 from intake.web.context import WebContext
@@ -23,6 +25,10 @@ from storage.tables import Department, Organisation
 
 # The session key of the one-time confirmation: popped by the first view of the page.
 FLASH_KEY = "confirmation"
+# The form's places are read again once this old (and at once when a learner picked one that
+# the copy kept does not hold).
+DIRECTORY_FRESH_SECONDS = 10.0
+PLACE_FIELDS = frozenset({"organisation", "department"})
 
 _Named = TypeVar("_Named", Organisation, Department)
 
@@ -30,9 +36,8 @@ _Named = TypeVar("_Named", Organisation, Department)
 def router(context: WebContext) -> APIRouter:
     routes = APIRouter(include_in_schema=False)
 
-    def directory() -> Directory:
-        """Active organisations and their departments by name (two small queries: every
-        submission reads them to check the learner's choice)."""
+    def read_directory() -> Directory:
+        """Active organisations and their departments by name."""
         with transaction(context.engine) as session:
             organisations = _by_name(session.exec(select(Organisation).where(Organisation.active)))
             departments = _by_name(session.exec(select(Department).where(Department.active)))
@@ -53,6 +58,8 @@ def router(context: WebContext) -> APIRouter:
                 }
             )
 
+    places = _Places(read_directory)
+
     def show_form(
         request: Request, directory: Directory, outcome: Outcome | None, status_code: int = 200
     ) -> HTMLResponse:
@@ -68,7 +75,7 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.get("/concerns/new", response_class=HTMLResponse)
     async def new_concern(request: Request) -> HTMLResponse:
-        return show_form(request, await run_in_threadpool(directory), None)
+        return show_form(request, await run_in_threadpool(places.current), None)
 
     @routes.post("/concerns/new", response_class=HTMLResponse)
     async def submit(request: Request) -> Response:
@@ -79,28 +86,42 @@ def router(context: WebContext) -> APIRouter:
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("submissions", context.limits.client(request))
 
-        def check_and_submit() -> tuple[Directory, Outcome, Submitted | None]:
-            known = directory()
+        def check_and_receive() -> tuple[Directory, Outcome, Receipt | None]:
+            known = places.current()
             outcome = form_fields.read(form, known)
+            if outcome.concern is None and PLACE_FIELDS & outcome.errors.keys():
+                # A place loaded into the directory a moment ago is not in the copy we keep.
+                known = places.read()
+                outcome = form_fields.read(form, known)
             if outcome.concern is None:
                 return known, outcome, None
-            submitted = submit_concern(
+            receipt = receive_concern(
                 engine=context.engine,
                 concern=outcome.concern,
                 channel=Channel.WEB,
                 now=context.clock(),
                 policy=context.policy,
             )
-            return known, outcome, submitted
+            if context.on_received is None:
+                # Nothing raises it in the background here: raise it before answering.
+                raise_if_waiting(
+                    engine=context.engine,
+                    policy=context.policy,
+                    reference=receipt.reference,
+                    now=context.clock(),
+                )
+            return known, outcome, receipt
 
-        known, outcome, submitted = await run_in_threadpool(check_and_submit)
-        if submitted is None or outcome.concern is None:
+        known, outcome, receipt = await run_in_threadpool(check_and_receive)
+        if receipt is None or outcome.concern is None:
             return show_form(request, known, outcome, status_code=400)
+        if context.on_received is not None:
+            context.on_received()
         request.session[FLASH_KEY] = {
-            "reference": submitted.reference,
-            "code": submitted.code,
-            "pathway": submitted.pathway,
-            "placement_matched": submitted.placement_matched,
+            "reference": receipt.reference,
+            "code": receipt.code,
+            "pathway": receipt.pathway,
+            "placement_matched": _placement_chosen(outcome.values),
             "confidentiality": outcome.concern.confidentiality.value,
         }
         return RedirectResponse("/concerns/confirmation", status_code=303)
@@ -130,6 +151,39 @@ def router(context: WebContext) -> APIRouter:
         )
 
     return routes
+
+
+class _Places:
+    """The directory's places as last read, shared by every request (each submission checks the
+    learner's choice against them, and the directory changes rarely)."""
+
+    def __init__(
+        self, read: Callable[[], Directory], *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._read = read
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._kept: tuple[Directory, float] | None = None
+
+    def current(self) -> Directory:
+        kept = self._kept
+        if kept is not None and self._monotonic() - kept[1] < DIRECTORY_FRESH_SECONDS:
+            return kept[0]
+        return self.read()
+
+    def read(self) -> Directory:
+        """Read the directory now, and keep it."""
+        read_at = self._monotonic()
+        directory = self._read()
+        with self._lock:
+            if self._kept is None or self._kept[1] <= read_at:
+                self._kept = (directory, read_at)
+        return directory
+
+
+def _placement_chosen(values: dict[str, str]) -> bool:
+    """Whether both the organisation and the department were picked from the directory."""
+    return all(values.get(name) not in ("", form_fields.NOT_LISTED) for name in PLACE_FIELDS)
 
 
 def _by_name(rows: Iterable[_Named]) -> list[_Named]:

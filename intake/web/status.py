@@ -25,6 +25,7 @@ from escalation.actions import (
     learner_satisfied,
 )
 from intake.follow_up import (
+    MAX_REFERENCE_LENGTH,
     LearnerStatus,
     candidate_for_follow_up,
     learner_status,
@@ -32,6 +33,7 @@ from intake.follow_up import (
     pathway_words,
     verify_follow_up,
 )
+from intake.received import raise_if_waiting
 from intake.web.context import WebContext
 from intake.web.security import CSRF_FIELD, require_csrf
 from intake.web.templating import page
@@ -197,6 +199,13 @@ def router(context: WebContext) -> APIRouter:
         context.limits.hit("lookups_per_reference", normalise_reference(reference))
 
         def find() -> str | None:
+            # A concern sent a moment ago may still be waiting to be raised: raise it first.
+            raise_if_waiting(
+                engine=context.engine,
+                policy=context.policy,
+                reference=normalise_reference(reference)[:MAX_REFERENCE_LENGTH],
+                now=context.clock(),
+            )
             with transaction(context.engine) as session:
                 candidate = candidate_for_follow_up(session, reference=reference)
             # Outside the transaction: Argon2 must not hold the database's lock.

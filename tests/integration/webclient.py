@@ -29,10 +29,19 @@ def make_app(
     *,
     clock: Callable[[], datetime],
     rate_limits: RateLimitRules | None = None,
+    on_received: Callable[[], None] | None = None,
     **settings: Any,
 ) -> FastAPI:
+    """The app on `engine`. With `on_received`, the form only stores a submission and calls it
+    (as under `concerns serve`); without, the form raises the submission before answering."""
     product = build(Settings(_env_file=None, **settings), engine=engine)  # type: ignore[call-arg]
-    return create_app(product, metrics=Metrics(engine=engine), clock=clock, rate_limits=rate_limits)
+    return create_app(
+        product,
+        metrics=Metrics(engine=engine),
+        clock=clock,
+        rate_limits=rate_limits,
+        on_received=on_received,
+    )
 
 
 class WebClient:

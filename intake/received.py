@@ -1,0 +1,132 @@
+"""The web form's two steps: take a learner's submission, then raise it.
+
+Taking it is what the learner waits for: the submission is committed as they sent it, under the
+reference they are then shown (and, if anonymous, with their one-time code's hash). Raising it is
+`raise_concern`, the same as every channel's: triage, routing, the audit trail and every message,
+in one transaction that also deletes the stored submission. `concerns serve` raises submissions
+as soon as they are taken (the form wakes its intake tick); a status look-up of a reference still
+waiting raises it first, so the learner never sees a concern half there. A failure is retried,
+never dropped: the learner was told we have it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from pydantic import TypeAdapter
+from sqlalchemy.engine import Engine
+
+from escalation.policy import Policy
+from intake.service import new_follow_up_code, raise_concern, reference_for
+from intake.submission import Channel, NewConcern
+from routing.model import Confidentiality
+from routing.pathways import starting_pathway
+from storage import submissions
+from storage.db import transaction
+
+log = logging.getLogger(__name__)
+
+_SUBMISSION = TypeAdapter(NewConcern)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the learner is shown once their submission is stored."""
+
+    reference: str
+    code: str | None  # anonymous concerns only: shown once, stored only as an Argon2 hash
+    pathway: int  # where the concern starts, from the learner's own answers
+
+
+@dataclass(frozen=True)
+class RaisingReport:
+    raised: int = 0
+    failed: int = 0
+
+
+def receive_concern(
+    *, engine: Engine, concern: NewConcern, channel: Channel, now: datetime, policy: Policy
+) -> Receipt:
+    """Commit a validated submission under the year's next reference; raise it later."""
+    code = new_follow_up_code() if concern.confidentiality is Confidentiality.ANONYMOUS else None
+    # Hashed before the transaction: Argon2 is deliberately slow and must not hold the lock.
+    code_hash = PasswordHasher().hash(code) if code else None
+    reference = submissions.store_submission(
+        engine,
+        submission=_SUBMISSION.dump_json(concern).decode(),
+        channel=channel.value,
+        code_hash=code_hash,
+        year=now.astimezone(policy.calendar.timezone).year,
+        reference_for=reference_for,
+        now=now,
+    )
+    start = starting_pathway(
+        raised_before=concern.raised_before,
+        about_pathway1_contact=concern.about_pathway1_contact,
+        cannot_raise_locally=concern.cannot_raise_locally,
+    )
+    return Receipt(reference=reference, code=code, pathway=int(start.pathway))
+
+
+def raise_waiting(*, engine: Engine, policy: Policy, now: datetime, limit: int) -> RaisingReport:
+    """Raise up to `limit` stored submissions whose turn has come, oldest first."""
+    with transaction(engine) as session:
+        waiting = submissions.waiting_ids(session, now=now, limit=limit)
+    raised = failed = 0
+    for submission_id in waiting:
+        outcome = _raise_or_note(engine, policy, submission_id, now=now)
+        raised += outcome is True
+        failed += outcome is None
+    return RaisingReport(raised=raised, failed=failed)
+
+
+def raise_if_waiting(*, engine: Engine, policy: Policy, reference: str, now: datetime) -> None:
+    """Raise the submission stored under `reference` now, if it is still waiting (a status
+    look-up comes straight after the confirmation, often before the intake tick has run)."""
+    with transaction(engine) as session:
+        submission_id = submissions.waiting_id_for(session, reference)
+    if submission_id is not None:
+        _raise_or_note(engine, policy, submission_id, now=now)
+
+
+def raise_received(*, engine: Engine, policy: Policy, submission_id: int) -> bool:
+    """Raise one stored submission; False when it is gone (raised) or another instance has it."""
+    with transaction(engine) as session:
+        stored = submissions.claim(session, submission_id)
+        if stored is None:
+            return False
+        # The counter's row is held as taking a number would hold it: see `raise_concern`.
+        submissions.lock_reference_counter(session, stored.year)
+        raise_concern(
+            session=session,
+            concern=_SUBMISSION.validate_json(stored.submission),
+            channel=Channel(stored.channel),
+            # The learner's clock started when they sent it, not when we got round to it.
+            now=stored.received_at,
+            policy=policy,
+            code_hash=stored.code_hash,
+            numbered=(stored.year, stored.number),
+        )
+        session.delete(stored)
+    return True
+
+
+def _raise_or_note(
+    engine: Engine, policy: Policy, submission_id: int, *, now: datetime
+) -> bool | None:
+    """True raised, False not ours to raise, None failed (noted, to be tried again)."""
+    try:
+        return raise_received(engine=engine, policy=policy, submission_id=submission_id)
+    except Exception as error:
+        # The type only in the log: a database error can quote the learner's words.
+        log.error("intake: a web submission could not be raised (%s)", type(error).__name__)
+        try:
+            submissions.record_failed_attempt(
+                engine, submission_id=submission_id, error=repr(error), now=now
+            )
+        except Exception as noting:
+            log.error("intake: the failure could not be noted (%s)", type(noting).__name__)
+        return None

@@ -1,0 +1,120 @@
+"""Web form submissions stored as the learner sent them (before the confirmation), then claimed
+and raised into concerns; the row goes in the same transaction that raises its concern."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from storage.db import transaction
+from storage.tables import ReceivedSubmission, ReferenceCounter
+
+# A failing submission is tried again after 30 s, 1 min, 2 min ... and then every hour: it is
+# never given up on, since the learner has been told it was received.
+FIRST_RETRY_SECONDS = 30
+LONGEST_RETRY_SECONDS = 3600
+
+
+def store_submission(
+    engine: Engine,
+    *,
+    submission: str,
+    channel: str,
+    code_hash: str | None,
+    year: int,
+    reference_for: Callable[[int, int], str],
+    now: datetime,
+) -> str:
+    """Take the year's next reference and commit the submission under it; return the reference.
+
+    A Core connection, not an ORM session: this is the whole of what a learner waits for.
+    """
+    counters = ReferenceCounter.__table__  # type: ignore[attr-defined]
+    dialect_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    take_number = (
+        dialect_insert(counters)
+        .values(year=year, last=1)
+        .on_conflict_do_update(index_elements=["year"], set_={"last": counters.c.last + 1})
+        .returning(counters.c.last)
+    )
+    with engine.begin() as connection:
+        number = connection.execute(take_number).scalar_one()
+        reference = reference_for(year, int(number))
+        connection.execute(
+            insert(ReceivedSubmission.__table__),  # type: ignore[attr-defined]
+            {
+                "reference": reference,
+                "year": year,
+                "number": int(number),
+                "channel": channel,
+                "received_at": now,
+                "submission": submission,
+                "code_hash": code_hash,
+                "attempts": 0,
+            },
+        )
+    return reference
+
+
+def waiting_ids(session: Session, *, now: datetime, limit: int) -> list[int]:
+    """Submissions still to be raised, oldest first (a failed one waits for its retry)."""
+    statement = (
+        select(ReceivedSubmission.id)
+        .where(
+            or_(
+                col(ReceivedSubmission.next_attempt_at).is_(None),
+                col(ReceivedSubmission.next_attempt_at) <= now,
+            )
+        )
+        .order_by(col(ReceivedSubmission.id))
+        .limit(limit)
+    )
+    return [int(row) for row in session.exec(statement).all() if row is not None]
+
+
+def waiting_id_for(session: Session, reference: str) -> int | None:
+    """The submission still to be raised under this reference, if there is one."""
+    statement = select(ReceivedSubmission.id).where(ReceivedSubmission.reference == reference)
+    return session.exec(statement).first()
+
+
+def claim(session: Session, submission_id: int) -> ReceivedSubmission | None:
+    """Lock one submission for raising, or None when another instance has it or it is raised."""
+    statement = select(ReceivedSubmission).where(ReceivedSubmission.id == submission_id)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    return session.exec(statement).first()
+
+
+def lock_reference_counter(session: Session, year: int) -> None:
+    """Hold the year's counter row, as taking a number does: concerns raised at the same moment
+    then see each other (triangulation counts them) instead of all missing one another."""
+    session.execute(
+        update(ReferenceCounter)
+        .where(col(ReferenceCounter.year) == year)
+        .values(last=ReferenceCounter.last)
+    )
+
+
+def record_failed_attempt(engine: Engine, *, submission_id: int, error: str, now: datetime) -> None:
+    """Note a failure to raise a submission and when to try again."""
+    with transaction(engine) as session:
+        row = session.get(ReceivedSubmission, submission_id)
+        if row is None:
+            return
+        row.attempts += 1
+        row.last_error = error[:500]
+        wait = min(LONGEST_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** min(row.attempts - 1, 16))
+        row.next_attempt_at = now + timedelta(seconds=wait)
+
+
+def waiting_count(session: Session) -> int:
+    """How many submissions are waiting to be raised (for /metrics)."""
+    statement = select(func.count()).select_from(ReceivedSubmission)
+    return int(session.exec(statement).one())

@@ -1,0 +1,332 @@
+"""The web form takes a submission (committed under its reference before the confirmation) and
+raises it just after: once, on both databases, retried when it fails, first when looked up."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import func, inspect
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from intake.received import raise_if_waiting, raise_waiting, receive_concern
+from intake.service import submit_concern
+from intake.submission import Channel, NewConcern, parse_submission
+from storage import migrate, repositories
+from storage.db import create_db_engine, transaction
+from storage.tables import Concern, Department, Event, OutboxMessage, ReceivedSubmission
+from tests.integration.helpers import (
+    MONDAY_MORNING,
+    concern_input,
+    example_placement,
+    load_example_directory,
+    policy,
+)
+from tests.integration.test_web_form import REFERENCE, answers
+from tests.integration.webclient import WebClient, make_app, web_client
+
+CODE = re.compile(r'id="code">([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})<')
+
+
+def a_concern(engine: Engine, **changes: object) -> NewConcern:
+    return parse_submission(concern_input(example_placement(engine), **changes))
+
+
+def waiting(engine: Engine) -> list[ReceivedSubmission]:
+    with transaction(engine) as session:
+        return list(session.exec(select(ReceivedSubmission).order_by(col(ReceivedSubmission.id))))
+
+
+def concerns(engine: Engine) -> list[Concern]:
+    with transaction(engine) as session:
+        return list(session.exec(select(Concern).order_by(col(Concern.id))))
+
+
+def test_a_submission_is_stored_under_its_reference_then_raised_once(engine: Engine) -> None:
+    load_example_directory(engine)
+    receipt = receive_concern(
+        engine=engine,
+        concern=a_concern(engine),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    assert receipt.reference == "LC-2026-000001"
+    assert receipt.code is None and receipt.pathway == 1
+    [stored] = waiting(engine)
+    assert stored.reference == receipt.reference and stored.attempts == 0
+    assert "Our weekly teaching has been cancelled" in stored.submission
+    assert concerns(engine) == []
+
+    later = MONDAY_MORNING + timedelta(seconds=3)
+    report = raise_waiting(engine=engine, policy=policy(), now=later, limit=20)
+    assert (report.raised, report.failed) == (1, 0)
+    [concern] = concerns(engine)
+    assert concern.reference == receipt.reference and concern.channel == "web"
+    # Its clocks started when the learner sent it, not when it was raised.
+    assert concern.created_at == MONDAY_MORNING
+    # Raised whole: its trail and its messages, and the learner's words now in one place only.
+    with transaction(engine) as session:
+        kinds = [e.kind for e in session.exec(select(Event).where(Event.concern_id == concern.id))]
+        messages = session.exec(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.concern_id == concern.id)
+        ).one()
+    assert kinds[:3] == ["received", "triaged", "routed"]
+    assert messages >= 2  # the contact and the learner at least
+    assert waiting(engine) == []
+
+    again = raise_waiting(engine=engine, policy=policy(), now=later, limit=20)
+    assert (again.raised, again.failed) == (0, 0)
+    assert len(concerns(engine)) == 1
+
+
+def test_stored_and_directly_raised_concerns_share_one_numbering(engine: Engine) -> None:
+    load_example_directory(engine)
+    direct = submit_concern(
+        engine=engine,
+        concern=a_concern(engine),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    receipt = receive_concern(
+        engine=engine,
+        concern=a_concern(engine),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    after = submit_concern(
+        engine=engine,
+        concern=a_concern(engine),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    assert [direct.reference, receipt.reference, after.reference] == [
+        "LC-2026-000001",
+        "LC-2026-000002",
+        "LC-2026-000003",
+    ]
+    raise_waiting(engine=engine, policy=policy(), now=MONDAY_MORNING, limit=20)
+    assert sorted(c.reference for c in concerns(engine)) == [
+        "LC-2026-000001",
+        "LC-2026-000002",
+        "LC-2026-000003",
+    ]
+
+
+def test_an_anonymous_submission_keeps_only_the_hash_of_its_code(sqlite_engine: Engine) -> None:
+    engine = sqlite_engine
+    load_example_directory(engine)
+    anonymous = concern_input(example_placement(engine), confidentiality="anonymous")
+    del anonymous["learner"]
+    receipt = receive_concern(
+        engine=engine,
+        concern=parse_submission(anonymous),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    assert receipt.code is not None
+    [stored] = waiting(engine)
+    assert stored.code_hash is not None and stored.code_hash.startswith("$argon2")
+    assert receipt.code not in stored.submission and receipt.code not in stored.code_hash
+    raise_waiting(engine=engine, policy=policy(), now=MONDAY_MORNING, limit=20)
+    [concern] = concerns(engine)
+    assert concern.code_hash == stored.code_hash and concern.learner_id is None
+
+
+def test_a_submission_that_cannot_be_raised_waits_for_its_retry(sqlite_engine: Engine) -> None:
+    engine = sqlite_engine  # no directory yet: nobody could be told, so raising fails
+    receipt = receive_concern(
+        engine=engine,
+        concern=parse_submission(
+            concern_input({"organisation": "Somewhere", "department": "Ward 1"})
+        ),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    report = raise_waiting(engine=engine, policy=policy(), now=MONDAY_MORNING, limit=20)
+    assert (report.raised, report.failed) == (0, 1)
+    [stored] = waiting(engine)
+    assert stored.reference == receipt.reference and stored.attempts == 1
+    assert stored.last_error is not None and "NoDirectory" in stored.last_error
+    assert stored.next_attempt_at == MONDAY_MORNING + timedelta(seconds=30)
+    assert concerns(engine) == []
+
+    load_example_directory(engine)
+    early = raise_waiting(
+        engine=engine, policy=policy(), now=MONDAY_MORNING + timedelta(seconds=10), limit=20
+    )
+    assert (early.raised, early.failed) == (0, 0)
+    due = raise_waiting(
+        engine=engine, policy=policy(), now=MONDAY_MORNING + timedelta(seconds=30), limit=20
+    )
+    assert (due.raised, due.failed) == (1, 0)
+    [concern] = concerns(engine)
+    assert concern.reference == receipt.reference and concern.created_at == MONDAY_MORNING
+    assert waiting(engine) == []
+
+
+def test_two_instances_raise_each_submission_once(postgres_url: str) -> None:
+    engines = [create_db_engine(postgres_url) for _ in range(2)]
+    migrate.upgrade(engines[0])
+    load_example_directory(engines[0])
+    references = {
+        receive_concern(
+            engine=engines[0],
+            concern=a_concern(engines[0]),
+            channel=Channel.WEB,
+            now=MONDAY_MORNING,
+            policy=policy(),
+        ).reference
+        for _ in range(30)
+    }
+    raised = [0, 0]
+    start = threading.Barrier(2)
+
+    def instance(index: int) -> None:
+        start.wait()
+        while True:
+            report = raise_waiting(
+                engine=engines[index], policy=policy(), now=MONDAY_MORNING, limit=4
+            )
+            raised[index] += report.raised
+            assert report.failed == 0
+            if not waiting(engines[index]):
+                return
+
+    workers = [threading.Thread(target=instance, args=(index,)) for index in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert sum(raised) == 30
+    assert sorted(c.reference for c in concerns(engines[0])) == sorted(references)
+    for db in engines:
+        db.dispose()
+
+
+def test_a_migration_down_refuses_while_submissions_wait(sqlite_engine: Engine) -> None:
+    engine = sqlite_engine
+    load_example_directory(engine)
+    receive_concern(
+        engine=engine,
+        concern=a_concern(engine),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    config = migrate.alembic_config(engine)
+    with pytest.raises(RuntimeError, match="1 web submission"):
+        command.downgrade(config, "0007")
+    assert len(waiting(engine)) == 1
+    raise_waiting(engine=engine, policy=policy(), now=MONDAY_MORNING, limit=20)
+    command.downgrade(config, "0007")
+    assert "received_submissions" not in inspect(engine).get_table_names()
+    command.upgrade(config, "head")
+    assert migrate.is_current(engine)
+
+
+# --- through the form, as under `concerns serve` ------------------------------------------------
+
+
+@pytest.fixture
+def woken() -> list[int]:
+    return []
+
+
+@pytest.fixture
+def client(sqlite_engine: Engine, woken: list[int]) -> Iterator[WebClient]:
+    load_example_directory(sqlite_engine)
+    app = make_app(sqlite_engine, clock=lambda: MONDAY_MORNING, on_received=lambda: woken.append(1))
+    with web_client(app) as client:
+        yield client
+
+
+def send(client: WebClient, **changes: str) -> str:
+    token = client.csrf("/concerns/new")
+    answer = client.post("/concerns/new", data={"csrf_token": token, **answers(**changes)})
+    assert answer.status_code == 303, answer.text
+    page = client.get(answer.headers["location"]).text
+    found = REFERENCE.search(page)
+    assert found, page
+    return page
+
+
+def test_the_form_answers_once_stored_and_wakes_what_raises_it(
+    client: WebClient, sqlite_engine: Engine, woken: list[int]
+) -> None:
+    page = send(client)
+    reference = REFERENCE.search(page)
+    assert reference and reference.group(1) == "LC-2026-000001"
+    assert woken == [1]
+    assert [row.reference for row in waiting(sqlite_engine)] == ["LC-2026-000001"]
+    assert concerns(sqlite_engine) == []
+    metrics = client.get("/metrics").text
+    assert "concerns_web_submissions_waiting 1.0" in metrics
+
+    raise_waiting(engine=sqlite_engine, policy=policy(), now=MONDAY_MORNING, limit=20)
+    [concern] = concerns(sqlite_engine)
+    assert concern.reference == "LC-2026-000001" and concern.channel == "web"
+    assert "concerns_web_submissions_waiting 0.0" in client.get("/metrics").text
+
+
+def test_a_status_look_up_raises_a_waiting_concern_first(
+    client: WebClient, sqlite_engine: Engine
+) -> None:
+    page = send(client, confidentiality="anonymous", name="", email="")
+    reference, code = REFERENCE.search(page), CODE.search(page)
+    assert reference and code
+    assert concerns(sqlite_engine) == []
+
+    token = client.csrf("/concerns/status")
+    answer = client.post(
+        "/concerns/status",
+        data={"csrf_token": token, "reference": reference.group(1), "code": code.group(1)},
+    )
+    assert answer.status_code == 303
+    status = client.get("/concerns/status").text
+    assert reference.group(1) in status and "We received your concern" in status
+    [concern] = concerns(sqlite_engine)
+    assert concern.reference == reference.group(1) and waiting(sqlite_engine) == []
+
+
+def test_a_wrong_code_for_a_waiting_concern_gets_the_usual_answer(
+    client: WebClient, sqlite_engine: Engine
+) -> None:
+    page = send(client, confidentiality="anonymous", name="", email="")
+    reference = REFERENCE.search(page)
+    assert reference
+    token = client.csrf("/concerns/status")
+    answer = client.post(
+        "/concerns/status",
+        data={"csrf_token": token, "reference": reference.group(1), "code": "AAAA-BBBB-CCCC"},
+    )
+    assert answer.status_code == 400
+    assert "The reference or code is not right" in answer.text
+
+
+def test_a_place_added_after_the_form_was_read_is_accepted_at_once(
+    client: WebClient, sqlite_engine: Engine
+) -> None:
+    client.get("/concerns/new")  # the form's places are now kept
+    with transaction(sqlite_engine) as session:
+        organisation = repositories.find_organisation(session, "Vale General Hospitals NHS Trust")
+        assert organisation is not None and organisation.id is not None
+        session.add(Department(organisation_id=organisation.id, key="new-ward", name="New Ward"))
+    send(client, department="vale-general/new-ward")
+    raise_if_waiting(
+        engine=sqlite_engine, policy=policy(), reference="LC-2026-000001", now=MONDAY_MORNING
+    )
+    [concern] = concerns(sqlite_engine)
+    assert concern.department_id is not None and concern.placement_text is None
