@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,17 @@ from app.bootstrap import build
 from app.metrics import Metrics
 from app.settings import Settings
 from app.web import create_app
+from intake.received import receive_concern
+from intake.submission import Channel, parse_submission
+from storage import migrate
+from storage.db import create_db_engine
+from tests.integration.helpers import (
+    concern_input,
+    example_placement,
+    load_example_directory,
+    policy,
+)
+from tests.integration.test_web_form import answers
 
 CONCERNS = Path(sys.executable).parent / "concerns"
 MAILBOX = "escalating-concerns@localhost"
@@ -387,3 +399,50 @@ def test_one_port_given_for_both_http_and_smtp_is_a_clear_error(tmp_path: Path) 
     assert result.returncode == 1
     assert f"cannot listen for SMTP on 127.0.0.1:{port}" in result.stderr
     assert "CONCERNS_SMTP_PORT" in result.stderr
+
+
+def test_form_submissions_are_raised_just_after_and_any_left_waiting_when_it_starts(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    # A submission taken just before the service stopped (or was killed), not yet raised.
+    database = tmp_path / "c.db"
+    engine = create_db_engine(f"sqlite:///{database}")
+    migrate.upgrade(engine)
+    load_example_directory(engine)
+    left = receive_concern(
+        engine=engine,
+        concern=parse_submission(concern_input(example_placement(engine))),
+        channel=Channel.WEB,
+        now=datetime.now(UTC),
+        policy=policy(),
+    ).reference
+    engine.dispose()
+
+    server = start_server(tmp_path, database=database)
+    servers.append(server)
+    with httpx.Client(base_url=server.url) as browser:
+        form = browser.get("/concerns/new").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token
+        answer = browser.post("/concerns/new", data={"csrf_token": token.group(1), **answers()})
+        assert answer.status_code == 303
+        shown = re.search(
+            r'id="reference">(LC-\d{4}-\d{6})<', browser.get("/concerns/confirmation").text
+        )
+        assert shown
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with sqlite3.connect(database) as connection:
+            raised = {row[0] for row in connection.execute("SELECT reference FROM concerns")}
+            waiting = connection.execute("SELECT count(*) FROM received_submissions").fetchone()
+            learner_acks = connection.execute(
+                "SELECT count(*) FROM outbox WHERE kind = 'learner_ack'"
+            ).fetchone()
+        connection.close()
+        if raised == {left, shown.group(1)} and waiting == (0,) and learner_acks == (2,):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"raised {raised}, waiting {waiting}, acknowledgements {learner_acks}")
+    assert 'concerns_raised_total{channel="web"} 2.0' in httpx.get(f"{server.url}/metrics").text
+    assert server.stop(timeout=10) == 0
