@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from routing.model import Harm
-from routing.triage import BULLYING_WORDS, DISCRIMINATION_WORDS, Phrases
+from routing.triage import BULLYING_WORDS, DISCRIMINATION_WORDS, ConcernText, Phrases
 
 DOMAINS: Mapping[str, str] = MappingProxyType(
     {
@@ -380,8 +380,9 @@ def suggest_standards(*, text: str, harm: Harm, patient_safety: bool) -> tuple[s
     codes = set(STANDARDS_OF_HARM[harm])
     if patient_safety:
         codes.update(PATIENT_SAFETY_STANDARDS)
+    words = ConcernText(text)
     for theme in THEMES:
-        if theme.phrases.found_in(text):
+        if theme.phrases.found_in(words):
             codes.update(theme.standards)
     if not codes:
         codes.add(FALLBACK_STANDARD)

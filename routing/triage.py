@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -39,6 +39,59 @@ def _phrase_regex(phrase: str) -> str:
     return rf"\b{regex}{_INFLECTION}\b"
 
 
+# re.IGNORECASE lets four letters outside ASCII stand for ASCII ones (Python's re documentation,
+# re.IGNORECASE): K (Kelvin sign) lower-cases to "k"; these three do not. The unit tests check
+# this against every character.
+_LIKE_ASCII = {"\u0130": "i", "\u0131": "i", "\u017f": "s"}
+_NOT_WORD = re.compile(r"\W")
+# ConcernText.spaced of ASCII text in one step, many times faster than lower() and a substitution.
+_ASCII_SPACED = {
+    code: " " if _NOT_WORD.match(chr(code)) else chr(code).lower() for code in range(128)
+}
+
+
+@dataclass(frozen=True)
+class ConcernText:
+    """A concern's words, prepared once however many tables of phrases read them."""
+
+    raw: str
+    # Curly apostrophes come from phones and word processors; the tables use straight ones.
+    text: str = field(init=False, repr=False, compare=False)
+    # In text typed all in capitals an acronym cannot be told from an ordinary word.
+    shouting: bool = field(init=False, repr=False, compare=False)
+    # A space, then the text in lower case with every character outside words made a space, so
+    # position i + 1 here is position i of the text. A phrase found case-insensitively on a word
+    # boundary has its first letters here in lower case, after a space. (Lower-casing a character
+    # never changes whether it belongs to a word.)
+    spaced: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        text = self.raw.replace("\u2019", "'")
+        if text.isascii():
+            spaced = text.translate(_ASCII_SPACED)
+        else:
+            lowered = text
+            for letter, ascii_letter in _LIKE_ASCII.items():
+                lowered = lowered.replace(letter, ascii_letter)
+            lowered = lowered.lower()
+            # Only U+0130 lower-cases to two characters, and it was replaced above.
+            assert len(lowered) == len(text)
+            spaced = _NOT_WORD.sub(" ", lowered)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "shouting", not any(character.islower() for character in text))
+        object.__setattr__(self, "spaced", " " + spaced)
+
+
+def _first_letters(phrase: str) -> str:
+    # The ASCII letters and digits a phrase starts with, lower-cased, as ConcernText.spaced has
+    # them. They hold no space, so a search for them that does not overlap skips no place where a
+    # phrase could start.
+    first_part = phrase.split()[0].split("-")[0]
+    letters = re.match(r"[a-zA-Z0-9]*", first_part)
+    assert letters is not None
+    return letters.group().lower()
+
+
 @dataclass(frozen=True)
 class Phrases:
     """Words and phrases found case-insensitively on word boundaries, with regular endings."""
@@ -48,6 +101,10 @@ class Phrases:
     # signal. Themes of absence ("no teaching", "no wifi") keep their negations.
     skip_negated: bool = False
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    # Where a phrase may start, found in ConcernText.spaced: trying _pattern at every character
+    # took a large share of the time to raise a concern, while re jumps straight from space to
+    # space when a pattern starts with one.
+    _starts: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for phrase in self.phrases:
@@ -60,24 +117,30 @@ class Phrases:
             f"(?P<p{index}>{_phrase_regex(self.phrases[index])})" for index in order
         )
         object.__setattr__(self, "_pattern", re.compile(alternatives, re.IGNORECASE))
+        first_letters = {_first_letters(phrase) for phrase in self.phrases}
+        # A phrase starting with any other character is tried at every character instead.
+        starts = (
+            None if "" in first_letters else re.compile(f" (?:{'|'.join(sorted(first_letters))})")
+        )
+        object.__setattr__(self, "_starts", starts)
 
-    def found_in(self, text: str) -> tuple[str, ...]:
-        """Return the words found, lower-cased (acronyms as written), in order of appearance."""
-        # Curly apostrophes come from phones and word processors; the tables use straight ones.
-        text = text.replace("\u2019", "'")
-        # In text typed all in capitals an acronym cannot be told from an ordinary word.
-        shouting = not any(character.islower() for character in text)
+    def found_in(self, text: str | ConcernText) -> tuple[str, ...]:
+        """Return the words found, lower-cased (acronyms as written), in order of appearance.
+
+        Pass a ConcernText when many tables read the same text, so it is prepared only once.
+        """
+        words = text if isinstance(text, ConcernText) else ConcernText(text)
         found: dict[str, None] = {}
-        for match in self._pattern.finditer(text):
+        for match in self._matches(words):
             assert match.lastgroup is not None
             if self.skip_negated and _NEGATED.search(
-                text[max(0, match.start() - 60) : match.start()]
+                words.text[max(0, match.start() - 60) : match.start()]
             ):
                 # "No patient was harmed" must not read as harm.
                 continue
             phrase = self.phrases[int(match.lastgroup[1:])]
             if _is_acronym(phrase):
-                if not shouting:
+                if not words.shouting:
                     found[phrase] = None
             elif "..." in phrase.split():
                 # The gap holds the learner's own words; quoting the table phrase keeps reasons
@@ -86,6 +149,22 @@ class Phrases:
             else:
                 found[" ".join(match.group().lower().split())] = None
         return tuple(found)
+
+    def _matches(self, words: ConcernText) -> Iterator[re.Match[str]]:
+        """The matches of _pattern.finditer(words.text), tried only where a phrase may start."""
+        if self._starts is None:
+            starts: Iterable[int] = range(len(words.text))
+        else:
+            # The space is at start() in spaced, so the first letters are at start() in the text.
+            starts = (space.start() for space in self._starts.finditer(words.spaced))
+        end = 0
+        for start in starts:
+            if start < end:
+                continue
+            match = self._pattern.match(words.text, start)
+            if match:
+                yield match
+                end = match.end()
 
 
 # A negating word at most two words before a phrase: "no patient was harmed", "not unsafe",
@@ -339,8 +418,9 @@ def triage(answers: TriageInput) -> Triage:
         harm_reason += f": {HARM_NOTES[answers.harm]}"
     reasons.append(harm_reason)
 
+    words = ConcernText(answers.text)
     for signal in SIGNALS:
-        found = signal.phrases.found_in(answers.text)
+        found = signal.phrases.found_in(words)
         if not found:
             continue
         impact = max(impact, signal.min_impact)
