@@ -181,17 +181,27 @@ def measure(base: str, target: str, numbers: range, clients: int) -> tuple[float
 
 def wait_until_raised(database: Path) -> float:
     """Seconds until every stored submission has been raised into a concern (triage, routing,
-    the audit trail and the outbox): the service's work after it answers the learner."""
+    the audit trail and the outbox): the service's work after it answers the learner. Then, not
+    counted, until the outbox has sent every email those concerns queued, so that no round
+    (ours or the bare one) runs while an earlier round's work is still going on."""
     import sqlite3
 
+    def wait_for(query: str) -> None:
+        connection = sqlite3.connect(database, timeout=60)
+        try:
+            while connection.execute(query).fetchone()[0]:
+                time.sleep(0.02)
+        finally:
+            connection.close()
+
     started = time.perf_counter()
-    connection = sqlite3.connect(database, timeout=60)
-    try:
-        while connection.execute("SELECT count(*) FROM received_submissions").fetchone()[0]:
-            time.sleep(0.02)
-    finally:
-        connection.close()
-    return time.perf_counter() - started
+    wait_for("SELECT count(*) FROM received_submissions")
+    raised = time.perf_counter() - started
+    # Messages to contacts outside working hours wait for the morning: those are not waited for.
+    wait_for(
+        "SELECT count(*) FROM outbox WHERE status = 'pending' AND send_after <= datetime('now')"
+    )
+    return raised
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert, or_, update
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -19,6 +20,22 @@ from storage.tables import ReceivedSubmission, ReferenceCounter
 # never given up on, since the learner has been told it was received.
 FIRST_RETRY_SECONDS = 30
 LONGEST_RETRY_SECONDS = 3600
+
+
+def _take_number(insert_for_dialect: Any) -> Any:
+    """Increment the year's counter (creating it at 1) and return the number taken."""
+    counters = ReferenceCounter.__table__  # type: ignore[attr-defined]
+    return (
+        insert_for_dialect(counters)
+        .values(year=bindparam("year"), last=1)
+        .on_conflict_do_update(index_elements=["year"], set_={"last": counters.c.last + 1})
+        .returning(counters.c.last)
+    )
+
+
+# Built once: building a statement costs about as much as running it.
+_TAKE_NUMBER = {"sqlite": _take_number(sqlite_insert), "postgresql": _take_number(pg_insert)}
+_STORE = insert(ReceivedSubmission.__table__)  # type: ignore[attr-defined]
 
 
 def store_submission(
@@ -35,19 +52,11 @@ def store_submission(
 
     A Core connection, not an ORM session: this is the whole of what a learner waits for.
     """
-    counters = ReferenceCounter.__table__  # type: ignore[attr-defined]
-    dialect_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    take_number = (
-        dialect_insert(counters)
-        .values(year=year, last=1)
-        .on_conflict_do_update(index_elements=["year"], set_={"last": counters.c.last + 1})
-        .returning(counters.c.last)
-    )
     with engine.begin() as connection:
-        number = connection.execute(take_number).scalar_one()
+        number = connection.execute(_TAKE_NUMBER[engine.dialect.name], {"year": year}).scalar_one()
         reference = reference_for(year, int(number))
         connection.execute(
-            insert(ReceivedSubmission.__table__),  # type: ignore[attr-defined]
+            _STORE,
             {
                 "reference": reference,
                 "year": year,
