@@ -89,13 +89,17 @@ def raise_if_waiting(*, engine: Engine, policy: Policy, reference: str, now: dat
     with transaction(engine) as session:
         submission_id = submissions.waiting_id_for(session, reference)
     if submission_id is not None:
-        _raise_or_note(engine, policy, submission_id, now=now)
+        # Waiting for an instance already raising it: the look-up must find the concern.
+        _raise_or_note(engine, policy, submission_id, now=now, wait=True)
 
 
-def raise_received(*, engine: Engine, policy: Policy, submission_id: int) -> bool:
-    """Raise one stored submission; False when it is gone (raised) or another instance has it."""
+def raise_received(
+    *, engine: Engine, policy: Policy, submission_id: int, wait: bool = False
+) -> bool:
+    """Raise one stored submission; False when it is gone (raised) or, unless `wait`, another
+    instance has it."""
     with transaction(engine) as session:
-        stored = submissions.claim(session, submission_id)
+        stored = submissions.claim(session, submission_id, wait=wait)
         if stored is None:
             return False
         # The counter's row is held as taking a number would hold it: see `raise_concern`.
@@ -115,11 +119,11 @@ def raise_received(*, engine: Engine, policy: Policy, submission_id: int) -> boo
 
 
 def _raise_or_note(
-    engine: Engine, policy: Policy, submission_id: int, *, now: datetime
+    engine: Engine, policy: Policy, submission_id: int, *, now: datetime, wait: bool = False
 ) -> bool | None:
     """True raised, False not ours to raise, None failed (noted, to be tried again)."""
     try:
-        return raise_received(engine=engine, policy=policy, submission_id=submission_id)
+        return raise_received(engine=engine, policy=policy, submission_id=submission_id, wait=wait)
     except Exception as error:
         # The type only in the log: a database error can quote the learner's words.
         log.error("intake: a web submission could not be raised (%s)", type(error).__name__)

@@ -93,11 +93,12 @@ def waiting_id_for(session: Session, reference: str) -> int | None:
     return session.exec(statement).first()
 
 
-def claim(session: Session, submission_id: int) -> ReceivedSubmission | None:
-    """Lock one submission for raising, or None when another instance has it or it is raised."""
+def claim(session: Session, submission_id: int, *, wait: bool = False) -> ReceivedSubmission | None:
+    """Lock one submission for raising, or None when it is raised or (unless `wait`, which waits
+    for whoever has it to finish) another instance has it."""
     statement = select(ReceivedSubmission).where(ReceivedSubmission.id == submission_id)
     if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
+        statement = statement.with_for_update(skip_locked=not wait)
     return session.exec(statement).first()
 
 

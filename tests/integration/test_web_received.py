@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -15,9 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from intake.received import raise_if_waiting, raise_waiting, receive_concern
-from intake.service import submit_concern
+from intake.service import raise_concern, submit_concern
 from intake.submission import Channel, NewConcern, parse_submission
-from storage import migrate, repositories
+from storage import migrate, repositories, submissions
 from storage.db import create_db_engine, transaction
 from storage.tables import Concern, Department, Event, OutboxMessage, ReceivedSubmission
 from tests.integration.helpers import (
@@ -212,6 +213,47 @@ def test_two_instances_raise_each_submission_once(postgres_url: str) -> None:
         worker.join(120)
     assert sum(raised) == 30
     assert sorted(c.reference for c in concerns(engines[0])) == sorted(references)
+    for db in engines:
+        db.dispose()
+
+
+def test_a_look_up_waits_for_an_instance_already_raising_it(postgres_url: str) -> None:
+    engines = [create_db_engine(postgres_url) for _ in range(2)]
+    migrate.upgrade(engines[0])
+    load_example_directory(engines[0])
+    concern = a_concern(engines[0])
+    reference = receive_concern(
+        engine=engines[0], concern=concern, channel=Channel.WEB, now=MONDAY_MORNING, policy=policy()
+    ).reference
+    holding = threading.Event()
+
+    def other_instance() -> None:
+        # Raising it, and slow to commit.
+        with transaction(engines[1]) as session:
+            [submission_id] = submissions.waiting_ids(session, now=MONDAY_MORNING, limit=5)
+            stored = submissions.claim(session, submission_id)
+            assert stored is not None
+            raise_concern(
+                session=session,
+                concern=concern,
+                channel=Channel.WEB,
+                now=stored.received_at,
+                policy=policy(),
+                numbered=(stored.year, stored.number),
+            )
+            session.delete(stored)
+            session.flush()
+            holding.set()
+            time.sleep(0.5)
+
+    worker = threading.Thread(target=other_instance)
+    worker.start()
+    assert holding.wait(30)
+    raise_if_waiting(engine=engines[0], policy=policy(), reference=reference, now=MONDAY_MORNING)
+    # The look-up came back only once the other instance had committed (it holds its transaction
+    # open for half a second): the concern is there to be found.
+    assert [c.reference for c in concerns(engines[0])] == [reference]
+    worker.join(30)
     for db in engines:
         db.dispose()
 
