@@ -431,7 +431,7 @@ def _ticks(
     sender: Sender,
     metrics: Metrics,
     mailbox: Mailbox,
-    web_arrivals: Arrivals,
+    web_arrivals: Arrivals | None = None,
     teams: TeamsBot | None = None,
 ) -> tuple[Tick, ...]:
     """The sweep, outbox dispatch, email intake and digest ticks (all but dispatch wake it),
@@ -543,7 +543,7 @@ def _ticks(
             then=wake_dispatchers,
             give_way=lambda: (
                 mailbox.receiving(within=MAIL_QUIET_SECONDS)
-                or web_arrivals.receiving(within=MAIL_QUIET_SECONDS)
+                or (web_arrivals is not None and web_arrivals.receiving(within=MAIL_QUIET_SECONDS))
             ),
         ),
         Tick("digest", digest_pass, metrics=metrics, then=wake_dispatchers),
