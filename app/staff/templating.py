@@ -9,31 +9,16 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoader, PackageLoader
 
 from intake.web.security import csrf_token
-from intake.web.templating import TEMPLATES as LEARNER_TEMPLATES
+from intake.web.templating import templates
 
 TEMPLATES = Path(__file__).parent / "templates"
 SERVICE_NAME = "Learner concerns: staff"
 
 
 def staff_templates() -> Jinja2Templates:
-    environment = Environment(
-        loader=ChoiceLoader(
-            [
-                FileSystemLoader(TEMPLATES),
-                FileSystemLoader(LEARNER_TEMPLATES),
-                PackageLoader("nhsuk_frontend_jinja"),
-            ]
-        ),
-        autoescape=True,
-        undefined=ChainableUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.globals["service_name"] = SERVICE_NAME
-    return Jinja2Templates(env=environment)
+    return templates(first=TEMPLATES, service_name=SERVICE_NAME)
 
 
 def staff_page(

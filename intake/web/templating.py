@@ -1,4 +1,5 @@
-"""One Jinja environment for the learner pages: our templates, then the NHS.UK frontend macros."""
+"""The Jinja environment of the learner pages (our templates, then the NHS.UK frontend macros),
+which the staff pages reuse with their own folder searched first."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoader, PackageLoader
+from jinja2 import (
+    ChainableUndefined,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+)
 
 from intake.web.security import csrf_token
 
@@ -16,18 +23,25 @@ TEMPLATES = Path(__file__).parent / "templates"
 SERVICE_NAME = "Raise a concern about your placement"
 
 
-def templates() -> Jinja2Templates:
+def templates(*, first: Path | None = None, service_name: str = SERVICE_NAME) -> Jinja2Templates:
     """Autoescape everywhere. ChainableUndefined because the NHS.UK macros read optional,
     nested parameters (`params.hint.text`) that are often absent; our own templates are
-    covered by tests that render every page and state."""
+    covered by tests that render every page and state. `first`: a folder searched before the
+    learner pages' own (the staff side's)."""
+    folders = [first, TEMPLATES] if first else [TEMPLATES]
     environment = Environment(
-        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), PackageLoader("nhsuk_frontend_jinja")]),
+        loader=ChoiceLoader(
+            [
+                *(FileSystemLoader(folder) for folder in folders),
+                PackageLoader("nhsuk_frontend_jinja"),
+            ]
+        ),
         autoescape=True,
         undefined=ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.globals["service_name"] = SERVICE_NAME
+    environment.globals["service_name"] = service_name
     return Jinja2Templates(env=environment)
 
 
