@@ -15,7 +15,7 @@ from sqlalchemy import func, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from intake.received import raise_if_waiting, raise_waiting, receive_concern
+from intake.received import Receipt, raise_if_waiting, raise_waiting, receive_concern
 from intake.service import raise_concern, submit_concern
 from intake.submission import Channel, NewConcern, parse_submission
 from storage import migrate, repositories, submissions
@@ -38,6 +38,13 @@ def a_concern(engine: Engine, **changes: object) -> NewConcern:
     return parse_submission(concern_input(example_placement(engine), **changes))
 
 
+def receive(engine: Engine, concern: NewConcern) -> Receipt:
+    """Take a submission from the web form, as the form does on Monday morning."""
+    return receive_concern(
+        engine=engine, concern=concern, channel=Channel.WEB, now=MONDAY_MORNING, policy=policy()
+    )
+
+
 def waiting(engine: Engine) -> list[ReceivedSubmission]:
     with transaction(engine) as session:
         return list(session.exec(select(ReceivedSubmission).order_by(col(ReceivedSubmission.id))))
@@ -50,13 +57,7 @@ def concerns(engine: Engine) -> list[Concern]:
 
 def test_a_submission_is_stored_under_its_reference_then_raised_once(engine: Engine) -> None:
     load_example_directory(engine)
-    receipt = receive_concern(
-        engine=engine,
-        concern=a_concern(engine),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    )
+    receipt = receive(engine, a_concern(engine))
     assert receipt.reference == "LC-2026-000001"
     assert receipt.code is None and receipt.pathway == 1
     [stored] = waiting(engine)
@@ -97,13 +98,7 @@ def test_stored_and_directly_raised_concerns_share_one_numbering(engine: Engine)
         now=MONDAY_MORNING,
         policy=policy(),
     )
-    receipt = receive_concern(
-        engine=engine,
-        concern=a_concern(engine),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    )
+    receipt = receive(engine, a_concern(engine))
     after = submit_concern(
         engine=engine,
         concern=a_concern(engine),
@@ -129,13 +124,7 @@ def test_an_anonymous_submission_keeps_only_the_hash_of_its_code(sqlite_engine: 
     load_example_directory(engine)
     anonymous = concern_input(example_placement(engine), confidentiality="anonymous")
     del anonymous["learner"]
-    receipt = receive_concern(
-        engine=engine,
-        concern=parse_submission(anonymous),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    )
+    receipt = receive(engine, parse_submission(anonymous))
     assert receipt.code is not None
     [stored] = waiting(engine)
     assert stored.code_hash is not None and stored.code_hash.startswith("$argon2")
@@ -147,14 +136,9 @@ def test_an_anonymous_submission_keeps_only_the_hash_of_its_code(sqlite_engine: 
 
 def test_a_submission_that_cannot_be_raised_waits_for_its_retry(sqlite_engine: Engine) -> None:
     engine = sqlite_engine  # no directory yet: nobody could be told, so raising fails
-    receipt = receive_concern(
-        engine=engine,
-        concern=parse_submission(
-            concern_input({"organisation": "Somewhere", "department": "Ward 1"})
-        ),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
+    receipt = receive(
+        engine,
+        parse_submission(concern_input({"organisation": "Somewhere", "department": "Ward 1"})),
     )
     report = raise_waiting(engine=engine, policy=policy(), now=MONDAY_MORNING, limit=20)
     assert (report.raised, report.failed) == (0, 1)
@@ -182,16 +166,7 @@ def test_two_instances_raise_each_submission_once(postgres_url: str) -> None:
     engines = [create_db_engine(postgres_url) for _ in range(2)]
     migrate.upgrade(engines[0])
     load_example_directory(engines[0])
-    references = {
-        receive_concern(
-            engine=engines[0],
-            concern=a_concern(engines[0]),
-            channel=Channel.WEB,
-            now=MONDAY_MORNING,
-            policy=policy(),
-        ).reference
-        for _ in range(30)
-    }
+    references = {receive(engines[0], a_concern(engines[0])).reference for _ in range(30)}
     raised = [0, 0]
     start = threading.Barrier(2)
 
@@ -222,9 +197,7 @@ def test_a_look_up_waits_for_an_instance_already_raising_it(postgres_url: str) -
     migrate.upgrade(engines[0])
     load_example_directory(engines[0])
     concern = a_concern(engines[0])
-    reference = receive_concern(
-        engine=engines[0], concern=concern, channel=Channel.WEB, now=MONDAY_MORNING, policy=policy()
-    ).reference
+    reference = receive(engines[0], concern).reference
     holding = threading.Event()
 
     def other_instance() -> None:
@@ -261,13 +234,7 @@ def test_a_look_up_waits_for_an_instance_already_raising_it(postgres_url: str) -
 def test_a_migration_down_refuses_while_submissions_wait(sqlite_engine: Engine) -> None:
     engine = sqlite_engine
     load_example_directory(engine)
-    receive_concern(
-        engine=engine,
-        concern=a_concern(engine),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    )
+    receive(engine, a_concern(engine))
     config = migrate.alembic_config(engine)
     with pytest.raises(RuntimeError, match="1 web submission"):
         command.downgrade(config, "0007")
