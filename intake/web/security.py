@@ -11,14 +11,14 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,6 +100,56 @@ class RateLimitRules:
     sign_ins: str = "5/15 minutes"
 
 
+class MovingWindows:
+    """For each key, the moments of its attempts still inside its window, in this process's memory.
+
+    The `limits` library's own in-memory store starts a timer thread on almost every hit to expire
+    old entries, which cost the form more than the count itself; here a key's old attempts are
+    dropped when it is next hit, and keys gone quiet are swept out every `sweep_seconds`.
+    """
+
+    def __init__(
+        self, *, monotonic: Callable[[], float] = time.monotonic, sweep_seconds: float = 60.0
+    ) -> None:
+        self._monotonic = monotonic
+        self._sweep_seconds = sweep_seconds
+        self._lock = threading.Lock()
+        # key -> (window in seconds, moments of the attempts inside it, oldest first)
+        self._attempts: dict[tuple[str, ...], tuple[float, deque[float]]] = {}
+        self._next_sweep = monotonic() + sweep_seconds
+
+    def hit(self, key: tuple[str, ...], *, allowed: int, window: float) -> float | None:
+        """Count one attempt, or refuse it when `allowed` already fall inside the window:
+        then return the seconds until the oldest of them leaves it."""
+        now = self._monotonic()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._sweep(now)
+            _, attempts = self._attempts.setdefault(key, (window, deque()))
+            while attempts and attempts[0] <= now - window:
+                attempts.popleft()
+            if len(attempts) >= allowed:
+                return attempts[0] + window - now
+            attempts.append(now)
+            return None
+
+    def keys(self) -> int:
+        """How many keys are held (tests: quiet ones must not pile up)."""
+        return len(self._attempts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._attempts.clear()
+
+    def _sweep(self, now: float) -> None:
+        self._attempts = {
+            key: (window, attempts)
+            for key, (window, attempts) in self._attempts.items()
+            if attempts and attempts[-1] > now - window
+        }
+        self._next_sweep = now + self._sweep_seconds
+
+
 class RateLimits:
     """Moving-window limits held in this process's memory.
 
@@ -108,9 +158,11 @@ class RateLimits:
     hopeless.
     """
 
-    def __init__(self, key: str, rules: RateLimitRules | None = None) -> None:
+    def __init__(
+        self, key: str, rules: RateLimitRules | None = None, *, windows: MovingWindows | None = None
+    ) -> None:
         self._key = key.encode()
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._windows = windows or MovingWindows()
         rules = rules or RateLimitRules()
         self._items: dict[str, RateLimitItem] = {
             "submissions": parse(rules.submissions),
@@ -128,13 +180,15 @@ class RateLimits:
     def hit(self, what: str, *identifiers: str) -> None:
         """Count one attempt; raise RateLimited when the window is full."""
         item = self._items[what]
-        if not self._limiter.hit(item, what, *identifiers):
-            reset_at, _ = self._limiter.get_window_stats(item, what, *identifiers)
-            raise RateLimited(max(1, int(reset_at - time.time()) + 1))
+        wait = self._windows.hit(
+            (what, *identifiers), allowed=item.amount, window=float(item.get_expiry())
+        )
+        if wait is not None:
+            raise RateLimited(max(1, int(wait) + 1))
 
     def reset(self) -> None:
         """Forget every window (tests, and an operator's restart does the same)."""
-        self._limiter.storage.reset()
+        self._windows.reset()
 
 
 # --- middleware -----------------------------------------------------------------------------
