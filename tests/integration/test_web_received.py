@@ -119,6 +119,29 @@ def test_stored_and_directly_raised_concerns_share_one_numbering(engine: Engine)
     ]
 
 
+def test_a_submission_that_fails_while_being_stored_leaves_nothing_behind(engine: Engine) -> None:
+    load_example_directory(engine)
+
+    def broken(year: int, number: int) -> str:
+        raise RuntimeError("no reference")
+
+    with pytest.raises(RuntimeError):
+        submissions.store_submission(
+            engine,
+            submission="{}",
+            channel="web",
+            code_hash=None,
+            year=2026,
+            reference_for=broken,
+            now=MONDAY_MORNING,
+        )
+    assert waiting(engine) == []
+    # The number taken was given back with the rest, and the connection is usable again.
+    assert receive(engine, a_concern(engine)).reference == "LC-2026-000001"
+    [stored] = waiting(engine)
+    assert stored.received_at == MONDAY_MORNING
+
+
 def test_an_anonymous_submission_keeps_only_the_hash_of_its_code(sqlite_engine: Engine) -> None:
     engine = sqlite_engine
     load_example_directory(engine)
