@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,20 @@ def create_db_engine(url: str) -> Engine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, **kwargs)
     _configure_sqlite(engine, in_memory=in_memory)
+    _SQLITE_WRITERS[engine] = threading.RLock()
     return engine
+
+
+# SQLite lets one transaction write at a time, and a writer that finds the database locked
+# sleeps in growing steps (1, 2, 5, 10 ms ...) before it looks again: writers in one process
+# queue on a lock instead, and the next goes the moment the last commits. Other processes still
+# wait through SQLite's busy timeout.
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+def writer_turn(engine: Engine) -> AbstractContextManager[object]:
+    """Hold this around a write transaction of one's own (PostgreSQL needs nothing)."""
+    return _SQLITE_WRITERS.get(engine) or nullcontext()
 
 
 def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session, col, select
 
-from storage.db import transaction
+from storage.db import transaction, writer_turn
 from storage.tables import ReceivedSubmission, ReferenceCounter
 
 # A failing submission is tried again after 30 s, 1 min, 2 min ... and then every hour: it is
@@ -115,40 +115,41 @@ def store_submission(
 ) -> str:
     """Take the year's next reference and commit the submission under it; return the reference."""
     storing = _storing(engine.dialect)
-    # From the engine's pool, checked (PostgreSQL) and set up (SQLite) as every connection is.
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        if storing.begin is not None:
-            cursor.execute(storing.begin)
-        cursor.execute(storing.take_number.sql, storing.take_number.parameters({"year": year}))
-        taken = cursor.fetchone()
-        if taken is None:
-            raise RuntimeError("the reference counter returned no number")
-        number = int(taken[0])
-        reference = reference_for(year, number)
-        cursor.execute(
-            storing.store.sql,
-            storing.store.parameters(
-                {
-                    "reference": reference,
-                    "year": year,
-                    "number": number,
-                    "channel": channel,
-                    "received_at": now,
-                    "submission": submission,
-                    "code_hash": code_hash,
-                    "attempts": 0,
-                }
-            ),
-        )
-        cursor.close()
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    finally:
-        connection.close()
+    with writer_turn(engine):
+        # From the engine's pool, checked (PostgreSQL) and set up (SQLite) as every connection is.
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if storing.begin is not None:
+                cursor.execute(storing.begin)
+            cursor.execute(storing.take_number.sql, storing.take_number.parameters({"year": year}))
+            taken = cursor.fetchone()
+            if taken is None:
+                raise RuntimeError("the reference counter returned no number")
+            number = int(taken[0])
+            reference = reference_for(year, number)
+            cursor.execute(
+                storing.store.sql,
+                storing.store.parameters(
+                    {
+                        "reference": reference,
+                        "year": year,
+                        "number": number,
+                        "channel": channel,
+                        "received_at": now,
+                        "submission": submission,
+                        "code_hash": code_hash,
+                        "attempts": 0,
+                    }
+                ),
+            )
+            cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
     return reference
 
 

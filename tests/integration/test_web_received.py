@@ -142,6 +142,31 @@ def test_a_submission_that_fails_while_being_stored_leaves_nothing_behind(engine
     assert stored.received_at == MONDAY_MORNING
 
 
+def test_submissions_stored_at_once_from_many_threads_each_get_their_own_number(
+    engine: Engine,
+) -> None:
+    load_example_directory(engine)
+    concern = a_concern(engine)
+    references: list[str] = []
+    failures: list[BaseException] = []
+
+    def learner() -> None:
+        try:
+            for _ in range(10):
+                references.append(receive(engine, concern).reference)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=learner) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert sorted(references) == [f"LC-2026-{number:06d}" for number in range(1, 81)]
+    assert sorted(row.reference for row in waiting(engine)) == sorted(references)
+
+
 def test_an_anonymous_submission_keeps_only_the_hash_of_its_code(sqlite_engine: Engine) -> None:
     engine = sqlite_engine
     load_example_directory(engine)
