@@ -86,18 +86,25 @@ def router(context: WebContext) -> APIRouter:
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("submissions", context.limits.client(request))
 
-        def check_and_receive() -> tuple[Directory, Outcome, Receipt | None]:
-            known = places.current()
+        # Checking the answers is pure work on what was sent: done here, on the loop, so that
+        # worker threads are left only the database (concurrent submissions then do not fight
+        # over the interpreter for their checks).
+        known = places.fresh()
+        if known is None:
+            known = await run_in_threadpool(places.read)
+        outcome = form_fields.read(form, known)
+        if outcome.concern is None and PLACE_FIELDS & outcome.errors.keys():
+            # A place loaded into the directory a moment ago is not in the copy we keep.
+            known = await run_in_threadpool(places.read)
             outcome = form_fields.read(form, known)
-            if outcome.concern is None and PLACE_FIELDS & outcome.errors.keys():
-                # A place loaded into the directory a moment ago is not in the copy we keep.
-                known = places.read()
-                outcome = form_fields.read(form, known)
-            if outcome.concern is None:
-                return known, outcome, None
+        concern = outcome.concern
+        if concern is None:
+            return show_form(request, known, outcome, status_code=400)
+
+        def store() -> Receipt:
             receipt = receive_concern(
                 engine=context.engine,
-                concern=outcome.concern,
+                concern=concern,
                 channel=Channel.WEB,
                 now=context.clock(),
                 policy=context.policy,
@@ -110,11 +117,9 @@ def router(context: WebContext) -> APIRouter:
                     reference=receipt.reference,
                     now=context.clock(),
                 )
-            return known, outcome, receipt
+            return receipt
 
-        known, outcome, receipt = await run_in_threadpool(check_and_receive)
-        if receipt is None or outcome.concern is None:
-            return show_form(request, known, outcome, status_code=400)
+        receipt = await run_in_threadpool(store)
         if context.on_received is not None:
             context.on_received()
         request.session[FLASH_KEY] = {
@@ -122,7 +127,7 @@ def router(context: WebContext) -> APIRouter:
             "code": receipt.code,
             "pathway": receipt.pathway,
             "placement_matched": _placement_chosen(outcome.values),
-            "confidentiality": outcome.concern.confidentiality.value,
+            "confidentiality": concern.confidentiality.value,
         }
         return RedirectResponse("/concerns/confirmation", status_code=303)
 
@@ -165,11 +170,16 @@ class _Places:
         self._lock = threading.Lock()
         self._kept: tuple[Directory, float] | None = None
 
-    def current(self) -> Directory:
+    def fresh(self) -> Directory | None:
+        """The copy kept, unless it is too old (then read it again, off the loop)."""
         kept = self._kept
         if kept is not None and self._monotonic() - kept[1] < DIRECTORY_FRESH_SECONDS:
             return kept[0]
-        return self.read()
+        return None
+
+    def current(self) -> Directory:
+        kept = self.fresh()
+        return kept if kept is not None else self.read()
 
     def read(self) -> Directory:
         """Read the directory now, and keep it."""
