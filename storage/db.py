@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
@@ -77,6 +77,59 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
         # Take the write lock at the start: two writers never both read then fight to upgrade,
         # which is how SQLite claims a due row as PostgreSQL does with FOR UPDATE SKIP LOCKED.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class DriverStatement:
+    """A statement compiled once for a dialect and run on the driver's own connection.
+
+    For the two writes a person waits on (a form submission, an email before its 250), where
+    SQLAlchemy's work per execution (an execution context, events, result objects) cost about as
+    much as the database's own. SQLAlchemy still writes the SQL, its paramstyle and the columns'
+    conversions (a UTC datetime as SQLite stores it, JSON); only the call is the driver's.
+    """
+
+    def __init__(
+        self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None
+    ) -> None:
+        self._compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        self.sql: str = self._compiled.string
+        self._positions: Sequence[str] | None = self._compiled.positiontup
+        self._processors = {
+            name: process
+            for name, bind in self._compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        """The driver's parameters for one row's values, converted as SQLAlchemy would."""
+        parameters = self._compiled.construct_params(values)
+        for name, process in self._processors.items():
+            parameters[name] = process(parameters[name])
+        if self._positions is None:
+            return parameters
+        return tuple(parameters[name] for name in self._positions)
+
+
+@contextmanager
+def driver_transaction(engine: Engine) -> Iterator[Any]:
+    """A write transaction on the driver's own connection (for DriverStatement), from the engine's
+    pool, checked (PostgreSQL) and set up (SQLite) as every connection is; SQLite's write lock is
+    taken at the start, as in every transaction of ours. Yields a cursor; commits on success and
+    rolls back on any error."""
+    with writer_turn(engine):
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if engine.dialect.name == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")
+            yield cursor
+            cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
 
 
 def serialise(session: Session, name: str) -> None:

@@ -3,9 +3,10 @@ and raised into concerns; the row goes in the same transaction that raises its c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, update
@@ -14,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session, col, select
 
-from storage.db import transaction, writer_turn
+from storage.db import DriverStatement, driver_transaction, transaction
 from storage.tables import ReceivedSubmission, ReferenceCounter
 
 # A failing submission is tried again after 30 s, 1 min, 2 min ... and then every hour: it is
@@ -46,61 +47,24 @@ _STORED_COLUMNS = (
 )
 
 
-class _DriverStatement:
-    """A statement compiled once for a dialect and run on the driver's own connection.
-
-    Storing a submission is the whole of what a learner waits for, and SQLAlchemy's work per
-    execution (building an execution context, events, result objects) cost about as much as the
-    database's own; compiling here keeps SQLAlchemy in charge of the SQL, its paramstyle and the
-    columns' conversions (a UTC datetime as SQLite stores it), and leaves only the driver's call.
-    """
-
-    def __init__(
-        self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None
-    ) -> None:
-        self._compiled = statement.compile(dialect=dialect, column_keys=column_keys)
-        self.sql: str = self._compiled.string
-        self._positions: Sequence[str] | None = self._compiled.positiontup
-        self._processors = {
-            name: process
-            for name, bind in self._compiled.binds.items()
-            if (process := bind.type.bind_processor(dialect)) is not None
-        }
-
-    def parameters(self, values: dict[str, Any]) -> Any:
-        parameters = self._compiled.construct_params(values)
-        for name, process in self._processors.items():
-            parameters[name] = process(parameters[name])
-        if self._positions is None:
-            return parameters
-        return tuple(parameters[name] for name in self._positions)
-
-
 @dataclass(frozen=True)
 class _Storing:
-    begin: str | None  # SQLite takes the write lock at the start, as every transaction of ours
-    take_number: _DriverStatement
-    store: _DriverStatement
+    take_number: DriverStatement
+    store: DriverStatement
 
 
-_STORING: dict[str, _Storing] = {}
-
-
+@lru_cache(maxsize=32)
 def _storing(dialect: Dialect) -> _Storing:
-    storing = _STORING.get(dialect.name)
-    if storing is None:
-        insert_for_dialect = pg_insert if dialect.name == "postgresql" else sqlite_insert
-        storing = _Storing(
-            begin="BEGIN IMMEDIATE" if dialect.name == "sqlite" else None,
-            take_number=_DriverStatement(_take_number(insert_for_dialect), dialect),
-            store=_DriverStatement(
-                insert(ReceivedSubmission.__table__),  # type: ignore[attr-defined]
-                dialect,
-                column_keys=_STORED_COLUMNS,
-            ),
-        )
-        _STORING[dialect.name] = storing
-    return storing
+    """Compiled once per engine (each has its own dialect)."""
+    insert_for_dialect = pg_insert if dialect.name == "postgresql" else sqlite_insert
+    return _Storing(
+        take_number=DriverStatement(_take_number(insert_for_dialect), dialect),
+        store=DriverStatement(
+            insert(ReceivedSubmission.__table__),  # type: ignore[attr-defined]
+            dialect,
+            column_keys=_STORED_COLUMNS,
+        ),
+    )
 
 
 def store_submission(
@@ -115,41 +79,28 @@ def store_submission(
 ) -> str:
     """Take the year's next reference and commit the submission under it; return the reference."""
     storing = _storing(engine.dialect)
-    with writer_turn(engine):
-        # From the engine's pool, checked (PostgreSQL) and set up (SQLite) as every connection is.
-        connection = engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            if storing.begin is not None:
-                cursor.execute(storing.begin)
-            cursor.execute(storing.take_number.sql, storing.take_number.parameters({"year": year}))
-            taken = cursor.fetchone()
-            if taken is None:
-                raise RuntimeError("the reference counter returned no number")
-            number = int(taken[0])
-            reference = reference_for(year, number)
-            cursor.execute(
-                storing.store.sql,
-                storing.store.parameters(
-                    {
-                        "reference": reference,
-                        "year": year,
-                        "number": number,
-                        "channel": channel,
-                        "received_at": now,
-                        "submission": submission,
-                        "code_hash": code_hash,
-                        "attempts": 0,
-                    }
-                ),
-            )
-            cursor.close()
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()
+    with driver_transaction(engine) as cursor:
+        cursor.execute(storing.take_number.sql, storing.take_number.parameters({"year": year}))
+        taken = cursor.fetchone()
+        if taken is None:
+            raise RuntimeError("the reference counter returned no number")
+        number = int(taken[0])
+        reference = reference_for(year, number)
+        cursor.execute(
+            storing.store.sql,
+            storing.store.parameters(
+                {
+                    "reference": reference,
+                    "year": year,
+                    "number": number,
+                    "channel": channel,
+                    "received_at": now,
+                    "submission": submission,
+                    "code_hash": code_hash,
+                    "attempts": 0,
+                }
+            ),
+        )
     return reference
 
 
