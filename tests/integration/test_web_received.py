@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from alembic import command
+from pydantic import TypeAdapter
 from sqlalchemy import func, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -165,6 +166,40 @@ def test_submissions_stored_at_once_from_many_threads_each_get_their_own_number(
     assert failures == []
     assert sorted(references) == [f"LC-2026-{number:06d}" for number in range(1, 81)]
     assert sorted(row.reference for row in waiting(engine)) == sorted(references)
+
+
+def test_the_driver_writes_a_moment_as_sqlalchemy_does(sqlite_engine: Engine) -> None:
+    """SQLite compares moments as text: one written through the driver must read the same as one
+    written through the ORM, or a due query would misorder them."""
+    engine = sqlite_engine
+    load_example_directory(engine)
+    moment = MONDAY_MORNING.replace(microsecond=0)  # the case a plain str() would write short
+    submissions.store_submission(
+        engine,
+        submission=TypeAdapter(NewConcern).dump_json(a_concern(engine)).decode(),
+        channel="web",
+        code_hash=None,
+        year=2026,
+        reference_for=lambda year, number: f"LC-{year}-{number:06d}",
+        now=moment,
+    )
+    raise_waiting(engine=engine, policy=policy(), now=moment, limit=20)
+    with engine.connect() as connection:
+        by_orm = connection.exec_driver_sql("SELECT created_at FROM concerns").scalar_one()
+    submissions.store_submission(
+        engine,
+        submission="{}",
+        channel="web",
+        code_hash=None,
+        year=2026,
+        reference_for=lambda year, number: f"LC-{year}-{number:06d}",
+        now=moment,
+    )
+    with engine.connect() as connection:
+        by_driver = connection.exec_driver_sql(
+            "SELECT received_at FROM received_submissions"
+        ).scalar_one()
+    assert by_driver == by_orm
 
 
 def test_an_anonymous_submission_keeps_only_the_hash_of_its_code(sqlite_engine: Engine) -> None:
