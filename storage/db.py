@@ -48,9 +48,10 @@ def create_db_engine(url: str) -> Engine:
 
 
 # SQLite lets one transaction write at a time, and a writer that finds the database locked
-# sleeps in growing steps (1, 2, 5, 10 ms ...) before it looks again: writers in one process
-# queue on a lock instead, and the next goes the moment the last commits. Other processes still
-# wait through SQLite's busy timeout.
+# sleeps in growing steps (1, 2, 5, 10 ms ...) before it looks again. The writes a person waits
+# on (driver_transaction: a form submission, the mailbox's commit before its 250) queue on a
+# lock in the process instead, and the next goes the moment the last commits. Everything else
+# (ORM transactions) and other processes still wait through SQLite's busy timeout.
 _SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
@@ -126,7 +127,10 @@ def driver_transaction(engine: Engine) -> Iterator[Any]:
             cursor.close()
             connection.commit()
         except BaseException:
-            connection.rollback()
+            try:
+                connection.rollback()
+            except Exception:  # the connection is broken: the pool must not hand it out again
+                connection.invalidate()
             raise
         finally:
             connection.close()

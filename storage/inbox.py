@@ -99,7 +99,10 @@ def _storing(dialect: Dialect) -> DriverStatement:
     """Compiled once per engine (each has its own dialect)."""
     insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
     return DriverStatement(
-        insert(InboundMessage.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),  # type: ignore[attr-defined]
+        # inline: PostgreSQL would otherwise add a RETURNING id that nobody reads
+        insert(InboundMessage.__table__)  # type: ignore[attr-defined]
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .inline(),
         dialect,
         column_keys=_STORED_COLUMNS,
     )

@@ -60,7 +60,8 @@ def _storing(dialect: Dialect) -> _Storing:
     return _Storing(
         take_number=DriverStatement(_take_number(insert_for_dialect), dialect),
         store=DriverStatement(
-            insert(ReceivedSubmission.__table__),  # type: ignore[attr-defined]
+            # inline: PostgreSQL would otherwise add a RETURNING id that nobody reads
+            insert(ReceivedSubmission.__table__).inline(),  # type: ignore[attr-defined]
             dialect,
             column_keys=_STORED_COLUMNS,
         ),

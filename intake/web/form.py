@@ -171,7 +171,7 @@ class _Places:
         self._kept: tuple[Directory, float] | None = None
 
     def fresh(self) -> Directory | None:
-        """The copy kept, unless it is too old (then read it again, off the loop)."""
+        """The copy kept, or None when it is too old (the caller then reads it, off the loop)."""
         kept = self._kept
         if kept is not None and self._monotonic() - kept[1] < DIRECTORY_FRESH_SECONDS:
             return kept[0]

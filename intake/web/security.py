@@ -121,8 +121,10 @@ class MovingWindows:
     def hit(self, key: tuple[str, ...], *, allowed: int, window: float) -> float | None:
         """Count one attempt, or refuse it when `allowed` already fall inside the window:
         then return the seconds until the oldest of them leaves it."""
-        now = self._monotonic()
+        if allowed <= 0:  # a rule of "0/..." switches the thing off: always refused
+            return window
         with self._lock:
+            now = self._monotonic()
             if now >= self._next_sweep:
                 self._sweep(now)
             _, attempts = self._attempts.setdefault(key, (window, deque()))

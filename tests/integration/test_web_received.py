@@ -8,11 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from pydantic import TypeAdapter
-from sqlalchemy import func, inspect
+from sqlalchemy import event, func, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -200,6 +202,43 @@ def test_the_driver_writes_a_moment_as_sqlalchemy_does(sqlite_engine: Engine) ->
             "SELECT received_at FROM received_submissions"
         ).scalar_one()
     assert by_driver == by_orm
+
+
+def test_writers_in_one_process_take_turns_without_sqlite_waiting(tmp_path: Path) -> None:
+    """With SQLite's busy timeout at 0 a writer finding the database locked fails at once: every
+    store succeeding shows the stores took turns on the process's lock instead."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    migrate.upgrade(engine)
+
+    @event.listens_for(engine, "connect")
+    def no_waiting(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+    failures: list[BaseException] = []
+
+    def learner() -> None:
+        try:
+            for _ in range(20):
+                submissions.store_submission(
+                    engine,
+                    submission="{}",
+                    channel="web",
+                    code_hash=None,
+                    year=2026,
+                    reference_for=lambda year, taken: f"LC-{year}-{taken:06d}",
+                    now=MONDAY_MORNING,
+                )
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=learner) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert len(waiting(engine)) == 120
+    engine.dispose()
 
 
 def test_an_anonymous_submission_keeps_only_the_hash_of_its_code(sqlite_engine: Engine) -> None:

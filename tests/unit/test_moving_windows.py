@@ -40,6 +40,18 @@ def test_the_window_moves_rather_than_resetting_on_a_boundary() -> None:
     assert windows.hit(("k",), allowed=2, window=600) is not None
 
 
+def test_a_rule_of_none_allowed_refuses_every_attempt() -> None:
+    windows = MovingWindows(monotonic=Clock())
+    assert windows.hit(("submissions", "a"), allowed=0, window=600) == 600
+    limits = RateLimits("k" * 64, RateLimitRules(submissions="0/10 minutes"), windows=windows)
+    try:
+        limits.hit("submissions", "client")
+    except RateLimited as refused:
+        assert refused.retry_after_seconds == 601
+    else:
+        raise AssertionError("a rule of 0 allowed an attempt")
+
+
 def test_keys_count_apart() -> None:
     windows = MovingWindows(monotonic=Clock())
     assert windows.hit(("status_lookups", "a"), allowed=1, window=60) is None
