@@ -83,14 +83,16 @@ def raise_waiting(*, engine: Engine, policy: Policy, now: datetime, limit: int) 
     return RaisingReport(raised=raised, failed=failed)
 
 
-def raise_if_waiting(*, engine: Engine, policy: Policy, reference: str, now: datetime) -> None:
+def raise_if_waiting(*, engine: Engine, policy: Policy, reference: str, now: datetime) -> bool:
     """Raise the submission stored under `reference` now, if it is still waiting (a status
-    look-up comes straight after the confirmation, often before the intake tick has run)."""
+    look-up comes straight after the confirmation, often before the intake tick has run).
+    True when this call raised it."""
     with transaction(engine) as session:
         submission_id = submissions.waiting_id_for(session, reference)
-    if submission_id is not None:
-        # Waiting for an instance already raising it: the look-up must find the concern.
-        _raise_or_note(engine, policy, submission_id, now=now, wait=True)
+    if submission_id is None:
+        return False
+    # Waiting for an instance already raising it: the look-up must find the concern.
+    return _raise_or_note(engine, policy, submission_id, now=now, wait=True) is True
 
 
 def raise_received(

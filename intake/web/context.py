@@ -32,6 +32,14 @@ class WebContext:
     # intake tick, which raises it. None: nothing runs in the background, so the form raises
     # the submission itself before answering.
     on_received: Callable[[], None] | None = None
+    # Called (from a worker thread) when a learner page raised a stored submission itself (a
+    # status look-up that came first, or the form with nothing in the background): counted as
+    # the intake tick's raising is.
+    on_raised: Callable[[], None] | None = None
+
+    def raised_here(self) -> None:
+        if self.on_raised is not None:
+            self.on_raised()
 
     def key_for(self, purpose: str) -> str:
         """A key of its own for each use of the secret."""

@@ -109,14 +109,14 @@ def router(context: WebContext) -> APIRouter:
                 now=context.clock(),
                 policy=context.policy,
             )
-            if context.on_received is None:
-                # Nothing raises it in the background here: raise it before answering.
-                raise_if_waiting(
-                    engine=context.engine,
-                    policy=context.policy,
-                    reference=receipt.reference,
-                    now=context.clock(),
-                )
+            # With nothing to raise it in the background here, raise it before answering.
+            if context.on_received is None and raise_if_waiting(
+                engine=context.engine,
+                policy=context.policy,
+                reference=receipt.reference,
+                now=context.clock(),
+            ):
+                context.raised_here()
             return receipt
 
         receipt = await run_in_threadpool(store)

@@ -200,12 +200,13 @@ def router(context: WebContext) -> APIRouter:
 
         def find() -> str | None:
             # A concern sent a moment ago may still be waiting to be raised: raise it first.
-            raise_if_waiting(
+            if raise_if_waiting(
                 engine=context.engine,
                 policy=context.policy,
                 reference=normalise_reference(reference)[:MAX_REFERENCE_LENGTH],
                 now=context.clock(),
-            )
+            ):
+                context.raised_here()
             with transaction(context.engine) as session:
                 candidate = candidate_for_follow_up(session, reference=reference)
             # Outside the transaction: Argon2 must not hold the database's lock.

@@ -344,7 +344,10 @@ def test_a_look_up_waits_for_an_instance_already_raising_it(postgres_url: str) -
     worker = threading.Thread(target=other_instance)
     worker.start()
     assert holding.wait(30)
-    raise_if_waiting(engine=engines[0], policy=policy(), reference=reference, now=MONDAY_MORNING)
+    # Not raised by this call: the other instance did.
+    assert not raise_if_waiting(
+        engine=engines[0], policy=policy(), reference=reference, now=MONDAY_MORNING
+    )
     # The look-up came back only once the other instance had committed (it holds its transaction
     # open for half a second): the concern is there to be found.
     assert [c.reference for c in concerns(engines[0])] == [reference]
@@ -430,6 +433,12 @@ def test_a_status_look_up_raises_a_waiting_concern_first(
     assert reference.group(1) in status and "We received your concern" in status
     [concern] = concerns(sqlite_engine)
     assert concern.reference == reference.group(1) and waiting(sqlite_engine) == []
+    # Counted as raised from the web, as the intake tick's raising is; once.
+    client.post(
+        "/concerns/status",
+        data={"csrf_token": token, "reference": reference.group(1), "code": code.group(1)},
+    )
+    assert 'concerns_raised_total{channel="web"} 1.0' in client.get("/metrics").text
 
 
 def test_a_wrong_code_for_a_waiting_concern_gets_the_usual_answer(
@@ -456,7 +465,7 @@ def test_a_place_added_after_the_form_was_read_is_accepted_at_once(
         assert organisation is not None and organisation.id is not None
         session.add(Department(organisation_id=organisation.id, key="new-ward", name="New Ward"))
     send(client, department="vale-general/new-ward")
-    raise_if_waiting(
+    assert raise_if_waiting(
         engine=sqlite_engine, policy=policy(), reference="LC-2026-000001", now=MONDAY_MORNING
     )
     [concern] = concerns(sqlite_engine)
