@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from waiting import OUTBOX_DUE, wait_while
+
 MAILBOX = "escalating-concerns@localhost"
 SENDER = "bench.learner@example.nhs.uk"
 MESSAGE_BYTES = 2048
@@ -127,18 +129,11 @@ def wait_until_processed(database: Path) -> None:
     """Wait (not counted) until `concerns serve` has processed every message stored so far and
     sent what that queued: processing waits while mail arrives (at most a few seconds), so without
     this one round's processing would run during the next rounds, ours or the sinks'."""
-    import sqlite3
-
-    for query in (
+    wait_while(
+        database,
         "SELECT count(*) FROM inbound_messages WHERE status = 'received' AND attempts = 0",
-        "SELECT count(*) FROM outbox WHERE status = 'pending' AND send_after <= datetime('now')",
-    ):
-        connection = sqlite3.connect(database, timeout=60)
-        try:
-            while connection.execute(query).fetchone()[0]:
-                time.sleep(0.05)
-        finally:
-            connection.close()
+    )
+    wait_while(database, OUTBOX_DUE)
 
 
 # --- the servers --------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
+from waiting import OUTBOX_DUE, wait_while
 
 START_TIMEOUT = 60.0
 DESCRIPTION = (
@@ -184,23 +185,10 @@ def wait_until_raised(database: Path) -> float:
     the audit trail and the outbox): the service's work after it answers the learner. Then, not
     counted, until the outbox has sent every email those concerns queued, so that no round
     (ours or the bare one) runs while an earlier round's work is still going on."""
-    import sqlite3
-
-    def wait_for(query: str) -> None:
-        connection = sqlite3.connect(database, timeout=60)
-        try:
-            while connection.execute(query).fetchone()[0]:
-                time.sleep(0.02)
-        finally:
-            connection.close()
-
     started = time.perf_counter()
-    wait_for("SELECT count(*) FROM received_submissions")
+    wait_while(database, "SELECT count(*) FROM received_submissions")
     raised = time.perf_counter() - started
-    # Messages to contacts outside working hours wait for the morning: those are not waited for.
-    wait_for(
-        "SELECT count(*) FROM outbox WHERE status = 'pending' AND send_after <= datetime('now')"
-    )
+    wait_while(database, OUTBOX_DUE)
     return raised
 
 
