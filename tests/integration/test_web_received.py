@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from intake.received import Receipt, raise_if_waiting, raise_waiting, receive_concern
-from intake.service import raise_concern, submit_concern
+from intake.service import raise_concern, reference_for, submit_concern
 from intake.submission import Channel, NewConcern, parse_submission
 from storage import migrate, repositories, submissions
 from storage.db import create_db_engine, transaction
@@ -46,6 +46,37 @@ def receive(engine: Engine, concern: NewConcern) -> Receipt:
     return receive_concern(
         engine=engine, concern=concern, channel=Channel.WEB, now=MONDAY_MORNING, policy=policy()
     )
+
+
+def store(engine: Engine, *, submission: str = "{}", now: datetime = MONDAY_MORNING) -> str:
+    """Store a submission directly, as the form's storing step does."""
+    return submissions.store_submission(
+        engine,
+        submission=submission,
+        channel="web",
+        code_hash=None,
+        year=2026,
+        reference_for=reference_for,
+        now=now,
+    )
+
+
+def all_at_once(work: Callable[[], None], *, threads: int) -> list[BaseException]:
+    """Run `work` in several threads at once; what any of them raised."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:
+            failures.append(error)
+
+    started = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(timeout=60)
+    return failures
 
 
 def waiting(engine: Engine) -> list[ReceivedSubmission]:
@@ -151,21 +182,12 @@ def test_submissions_stored_at_once_from_many_threads_each_get_their_own_number(
     load_example_directory(engine)
     concern = a_concern(engine)
     references: list[str] = []
-    failures: list[BaseException] = []
 
     def learner() -> None:
-        try:
-            for _ in range(10):
-                references.append(receive(engine, concern).reference)
-        except BaseException as error:
-            failures.append(error)
+        for _ in range(10):
+            references.append(receive(engine, concern).reference)
 
-    threads = [threading.Thread(target=learner) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert failures == []
+    assert all_at_once(learner, threads=8) == []
     assert sorted(references) == [f"LC-2026-{number:06d}" for number in range(1, 81)]
     assert sorted(row.reference for row in waiting(engine)) == sorted(references)
 
@@ -176,27 +198,13 @@ def test_the_driver_writes_a_moment_as_sqlalchemy_does(sqlite_engine: Engine) ->
     engine = sqlite_engine
     load_example_directory(engine)
     moment = MONDAY_MORNING.replace(microsecond=0)  # the case a plain str() would write short
-    submissions.store_submission(
-        engine,
-        submission=TypeAdapter(NewConcern).dump_json(a_concern(engine)).decode(),
-        channel="web",
-        code_hash=None,
-        year=2026,
-        reference_for=lambda year, number: f"LC-{year}-{number:06d}",
-        now=moment,
+    store(
+        engine, submission=TypeAdapter(NewConcern).dump_json(a_concern(engine)).decode(), now=moment
     )
     raise_waiting(engine=engine, policy=policy(), now=moment, limit=20)
     with engine.connect() as connection:
         by_orm = connection.exec_driver_sql("SELECT created_at FROM concerns").scalar_one()
-    submissions.store_submission(
-        engine,
-        submission="{}",
-        channel="web",
-        code_hash=None,
-        year=2026,
-        reference_for=lambda year, number: f"LC-{year}-{number:06d}",
-        now=moment,
-    )
+    store(engine, now=moment)
     with engine.connect() as connection:
         by_driver = connection.exec_driver_sql(
             "SELECT received_at FROM received_submissions"
@@ -214,29 +222,11 @@ def test_writers_in_one_process_take_turns_without_sqlite_waiting(tmp_path: Path
     def no_waiting(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute("PRAGMA busy_timeout=0")
 
-    failures: list[BaseException] = []
-
     def learner() -> None:
-        try:
-            for _ in range(20):
-                submissions.store_submission(
-                    engine,
-                    submission="{}",
-                    channel="web",
-                    code_hash=None,
-                    year=2026,
-                    reference_for=lambda year, taken: f"LC-{year}-{taken:06d}",
-                    now=MONDAY_MORNING,
-                )
-        except BaseException as error:
-            failures.append(error)
+        for _ in range(20):
+            store(engine)
 
-    threads = [threading.Thread(target=learner) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert failures == []
+    assert all_at_once(learner, threads=6) == []
     assert len(waiting(engine)) == 120
     engine.dispose()
 
