@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -378,6 +379,7 @@ async def _serve(
     while not http.started and not http_task.done():
         await asyncio.sleep(0.02)
     if http.started:
+        settle_heap()
         _print_banner(
             settings, mailbox=mailbox, http_port=http_socket.getsockname()[1], sender=sender
         )
@@ -423,6 +425,20 @@ async def _serve(
         )
     log.info("stopped")
     return status
+
+
+def settle_heap() -> None:
+    """Collect once, then keep everything alive now (modules, the app, its routes and templates)
+    out of the collector's later passes.
+
+    A full collection walks every object the process holds: at start that is about 200,000
+    (SQLAlchemy, FastAPI, pydantic, the templates), and each full pass paused the event loop,
+    every SMTP session and web request with it, for about 0.2 s on the development VM. Frozen,
+    a full pass walks only what was made since (about 20 ms). What is frozen is never freed;
+    it is what lives as long as the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _ticks(
