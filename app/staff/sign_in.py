@@ -13,6 +13,7 @@ idle or at its absolute end.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import warnings
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from joserfc.errors import JoseError
 from markupsafe import escape
 from sqlmodel import col, select
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from app.staff.auth import SIGN_IN_PATH, STAFF_COOKIE
@@ -51,6 +53,8 @@ with warnings.catch_warnings():
         "ignore", message="The httpx module is deprecated", category=DeprecationWarning
     )
     from authlib.integrations.starlette_client import OAuth
+
+log = logging.getLogger(__name__)
 
 SIGN_OUT_PATH = "/staff/sign-out"
 OIDC_PATH = "/staff/sign-in/oidc"
@@ -270,6 +274,14 @@ def router(context: StaffContext) -> APIRouter:
                 ),
             )
 
+    def queue_link_quietly(email: str, next_path: str) -> None:
+        """queue_link after the answer has gone: a failure can only be logged (the type only:
+        the error's text could quote the address)."""
+        try:
+            queue_link(email, next_path)
+        except Exception as error:
+            log.error("staff sign-in: no link was queued (%s)", type(error).__name__)
+
     def link_unused(nonce: str) -> bool:
         with transaction(context.engine) as session:
             found = session.exec(
@@ -334,13 +346,17 @@ def router(context: StaffContext) -> APIRouter:
                 status_code=400,
             )
         context.limits.hit("sign_ins", "email:" + accounts.digest(email))
-        await run_in_threadpool(queue_link, email, next_path)
-        return staff_page(
+        response = staff_page(
             context.templates,
             request,
             "sign_in_check_email.html",
             {"email": email, "minutes": minutes},
         )
+        # The address is looked up only once this page has gone. For a member, that work (an
+        # account made from the directory, a link, its email queued) took longer than finding
+        # nobody, so the time to answer told which addresses belong to staff.
+        response.background = BackgroundTask(queue_link_quietly, email, next_path)
+        return response
 
     # --- using a link (the OIDC start is a fixed path, so it is routed first) -----------------
 

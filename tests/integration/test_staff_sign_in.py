@@ -313,6 +313,58 @@ def test_a_directory_contact_gets_an_account_and_an_unknown_address_nothing(
     assert signed_in is not None and signed_in.email == fresh
 
 
+def test_the_answer_goes_before_the_address_is_looked_up(
+    world: StaffWorld, browsers: Browsers
+) -> None:
+    """A member's address and an unknown one are answered in the same time: the page is sent
+    before the address is looked up, and only then is a member's link made and queued."""
+    client, app = browsers.open()
+    token = client.csrf("/staff/sign-in")
+    body = urlencode(
+        {"csrf_token": token, "email": world.emails["supervisor"], "next": "/staff"}
+    ).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/staff/sign-in",
+        "raw_path": b"/staff/sign-in",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cookie", client.cookie_header().encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    requests = [{"type": "http.request", "body": body, "more_body": False}]
+    answered: list[tuple[int, int]] = []  # (status, sign-in emails queued) as the page ends
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return requests.pop(0) if requests else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif not message.get("more_body", False):
+            answered.append((status, len(sign_in_emails(world))))
+
+    async def call() -> None:
+        await app(scope, receive, send)
+
+    client.run(call())
+    assert answered == [(200, 0)]
+    assert [m.recipient_address for m in sign_in_emails(world)] == [world.emails["supervisor"]]
+
+
 def test_errors_csrf_and_rate_limits(world: StaffWorld, browsers: Browsers) -> None:
     client, _ = browsers.open(sign_in_rate_limit="3/15 minutes")
     token = client.csrf("/staff/sign-in")

@@ -73,6 +73,10 @@ class WebClient:
         assert found, f"no CSRF token on {url}"
         return found.group(1)
 
+    def cookie_header(self) -> str:
+        """The Cookie header this browser would send now."""
+        return "; ".join(f"{name}={value}" for name, value in self._client.cookies.items())
+
     def set_cookie(self, name: str, value: str) -> None:
         self._client.cookies.set(name, value)
 
