@@ -354,7 +354,9 @@ def router(context: StaffContext) -> APIRouter:
         )
         # The address is looked up only once this page has gone. For a member, that work (an
         # account made from the directory, a link, its email queued) took longer than finding
-        # nobody, so the time to answer told which addresses belong to staff.
+        # nobody, so the time to answer told which addresses belong to staff. (That work still
+        # shares the process with the next request; the rate limits above bound what timing
+        # that can tell.)
         response.background = BackgroundTask(queue_link_quietly, email, next_path)
         return response
 

@@ -314,12 +314,16 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
+        answered: float | None = None
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # The answer is complete: work left to a background task is not its time.
+                answered = time.perf_counter()
 
         try:
             await self.app(scope, receive, recording_send)
@@ -332,5 +336,5 @@ class AccessLog:
                 scope["method"],
                 name,
                 status,
-                (time.perf_counter() - started) * 1000,
+                ((answered or time.perf_counter()) - started) * 1000,
             )
