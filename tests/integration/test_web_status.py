@@ -285,6 +285,9 @@ def test_satisfied_closes_the_concern(world: World, signed_in: str) -> None:
     give_feedback(world.engine, signed_in, world.clock.now)
     page = world.client.get(STATUS).text
     assert "I&#39;m satisfied" in page and "I remain concerned" in page
+    # With JavaScript, a second press of an action's button is ignored (nhsuk-frontend's
+    # prevent-double-click): satisfied, remain concerned and add information alike.
+    assert page.count('data-prevent-double-click="true"') == 3
     assert post_action(world.client, STATUS + "/satisfied").status_code == 303
     assert event_kinds(world.engine, signed_in)[-1] == "closed"
     page = world.client.get(STATUS).text
