@@ -86,6 +86,10 @@ class Metrics:
             "digest_messages_queued", "Digest messages queued, by kind", ["kind"]
         )
         self.digest_failures = counter("digest_failures", "Digest runs that failed (retried)")
+        self.sign_in_failures = counter(
+            "staff_sign_in_failures",
+            "Staff sign-in links that could not be made or queued (the page said to check email)",
+        )
         self.tick_errors = counter(
             "tick_errors", "Scheduler ticks that ended with an error", ["job"]
         )
@@ -148,6 +152,10 @@ class Metrics:
             self.digests.labels(kind=outcome.kind.value, outcome=outcome.status.value).inc()
             self.digest_messages.labels(kind=outcome.kind.value).inc(outcome.messages)
         self.digest_failures.inc(len(report.failed))
+
+    def record_sign_in_failure(self) -> None:
+        """Count a sign-in link that was asked for but could not be made or queued."""
+        self.sign_in_failures.inc()
 
     def record_tick_error(self, *, job: str) -> None:
         """Count a tick that raised (it is logged and the service carries on)."""

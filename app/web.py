@@ -82,6 +82,7 @@ def create_app(
             policy=product.policy,
             limits=web.limits,
             clock=web.clock,
+            on_sign_in_failed=metrics.record_sign_in_failure,
         ),
     )
 

@@ -38,6 +38,12 @@ class StaffContext:
     oidc: OidcProvider | None
     # Cookies carry `Secure` when the service is reached over HTTPS.
     secure_cookies: bool
+    # Told when a sign-in link could not be made or queued (the member saw the usual page).
+    on_sign_in_failed: Callable[[], None] | None = None
+
+    def sign_in_failed(self) -> None:
+        if self.on_sign_in_failed is not None:
+            self.on_sign_in_failed()
 
     def key_for(self, purpose: str) -> str:
         return derived_key(self.secret, purpose)

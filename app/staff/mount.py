@@ -25,6 +25,7 @@ def staff_context(
     policy: Policy,
     limits: RateLimits,
     clock: Callable[[], datetime] | None = None,
+    on_sign_in_failed: Callable[[], None] | None = None,
 ) -> StaffContext:
     oidc = None
     if settings.oidc_metadata_url and settings.oidc_client_id and settings.oidc_client_secret:
@@ -46,6 +47,7 @@ def staff_context(
         sign_in_lifetime=SIGN_IN_LIFETIME,
         oidc=oidc,
         secure_cookies=settings.public_url.lower().startswith("https://"),
+        on_sign_in_failed=on_sign_in_failed,
     )
 
 

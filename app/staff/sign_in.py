@@ -281,6 +281,7 @@ def router(context: StaffContext) -> APIRouter:
             queue_link(email, next_path)
         except Exception as error:
             log.error("staff sign-in: no link was queued (%s)", type(error).__name__)
+            context.sign_in_failed()
 
     def link_unused(nonce: str) -> bool:
         with transaction(context.engine) as session:

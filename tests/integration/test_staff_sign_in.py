@@ -5,6 +5,7 @@ small fake provider on loopback."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import threading
@@ -29,6 +30,7 @@ from joserfc.jwk import RSAKey
 from sqlalchemy import delete
 from sqlmodel import col, func, select
 
+from app.staff import sign_in as sign_in_pages
 from app.staff.auth import STAFF_COOKIE, SignedIn, signed_in_by_cookie
 from app.staff.context import StaffContext
 from app.staff.sign_in import safe_next
@@ -363,6 +365,30 @@ def test_the_answer_goes_before_the_address_is_looked_up(
     client.run(call())
     assert answered == [(200, 0)]
     assert [m.recipient_address for m in sign_in_emails(world)] == [world.emails["supervisor"]]
+
+
+def test_a_link_that_could_not_be_queued_is_counted_and_logged_without_the_address(
+    world: StaffWorld,
+    browsers: Browsers,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    address = world.emails["supervisor"]
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"the database refused {args[1]!r}")
+
+    monkeypatch.setattr(sign_in_pages, "member_for", broken)
+    client, _ = browsers.open()
+    with caplog.at_level(logging.ERROR):
+        answer = ask_for_link(client, address)
+    # The member is told what anyone is told; nothing went, and the operator can see it.
+    assert answer.status_code == 200 and "Check your email" in answer.text
+    assert sign_in_emails(world) == []
+    assert "concerns_staff_sign_in_failures_total 1.0" in client.get("/metrics").text
+    logged = [record.getMessage() for record in caplog.records]
+    assert "staff sign-in: no link was queued (RuntimeError)" in logged
+    assert not any(address in line for line in logged)
 
 
 def test_errors_csrf_and_rate_limits(world: StaffWorld, browsers: Browsers) -> None:
