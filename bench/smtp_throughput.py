@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from figures import paired_ratios
 from waiting import OUTBOX_DUE, wait_while
 
 MAILBOX = "escalating-concerns@localhost"
@@ -262,12 +263,6 @@ def main() -> None:
         "per round: each of our rounds over the bare round of the same turn (median, lowest to "
         "highest),\nwhich this VM's drift from one minute to the next moves less"
     )
-
-
-def paired_ratios(ours: list[float], bare: list[float]) -> str:
-    """Each round's ratio to the bare round of the same turn: median (lowest-highest)."""
-    ratios = sorted(mine / theirs for mine, theirs in zip(ours, bare, strict=True))
-    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 if __name__ == "__main__":

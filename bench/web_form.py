@@ -33,6 +33,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
+from figures import paired_ratios
 from starlette.concurrency import run_in_threadpool
 from waiting import OUTBOX_DUE, wait_while
 
@@ -192,12 +193,6 @@ def wait_until_raised(database: Path) -> float:
     return raised
 
 
-def paired_ratios(ours: list[tuple[float, ...]], bare: list[tuple[float, ...]]) -> str:
-    """Each round's ratio to the bare round measured just before it: median (lowest-highest)."""
-    ratios = sorted(mine[0] / theirs[0] for mine, theirs in zip(ours, bare, strict=True))
-    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
-
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -284,7 +279,11 @@ def main() -> None:
         raised = statistics.median(value for _, _, value in results[(name, "ours")])
         row.append(f"{rates['ours'] / rates['bare']:>10.2f}")
         row.append(f"{raised:>10.0f} {raised / rates['bare']:>12.2f}")
-        row.append(f"{paired_ratios(results[(name, 'ours')], results[(name, 'bare')]):>16}")
+        per_round = paired_ratios(
+            [rate for rate, _, _ in results[(name, "ours")]],
+            [rate for rate, _, _ in results[(name, "bare")]],
+        )
+        row.append(f"{per_round:>16}")
         print(" ".join(row))
     print(
         "per round: each of our rounds over the bare round just before it (median, lowest to\n"

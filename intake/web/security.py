@@ -336,5 +336,5 @@ class AccessLog:
                 scope["method"],
                 name,
                 status,
-                ((answered or time.perf_counter()) - started) * 1000,
+                ((answered if answered is not None else time.perf_counter()) - started) * 1000,
             )
