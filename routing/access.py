@@ -7,6 +7,10 @@ The rule book:
   reach pathway 2, and acts on them while they are at pathway 2.
 - The **dean** and the **quality team** see every concern of their region and take every action.
 - An **admin** runs the service: sees every concern of every region and acts on none.
+- Mail kept aside for staff (a reply whose token does not match its sender, mail that could not
+  be read) is read by deans and quality teams only: it belongs to no concern yet, and its sender
+  may be a learner. Admins see that it is there, and which submissions keep failing to be
+  raised, but not who sent what.
 - Anyone who was told about a concern as a contact sees it, whatever their role.
 - A confidential learner's identity is known to the dean and the quality team of the concern's
   region only; a named learner's identity goes to everyone who sees the concern; an anonymous
@@ -164,3 +168,14 @@ def allowed_actions(who: Principal, case: CaseScope) -> frozenset[CaseAction]:
 def sees_dashboard(who: Principal) -> bool:
     """The region-wide dashboard and its export: deans, quality teams and admins."""
     return who.role in REGION_ROLES or who.role is StaffRole.ADMIN
+
+
+def sees_kept_aside(who: Principal) -> bool:
+    """The list of mail kept aside and of submissions not yet raised: deans, quality teams and
+    admins (who run the service)."""
+    return sees_dashboard(who)
+
+
+def reads_kept_aside_mail(who: Principal) -> bool:
+    """Who sent mail kept aside, its subject and its text: deans and quality teams only."""
+    return who.role in REGION_ROLES

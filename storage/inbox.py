@@ -153,6 +153,23 @@ def record_failed_attempt(
             row.next_attempt_at = now + timedelta(seconds=30 * 2 ** (row.attempts - 1))
 
 
+def kept_aside(session: Session, *, limit: int) -> list[InboundMessage]:
+    """Mail kept aside for staff, the newest first."""
+    statement = (
+        select(InboundMessage)
+        .where(InboundMessage.status == "quarantined")
+        .order_by(col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(statement).all())
+
+
+def kept_aside_message(session: Session, message_id: int) -> InboundMessage | None:
+    """One message kept aside for staff, or None when there is no such message kept aside."""
+    row = session.get(InboundMessage, message_id)
+    return row if row is not None and row.status == "quarantined" else None
+
+
 def inbound_counts(session: Session) -> dict[str, int]:
     """How many stored messages are in each status (for /metrics)."""
     from sqlalchemy import func

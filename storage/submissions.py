@@ -158,6 +158,17 @@ def record_failed_attempt(engine: Engine, *, submission_id: int, error: str, now
         row.next_attempt_at = now + timedelta(seconds=wait)
 
 
+def failing(session: Session, *, limit: int) -> list[ReceivedSubmission]:
+    """Submissions whose raising has failed at least once and that still wait, the oldest first."""
+    statement = (
+        select(ReceivedSubmission)
+        .where(col(ReceivedSubmission.attempts) > 0)
+        .order_by(col(ReceivedSubmission.id))
+        .limit(limit)
+    )
+    return list(session.exec(statement).all())
+
+
 def waiting_count(session: Session) -> int:
     """How many submissions are waiting to be raised (for /metrics)."""
     statement = select(func.count()).select_from(ReceivedSubmission)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.staff.context import StaffContext
 from escalation.casework import principal_of
-from routing.access import Principal, StaffRole, sees_dashboard
+from routing.access import Principal, StaffRole, sees_dashboard, sees_kept_aside
 from storage import staff as accounts
 from storage.db import transaction
 from storage.tables import StaffMember
@@ -50,6 +50,8 @@ class SignedIn:
         items = [{"href": "/staff", "text": "My concerns"}]
         if sees_dashboard(self.who):
             items.append({"href": "/staff/dashboard", "text": "Dashboard"})
+        if sees_kept_aside(self.who):
+            items.append({"href": "/staff/kept-aside", "text": "Kept aside"})
         return items
 
 

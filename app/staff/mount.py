@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from app.settings import Settings
-from app.staff import api, dashboard, pages, sign_in
+from app.staff import api, dashboard, kept_aside, pages, sign_in
 from app.staff.context import OidcProvider, StaffContext
 from app.staff.templating import staff_templates
 from escalation.policy import Policy
@@ -57,4 +57,5 @@ def mount_staff(app: FastAPI, context: StaffContext) -> None:
     app.include_router(sign_in.router(context), include_in_schema=False)
     app.include_router(pages.router(context), include_in_schema=False)
     app.include_router(dashboard.router(context), include_in_schema=False)
+    app.include_router(kept_aside.router(context), include_in_schema=False)
     app.include_router(api.router(context))

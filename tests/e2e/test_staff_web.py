@@ -14,7 +14,13 @@ from storage import staff as accounts
 from storage.db import create_db_engine, transaction
 from tests.e2e.browser import Browsing
 from tests.e2e.test_serve import Server, start_server
-from tests.integration.staff_world import LEARNER_NAME, StaffWorld, build_world
+from tests.integration.staff_world import (
+    LEARNER_NAME,
+    StaffWorld,
+    build_world,
+    fail_to_raise,
+    keep_aside,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +94,22 @@ def test_the_dashboard_is_accessible(server: Server, world: StaffWorld, browsing
     browsing.page.goto(server.url + "/staff/dashboard")
     assert browsing.page.url.endswith("/staff/dashboard")
     browsing.check("staff-dashboard")
+
+
+def test_the_kept_aside_pages_are_accessible(
+    server: Server, world: StaffWorld, browsing: Browsing
+) -> None:
+    keep_aside(world.engine, subject="Re: my concern", body="Is anyone reading this?")
+    reference = fail_to_raise(world.engine)
+    sign_in(server, world, browsing, "dean")
+    page = browsing.page
+    page.goto(server.url + "/staff")
+    page.get_by_role("link", name="Kept aside").first.click()
+    assert page.url.endswith("/staff/kept-aside")
+    assert reference in page.inner_text("main")
+    browsing.check("staff-kept-aside")
+
+    page.get_by_role("link", name="Re: my concern").click()
+    assert "/staff/kept-aside/mail/" in page.url
+    assert "Is anyone reading this?" in page.inner_text("main")
+    browsing.check("staff-kept-aside-mail")

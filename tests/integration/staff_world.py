@@ -11,12 +11,15 @@ added by `staff add`), `admin`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -24,11 +27,11 @@ from app.staff.auth import STAFF_COOKIE
 from escalation import casework
 from escalation.actions import Actor, escalate_by_hand
 from intake.service import submit_concern
-from intake.submission import Channel, parse_submission
-from storage import repositories
+from intake.submission import Channel, NewConcern, parse_submission
+from storage import repositories, submissions
 from storage import staff as accounts
 from storage.db import transaction
-from storage.tables import Contact, ProgrammeBody, Region, id_of
+from storage.tables import Contact, InboundMessage, ProgrammeBody, ReceivedSubmission, Region, id_of
 from tests.integration.helpers import (
     MONDAY_MORNING,
     concern_input,
@@ -218,3 +221,62 @@ def staff_world(engine: Engine) -> Iterator[StaffWorld]:
         yield world
     finally:
         world.close()
+
+
+KEPT_ASIDE_WHY = "looks like a reply, but its token does not match the sender: kept for staff"
+
+
+def keep_aside(engine: Engine, *, subject: str, body: str, status: str = "quarantined") -> int:
+    """Store an email as the mailbox keeps aside one it will not attach (or, with another
+    status, one it dealt with)."""
+    message = EmailMessage()
+    message["From"] = "Someone Else <someone.else@example.org>"
+    message["To"] = "escalating-concerns@localhost"
+    message["Subject"] = subject
+    message.set_content(body)
+    message.add_attachment(
+        b"%PDF-1.4 not opened", maintype="application", subtype="pdf", filename="rota.pdf"
+    )
+    raw = message.as_bytes()
+    with transaction(engine) as session:
+        row = InboundMessage(
+            dedupe_key=hashlib.sha256(raw).hexdigest(),
+            received_at=MONDAY_MORNING,
+            mail_from="someone.else@example.org",
+            rcpt_tos=["escalating-concerns@localhost"],
+            size=len(raw),
+            sha256=hashlib.sha256(raw).hexdigest(),
+            raw=raw,
+            status=status,
+            outcome=KEPT_ASIDE_WHY if status == "quarantined" else "a new concern",
+            from_address="someone.else@example.org",
+            subject=subject,
+        )
+        session.add(row)
+        session.flush()
+        return id_of(row)
+
+
+def fail_to_raise(engine: Engine) -> str:
+    """Store a form submission whose raising has failed once, in one transaction (a running
+    service must not raise it first), with its next attempt a year away; its reference."""
+    concern = parse_submission(
+        concern_input(example_placement(engine), summary="Night rota has no registrar")
+    )
+    with transaction(engine) as session:
+        number = 900_000 + len(submissions.failing(session, limit=1000))
+        session.add(
+            ReceivedSubmission(
+                reference=f"LC-2026-{number:06d}",
+                year=2026,
+                number=number,
+                channel=Channel.WEB.value,
+                received_at=MONDAY_MORNING,
+                submission=TypeAdapter(NewConcern).dump_json(concern).decode(),
+                attempts=1,
+                # The stored error can quote the learner's words: pages show only its type.
+                last_error="IntegrityError('Night rota has no registrar')",
+                next_attempt_at=datetime.now(UTC) + timedelta(days=365),
+            )
+        )
+    return f"LC-2026-{number:06d}"

@@ -12,8 +12,10 @@ from routing.access import (
     allowed_actions,
     may_act,
     may_see,
+    reads_kept_aside_mail,
     sees_dashboard,
     sees_identity,
+    sees_kept_aside,
 )
 
 REGION, OTHER_REGION = 1, 2
@@ -114,3 +116,9 @@ def test_a_dean_told_as_a_contact_sees_it_whatever_their_region() -> None:
 def test_the_dashboard_is_for_deans_quality_teams_and_admins() -> None:
     assert [sees_dashboard(who) for who in (DEAN, QUALITY, ADMIN)] == [True, True, True]
     assert [sees_dashboard(who) for who in (SUPERVISOR_P, SCHOOL)] == [False, False]
+
+
+def test_mail_kept_aside_is_read_by_deans_and_quality_teams_and_admins_see_it_is_there() -> None:
+    everyone = (DEAN, QUALITY, ADMIN, SUPERVISOR_P, SCHOOL)
+    assert [sees_kept_aside(who) for who in everyone] == [True, True, True, False, False]
+    assert [reads_kept_aside_mail(who) for who in everyone] == [True, True, False, False, False]

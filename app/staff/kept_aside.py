@@ -1,0 +1,125 @@
+"""Kept aside for staff: mail the mailbox would not attach to any concern, and form submissions
+that keep failing to be raised.
+
+Mail is kept aside when a reply's token does not match its sender, when it answers a digest,
+when its sender cannot be read, or when processing it kept failing; nothing kept aside is
+answered or attached. Deans and quality teams read it here (sender, subject, text and the names
+of attachments, which are never opened); admins see only that it is there. Anyone else is
+answered 404, as if the pages did not exist. A submission that failed to be raised is listed by
+reference with its error's type: its words stay in the database until it is raised.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.staff.auth import SignedIn, staff_page_user
+from app.staff.context import StaffContext
+from app.staff.templating import staff_page
+from intake.emails import parse_email
+from notifications.messages import when
+from routing.access import reads_kept_aside_mail, sees_kept_aside
+from storage import inbox, submissions
+from storage.db import transaction
+from storage.tables import InboundMessage, id_of
+
+KEPT_ASIDE_PATH = "/staff/kept-aside"
+# The page lists the newest mail and the oldest failing submissions, up to this many of each.
+MOST_LISTED = 200
+
+Staff = Annotated[SignedIn, Depends(staff_page_user)]
+
+
+def _error_type(last_error: str | None) -> str:
+    """The kind of error only: the stored text can quote the submission."""
+    return (last_error or "").split("(", 1)[0].strip() or "unknown"
+
+
+def _why(outcome: str | None) -> str:
+    """The mailbox's reason, as a sentence under "Why it was kept aside"."""
+    reason = (outcome or "").removesuffix(": kept for staff").strip()
+    return reason[:1].upper() + reason[1:] if reason else "Not recorded"
+
+
+def router(context: StaffContext) -> APIRouter:
+    routes = APIRouter()
+    zone = context.policy.calendar.timezone
+
+    def mail_row(row: InboundMessage, *, readable: bool) -> dict[str, Any]:
+        return {
+            "id": id_of(row),
+            "received": when(row.received_at, zone),
+            "why": _why(row.outcome),
+            "sender": (row.from_address or row.mail_from or "(no sender)") if readable else None,
+            "subject": (row.subject or "(no subject)") if readable else None,
+        }
+
+    @routes.get(KEPT_ASIDE_PATH, response_class=HTMLResponse)
+    async def kept_aside_page(request: Request, signed_in: Staff) -> HTMLResponse:
+        if not sees_kept_aside(signed_in.who):
+            raise HTTPException(status_code=404)
+        readable = reads_kept_aside_mail(signed_in.who)
+
+        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            with transaction(context.engine) as session:
+                mail = [
+                    mail_row(row, readable=readable)
+                    for row in inbox.kept_aside(session, limit=MOST_LISTED)
+                ]
+                failing = [
+                    {
+                        "reference": row.reference,
+                        "received": when(row.received_at, zone),
+                        "attempts": row.attempts,
+                        "error": _error_type(row.last_error),
+                        "next_attempt": when(row.next_attempt_at, zone)
+                        if row.next_attempt_at
+                        else "soon",
+                    }
+                    for row in submissions.failing(session, limit=MOST_LISTED)
+                ]
+            return mail, failing
+
+        mail, failing = await run_in_threadpool(load)
+        return staff_page(
+            context.templates,
+            request,
+            "kept_aside.html",
+            {"mail": mail, "failing": failing, "readable": readable, "most": MOST_LISTED},
+        )
+
+    @routes.get(KEPT_ASIDE_PATH + "/mail/{message_id}", response_class=HTMLResponse)
+    async def kept_aside_mail(request: Request, message_id: int, signed_in: Staff) -> HTMLResponse:
+        if not reads_kept_aside_mail(signed_in.who):
+            raise HTTPException(status_code=404)
+
+        def load() -> dict[str, Any] | None:
+            with transaction(context.engine) as session:
+                row = inbox.kept_aside_message(session, message_id)
+                if row is None:
+                    return None
+                parsed = parse_email(row.raw, mail_from=row.mail_from)
+                return mail_row(row, readable=True) | {
+                    "envelope_sender": row.mail_from or "(none: a bounce)",
+                    "text": parsed.text,
+                    "attachments": [
+                        {
+                            "name": item.filename or "(no name)",
+                            "type": item.content_type,
+                            "size": item.size,
+                        }
+                        for item in parsed.attachments
+                    ],
+                    "problems": list(parsed.problems),
+                }
+
+        message = await run_in_threadpool(load)
+        if message is None:
+            raise HTTPException(status_code=404)
+        return staff_page(context.templates, request, "kept_aside_mail.html", {"m": message})
+
+    return routes

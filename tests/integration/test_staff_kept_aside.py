@@ -1,0 +1,97 @@
+"""Kept aside for staff: mail the mailbox would not attach, and submissions not yet raised.
+
+Deans and quality teams read kept-aside mail (sender, subject, text, attachment names); admins see
+that it is there but not who sent what; anyone else is answered 404. Learner text and a failed
+submission's stored error never reach the page unescaped, or at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from tests.integration.staff_world import (
+    StaffWorld,
+    fail_to_raise,
+    keep_aside,
+    staff_world,
+)
+
+SHOWN_WHY = "Looks like a reply, but its token does not match the sender"
+PAYLOAD = "<script>alert('kept')</script>"
+
+
+@pytest.fixture
+def world(sqlite_engine: Engine) -> Iterator[StaffWorld]:
+    yield from staff_world(sqlite_engine)
+
+
+def test_a_dean_reads_kept_aside_mail_and_sees_failing_submissions(world: StaffWorld) -> None:
+    kept = keep_aside(world.engine, subject=f"Re: your concern {PAYLOAD}", body=f"Hello {PAYLOAD}")
+    answered = keep_aside(world.engine, subject="An ordinary concern", body="x", status="processed")
+    reference = fail_to_raise(world.engine)
+
+    for who in ("dean", "quality"):
+        browser = world.browser(who)
+        home = browser.get("/staff")
+        assert 'href="/staff/kept-aside"' in home.text
+
+        page = browser.get("/staff/kept-aside")
+        assert page.status_code == 200
+        assert "someone.else@example.org" in page.text
+        assert SHOWN_WHY in page.text
+        assert f'href="/staff/kept-aside/mail/{kept}"' in page.text
+        assert "An ordinary concern" not in page.text  # only what was kept aside
+        assert PAYLOAD not in page.text
+        assert "&lt;script&gt;" in page.text
+        assert reference in page.text
+        assert "IntegrityError" in page.text
+        assert "Night rota" not in page.text
+
+        message = browser.get(f"/staff/kept-aside/mail/{kept}")
+        assert message.status_code == 200
+        assert PAYLOAD not in message.text
+        assert "Hello &lt;script&gt;" in message.text
+        assert "rota.pdf (application/pdf" in message.text
+        assert browser.get(f"/staff/kept-aside/mail/{answered}").status_code == 404
+        assert browser.get("/staff/kept-aside/mail/999999").status_code == 404
+
+
+def test_an_admin_sees_that_mail_is_kept_aside_but_not_who_sent_it(world: StaffWorld) -> None:
+    kept = keep_aside(world.engine, subject="Private subject line", body="Private words")
+    reference = fail_to_raise(world.engine)
+    browser = world.browser("admin")
+
+    page = browser.get("/staff/kept-aside")
+    assert page.status_code == 200
+    assert SHOWN_WHY in page.text
+    assert reference in page.text
+    assert "someone.else@example.org" not in page.text
+    assert "Private subject line" not in page.text
+    assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404
+
+
+@pytest.mark.parametrize("who", ["supervisor", "school_lead"])
+def test_contacts_and_school_leads_are_told_the_pages_do_not_exist(
+    world: StaffWorld, who: str
+) -> None:
+    kept = keep_aside(world.engine, subject="Private subject line", body="Private words")
+    browser = world.browser(who)
+    assert 'href="/staff/kept-aside"' not in browser.get("/staff").text
+    assert browser.get("/staff/kept-aside").status_code == 404
+    assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404
+
+
+def test_nothing_kept_aside_says_so(world: StaffWorld) -> None:
+    page = world.browser("dean").get("/staff/kept-aside")
+    assert page.status_code == 200
+    assert 'id="no-kept-aside-mail"' in page.text
+    assert 'id="no-failing-submissions"' in page.text
+
+
+def test_signed_out_is_sent_to_sign_in(world: StaffWorld) -> None:
+    answer = world.browser().get("/staff/kept-aside", follow_redirects=False)
+    assert answer.status_code == 303
+    assert "/staff/sign-in" in answer.headers["location"]
