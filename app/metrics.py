@@ -231,7 +231,7 @@ class _DatabaseCollector(Collector):
         inbound_family = GaugeMetricFamily(
             f"{PREFIX}_inbound_messages", "Stored emails by status", labels=["status"]
         )
-        for status in ("received", "processed", "ignored", "quarantined"):
+        for status in ("received", "processed", "ignored", "quarantined", "dealt_with"):
             inbound.setdefault(status, 0)
         for status, count in sorted(inbound.items()):
             inbound_family.add_metric([status], count)

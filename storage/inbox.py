@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import or_
+from sqlalchemy import or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, Engine
@@ -168,6 +168,24 @@ def kept_aside_message(session: Session, message_id: int) -> InboundMessage | No
     """One message kept aside for staff, or None when there is no such message kept aside."""
     row = session.get(InboundMessage, message_id)
     return row if row is not None and row.status == "quarantined" else None
+
+
+def mark_dealt_with(session: Session, message_id: int, *, by: str, now: datetime) -> str | None:
+    """Take a message off the kept-aside list once someone has dealt with it, noting who and when;
+    its subject, or None when it is not (or no longer) kept aside. The message itself is kept."""
+    row = kept_aside_message(session, message_id)
+    if row is None:
+        return None
+    claimed = session.execute(
+        update(InboundMessage)
+        .where(col(InboundMessage.id) == message_id, col(InboundMessage.status) == "quarantined")
+        .values(
+            status="dealt_with",
+            outcome=f"{row.outcome or 'kept for staff'}; dealt with by {by} at {now.isoformat()}",
+        )
+    )
+    # Two people pressing at once: only the first marks it.
+    return (row.subject or "") if getattr(claimed, "rowcount", 0) == 1 else None
 
 
 def inbound_counts(session: Session) -> dict[str, int]:

@@ -5,8 +5,9 @@ Mail is kept aside when a reply's token does not match its sender, when it answe
 when its sender cannot be read, or when processing it kept failing; nothing kept aside is
 answered or attached. Deans and quality teams read it here (sender, subject, text and the names
 of attachments, which are never opened); admins see only that it is there. Anyone else is
-answered 404, as if the pages did not exist. A submission that failed to be raised is listed by
-reference with its error's type: its words stay in the database until it is raised.
+answered 404, as if the pages did not exist. Whoever deals with a message marks it so: it leaves
+the list, and the stored message notes who and when. A submission that failed to be raised is
+listed by reference with its error's type: its words stay in the database until it is raised.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.staff.auth import SignedIn, staff_page_user
 from app.staff.context import StaffContext
+from app.staff.pages import NOTICE_KEY
 from app.staff.templating import staff_page
 from intake.emails import parse_email
+from intake.web.security import CSRF_FIELD, require_csrf
 from notifications.messages import when
 from routing.access import reads_kept_aside_mail, sees_kept_aside
 from storage import inbox, submissions
@@ -85,11 +88,18 @@ def router(context: StaffContext) -> APIRouter:
             return mail, failing
 
         mail, failing = await run_in_threadpool(load)
+        notice = request.session.pop(NOTICE_KEY, None)
         return staff_page(
             context.templates,
             request,
             "kept_aside.html",
-            {"mail": mail, "failing": failing, "readable": readable, "most": MOST_LISTED},
+            {
+                "mail": mail,
+                "failing": failing,
+                "readable": readable,
+                "most": MOST_LISTED,
+                "notice": notice if isinstance(notice, str) else None,
+            },
         )
 
     @routes.get(KEPT_ASIDE_PATH + "/mail/{message_id}", response_class=HTMLResponse)
@@ -121,5 +131,26 @@ def router(context: StaffContext) -> APIRouter:
         if message is None:
             raise HTTPException(status_code=404)
         return staff_page(context.templates, request, "kept_aside_mail.html", {"m": message})
+
+    @routes.post(KEPT_ASIDE_PATH + "/mail/{message_id}/dealt-with")
+    async def dealt_with(request: Request, message_id: int, signed_in: Staff) -> Response:
+        if not reads_kept_aside_mail(signed_in.who):
+            raise HTTPException(status_code=404)
+        posted = await request.form()
+        require_csrf(request, posted.get(CSRF_FIELD))
+
+        def mark() -> str | None:
+            with transaction(context.engine) as session:
+                return inbox.mark_dealt_with(
+                    session, message_id, by=signed_in.email, now=context.clock()
+                )
+
+        subject = await run_in_threadpool(mark)
+        if subject is None:
+            raise HTTPException(status_code=404)
+        request.session[NOTICE_KEY] = (
+            f"Marked as dealt with: {subject or '(no subject)'}. The message is kept."
+        )
+        return RedirectResponse(KEPT_ASIDE_PATH, status_code=303)
 
     return routes

@@ -113,3 +113,9 @@ def test_the_kept_aside_pages_are_accessible(
     assert "/staff/kept-aside/mail/" in page.url
     assert "Is anyone reading this?" in page.inner_text("main")
     browsing.check("staff-kept-aside-mail")
+
+    page.get_by_role("button", name="Mark as dealt with").click()
+    assert page.url.endswith("/staff/kept-aside")
+    assert "Marked as dealt with: Re: my concern." in page.inner_text("main")
+    assert page.get_by_role("link", name="Re: my concern").count() == 0
+    browsing.check("staff-kept-aside-dealt-with")

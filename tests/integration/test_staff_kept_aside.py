@@ -12,7 +12,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 
+from storage.db import transaction
+from storage.tables import InboundMessage
 from tests.integration.staff_world import (
+    KEPT_ASIDE_WHY,
     StaffWorld,
     fail_to_raise,
     keep_aside,
@@ -95,3 +98,56 @@ def test_signed_out_is_sent_to_sign_in(world: StaffWorld) -> None:
     answer = world.browser().get("/staff/kept-aside", follow_redirects=False)
     assert answer.status_code == 303
     assert "/staff/sign-in" in answer.headers["location"]
+
+
+def status_and_outcome(world: StaffWorld, message_id: int) -> tuple[str, str | None]:
+    with transaction(world.engine) as session:
+        row = session.get(InboundMessage, message_id)
+        assert row is not None
+        return row.status, row.outcome
+
+
+def test_a_dean_marks_mail_dealt_with_and_it_leaves_the_list(world: StaffWorld) -> None:
+    kept = keep_aside(world.engine, subject="Re: nights", body="Still no registrar at night")
+    browser = world.browser("dean")
+    token = browser.csrf(f"/staff/kept-aside/mail/{kept}")
+
+    answer = browser.post(
+        f"/staff/kept-aside/mail/{kept}/dealt-with",
+        data={"csrf_token": token},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/staff/kept-aside"
+    page = browser.get("/staff/kept-aside")
+    assert "Marked as dealt with: Re: nights. The message is kept." in page.text
+    assert f"/staff/kept-aside/mail/{kept}" not in page.text
+    assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404
+
+    status, outcome = status_and_outcome(world, kept)
+    assert status == "dealt_with"
+    assert outcome is not None
+    assert outcome.startswith(KEPT_ASIDE_WHY)
+    assert f"dealt with by {world.emails['dean']} at " in outcome
+
+    # A second press (another tab, another dean) finds nothing left to mark.
+    again = browser.post(f"/staff/kept-aside/mail/{kept}/dealt-with", data={"csrf_token": token})
+    assert again.status_code == 404
+    assert status_and_outcome(world, kept) == (status, outcome)
+
+
+def test_marking_without_the_form_token_or_the_right_changes_nothing(world: StaffWorld) -> None:
+    kept = keep_aside(world.engine, subject="Re: nights", body="Still no registrar at night")
+    before = status_and_outcome(world, kept)
+
+    dean = world.browser("dean")
+    dean.get(f"/staff/kept-aside/mail/{kept}")
+    forged = dean.post(f"/staff/kept-aside/mail/{kept}/dealt-with", data={"csrf_token": "x"})
+    assert forged.status_code == 403
+
+    admin = world.browser("admin")
+    token = admin.csrf("/staff/kept-aside")
+    refused = admin.post(f"/staff/kept-aside/mail/{kept}/dealt-with", data={"csrf_token": token})
+    assert refused.status_code == 404
+
+    assert status_and_outcome(world, kept) == before
