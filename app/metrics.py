@@ -22,7 +22,7 @@ from intake.mailbox import REJECTION_REASONS, MailboxCounters
 from intake.received import RaisingReport
 from notifications.outbox import DispatchReport
 from storage.db import transaction
-from storage.inbox import inbound_counts
+from storage.inbox import DEALT_WITH, KEPT_ASIDE, inbound_counts
 from storage.outbox import SqlOutboxStore
 from storage.submissions import waiting_count
 
@@ -231,7 +231,7 @@ class _DatabaseCollector(Collector):
         inbound_family = GaugeMetricFamily(
             f"{PREFIX}_inbound_messages", "Stored emails by status", labels=["status"]
         )
-        for status in ("received", "processed", "ignored", "quarantined", "dealt_with"):
+        for status in ("received", "processed", "ignored", KEPT_ASIDE, DEALT_WITH):
             inbound.setdefault(status, 0)
         for status, count in sorted(inbound.items()):
             inbound_family.add_metric([status], count)

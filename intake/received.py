@@ -127,11 +127,12 @@ def _raise_or_note(
     try:
         return raise_received(engine=engine, policy=policy, submission_id=submission_id, wait=wait)
     except Exception as error:
-        # The type only in the log: a database error can quote the learner's words.
+        # The type only, in the log and the row: a database or validation error can quote the
+        # learner's words, and staff see the row's error (app.staff.kept_aside).
         log.error("intake: a web submission could not be raised (%s)", type(error).__name__)
         try:
             submissions.record_failed_attempt(
-                engine, submission_id=submission_id, error=repr(error), now=now
+                engine, submission_id=submission_id, error=type(error).__name__, now=now
             )
         except Exception as noting:
             log.error("intake: the failure could not be noted (%s)", type(noting).__name__)

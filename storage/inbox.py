@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any, cast
 
 from sqlalchemy import or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import CursorResult, Dialect, Engine
 from sqlmodel import Session, col, select
 
 from storage.db import DriverStatement, driver_transaction, transaction
@@ -19,6 +20,9 @@ from storage.tables import InboundMessage
 
 # A message-id header longer than this is not a message id: it still dedupes by content.
 MESSAGE_ID_MAX = 998
+# Mail kept aside for staff, and mail someone on the staff side has dealt with since.
+KEPT_ASIDE = "quarantined"
+DEALT_WITH = "dealt_with"
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ def record_failed_attempt(
         row.attempts += 1
         row.last_error = error[:500]
         if row.attempts >= give_up_after:
-            row.status = "quarantined"
+            row.status = KEPT_ASIDE
             row.outcome = "processing kept failing: kept for staff"
             row.processed_at = now
         else:
@@ -157,7 +161,7 @@ def kept_aside(session: Session, *, limit: int) -> list[InboundMessage]:
     """Mail kept aside for staff, the newest first."""
     statement = (
         select(InboundMessage)
-        .where(InboundMessage.status == "quarantined")
+        .where(InboundMessage.status == KEPT_ASIDE)
         .order_by(col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc())
         .limit(limit)
     )
@@ -167,7 +171,7 @@ def kept_aside(session: Session, *, limit: int) -> list[InboundMessage]:
 def kept_aside_message(session: Session, message_id: int) -> InboundMessage | None:
     """One message kept aside for staff, or None when there is no such message kept aside."""
     row = session.get(InboundMessage, message_id)
-    return row if row is not None and row.status == "quarantined" else None
+    return row if row is not None and row.status == KEPT_ASIDE else None
 
 
 def mark_dealt_with(session: Session, message_id: int, *, by: str, now: datetime) -> str | None:
@@ -176,16 +180,20 @@ def mark_dealt_with(session: Session, message_id: int, *, by: str, now: datetime
     row = kept_aside_message(session, message_id)
     if row is None:
         return None
-    claimed = session.execute(
-        update(InboundMessage)
-        .where(col(InboundMessage.id) == message_id, col(InboundMessage.status) == "quarantined")
-        .values(
-            status="dealt_with",
-            outcome=f"{row.outcome or 'kept for staff'}; dealt with by {by} at {now.isoformat()}",
-        )
+    claimed = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(InboundMessage)
+            .where(col(InboundMessage.id) == message_id, col(InboundMessage.status) == KEPT_ASIDE)
+            .values(
+                status=DEALT_WITH,
+                outcome=f"{row.outcome or 'kept for staff'}; "
+                f"dealt with by {by} at {now.isoformat()}",
+            )
+        ),
     )
-    # Two people pressing at once: only the first marks it.
-    return (row.subject or "") if getattr(claimed, "rowcount", 0) == 1 else None
+    # Two people pressing at once: only the first marks it (the second finds the status changed).
+    return (row.subject or "") if claimed.rowcount == 1 else None
 
 
 def inbound_counts(session: Session) -> dict[str, int]:

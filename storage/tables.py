@@ -411,7 +411,8 @@ class InboundMessage(SQLModel, table=True):
     size: int
     sha256: str = Field(index=True)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    # received -> processed | ignored | quarantined (failed attempts retry, then quarantine)
+    # received -> processed | ignored | quarantined (failed attempts retry, then quarantine);
+    # quarantined (kept aside for staff) -> dealt_with (someone on the staff side marked it)
     status: str = "received"
     outcome: str | None = None
     from_address: str | None = None
@@ -522,7 +523,7 @@ class AccessRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _at(nullable=False)
     staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
-    # identity_viewed | exported | retention_removed
+    # identity_viewed | exported | retention_removed | kept_aside_read | kept_aside_dealt_with
     kind: str
     reference: str | None = None
     channel: str  # web | api | cli

@@ -12,6 +12,7 @@ listed by reference with its error's type: its words stay in the database until 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -27,19 +28,28 @@ from intake.web.security import CSRF_FIELD, require_csrf
 from notifications.messages import when
 from routing.access import reads_kept_aside_mail, sees_kept_aside
 from storage import inbox, submissions
+from storage import staff as accounts
 from storage.db import transaction
 from storage.tables import InboundMessage, id_of
 
 KEPT_ASIDE_PATH = "/staff/kept-aside"
 # The page lists the newest mail and the oldest failing submissions, up to this many of each.
 MOST_LISTED = 200
+NO_SUBJECT = "(no subject)"
+DEALT_WITH_NOTICE = "Marked the message as dealt with. It is kept, with your name."
+_ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 
 Staff = Annotated[SignedIn, Depends(staff_page_user)]
 
 
 def _error_type(last_error: str | None) -> str:
-    """The kind of error only: the stored text can quote the submission."""
-    return (last_error or "").split("(", 1)[0].strip() or "unknown"
+    """The kind of error only. Raising stores just the type's name; anything else (a row noted
+    before that, as the error's repr) can quote the learner's words, and shows as "unknown"."""
+    value = (last_error or "").strip()
+    found = _ERROR_TYPE.match(value)
+    if found is None or found.end() not in (len(value), value.find("(")):
+        return "unknown"
+    return found.group(0)
 
 
 def _why(outcome: str | None) -> str:
@@ -58,7 +68,7 @@ def router(context: StaffContext) -> APIRouter:
             "received": when(row.received_at, zone),
             "why": _why(row.outcome),
             "sender": (row.from_address or row.mail_from or "(no sender)") if readable else None,
-            "subject": (row.subject or "(no subject)") if readable else None,
+            "subject": (row.subject or NO_SUBJECT) if readable else None,
         }
 
     @routes.get(KEPT_ASIDE_PATH, response_class=HTMLResponse)
@@ -66,6 +76,8 @@ def router(context: StaffContext) -> APIRouter:
         if not sees_kept_aside(signed_in.who):
             raise HTTPException(status_code=404)
         readable = reads_kept_aside_mail(signed_in.who)
+
+        now = context.clock()
 
         def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             with transaction(context.engine) as session:
@@ -80,8 +92,8 @@ def router(context: StaffContext) -> APIRouter:
                         "attempts": row.attempts,
                         "error": _error_type(row.last_error),
                         "next_attempt": when(row.next_attempt_at, zone)
-                        if row.next_attempt_at
-                        else "soon",
+                        if row.next_attempt_at and row.next_attempt_at > now
+                        else "Due now",
                     }
                     for row in submissions.failing(session, limit=MOST_LISTED)
                 ]
@@ -107,30 +119,51 @@ def router(context: StaffContext) -> APIRouter:
         if not reads_kept_aside_mail(signed_in.who):
             raise HTTPException(status_code=404)
 
-        def load() -> dict[str, Any] | None:
+        def load() -> tuple[dict[str, Any], bytes, str] | None:
             with transaction(context.engine) as session:
                 row = inbox.kept_aside_message(session, message_id)
                 if row is None:
                     return None
-                parsed = parse_email(row.raw, mail_from=row.mail_from)
-                return mail_row(row, readable=True) | {
-                    "envelope_sender": row.mail_from or "(none: a bounce)",
-                    "text": parsed.text,
-                    "attachments": [
-                        {
-                            "name": item.filename or "(no name)",
-                            "type": item.content_type,
-                            "size": item.size,
-                        }
-                        for item in parsed.attachments
-                    ],
-                    "problems": list(parsed.problems),
-                }
+                accounts.record_access(
+                    session,
+                    kind="kept_aside_read",
+                    staff=signed_in.member,
+                    channel="web",
+                    now=context.clock(),
+                    detail={"message_id": message_id},
+                )
+                return mail_row(row, readable=True), bytes(row.raw), row.mail_from
 
-        message = await run_in_threadpool(load)
+        def read() -> dict[str, Any] | None:
+            loaded = load()
+            if loaded is None:
+                return None
+            shown, raw, mail_from = loaded
+            # Parsed after the transaction: a large message must not hold the database.
+            parsed = parse_email(raw, mail_from=mail_from)
+            return shown | {
+                # Mail whose processing kept failing was kept before its headers were noted.
+                "sender": parsed.from_address or shown["sender"],
+                "subject": shown["subject"]
+                if shown["subject"] != NO_SUBJECT
+                else parsed.subject or NO_SUBJECT,
+                "envelope_sender": mail_from or "(none: a bounce)",
+                "text": parsed.text,
+                "attachments": [
+                    {
+                        "name": item.filename or "(no name)",
+                        "type": item.content_type,
+                        "size": item.size,
+                    }
+                    for item in parsed.attachments
+                ],
+                "problems": list(parsed.problems),
+            }
+
+        message = await run_in_threadpool(read)
         if message is None:
             raise HTTPException(status_code=404)
-        return staff_page(context.templates, request, "kept_aside_mail.html", {"m": message})
+        return staff_page(context.templates, request, "kept_aside_mail.html", {"message": message})
 
     @routes.post(KEPT_ASIDE_PATH + "/mail/{message_id}/dealt-with")
     async def dealt_with(request: Request, message_id: int, signed_in: Staff) -> Response:
@@ -140,17 +173,24 @@ def router(context: StaffContext) -> APIRouter:
         require_csrf(request, posted.get(CSRF_FIELD))
 
         def mark() -> str | None:
+            now = context.clock()
             with transaction(context.engine) as session:
-                return inbox.mark_dealt_with(
-                    session, message_id, by=signed_in.email, now=context.clock()
-                )
+                subject = inbox.mark_dealt_with(session, message_id, by=signed_in.email, now=now)
+                if subject is not None:
+                    accounts.record_access(
+                        session,
+                        kind="kept_aside_dealt_with",
+                        staff=signed_in.member,
+                        channel="web",
+                        now=now,
+                        detail={"message_id": message_id},
+                    )
+                return subject
 
-        subject = await run_in_threadpool(mark)
-        if subject is None:
+        if await run_in_threadpool(mark) is None:
             raise HTTPException(status_code=404)
-        request.session[NOTICE_KEY] = (
-            f"Marked as dealt with: {subject or '(no subject)'}. The message is kept."
-        )
+        # Not the subject: the session cookie is signed, not encrypted, and this is learner text.
+        request.session[NOTICE_KEY] = DEALT_WITH_NOTICE
         return RedirectResponse(KEPT_ASIDE_PATH, status_code=303)
 
     return routes

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.staff.auth import STAFF_COOKIE
+from app.staff.kept_aside import DEALT_WITH_NOTICE
 from storage import staff as accounts
 from storage.db import create_db_engine, transaction
 from tests.e2e.browser import Browsing
@@ -116,6 +117,6 @@ def test_the_kept_aside_pages_are_accessible(
 
     page.get_by_role("button", name="Mark as dealt with").click()
     assert page.url.endswith("/staff/kept-aside")
-    assert "Marked as dealt with: Re: my concern." in page.inner_text("main")
+    assert DEALT_WITH_NOTICE in page.inner_text("main")
     assert page.get_by_role("link", name="Re: my concern").count() == 0
     browsing.check("staff-kept-aside-dealt-with")

@@ -21,14 +21,14 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from app.staff.auth import STAFF_COOKIE
 from escalation import casework
 from escalation.actions import Actor, escalate_by_hand
-from intake.service import submit_concern
+from intake.service import reference_for, submit_concern
 from intake.submission import Channel, NewConcern, parse_submission
-from storage import repositories, submissions
+from storage import repositories
 from storage import staff as accounts
 from storage.db import transaction
 from storage.tables import Contact, InboundMessage, ProgrammeBody, ReceivedSubmission, Region, id_of
@@ -226,9 +226,18 @@ def staff_world(engine: Engine) -> Iterator[StaffWorld]:
 KEPT_ASIDE_WHY = "looks like a reply, but its token does not match the sender: kept for staff"
 
 
-def keep_aside(engine: Engine, *, subject: str, body: str, status: str = "quarantined") -> int:
+def keep_aside(
+    engine: Engine,
+    *,
+    subject: str,
+    body: str,
+    status: str = "quarantined",
+    why: str = KEPT_ASIDE_WHY,
+    headers_noted: bool = True,
+) -> int:
     """Store an email as the mailbox keeps aside one it will not attach (or, with another
-    status, one it dealt with)."""
+    status, one it dealt with). Without `headers_noted`, as mail whose processing kept failing is
+    kept: before its sender and subject were noted."""
     message = EmailMessage()
     message["From"] = "Someone Else <someone.else@example.org>"
     message["To"] = "escalating-concerns@localhost"
@@ -238,45 +247,48 @@ def keep_aside(engine: Engine, *, subject: str, body: str, status: str = "quaran
         b"%PDF-1.4 not opened", maintype="application", subtype="pdf", filename="rota.pdf"
     )
     raw = message.as_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
     with transaction(engine) as session:
         row = InboundMessage(
-            dedupe_key=hashlib.sha256(raw).hexdigest(),
+            dedupe_key=digest,
             received_at=MONDAY_MORNING,
             mail_from="someone.else@example.org",
             rcpt_tos=["escalating-concerns@localhost"],
             size=len(raw),
-            sha256=hashlib.sha256(raw).hexdigest(),
+            sha256=digest,
             raw=raw,
             status=status,
-            outcome=KEPT_ASIDE_WHY if status == "quarantined" else "a new concern",
-            from_address="someone.else@example.org",
-            subject=subject,
+            outcome=why if status == "quarantined" else "a new concern",
+            from_address="someone.else@example.org" if headers_noted else None,
+            subject=subject if headers_noted else None,
         )
         session.add(row)
         session.flush()
         return id_of(row)
 
 
-def fail_to_raise(engine: Engine) -> str:
+def fail_to_raise(engine: Engine, *, error: str = "IntegrityError") -> str:
     """Store a form submission whose raising has failed once, in one transaction (a running
-    service must not raise it first), with its next attempt a year away; its reference."""
+    service must not raise it first), with its next attempt a year away; its reference. The
+    number is past any the counter hands out in these tests."""
     concern = parse_submission(
         concern_input(example_placement(engine), summary="Night rota has no registrar")
     )
     with transaction(engine) as session:
-        number = 900_000 + len(submissions.failing(session, limit=1000))
+        taken = session.exec(select(func.max(ReceivedSubmission.number))).one() or 0
+        number = max(900_000, int(taken) + 1)
+        reference = reference_for(MONDAY_MORNING.year, number)
         session.add(
             ReceivedSubmission(
-                reference=f"LC-2026-{number:06d}",
-                year=2026,
+                reference=reference,
+                year=MONDAY_MORNING.year,
                 number=number,
                 channel=Channel.WEB.value,
                 received_at=MONDAY_MORNING,
                 submission=TypeAdapter(NewConcern).dump_json(concern).decode(),
                 attempts=1,
-                # The stored error can quote the learner's words: pages show only its type.
-                last_error="IntegrityError('Night rota has no registrar')",
+                last_error=error,
                 next_attempt_at=datetime.now(UTC) + timedelta(days=365),
             )
         )
-    return f"LC-2026-{number:06d}"
+    return reference

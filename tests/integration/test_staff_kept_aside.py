@@ -8,12 +8,18 @@ submission's stored error never reach the page unescaped, or at all.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
+from app.staff.kept_aside import DEALT_WITH_NOTICE, _error_type
+from storage import inbox, submissions
 from storage.db import transaction
-from storage.tables import InboundMessage
+from storage.inbox import DEALT_WITH
+from storage.tables import AccessRecord, InboundMessage
+from tests.integration.helpers import MONDAY_MORNING
 from tests.integration.staff_world import (
     KEPT_ASIDE_WHY,
     StaffWorld,
@@ -52,9 +58,12 @@ def test_a_dean_reads_kept_aside_mail_and_sees_failing_submissions(world: StaffW
         assert reference in page.text
         assert "IntegrityError" in page.text
         assert "Night rota" not in page.text
+        assert "Due now" not in page.text  # its next attempt is a year away
 
         message = browser.get(f"/staff/kept-aside/mail/{kept}")
         assert message.status_code == 200
+        assert "<title>Mail kept aside" in message.text
+        assert "&lt;script&gt;" not in message.text.split("</title>")[0]  # not in history
         assert PAYLOAD not in message.text
         assert "Hello &lt;script&gt;" in message.text
         assert "rota.pdf (application/pdf" in message.text
@@ -120,12 +129,13 @@ def test_a_dean_marks_mail_dealt_with_and_it_leaves_the_list(world: StaffWorld) 
     assert answer.status_code == 303
     assert answer.headers["location"] == "/staff/kept-aside"
     page = browser.get("/staff/kept-aside")
-    assert "Marked as dealt with: Re: nights. The message is kept." in page.text
+    assert DEALT_WITH_NOTICE in page.text
+    assert "Re: nights" not in browser.cookie_header()  # learner text stays out of the cookie
     assert f"/staff/kept-aside/mail/{kept}" not in page.text
     assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404
 
     status, outcome = status_and_outcome(world, kept)
-    assert status == "dealt_with"
+    assert status == DEALT_WITH
     assert outcome is not None
     assert outcome.startswith(KEPT_ASIDE_WHY)
     assert f"dealt with by {world.emails['dean']} at " in outcome
@@ -151,3 +161,95 @@ def test_marking_without_the_form_token_or_the_right_changes_nothing(world: Staf
     assert refused.status_code == 404
 
     assert status_and_outcome(world, kept) == before
+
+
+def access_kinds(world: StaffWorld) -> list[tuple[str, object]]:
+    with transaction(world.engine) as session:
+        rows = session.exec(select(AccessRecord).order_by(col(AccessRecord.id))).all()
+        return [(row.kind, (row.detail or {}).get("message_id")) for row in rows]
+
+
+def test_reading_and_marking_kept_aside_mail_are_in_the_access_audit(world: StaffWorld) -> None:
+    kept = keep_aside(world.engine, subject="Re: nights", body="Still no registrar at night")
+    browser = world.browser("quality")
+    token = browser.csrf(f"/staff/kept-aside/mail/{kept}")
+    browser.post(f"/staff/kept-aside/mail/{kept}/dealt-with", data={"csrf_token": token})
+    kinds = [entry for entry in access_kinds(world) if entry[0].startswith("kept_aside")]
+    assert kinds == [("kept_aside_read", kept), ("kept_aside_dealt_with", kept)]
+
+
+def test_mail_kept_before_its_headers_were_noted_shows_them_from_the_message(
+    world: StaffWorld,
+) -> None:
+    kept = keep_aside(
+        world.engine,
+        subject="Rota problems",
+        body="Nobody answers",
+        why="processing kept failing: kept for staff",
+        headers_noted=False,
+    )
+    browser = world.browser("dean")
+    page = browser.get("/staff/kept-aside")
+    assert "Processing kept failing" in page.text
+    assert "(no subject)" in page.text
+    message = browser.get(f"/staff/kept-aside/mail/{kept}")
+    assert "Rota problems" in message.text
+    assert "someone.else@example.org" in message.text
+
+
+def test_a_submission_whose_retry_is_overdue_says_it_is_due_now(world: StaffWorld) -> None:
+    reference = fail_to_raise(world.engine)
+    with transaction(world.engine) as session:
+        (row,) = submissions.failing(session, limit=10)
+        row.next_attempt_at = MONDAY_MORNING - timedelta(hours=1)
+        session.add(row)
+    page = world.browser("admin").get("/staff/kept-aside")
+    assert reference in page.text
+    assert "Due now" in page.text
+
+
+def test_marking_reaches_only_mail_still_kept_aside(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two people pressing at once: both read the message as kept aside, and only the first
+    press changes it (the second's update finds the status already changed)."""
+    kept = keep_aside(engine, subject="Re: nights", body="Still no registrar")
+    with transaction(engine) as session:
+        stale = inbox.kept_aside_message(session, kept)
+        assert stale is not None
+        session.expunge(stale)
+    # Each press reads the message as it was before either marked it.
+    monkeypatch.setattr(inbox, "kept_aside_message", lambda session, message_id: stale)
+    presses = []
+    for by in ("dean@example.nhs.uk", "quality@example.nhs.uk"):
+        with transaction(engine) as session:
+            presses.append(inbox.mark_dealt_with(session, kept, by=by, now=MONDAY_MORNING))
+    assert presses == ["Re: nights", None]
+    with transaction(engine) as session:
+        row = session.get(InboundMessage, kept)
+        assert row is not None
+        assert row.status == DEALT_WITH
+        assert row.outcome is not None
+        assert "dealt with by dean@example.nhs.uk" in row.outcome
+        assert "quality@" not in row.outcome
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("IntegrityError", "IntegrityError"),
+        ("sqlalchemy.exc.OperationalError", "sqlalchemy.exc.OperationalError"),
+        # Noted before only the type was stored: the repr, which can quote the learner.
+        ("IntegrityError('Night rota has no registrar')", "IntegrityError"),
+        (
+            "1 validation error for NewConcern\nsummary\n  String should have at most 3 "
+            "characters [type=string_too_long, input_value='Night rota has no registrar']",
+            "unknown",
+        ),
+        ("ValueError: Night rota has no registrar", "unknown"),
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_only_an_errors_type_is_ever_shown(stored: str | None, shown: str) -> None:
+    assert _error_type(stored) == shown

@@ -256,7 +256,8 @@ def test_a_submission_that_cannot_be_raised_waits_for_its_retry(sqlite_engine: E
     assert (report.raised, report.failed) == (0, 1)
     [stored] = waiting(engine)
     assert stored.reference == receipt.reference and stored.attempts == 1
-    assert stored.last_error is not None and "NoDirectory" in stored.last_error
+    # The error's type only: its text could quote the learner, and staff see this column.
+    assert stored.last_error == "NoDirectory"
     assert stored.next_attempt_at == MONDAY_MORNING + timedelta(seconds=30)
     assert concerns(engine) == []
 
