@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
-from storage import repositories
+from storage import inbox, repositories
 from storage.db import transaction
 from storage.inbox import Received, store_received
 from storage.tables import Concern, Event, InboundMessage, OutboxMessage
@@ -171,7 +171,12 @@ def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine)
     assert "learner_added_information" not in kinds
     with transaction(db) as session:
         statuses = {row.status for row in session.exec(select(InboundMessage))}
+        # What the staff page "Kept aside" lists (app.staff.kept_aside).
+        (kept,) = inbox.kept_aside(session, limit=10)
     assert statuses == {"processed", "quarantined"}
+    assert kept.from_address == "mallory@evil.example"
+    assert kept.subject is not None and kept.subject.startswith("Re:")
+    assert kept.outcome is not None and "does not match the sender" in kept.outcome
 
 
 def test_quoting_a_reference_alone_grants_nothing_it_is_a_new_concern(db: Engine) -> None:
