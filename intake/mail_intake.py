@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -53,7 +54,7 @@ from notifications.threading import MailThreading
 from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore, Role
 from storage import inbox, repositories
 from storage.db import transaction
-from storage.tables import Concern, InboundMessage, Learner, OutboxMessage, id_of
+from storage.tables import Concern, Contact, InboundMessage, Learner, OutboxMessage, id_of
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class _Outcome:
     text: str
     concern_id: int | None = None
     counter: str = "processed"  # which IntakeReport counter it adds to, besides `processed`
+    region_id: int | None = None  # mail kept aside: the region it concerns, when known
 
 
 def process_pending(
@@ -117,6 +119,7 @@ def process_pending(
                 row.status = outcome.status
                 row.outcome = outcome.text
                 row.concern_id = outcome.concern_id
+                row.region_id = outcome.region_id
                 row.processed_at = now
         except Exception as error:  # one bad message must not stop the others
             # The type only: messages of database errors can quote the learner's text.
@@ -184,6 +187,7 @@ def _process(
                 "kept for staff",
                 None,
                 "quarantined",
+                region_id=_region_of(session, sent),
             )
     if threading.has_token(places):
         return _Outcome(
@@ -191,10 +195,44 @@ def _process(
             "looks like a reply, but its token does not match the sender: kept for staff",
             None,
             "quarantined",
+            region_id=_forwarded_region(session, threading, places),
         )
     return _new_concern(
         session, row, parsed, policy=policy, now=now, acks_per_day=acks_per_sender_per_day
     )
+
+
+def _region_of(session: Session, sent: OutboxMessage) -> int | None:
+    """The region a message we sent concerns: its concern's, or else its recipient's."""
+    if sent.concern_id is not None:
+        concern = session.get(Concern, sent.concern_id)
+        if concern is not None:
+            return concern.region_id
+    if sent.recipient_contact_id is not None:
+        contact = session.get(Contact, sent.recipient_contact_id)
+        if contact is not None:
+            return contact.region_id
+    return None
+
+
+def _forwarded_region(
+    session: Session, threading: MailThreading, places: Sequence[str]
+) -> int | None:
+    """The region of the message a genuine token names, when the reply comes from another
+    address (a forward, another account): it files the mail kept aside, and grants nothing."""
+
+    def recipient_of(outbox_id: int) -> str | None:
+        sent = session.get(OutboxMessage, outbox_id)
+        return sent.recipient_address if sent is not None else None
+
+    regions = {
+        region
+        for outbox_id in threading.genuine_outbox_ids(places=places, recipient_of=recipient_of)
+        if (sent := session.get(OutboxMessage, outbox_id)) is not None
+        and (region := _region_of(session, sent)) is not None
+    }
+    # Tokens of two regions in one message: no one region's staff may have it to themselves.
+    return regions.pop() if len(regions) == 1 else None
 
 
 def _note_bounce(

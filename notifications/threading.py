@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 # 20 base32 characters: 100 bits of HMAC, far beyond guessing.
@@ -62,6 +62,24 @@ class MailThreading:
                 outbox_id = int(match.group(1))
                 expected = self.token_for(outbox_id, sender)
                 if hmac.compare_digest(match.group(0).lower(), expected) and outbox_id not in found:
+                    found.append(outbox_id)
+        return found
+
+    def genuine_outbox_ids(
+        self, *, places: Iterable[str], recipient_of: Callable[[int], str | None]
+    ) -> list[int]:
+        """Outbox ids named by tokens whose MAC matches the address that message was sent to,
+        whoever now sends them on. Never proof of the sender: used only to file mail kept aside
+        under the region it concerns."""
+        found: list[int] = []
+        for place in places:
+            for match in TOKEN.finditer(place or ""):
+                outbox_id = int(match.group(1))
+                recipient = recipient_of(outbox_id)
+                if recipient is None or outbox_id in found:
+                    continue
+                expected = self.token_for(outbox_id, recipient)
+                if hmac.compare_digest(match.group(0).lower(), expected):
                     found.append(outbox_id)
         return found
 

@@ -9,8 +9,9 @@ The rule book:
 - An **admin** runs the service: sees every concern of every region and acts on none.
 - Mail kept aside for staff (a reply whose token does not match its sender, mail that could not
   be read) is read by deans and quality teams only: it belongs to no concern yet, and its sender
-  may be a learner. Admins see that it is there, and which submissions keep failing to be
-  raised, but not who sent what.
+  may be a learner. When the region it concerns is known, only that region's; when it is not,
+  every region's. Admins see that it is there, and which submissions keep failing to be raised,
+  but not who sent what.
 - Anyone who was told about a concern as a contact sees it, whatever their role.
 - A confidential learner's identity is known to the dean and the quality team of the concern's
   region only; a named learner's identity goes to everyone who sees the concern; an anonymous
@@ -177,5 +178,12 @@ def sees_kept_aside(who: Principal) -> bool:
 
 
 def reads_kept_aside_mail(who: Principal) -> bool:
-    """Who sent mail kept aside, its subject and its text: deans and quality teams only."""
+    """Who sent mail kept aside, its subject and its text: deans and quality teams only (of the
+    regions `kept_aside_regions` names)."""
     return who.role in REGION_ROLES
+
+
+def kept_aside_regions(who: Principal) -> frozenset[int] | None:
+    """The regions whose kept-aside mail this person is shown, besides mail of no known region;
+    None: every region's (an admin, who sees only that it is there)."""
+    return who.region_ids if who.role in REGION_ROLES else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -157,27 +157,49 @@ def record_failed_attempt(
             row.next_attempt_at = now + timedelta(seconds=30 * 2 ** (row.attempts - 1))
 
 
-def kept_aside(session: Session, *, limit: int) -> list[InboundMessage]:
-    """Mail kept aside for staff, the newest first."""
-    statement = (
-        select(InboundMessage)
-        .where(InboundMessage.status == KEPT_ASIDE)
-        .order_by(col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc())
-        .limit(limit)
-    )
+def kept_aside(
+    session: Session, *, limit: int, region_ids: Collection[int] | None = None
+) -> list[InboundMessage]:
+    """Mail kept aside for staff, the newest first: of these regions and of none known (or, with
+    `region_ids` None, of every region)."""
+    statement = select(InboundMessage).where(InboundMessage.status == KEPT_ASIDE)
+    if region_ids is not None:
+        statement = statement.where(
+            or_(
+                col(InboundMessage.region_id).is_(None),
+                col(InboundMessage.region_id).in_(sorted(region_ids)),
+            )
+        )
+    statement = statement.order_by(
+        col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc()
+    ).limit(limit)
     return list(session.exec(statement).all())
 
 
-def kept_aside_message(session: Session, message_id: int) -> InboundMessage | None:
-    """One message kept aside for staff, or None when there is no such message kept aside."""
+def kept_aside_message(
+    session: Session, message_id: int, *, region_ids: Collection[int] | None = None
+) -> InboundMessage | None:
+    """One message kept aside for staff, or None when there is no such message kept aside (of
+    these regions, or of none known)."""
     row = session.get(InboundMessage, message_id)
-    return row if row is not None and row.status == KEPT_ASIDE else None
+    if row is None or row.status != KEPT_ASIDE:
+        return None
+    if region_ids is not None and row.region_id is not None and row.region_id not in region_ids:
+        return None
+    return row
 
 
-def mark_dealt_with(session: Session, message_id: int, *, by: str, now: datetime) -> str | None:
+def mark_dealt_with(
+    session: Session,
+    message_id: int,
+    *,
+    by: str,
+    now: datetime,
+    region_ids: Collection[int] | None = None,
+) -> str | None:
     """Take a message off the kept-aside list once someone has dealt with it, noting who and when;
     its subject, or None when it is not (or no longer) kept aside. The message itself is kept."""
-    row = kept_aside_message(session, message_id)
+    row = kept_aside_message(session, message_id, region_ids=region_ids)
     if row is None:
         return None
     claimed = cast(

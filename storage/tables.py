@@ -418,6 +418,8 @@ class InboundMessage(SQLModel, table=True):
     from_address: str | None = None
     subject: str | None = None
     concern_id: int | None = Field(default=None, foreign_key="concerns.id", index=True)
+    # Mail kept aside: the region it concerns, when that is known (None: every region's staff).
+    region_id: int | None = Field(default=None, foreign_key="regions.id", index=True)
     attachments: list[dict[str, Any]] = _json_list()
     attempts: int = 0
     last_error: str | None = None

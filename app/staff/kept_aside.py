@@ -4,10 +4,11 @@ that keep failing to be raised.
 Mail is kept aside when a reply's token does not match its sender, when it answers a digest,
 when its sender cannot be read, or when processing it kept failing; nothing kept aside is
 answered or attached. Deans and quality teams read it here (sender, subject, text and the names
-of attachments, which are never opened); admins see only that it is there. Anyone else is
-answered 404, as if the pages did not exist. Whoever deals with a message marks it so: it leaves
-the list, and the stored message notes who and when. A submission that failed to be raised is
-listed by reference with its error's type: its words stay in the database until it is raised.
+of attachments, which are never opened): mail of their own region, and mail whose region is not
+known; admins see only that it is there. Anyone else is answered 404, as if the pages did not
+exist. Whoever deals with a message marks it so: it leaves the list, and the stored message notes
+who and when. A submission that failed to be raised is listed by reference with its error's type:
+its words stay in the database until it is raised.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from app.staff.templating import staff_page
 from intake.emails import parse_email
 from intake.web.security import CSRF_FIELD, require_csrf
 from notifications.messages import when
-from routing.access import reads_kept_aside_mail, sees_kept_aside
+from routing.access import kept_aside_regions, reads_kept_aside_mail, sees_kept_aside
 from storage import inbox, submissions
 from storage import staff as accounts
 from storage.db import transaction
@@ -83,7 +84,9 @@ def router(context: StaffContext) -> APIRouter:
             with transaction(context.engine) as session:
                 mail = [
                     mail_row(row, readable=readable)
-                    for row in inbox.kept_aside(session, limit=MOST_LISTED)
+                    for row in inbox.kept_aside(
+                        session, limit=MOST_LISTED, region_ids=kept_aside_regions(signed_in.who)
+                    )
                 ]
                 failing = [
                     {
@@ -121,7 +124,9 @@ def router(context: StaffContext) -> APIRouter:
 
         def load() -> tuple[dict[str, Any], bytes, str] | None:
             with transaction(context.engine) as session:
-                row = inbox.kept_aside_message(session, message_id)
+                row = inbox.kept_aside_message(
+                    session, message_id, region_ids=kept_aside_regions(signed_in.who)
+                )
                 if row is None:
                     return None
                 accounts.record_access(
@@ -175,7 +180,13 @@ def router(context: StaffContext) -> APIRouter:
         def mark() -> str | None:
             now = context.clock()
             with transaction(context.engine) as session:
-                subject = inbox.mark_dealt_with(session, message_id, by=signed_in.email, now=now)
+                subject = inbox.mark_dealt_with(
+                    session,
+                    message_id,
+                    by=signed_in.email,
+                    now=now,
+                    region_ids=kept_aside_regions(signed_in.who),
+                )
                 if subject is not None:
                     accounts.record_access(
                         session,

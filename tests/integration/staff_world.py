@@ -234,10 +234,11 @@ def keep_aside(
     status: str = "quarantined",
     why: str = KEPT_ASIDE_WHY,
     headers_noted: bool = True,
+    region_key: str | None = None,
 ) -> int:
     """Store an email as the mailbox keeps aside one it will not attach (or, with another
     status, one it dealt with). Without `headers_noted`, as mail whose processing kept failing is
-    kept: before its sender and subject were noted."""
+    kept: before its sender and subject were noted. With `region_key`, filed under that region."""
     message = EmailMessage()
     message["From"] = "Someone Else <someone.else@example.org>"
     message["To"] = "escalating-concerns@localhost"
@@ -249,7 +250,13 @@ def keep_aside(
     raw = message.as_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     with transaction(engine) as session:
+        region = (
+            session.exec(select(Region).where(Region.key == region_key)).one()
+            if region_key
+            else None
+        )
         row = InboundMessage(
+            region_id=id_of(region) if region is not None else None,
             dedupe_key=digest,
             received_at=MONDAY_MORNING,
             mail_from="someone.else@example.org",

@@ -177,6 +177,26 @@ def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine)
     assert kept.from_address == "mallory@evil.example"
     assert kept.subject is not None and kept.subject.startswith("Re:")
     assert kept.outcome is not None and "does not match the sender" in kept.outcome
+    # The token is genuine (sent to the learner), so the mail is filed under its concern's
+    # region; it still grants nothing.
+    assert kept.region_id == concern.region_id
+
+
+def test_a_made_up_token_files_the_mail_under_no_region(db: Engine) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    made_up = f"lc{ack.id}x{'a' * 20}"
+    forged = email(
+        sender="Mallory <mallory@evil.example>",
+        subject="Re: my concern",
+        body="Please tell me everything about it",
+        headers={"In-Reply-To": f"<{made_up}@localhost>"},
+    )
+    report = deliver(db, forged, mail_from="mallory@evil.example")
+    assert report.quarantined == 1
+    with transaction(db) as session:
+        (kept,) = inbox.kept_aside(session, limit=10)
+    assert kept.region_id is None  # every region's dean and quality team see it
 
 
 def test_quoting_a_reference_alone_grants_nothing_it_is_a_new_concern(db: Engine) -> None:
@@ -394,6 +414,10 @@ def test_a_deans_reply_to_a_digest_is_kept_for_staff_not_attached(db: Engine) ->
     assert report.quarantined == 1
     assert "digest weekly, which is not about one concern" in report.outcomes[0]
     assert only_concern(db).acknowledged_at is None
+    with transaction(db) as session:
+        (kept,) = inbox.kept_aside(session, limit=10)
+    # Filed under the dean's region: that region's dean and quality team read it.
+    assert kept.region_id == only_concern(db).region_id
 
 
 def bounce_of(sent: OutboxMessage, *, failed: str, report_id: str = "<r1@mx.example>") -> bytes:

@@ -28,6 +28,7 @@ from tests.integration.staff_world import (
     staff_world,
 )
 
+NV, SF = "north-vale", "south-fen"
 SHOWN_WHY = "Looks like a reply, but its token does not match the sender"
 PAYLOAD = "<script>alert('kept')</script>"
 
@@ -94,6 +95,33 @@ def test_contacts_and_school_leads_are_told_the_pages_do_not_exist(
     assert 'href="/staff/kept-aside"' not in browser.get("/staff").text
     assert browser.get("/staff/kept-aside").status_code == 404
     assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404
+
+
+def test_mail_of_a_known_region_is_read_by_that_regions_staff_only(world: StaffWorld) -> None:
+    ours = keep_aside(world.engine, subject="About a North Vale concern", body="x", region_key=NV)
+    unknown = keep_aside(world.engine, subject="About nobody knows what", body="y")
+    theirs = keep_aside(world.engine, subject="About a South Fen concern", body="z", region_key=SF)
+
+    dean = world.browser("dean")  # North Vale
+    page = dean.get("/staff/kept-aside").text
+    assert "About a North Vale concern" in page and "About nobody knows what" in page
+    assert "About a South Fen concern" not in page
+    assert dean.get(f"/staff/kept-aside/mail/{theirs}").status_code == 404
+    token = dean.csrf(f"/staff/kept-aside/mail/{ours}")
+    refused = dean.post(f"/staff/kept-aside/mail/{theirs}/dealt-with", data={"csrf_token": token})
+    assert refused.status_code == 404
+    assert status_and_outcome(world, theirs)[0] == "quarantined"
+
+    other = world.browser("other_dean")  # South Fen
+    page = other.get("/staff/kept-aside").text
+    assert "About a South Fen concern" in page and "About nobody knows what" in page
+    assert "About a North Vale concern" not in page
+    assert other.get(f"/staff/kept-aside/mail/{ours}").status_code == 404
+    assert other.get(f"/staff/kept-aside/mail/{unknown}").status_code == 200
+
+    # The admin sees that all three are there, and nothing of what they say.
+    admin_page = world.browser("admin").get("/staff/kept-aside").text
+    assert admin_page.count("Looks like a reply, but its token does not match") == 3
 
 
 def test_nothing_kept_aside_says_so(world: StaffWorld) -> None:
@@ -219,7 +247,7 @@ def test_marking_reaches_only_mail_still_kept_aside(
         assert stale is not None
         session.expunge(stale)
     # Each press reads the message as it was before either marked it.
-    monkeypatch.setattr(inbox, "kept_aside_message", lambda session, message_id: stale)
+    monkeypatch.setattr(inbox, "kept_aside_message", lambda session, message_id, **scope: stale)
     presses = []
     for by in ("dean@example.nhs.uk", "quality@example.nhs.uk"):
         with transaction(engine) as session:

@@ -10,6 +10,7 @@ from routing.access import (
     Principal,
     StaffRole,
     allowed_actions,
+    kept_aside_regions,
     may_act,
     may_see,
     reads_kept_aside_mail,
@@ -122,3 +123,7 @@ def test_mail_kept_aside_is_read_by_deans_and_quality_teams_and_admins_see_it_is
     everyone = (DEAN, QUALITY, ADMIN, SUPERVISOR_P, SCHOOL)
     assert [sees_kept_aside(who) for who in everyone] == [True, True, True, False, False]
     assert [reads_kept_aside_mail(who) for who in everyone] == [True, True, False, False, False]
+    # Deans and quality teams: their regions' mail (and mail of no known region); admins: all.
+    assert kept_aside_regions(DEAN) == DEAN.region_ids
+    assert kept_aside_regions(QUALITY) == QUALITY.region_ids
+    assert kept_aside_regions(ADMIN) is None

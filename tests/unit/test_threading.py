@@ -43,3 +43,18 @@ def test_the_thread_root_is_stable_per_concern_and_recipient_and_is_not_a_token(
     assert root != THREADING.thread_root("LC-2026-000002", LEARNER)
     assert not THREADING.has_token([root])
     assert THREADING.verified_outbox_ids(sender=LEARNER, places=[root]) == []
+
+
+def test_a_genuine_token_sent_on_by_someone_else_names_its_message_but_nothing_else_does() -> None:
+    sent_to = {7: "learner@example.nhs.uk", 8: "dean@example.nhs.uk"}
+    forwarded = THREADING.message_id(7, "learner@example.nhs.uk")
+    made_up = "<lc8xaaaaaaaaaaaaaaaaaaaa@example.nhs.uk>"
+    for_another = THREADING.message_id(8, "learner@example.nhs.uk")  # not whom 8 went to
+    unknown_row = THREADING.message_id(9, "learner@example.nhs.uk")
+    found = THREADING.genuine_outbox_ids(
+        places=[f"{forwarded} {made_up} {for_another} {unknown_row} {forwarded}"],
+        recipient_of=sent_to.get,
+    )
+    assert found == [7]
+    # It is never proof of the sender: the sender check still refuses it.
+    assert THREADING.verified_outbox_ids(sender="mallory@evil.example", places=[forwarded]) == []
