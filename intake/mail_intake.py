@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from escalation.actions import (
     ActionRefused,
@@ -220,16 +220,17 @@ def _forwarded_region(
 ) -> int | None:
     """The region of the message a genuine token names, when the reply comes from another
     address (a forward, another account): it files the mail kept aside, and grants nothing."""
+    sent: dict[int, OutboxMessage] = {}
 
-    def recipient_of(outbox_id: int) -> str | None:
-        sent = session.get(OutboxMessage, outbox_id)
-        return sent.recipient_address if sent is not None else None
+    def recipients_of(outbox_ids: list[int]) -> dict[int, str]:
+        statement = select(OutboxMessage).where(col(OutboxMessage.id).in_(outbox_ids))
+        sent.update((id_of(row), row) for row in session.exec(statement))
+        return {outbox_id: row.recipient_address for outbox_id, row in sent.items()}
 
     regions = {
         region
-        for outbox_id in threading.genuine_outbox_ids(places=places, recipient_of=recipient_of)
-        if (sent := session.get(OutboxMessage, outbox_id)) is not None
-        and (region := _region_of(session, sent)) is not None
+        for outbox_id in threading.genuine_outbox_ids(places=places, recipients_of=recipients_of)
+        if (region := _region_of(session, sent[outbox_id])) is not None
     }
     # Tokens of two regions in one message: no one region's staff may have it to themselves.
     return regions.pop() if len(regions) == 1 else None
@@ -385,7 +386,11 @@ def _reply(
     concern = repositories.lock_concern(session, sent.concern_id or 0)
     if concern is None:
         return _Outcome(
-            "quarantined", "a reply to a concern that no longer exists", None, "quarantined"
+            "quarantined",
+            "a reply to a concern that no longer exists",
+            None,
+            "quarantined",
+            region_id=_region_of(session, sent),
         )
     text = strip_quoted(parsed.text)
     if sent.recipient_role == Role.LEARNER.value:

@@ -12,11 +12,13 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 # 20 base32 characters: 100 bits of HMAC, far beyond guessing.
 MAC_LENGTH = 20
+# Mail kept aside is filed by the tokens it carries: this many distinct ids at most are looked up.
+MOST_TOKENS_LOOKED_UP = 20
 TOKEN = re.compile(r"lc([0-9]{1,18})x([a-z2-7]{20})", re.IGNORECASE)
 
 
@@ -66,22 +68,31 @@ class MailThreading:
         return found
 
     def genuine_outbox_ids(
-        self, *, places: Iterable[str], recipient_of: Callable[[int], str | None]
+        self,
+        *,
+        places: Iterable[str],
+        recipients_of: Callable[[list[int]], Mapping[int, str]],
     ) -> list[int]:
         """Outbox ids named by tokens whose MAC matches the address that message was sent to,
         whoever now sends them on. Never proof of the sender: used only to file mail kept aside
-        under the region it concerns."""
-        found: list[int] = []
+        under the region it concerns. At most `MOST_TOKENS_LOOKED_UP` distinct ids are looked up,
+        in one call, however many a hostile message carries."""
+        named: dict[int, str] = {}
         for place in places:
             for match in TOKEN.finditer(place or ""):
                 outbox_id = int(match.group(1))
-                recipient = recipient_of(outbox_id)
-                if recipient is None or outbox_id in found:
+                if outbox_id not in named and len(named) >= MOST_TOKENS_LOOKED_UP:
                     continue
-                expected = self.token_for(outbox_id, recipient)
-                if hmac.compare_digest(match.group(0).lower(), expected):
-                    found.append(outbox_id)
-        return found
+                named.setdefault(outbox_id, match.group(0).lower())
+        if not named:
+            return []
+        recipients = recipients_of(list(named))
+        return [
+            outbox_id
+            for outbox_id, token in named.items()
+            if outbox_id in recipients
+            and hmac.compare_digest(token, self.token_for(outbox_id, recipients[outbox_id]))
+        ]
 
     @staticmethod
     def has_token(places: Iterable[str]) -> bool:

@@ -18,8 +18,8 @@ from app.staff.kept_aside import DEALT_WITH_NOTICE, _error_type
 from storage import inbox, submissions
 from storage.db import transaction
 from storage.inbox import DEALT_WITH
-from storage.tables import AccessRecord, InboundMessage
-from tests.integration.helpers import MONDAY_MORNING
+from storage.tables import AccessRecord, InboundMessage, Region, id_of
+from tests.integration.helpers import MONDAY_MORNING, load_example_directory
 from tests.integration.staff_world import (
     KEPT_ASIDE_WHY,
     StaffWorld,
@@ -281,3 +281,21 @@ def test_marking_reaches_only_mail_still_kept_aside(
 )
 def test_only_an_errors_type_is_ever_shown(stored: str | None, shown: str) -> None:
     assert _error_type(stored) == shown
+
+
+def test_the_region_filter_keeps_other_regions_mail_out(engine: Engine) -> None:
+    load_example_directory(engine)
+    with transaction(engine) as session:
+        (north_vale,) = session.exec(select(Region).where(Region.key == NV)).all()
+        region_id = id_of(north_vale)
+    ours = keep_aside(engine, subject="North Vale", body="x", region_key=NV)
+    unknown = keep_aside(engine, subject="Nobody knows", body="y")
+    with transaction(engine) as session:
+        assert [id_of(row) for row in inbox.kept_aside(session, limit=10)] == [unknown, ours]
+        mine = inbox.kept_aside(session, limit=10, region_ids={region_id})
+        assert [id_of(row) for row in mine] == [unknown, ours]
+        elsewhere = inbox.kept_aside(session, limit=10, region_ids={region_id + 1})
+        assert [id_of(row) for row in elsewhere] == [unknown]
+        assert inbox.kept_aside_message(session, ours, region_ids={region_id + 1}) is None
+        assert inbox.kept_aside_message(session, ours, region_ids={region_id}) is not None
+        assert inbox.kept_aside_message(session, unknown, region_ids=set()) is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notifications.threading import MailThreading
+from notifications.threading import MOST_TOKENS_LOOKED_UP, MailThreading
 
 THREADING = MailThreading(secret=b"k" * 32, mailbox="escalating-concerns@example.nhs.uk")
 LEARNER = "jane@example.ac.uk"
@@ -51,10 +51,29 @@ def test_a_genuine_token_sent_on_by_someone_else_names_its_message_but_nothing_e
     made_up = "<lc8xaaaaaaaaaaaaaaaaaaaa@example.nhs.uk>"
     for_another = THREADING.message_id(8, "learner@example.nhs.uk")  # not whom 8 went to
     unknown_row = THREADING.message_id(9, "learner@example.nhs.uk")
+    asked: list[list[int]] = []
+
+    def recipients_of(outbox_ids: list[int]) -> dict[int, str]:
+        asked.append(outbox_ids)
+        return {key: value for key, value in sent_to.items() if key in outbox_ids}
+
     found = THREADING.genuine_outbox_ids(
         places=[f"{forwarded} {made_up} {for_another} {unknown_row} {forwarded}"],
-        recipient_of=sent_to.get,
+        recipients_of=recipients_of,
     )
     assert found == [7]
+    assert asked == [[7, 8, 9]]  # one look-up of the distinct ids
     # It is never proof of the sender: the sender check still refuses it.
     assert THREADING.verified_outbox_ids(sender="mallory@evil.example", places=[forwarded]) == []
+
+
+def test_a_message_full_of_tokens_gets_one_bounded_look_up() -> None:
+    asked: list[list[int]] = []
+
+    def recipients_of(outbox_ids: list[int]) -> dict[int, str]:
+        asked.append(outbox_ids)
+        return {}
+
+    tokens = " ".join(f"<lc{number}x{'a' * 20}@x>" for number in range(5000))
+    assert THREADING.genuine_outbox_ids(places=[tokens], recipients_of=recipients_of) == []
+    assert len(asked) == 1 and len(asked[0]) == MOST_TOKENS_LOOKED_UP
