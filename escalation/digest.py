@@ -51,7 +51,7 @@ from notifications.digests import (
 from routing.calendar import WorkingCalendar
 from routing.model import ConcernStatus, Pathway, RiskLevel, Role
 from routing.standards import DOMAINS, STANDARDS
-from storage import repositories
+from storage import inbox, repositories
 from storage.db import transaction
 from storage.tables import (
     Concern,
@@ -246,6 +246,8 @@ def weekly_digest_data(
         hotspots=_hotspots(session, region, period, policy),
         themes=theme_counts(concern.standards for concern in open_concerns),
         heat_map=HeatMap(counts=dict(Counter((c.likelihood, c.impact) for c in open_concerns))),
+        kept_aside=inbox.kept_aside_count(session, region_id=id_of(region), before=period.end),
+        kept_aside_url=f"{policy.public_url.rstrip('/')}/staff/kept-aside",
     )
 
 

@@ -236,6 +236,10 @@ class WeeklyDigest:
     hotspots: tuple[Hotspot, ...] = ()
     themes: tuple[ThemeCount, ...] = ()
     heat_map: HeatMap = field(default_factory=HeatMap)
+    # Mail kept aside for staff (this region's, or of no known region) at the end of the week,
+    # and where staff read it; the count only: what it says stays on the staff page.
+    kept_aside: int = 0
+    kept_aside_url: str = ""
 
 
 @dataclass(frozen=True)

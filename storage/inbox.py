@@ -13,7 +13,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Dialect, Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from storage.db import DriverStatement, driver_transaction, transaction
 from storage.tables import InboundMessage
@@ -174,6 +174,23 @@ def kept_aside(
         col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc()
     ).limit(limit)
     return list(session.exec(statement).all())
+
+
+def kept_aside_count(session: Session, *, region_id: int, before: datetime) -> int:
+    """How much mail received before a moment is still kept aside for a region's staff (its own,
+    and mail of no known region)."""
+    statement = (
+        select(func.count())
+        .select_from(InboundMessage)
+        .where(
+            InboundMessage.status == KEPT_ASIDE,
+            col(InboundMessage.received_at) < before,
+            or_(
+                col(InboundMessage.region_id).is_(None), col(InboundMessage.region_id) == region_id
+            ),
+        )
+    )
+    return int(session.exec(statement).one())
 
 
 def kept_aside_message(

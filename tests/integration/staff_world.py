@@ -235,6 +235,7 @@ def keep_aside(
     why: str = KEPT_ASIDE_WHY,
     headers_noted: bool = True,
     region_key: str | None = None,
+    received_at: datetime = MONDAY_MORNING,
 ) -> int:
     """Store an email as the mailbox keeps aside one it will not attach (or, with another
     status, one it dealt with). Without `headers_noted`, as mail whose processing kept failing is
@@ -258,7 +259,7 @@ def keep_aside(
         row = InboundMessage(
             region_id=id_of(region) if region is not None else None,
             dedupe_key=digest,
-            received_at=MONDAY_MORNING,
+            received_at=received_at,
             mail_from="someone.else@example.org",
             rcpt_tos=["escalating-concerns@localhost"],
             size=len(raw),

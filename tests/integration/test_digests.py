@@ -47,11 +47,12 @@ from notifications.digests import DigestKind, Hotspot, Period
 from notifications.outbox import dispatch_due
 from notifications.senders import MaildirSender, SmtpRelaySender
 from notifications.threading import MailThreading
-from storage import repositories
+from storage import inbox, repositories
 from storage.db import create_db_engine, transaction
 from storage.outbox import SqlOutboxStore
 from storage.tables import Concern, Contact, DigestRun, OutboxMessage, Region
 from tests.integration.helpers import LONDON, concern_input, load_example_directory, policy
+from tests.integration.staff_world import keep_aside
 
 DAILY, WEEKLY, MONTHLY = DigestKind.DAILY, DigestKind.WEEKLY, DigestKind.MONTHLY
 EMERGENCY = {"organisation": "vale-general", "department": "emergency"}
@@ -323,6 +324,44 @@ def test_the_weekly_digest_is_queued_to_the_dean_and_quality_team_once(db: Engin
     assert [(r.period_start, r.messages) for r in weekly_runs] == [
         (datetime(2026, 11, 16, 7, tzinfo=LONDON), 2)
     ]
+
+
+def test_the_weekly_digest_counts_the_mail_kept_aside_for_the_regions_staff(db: Engine) -> None:
+    a_week_of_concerns(db)
+    with transaction(db) as session:
+        session.add(Region(key="south-fen", name="South Fen", escalation_mailbox="sf@example.org"))
+    in_week = WEEK_END - timedelta(days=2)
+    for subject, region_key in (
+        ("Subject-NV", "north-vale"),
+        ("Subject-none", None),
+        ("Subject-SF", "south-fen"),
+    ):
+        keep_aside(db, subject=subject, body="x", region_key=region_key, received_at=in_week)
+    dealt = keep_aside(db, subject="dealt", body="x", region_key="north-vale", received_at=in_week)
+    with transaction(db) as session:
+        assert inbox.mark_dealt_with(session, dealt, by="dean@example.nhs.uk", now=in_week)
+    keep_aside(db, subject="after the week", body="x", region_key="north-vale")
+
+    run_digest(
+        engine=db, kind=WEEKLY, region_key="north-vale", now=WEEK_END, policy=policy(), send=True
+    )
+    for row in digest_rows(db):
+        # North Vale's own and the one of no known region: not South Fen's, not the one dealt
+        # with, not the one that came after the week; and nothing of what any of them says.
+        assert "MAIL KEPT ASIDE FOR STAFF (2)" in row.body_text
+        assert "2 emails were not attached to any concern" in row.body_text
+        assert f"{policy().public_url.rstrip('/')}/staff/kept-aside" in row.body_text
+        assert row.body_html is not None and "Mail kept aside for staff (2)" in row.body_html
+        assert "Subject-" not in row.body_text and "Subject-" not in row.body_html
+
+
+def test_a_weekly_digest_without_mail_kept_aside_does_not_mention_it(db: Engine) -> None:
+    a_week_of_concerns(db)
+    run_digest(
+        engine=db, kind=WEEKLY, region_key="north-vale", now=WEEK_END, policy=policy(), send=True
+    )
+    for row in digest_rows(db):
+        assert "KEPT ASIDE" not in row.body_text
 
 
 def test_digests_carry_no_learner_identity_and_no_description(db: Engine) -> None:
