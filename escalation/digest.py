@@ -247,7 +247,7 @@ def weekly_digest_data(
         themes=theme_counts(concern.standards for concern in open_concerns),
         heat_map=HeatMap(counts=dict(Counter((c.likelihood, c.impact) for c in open_concerns))),
         kept_aside=inbox.kept_aside_count(session, region_id=id_of(region), before=period.end),
-        kept_aside_url=f"{policy.public_url.rstrip('/')}/staff/kept-aside",
+        kept_aside_url=policy.kept_aside_url(),
     )
 
 

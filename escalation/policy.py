@@ -35,6 +35,10 @@ class Policy:
     def staff_url(self, reference: str) -> str:
         return f"{self.public_url.rstrip('/')}/staff/concerns/{reference}"
 
+    def kept_aside_url(self) -> str:
+        """The staff page of mail kept aside (app.staff.kept_aside)."""
+        return f"{self.public_url.rstrip('/')}/staff/kept-aside"
+
     def status_url(self, reference: str, now: datetime) -> str | None:
         """A signed link to the learner's status page, or None when links are not set up."""
         return self.status_links.url_for(reference, now) if self.status_links else None

@@ -13,6 +13,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Dialect, Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, func, select
 
 from storage.db import DriverStatement, driver_transaction, transaction
@@ -161,8 +162,13 @@ def kept_aside(
     session: Session, *, limit: int, region_ids: Collection[int] | None = None
 ) -> list[InboundMessage]:
     """Mail kept aside for staff, the newest first: of these regions and of none known (or, with
-    `region_ids` None, of every region)."""
-    statement = select(InboundMessage).where(InboundMessage.status == KEPT_ASIDE)
+    `region_ids` None, of every region). Without the raw messages, which a list never needs (up
+    to 10 MiB each): reading `raw` on a row loads it."""
+    statement = (
+        select(InboundMessage)
+        .options(defer(InboundMessage.raw))  # type: ignore[arg-type]
+        .where(InboundMessage.status == KEPT_ASIDE)
+    )
     if region_ids is not None:
         statement = statement.where(
             or_(

@@ -22,8 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.staff.auth import SignedIn, staff_page_user
 from app.staff.context import StaffContext
-from app.staff.pages import NOTICE_KEY
-from app.staff.templating import staff_page
+from app.staff.templating import leave_notice, staff_page, take_notice
 from intake.emails import parse_email
 from intake.web.security import CSRF_FIELD, require_csrf
 from notifications.messages import when
@@ -103,7 +102,6 @@ def router(context: StaffContext) -> APIRouter:
             return mail, failing
 
         mail, failing = await run_in_threadpool(load)
-        notice = request.session.pop(NOTICE_KEY, None)
         return staff_page(
             context.templates,
             request,
@@ -113,7 +111,7 @@ def router(context: StaffContext) -> APIRouter:
                 "failing": failing,
                 "readable": readable,
                 "most": MOST_LISTED,
-                "notice": notice if isinstance(notice, str) else None,
+                "notice": take_notice(request),
             },
         )
 
@@ -200,8 +198,8 @@ def router(context: StaffContext) -> APIRouter:
 
         if await run_in_threadpool(mark) is None:
             raise HTTPException(status_code=404)
-        # Not the subject: the session cookie is signed, not encrypted, and this is learner text.
-        request.session[NOTICE_KEY] = DEALT_WITH_NOTICE
+        # Not the subject: it is learner text (see leave_notice).
+        leave_notice(request, DEALT_WITH_NOTICE)
         return RedirectResponse(KEPT_ASIDE_PATH, status_code=303)
 
     return routes

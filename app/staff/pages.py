@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.staff.auth import SignedIn, staff_page_user
 from app.staff.context import StaffContext
-from app.staff.templating import staff_page
+from app.staff.templating import leave_notice, staff_page, take_notice
 from escalation import casework
 from escalation.actions import MAX_FEEDBACK_CHARACTERS, MAX_REASON_CHARACTERS
 from escalation.casework import ActionRefused, CaseAction, NotFound
@@ -31,7 +31,6 @@ from routing.standards import STANDARDS
 from storage.db import transaction
 from storage.tables import Contact, StaffMember
 
-NOTICE_KEY = "staff_notice"
 Staff = Annotated[SignedIn, Depends(staff_page_user)]
 CONCERN_PATH = "/staff/concerns/{reference}"
 # Form fields are cut to a little over what the engine accepts, so it refuses (and says why)
@@ -173,10 +172,6 @@ def router(context: StaffContext) -> APIRouter:
 
     def moment(value: str | None) -> str | None:
         return when(datetime.fromisoformat(value), zone) if value else None
-
-    def take_notice(request: Request) -> str | None:
-        text = request.session.pop(NOTICE_KEY, None)
-        return text if isinstance(text, str) else None
 
     # --- my concerns -----------------------------------------------------------------------
 
@@ -400,7 +395,7 @@ def router(context: StaffContext) -> APIRouter:
                 entered=entered,
                 status_code=400,
             )
-        request.session[NOTICE_KEY] = form.done.format(reference=done)
+        leave_notice(request, form.done.format(reference=done))
         return RedirectResponse(CONCERN_PATH.format(reference=done), status_code=303)
 
     # --- the audit trail -------------------------------------------------------------------

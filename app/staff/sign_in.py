@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.staff.auth import SIGN_IN_PATH, STAFF_COOKIE
 from app.staff.context import StaffContext
-from app.staff.templating import staff_page
+from app.staff.templating import leave_notice, staff_page, take_notice
 from escalation.casework import member_for, principal_of
 from intake.web.security import CSRF_FIELD, CSRF_SESSION_KEY, require_csrf
 from storage import repositories
@@ -61,7 +61,6 @@ OIDC_PATH = "/staff/sign-in/oidc"
 OIDC_CALLBACK_PATH = "/staff/sign-in/oidc/callback"
 STAFF_HOME = "/staff"
 TOKEN_SALT = "staff-sign-in"
-NOTICE_KEY = "staff_notice"
 OIDC_NEXT_KEY = "staff_oidc_next"
 OIDC_CLIENT = "staff"
 EMAIL_LIMIT = 320
@@ -197,7 +196,6 @@ def router(context: StaffContext) -> APIRouter:
         status_code: int = 200,
     ) -> HTMLResponse:
         errors = errors or {}
-        notice = request.session.pop(NOTICE_KEY, None)
         return staff_page(
             context.templates,
             request,
@@ -209,7 +207,7 @@ def router(context: StaffContext) -> APIRouter:
                 "error_list": [
                     {"text": text, "href": f"#{field}"} for field, text in errors.items()
                 ],
-                "notice": notice if isinstance(notice, str) else None,
+                "notice": take_notice(request),
                 "oidc_name": context.oidc.name if context.oidc is not None else None,
                 "oidc_path": OIDC_PATH,
                 "minutes": minutes,
@@ -402,7 +400,7 @@ def router(context: StaffContext) -> APIRouter:
         if value:
             await run_in_threadpool(sign_out, value)
         request.session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
-        request.session[NOTICE_KEY] = SIGNED_OUT
+        leave_notice(request, SIGNED_OUT)
         response = RedirectResponse(SIGN_IN_PATH, status_code=303)
         response.delete_cookie(
             STAFF_COOKIE,

@@ -15,6 +15,21 @@ from intake.web.templating import templates
 
 TEMPLATES = Path(__file__).parent / "templates"
 SERVICE_NAME = "Learner concerns: staff"
+# A one-line message for the next staff page shown ("You acknowledged LC-..."), kept in the
+# session between a POST and the page it redirects to. Never learner text: the session cookie is
+# signed, not encrypted.
+NOTICE_KEY = "staff_notice"
+
+
+def leave_notice(request: Request, text: str) -> None:
+    """Show this on the next staff page this browser opens."""
+    request.session[NOTICE_KEY] = text
+
+
+def take_notice(request: Request) -> str | None:
+    """The notice left for this page, once."""
+    text = request.session.pop(NOTICE_KEY, None)
+    return text if isinstance(text, str) else None
 
 
 def staff_templates() -> Jinja2Templates:
