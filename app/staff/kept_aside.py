@@ -36,6 +36,8 @@ KEPT_ASIDE_PATH = "/staff/kept-aside"
 # The page lists the newest mail and the oldest failing submissions, up to this many of each.
 MOST_LISTED = 200
 NO_SUBJECT = "(no subject)"
+# Ids are database integers: more digits than this cannot be one (SQLite's limit is 2**63 - 1).
+MESSAGE_ID_DIGITS = 18
 DEALT_WITH_NOTICE = "Marked the message as dealt with. It is kept, with your name."
 _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 
@@ -50,6 +52,14 @@ def _error_type(last_error: str | None) -> str:
     if found is None or found.end() not in (len(value), value.find("(")):
         return "unknown"
     return found.group(0)
+
+
+def _message_id(text: str) -> int:
+    """A message's id from its address; anything else is a page that does not exist (404), not
+    a malformed request: "abc", or a number too large for the database."""
+    if not text.isascii() or not text.isdigit() or len(text) > MESSAGE_ID_DIGITS:
+        raise HTTPException(status_code=404)
+    return int(text)
 
 
 def _why(outcome: str | None) -> str:
@@ -115,10 +125,11 @@ def router(context: StaffContext) -> APIRouter:
             },
         )
 
-    @routes.get(KEPT_ASIDE_PATH + "/mail/{message_id}", response_class=HTMLResponse)
-    async def kept_aside_mail(request: Request, message_id: int, signed_in: Staff) -> HTMLResponse:
+    @routes.get(KEPT_ASIDE_PATH + "/mail/{message}", response_class=HTMLResponse)
+    async def kept_aside_mail(request: Request, message: str, signed_in: Staff) -> HTMLResponse:
         if not reads_kept_aside_mail(signed_in.who):
             raise HTTPException(status_code=404)
+        message_id = _message_id(message)
 
         def load() -> tuple[dict[str, Any], bytes, str] | None:
             with transaction(context.engine) as session:
@@ -163,15 +174,16 @@ def router(context: StaffContext) -> APIRouter:
                 "problems": list(parsed.problems),
             }
 
-        message = await run_in_threadpool(read)
-        if message is None:
+        shown = await run_in_threadpool(read)
+        if shown is None:
             raise HTTPException(status_code=404)
-        return staff_page(context.templates, request, "kept_aside_mail.html", {"message": message})
+        return staff_page(context.templates, request, "kept_aside_mail.html", {"message": shown})
 
-    @routes.post(KEPT_ASIDE_PATH + "/mail/{message_id}/dealt-with")
-    async def dealt_with(request: Request, message_id: int, signed_in: Staff) -> Response:
+    @routes.post(KEPT_ASIDE_PATH + "/mail/{message}/dealt-with")
+    async def dealt_with(request: Request, message: str, signed_in: Staff) -> Response:
         if not reads_kept_aside_mail(signed_in.who):
             raise HTTPException(status_code=404)
+        message_id = _message_id(message)
         posted = await request.form()
         require_csrf(request, posted.get(CSRF_FIELD))
 

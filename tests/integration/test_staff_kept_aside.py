@@ -124,6 +124,21 @@ def test_mail_of_a_known_region_is_read_by_that_regions_staff_only(world: StaffW
     assert admin_page.count("Looks like a reply, but its token does not match") == 3
 
 
+@pytest.mark.parametrize("message", ["abc", "-1", "1.0", "99999999999999999999999", "١"])
+def test_an_address_that_names_no_message_is_a_page_that_does_not_exist(
+    world: StaffWorld, message: str
+) -> None:
+    browser = world.browser("dean")
+    page = browser.get(f"/staff/kept-aside/mail/{message}")
+    assert page.status_code == 404
+    assert "text/html" in page.headers["content-type"]
+    token = browser.csrf("/staff/kept-aside")
+    marked = browser.post(
+        f"/staff/kept-aside/mail/{message}/dealt-with", data={"csrf_token": token}
+    )
+    assert marked.status_code == 404
+
+
 def test_nothing_kept_aside_says_so(world: StaffWorld) -> None:
     page = world.browser("dean").get("/staff/kept-aside")
     assert page.status_code == 200
