@@ -215,9 +215,10 @@ def serve(settings: Settings) -> int:
     bootstrap.prepare_database(product)
     slack = _slack_bot(product)
     teams = _teams_bot(product)
-    # The event loop and the mailbox's writer thread hand the GIL to each other for every
-    # message; at Python's default 5 ms switch interval a busy thread makes the other wait up to
-    # 5 ms each time (bench/: concurrent deliveries about a third faster at 0.5 ms).
+    # A thread that wants the interpreter waits up to one switch interval for it. At Python's
+    # default 5 ms, the event loop (every SMTP session and web request) would wait about 5 ms
+    # at each turn behind a tick's thread raising concerns; at 0.5 ms it waits under 1 ms.
+    # It does not change throughput (bench/README.md, "A correction").
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
         return asyncio.run(
