@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from app import bootstrap
 from app.metrics import Metrics
 from app.settings import Settings
-from app.web import create_app
+from app.web import compile_pages, create_app
 from bot.slack_app import SlackBot, SlackTokenRefused, build_slack_bot
 from bot.teams_app import TeamsBot, build_teams_bot, production_auth
 from bot.teams_contacts import CardPoster
@@ -330,6 +330,17 @@ async def _serve(
         web_arrivals.note()
         by_name["intake"].wake()
 
+    app = create_app(
+        product,
+        metrics=metrics,
+        served_assets=served_assets,
+        slack=slack,
+        teams=teams,
+        on_received=web_received,
+    )
+    # Before listening: compiling takes about a second, which would otherwise fall on the
+    # first people to open each page (and hold up mail arriving at the same moment).
+    compile_pages(app)
     http_socket = _listen(settings.http_host, settings.http_port, setting="CONCERNS_HTTP_PORT")
     try:
         await mailbox.start(settings.smtp_host, settings.smtp_port)
@@ -340,14 +351,7 @@ async def _serve(
         ) from None
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(
-                product,
-                metrics=metrics,
-                served_assets=served_assets,
-                slack=slack,
-                teams=teams,
-                on_received=web_received,
-            ),
+            app,
             lifespan="on",
             log_level="info",
             # Our own access log (intake.web.security.AccessLog) names the route only: uvicorn's

@@ -15,14 +15,16 @@ from sqlalchemy.engine import Engine
 
 from app.bootstrap import Product
 from app.metrics import Metrics
+from app.staff import templating as staff_templating
 from app.staff.mount import mount_staff, staff_context
 from bot.slack_app import SlackBot
 from bot.teams_app import TeamsBot
-from intake.web import assets
+from intake.web import assets, templating
 from intake.web.context import WebContext, derived_key
 from intake.web.mount import mount
 from intake.web.security import RateLimitRules, RateLimits
-from intake.web.templating import templates
+from intake.web.templating import compile_templates, template_names, templates
+from notifications import render
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,18 @@ def create_app(
         return await teams.handle(request)
 
     return app
+
+
+def compile_pages(app: FastAPI) -> int:
+    """Compile every learner and staff page and every email now, with the macros they import
+    (`concerns serve` does this before it listens); returns how many templates were loaded."""
+    learner = app.state.web.templates.env
+    staff = app.state.staff.templates.env
+    return (
+        compile_templates(learner, template_names(templating.TEMPLATES))
+        + compile_templates(staff, template_names(staff_templating.TEMPLATES))
+        + compile_templates(render.environment(), template_names(render.TEMPLATES))
+    )
 
 
 def _select_one(engine: Engine) -> None:

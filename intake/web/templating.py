@@ -3,6 +3,7 @@ which the staff pages reuse with their own folder searched first."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     PackageLoader,
+    meta,
 )
 
 from intake.web.security import csrf_token
@@ -43,6 +45,33 @@ def templates(*, first: Path | None = None, service_name: str = SERVICE_NAME) ->
     )
     environment.globals["service_name"] = service_name
     return Jinja2Templates(env=environment)
+
+
+def compile_templates(environment: Environment, names: Iterable[str]) -> int:
+    """Load these templates now, and every template they import, include or extend, so that the
+    first learner or member of staff to open a page does not wait for it to be compiled (about
+    0.2 to 0.3 s a page on the development VM). Jinja keeps what it loads (400 templates, well
+    above what our pages use). Returns how many were loaded."""
+    waiting = list(names)
+    loaded: set[str] = set()
+    while waiting:
+        name = waiting.pop()
+        if name in loaded:
+            continue
+        loaded.add(name)
+        environment.get_template(name)
+        source, _, _ = environment.loader.get_source(environment, name)  # type: ignore[union-attr]
+        waiting += [
+            named
+            for named in meta.find_referenced_templates(environment.parse(source))
+            if named is not None
+        ]
+    return len(loaded)
+
+
+def template_names(folder: Path) -> list[str]:
+    """The names of the templates in one of our folders (HTML, and the emails' plain text)."""
+    return sorted(path.name for path in folder.iterdir() if path.suffix in {".html", ".txt"})
 
 
 def page(

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
@@ -63,10 +64,12 @@ class StaffWorld:
     staff_ids: dict[str, int]  # who -> staff account id
     _stack: ExitStack = field(default_factory=ExitStack)
 
-    def browser(self, who: str | None = None, **settings: Any) -> WebClient:
-        """A browser on a fresh app, signed in as `who` (None: not signed in)."""
+    def browser(
+        self, who: str | None = None, *, app: FastAPI | None = None, **settings: Any
+    ) -> WebClient:
+        """A browser on `app` or a fresh one, signed in as `who` (None: not signed in)."""
         client = self._stack.enter_context(
-            web_client(make_app(self.engine, clock=self.clock, **settings))
+            web_client(app or make_app(self.engine, clock=self.clock, **settings))
         )
         if who is not None:
             with transaction(self.engine) as session:
