@@ -162,12 +162,21 @@ def kept_aside(
     session: Session, *, limit: int, region_ids: Collection[int] | None = None
 ) -> list[InboundMessage]:
     """Mail kept aside for staff, the newest first: of these regions and of none known (or, with
-    `region_ids` None, of every region). Without the raw messages, which a list never needs (up
-    to 10 MiB each): reading `raw` on a row loads it."""
+    `region_ids` None, of every region)."""
+    statement = _listed(KEPT_ASIDE, region_ids).order_by(
+        col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc()
+    )
+    return list(session.exec(statement.limit(limit)).all())
+
+
+def _listed(status: str, region_ids: Collection[int] | None) -> Any:
+    """Messages in this status, of these regions and of none known (`region_ids` None: of every
+    region). Without the raw messages, which a list never needs (up to 10 MiB each): reading
+    `raw` on a row loads it."""
     statement = (
         select(InboundMessage)
         .options(defer(InboundMessage.raw))  # type: ignore[arg-type]
-        .where(InboundMessage.status == KEPT_ASIDE)
+        .where(InboundMessage.status == status)
     )
     if region_ids is not None:
         statement = statement.where(
@@ -176,10 +185,7 @@ def kept_aside(
                 col(InboundMessage.region_id).in_(sorted(region_ids)),
             )
         )
-    statement = statement.order_by(
-        col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc()
-    ).limit(limit)
-    return list(session.exec(statement).all())
+    return statement
 
 
 def kept_aside_count(session: Session, *, region_id: int, before: datetime) -> int:
@@ -200,12 +206,17 @@ def kept_aside_count(session: Session, *, region_id: int, before: datetime) -> i
 
 
 def kept_aside_message(
-    session: Session, message_id: int, *, region_ids: Collection[int] | None = None
+    session: Session,
+    message_id: int,
+    *,
+    region_ids: Collection[int] | None = None,
+    dealt_with_too: bool = False,
 ) -> InboundMessage | None:
-    """One message kept aside for staff, or None when there is no such message kept aside (of
-    these regions, or of none known)."""
+    """One message kept aside for staff (and, with `dealt_with_too`, one since dealt with), or
+    None when there is no such message (of these regions, or of none known)."""
+    statuses = (KEPT_ASIDE, DEALT_WITH) if dealt_with_too else (KEPT_ASIDE,)
     row = session.get(InboundMessage, message_id)
-    if row is None or row.status != KEPT_ASIDE:
+    if row is None or row.status not in statuses:
         return None
     if region_ids is not None and row.region_id is not None and row.region_id not in region_ids:
         return None
@@ -219,26 +230,72 @@ def mark_dealt_with(
     by: str,
     now: datetime,
     region_ids: Collection[int] | None = None,
-) -> str | None:
+) -> bool:
     """Take a message off the kept-aside list once someone has dealt with it, noting who and when;
-    its subject, or None when it is not (or no longer) kept aside. The message itself is kept."""
+    False when it is not (or no longer) kept aside. The message itself is kept."""
     row = kept_aside_message(session, message_id, region_ids=region_ids)
     if row is None:
-        return None
-    claimed = cast(
+        return False
+    return _move(
+        session,
+        message_id,
+        KEPT_ASIDE,
+        DEALT_WITH,
+        dealt_with_by=by,
+        dealt_with_at=now,
+        outcome=f"{row.outcome or 'kept for staff'}; dealt with by {by} at {now.isoformat()}",
+    )
+
+
+def put_back(
+    session: Session,
+    message_id: int,
+    *,
+    by: str,
+    now: datetime,
+    region_ids: Collection[int] | None = None,
+) -> bool:
+    """Put a message marked as dealt with back on the kept-aside list (marked by mistake, or not
+    dealt with after all), noting who and when; False when it is not (or no longer) dealt with."""
+    row = kept_aside_message(session, message_id, region_ids=region_ids, dealt_with_too=True)
+    if row is None or row.status != DEALT_WITH:
+        return False
+    return _move(
+        session,
+        message_id,
+        DEALT_WITH,
+        KEPT_ASIDE,
+        dealt_with_by=None,
+        dealt_with_at=None,
+        outcome=f"{row.outcome or 'kept for staff'}; put back by {by} at {now.isoformat()}",
+    )
+
+
+def _move(session: Session, message_id: int, old: str, new: str, **values: Any) -> bool:
+    """Change a message's status only if it still has `old`: of two people pressing at once, only
+    the first changes it (the second finds the status already changed)."""
+    moved = cast(
         "CursorResult[Any]",
         session.execute(
             update(InboundMessage)
-            .where(col(InboundMessage.id) == message_id, col(InboundMessage.status) == KEPT_ASIDE)
-            .values(
-                status=DEALT_WITH,
-                outcome=f"{row.outcome or 'kept for staff'}; "
-                f"dealt with by {by} at {now.isoformat()}",
-            )
+            .where(col(InboundMessage.id) == message_id, col(InboundMessage.status) == old)
+            .values(status=new, **values)
         ),
     )
-    # Two people pressing at once: only the first marks it (the second finds the status changed).
-    return (row.subject or "") if claimed.rowcount == 1 else None
+    return moved.rowcount == 1
+
+
+def dealt_with(
+    session: Session, *, limit: int, region_ids: Collection[int] | None = None
+) -> list[InboundMessage]:
+    """Mail kept aside and since dealt with, the most recently marked first (rows marked before
+    the time had a column of its own come last), of these regions and of none known."""
+    statement = _listed(DEALT_WITH, region_ids).order_by(
+        col(InboundMessage.dealt_with_at).is_(None),
+        col(InboundMessage.dealt_with_at).desc(),
+        col(InboundMessage.id).desc(),
+    )
+    return list(session.exec(statement.limit(limit)).all())
 
 
 def inbound_counts(session: Session) -> dict[str, int]:

@@ -412,7 +412,8 @@ class InboundMessage(SQLModel, table=True):
     sha256: str = Field(index=True)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # received -> processed | ignored | quarantined (failed attempts retry, then quarantine);
-    # quarantined (kept aside for staff) -> dealt_with (someone on the staff side marked it)
+    # quarantined (kept aside for staff) <-> dealt_with (someone on the staff side marked it, and
+    # may put it back)
     status: str = "received"
     outcome: str | None = None
     from_address: str | None = None
@@ -425,6 +426,9 @@ class InboundMessage(SQLModel, table=True):
     last_error: str | None = None
     next_attempt_at: datetime | None = _at()
     processed_at: datetime | None = _at()
+    # Mail kept aside and then dealt with: who marked it (their email address) and when.
+    dealt_with_by: str | None = None
+    dealt_with_at: datetime | None = _at()
 
 
 class ReceivedSubmission(SQLModel, table=True):
@@ -525,7 +529,8 @@ class AccessRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _at(nullable=False)
     staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
-    # identity_viewed | exported | retention_removed | kept_aside_read | kept_aside_dealt_with
+    # identity_viewed | exported | retention_removed | kept_aside_read | kept_aside_dealt_with |
+    # kept_aside_put_back
     kind: str
     reference: str | None = None
     channel: str  # web | api | cli

@@ -6,14 +6,16 @@ when its sender cannot be read, or when processing it kept failing; nothing kept
 answered or attached. Deans and quality teams read it here (sender, subject, text and the names
 of attachments, which are never opened): mail of their own region, and mail whose region is not
 known; admins see only that it is there. Anyone else is answered 404, as if the pages did not
-exist. Whoever deals with a message marks it so: it leaves the list, and the stored message notes
-who and when. A submission that failed to be raised is listed by reference with its error's type:
+exist. Whoever deals with a message marks it so: it leaves the list for the list of mail dealt
+with, and the stored message notes who and when; a message marked by mistake can be put back. A
+submission that failed to be raised is listed by reference with its error's type:
 its words stay in the database until it is raised.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -38,7 +40,10 @@ MOST_LISTED = 200
 NO_SUBJECT = "(no subject)"
 # Ids are database integers: more digits than this cannot be one (SQLite's limit is 2**63 - 1).
 MESSAGE_ID_DIGITS = 18
+# Dealt-with mail listed under the kept-aside mail, the most recently marked first.
+MOST_DEALT_WITH_LISTED = 50
 DEALT_WITH_NOTICE = "Marked the message as dealt with. It is kept, with your name."
+PUT_BACK_NOTICE = "Put the message back on the list of mail kept aside."
 _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 
 Staff = Annotated[SignedIn, Depends(staff_page_user)]
@@ -63,8 +68,9 @@ def _message_id(text: str) -> int:
 
 
 def _why(outcome: str | None) -> str:
-    """The mailbox's reason, as a sentence under "Why it was kept aside"."""
-    reason = (outcome or "").removesuffix(": kept for staff").strip()
+    """The mailbox's reason, as a sentence under "Why it was kept aside" (without the notes of
+    who dealt with it or put it back, which marking adds after a "; ")."""
+    reason = (outcome or "").split("; ", 1)[0].removesuffix(": kept for staff").strip()
     return reason[:1].upper() + reason[1:] if reason else "Not recorded"
 
 
@@ -79,6 +85,10 @@ def router(context: StaffContext) -> APIRouter:
             "why": _why(row.outcome),
             "sender": (row.from_address or row.mail_from or "(no sender)") if readable else None,
             "subject": (row.subject or NO_SUBJECT) if readable else None,
+            "dealt_with": row.status == inbox.DEALT_WITH,
+            # Marked before who and when had columns of their own: the note is in the outcome.
+            "dealt_with_by": row.dealt_with_by or "(see the stored message)",
+            "dealt_with_at": when(row.dealt_with_at, zone) if row.dealt_with_at else "",
         }
 
     @routes.get(KEPT_ASIDE_PATH, response_class=HTMLResponse)
@@ -89,14 +99,24 @@ def router(context: StaffContext) -> APIRouter:
 
         now = context.clock()
 
-        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+            regions = kept_aside_regions(signed_in.who)
             with transaction(context.engine) as session:
                 mail = [
                     mail_row(row, readable=readable)
-                    for row in inbox.kept_aside(
-                        session, limit=MOST_LISTED, region_ids=kept_aside_regions(signed_in.who)
-                    )
+                    for row in inbox.kept_aside(session, limit=MOST_LISTED, region_ids=regions)
                 ]
+                # Only those who deal with mail see what was dealt with (and can put it back).
+                done = (
+                    [
+                        mail_row(row, readable=True)
+                        for row in inbox.dealt_with(
+                            session, limit=MOST_DEALT_WITH_LISTED, region_ids=regions
+                        )
+                    ]
+                    if readable
+                    else []
+                )
                 failing = [
                     {
                         "reference": row.reference,
@@ -109,18 +129,20 @@ def router(context: StaffContext) -> APIRouter:
                     }
                     for row in submissions.failing(session, limit=MOST_LISTED)
                 ]
-            return mail, failing
+            return mail, done, failing
 
-        mail, failing = await run_in_threadpool(load)
+        mail, done, failing = await run_in_threadpool(load)
         return staff_page(
             context.templates,
             request,
             "kept_aside.html",
             {
                 "mail": mail,
+                "dealt_with": done,
                 "failing": failing,
                 "readable": readable,
                 "most": MOST_LISTED,
+                "most_dealt_with": MOST_DEALT_WITH_LISTED,
                 "notice": take_notice(request),
             },
         )
@@ -134,7 +156,10 @@ def router(context: StaffContext) -> APIRouter:
         def load() -> tuple[dict[str, Any], bytes, str] | None:
             with transaction(context.engine) as session:
                 row = inbox.kept_aside_message(
-                    session, message_id, region_ids=kept_aside_regions(signed_in.who)
+                    session,
+                    message_id,
+                    region_ids=kept_aside_regions(signed_in.who),
+                    dealt_with_too=True,
                 )
                 if row is None:
                     return None
@@ -179,39 +204,70 @@ def router(context: StaffContext) -> APIRouter:
             raise HTTPException(status_code=404)
         return staff_page(context.templates, request, "kept_aside_mail.html", {"message": shown})
 
-    @routes.post(KEPT_ASIDE_PATH + "/mail/{message}/dealt-with")
-    async def dealt_with(request: Request, message: str, signed_in: Staff) -> Response:
+    async def move(
+        request: Request,
+        message: str,
+        signed_in: SignedIn,
+        *,
+        change: Callable[..., bool],
+        kind: str,
+        notice: str,
+    ) -> Response:
+        """Mark a message as dealt with, or put it back: CSRF-checked, conditional (of two
+        presses only the first counts; the second is a 404), and recorded in the access audit."""
         if not reads_kept_aside_mail(signed_in.who):
             raise HTTPException(status_code=404)
         message_id = _message_id(message)
         posted = await request.form()
         require_csrf(request, posted.get(CSRF_FIELD))
 
-        def mark() -> str | None:
+        def apply() -> bool:
             now = context.clock()
             with transaction(context.engine) as session:
-                subject = inbox.mark_dealt_with(
+                changed = change(
                     session,
                     message_id,
                     by=signed_in.email,
                     now=now,
                     region_ids=kept_aside_regions(signed_in.who),
                 )
-                if subject is not None:
+                if changed:
                     accounts.record_access(
                         session,
-                        kind="kept_aside_dealt_with",
+                        kind=kind,
                         staff=signed_in.member,
                         channel="web",
                         now=now,
                         detail={"message_id": message_id},
                     )
-                return subject
+                return changed
 
-        if await run_in_threadpool(mark) is None:
+        if not await run_in_threadpool(apply):
             raise HTTPException(status_code=404)
-        # Not the subject: it is learner text (see leave_notice).
-        leave_notice(request, DEALT_WITH_NOTICE)
+        # Never the subject: it is learner text (see leave_notice).
+        leave_notice(request, notice)
         return RedirectResponse(KEPT_ASIDE_PATH, status_code=303)
+
+    @routes.post(KEPT_ASIDE_PATH + "/mail/{message}/dealt-with")
+    async def dealt_with(request: Request, message: str, signed_in: Staff) -> Response:
+        return await move(
+            request,
+            message,
+            signed_in,
+            change=inbox.mark_dealt_with,
+            kind="kept_aside_dealt_with",
+            notice=DEALT_WITH_NOTICE,
+        )
+
+    @routes.post(KEPT_ASIDE_PATH + "/mail/{message}/put-back")
+    async def put_back(request: Request, message: str, signed_in: Staff) -> Response:
+        return await move(
+            request,
+            message,
+            signed_in,
+            change=inbox.put_back,
+            kind="kept_aside_put_back",
+            notice=PUT_BACK_NOTICE,
+        )
 
     return routes

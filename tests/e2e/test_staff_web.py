@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.staff.auth import STAFF_COOKIE
-from app.staff.kept_aside import DEALT_WITH_NOTICE
+from app.staff.kept_aside import DEALT_WITH_NOTICE, PUT_BACK_NOTICE
 from storage import staff as accounts
 from storage.db import create_db_engine, transaction
 from tests.e2e.browser import Browsing
@@ -118,5 +118,17 @@ def test_the_kept_aside_pages_are_accessible(
     page.get_by_role("button", name="Mark as dealt with").click()
     assert page.url.endswith("/staff/kept-aside")
     assert DEALT_WITH_NOTICE in page.inner_text("main")
-    assert page.get_by_role("link", name="Re: my concern").count() == 0
+    assert page.locator("#kept-aside-mail").count() == 0
+    assert page.locator("#dealt-with-mail").get_by_role("link", name="Re: my concern").count() == 1
     browsing.check("staff-kept-aside-dealt-with")
+
+    # Marked by mistake: the dean opens it from the list of mail dealt with and puts it back.
+    page.locator("#dealt-with-mail").get_by_role("link", name="Re: my concern").click()
+    assert "Dealt with by" in page.inner_text("main")
+    browsing.check("staff-kept-aside-mail-dealt-with")
+    page.get_by_role("button", name="Put back on the list").click()
+    assert page.url.endswith("/staff/kept-aside")
+    assert PUT_BACK_NOTICE in page.inner_text("main")
+    assert page.locator("#kept-aside-mail").get_by_role("link", name="Re: my concern").count() == 1
+    assert page.locator("#dealt-with-mail").count() == 0
+    browsing.check("staff-kept-aside-put-back")

@@ -8,16 +8,16 @@ submission's stored error never reach the page unescaped, or at all.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from app.staff.kept_aside import DEALT_WITH_NOTICE, _error_type
+from app.staff.kept_aside import DEALT_WITH_NOTICE, PUT_BACK_NOTICE, _error_type, _why
 from storage import inbox, submissions
 from storage.db import transaction
-from storage.inbox import DEALT_WITH
+from storage.inbox import DEALT_WITH, KEPT_ASIDE
 from storage.tables import AccessRecord, InboundMessage, Region, id_of
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory
 from tests.integration.staff_world import (
@@ -174,19 +174,120 @@ def test_a_dean_marks_mail_dealt_with_and_it_leaves_the_list(world: StaffWorld) 
     page = browser.get("/staff/kept-aside")
     assert DEALT_WITH_NOTICE in page.text
     assert "Re: nights" not in browser.cookie_header()  # learner text stays out of the cookie
-    assert f"/staff/kept-aside/mail/{kept}" not in page.text
-    assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404
+    kept_list, done_list = sections(page.text)
+    assert f"/staff/kept-aside/mail/{kept}" not in kept_list
+    assert 'id="no-kept-aside-mail"' in kept_list
+    assert f"/staff/kept-aside/mail/{kept}" in done_list
+    assert world.emails["dean"] in done_list
+    assert "Monday 23 November 2026 at 11:00" in done_list  # when, in the region's time
+
+    shown = browser.get(f"/staff/kept-aside/mail/{kept}")
+    assert shown.status_code == 200
+    assert "Mail dealt with" in shown.text
+    assert f'action="/staff/kept-aside/mail/{kept}/put-back"' in shown.text
+    assert "/dealt-with" not in shown.text
+    assert SHOWN_WHY in shown.text
+    assert "; dealt with by" not in shown.text  # the reason alone, not the stored notes
 
     status, outcome = status_and_outcome(world, kept)
     assert status == DEALT_WITH
     assert outcome is not None
     assert outcome.startswith(KEPT_ASIDE_WHY)
     assert f"dealt with by {world.emails['dean']} at " in outcome
+    assert marked_by(world, kept) == (world.emails["dean"], world.clock())
 
     # A second press (another tab, another dean) finds nothing left to mark.
     again = browser.post(f"/staff/kept-aside/mail/{kept}/dealt-with", data={"csrf_token": token})
     assert again.status_code == 404
     assert status_and_outcome(world, kept) == (status, outcome)
+
+
+def sections(page: str) -> tuple[str, str]:
+    """The kept-aside page's mail list, and its list of mail dealt with."""
+    start, done, failing = (
+        page.index(f'id="{name}-heading"') for name in ("mail", "dealt-with", "failing")
+    )
+    return page[start:done], page[done:failing]
+
+
+def marked_by(world: StaffWorld, message_id: int) -> tuple[str | None, datetime | None]:
+    with transaction(world.engine) as session:
+        row = session.get(InboundMessage, message_id)
+        assert row is not None
+        return row.dealt_with_by, row.dealt_with_at
+
+
+def mark(world: StaffWorld, who: str, message_id: int) -> None:
+    browser = world.browser(who)
+    token = browser.csrf(f"/staff/kept-aside/mail/{message_id}")
+    marked = browser.post(
+        f"/staff/kept-aside/mail/{message_id}/dealt-with", data={"csrf_token": token}
+    )
+    assert marked.status_code == 303
+
+
+def test_mail_marked_by_mistake_is_put_back_on_the_list(world: StaffWorld) -> None:
+    kept = keep_aside(world.engine, subject="Re: nights", body="Still no registrar at night")
+    mark(world, "dean", kept)
+    world.clock.now += timedelta(hours=2)
+
+    quality = world.browser("quality")
+    token = quality.csrf(f"/staff/kept-aside/mail/{kept}")
+    answer = quality.post(f"/staff/kept-aside/mail/{kept}/put-back", data={"csrf_token": token})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/staff/kept-aside"
+
+    page = quality.get("/staff/kept-aside")
+    assert PUT_BACK_NOTICE in page.text
+    kept_list, done_list = sections(page.text)
+    assert f"/staff/kept-aside/mail/{kept}" in kept_list
+    assert 'id="no-dealt-with-mail"' in done_list
+    shown = quality.get(f"/staff/kept-aside/mail/{kept}")
+    assert f'action="/staff/kept-aside/mail/{kept}/dealt-with"' in shown.text
+    assert "/put-back" not in shown.text
+
+    status, outcome = status_and_outcome(world, kept)
+    assert status == KEPT_ASIDE
+    assert outcome is not None
+    assert f"dealt with by {world.emails['dean']}" in outcome
+    assert f"put back by {world.emails['quality']} at " in outcome
+    assert marked_by(world, kept) == (None, None)
+
+    # A second press finds nothing left to put back, and changes nothing.
+    again = quality.post(f"/staff/kept-aside/mail/{kept}/put-back", data={"csrf_token": token})
+    assert again.status_code == 404
+    assert status_and_outcome(world, kept) == (status, outcome)
+    kinds = [entry for entry in access_kinds(world) if entry[0].startswith("kept_aside")]
+    assert ("kept_aside_put_back", kept) in kinds
+    assert len([kind for kind, _ in kinds if kind == "kept_aside_put_back"]) == 1
+
+
+def test_putting_back_without_the_form_token_or_the_right_changes_nothing(
+    world: StaffWorld,
+) -> None:
+    kept = keep_aside(world.engine, subject="Re: nights", body="x", region_key=NV)
+    mark(world, "dean", kept)
+    before = status_and_outcome(world, kept)
+
+    dean = world.browser("dean")
+    dean.get(f"/staff/kept-aside/mail/{kept}")
+    forged = dean.post(f"/staff/kept-aside/mail/{kept}/put-back", data={"csrf_token": "x"})
+    assert forged.status_code == 403
+
+    for who in ("admin", "other_dean", "supervisor", "school_lead"):
+        browser = world.browser(who)
+        token = browser.csrf("/staff")
+        refused = browser.post(
+            f"/staff/kept-aside/mail/{kept}/put-back", data={"csrf_token": token}
+        )
+        assert refused.status_code == 404, who
+        assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404, who
+
+    admin_page = world.browser("admin").get("/staff/kept-aside").text
+    assert 'id="dealt-with-heading"' not in admin_page  # only those who deal with mail
+    other_dean = world.browser("other_dean").get("/staff/kept-aside").text
+    assert f"/staff/kept-aside/mail/{kept}" not in other_dean  # another region's mail
+    assert status_and_outcome(world, kept) == before
 
 
 def test_marking_without_the_form_token_or_the_right_changes_nothing(world: StaffWorld) -> None:
@@ -267,7 +368,7 @@ def test_marking_reaches_only_mail_still_kept_aside(
     for by in ("dean@example.nhs.uk", "quality@example.nhs.uk"):
         with transaction(engine) as session:
             presses.append(inbox.mark_dealt_with(session, kept, by=by, now=MONDAY_MORNING))
-    assert presses == ["Re: nights", None]
+    assert presses == [True, False]
     with transaction(engine) as session:
         row = session.get(InboundMessage, kept)
         assert row is not None
@@ -275,6 +376,77 @@ def test_marking_reaches_only_mail_still_kept_aside(
         assert row.outcome is not None
         assert "dealt with by dean@example.nhs.uk" in row.outcome
         assert "quality@" not in row.outcome
+
+
+def test_putting_back_reaches_only_mail_still_dealt_with(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two people putting the same message back at once: only the first press changes it."""
+    kept = keep_aside(engine, subject="Re: nights", body="Still no registrar")
+    with transaction(engine) as session:
+        assert inbox.mark_dealt_with(session, kept, by="dean@example.nhs.uk", now=MONDAY_MORNING)
+    with transaction(engine) as session:
+        stale = inbox.kept_aside_message(session, kept, dealt_with_too=True)
+        assert stale is not None
+        session.expunge(stale)
+    monkeypatch.setattr(inbox, "kept_aside_message", lambda session, message_id, **scope: stale)
+    presses = []
+    for by in ("dean@example.nhs.uk", "quality@example.nhs.uk"):
+        with transaction(engine) as session:
+            presses.append(inbox.put_back(session, kept, by=by, now=MONDAY_MORNING))
+    assert presses == [True, False]
+    with transaction(engine) as session:
+        row = session.get(InboundMessage, kept)
+        assert row is not None
+        assert (row.status, row.dealt_with_by, row.dealt_with_at) == (KEPT_ASIDE, None, None)
+        assert row.outcome is not None
+        assert "put back by dean@example.nhs.uk" in row.outcome
+        assert "quality@" not in row.outcome
+
+
+def test_mail_dealt_with_is_listed_latest_marked_first_within_the_regions(engine: Engine) -> None:
+    load_example_directory(engine)
+    with transaction(engine) as session:
+        (north_vale,) = session.exec(select(Region).where(Region.key == NV)).all()
+        region_id = id_of(north_vale)
+    ours = keep_aside(engine, subject="North Vale", body="x", region_key=NV)
+    unknown = keep_aside(engine, subject="Nobody knows", body="y")
+    older = keep_aside(engine, subject="Marked before the columns", body="z")
+    with transaction(engine) as session:
+        for message, minutes in ((unknown, 1), (ours, 2), (older, 3)):
+            moment = MONDAY_MORNING + timedelta(minutes=minutes)
+            assert inbox.mark_dealt_with(session, message, by="dean@example.nhs.uk", now=moment)
+        row = session.get(InboundMessage, older)
+        assert row is not None
+        row.dealt_with_by, row.dealt_with_at = None, None  # as a row marked before 0010
+        session.add(row)
+    with transaction(engine) as session:
+        listed = [id_of(row) for row in inbox.dealt_with(session, limit=10)]
+        assert listed == [ours, unknown, older]
+        assert inbox.kept_aside(session, limit=10) == []
+        mine = inbox.dealt_with(session, limit=10, region_ids={region_id})
+        assert [id_of(row) for row in mine] == [ours, unknown, older]
+        elsewhere = inbox.dealt_with(session, limit=10, region_ids={region_id + 1})
+        assert [id_of(row) for row in elsewhere] == [unknown, older]
+        assert inbox.kept_aside_message(session, ours, dealt_with_too=True) is not None
+        assert inbox.kept_aside_message(session, ours) is None
+        assert (
+            inbox.kept_aside_message(session, ours, region_ids={region_id + 1}, dealt_with_too=True)
+            is None
+        )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "shown"),
+    [
+        (KEPT_ASIDE_WHY, SHOWN_WHY),
+        (f"{KEPT_ASIDE_WHY}; dealt with by a@example.nhs.uk at 2026-11-23T10:00:00", SHOWN_WHY),
+        (f"{KEPT_ASIDE_WHY}; dealt with by a@x at 1; put back by b@x at 2", SHOWN_WHY),
+        (None, "Not recorded"),
+    ],
+)
+def test_why_shows_the_mailboxs_reason_only(outcome: str | None, shown: str) -> None:
+    assert _why(outcome) == shown
 
 
 @pytest.mark.parametrize(
