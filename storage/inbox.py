@@ -243,7 +243,7 @@ def mark_dealt_with(
         DEALT_WITH,
         dealt_with_by=by,
         dealt_with_at=now,
-        outcome=f"{row.outcome or 'kept for staff'}; dealt with by {by} at {now.isoformat()}",
+        outcome=_noted(f"dealt with by {by} at {now.isoformat()}"),
     )
 
 
@@ -267,8 +267,14 @@ def put_back(
         KEPT_ASIDE,
         dealt_with_by=None,
         dealt_with_at=None,
-        outcome=f"{row.outcome or 'kept for staff'}; put back by {by} at {now.isoformat()}",
+        outcome=_noted(f"put back by {by} at {now.isoformat()}"),
     )
+
+
+def _noted(note: str) -> Any:
+    """The stored outcome with this note added, in the database's own update: a press that
+    read the message a moment ago never writes over the notes of presses since."""
+    return func.coalesce(InboundMessage.outcome, "kept for staff") + f"; {note}"
 
 
 def _move(session: Session, message_id: int, old: str, new: str, **values: Any) -> bool:

@@ -16,6 +16,7 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     PackageLoader,
+    TemplateNotFound,
     meta,
 )
 
@@ -52,19 +53,26 @@ def compile_templates(environment: Environment, names: Iterable[str]) -> int:
     first learner or member of staff to open a page does not wait for it to be compiled (about
     0.2 to 0.3 s a page on the development VM). Jinja keeps what it loads (400 templates, well
     above what our pages use). Returns how many were loaded."""
-    waiting = list(names)
+    waiting = [(name, True) for name in names]
     loaded: set[str] = set()
     while waiting:
-        name = waiting.pop()
+        name, ours = waiting.pop()
         if name in loaded:
             continue
+        try:
+            environment.get_template(name)
+        except TemplateNotFound:
+            if ours:
+                raise
+            # Named by an `include ... ignore missing` or a list of choices: the page does
+            # without it, and so does start-up.
+            continue
         loaded.add(name)
-        environment.get_template(name)
         source, _, _ = environment.loader.get_source(environment, name)  # type: ignore[union-attr]
         waiting += [
-            named
+            (named, False)
             for named in meta.find_referenced_templates(environment.parse(source))
-            if named is not None
+            if named is not None  # a name made at render time: compiled when first shown
         ]
     return len(loaded)
 

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from app.staff.kept_aside import DEALT_WITH_NOTICE, PUT_BACK_NOTICE, _error_type, _why
-from storage import inbox, submissions
+from storage import inbox, migrate, submissions
 from storage.db import transaction
 from storage.inbox import DEALT_WITH, KEPT_ASIDE
 from storage.tables import AccessRecord, InboundMessage, Region, id_of
@@ -120,6 +121,7 @@ def test_mail_of_a_known_region_is_read_by_that_regions_staff_only(world: StaffW
     assert other.get(f"/staff/kept-aside/mail/{unknown}").status_code == 200
 
     # The admin sees that all three are there, and nothing of what they say.
+    assert not [kind for kind, _ in access_kinds(world) if kind == "kept_aside_put_back"]
     admin_page = world.browser("admin").get("/staff/kept-aside").text
     assert admin_page.count("Looks like a reply, but its token does not match") == 3
 
@@ -283,6 +285,7 @@ def test_putting_back_without_the_form_token_or_the_right_changes_nothing(
         assert refused.status_code == 404, who
         assert browser.get(f"/staff/kept-aside/mail/{kept}").status_code == 404, who
 
+    assert not [kind for kind, _ in access_kinds(world) if kind == "kept_aside_put_back"]
     admin_page = world.browser("admin").get("/staff/kept-aside").text
     assert 'id="dealt-with-heading"' not in admin_page  # only those who deal with mail
     other_dean = world.browser("other_dean").get("/staff/kept-aside").text
@@ -434,6 +437,34 @@ def test_mail_dealt_with_is_listed_latest_marked_first_within_the_regions(engine
             inbox.kept_aside_message(session, ours, region_ids={region_id + 1}, dealt_with_too=True)
             is None
         )
+
+
+def test_mail_marked_before_the_columns_gets_who_and_when_from_its_note(engine: Engine) -> None:
+    first, second, unreadable = (
+        keep_aside(engine, subject=f"Re: {n}", body="x") for n in ("one", "two", "three")
+    )
+    with transaction(engine) as session:
+        assert inbox.mark_dealt_with(session, first, by="dean@example.nhs.uk", now=MONDAY_MORNING)
+        assert inbox.put_back(session, first, by="quality@example.nhs.uk", now=MONDAY_MORNING)
+        later = MONDAY_MORNING + timedelta(hours=3)
+        assert inbox.mark_dealt_with(session, first, by="quality@example.nhs.uk", now=later)
+        assert inbox.mark_dealt_with(session, second, by="dean@example.nhs.uk", now=MONDAY_MORNING)
+        assert inbox.mark_dealt_with(session, unreadable, by="dean@x", now=MONDAY_MORNING)
+        row = session.get(InboundMessage, unreadable)
+        assert row is not None
+        row.outcome = "kept for staff; dealt with by dean@x at some point"
+        session.add(row)
+    config = migrate.alembic_config(engine)
+    command.downgrade(config, "0009")
+    command.upgrade(config, "head")
+    with transaction(engine) as session:
+        found = {
+            id_of(row): (row.dealt_with_by, row.dealt_with_at)
+            for row in session.exec(select(InboundMessage)).all()
+        }
+    assert found[first] == ("quality@example.nhs.uk", later)  # the marking in force
+    assert found[second] == ("dean@example.nhs.uk", MONDAY_MORNING)
+    assert found[unreadable] == (None, None)
 
 
 @pytest.mark.parametrize(
