@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -340,7 +341,11 @@ async def _serve(
     )
     # Before listening: compiling takes about a second, which would otherwise fall on the
     # first people to open each page (and hold up mail arriving at the same moment).
-    compile_pages(app)
+    started = time.perf_counter()
+    compiled = compile_pages(app)
+    log.info(
+        "pages ready: %d templates compiled in %.1f s", compiled, time.perf_counter() - started
+    )
     http_socket = _listen(settings.http_host, settings.http_port, setting="CONCERNS_HTTP_PORT")
     try:
         await mailbox.start(settings.smtp_host, settings.smtp_port)
