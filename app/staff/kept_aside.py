@@ -44,6 +44,8 @@ MESSAGE_ID_DIGITS = 18
 MOST_DEALT_WITH_LISTED = 50
 DEALT_WITH_NOTICE = "Marked the message as dealt with. It is kept, with your name."
 PUT_BACK_NOTICE = "Put the message back on the list of mail kept aside."
+ALREADY_DEALT_WITH_NOTICE = "The message had already been marked as dealt with. Nothing changed."
+ALREADY_PUT_BACK_NOTICE = "The message had already been put back on the list. Nothing changed."
 _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 
 Staff = Annotated[SignedIn, Depends(staff_page_user)]
@@ -212,26 +214,23 @@ def router(context: StaffContext) -> APIRouter:
         change: Callable[..., bool],
         kind: str,
         notice: str,
+        already: str,
     ) -> Response:
         """Mark a message as dealt with, or put it back: CSRF-checked, conditional (of two
-        presses only the first counts; the second is a 404), and recorded in the access audit."""
+        presses only the first counts; the second is told it was already done, with nothing
+        changed), and recorded in the access audit. A message they may not read is a 404."""
         if not reads_kept_aside_mail(signed_in.who):
             raise HTTPException(status_code=404)
         message_id = _message_id(message)
         posted = await request.form()
         require_csrf(request, posted.get(CSRF_FIELD))
 
-        def apply() -> bool:
+        def apply() -> str | None:
+            """The notice to show, or None when there is no such message for them."""
             now = context.clock()
+            regions = kept_aside_regions(signed_in.who)
             with transaction(context.engine) as session:
-                changed = change(
-                    session,
-                    message_id,
-                    by=signed_in.email,
-                    now=now,
-                    region_ids=kept_aside_regions(signed_in.who),
-                )
-                if changed:
+                if change(session, message_id, by=signed_in.email, now=now, region_ids=regions):
                     accounts.record_access(
                         session,
                         kind=kind,
@@ -240,12 +239,18 @@ def router(context: StaffContext) -> APIRouter:
                         now=now,
                         detail={"message_id": message_id},
                     )
-                return changed
+                    return notice
+                # Another tab, or a colleague, did it first.
+                visible = inbox.kept_aside_message(
+                    session, message_id, region_ids=regions, dealt_with_too=True
+                )
+                return already if visible is not None else None
 
-        if not await run_in_threadpool(apply):
+        shown = await run_in_threadpool(apply)
+        if shown is None:
             raise HTTPException(status_code=404)
         # Never the subject: it is learner text (see leave_notice).
-        leave_notice(request, notice)
+        leave_notice(request, shown)
         return RedirectResponse(KEPT_ASIDE_PATH, status_code=303)
 
     @routes.post(KEPT_ASIDE_PATH + "/mail/{message}/dealt-with")
@@ -257,6 +262,7 @@ def router(context: StaffContext) -> APIRouter:
             change=inbox.mark_dealt_with,
             kind="kept_aside_dealt_with",
             notice=DEALT_WITH_NOTICE,
+            already=ALREADY_DEALT_WITH_NOTICE,
         )
 
     @routes.post(KEPT_ASIDE_PATH + "/mail/{message}/put-back")
@@ -268,6 +274,7 @@ def router(context: StaffContext) -> APIRouter:
             change=inbox.put_back,
             kind="kept_aside_put_back",
             notice=PUT_BACK_NOTICE,
+            already=ALREADY_PUT_BACK_NOTICE,
         )
 
     return routes

@@ -15,7 +15,14 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from app.staff.kept_aside import DEALT_WITH_NOTICE, PUT_BACK_NOTICE, _error_type, _why
+from app.staff.kept_aside import (
+    ALREADY_DEALT_WITH_NOTICE,
+    ALREADY_PUT_BACK_NOTICE,
+    DEALT_WITH_NOTICE,
+    PUT_BACK_NOTICE,
+    _error_type,
+    _why,
+)
 from storage import inbox, migrate, submissions
 from storage.db import transaction
 from storage.inbox import DEALT_WITH, KEPT_ASIDE
@@ -198,10 +205,12 @@ def test_a_dean_marks_mail_dealt_with_and_it_leaves_the_list(world: StaffWorld) 
     assert f"dealt with by {world.emails['dean']} at " in outcome
     assert marked_by(world, kept) == (world.emails["dean"], world.clock())
 
-    # A second press (another tab, another dean) finds nothing left to mark.
+    # A second press (another tab, another dean) finds nothing left to mark, and is told so.
     again = browser.post(f"/staff/kept-aside/mail/{kept}/dealt-with", data={"csrf_token": token})
-    assert again.status_code == 404
+    assert again.status_code == 303
+    assert ALREADY_DEALT_WITH_NOTICE in browser.get("/staff/kept-aside").text
     assert status_and_outcome(world, kept) == (status, outcome)
+    assert marked_by(world, kept) == (world.emails["dean"], world.clock())
 
 
 def sections(page: str) -> tuple[str, str]:
@@ -255,9 +264,10 @@ def test_mail_marked_by_mistake_is_put_back_on_the_list(world: StaffWorld) -> No
     assert f"put back by {world.emails['quality']} at " in outcome
     assert marked_by(world, kept) == (None, None)
 
-    # A second press finds nothing left to put back, and changes nothing.
+    # A second press finds nothing left to put back, is told so, and changes nothing.
     again = quality.post(f"/staff/kept-aside/mail/{kept}/put-back", data={"csrf_token": token})
-    assert again.status_code == 404
+    assert again.status_code == 303
+    assert ALREADY_PUT_BACK_NOTICE in quality.get("/staff/kept-aside").text
     assert status_and_outcome(world, kept) == (status, outcome)
     kinds = [entry for entry in access_kinds(world) if entry[0].startswith("kept_aside")]
     assert ("kept_aside_put_back", kept) in kinds
