@@ -99,9 +99,22 @@ def normalised_email(value: str) -> str | None:
     return accounts.normalise_email(checked.normalized)
 
 
+def unverified(claims: Mapping[str, Any]) -> bool:
+    """Whether the provider says the email address in its ID token is not verified."""
+    return claims.get("email_verified") in (False, "false")
+
+
 def oidc_email(claims: Mapping[str, Any]) -> str | None:
     """The verified ID token's email: `email`, else `preferred_username` or `upn` when one of
-    them is an email address (Microsoft Entra ID often sends only those)."""
+    them is an email address (Microsoft Entra ID often sends only those).
+
+    None when the provider says the address is not verified (`email_verified` false): staff
+    rights follow the email address, and anyone can claim an address they do not own at a
+    provider that lets users type it in. A provider that does not send `email_verified` at all
+    (Entra ID) is trusted for the addresses it issues.
+    """
+    if unverified(claims):
+        return None
     for claim in ("email", "preferred_username", "upn"):
         value = claims.get(claim)
         if isinstance(value, str) and value.strip():
@@ -441,6 +454,14 @@ def router(context: StaffContext) -> APIRouter:
             )
         claims = token.get("userinfo") if isinstance(token, dict) else None
         email = oidc_email(claims) if isinstance(claims, Mapping) else None
+        if isinstance(claims, Mapping) and unverified(claims):
+            return refused(
+                request,
+                heading="Sign-in did not work",
+                text=f"{name} has not verified your email address, so we cannot tell which "
+                f"account is yours. Verify it with {name}, then sign in again.",
+                status_code=403,
+            )
         if email is None:
             return refused(
                 request,

@@ -539,6 +539,7 @@ class FakeProvider:
     client_id: str
     client_secret: str
     email: str = ""
+    claims: dict[str, Any] = field(default_factory=dict)  # more claims in the ID token
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, auto_kid=True))
     codes: dict[str, str] = field(default_factory=dict)  # code -> nonce
     base: str = ""
@@ -597,6 +598,7 @@ class FakeProvider:
                     "exp": now + 300,
                     "nonce": nonce,
                     "email": provider.email,
+                    **provider.claims,
                 }
                 id_token = jwt.encode(
                     {"alg": "RS256", "kid": provider.key.kid}, claims, provider.key
@@ -691,6 +693,33 @@ def test_oidc_refuses_an_unknown_email(
     assert cookie_of(client) is None and session_count(world) == sessions
     with transaction(world.engine) as session:
         assert accounts.staff_by_email(session, "stranger@example.org") is None
+
+
+@pytest.mark.parametrize("verified", [False, "false"])
+def test_oidc_refuses_an_email_the_provider_has_not_verified(
+    world: StaffWorld, browsers: Browsers, provider: FakeProvider, verified: object
+) -> None:
+    """A directory contact's address, typed in at a provider that did not verify it."""
+    client, _ = oidc_browser(browsers, provider)
+    provider.email = world.emails["dean"]
+    provider.claims = {"email_verified": verified, "preferred_username": world.emails["dean"]}
+    sessions = session_count(world)
+    refused = through_provider(client, "/staff/sign-in/oidc")
+    assert refused.status_code == 403 and "has not verified your email address" in refused.text
+    assert cookie_of(client) is None and session_count(world) == sessions
+
+
+def test_oidc_accepts_a_verified_email_and_one_from_a_provider_that_does_not_say(
+    world: StaffWorld, browsers: Browsers, provider: FakeProvider
+) -> None:
+    for claims in ({"email_verified": True}, {}):
+        client, app = oidc_browser(browsers, provider)
+        provider.email = world.emails["dean"]
+        provider.claims = claims
+        done = through_provider(client, "/staff/sign-in/oidc")
+        assert done.status_code == 303, claims
+        signed_in = who_is_signed_in(app, client)
+        assert signed_in is not None and signed_in.email == world.emails["dean"]
 
 
 def test_oidc_routes_are_absent_without_settings(browsers: Browsers) -> None:
