@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -47,6 +49,7 @@ PUT_BACK_NOTICE = "Put the message back on the list of mail kept aside."
 ALREADY_DEALT_WITH_NOTICE = "The message had already been marked as dealt with. Nothing changed."
 ALREADY_PUT_BACK_NOTICE = "The message had already been put back on the list. Nothing changed."
 _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
+_NOTE = re.compile(r"; (?P<what>dealt with|put back) by (?P<by>[^;\s]+) at (?P<at>[^;\s]+)")
 
 Staff = Annotated[SignedIn, Depends(staff_page_user)]
 
@@ -76,6 +79,20 @@ def _why(outcome: str | None) -> str:
     return reason[:1].upper() + reason[1:] if reason else "Not recorded"
 
 
+def _history(outcome: str | None, zone: ZoneInfo) -> list[str]:
+    """What staff did with a message, oldest first, from the notes marking adds to its outcome
+    ("; dealt with by {email} at {ISO moment}", "; put back by ...")."""
+    shown = []
+    for note in _NOTE.finditer(outcome or ""):
+        try:
+            moment = when(datetime.fromisoformat(note["at"]), zone)
+        except ValueError:
+            moment = "at a time not recorded"
+        action = "Marked as dealt with" if note["what"] == "dealt with" else "Put back on the list"
+        shown.append(f"{action} by {note['by']}, {moment}")
+    return shown
+
+
 def router(context: StaffContext) -> APIRouter:
     routes = APIRouter()
     zone = context.policy.calendar.timezone
@@ -91,6 +108,7 @@ def router(context: StaffContext) -> APIRouter:
             # Marked before who and when had columns of their own: the note is in the outcome.
             "dealt_with_by": row.dealt_with_by or "(see the stored message)",
             "dealt_with_at": when(row.dealt_with_at, zone) if row.dealt_with_at else "",
+            "history": _history(row.outcome, zone),
         }
 
     @routes.get(KEPT_ASIDE_PATH, response_class=HTMLResponse)

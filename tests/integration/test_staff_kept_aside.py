@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
@@ -21,6 +22,7 @@ from app.staff.kept_aside import (
     DEALT_WITH_NOTICE,
     PUT_BACK_NOTICE,
     _error_type,
+    _history,
     _why,
 )
 from storage import inbox, migrate, submissions
@@ -256,6 +258,12 @@ def test_mail_marked_by_mistake_is_put_back_on_the_list(world: StaffWorld) -> No
     shown = quality.get(f"/staff/kept-aside/mail/{kept}")
     assert f'action="/staff/kept-aside/mail/{kept}/dealt-with"' in shown.text
     assert "/put-back" not in shown.text
+    history = shown.text.split('id="kept-aside-history"')[1].split("</ul>")[0]
+    assert history.index(
+        f"Marked as dealt with by {world.emails['dean']}, Monday 23 November 2026 at 11:00"
+    ) < history.index(
+        f"Put back on the list by {world.emails['quality']}, Monday 23 November 2026 at 13:00"
+    )
 
     status, outcome = status_and_outcome(world, kept)
     assert status == KEPT_ASIDE
@@ -475,6 +483,20 @@ def test_mail_marked_before_the_columns_gets_who_and_when_from_its_note(engine: 
     assert found[first] == ("quality@example.nhs.uk", later)  # the marking in force
     assert found[second] == ("dean@example.nhs.uk", MONDAY_MORNING)
     assert found[unreadable] == (None, None)
+
+
+def test_history_reads_the_notes_of_marking_and_putting_back() -> None:
+    zone = ZoneInfo("Europe/London")
+    outcome = (
+        f"{KEPT_ASIDE_WHY}; dealt with by a@example.nhs.uk at 2026-11-23T10:00:00+00:00"
+        "; put back by b@example.nhs.uk at not-a-time"
+    )
+    assert _history(outcome, zone) == [
+        "Marked as dealt with by a@example.nhs.uk, Monday 23 November 2026 at 10:00",
+        "Put back on the list by b@example.nhs.uk, at a time not recorded",
+    ]
+    assert _history(KEPT_ASIDE_WHY, zone) == []
+    assert _history(None, zone) == []
 
 
 @pytest.mark.parametrize(

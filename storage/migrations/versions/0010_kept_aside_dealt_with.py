@@ -28,7 +28,7 @@ depends_on = None
 
 
 # How storage.inbox.mark_dealt_with noted a marking before these columns existed.
-MARKED = re.compile(r"; dealt with by (?P<by>\S+) at (?P<at>\S+)")
+MARKED = re.compile(r"; dealt with by (?P<by>[^;\s]+) at (?P<at>[^;\s]+)")
 
 messages = sa.table(
     "inbound_messages",
