@@ -504,14 +504,21 @@ def _retention(args: argparse.Namespace, settings: Settings) -> int:
     product = _ready(settings)
     with transaction(product.engine) as session:
         expired = retention.plan_retention(session, now=now, years=years)
+        old_mail = retention.count_expired_mail(session, now=now, years=years)
     print(f"{len(expired)} closed concern(s) closed more than {years} years ago:")
     for item in expired:
         print(f"  {item.reference}  closed {item.closed_at.date().isoformat()}")
+    print(
+        f"{old_mail} email(s) tied to no concern, received more than {years} years ago and "
+        "finished with (bounces, auto-replies, mail kept aside and since dealt with)."
+    )
     if args.dry_run:
         print("Dry run: nothing removed.")
         return 0
     removed = retention.remove(product.engine, expired, now=now, years=years)
     print(f"Removed {len(removed)} concern(s).")
+    mail = retention.remove_expired_mail(product.engine, now=now, years=years)
+    print(f"Removed {mail} email(s) tied to no concern.")
     return 0
 
 

@@ -7,6 +7,11 @@ moves up the ladder (escalations), its messages (outbox), the emails received ab
 no concern and stay. What remains is one access record per concern removed: its reference, when
 it closed and when it went, with no one's name and nothing anyone wrote.
 
+Mail tied to no concern goes too once it was received more than the same number of years ago
+and nothing is left to do with it: bounces and auto-replies (ignored), and mail kept aside that
+staff have since dealt with. Mail still kept aside waits for staff, however old. One access
+record says how many went and from before when.
+
 Each concern goes in a transaction of its own, re-read under lock first: a concern reopened
 between the plan and the removal is kept. The events are append-only (migration 0001): the guard
 lets a DELETE through only for a concern named in `removals` (migration 0007), so the concern is
@@ -17,15 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, delete, insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col, func, select
 
 from routing.model import ConcernStatus
 from storage import repositories
 from storage import staff as accounts
 from storage.db import transaction
+from storage.inbox import DEALT_WITH
 from storage.tables import (
     Concern,
     ConcernContact,
@@ -49,6 +56,12 @@ TIED_TABLES: tuple[
     OutboxMessage,
     InboundMessage,
 )
+
+
+# Mail with no concern in these states is finished with; anything else still waits for someone.
+FINISHED_MAIL = ("ignored", "processed", DEALT_WITH)
+# Old mail goes in transactions of this many, so that no one transaction holds the database long.
+MAIL_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -131,4 +144,55 @@ def remove(
         with transaction(engine) as session:
             if remove_concern(session, item.reference, now=now, years=years):
                 removed.append(item.reference)
+    return removed
+
+
+def _expired_mail(cut: datetime) -> ColumnElement[bool]:
+    return and_(
+        col(InboundMessage.concern_id).is_(None),
+        col(InboundMessage.status).in_(FINISHED_MAIL),
+        col(InboundMessage.received_at) < cut,
+    )
+
+
+def count_expired_mail(session: Session, *, now: datetime, years: int = DEFAULT_YEARS) -> int:
+    """How many finished emails tied to no concern were received more than `years` years ago."""
+    statement = (
+        select(func.count()).select_from(InboundMessage).where(_expired_mail(cutoff(now, years)))
+    )
+    return int(session.exec(statement).one())
+
+
+def remove_expired_mail(engine: Engine, *, now: datetime, years: int = DEFAULT_YEARS) -> int:
+    """Remove those emails, in batches; how many went (recorded once in the access records)."""
+    cut = cutoff(now, years)
+    removed = 0
+    while True:
+        with transaction(engine) as session:
+            ids = session.exec(
+                select(InboundMessage.id).where(_expired_mail(cut)).limit(MAIL_BATCH)
+            ).all()
+            if ids:
+                # Checked again in the DELETE: a message attached meanwhile stays.
+                gone = cast(
+                    "CursorResult[Any]",
+                    session.execute(
+                        delete(InboundMessage).where(
+                            col(InboundMessage.id).in_(ids), _expired_mail(cut)
+                        )
+                    ),
+                )
+                removed += gone.rowcount
+        if len(ids) < MAIL_BATCH:
+            break
+    if removed:
+        with transaction(engine) as session:
+            accounts.record_access(
+                session,
+                kind="retention_removed_mail",
+                staff=None,
+                channel="cli",
+                now=now,
+                detail={"emails": removed, "received_before": cut.isoformat(), "years": years},
+            )
     return removed

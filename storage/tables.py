@@ -529,8 +529,8 @@ class AccessRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _at(nullable=False)
     staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
-    # identity_viewed | exported | retention_removed | kept_aside_read | kept_aside_dealt_with |
-    # kept_aside_put_back
+    # identity_viewed | exported | retention_removed | retention_removed_mail | kept_aside_read |
+    # kept_aside_dealt_with | kept_aside_put_back
     kind: str
     reference: str | None = None
     channel: str  # web | api | cli

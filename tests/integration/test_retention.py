@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, func, select
 
 from app import bootstrap, cli
+from escalation import retention
 from escalation.actions import Actor, close_concern
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
@@ -332,3 +333,87 @@ def test_the_removals_guard_migrates_down_to_the_plain_guard_and_back(engine: En
         session.execute(delete(Event).where(col(Event.concern_id) == concern_id))
         session.execute(delete(Removal).where(col(Removal.concern_id) == concern_id))
     assert _event_kinds(engine, reference) == []
+
+
+def _mail(
+    engine: Engine, key: str, *, received: str, status: str, concern: str | None = None
+) -> int:
+    with transaction(engine) as session:
+        found = repositories.concern_by_reference(session, concern) if concern else None
+        row = InboundMessage(
+            dedupe_key=f"retention-mail-{key}",
+            received_at=_at(received),
+            mail_from="someone@example.org",
+            size=4,
+            sha256="1" * 64,
+            raw=b"mail",
+            status=status,
+            concern_id=id_of(found) if found is not None else None,
+        )
+        session.add(row)
+        session.flush()
+        return id_of(row)
+
+
+def _mail_ids(engine: Engine) -> set[int]:
+    with transaction(engine) as session:
+        return {id_of(row) for row in session.exec(select(InboundMessage)).all()}
+
+
+def test_old_mail_tied_to_no_concern_goes_once_finished_with(
+    database: tuple[Engine, dict[str, str], dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine, references, _ = database
+    gone = {
+        _mail(engine, "bounce", received="2017-05-01T09:00", status="ignored"),
+        _mail(engine, "dealt-with", received="2018-01-01T09:00", status="dealt_with"),
+    }
+    kept = {
+        # Still waiting for staff, or for processing, however old.
+        _mail(engine, "kept-aside", received="2016-01-01T09:00", status="quarantined"),
+        _mail(engine, "unprocessed", received="2016-01-01T09:00", status="received"),
+        # Too recent.
+        _mail(engine, "recent", received="2024-05-01T09:00", status="ignored"),
+        # Tied to a concern still kept: it goes with that concern, not before.
+        _mail(
+            engine,
+            "tied",
+            received="2016-01-01T09:00",
+            status="processed",
+            concern=references["open"],
+        ),
+    }
+    ids = _mail_ids(engine)
+
+    assert cli.main(["retention", "--dry-run", "--now", NOW]) == 0
+    assert "2 email(s) tied to no concern" in capsys.readouterr().out
+    assert _mail_ids(engine) == ids
+
+    assert cli.main(["retention", "--now", NOW]) == 0
+    assert "Removed 2 email(s) tied to no concern." in capsys.readouterr().out
+    left = _mail_ids(engine)
+    assert not gone & left
+    assert kept <= left
+    with transaction(engine) as session:
+        (record,) = session.exec(
+            select(AccessRecord).where(AccessRecord.kind == "retention_removed_mail")
+        ).all()
+        assert record.detail["emails"] == 2 and record.staff_id is None
+        assert record.detail["received_before"].startswith("2018-11-23")
+
+    assert cli.main(["retention", "--now", NOW]) == 0
+    assert "Removed 0 email(s) tied to no concern." in capsys.readouterr().out
+
+
+def test_old_mail_goes_in_batches(
+    database: tuple[Engine, dict[str, str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _, _ = database
+    monkeypatch.setattr(retention, "MAIL_BATCH", 2)
+    for number in range(5):
+        _mail(engine, f"old-{number}", received="2017-05-01T09:00", status="ignored")
+    now = datetime.fromisoformat(NOW)
+    assert retention.remove_expired_mail(engine, now=now, years=8) == 5
+    with transaction(engine) as session:
+        assert retention.count_expired_mail(session, now=now, years=8) == 0
