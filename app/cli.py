@@ -193,7 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     retention = command(
         "retention",
         _retention,
-        "remove closed concerns older than the retention period (CONCERNS_RETENTION_YEARS)",
+        "remove closed concerns older than the retention period (CONCERNS_RETENTION_YEARS), and "
+        "mail and digests tied to no concern finished with that long ago",
     )
     retention.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     retention.add_argument("--now", help="as of this time (ISO-8601); default: now")
@@ -504,21 +505,24 @@ def _retention(args: argparse.Namespace, settings: Settings) -> int:
     product = _ready(settings)
     with transaction(product.engine) as session:
         expired = retention.plan_retention(session, now=now, years=years)
-        old_mail = retention.count_expired_mail(session, now=now, years=years)
+        old_mail = retention.count_unattached(session, "mail", now=now, years=years)
+        old_messages = retention.count_unattached(session, "messages", now=now, years=years)
     print(f"{len(expired)} closed concern(s) closed more than {years} years ago:")
     for item in expired:
         print(f"  {item.reference}  closed {item.closed_at.date().isoformat()}")
     print(
-        f"{old_mail} email(s) tied to no concern, received more than {years} years ago and "
-        "finished with (bounces, auto-replies, mail kept aside and since dealt with)."
+        f"{old_mail} email(s) received and {old_messages} message(s) sent, tied to no concern "
+        f"and finished with more than {years} years ago (bounces, auto-replies, mail kept aside "
+        "and dealt with; digests and reports)."
     )
     if args.dry_run:
         print("Dry run: nothing removed.")
         return 0
     removed = retention.remove(product.engine, expired, now=now, years=years)
     print(f"Removed {len(removed)} concern(s).")
-    mail = retention.remove_expired_mail(product.engine, now=now, years=years)
-    print(f"Removed {mail} email(s) tied to no concern.")
+    mail = retention.remove_unattached(product.engine, "mail", now=now, years=years)
+    messages = retention.remove_unattached(product.engine, "messages", now=now, years=years)
+    print(f"Removed {mail} email(s) received and {messages} message(s) sent, tied to no concern.")
     return 0
 
 

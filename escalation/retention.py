@@ -7,10 +7,11 @@ moves up the ladder (escalations), its messages (outbox), the emails received ab
 no concern and stay. What remains is one access record per concern removed: its reference, when
 it closed and when it went, with no one's name and nothing anyone wrote.
 
-Mail tied to no concern goes too once it was received more than the same number of years ago
-and nothing is left to do with it: bounces and auto-replies (ignored), and mail kept aside that
-staff have since dealt with. Mail still kept aside waits for staff, however old. One access
-record says how many went and from before when.
+Rows tied to no concern go too once they were finished with more than the same number of years
+ago: email received that needed nothing more (bounces and auto-replies; mail kept aside, from
+when staff marked it as dealt with), and messages we sent about no one concern (digests and
+reports, which quote concerns' summaries; from when they were sent or given up). Mail still kept
+aside waits for staff, however old. Each batch removed leaves an access record of how many went.
 
 Each concern goes in a transaction of its own, re-read under lock first: a concern reopened
 between the plan and the removal is kept. The events are append-only (migration 0001): the guard
@@ -20,6 +21,7 @@ named there for the removal and the row is gone again before the transaction com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -60,8 +62,8 @@ TIED_TABLES: tuple[
 
 # Mail with no concern in these states is finished with; anything else still waits for someone.
 FINISHED_MAIL = ("ignored", "processed", DEALT_WITH)
-# Old mail goes in transactions of this many, so that no one transaction holds the database long.
-MAIL_BATCH = 500
+# Rows tied to no concern go in transactions of this many, so none holds the database long.
+UNATTACHED_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -147,52 +149,88 @@ def remove(
     return removed
 
 
-def _expired_mail(cut: datetime) -> ColumnElement[bool]:
+def _finished_mail(cut: datetime) -> ColumnElement[bool]:
+    """Email tied to no concern, finished with (ignored, or dealt with by staff) before `cut`:
+    dealt-with mail counts from its marking, so one put back by mistake is there to put back."""
+    finished_at = func.coalesce(
+        col(InboundMessage.dealt_with_at),
+        col(InboundMessage.processed_at),
+        col(InboundMessage.received_at),
+    )
     return and_(
         col(InboundMessage.concern_id).is_(None),
         col(InboundMessage.status).in_(FINISHED_MAIL),
-        col(InboundMessage.received_at) < cut,
+        finished_at < cut,
     )
 
 
-def count_expired_mail(session: Session, *, now: datetime, years: int = DEFAULT_YEARS) -> int:
-    """How many finished emails tied to no concern were received more than `years` years ago."""
-    statement = (
-        select(func.count()).select_from(InboundMessage).where(_expired_mail(cutoff(now, years)))
+def _finished_messages(cut: datetime) -> ColumnElement[bool]:
+    """Messages we sent tied to no concern (digests, reports), sent or given up before `cut`."""
+    finished_at = func.coalesce(col(OutboxMessage.sent_at), col(OutboxMessage.created_at))
+    return and_(
+        col(OutboxMessage.concern_id).is_(None),
+        col(OutboxMessage.status).in_(("sent", "failed")),
+        finished_at < cut,
     )
+
+
+@dataclass(frozen=True)
+class _Unattached:
+    """Rows tied to no concern that retention removes once finished with, and how it says so."""
+
+    table: type[InboundMessage | OutboxMessage]
+    expired: Callable[[datetime], ColumnElement[bool]]
+    record_kind: str
+
+
+UNATTACHED = {
+    "mail": _Unattached(InboundMessage, _finished_mail, "retention_removed_mail"),
+    "messages": _Unattached(OutboxMessage, _finished_messages, "retention_removed_messages"),
+}
+
+
+def count_unattached(
+    session: Session, what: str, *, now: datetime, years: int = DEFAULT_YEARS
+) -> int:
+    """How many rows of `what` ("mail" received, "messages" sent) tied to no concern were finished
+    with more than `years` years ago."""
+    rows = UNATTACHED[what]
+    statement = select(func.count()).select_from(rows.table).where(rows.expired(cutoff(now, years)))
     return int(session.exec(statement).one())
 
 
-def remove_expired_mail(engine: Engine, *, now: datetime, years: int = DEFAULT_YEARS) -> int:
-    """Remove those emails, in batches; how many went (recorded once in the access records)."""
+def remove_unattached(
+    engine: Engine, what: str, *, now: datetime, years: int = DEFAULT_YEARS
+) -> int:
+    """Remove those rows in batches, each batch with its own line in the access records (in its
+    own transaction, so nothing goes unrecorded if a run stops half way); how many went."""
+    rows = UNATTACHED[what]
     cut = cutoff(now, years)
     removed = 0
     while True:
         with transaction(engine) as session:
             ids = session.exec(
-                select(InboundMessage.id).where(_expired_mail(cut)).limit(MAIL_BATCH)
+                select(rows.table.id).where(rows.expired(cut)).limit(UNATTACHED_BATCH)
             ).all()
-            if ids:
-                # Checked again in the DELETE: a message attached meanwhile stays.
-                gone = cast(
-                    "CursorResult[Any]",
-                    session.execute(
-                        delete(InboundMessage).where(
-                            col(InboundMessage.id).in_(ids), _expired_mail(cut)
-                        )
-                    ),
+            if not ids:
+                break
+            # Checked again in the DELETE: a row attached or put back meanwhile stays.
+            gone = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    delete(rows.table).where(col(rows.table.id).in_(ids), rows.expired(cut))
+                ),
+            ).rowcount
+            if gone:
+                accounts.record_access(
+                    session,
+                    kind=rows.record_kind,
+                    staff=None,
+                    channel="cli",
+                    now=now,
+                    detail={"rows": gone, "finished_before": cut.isoformat(), "years": years},
                 )
-                removed += gone.rowcount
-        if len(ids) < MAIL_BATCH:
+            removed += gone
+        if len(ids) < UNATTACHED_BATCH:
             break
-    if removed:
-        with transaction(engine) as session:
-            accounts.record_access(
-                session,
-                kind="retention_removed_mail",
-                staff=None,
-                channel="cli",
-                now=now,
-                detail={"emails": removed, "received_before": cut.isoformat(), "years": years},
-            )
     return removed

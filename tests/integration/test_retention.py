@@ -336,7 +336,13 @@ def test_the_removals_guard_migrates_down_to_the_plain_guard_and_back(engine: En
 
 
 def _mail(
-    engine: Engine, key: str, *, received: str, status: str, concern: str | None = None
+    engine: Engine,
+    key: str,
+    *,
+    received: str,
+    status: str,
+    concern: str | None = None,
+    dealt_with: str | None = None,
 ) -> int:
     with transaction(engine) as session:
         found = repositories.concern_by_reference(session, concern) if concern else None
@@ -349,32 +355,77 @@ def _mail(
             raw=b"mail",
             status=status,
             concern_id=id_of(found) if found is not None else None,
+            processed_at=_at(received),
+            dealt_with_by="dean@example.nhs.uk" if dealt_with else None,
+            dealt_with_at=_at(dealt_with) if dealt_with else None,
         )
         session.add(row)
         session.flush()
         return id_of(row)
 
 
-def _mail_ids(engine: Engine) -> set[int]:
+def _sent(engine: Engine, key: str, *, sent: str | None, status: str = "sent") -> int:
+    """A digest-like message about no one concern, sent (or not yet) at `sent`."""
     with transaction(engine) as session:
-        return {id_of(row) for row in session.exec(select(InboundMessage)).all()}
+        row = OutboxMessage(
+            idempotency_key=f"retention-digest-{key}",
+            channel="email",
+            kind="digest_weekly",
+            recipient_role="dean",
+            recipient_address="dean@example.nhs.uk",
+            subject="Weekly digest",
+            body_text="Summary: quotes a concern",
+            created_at=_at(sent or "2016-01-01T07:00"),
+            send_after=_at(sent or "2016-01-01T07:00"),
+            status=status,
+            sent_at=_at(sent) if sent and status == "sent" else None,
+        )
+        session.add(row)
+        session.flush()
+        return id_of(row)
 
 
-def test_old_mail_tied_to_no_concern_goes_once_finished_with(
+def _ids(engine: Engine, table: type[InboundMessage | OutboxMessage]) -> set[int]:
+    with transaction(engine) as session:
+        return {id_of(row) for row in session.exec(select(table)).all()}
+
+
+def _records(engine: Engine, kind: str) -> list[dict[str, Any]]:
+    with transaction(engine) as session:
+        rows = session.exec(select(AccessRecord).where(AccessRecord.kind == kind)).all()
+        assert all(row.staff_id is None and row.channel == "cli" for row in rows)
+        return [dict(row.detail or {}) for row in rows]
+
+
+def test_old_mail_and_digests_tied_to_no_concern_go_once_finished_with(
     database: tuple[Engine, dict[str, str], dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     engine, references, _ = database
-    gone = {
+    gone_mail = {
         _mail(engine, "bounce", received="2017-05-01T09:00", status="ignored"),
-        _mail(engine, "dealt-with", received="2018-01-01T09:00", status="dealt_with"),
+        _mail(
+            engine,
+            "dealt-with",
+            received="2016-01-01T09:00",
+            status="dealt_with",
+            dealt_with="2018-01-01T09:00",
+        ),
     }
-    kept = {
+    kept_mail = {
         # Still waiting for staff, or for processing, however old.
         _mail(engine, "kept-aside", received="2016-01-01T09:00", status="quarantined"),
         _mail(engine, "unprocessed", received="2016-01-01T09:00", status="received"),
         # Too recent.
         _mail(engine, "recent", received="2024-05-01T09:00", status="ignored"),
+        # Old, but dealt with this year: it may yet be put back.
+        _mail(
+            engine,
+            "marked-lately",
+            received="2016-01-01T09:00",
+            status="dealt_with",
+            dealt_with="2026-11-20T09:00",
+        ),
         # Tied to a concern still kept: it goes with that concern, not before.
         _mail(
             engine,
@@ -384,36 +435,46 @@ def test_old_mail_tied_to_no_concern_goes_once_finished_with(
             concern=references["open"],
         ),
     }
-    ids = _mail_ids(engine)
+    gone_sent = {_sent(engine, "old", sent="2017-06-05T07:00")}
+    kept_sent = {
+        _sent(engine, "recent", sent="2025-06-02T07:00"),
+        _sent(engine, "waiting", sent=None, status="pending"),
+    }
+    mail, sent = _ids(engine, InboundMessage), _ids(engine, OutboxMessage)
 
     assert cli.main(["retention", "--dry-run", "--now", NOW]) == 0
-    assert "2 email(s) tied to no concern" in capsys.readouterr().out
-    assert _mail_ids(engine) == ids
+    assert "2 email(s) received and 1 message(s) sent, tied to no concern" in (
+        capsys.readouterr().out
+    )
+    assert (_ids(engine, InboundMessage), _ids(engine, OutboxMessage)) == (mail, sent)
 
     assert cli.main(["retention", "--now", NOW]) == 0
-    assert "Removed 2 email(s) tied to no concern." in capsys.readouterr().out
-    left = _mail_ids(engine)
-    assert not gone & left
-    assert kept <= left
-    with transaction(engine) as session:
-        (record,) = session.exec(
-            select(AccessRecord).where(AccessRecord.kind == "retention_removed_mail")
-        ).all()
-        assert record.detail["emails"] == 2 and record.staff_id is None
-        assert record.detail["received_before"].startswith("2018-11-23")
+    out = capsys.readouterr().out
+    assert "Removed 2 email(s) received and 1 message(s) sent, tied to no concern." in out
+    mail_left, sent_left = _ids(engine, InboundMessage), _ids(engine, OutboxMessage)
+    assert not gone_mail & mail_left and kept_mail <= mail_left
+    assert not gone_sent & sent_left and kept_sent <= sent_left
+    (record,) = _records(engine, "retention_removed_mail")
+    assert record["rows"] == 2 and record["finished_before"].startswith("2018-11-23")
+    assert [record["rows"] for record in _records(engine, "retention_removed_messages")] == [1]
 
     assert cli.main(["retention", "--now", NOW]) == 0
-    assert "Removed 0 email(s) tied to no concern." in capsys.readouterr().out
+    assert "Removed 0 email(s) received and 0 message(s) sent" in capsys.readouterr().out
 
 
-def test_old_mail_goes_in_batches(
-    database: tuple[Engine, dict[str, str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("count", [4, 5])
+def test_old_mail_goes_in_batches_each_recorded(
+    database: tuple[Engine, dict[str, str], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
 ) -> None:
     engine, _, _ = database
-    monkeypatch.setattr(retention, "MAIL_BATCH", 2)
-    for number in range(5):
+    monkeypatch.setattr(retention, "UNATTACHED_BATCH", 2)
+    for number in range(count):
         _mail(engine, f"old-{number}", received="2017-05-01T09:00", status="ignored")
     now = datetime.fromisoformat(NOW)
-    assert retention.remove_expired_mail(engine, now=now, years=8) == 5
+    assert retention.remove_unattached(engine, "mail", now=now, years=8) == count
     with transaction(engine) as session:
-        assert retention.count_expired_mail(session, now=now, years=8) == 0
+        assert retention.count_unattached(session, "mail", now=now, years=8) == 0
+    batches = [record["rows"] for record in _records(engine, "retention_removed_mail")]
+    assert batches == ([2, 2, 1] if count == 5 else [2, 2])
