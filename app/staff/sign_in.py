@@ -100,22 +100,30 @@ def normalised_email(value: str) -> str | None:
 
 
 def unverified(claims: Mapping[str, Any]) -> bool:
-    """Whether the provider says the email address in its ID token is not verified."""
-    return claims.get("email_verified") in (False, "false")
+    """Whether the ID token has an `email_verified` claim that is anything but true (fails
+    closed: false, "False", 0, "no" and the like are all unverified)."""
+    if "email_verified" not in claims:
+        return False
+    value = claims["email_verified"]
+    return not (value is True or (isinstance(value, str) and value.strip().lower() == "true"))
 
 
 def oidc_email(claims: Mapping[str, Any]) -> str | None:
-    """The verified ID token's email: `email`, else `preferred_username` or `upn` when one of
-    them is an email address (Microsoft Entra ID often sends only those).
+    """The ID token's email address, None when there is none we can trust.
 
-    None when the provider says the address is not verified (`email_verified` false): staff
-    rights follow the email address, and anyone can claim an address they do not own at a
-    provider that lets users type it in. A provider that does not send `email_verified` at all
-    (Entra ID) is trusted for the addresses it issues.
+    Staff rights follow the email address, and at a provider that lets users type their own
+    address anyone could claim a dean's. So:
+    - with an `email_verified` claim (Google, Keycloak, Okta), only a verified `email` counts;
+    - without one (Microsoft Entra ID sends none), `email`, else `preferred_username` or `upn`
+      when one is an email address (Entra often sends only those). Such a provider is trusted
+      for the addresses its directory holds: register the app for your own tenant only.
     """
     if unverified(claims):
         return None
-    for claim in ("email", "preferred_username", "upn"):
+    claims_read = (
+        ("email",) if "email_verified" in claims else ("email", "preferred_username", "upn")
+    )
+    for claim in claims_read:
         value = claims.get(claim)
         if isinstance(value, str) and value.strip():
             found = normalised_email(value.strip())
@@ -455,6 +463,7 @@ def router(context: StaffContext) -> APIRouter:
         claims = token.get("userinfo") if isinstance(token, dict) else None
         email = oidc_email(claims) if isinstance(claims, Mapping) else None
         if isinstance(claims, Mapping) and unverified(claims):
+            log.warning("OIDC sign-in refused: the provider has not verified the email address")
             return refused(
                 request,
                 heading="Sign-in did not work",
@@ -463,6 +472,7 @@ def router(context: StaffContext) -> APIRouter:
                 status_code=403,
             )
         if email is None:
+            log.warning("OIDC sign-in refused: no usable email address in the ID token")
             return refused(
                 request,
                 heading="Sign-in did not work",

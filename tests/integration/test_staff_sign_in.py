@@ -695,7 +695,7 @@ def test_oidc_refuses_an_unknown_email(
         assert accounts.staff_by_email(session, "stranger@example.org") is None
 
 
-@pytest.mark.parametrize("verified", [False, "false"])
+@pytest.mark.parametrize("verified", [False, "false", "False", 0, "0", "no", None])
 def test_oidc_refuses_an_email_the_provider_has_not_verified(
     world: StaffWorld, browsers: Browsers, provider: FakeProvider, verified: object
 ) -> None:
@@ -709,10 +709,35 @@ def test_oidc_refuses_an_email_the_provider_has_not_verified(
     assert cookie_of(client) is None and session_count(world) == sessions
 
 
+def test_oidc_with_email_verified_trusts_only_the_email_claim(
+    world: StaffWorld, browsers: Browsers, provider: FakeProvider
+) -> None:
+    """`email_verified` vouches for `email` alone: a user-chosen `preferred_username` that looks
+    like a dean's address does not stand in for it."""
+    client, _ = oidc_browser(browsers, provider)
+    provider.email = ""
+    provider.claims = {"email_verified": True, "preferred_username": world.emails["dean"]}
+    sessions = session_count(world)
+    refused = through_provider(client, "/staff/sign-in/oidc")
+    assert refused.status_code == 400 and "did not give us your email address" in refused.text
+    assert cookie_of(client) is None and session_count(world) == sessions
+
+
+def test_oidc_without_email_verified_reads_entra_ids_claims(
+    world: StaffWorld, browsers: Browsers, provider: FakeProvider
+) -> None:
+    client, app = oidc_browser(browsers, provider)
+    provider.email = ""
+    provider.claims = {"preferred_username": world.emails["dean"]}
+    assert through_provider(client, "/staff/sign-in/oidc").status_code == 303
+    signed_in = who_is_signed_in(app, client)
+    assert signed_in is not None and signed_in.email == world.emails["dean"]
+
+
 def test_oidc_accepts_a_verified_email_and_one_from_a_provider_that_does_not_say(
     world: StaffWorld, browsers: Browsers, provider: FakeProvider
 ) -> None:
-    for claims in ({"email_verified": True}, {}):
+    for claims in ({"email_verified": True}, {"email_verified": "TRUE"}, {}):
         client, app = oidc_browser(browsers, provider)
         provider.email = world.emails["dean"]
         provider.claims = claims
