@@ -46,8 +46,8 @@ MESSAGE_ID_DIGITS = 18
 MOST_DEALT_WITH_LISTED = 50
 DEALT_WITH_NOTICE = "Marked the message as dealt with. It is kept, with your name."
 PUT_BACK_NOTICE = "Put the message back on the list of mail kept aside."
-ALREADY_DEALT_WITH_NOTICE = "The message had already been marked as dealt with. Nothing changed."
-ALREADY_PUT_BACK_NOTICE = "The message had already been put back on the list. Nothing changed."
+ALREADY_DEALT_WITH_NOTICE = "The message is already marked as dealt with. Nothing changed."
+ALREADY_PUT_BACK_NOTICE = "The message is already on the list of mail kept aside. Nothing changed."
 _ERROR_TYPE = re.compile(r"[A-Za-z_][\w.]*")
 _NOTE = re.compile(r"; (?P<what>dealt with|put back) by (?P<by>[^;\s]+) at (?P<at>[^;\s]+)")
 
@@ -85,9 +85,11 @@ def _history(outcome: str | None, zone: ZoneInfo) -> list[str]:
     shown = []
     for note in _NOTE.finditer(outcome or ""):
         try:
-            moment = when(datetime.fromisoformat(note["at"]), zone)
+            at = datetime.fromisoformat(note["at"])
         except ValueError:
-            moment = "at a time not recorded"
+            at = None
+        # A moment without its offset would be read as this server's local time: not shown.
+        moment = when(at, zone) if at is not None and at.tzinfo else "at a time not recorded"
         action = "Marked as dealt with" if note["what"] == "dealt with" else "Put back on the list"
         shown.append(f"{action} by {note['by']}, {moment}")
     return shown

@@ -490,10 +490,12 @@ def test_history_reads_the_notes_of_marking_and_putting_back() -> None:
     outcome = (
         f"{KEPT_ASIDE_WHY}; dealt with by a@example.nhs.uk at 2026-11-23T10:00:00+00:00"
         "; put back by b@example.nhs.uk at not-a-time"
+        "; dealt with by c@example.nhs.uk at 2026-11-23T10:00:00"
     )
     assert _history(outcome, zone) == [
         "Marked as dealt with by a@example.nhs.uk, Monday 23 November 2026 at 10:00",
         "Put back on the list by b@example.nhs.uk, at a time not recorded",
+        "Marked as dealt with by c@example.nhs.uk, at a time not recorded",
     ]
     assert _history(KEPT_ASIDE_WHY, zone) == []
     assert _history(None, zone) == []
