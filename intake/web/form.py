@@ -3,15 +3,20 @@ anonymous concern, its one-time code) once at /concerns/confirmation."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from intake.received import Receipt, raise_if_waiting, receive_concern
 from intake.submission import Channel
@@ -25,6 +30,11 @@ from storage.tables import Department, Organisation
 
 # The session key of the one-time confirmation: popped by the first view of the page.
 FLASH_KEY = "confirmation"
+# Each form drawn carries a one-time key: the same form sent again soon after (a second press of
+# Send without JavaScript, a browser resending) is answered with the first one's receipt.
+SUBMISSION_KEY_FIELD = "submission_key"
+SENT_REMEMBERED_SECONDS = 600.0
+MOST_SENT_REMEMBERED = 10_000
 # The form's places are read again once this old (and at once when a learner picked one that
 # the copy kept does not hold).
 DIRECTORY_FRESH_SECONDS = 10.0
@@ -59,6 +69,7 @@ def router(context: WebContext) -> APIRouter:
             )
 
     places = _Places(read_directory)
+    sent = _SentForms()
 
     def show_form(
         request: Request, directory: Directory, outcome: Outcome | None, status_code: int = 200
@@ -69,7 +80,7 @@ def router(context: WebContext) -> APIRouter:
             context.templates,
             request,
             "form.html",
-            _form_values(directory, values, errors),
+            _form_values(directory, values, errors) | {"submission_key": secrets.token_urlsafe(16)},
             status_code=status_code,
         )
 
@@ -119,8 +130,11 @@ def router(context: WebContext) -> APIRouter:
                 context.raised_here()
             return receipt
 
-        receipt = await run_in_threadpool(store)
-        if context.on_received is not None:
+        # The same form sent twice (a second press of Send): one concern, shown both times.
+        receipt, stored_now = await sent.once(
+            _same_form_key(form), lambda: run_in_threadpool(store)
+        )
+        if stored_now and context.on_received is not None:
             context.on_received()
         request.session[FLASH_KEY] = {
             "reference": receipt.reference,
@@ -156,6 +170,69 @@ def router(context: WebContext) -> APIRouter:
         )
 
     return routes
+
+
+def _same_form_key(form: FormData) -> tuple[str, ...] | None:
+    """What makes two sendings the same form: its one-time key, the session's CSRF token and a
+    hash of every answer (an edited form sent again with the same key is a new submission, so
+    nothing the learner wrote is dropped). None without a usable key (a form drawn before keys)."""
+    key = form.get(SUBMISSION_KEY_FIELD)
+    token = form.get(CSRF_FIELD)
+    if not isinstance(key, str) or not 16 <= len(key) <= 64 or not isinstance(token, str):
+        return None
+    answers = hashlib.sha256()
+    for name, value in sorted(
+        (name, value) for name, value in form.multi_items() if isinstance(value, str)
+    ):
+        answers.update(f"{len(name)}:{name}{len(value)}:{value}".encode())
+    return (key, token, answers.hexdigest())
+
+
+class _SentForms:
+    """Forms sent in the last few minutes, by their key, with their receipt (or the wait for it),
+    in this process's memory (call on the event loop). Another instance behind a load balancer
+    does not see them: a second sending that reaches it raises a second concern, as before."""
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._sent: OrderedDict[tuple[str, ...], tuple[float, asyncio.Future[Receipt]]] = (
+            OrderedDict()
+        )
+
+    async def once(
+        self, key: tuple[str, ...] | None, store: Callable[[], Awaitable[Receipt]]
+    ) -> tuple[Receipt, bool]:
+        """Store the form, unless it was sent lately: then the first sending's receipt (waiting
+        for it if that is still being stored). True when stored by this call."""
+        if key is None:
+            return await store(), True
+        self._forget_old()
+        found = self._sent.get(key)
+        if found is not None:
+            return await asyncio.shield(found[1]), False
+        waiting: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._sent[key] = (self._monotonic(), waiting)
+        while len(self._sent) > MOST_SENT_REMEMBERED:
+            self._sent.popitem(last=False)
+        try:
+            receipt = await store()
+        except BaseException as error:
+            # Not stored: forget the form, so that sending it again tries again.
+            if self._sent.get(key, (0.0, None))[1] is waiting:
+                del self._sent[key]
+            waiting.set_exception(error if isinstance(error, Exception) else RuntimeError())
+            waiting.exception()  # retrieved here: a second sending may not be waiting for it
+            raise
+        waiting.set_result(receipt)
+        return receipt, True
+
+    def _forget_old(self) -> None:
+        cutoff = self._monotonic() - SENT_REMEMBERED_SECONDS
+        while self._sent:
+            key, (started, _) = next(iter(self._sent.items()))
+            if started >= cutoff:
+                break
+            del self._sent[key]
 
 
 class _Places:

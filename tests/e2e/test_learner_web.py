@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page
-from sqlmodel import col, select
+from playwright.sync_api import Browser, Locator, Page
+from sqlmodel import col, func, select
 
 from app.bootstrap import build_policy
 from app.settings import Settings
 from escalation.actions import ACTING_PARTS, Actor, record_feedback
 from storage import repositories
 from storage.db import create_db_engine, transaction
-from storage.tables import Concern, OutboxMessage, id_of
+from storage.tables import Concern, OutboxMessage, ReceivedSubmission, id_of
 from tests.e2e.browser import Browsing
 from tests.e2e.test_serve import CONCERNS, Server, free_port, server_env, start_server
 
@@ -293,3 +294,57 @@ def test_a_confidential_concern_can_be_sent_with_the_keyboard_alone(
     page.wait_for_url("**/concerns/confirmation")
     assert page.locator("#reference").inner_text().startswith("LC-")
     browsing.check("confirmation-confidential")
+
+
+def concerns_once_raised(server: Server) -> int:
+    """How many concerns the service holds once every stored submission is raised (it raises
+    them just after answering, in the background)."""
+    engine = create_db_engine(f"sqlite:///{server.database}")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with transaction(engine) as session:
+                waiting = session.exec(select(func.count()).select_from(ReceivedSubmission)).one()
+                concerns = session.exec(select(func.count()).select_from(Concern)).one()
+            if not waiting:
+                return int(concerns)
+            assert time.monotonic() < deadline, "submissions were not raised"
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
+def test_a_double_press_of_send_without_javascript_raises_one_concern(
+    server: Server, browser: Browser
+) -> None:
+    """Without JavaScript nothing stops a second press: the browser sends the form twice and
+    shows the second answer, which must confirm the one concern raised."""
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/concerns/new")
+        fill_the_form(page, confidentiality="Anonymous")
+        concerns_before = concerns_once_raised(server)
+        posts_before = server.output().count("POST /concerns/new 303")
+        send = page.get_by_role("button", name="Send my concern")
+        send.scroll_into_view_if_needed()
+        box = send.bounding_box()
+        assert box is not None
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        # The mouse itself, pressed twice: the second press comes while the first sending is on
+        # its way (a slow signal, an anxious learner), which Playwright's click would wait out.
+        page.mouse.click(x, y)
+        page.wait_for_timeout(40)
+        page.mouse.click(x, y)
+        page.wait_for_url("**/concerns/confirmation")
+        reference = page.locator("#reference").inner_text().strip()
+        code = page.locator("#code").inner_text().strip()
+        assert reference.startswith("LC-") and len(code) >= 8
+    finally:
+        context.close()
+    deadline = time.monotonic() + 10
+    while server.output().count("POST /concerns/new 303") < posts_before + 2:
+        assert time.monotonic() < deadline, "the browser sent the form once only"
+        time.sleep(0.1)
+    assert concerns_once_raised(server) == concerns_before + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from intake.web import form as web_form
 from intake.web.form_fields import derive_summary
 from intake.web.security import RateLimitRules
 from storage import repositories
@@ -419,3 +421,91 @@ def test_the_summary_is_the_first_sentence_cut_between_words(
 
 def _checked(html: str, name: str, value: str) -> bool:
     return re.search(rf'name="{name}" type="radio" value="{value}"[^>]* checked', html) is not None
+
+
+SUBMISSION_KEY = re.compile(r'name="submission_key" value="([^"]+)"')
+
+
+def drawn_form(client: WebClient) -> dict[str, str]:
+    """The hidden fields of the form as drawn for this browser: its CSRF token and one-time key."""
+    page = client.get("/concerns/new").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    key = SUBMISSION_KEY.search(page)
+    assert token and key
+    return {"csrf_token": token.group(1), "submission_key": key.group(1)}
+
+
+def test_the_same_form_sent_twice_raises_one_concern_and_confirms_it_both_times(
+    engine: Engine, client: WebClient
+) -> None:
+    """A second press of Send without JavaScript: the browser shows the second answer only, so
+    it must confirm the first sending's concern, with its one-time code."""
+    form = {**drawn_form(client), **answers(confidentiality="anonymous", name="", email="")}
+    first = confirmed(client, client.post("/concerns/new", data=form))
+    again = confirmed(client, client.post("/concerns/new", data=form))
+    assert concern_count(engine) == 1
+    (reference,) = set(REFERENCE.findall(first)) | set(REFERENCE.findall(again))
+    code_first, code_again = CODE.search(first), CODE.search(again)
+    assert code_first and code_again and code_first.group(1) == code_again.group(1)
+    assert stored(engine, reference).confidentiality == "anonymous"
+
+
+def test_two_sendings_at_once_raise_one_concern(engine: Engine, client: WebClient) -> None:
+    form = {**drawn_form(client), **answers()}
+
+    async def both() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                client._client.post("/concerns/new", data=form),
+                client._client.post("/concerns/new", data=form),
+            )
+        )
+
+    answers_given = client._runner.run(both())
+    assert [answer.status_code for answer in answers_given] == [303, 303]
+    assert concern_count(engine) == 1
+
+
+def test_an_edited_form_or_a_new_one_is_a_new_concern(engine: Engine, client: WebClient) -> None:
+    """Nothing the learner wrote is dropped: the same key with other answers is not the same
+    form, and each form drawn has its own key."""
+    hidden = drawn_form(client)
+    confirmed(client, client.post("/concerns/new", data={**hidden, **answers()}))
+    edited = answers(description="Nobody signs off our assessments. Now the rota is short too.")
+    confirmed(client, client.post("/concerns/new", data={**hidden, **edited}))
+    assert concern_count(engine) == 2
+    confirmed(client, client.post("/concerns/new", data={**drawn_form(client), **answers()}))
+    assert concern_count(engine) == 3
+    assert drawn_form(client)["submission_key"] != drawn_form(client)["submission_key"]
+
+
+def test_a_form_sent_again_after_a_while_is_a_new_concern(
+    engine: Engine, client: WebClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    form = {**drawn_form(client), **answers()}
+    confirmed(client, client.post("/concerns/new", data=form))
+    monkeypatch.setattr(web_form, "SENT_REMEMBERED_SECONDS", -1.0)
+    confirmed(client, client.post("/concerns/new", data=form))
+    assert concern_count(engine) == 2
+
+
+def test_a_sending_that_failed_to_be_stored_can_be_sent_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = web_form.receive_concern
+    calls: list[int] = []
+
+    def fails_once(**kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database away")
+        return real(**kwargs)
+
+    monkeypatch.setattr(web_form, "receive_concern", fails_once)
+    with web_client(make_app(engine, clock=lambda: MONDAY_MORNING)) as client:
+        form = {**drawn_form(client), **answers()}
+        with pytest.raises(RuntimeError):
+            client.post("/concerns/new", data=form)
+        assert concern_count(engine) == 0
+        confirmed(client, client.post("/concerns/new", data=form))
+    assert concern_count(engine) == 1
