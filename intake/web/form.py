@@ -33,7 +33,7 @@ FLASH_KEY = "confirmation"
 # Each form drawn carries a one-time key: the same form sent again soon after (a second press of
 # Send without JavaScript, a browser resending) is answered with the first one's receipt.
 SUBMISSION_KEY_FIELD = "submission_key"
-SENT_REMEMBERED_SECONDS = 600.0
+SENT_REMEMBERED_SECONDS = 120.0
 MOST_SENT_REMEMBERED = 10_000
 # The form's places are read again once this old (and at once when a learner picked one that
 # the copy kept does not hold).
@@ -95,7 +95,11 @@ def router(context: WebContext) -> APIRouter:
         await request.body()
         form = await request.form()
         require_csrf(request, form.get(CSRF_FIELD))
-        context.limits.hit("submissions", context.limits.client(request))
+        same_form = _same_form_key(form)
+        if same_form is None or not sent.seen(same_form):
+            # A second press of Send is not counted: it raises nothing, and a 429 for it would
+            # hide the first sending's confirmation (and an anonymous learner's code).
+            context.limits.hit("submissions", context.limits.client(request))
 
         # Checking the answers is pure work on what was sent: done here, on the loop, so that
         # worker threads are left only the database (concurrent submissions then do not fight
@@ -131,11 +135,9 @@ def router(context: WebContext) -> APIRouter:
             return receipt
 
         # The same form sent twice (a second press of Send): one concern, shown both times.
-        receipt, stored_now = await sent.once(
-            _same_form_key(form), lambda: run_in_threadpool(store)
+        receipt = await sent.once(
+            same_form, lambda: run_in_threadpool(store), on_stored=context.on_received
         )
-        if stored_now and context.on_received is not None:
-            context.on_received()
         request.session[FLASH_KEY] = {
             "reference": receipt.reference,
             "code": receipt.code,
@@ -189,9 +191,11 @@ def _same_form_key(form: FormData) -> tuple[str, ...] | None:
 
 
 class _SentForms:
-    """Forms sent in the last few minutes, by their key, with their receipt (or the wait for it),
-    in this process's memory (call on the event loop). Another instance behind a load balancer
-    does not see them: a second sending that reaches it raises a second concern, as before."""
+    """Forms sent in the last two minutes, by their key, with their receipt (or the wait for it),
+    in this process's memory (call on the event loop); a receipt holds an anonymous learner's
+    one-time code, so it is kept no longer than a second press of Send needs. Another instance
+    behind a load balancer does not see them: a second sending that reaches it raises a second
+    concern, as before."""
 
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -199,32 +203,47 @@ class _SentForms:
             OrderedDict()
         )
 
-    async def once(
-        self, key: tuple[str, ...] | None, store: Callable[[], Awaitable[Receipt]]
-    ) -> tuple[Receipt, bool]:
-        """Store the form, unless it was sent lately: then the first sending's receipt (waiting
-        for it if that is still being stored). True when stored by this call."""
-        if key is None:
-            return await store(), True
+    def seen(self, key: tuple[str, ...]) -> bool:
+        """Whether this form was sent lately (and is stored, or being stored)."""
         self._forget_old()
-        found = self._sent.get(key)
-        if found is not None:
-            return await asyncio.shield(found[1]), False
-        waiting: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._sent[key] = (self._monotonic(), waiting)
-        while len(self._sent) > MOST_SENT_REMEMBERED:
-            self._sent.popitem(last=False)
-        try:
-            receipt = await store()
-        except BaseException as error:
-            # Not stored: forget the form, so that sending it again tries again.
-            if self._sent.get(key, (0.0, None))[1] is waiting:
-                del self._sent[key]
-            waiting.set_exception(error if isinstance(error, Exception) else RuntimeError())
-            waiting.exception()  # retrieved here: a second sending may not be waiting for it
-            raise
-        waiting.set_result(receipt)
-        return receipt, True
+        return key in self._sent
+
+    async def once(
+        self,
+        key: tuple[str, ...] | None,
+        store: Callable[[], Awaitable[Receipt]],
+        *,
+        on_stored: Callable[[], None] | None = None,
+    ) -> Receipt:
+        """Store the form, unless it was sent lately: then the first sending's receipt, waiting
+        for it while it is being stored. Should that storing fail, this sending tries itself.
+
+        Storing runs as a task of its own: a request cancelled while it waits (the service
+        stopping) leaves it to finish, and a second sending still gets its receipt.
+        `on_stored` runs once per form stored, whoever waits for it."""
+        if key is not None:
+            self._forget_old()
+            found = self._sent.get(key)
+            if found is not None:
+                try:
+                    return await asyncio.shield(found[1])
+                except Exception:
+                    pass  # not stored (and forgotten): this sending stores it
+        storing: asyncio.Future[Receipt] = asyncio.ensure_future(store())
+
+        def finished(task: asyncio.Future[Receipt]) -> None:
+            if task.cancelled() or task.exception() is not None:  # the error is retrieved here
+                if key is not None and self._sent.get(key, (0.0, None))[1] is task:
+                    del self._sent[key]
+            elif on_stored is not None:
+                on_stored()
+
+        storing.add_done_callback(finished)
+        if key is not None:
+            self._sent[key] = (self._monotonic(), storing)
+            while len(self._sent) > MOST_SENT_REMEMBERED:
+                self._sent.popitem(last=False)
+        return await asyncio.shield(storing)
 
     def _forget_old(self) -> None:
         cutoff = self._monotonic() - SENT_REMEMBERED_SECONDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -9,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page
+from playwright.sync_api import APIResponse, Browser, Locator, Page, Route
+from playwright.sync_api import Error as PlaywrightError
 from sqlmodel import col, func, select
 
 from app.bootstrap import build_policy
@@ -327,17 +329,32 @@ def test_a_double_press_of_send_without_javascript_raises_one_concern(
         fill_the_form(page, confidentiality="Anonymous")
         concerns_before = concerns_once_raised(server)
         posts_before = server.output().count("POST /concerns/new 303")
+        # A slow signal: the first sending reaches the service, but its answer is held back, so
+        # the learner still sees the form and presses Send again.
+        held: list[tuple[Route, APIResponse]] = []
+
+        def slow_first_answer(route: Route) -> None:
+            if route.request.method == "POST" and not held:
+                held.append((route, route.fetch(max_redirects=0)))
+            else:
+                route.continue_()
+
+        page.route("**/concerns/new", slow_first_answer)
         send = page.get_by_role("button", name="Send my concern")
         send.scroll_into_view_if_needed()
         box = send.bounding_box()
         assert box is not None
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        # The mouse itself, pressed twice: the second press comes while the first sending is on
-        # its way (a slow signal, an anxious learner), which Playwright's click would wait out.
+        # The mouse itself, pressed twice: Playwright's click would wait for the first sending.
         page.mouse.click(x, y)
-        page.wait_for_timeout(40)
+        deadline = time.monotonic() + 10
+        while not held:
+            assert time.monotonic() < deadline, "the form was not sent"
+            page.wait_for_timeout(10)
         page.mouse.click(x, y)
         page.wait_for_url("**/concerns/confirmation")
+        with contextlib.suppress(PlaywrightError):  # its page was replaced by the second's
+            held[0][0].fulfill(response=held[0][1])
         reference = page.locator("#reference").inner_text().strip()
         code = page.locator("#code").inner_text().strip()
         assert reference.startswith("LC-") and len(code) >= 8

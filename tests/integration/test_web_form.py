@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from intake.web.form_fields import derive_summary
 from intake.web.security import RateLimitRules
 from storage import repositories
 from storage.db import transaction
-from storage.tables import Concern, Learner, OutboxMessage
+from storage.tables import Concern, Learner, OutboxMessage, ReceivedSubmission
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory
 from tests.integration.webclient import WebClient, make_app, web_client
 
@@ -450,19 +451,78 @@ def test_the_same_form_sent_twice_raises_one_concern_and_confirms_it_both_times(
     assert stored(engine, reference).confidentiality == "anonymous"
 
 
-def test_two_sendings_at_once_raise_one_concern(engine: Engine, client: WebClient) -> None:
-    form = {**drawn_form(client), **answers()}
+def test_two_sendings_at_once_raise_one_concern(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second sending arrives while the first is still being stored: it waits for it."""
+    real = web_form.receive_concern
+    calls: list[int] = []
+    release = threading.Event()
 
-    async def both() -> list[Any]:
-        return list(
-            await asyncio.gather(
-                client._client.post("/concerns/new", data=form),
-                client._client.post("/concerns/new", data=form),
-            )
-        )
+    def held(**kwargs: Any) -> Any:
+        calls.append(1)
+        assert release.wait(10), "the second sending never arrived"
+        return real(**kwargs)
 
-    answers_given = client._runner.run(both())
-    assert [answer.status_code for answer in answers_given] == [303, 303]
+    monkeypatch.setattr(web_form, "receive_concern", held)
+    woken: list[int] = []
+    app = make_app(engine, clock=lambda: MONDAY_MORNING, on_received=lambda: woken.append(1))
+    with web_client(app) as client:
+        form = {**drawn_form(client), **answers()}
+
+        async def both() -> list[Any]:
+            first = asyncio.ensure_future(client._client.post("/concerns/new", data=form))
+            while not calls:  # the first sending is being stored
+                await asyncio.sleep(0.01)
+            second = asyncio.ensure_future(client._client.post("/concerns/new", data=form))
+            await asyncio.sleep(0.2)  # the second is waiting for it
+            assert not second.done()
+            release.set()
+            return [await first, await second]
+
+        answered = client._runner.run(both())
+        assert [answer.status_code for answer in answered] == [303, 303]
+        confirmed_page = client.get("/concerns/confirmation").text
+    assert calls == [1]  # stored once
+    assert woken == [1]  # and raising woken once
+    with transaction(engine) as session:
+        (waiting,) = session.exec(select(ReceivedSubmission.reference)).all()
+    assert waiting in confirmed_page
+
+
+def test_another_browser_with_the_same_key_and_answers_gets_its_own_concern(
+    engine: Engine,
+) -> None:
+    """The key counts only with the session's own CSRF token: nobody else can fetch a learner's
+    reference or code by sending their form again."""
+    anonymous = answers(confidentiality="anonymous", name="", email="")
+    with (
+        web_client(make_app(engine, clock=lambda: MONDAY_MORNING)) as learner,
+        web_client(make_app(engine, clock=lambda: MONDAY_MORNING)) as other,
+    ):
+        hidden = drawn_form(learner)
+        first = confirmed(learner, learner.post("/concerns/new", data={**hidden, **anonymous}))
+        theirs = {**hidden, "csrf_token": drawn_form(other)["csrf_token"]}
+        second = confirmed(other, other.post("/concerns/new", data={**theirs, **anonymous}))
+    assert concern_count(engine) == 2
+    code_first, code_second = CODE.search(first), CODE.search(second)
+    assert code_first and code_second and code_first.group(1) != code_second.group(1)
+    assert REFERENCE.findall(first) != REFERENCE.findall(second)
+
+
+def test_a_second_press_does_not_count_against_the_submissions_limit(engine: Engine) -> None:
+    app = make_app(
+        engine,
+        clock=lambda: MONDAY_MORNING,
+        rate_limits=RateLimitRules(submissions="1/10 minutes"),
+    )
+    with web_client(app) as client:
+        form = {**drawn_form(client), **answers(confidentiality="anonymous", name="", email="")}
+        first = confirmed(client, client.post("/concerns/new", data=form))
+        again = confirmed(client, client.post("/concerns/new", data=form))
+        assert CODE.findall(first) == CODE.findall(again)
+        other = {**drawn_form(client), **answers()}
+        assert client.post("/concerns/new", data=other).status_code == 429
     assert concern_count(engine) == 1
 
 
