@@ -4,6 +4,7 @@ anonymous concern, its one-time code) once at /concerns/confirmation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import threading
@@ -225,10 +226,9 @@ class _SentForms:
             self._forget_old()
             found = self._sent.get(key)
             if found is not None:
-                try:
+                # If that storing failed, the form was forgotten: this sending stores it.
+                with contextlib.suppress(Exception):
                     return await asyncio.shield(found[1])
-                except Exception:
-                    pass  # not stored (and forgotten): this sending stores it
         storing: asyncio.Future[Receipt] = asyncio.ensure_future(store())
 
         def finished(task: asyncio.Future[Receipt]) -> None:

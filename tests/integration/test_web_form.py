@@ -569,3 +569,38 @@ def test_a_sending_that_failed_to_be_stored_can_be_sent_again(
         assert concern_count(engine) == 0
         confirmed(client, client.post("/concerns/new", data=form))
     assert concern_count(engine) == 1
+
+
+def test_a_second_sending_waiting_on_a_failed_first_stores_the_form_itself(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = web_form.receive_concern
+    calls: list[int] = []
+    release = threading.Event()
+
+    def first_fails(**kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            assert release.wait(10), "the second sending never arrived"
+            raise RuntimeError("database away")
+        return real(**kwargs)
+
+    monkeypatch.setattr(web_form, "receive_concern", first_fails)
+    with web_client(make_app(engine, clock=lambda: MONDAY_MORNING)) as client:
+        form = {**drawn_form(client), **answers()}
+
+        async def both() -> tuple[BaseException | None, int]:
+            first = asyncio.ensure_future(client._client.post("/concerns/new", data=form))
+            while not calls:
+                await asyncio.sleep(0.01)
+            second = asyncio.ensure_future(client._client.post("/concerns/new", data=form))
+            await asyncio.sleep(0.2)
+            release.set()
+            failed = (await asyncio.gather(first, return_exceptions=True))[0]
+            return failed if isinstance(failed, BaseException) else None, (await second).status_code
+
+        failed, second_status = client._runner.run(both())
+    assert isinstance(failed, RuntimeError)
+    assert second_status == 303
+    assert calls == [1, 1]
+    assert concern_count(engine) == 1
