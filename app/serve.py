@@ -40,8 +40,9 @@ from escalation.digest import send_due_digests
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
 from intake.mailbox import Mailbox, MailboxLimits
-from intake.received import raise_waiting
+from intake.received import forget_sent_forms, raise_waiting
 from intake.web import assets
+from intake.web.form import SENT_REMEMBERED_SECONDS
 from notifications.outbox import dispatch_due
 from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
 from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
@@ -491,6 +492,11 @@ def _ticks(
         # Web submissions first: their learners have just been shown a reference.
         raising = raise_waiting(engine=engine, policy=policy, now=now, limit=INTAKE_BATCH)
         metrics.record_web_raising(raising)
+        # Forms sent lately are remembered (with anonymous learners' sealed codes) no longer
+        # than a second press of Send needs.
+        forget_sent_forms(
+            engine=engine, sent_before=now - timedelta(seconds=SENT_REMEMBERED_SECONDS)
+        )
         report = process_pending(
             engine=engine,
             policy=policy,

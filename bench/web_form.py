@@ -3,7 +3,8 @@
 Both servers run in their own process on loopback, under uvicorn, with access logs off. The bare
 endpoint parses a form and commits one row with the sqlite3 module (WAL, synchronous=FULL) in a
 worker thread, then redirects. `concerns serve` does everything a learner's submission does:
-CSRF, validation, the durable commit of the submission under its reference, the redirect to the
+CSRF, validation, the durable commit of the submission under its reference (with the form's
+one-time key, remembered so that the same form sent again raises nothing), the redirect to the
 confirmation, and just after (in the background, as the service does) triage, routing and the
 commit of the concern, its events and its outbox messages. Both get the same client (httpx,
 keep-alive), sequentially and with several clients at once.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -152,6 +154,8 @@ class Submitter:
             "confidentiality": "named",
             "name": "Bench Learner",
             "email": f"bench.learner.{number}@example.nhs.uk",
+            # Each form drawn carries its own one-time key (the bare endpoint ignores it).
+            "submission_key": secrets.token_urlsafe(16),
         }
         path = "/concerns/new" if self.target == "ours" else "/submit"
         started = time.perf_counter()

@@ -12,10 +12,12 @@ never dropped: the learner was told we have it.
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
 
@@ -39,6 +41,30 @@ class Receipt:
     reference: str
     code: str | None  # anonymous concerns only: shown once, stored only as an Argon2 hash
     pathway: int  # where the concern starts, from the learner's own answers
+    sent_before: bool = False  # the same form was sent lately: this is that sending's receipt
+
+
+@dataclass(frozen=True)
+class SameForm:
+    """What makes two sendings of the web form the same one (see intake.web.form): a second
+    sending since `remembered_since`, on whichever instance, gets the first one's receipt.
+
+    `key_hash` names the form; `seal_key` (32 bytes) is made from what only the learner's browser
+    holds, and seals an anonymous learner's code while it is remembered (storage.tables.SentForm).
+    """
+
+    key_hash: str
+    seal_key: bytes
+    remembered_since: datetime
+
+    def seal(self, code: str) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + AESGCM(self.seal_key).encrypt(nonce, code.encode(), self.key_hash.encode())
+
+    def unseal(self, sealed: bytes) -> str:
+        """The code sealed by `seal` (cryptography's InvalidTag if it was not sealed so)."""
+        nonce, sealed_code = sealed[:12], sealed[12:]
+        return AESGCM(self.seal_key).decrypt(nonce, sealed_code, self.key_hash.encode()).decode()
 
 
 @dataclass(frozen=True)
@@ -48,13 +74,20 @@ class RaisingReport:
 
 
 def receive_concern(
-    *, engine: Engine, concern: NewConcern, channel: Channel, now: datetime, policy: Policy
+    *,
+    engine: Engine,
+    concern: NewConcern,
+    channel: Channel,
+    now: datetime,
+    policy: Policy,
+    same_form: SameForm | None = None,
 ) -> Receipt:
-    """Commit a validated submission under the year's next reference; raise it later."""
+    """Commit a validated submission under the year's next reference; raise it later. With
+    `same_form`, a form sent lately is not stored again: its first sending's receipt is returned."""
     code = new_follow_up_code() if concern.confidentiality is Confidentiality.ANONYMOUS else None
     # Hashed before the transaction: Argon2 is deliberately slow and must not hold the lock.
     code_hash = PasswordHasher().hash(code) if code else None
-    reference = submissions.store_submission(
+    stored = submissions.store_submission(
         engine,
         submission=_SUBMISSION.dump_json(concern).decode(),
         channel=channel.value,
@@ -62,13 +95,32 @@ def receive_concern(
         year=now.astimezone(policy.calendar.timezone).year,
         reference_for=reference_for,
         now=now,
+        sending=submissions.Sending(
+            key_hash=same_form.key_hash,
+            sealed_code=same_form.seal(code) if code else None,
+            remembered_since=same_form.remembered_since,
+        )
+        if same_form
+        else None,
     )
+    if stored.sent_before and same_form is not None:
+        code = same_form.unseal(stored.sealed_code) if stored.sealed_code else None
     start = starting_pathway(
         raised_before=concern.raised_before,
         about_pathway1_contact=concern.about_pathway1_contact,
         cannot_raise_locally=concern.cannot_raise_locally,
     )
-    return Receipt(reference=reference, code=code, pathway=int(start.pathway))
+    return Receipt(
+        reference=stored.reference,
+        code=code,
+        pathway=int(start.pathway),
+        sent_before=stored.sent_before,
+    )
+
+
+def forget_sent_forms(*, engine: Engine, sent_before: datetime) -> int:
+    """Forget the forms sent before a moment, with their sealed codes: how many."""
+    return submissions.forget_sent_forms(engine, sent_before=sent_before)
 
 
 def raise_waiting(*, engine: Engine, policy: Policy, now: datetime, limit: int) -> RaisingReport:

@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, update
+from sqlalchemy import bindparam, delete, func, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session, col, select
 
 from storage.db import DriverStatement, driver_transaction, transaction
-from storage.tables import ReceivedSubmission, ReferenceCounter
+from storage.tables import ReceivedSubmission, ReferenceCounter, SentForm
 
 # A failing submission is tried again after 30 s, 1 min, 2 min ... and then every hour: it is
 # never given up on, since the learner has been told it was received.
@@ -48,9 +48,58 @@ _STORED_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class Sending:
+    """One form as sent (see SentForm): its key's hash, and the anonymous learner's code sealed."""
+
+    key_hash: str
+    sealed_code: bytes | None
+    remembered_since: datetime  # a sending before this is forgotten: the form counts as new
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The reference a submission is stored under, or, when the same form was sent lately, the
+    reference (and sealed code) it was stored under then, with nothing stored now."""
+
+    reference: str
+    sealed_code: bytes | None = None
+    sent_before: bool = False
+
+
+class _SentBefore(Exception):
+    """Raised inside the transaction to roll it back (the number taken is given back)."""
+
+    def __init__(self, earlier: Stored) -> None:
+        super().__init__("the same form was sent lately")
+        self.earlier = earlier
+
+
+def _remember_sent(insert_for_dialect: Any) -> Any:
+    """Remember a sending, or a forgotten one's again; returns nothing when it is remembered."""
+    sent = SentForm.__table__  # type: ignore[attr-defined]
+    statement = insert_for_dialect(sent).values(
+        key_hash=bindparam("key_hash"),
+        reference=bindparam("reference"),
+        sealed_code=bindparam("sealed_code"),
+        sent_at=bindparam("sent_at"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["key_hash"],
+        set_={
+            "reference": statement.excluded.reference,
+            "sealed_code": statement.excluded.sealed_code,
+            "sent_at": statement.excluded.sent_at,
+        },
+        where=sent.c.sent_at < bindparam("remembered_since", type_=sent.c.sent_at.type),
+    ).returning(sent.c.key_hash)
+
+
+@dataclass(frozen=True)
 class _Storing:
     take_number: DriverStatement
     store: DriverStatement
+    remember_sent: DriverStatement
+    sent_before: DriverStatement
 
 
 @lru_cache(maxsize=32)
@@ -65,6 +114,13 @@ def _storing(dialect: Dialect) -> _Storing:
             dialect,
             column_keys=_STORED_COLUMNS,
         ),
+        remember_sent=DriverStatement(_remember_sent(insert_for_dialect), dialect),
+        sent_before=DriverStatement(
+            select(SentForm.reference, SentForm.sealed_code).where(
+                SentForm.key_hash == bindparam("key_hash")
+            ),
+            dialect,
+        ),
     )
 
 
@@ -77,32 +133,81 @@ def store_submission(
     year: int,
     reference_for: Callable[[int, int], str],
     now: datetime,
-) -> str:
-    """Take the year's next reference and commit the submission under it; return the reference."""
+    sending: Sending | None = None,
+) -> Stored:
+    """Take the year's next reference and commit the submission under it. With `sending`, the
+    form is remembered with it; if the same form was sent since `remembered_since`, nothing is
+    stored and the earlier reference is returned (waiting, on PostgreSQL, for a sending still
+    being stored elsewhere to commit)."""
     storing = _storing(engine.dialect)
-    with driver_transaction(engine) as cursor:
-        cursor.execute(storing.take_number.sql, storing.take_number.parameters({"year": year}))
-        taken = cursor.fetchone()
-        if taken is None:
-            raise RuntimeError("the reference counter returned no number")
-        number = int(taken[0])
-        reference = reference_for(year, number)
-        cursor.execute(
-            storing.store.sql,
-            storing.store.parameters(
-                {
-                    "reference": reference,
-                    "year": year,
-                    "number": number,
-                    "channel": channel,
-                    "received_at": now,
-                    "submission": submission,
-                    "code_hash": code_hash,
-                    "attempts": 0,
-                }
-            ),
+    try:
+        with driver_transaction(engine) as cursor:
+            cursor.execute(storing.take_number.sql, storing.take_number.parameters({"year": year}))
+            taken = cursor.fetchone()
+            if taken is None:
+                raise RuntimeError("the reference counter returned no number")
+            number = int(taken[0])
+            reference = reference_for(year, number)
+            if sending is not None:
+                _remember(cursor, storing, sending, reference=reference, now=now)
+            cursor.execute(
+                storing.store.sql,
+                storing.store.parameters(
+                    {
+                        "reference": reference,
+                        "year": year,
+                        "number": number,
+                        "channel": channel,
+                        "received_at": now,
+                        "submission": submission,
+                        "code_hash": code_hash,
+                        "attempts": 0,
+                    }
+                ),
+            )
+    except _SentBefore as sent:
+        return sent.earlier
+    return Stored(reference=reference, sealed_code=sending.sealed_code if sending else None)
+
+
+def _remember(
+    cursor: Any, storing: _Storing, sending: Sending, *, reference: str, now: datetime
+) -> None:
+    """Remember this sending under its reference, or raise _SentBefore with the earlier one."""
+    cursor.execute(
+        storing.remember_sent.sql,
+        storing.remember_sent.parameters(
+            {
+                "key_hash": sending.key_hash,
+                "reference": reference,
+                "sealed_code": sending.sealed_code,
+                "sent_at": now,
+                "remembered_since": sending.remembered_since,
+            }
+        ),
+    )
+    if cursor.fetchone() is not None:
+        return
+    cursor.execute(
+        storing.sent_before.sql, storing.sent_before.parameters({"key_hash": sending.key_hash})
+    )
+    earlier = cursor.fetchone()
+    if earlier is None:
+        raise RuntimeError("a form remembered as sent could not be read back")
+    raise _SentBefore(
+        Stored(
+            reference=str(earlier[0]),
+            sealed_code=bytes(earlier[1]) if earlier[1] is not None else None,
+            sent_before=True,
         )
-    return reference
+    )
+
+
+def forget_sent_forms(engine: Engine, *, sent_before: datetime) -> int:
+    """Forget the forms sent before a moment (their sealed codes with them): how many."""
+    with transaction(engine) as session:
+        result = session.execute(delete(SentForm).where(col(SentForm.sent_at) < sent_before))
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def waiting_ids(session: Session, *, now: datetime, limit: int) -> list[int]:

@@ -456,6 +456,25 @@ class ReceivedSubmission(SQLModel, table=True):
     next_attempt_at: datetime | None = _at()
 
 
+class SentForm(SQLModel, table=True):
+    """A web form sent in the last two minutes, so that the same form sent again (a second press
+    of Send, a browser resending), whichever instance it reaches, gets this sending's reference
+    and one-time code instead of raising a second concern. Forgotten after the two minutes.
+
+    `key_hash` is a hash of the form's one-time key, the session's CSRF token and every answer
+    (intake.web.form). An anonymous learner's code is kept sealed (AES-GCM) under a key made from
+    the form's one-time key and CSRF token, which only the learner's browser holds: the row alone
+    reveals nothing.
+    """
+
+    __tablename__ = "sent_forms"
+
+    key_hash: str = Field(primary_key=True)
+    reference: str
+    sealed_code: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    sent_at: datetime = _at(nullable=False, index=True)
+
+
 # --- staff ------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -19,7 +20,7 @@ from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from intake.received import Receipt, raise_if_waiting, receive_concern
+from intake.received import Receipt, SameForm, raise_if_waiting, receive_concern
 from intake.submission import Channel
 from intake.web import form_fields
 from intake.web.context import WebContext
@@ -32,7 +33,8 @@ from storage.tables import Department, Organisation
 # The session key of the one-time confirmation: popped by the first view of the page.
 FLASH_KEY = "confirmation"
 # Each form drawn carries a one-time key: the same form sent again soon after (a second press of
-# Send without JavaScript, a browser resending) is answered with the first one's receipt.
+# Send without JavaScript, a browser resending) is answered with the first one's receipt, by this
+# process while the first is being stored, and by the database on every instance.
 SUBMISSION_KEY_FIELD = "submission_key"
 SENT_REMEMBERED_SECONDS = 120.0
 MOST_SENT_REMEMBERED = 10_000
@@ -118,13 +120,17 @@ def router(context: WebContext) -> APIRouter:
             return show_form(request, known, outcome, status_code=400)
 
         def store() -> Receipt:
+            now = context.clock()
             receipt = receive_concern(
                 engine=context.engine,
                 concern=concern,
                 channel=Channel.WEB,
-                now=context.clock(),
+                now=now,
                 policy=context.policy,
+                same_form=_same_form(same_form, now) if same_form else None,
             )
+            if receipt.sent_before:  # by another instance: raised by it
+                return receipt
             # With nothing to raise it in the background here, raise it before answering.
             if context.on_received is None and raise_if_waiting(
                 engine=context.engine,
@@ -183,20 +189,34 @@ def _same_form_key(form: FormData) -> tuple[str, ...] | None:
     token = form.get(CSRF_FIELD)
     if not isinstance(key, str) or not 16 <= len(key) <= 64 or not isinstance(token, str):
         return None
-    answers = hashlib.sha256()
-    for name, value in sorted(
-        (name, value) for name, value in form.multi_items() if isinstance(value, str)
-    ):
-        answers.update(f"{len(name)}:{name}{len(value)}:{value}".encode())
-    return (key, token, answers.hexdigest())
+    answers = sorted((name, value) for name, value in form.multi_items() if isinstance(value, str))
+    return (key, token, _digest(*(part for answer in answers for part in answer)).hex())
+
+
+def _same_form(key: tuple[str, ...], now: datetime) -> SameForm:
+    """The form as the database remembers it: its key's hash, and the key that seals an anonymous
+    learner's code, made from the one-time key and CSRF token (which the database never holds)."""
+    submission_key, token, answers = key
+    return SameForm(
+        key_hash=_digest("a form sent", submission_key, token, answers).hex(),
+        seal_key=_digest("sealing its code", submission_key, token),
+        remembered_since=now - timedelta(seconds=SENT_REMEMBERED_SECONDS),
+    )
+
+
+def _digest(*parts: str) -> bytes:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(f"{len(part)}:{part}".encode())
+    return digest.digest()
 
 
 class _SentForms:
     """Forms sent in the last two minutes, by their key, with their receipt (or the wait for it),
     in this process's memory (call on the event loop); a receipt holds an anonymous learner's
-    one-time code, so it is kept no longer than a second press of Send needs. Another instance
-    behind a load balancer does not see them: a second sending that reaches it raises a second
-    concern, as before."""
+    one-time code, so it is kept no longer than a second press of Send needs. A second sending
+    that reaches another instance behind a load balancer is answered by the database instead
+    (storage.tables.SentForm), waiting there for a first still being stored."""
 
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -235,7 +255,7 @@ class _SentForms:
             if task.cancelled() or task.exception() is not None:  # the error is retrieved here
                 if key is not None and self._sent.get(key, (0.0, None))[1] is task:
                     del self._sent[key]
-            elif on_stored is not None:
+            elif on_stored is not None and not task.result().sent_before:
                 on_stored()
 
         storing.add_done_callback(finished)

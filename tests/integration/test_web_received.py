@@ -3,27 +3,44 @@ raises it just after: once, on both databases, retried when it fails, first when
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
+from cryptography.exceptions import InvalidTag
 from pydantic import TypeAdapter
 from sqlalchemy import event, func, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from intake.received import Receipt, raise_if_waiting, raise_waiting, receive_concern
+from app.bootstrap import build
+from app.metrics import Metrics
+from app.serve import _ticks
+from app.settings import ChatSettings, Settings
+from intake.mailbox import Mailbox
+from intake.received import (
+    Receipt,
+    SameForm,
+    forget_sent_forms,
+    raise_if_waiting,
+    raise_waiting,
+    receive_concern,
+)
 from intake.service import raise_concern, reference_for, submit_concern
 from intake.submission import Channel, NewConcern, parse_submission
+from notifications.senders import MaildirSender
 from storage import migrate, repositories, submissions
 from storage.db import create_db_engine, transaction
-from storage.tables import Concern, Department, Event, OutboxMessage, ReceivedSubmission
+from storage.tables import Concern, Department, Event, OutboxMessage, ReceivedSubmission, SentForm
 from tests.integration.helpers import (
     MONDAY_MORNING,
     concern_input,
@@ -31,7 +48,7 @@ from tests.integration.helpers import (
     load_example_directory,
     policy,
 )
-from tests.integration.test_web_form import REFERENCE, answers
+from tests.integration.test_web_form import REFERENCE, answers, confirmed, drawn_form
 from tests.integration.webclient import WebClient, make_app, web_client
 
 CODE = re.compile(r'id="code">([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})<')
@@ -58,7 +75,7 @@ def store(engine: Engine, *, submission: str = "{}", now: datetime = MONDAY_MORN
         year=2026,
         reference_for=reference_for,
         now=now,
-    )
+    ).reference
 
 
 def all_at_once(work: Callable[[], None], *, threads: int) -> list[BaseException]:
@@ -362,6 +379,161 @@ def test_a_migration_down_refuses_while_submissions_wait(sqlite_engine: Engine) 
     assert migrate.is_current(engine)
 
 
+# --- the same form sent twice, on any instance -------------------------------------------------
+
+
+def same_form(name: str = "one form", *, since: datetime | None = None) -> SameForm:
+    """A form as intake.web.form names it (there, from its one-time key, CSRF token and answers)."""
+    return SameForm(
+        key_hash=hashlib.sha256(name.encode()).hexdigest(),
+        seal_key=hashlib.sha256(f"seal {name}".encode()).digest(),
+        remembered_since=since or MONDAY_MORNING - timedelta(minutes=2),
+    )
+
+
+def an_anonymous_concern(engine: Engine) -> NewConcern:
+    anonymous = concern_input(example_placement(engine), confidentiality="anonymous")
+    del anonymous["learner"]
+    return parse_submission(anonymous)
+
+
+def receive_form(
+    engine: Engine, concern: NewConcern, form: SameForm, *, now: datetime = MONDAY_MORNING
+) -> Receipt:
+    return receive_concern(
+        engine=engine,
+        concern=concern,
+        channel=Channel.WEB,
+        now=now,
+        policy=policy(),
+        same_form=form,
+    )
+
+
+def sent_forms(engine: Engine) -> list[SentForm]:
+    with transaction(engine) as session:
+        return list(session.exec(select(SentForm).order_by(col(SentForm.sent_at))))
+
+
+def test_the_same_form_received_twice_is_stored_once_and_its_code_kept_sealed(
+    engine: Engine,
+) -> None:
+    load_example_directory(engine)
+    concern = an_anonymous_concern(engine)
+    first = receive_form(engine, concern, same_form())
+    again = receive_form(engine, concern, same_form())
+    assert first.code is not None and not first.sent_before
+    assert again == Receipt(first.reference, first.code, first.pathway, sent_before=True)
+    assert [row.reference for row in waiting(engine)] == [first.reference]
+    # The number the second sending took was given back with its transaction.
+    assert receive(engine, a_concern(engine)).reference == "LC-2026-000002"
+
+    [remembered] = sent_forms(engine)
+    assert remembered.reference == first.reference and remembered.sent_at == MONDAY_MORNING
+    # The code is there sealed, not as itself, and only the form's own key opens it.
+    assert remembered.sealed_code is not None
+    assert first.code.encode() not in remembered.sealed_code
+    assert same_form().unseal(remembered.sealed_code) == first.code
+    stranger = SameForm(remembered.key_hash, bytes(32), MONDAY_MORNING)
+    with pytest.raises(InvalidTag):
+        stranger.unseal(remembered.sealed_code)
+
+
+def test_a_named_form_received_twice_is_stored_once_with_no_code(engine: Engine) -> None:
+    load_example_directory(engine)
+    concern = a_concern(engine)
+    first = receive_form(engine, concern, same_form())
+    again = receive_form(engine, concern, same_form())
+    assert again == Receipt(first.reference, None, first.pathway, sent_before=True)
+    assert len(waiting(engine)) == 1
+    assert [row.sealed_code for row in sent_forms(engine)] == [None]
+
+
+def test_a_form_no_longer_remembered_is_received_as_new(engine: Engine) -> None:
+    load_example_directory(engine)
+    concern = a_concern(engine)
+    first = receive_form(engine, concern, same_form())
+    later = MONDAY_MORNING + timedelta(minutes=3)
+    again = receive_form(engine, concern, same_form(since=later - timedelta(minutes=2)), now=later)
+    assert not again.sent_before and again.reference != first.reference
+    assert len(waiting(engine)) == 2
+    # Remembered from the later sending now.
+    [remembered] = sent_forms(engine)
+    assert (remembered.reference, remembered.sent_at) == (again.reference, later)
+    # Other forms are other forms.
+    other = receive_form(engine, concern, same_form("another form"))
+    assert not other.sent_before and len(waiting(engine)) == 3
+
+
+def test_forms_sent_lately_are_forgotten_after_the_window(engine: Engine) -> None:
+    load_example_directory(engine)
+    concern = a_concern(engine)
+    receive_form(engine, concern, same_form("early"))
+    receive_form(engine, concern, same_form("late"), now=MONDAY_MORNING + timedelta(seconds=90))
+    cutoff = MONDAY_MORNING + timedelta(seconds=60)
+    assert forget_sent_forms(engine=engine, sent_before=cutoff) == 1
+    assert [row.key_hash for row in sent_forms(engine)] == [same_form("late").key_hash]
+    # Forgetting is all it does: both submissions still wait to be raised.
+    assert len(waiting(engine)) == 2
+
+
+def test_instances_receiving_the_same_form_at_once_store_it_once(postgres_url: str) -> None:
+    """Eight sendings of one form across two instances, all at once: one stored, and every
+    sending answered with its reference and the anonymous learner's code."""
+    engines = [create_db_engine(postgres_url) for _ in range(2)]
+    migrate.upgrade(engines[0])
+    load_example_directory(engines[0])
+    concern = an_anonymous_concern(engines[0])
+    receipts: list[Receipt] = []
+    start = threading.Barrier(8)
+    turns = iter(range(8))
+
+    def sending() -> None:
+        engine = engines[next(turns) % 2]
+        start.wait()
+        receipts.append(receive_form(engine, concern, same_form()))
+
+    assert all_at_once(sending, threads=8) == []
+    [first] = [receipt for receipt in receipts if not receipt.sent_before]
+    assert first.code is not None
+    assert {(r.reference, r.code) for r in receipts} == {(first.reference, first.code)}
+    assert len(receipts) == 8
+    assert [row.reference for row in waiting(engines[0])] == [first.reference]
+    for db in engines:
+        db.dispose()
+
+
+def test_the_services_intake_tick_forgets_forms_sent_over_two_minutes_ago(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    with transaction(sqlite_engine) as session:
+        for name, age in (("old", 150), ("recent", 60)):
+            session.add(
+                SentForm(
+                    key_hash=same_form(name).key_hash,
+                    reference=f"LC-2026-{age:06d}",
+                    sealed_code=b"sealed",
+                    sent_at=now - timedelta(seconds=age),
+                )
+            )
+    settings = Settings(_env_file=None, outbox_dir=tmp_path / "outbox")  # type: ignore[call-arg]
+    product = build(settings, engine=sqlite_engine, chat=ChatSettings(_env_file=None))  # type: ignore[call-arg]
+
+    async def intake_tick() -> None:
+        mailbox = Mailbox(address=settings.mailbox_address, store=lambda batch: None)
+        ticks = _ticks(
+            product,
+            sender=MaildirSender(tmp_path / "outbox"),
+            metrics=Metrics(),
+            mailbox=mailbox,
+        )
+        await next(tick for tick in ticks if tick.name == "intake").run()
+
+    asyncio.run(intake_tick())
+    assert [row.key_hash for row in sent_forms(sqlite_engine)] == [same_form("recent").key_hash]
+
+
 # --- through the form, as under `concerns serve` ------------------------------------------------
 
 
@@ -461,3 +633,34 @@ def test_a_place_added_after_the_form_was_read_is_accepted_at_once(
     )
     [concern] = concerns(sqlite_engine)
     assert concern.department_id is not None and concern.placement_text is None
+
+
+def test_the_same_form_sent_to_two_instances_raises_one_concern(postgres_url: str) -> None:
+    """A second press of Send that a load balancer hands to another instance: answered with the
+    first sending's reference and code (which that instance never held), and stored once."""
+    engines = [create_db_engine(postgres_url) for _ in range(2)]
+    migrate.upgrade(engines[0])
+    load_example_directory(engines[0])
+    woken: list[list[int]] = [[], []]
+    apps = [
+        make_app(engine, clock=lambda: MONDAY_MORNING, on_received=partial(list.append, told, 1))
+        for engine, told in zip(engines, woken, strict=True)
+    ]
+    anonymous = answers(confidentiality="anonymous", name="", email="")
+    with web_client(apps[0]) as first, web_client(apps[1]) as second:
+        form = {**drawn_form(first), **anonymous}
+        second._client.cookies.update(first._client.cookies)  # the same browser
+        page_first = confirmed(first, first.post("/concerns/new", data=form))
+        page_second = confirmed(second, second.post("/concerns/new", data=form))
+        # A new form from the same browser on the other instance is a new concern.
+        another = {**drawn_form(second), **anonymous}
+        page_another = confirmed(second, second.post("/concerns/new", data=another))
+    assert REFERENCE.findall(page_first) == REFERENCE.findall(page_second)
+    assert CODE.findall(page_first) == CODE.findall(page_second) != []
+    assert REFERENCE.findall(page_another) != REFERENCE.findall(page_first)
+    assert CODE.findall(page_another) != CODE.findall(page_first)
+    assert len(waiting(engines[0])) == 2
+    # Each instance woke its raising for the form it stored, and only for that.
+    assert woken == [[1], [1]]
+    for db in engines:
+        db.dispose()
