@@ -40,7 +40,7 @@ from escalation.digest import send_due_digests
 from escalation.sweep import sweep
 from intake.mail_intake import process_pending
 from intake.mailbox import Mailbox, MailboxLimits
-from intake.received import forget_sent_forms, raise_waiting
+from intake.received import raise_waiting
 from intake.web import assets
 from intake.web.form import SENT_REMEMBERED_SECONDS
 from notifications.outbox import dispatch_due
@@ -48,7 +48,7 @@ from notifications.senders import Sender, SmtpRelaySender, sender_from_settings
 from notifications.slack_dispatch import dispatch_client, dispatch_due_slack
 from notifications.teams_dispatch import dispatch_due_teams
 from notifications.threading import MailThreading
-from storage import repositories
+from storage import repositories, submissions
 from storage.db import transaction
 from storage.inbox import store_received
 from storage.outbox import SqlOutboxStore
@@ -64,6 +64,8 @@ INTAKE_INTERVAL_SECONDS = 5
 # delivery is never repeated, and a late press meets the action's own checks anyway.
 KEEP_CHAT_DELIVERIES = timedelta(days=30)
 HOUSEKEEPING_INTERVAL_SECONDS = 3600
+# Forms sent are forgotten within a minute of their 2 minutes (intake.web.form).
+SENT_FORMS_INTERVAL_SECONDS = 60
 INTAKE_BATCH = 20
 # Taking mail comes before processing it: while deliveries are arriving (one in progress, or the
 # last ended less than MAIL_QUIET_SECONDS ago), intake waits, but never more than
@@ -377,6 +379,7 @@ async def _serve(
         # of it, and finding them already recorded costs one short read.
         "digest": settings.sweep_interval_seconds,
         "housekeeping": HOUSEKEEPING_INTERVAL_SECONDS,
+        "sent_forms": SENT_FORMS_INTERVAL_SECONDS,
     }
     scheduler = _scheduler({tick: intervals[tick.name] for tick in ticks})
     socket_mode = socket_mode_handler(product, slack) if slack is not None else None
@@ -462,8 +465,9 @@ def _ticks(
     teams: TeamsBot | None = None,
 ) -> tuple[Tick, ...]:
     """The sweep, outbox dispatch, email intake and digest ticks (all but dispatch wake it),
-    and the Slack and Teams dispatch ticks when they are configured (woken with the email
-    dispatcher). Call on the service's event loop: the Teams sends run on it."""
+    the Slack and Teams dispatch ticks when they are configured (woken with the email
+    dispatcher), and the housekeeping and sent-forms ticks that forget what is no longer needed.
+    Call on the service's event loop: the Teams sends run on it."""
     settings, engine, policy = product.settings, product.engine, product.policy
     threading = MailThreading(
         settings.secret_key.get_secret_value().encode(), settings.mailbox_address
@@ -492,11 +496,6 @@ def _ticks(
         # Web submissions first: their learners have just been shown a reference.
         raising = raise_waiting(engine=engine, policy=policy, now=now, limit=INTAKE_BATCH)
         metrics.record_web_raising(raising)
-        # Forms sent lately are remembered (with anonymous learners' sealed codes) no longer
-        # than a second press of Send needs.
-        forget_sent_forms(
-            engine=engine, sent_before=now - timedelta(seconds=SENT_REMEMBERED_SECONDS)
-        )
         report = process_pending(
             engine=engine,
             policy=policy,
@@ -524,6 +523,14 @@ def _ticks(
             )
         if forgotten:
             log.info("forgot %d chat deliveries older than %s", forgotten, KEEP_CHAT_DELIVERIES)
+        return PassResult()
+
+    def sent_forms_pass(now: datetime) -> PassResult:
+        # Forms sent lately are remembered (with anonymous learners' sealed codes) no longer
+        # than a second press of Send needs.
+        submissions.forget_sent_forms(
+            engine, sent_before=now - timedelta(seconds=SENT_REMEMBERED_SECONDS)
+        )
         return PassResult()
 
     dispatch = Tick("dispatch", dispatch_pass, metrics=metrics)
@@ -580,6 +587,7 @@ def _ticks(
         ),
         Tick("digest", digest_pass, metrics=metrics, then=wake_dispatchers),
         Tick("housekeeping", housekeeping_pass, metrics=metrics),
+        Tick("sent_forms", sent_forms_pass, metrics=metrics),
     )
 
 

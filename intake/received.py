@@ -104,6 +104,7 @@ def receive_concern(
         else None,
     )
     if stored.sent_before and same_form is not None:
+        # The code made above (and hashed, and sealed) goes unused: the first sending's is shown.
         code = same_form.unseal(stored.sealed_code) if stored.sealed_code else None
     start = starting_pathway(
         raised_before=concern.raised_before,
@@ -116,11 +117,6 @@ def receive_concern(
         pathway=int(start.pathway),
         sent_before=stored.sent_before,
     )
-
-
-def forget_sent_forms(*, engine: Engine, sent_before: datetime) -> int:
-    """Forget the forms sent before a moment, with their sealed codes: how many."""
-    return submissions.forget_sent_forms(engine, sent_before=sent_before)
 
 
 def raise_waiting(*, engine: Engine, policy: Policy, now: datetime, limit: int) -> RaisingReport:

@@ -167,7 +167,7 @@ def store_submission(
             )
     except _SentBefore as sent:
         return sent.earlier
-    return Stored(reference=reference, sealed_code=sending.sealed_code if sending else None)
+    return Stored(reference=reference)
 
 
 def _remember(

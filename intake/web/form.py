@@ -101,7 +101,9 @@ def router(context: WebContext) -> APIRouter:
         same_form = _same_form_key(form)
         if same_form is None or not sent.seen(same_form):
             # A second press of Send is not counted: it raises nothing, and a 429 for it would
-            # hide the first sending's confirmation (and an anonymous learner's code).
+            # hide the first sending's confirmation (and an anonymous learner's code). Limits
+            # and this memory are the process's own: a second press reaching another instance
+            # is counted there (once), and answered from the database.
             context.limits.hit("submissions", context.limits.client(request))
 
         # Checking the answers is pure work on what was sent: done here, on the loop, so that
@@ -129,7 +131,9 @@ def router(context: WebContext) -> APIRouter:
                 policy=context.policy,
                 same_form=_same_form(same_form, now) if same_form else None,
             )
-            if receipt.sent_before:  # by another instance: raised by it
+            if receipt.sent_before:
+                # Stored earlier (by another instance, or before this one restarted): raised
+                # there, or by the intake tick.
                 return receipt
             # With nothing to raise it in the background here, raise it before answering.
             if context.on_received is None and raise_if_waiting(

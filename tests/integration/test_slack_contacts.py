@@ -1086,7 +1086,14 @@ def test_without_slack_settings_there_is_no_slack_tick(
     async def names() -> set[str]:
         return set(service_ticks(product, tmp_path, Metrics()))
 
-    assert asyncio.run(names()) == {"sweep", "dispatch", "intake", "digest", "housekeeping"}
+    assert asyncio.run(names()) == {
+        "sweep",
+        "dispatch",
+        "intake",
+        "digest",
+        "housekeeping",
+        "sent_forms",
+    }
 
 
 def test_chat_deliveries_are_forgotten_after_30_days(harness: SlackHarness, tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """The web forms sent in the last two minutes, so that the same form sent again reaching another
 instance gets the first sending's reference (and sealed one-time code) instead of raising a
 second concern. Rows are forgotten after two minutes, so going down loses nothing a learner sent.
+During a rolling upgrade, instances still on the older code neither write nor read these rows: a
+second press reaching one of them is de-duplicated only in that process, as before.
 
 Revision ID: 0011
 Revises: 0010
