@@ -327,6 +327,33 @@ def queue_to_contacts(
         )
 
 
+def queue_reply_not_applied(
+    session: Session,
+    *,
+    concern: Concern,
+    policy: Policy,
+    address: str,
+    role: Role,
+    contact_id: int | None,
+    inbound_id: int,
+    why: str,
+    now: datetime,
+) -> bool:
+    """Tell the sender of an emailed reply that what it asked could not be done, and why, as
+    the chat channels do at once: once per reply, and at once, whatever the hour."""
+    kind = MessageKind.REPLY_NOT_APPLIED
+    learner = role is Role.LEARNER
+    facts = facts_of(session, concern, policy, why=why, now=now if learner else None)
+    message = build_message(kind, facts=facts, recipient_role=role)
+    key = f"{concern.reference}:{kind.value}:inbound:{inbound_id}"
+    return repositories.queue_message(
+        session,
+        _email_row(
+            concern, kind, key, role, address, message, now=now, due=now, contact_id=contact_id
+        ),
+    )
+
+
 def learner_key(concern: Concern, kind: MessageKind) -> str:
     """The idempotency key of a message of this kind to the concern's learner at its current
     level and round (its chat copy's key adds ":<channel>", as `_chat_row` does)."""

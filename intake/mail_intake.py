@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,6 +35,7 @@ from escalation.actions import (
     record_learner_answers,
     redirect,
 )
+from escalation.notify import queue_reply_not_applied
 from escalation.policy import Policy
 from intake import placement
 from intake.bounces import read_bounce
@@ -50,6 +51,7 @@ from intake.submission import (
     NewConcern,
     PlacementDetails,
 )
+from notifications.messages import MessageKind
 from notifications.threading import MailThreading
 from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore, Role
 from storage import inbox, repositories
@@ -178,7 +180,15 @@ def _process(
     ):
         sent = session.get(OutboxMessage, outbox_id)
         if sent is not None and sent.concern_id is not None:
-            return _reply(session, row, parsed, sent, policy=policy, now=now)
+            return _reply(
+                session,
+                row,
+                parsed,
+                sent,
+                policy=policy,
+                now=now,
+                answers_per_day=acks_per_sender_per_day,
+            )
         if sent is not None:
             # A reply to a digest or report: kept for staff, never attached to any concern.
             return _Outcome(
@@ -289,7 +299,7 @@ def _new_concern(
             "The email mentions a supervisor, tutor or assessor: it starts at pathway 2 so that "
             "nobody it may be about is told"
         )
-    sent_recently = repositories.acknowledgements_sent_to(
+    sent_recently = repositories.answers_sent_to(
         session, address=address, since=now - timedelta(days=1)
     )
     acknowledge_learner = sent_recently < acks_per_day
@@ -382,6 +392,7 @@ def _reply(
     *,
     policy: Policy,
     now: datetime,
+    answers_per_day: int,
 ) -> _Outcome:
     concern = repositories.lock_concern(session, sent.concern_id or 0)
     if concern is None:
@@ -393,13 +404,18 @@ def _reply(
             region_id=_region_of(session, sent),
         )
     text = strip_quoted(parsed.text)
+    told = _teller(
+        session, row, concern, sent, policy=policy, now=now, answers_per_day=answers_per_day
+    )
     if sent.recipient_role == Role.LEARNER.value:
-        return _learner_reply(session, row, parsed, concern, text, policy=policy, now=now)
+        return _learner_reply(
+            session, row, parsed, concern, text, policy=policy, now=now, told=told
+        )
     shown = text[:REPLY_TEXT_MAX]
     by = Actor(kind="contact", channel=Channel.EMAIL.value, contact_id=sent.recipient_contact_id)
     command = read_contact_command(parsed.text)
     if command.kind is not None:
-        return _contact_command(session, concern, command, by=by, policy=policy, now=now)
+        return _contact_command(session, concern, command, by=by, policy=policy, now=now, told=told)
     acknowledged = record_contact_reply(
         session=session,
         concern=concern,
@@ -428,6 +444,7 @@ def _contact_command(
     by: Actor,
     policy: Policy,
     now: datetime,
+    told: Callable[[str], str],
 ) -> _Outcome:
     """A contact's "Feedback:" or "Not mine" reply: the same actions as every other channel."""
     try:
@@ -450,7 +467,7 @@ def _contact_command(
         # Kept, with the reason, for staff to see; nothing on the concern changes.
         return _Outcome(
             "processed",
-            f"contact's {command.kind} reply not applied: {refused}",
+            f"contact's {command.kind} reply not applied: {refused}{told(str(refused))}",
             id_of(concern),
             "replies",
         )
@@ -466,6 +483,7 @@ def _learner_reply(
     *,
     policy: Policy,
     now: datetime,
+    told: Callable[[str], str],
 ) -> _Outcome:
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
     shown = for_contacts(
@@ -504,8 +522,48 @@ def _learner_reply(
             learner_satisfied(session=session, concern=concern, channel=channel, now=now)
             done.append("closed: the learner is satisfied")
     except ActionRefused as refused:
-        done.append(f"not applied: {refused}")
+        done.append(f"not applied: {refused}{told(str(refused))}")
     return _Outcome("processed", "; ".join(done), id_of(concern), "replies")
+
+
+def _teller(
+    session: Session,
+    row: InboundMessage,
+    concern: Concern,
+    sent: OutboxMessage,
+    *,
+    policy: Policy,
+    now: datetime,
+    answers_per_day: int,
+) -> Callable[[str], str]:
+    """What tells the sender of a reply why what it asked could not be done (chat shows the same
+    refusal at once): an email to the address our message went to, at most `answers_per_day` of
+    them to one address in 24 hours (the answer is marked automatic, and the cap stops any loop).
+    It returns what to add to the outcome noted for staff."""
+
+    def tell(refusal: str) -> str:
+        answered = repositories.answers_sent_to(
+            session,
+            address=sent.recipient_address,
+            since=now - timedelta(days=1),
+            kind=MessageKind.REPLY_NOT_APPLIED.value,
+        )
+        if answered >= answers_per_day:
+            return f" (the sender was not told: {answered} such answers to them in 24 hours)"
+        queue_reply_not_applied(
+            session,
+            concern=concern,
+            policy=policy,
+            address=sent.recipient_address,
+            role=Role(sent.recipient_role),
+            contact_id=sent.recipient_contact_id,
+            inbound_id=id_of(row),
+            why=refusal,
+            now=now,
+        )
+        return "; the sender was told why"
+
+    return tell
 
 
 def _learner_answers(answers: Answers) -> LearnerAnswers:

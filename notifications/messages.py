@@ -122,6 +122,9 @@ class MessageKind(StrEnum):
     REDIRECTED_IN = "redirected_in"
     REOPENED = "reopened"
     LEARNER_REOPENED = "learner_reopened"
+    # An emailed reply asking for what could not be done (feedback on a concern that has moved
+    # on, "I remain concerned" before any feedback): its sender is told why, as chat shows it.
+    REPLY_NOT_APPLIED = "reply_not_applied"
 
 
 @dataclass(frozen=True)
@@ -509,6 +512,29 @@ def _learner_reopened(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _reply_not_applied(facts: ConcernFacts, role: Role) -> Message:
+    why = (facts.why or "it could not be done").rstrip(".")
+    if role is Role.LEARNER:
+        return Message(
+            subject=f"[{facts.reference}] We could not act on your reply",
+            headline="We could not act on your reply",
+            paragraphs=(
+                f"Why: {why}.",
+                "What you wrote has been added to your concern; nothing else about it has changed.",
+                *_status_link(facts),
+            ),
+        )
+    return Message(
+        subject=f"[{facts.reference}] We could not act on your reply",
+        headline="We could not act on your reply",
+        paragraphs=(
+            f"Why: {why}.",
+            "Nothing about the concern has changed. Your email is kept with its record.",
+        ),
+        link=facts.staff_url,
+    )
+
+
 BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ACK: _learner_ack,
     MessageKind.NEW_CONCERN: _new_concern,
@@ -526,6 +552,7 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.REDIRECTED_IN: _redirected_in,
     MessageKind.REOPENED: _reopened,
     MessageKind.LEARNER_REOPENED: _learner_reopened,
+    MessageKind.REPLY_NOT_APPLIED: _reply_not_applied,
 }
 
 

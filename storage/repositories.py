@@ -280,15 +280,18 @@ def active_places(
     ]
 
 
-def acknowledgements_sent_to(session: Session, *, address: str, since: datetime) -> int:
-    """How many acknowledgements were queued to an address since a moment (loop protection)."""
+def answers_sent_to(
+    session: Session, *, address: str, since: datetime, kind: str = "learner_ack"
+) -> int:
+    """How many automatic answers of a kind (acknowledgements unless said) were queued to an
+    address since a moment (loop protection)."""
     statement = (
         select(func.count())
         .select_from(OutboxMessage)
         .where(
             # Exact forms, so the (recipient_address, created_at) index serves the count.
             col(OutboxMessage.recipient_address).in_({address.strip(), address.strip().lower()}),
-            OutboxMessage.kind == "learner_ack",
+            OutboxMessage.kind == kind,
             col(OutboxMessage.created_at) >= since,
         )
     )

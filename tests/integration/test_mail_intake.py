@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from escalation.notify import queue_reply_not_applied
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
+from routing.model import Role
 from storage import inbox, repositories
 from storage.db import transaction
 from storage.inbox import Received, store_received
@@ -294,9 +296,81 @@ def test_a_feedback_reply_that_does_not_apply_changes_nothing(db: Engine) -> Non
         mail_from=notice.recipient_address,
     )
     assert "not applied: Write the feedback" in report.outcomes[0]
+    assert report.outcomes[0].endswith("; the sender was told why")
     concern = only_concern(db)
     assert concern.feedback_at is None and concern.acknowledged_at is None
     assert outbox(db, kind="learner_feedback") == []
+    # The supervisor hears why at once, as a chat button would have shown it: nothing else.
+    (answer,) = outbox(db, kind="reply_not_applied")
+    assert answer.recipient_address == notice.recipient_address
+    assert (answer.recipient_role, answer.recipient_contact_id) == (
+        notice.recipient_role,
+        notice.recipient_contact_id,
+    )
+    assert answer.send_after == MONDAY_MORNING and answer.reference == concern.reference
+    assert answer.subject == f"[{concern.reference}] We could not act on your reply"
+    assert "Why: Write the feedback for the learner." in answer.body_text
+    assert "Nothing about the concern has changed." in answer.body_text
+    assert f"/staff/concerns/{concern.reference}" in answer.body_text
+    for leak in ("Jane", "Smith", LEARNER, "left alone"):
+        assert leak not in answer.body_text and leak not in (answer.body_html or "")
+
+
+def test_feedback_from_a_contact_the_concern_has_moved_on_from_is_refused_and_explained(
+    db: Engine,
+) -> None:
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    with transaction(db) as session:
+        concern = session.exec(select(Concern)).one()
+        concern.pathway = 2
+    report = deliver(
+        db,
+        reply_to(
+            notice,
+            sender=f"Supervisor <{notice.recipient_address}>",
+            body="Feedback: The rota is fixed.",
+        ),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    assert "not applied" in report.outcomes[0]
+    assert only_concern(db).feedback_at is None
+    (answer,) = outbox(db, kind="reply_not_applied")
+    assert answer.recipient_address == notice.recipient_address
+    assert "is now with pathway 2: only its contacts there can give feedback." in answer.body_text
+
+
+def test_answers_to_refused_replies_are_capped_per_sender(db: Engine) -> None:
+    """A sender whose replies are refused again and again (or a naive auto-responder that
+    starts its replies with "Feedback:") gets at most the day's cap of answers."""
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    outcomes: list[str] = []
+    for n in range(3):
+        store_received(
+            db,
+            [
+                Received(
+                    mail_from=notice.recipient_address,
+                    rcpt_tos=(MAILBOX,),
+                    raw=reply_to(
+                        notice, sender=f"S <{notice.recipient_address}>", body="Feedback:"
+                    ),
+                )
+            ],
+            now=MONDAY_MORNING + timedelta(minutes=n),
+        )
+        report = process_pending(
+            engine=db,
+            policy=policy(),
+            threading=THREADING,
+            now=MONDAY_MORNING + timedelta(minutes=n),
+            acks_per_sender_per_day=2,
+        )
+        outcomes.extend(report.outcomes)
+    assert len(outbox(db, kind="reply_not_applied")) == 2
+    assert outcomes[2].endswith("(the sender was not told: 2 such answers to them in 24 hours)")
 
 
 def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(db: Engine) -> None:
@@ -321,6 +395,28 @@ def test_before_feedback_i_remain_concerned_is_kept_as_information(db: Engine) -
     report = deliver(db, reply_to(ack, body="I remain concerned"))
     assert only_concern(db).pathway == 1
     assert "not applied" in report.outcomes[0]
+    # The learner is told why, with the link to their concern's status page.
+    (answer,) = outbox(db, kind="reply_not_applied")
+    assert (answer.recipient_address, answer.recipient_role) == (LEARNER, "learner")
+    assert "has no feedback yet: it moves up by itself if feedback is late." in answer.body_text
+    assert "What you wrote has been added to your concern" in answer.body_text
+    assert "/concerns/status/link/" in answer.body_text
+    # The same reply processed again (a retry) is answered once.
+    with transaction(db) as session:
+        concern = session.exec(select(Concern)).one()
+        inbound = session.exec(select(InboundMessage)).all()[-1]
+        assert not queue_reply_not_applied(
+            session,
+            concern=concern,
+            policy=policy(),
+            address=LEARNER,
+            role=Role.LEARNER,
+            contact_id=None,
+            inbound_id=inbound.id or 0,
+            why="again",
+            now=MONDAY_MORNING,
+        )
+    assert len(outbox(db, kind="reply_not_applied")) == 1
 
 
 @pytest.mark.parametrize(
