@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     smtp_max_recipients: int = Field(default=20, ge=1, le=1000)
     smtp_max_connections: int = Field(default=100, ge=1, le=10_000)
     smtp_timeout_seconds: int = Field(default=60, ge=1, le=3600)
-    # Automatic acknowledgements to one sender address in any 24 hours (stops mail loops).
+    # Automatic answers to one sender address in any 24 hours, of each kind: acknowledgements
+    # of new concerns, and answers to replies that could not be acted on (stops mail loops).
     acks_per_sender_per_day: int = Field(default=10, ge=1, le=1000)
     smtp_relay_url: str | None = None
     outbox_dir: Path = Path("./var/outbox")

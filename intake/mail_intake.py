@@ -53,7 +53,15 @@ from intake.submission import (
 )
 from notifications.messages import MessageKind
 from notifications.threading import MailThreading
-from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore, Role
+from routing.model import (
+    ConcernStatus,
+    Confidentiality,
+    Frequency,
+    Harm,
+    LearnerGroup,
+    RaisedBefore,
+    Role,
+)
 from storage import inbox, repositories
 from storage.db import transaction
 from storage.tables import Concern, Contact, InboundMessage, Learner, OutboxMessage, id_of
@@ -300,7 +308,10 @@ def _new_concern(
             "nobody it may be about is told"
         )
     sent_recently = repositories.answers_sent_to(
-        session, address=address, since=now - timedelta(days=1)
+        session,
+        address=address,
+        since=now - timedelta(days=1),
+        kind=MessageKind.LEARNER_ACK.value,
     )
     acknowledge_learner = sent_recently < acks_per_day
     concern = raise_concern(
@@ -465,9 +476,10 @@ def _contact_command(
             done = f"contact's reply passed {concern.reference} on (not theirs)"
     except ActionRefused as refused:
         # Kept, with the reason, for staff to see; nothing on the concern changes.
+        answered = told(str(refused))
         return _Outcome(
             "processed",
-            f"contact's {command.kind} reply not applied: {refused}{told(str(refused))}",
+            f"contact's {command.kind} reply not applied: {refused}; {answered}",
             id_of(concern),
             "replies",
         )
@@ -522,7 +534,11 @@ def _learner_reply(
             learner_satisfied(session=session, concern=concern, channel=channel, now=now)
             done.append("closed: the learner is satisfied")
     except ActionRefused as refused:
-        done.append(f"not applied: {refused}{told(str(refused))}")
+        done.append(f"not applied: {refused}")
+        if concern.status != ConcernStatus.CLOSED.value:
+            # A closed concern's email told the learner that staff see their replies and can
+            # reopen it: that stands, and there is nothing to correct.
+            done.append(told(str(refused)))
     return _Outcome("processed", "; ".join(done), id_of(concern), "replies")
 
 
@@ -549,7 +565,7 @@ def _teller(
             kind=MessageKind.REPLY_NOT_APPLIED.value,
         )
         if answered >= answers_per_day:
-            return f" (the sender was not told: {answered} such answers to them in 24 hours)"
+            return f"the sender was not told ({answered} such answers to them in 24 hours)"
         queue_reply_not_applied(
             session,
             concern=concern,
@@ -561,7 +577,7 @@ def _teller(
             why=refusal,
             now=now,
         )
-        return "; the sender was told why"
+        return "the sender was told why"
 
     return tell
 

@@ -513,14 +513,14 @@ def _learner_reopened(facts: ConcernFacts, role: Role) -> Message:
 
 
 def _reply_not_applied(facts: ConcernFacts, role: Role) -> Message:
-    why = (facts.why or "it could not be done").rstrip(".")
+    refusal = (facts.why or "What your reply asked for could not be done").rstrip(".") + "."
     if role is Role.LEARNER:
         return Message(
             subject=f"[{facts.reference}] We could not act on your reply",
             headline="We could not act on your reply",
             paragraphs=(
-                f"Why: {why}.",
-                "What you wrote has been added to your concern; nothing else about it has changed.",
+                refusal,
+                "What you wrote has been added to your concern.",
                 *_status_link(facts),
             ),
         )
@@ -528,8 +528,9 @@ def _reply_not_applied(facts: ConcernFacts, role: Role) -> Message:
         subject=f"[{facts.reference}] We could not act on your reply",
         headline="We could not act on your reply",
         paragraphs=(
-            f"Why: {why}.",
-            "Nothing about the concern has changed. Your email is kept with its record.",
+            refusal,
+            "Nothing about the concern has changed, and your email is kept with its record. "
+            "You can reply to this email to try again, or act on the concern from its page.",
         ),
         link=facts.staff_url,
     )

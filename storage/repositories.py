@@ -280,11 +280,9 @@ def active_places(
     ]
 
 
-def answers_sent_to(
-    session: Session, *, address: str, since: datetime, kind: str = "learner_ack"
-) -> int:
-    """How many automatic answers of a kind (acknowledgements unless said) were queued to an
-    address since a moment (loop protection)."""
+def answers_sent_to(session: Session, *, address: str, since: datetime, kind: str) -> int:
+    """How many automatic answers of a kind were queued to an address since a moment (loop
+    protection)."""
     statement = (
         select(func.count())
         .select_from(OutboxMessage)

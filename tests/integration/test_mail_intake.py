@@ -8,12 +8,10 @@ from email.utils import make_msgid
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
-from escalation.notify import queue_reply_not_applied
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
-from routing.model import Role
 from storage import inbox, repositories
 from storage.db import transaction
 from storage.inbox import Received, store_received
@@ -237,6 +235,7 @@ def test_a_contacts_reply_to_a_notification_is_their_acknowledgement(db: Engine)
     assert concern.acknowledged_at == MONDAY_MORNING + timedelta(hours=2)
     kinds = [event.kind for event in events(db, concern.id or 0)]
     assert "contact_replied" in kinds and "acknowledged" in kinds
+    assert outbox(db, kind="reply_not_applied") == []
 
 
 def test_a_contacts_feedback_reply_reaches_the_learner(db: Engine) -> None:
@@ -262,6 +261,7 @@ def test_a_contacts_feedback_reply_reaches_the_learner(db: Engine) -> None:
     (sent,) = outbox(db, kind="learner_feedback")
     assert "Teaching is now protected on Thursdays." in sent.body_text
     assert "A learner has raised a concern" not in sent.body_text
+    assert outbox(db, kind="reply_not_applied") == []
 
 
 def test_a_contacts_not_mine_reply_passes_it_on(db: Engine) -> None:
@@ -285,6 +285,7 @@ def test_a_contacts_not_mine_reply_passes_it_on(db: Engine) -> None:
     assert moved.detail["from_contact_ids"] == [notice.recipient_contact_id]
     (passed,) = outbox(db, kind="redirected_in")
     assert passed.recipient_contact_id != notice.recipient_contact_id
+    assert outbox(db, kind="reply_not_applied") == []
 
 
 def test_a_feedback_reply_that_does_not_apply_changes_nothing(db: Engine) -> None:
@@ -309,11 +310,13 @@ def test_a_feedback_reply_that_does_not_apply_changes_nothing(db: Engine) -> Non
     )
     assert answer.send_after == MONDAY_MORNING and answer.reference == concern.reference
     assert answer.subject == f"[{concern.reference}] We could not act on your reply"
-    assert "Why: Write the feedback for the learner." in answer.body_text
-    assert "Nothing about the concern has changed." in answer.body_text
+    assert "Write the feedback for the learner." in answer.body_text
+    assert "Nothing about the concern has changed" in answer.body_text
+    assert "reply to this email to try again" in answer.body_text
     assert f"/staff/concerns/{concern.reference}" in answer.body_text
-    for leak in ("Jane", "Smith", LEARNER, "left alone"):
-        assert leak not in answer.body_text and leak not in (answer.body_html or "")
+    for part in (answer.subject, answer.body_text, answer.body_html or ""):
+        for leak in ("jane", "smith", "left alone", "student"):
+            assert leak not in part.lower()
 
 
 def test_feedback_from_a_contact_the_concern_has_moved_on_from_is_refused_and_explained(
@@ -370,7 +373,7 @@ def test_answers_to_refused_replies_are_capped_per_sender(db: Engine) -> None:
         )
         outcomes.extend(report.outcomes)
     assert len(outbox(db, kind="reply_not_applied")) == 2
-    assert outcomes[2].endswith("(the sender was not told: 2 such answers to them in 24 hours)")
+    assert outcomes[2].endswith("; the sender was not told (2 such answers to them in 24 hours)")
 
 
 def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(db: Engine) -> None:
@@ -387,6 +390,7 @@ def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(db: Engi
     concern = only_concern(db)
     assert concern.pathway == 2
     assert outbox(db, kind="escalated_in")
+    assert outbox(db, kind="reply_not_applied") == []
 
 
 def test_before_feedback_i_remain_concerned_is_kept_as_information(db: Engine) -> None:
@@ -401,22 +405,58 @@ def test_before_feedback_i_remain_concerned_is_kept_as_information(db: Engine) -
     assert "has no feedback yet: it moves up by itself if feedback is late." in answer.body_text
     assert "What you wrote has been added to your concern" in answer.body_text
     assert "/concerns/status/link/" in answer.body_text
-    # The same reply processed again (a retry) is answered once.
+    # The same reply processed again (as after a crash before its outcome was noted) is
+    # answered once.
+    with transaction(db) as session:
+        inbound = session.exec(select(InboundMessage).order_by(col(InboundMessage.id))).all()[-1]
+        inbound.status = "received"
+    again = process_pending(engine=db, policy=policy(), threading=THREADING, now=MONDAY_MORNING)
+    assert again.processed == 1 and "not applied" in again.outcomes[0]
+    assert len(outbox(db, kind="reply_not_applied")) == 1
+
+
+def test_a_learner_whose_concern_is_closed_is_not_told_their_reply_was_refused(
+    db: Engine,
+) -> None:
+    """The closing email said staff see their replies and can reopen it: that stands."""
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
     with transaction(db) as session:
         concern = session.exec(select(Concern)).one()
-        inbound = session.exec(select(InboundMessage)).all()[-1]
-        assert not queue_reply_not_applied(
-            session,
-            concern=concern,
-            policy=policy(),
-            address=LEARNER,
-            role=Role.LEARNER,
-            contact_id=None,
-            inbound_id=inbound.id or 0,
-            why="again",
-            now=MONDAY_MORNING,
-        )
-    assert len(outbox(db, kind="reply_not_applied")) == 1
+        concern.status = "closed"
+    report = deliver(db, reply_to(ack, body="I remain concerned\nNobody came back to me."))
+    assert "not applied" in report.outcomes[0]
+    assert "told" not in report.outcomes[0]
+    assert outbox(db, kind="reply_not_applied") == []
+
+
+def test_satisfied_before_any_feedback_is_explained_at_once_even_at_night(db: Engine) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    saturday_night = MONDAY_MORNING + timedelta(days=5, hours=13)  # Saturday 23:00
+    assert saturday_night.weekday() == 5
+    report = deliver(db, reply_to(ack, body="I'm satisfied"), now=saturday_night)
+    assert "not applied" in report.outcomes[0] and only_concern(db).status != "closed"
+    (answer,) = outbox(db, kind="reply_not_applied")
+    assert answer.send_after == saturday_night
+    assert "has no feedback yet to be satisfied with." in answer.body_text
+
+
+def test_a_not_mine_reply_on_a_closed_concern_is_explained(db: Engine) -> None:
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    with transaction(db) as session:
+        concern = session.exec(select(Concern)).one()
+        concern.status = "closed"
+    report = deliver(
+        db,
+        reply_to(notice, sender=f"S <{notice.recipient_address}>", body="Not mine"),
+        mail_from=notice.recipient_address,
+    )
+    assert "not applied" in report.outcomes[0]
+    (answer,) = outbox(db, kind="reply_not_applied")
+    assert answer.recipient_address == notice.recipient_address
+    assert "is closed" in answer.body_text
 
 
 @pytest.mark.parametrize(
