@@ -76,7 +76,9 @@ def build_policy(settings: Settings, *, chat: ChatSettings | None = None) -> Pol
         public_url=settings.public_url,
         reply_address=settings.mailbox_address,
         status_links=StatusLinks(
-            status_link_key(settings.secret_key.get_secret_value()), settings.public_url
+            status_link_key(settings.secret_key.get_secret_value()),
+            settings.public_url,
+            previous_keys=[status_link_key(secret) for secret in settings.previous_secrets()],
         ),
     )
 

@@ -470,7 +470,9 @@ def _ticks(
     Call on the service's event loop: the Teams sends run on it."""
     settings, engine, policy = product.settings, product.engine, product.policy
     threading = MailThreading(
-        settings.secret_key.get_secret_value().encode(), settings.mailbox_address
+        settings.secret_key.get_secret_value().encode(),
+        settings.mailbox_address,
+        previous_secrets=tuple(secret.encode() for secret in settings.previous_secrets()),
     )
     outbox = SqlOutboxStore(engine)
 

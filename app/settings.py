@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # The npm package nhsuk-frontend's dist/nhsuk folder; unset: ./node_modules of the project.
     frontend_dir: Path | None = None
     secret_key: SecretStr = SecretStr("dev-only-change-me")
+    # Keys used before the current one, separated by spaces: what was signed with them (learners'
+    # status links, reply tokens in sent mail, sign-in links, sessions) is still accepted while
+    # they are listed. Nothing new is signed with them.
+    previous_secret_keys: SecretStr = SecretStr("")
     timezone: str = "Europe/London"
     holidays: str = "GB-ENG"
     working_hours: str = "09:00-17:00"
@@ -133,6 +137,10 @@ class Settings(BaseSettings):
                 "must be between 0 and 1 (0.5 reminds when half the window has passed)"
             )
         return value
+
+    def previous_secrets(self) -> tuple[str, ...]:
+        """The previous secret keys, newest first as listed."""
+        return tuple(self.previous_secret_keys.get_secret_value().split())
 
 
 class ChatSettings(BaseSettings):

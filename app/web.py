@@ -71,6 +71,7 @@ def create_app(
         clock=clock or (lambda: datetime.now(UTC)),
         on_received=on_received,
         on_raised=lambda: metrics.record_concern_raised(channel="web"),
+        previous_secrets=product.settings.previous_secrets(),
     )
     app.state.web = web
     if served_assets is None:

@@ -2,13 +2,15 @@
 
 A link names the concern's reference and when it was signed; it grants a look at the status page
 (and the learner's actions there) until it expires. The clock is the one the caller passes in,
-so the sweep, the web app and the tests all agree on what "now" is.
+so the sweep, the web app and the tests all agree on what "now" is. Links signed with a previous
+key (after the service's secret key was changed) still open while that key is listed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,16 +39,24 @@ class _SignerAt(TimestampSigner):
 
 
 class StatusLinks:
-    def __init__(self, key: str, public_url: str, max_age: timedelta = DEFAULT_MAX_AGE) -> None:
+    def __init__(
+        self,
+        key: str,
+        public_url: str,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+        *,
+        previous_keys: Sequence[str] = (),
+    ) -> None:
         if not key:
             raise ValueError("status links need a key")
-        self._key = key
+        # itsdangerous signs with the last key and accepts a signature by any of them.
+        self._keys = [*previous_keys, key]
         self._public_url = public_url.rstrip("/")
         self.max_age = max_age
 
     def _serializer(self, now: datetime) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(
-            self._key, salt=SALT, signer=_SignerAt, signer_kwargs={"now": now}
+            self._keys, salt=SALT, signer=_SignerAt, signer_kwargs={"now": now}
         )
 
     def token_for(self, reference: str, now: datetime) -> str:

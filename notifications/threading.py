@@ -3,7 +3,9 @@
 Every email we send carries a token in its Message-ID and in a `+token` Reply-To address. The token
 names the outbox row and is an HMAC over that row and the recipient's address, so it cannot be
 guessed, and a reply proves itself only when the token *and* the sender's address both match.
-Nothing secret is stored: the key is the service's secret key.
+Nothing secret is stored: the key is the service's secret key. After the key is changed, tokens
+made with a previous key (listed in `previous_secrets`) still prove a reply; new ones use the
+current key.
 """
 
 from __future__ import annotations
@@ -26,19 +28,28 @@ TOKEN = re.compile(r"lc([0-9]{1,18})x([a-z2-7]{20})", re.IGNORECASE)
 class MailThreading:
     secret: bytes
     mailbox: str  # the service's address, e.g. escalating-concerns@example.nhs.uk
+    previous_secrets: tuple[bytes, ...] = ()
 
     @property
     def domain(self) -> str:
         return self.mailbox.rpartition("@")[2] or "localhost"
 
-    def _mac(self, purpose: str, *parts: object) -> str:
+    def _mac(self, purpose: str, *parts: object, secret: bytes | None = None) -> str:
         message = "\0".join([purpose, *(str(part) for part in parts)]).encode("utf-8")
-        digest = hmac.new(self.secret, message, hashlib.sha256).digest()
+        digest = hmac.new(secret or self.secret, message, hashlib.sha256).digest()
         return base64.b32encode(digest).decode("ascii").lower()[:MAC_LENGTH]
 
-    def token_for(self, outbox_id: int, address: str) -> str:
+    def token_for(self, outbox_id: int, address: str, *, secret: bytes | None = None) -> str:
         """The token of one sent message, bound to the address it was sent to."""
-        return f"lc{outbox_id}x{self._mac('reply', outbox_id, address.strip().lower())}"
+        mac = self._mac("reply", outbox_id, address.strip().lower(), secret=secret)
+        return f"lc{outbox_id}x{mac}"
+
+    def _is_token(self, found: str, outbox_id: int, address: str) -> bool:
+        """Whether a token found in mail is this message's, under the current or a previous key."""
+        return any(
+            hmac.compare_digest(found.lower(), self.token_for(outbox_id, address, secret=secret))
+            for secret in (self.secret, *self.previous_secrets)
+        )
 
     def message_id(self, outbox_id: int, address: str) -> str:
         return f"<{self.token_for(outbox_id, address)}@{self.domain}>"
@@ -62,8 +73,7 @@ class MailThreading:
         for place in places:
             for match in TOKEN.finditer(place or ""):
                 outbox_id = int(match.group(1))
-                expected = self.token_for(outbox_id, sender)
-                if hmac.compare_digest(match.group(0).lower(), expected) and outbox_id not in found:
+                if outbox_id not in found and self._is_token(match.group(0), outbox_id, sender):
                     found.append(outbox_id)
         return found
 
@@ -90,8 +100,7 @@ class MailThreading:
         return [
             outbox_id
             for outbox_id, token in named.items()
-            if outbox_id in recipients
-            and hmac.compare_digest(token, self.token_for(outbox_id, recipients[outbox_id]))
+            if outbox_id in recipients and self._is_token(token, outbox_id, recipients[outbox_id])
         ]
 
     @staticmethod

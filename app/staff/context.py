@@ -10,7 +10,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 
 from escalation.policy import Policy
-from intake.web.context import derived_key
+from intake.web.context import derived_keys
 from intake.web.security import RateLimits
 
 
@@ -40,10 +40,13 @@ class StaffContext:
     secure_cookies: bool
     # Told when a sign-in link could not be made or queued (the member saw the usual page).
     on_sign_in_failed: Callable[[], None] | None = None
+    # Secret keys used before `secret`: sign-in links they signed still work.
+    previous_secrets: tuple[str, ...] = ()
 
     def sign_in_failed(self) -> None:
         if self.on_sign_in_failed is not None:
             self.on_sign_in_failed()
 
-    def key_for(self, purpose: str) -> str:
-        return derived_key(self.secret, purpose)
+    def keys_for(self, purpose: str) -> list[str]:
+        """The current key last (itsdangerous signs with it), then what previous keys signed."""
+        return derived_keys(self.secret, self.previous_secrets, purpose)

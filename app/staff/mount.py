@@ -48,6 +48,7 @@ def staff_context(
         oidc=oidc,
         secure_cookies=settings.public_url.lower().startswith("https://"),
         on_sign_in_failed=on_sign_in_failed,
+        previous_secrets=settings.previous_secrets(),
     )
 
 

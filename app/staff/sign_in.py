@@ -170,7 +170,7 @@ class LinkTokens:
                 return int(clock().timestamp())
 
         return URLSafeTimedSerializer(
-            self.context.key_for("staff-sign-in"), salt=TOKEN_SALT, signer=ClockSigner
+            self.context.keys_for("staff-sign-in"), salt=TOKEN_SALT, signer=ClockSigner
         )
 
     def make(self, nonce: str, next_path: str) -> str:

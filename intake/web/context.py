@@ -20,6 +20,14 @@ def derived_key(secret: str, purpose: str) -> str:
     return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
+def derived_keys(secret: str, previous: tuple[str, ...], purpose: str) -> list[str]:
+    """A use's keys under the previous secrets and then the current one (itsdangerous signs with
+    the last, and accepts a signature by any)."""
+    return [derived_key(old, purpose) for old in reversed(previous)] + [
+        derived_key(secret, purpose)
+    ]
+
+
 @dataclass(frozen=True)
 class WebContext:
     engine: Engine
@@ -41,6 +49,14 @@ class WebContext:
         if self.on_raised is not None:
             self.on_raised()
 
+    # Secret keys used before `secret`: what they signed is still accepted (sessions).
+    previous_secrets: tuple[str, ...] = ()
+
     def key_for(self, purpose: str) -> str:
         """A key of its own for each use of the secret."""
         return derived_key(self.secret, purpose)
+
+    def keys_for(self, purpose: str) -> list[str]:
+        """The keys for a use that accept what previous secrets signed: the current key last,
+        which is the one itsdangerous signs with."""
+        return derived_keys(self.secret, self.previous_secrets, purpose)

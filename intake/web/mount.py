@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import itsdangerous
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp
 
 from intake.web import assets, form, start, status
 from intake.web.context import WebContext
@@ -37,6 +41,15 @@ ERROR_PAGES: dict[int, tuple[str, tuple[str, ...]]] = {
 }
 
 
+class _Sessions(SessionMiddleware):
+    """Starlette's signed-cookie sessions, signed with the current secret's key and still read
+    when signed with a previous secret's (a form drawn before the key changed can be sent)."""
+
+    def __init__(self, app: ASGIApp, /, *, secret_keys: list[str], **options: Any) -> None:
+        super().__init__(app, secret_key=secret_keys[-1], **options)
+        self.signer = itsdangerous.TimestampSigner(secret_keys)
+
+
 def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Asset]) -> None:
     """Add the learner side to `app` (the outermost middleware is added last)."""
     app.include_router(assets.router(served_assets))
@@ -46,8 +59,8 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
 
     secure = context.policy.public_url.lower().startswith("https://")
     app.add_middleware(
-        SessionMiddleware,
-        secret_key=context.key_for("web-session"),
+        _Sessions,
+        secret_keys=context.keys_for("web-session"),
         session_cookie=SESSION_COOKIE,
         max_age=None,  # ends with the browser session; status access also expires sooner
         same_site="lax",

@@ -196,6 +196,23 @@ def test_a_link_signs_in_once(world: StaffWorld, browsers: Browsers) -> None:
     assert cookie_of(other) is None and session_count(world) == sessions
 
 
+def test_a_link_sent_before_the_secret_key_changed_works_while_that_key_is_listed(
+    world: StaffWorld, browsers: Browsers
+) -> None:
+    before, _ = browsers.open(secret_key="the-key-before")
+    ask_for_link(before, world.emails["dean"])
+    path = link_path(world, world.emails["dean"])
+    # Left out of the previous keys (as after a leak), the key's links are refused, unused.
+    revoked, revoked_app = browsers.open(secret_key="the-key-now")
+    refused = use_link(revoked, path)
+    assert refused.status_code == 410 and GONE in refused.text
+    assert who_is_signed_in(revoked_app, revoked) is None
+    rotated, app = browsers.open(secret_key="the-key-now", previous_secret_keys="the-key-before")
+    assert use_link(rotated, path).status_code == 303
+    signed_in = who_is_signed_in(app, rotated)
+    assert signed_in is not None and signed_in.email == world.emails["dean"]
+
+
 def test_once_sent_the_link_is_in_the_email_and_no_longer_in_the_database(
     tmp_path: Path,
 ) -> None:

@@ -53,3 +53,22 @@ def test_the_key_is_derived_per_purpose() -> None:
     assert status_link_key("s") != "s"
     assert status_link_key("s") == status_link_key("s")
     assert status_link_key("s") != status_link_key("t")
+
+
+def test_after_the_key_changes_links_already_sent_open_while_the_old_key_is_listed() -> None:
+    sent_before = LINKS.token_for("LC-2031-000042", NOW)
+    rotated = StatusLinks(
+        status_link_key("a new secret"),
+        "https://concerns.example.nhs.uk/",
+        previous_keys=[status_link_key("a secret")],
+    )
+    assert rotated.reference_in(sent_before, NOW) == "LC-2031-000042"
+    # New links are signed with the new key only.
+    signed_now = rotated.token_for("LC-2031-000042", NOW)
+    assert signed_now != sent_before
+    assert LINKS.reference_in(signed_now, NOW) is None
+    only_new = StatusLinks(status_link_key("a new secret"), "https://concerns.example.nhs.uk/")
+    assert only_new.reference_in(signed_now, NOW) == "LC-2031-000042"
+    assert only_new.reference_in(sent_before, NOW) is None
+    # Still expiring as before.
+    assert rotated.reference_in(sent_before, NOW + timedelta(days=181)) is None

@@ -53,6 +53,16 @@ def test_settings_are_read_from_the_environment_not_at_import(
     assert settings.directory_file is None, "an empty value means the default"
 
 
+def test_previous_secret_keys_are_read_space_separated_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(_env_file=None).previous_secrets() == ()  # type: ignore[call-arg]
+    monkeypatch.setenv("CONCERNS_PREVIOUS_SECRET_KEYS", " newer-old-key  oldest-key ")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.previous_secrets() == ("newer-old-key", "oldest-key")
+    assert "oldest-key" not in repr(settings) and "oldest-key" not in str(settings)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -77,3 +77,30 @@ def test_a_message_full_of_tokens_gets_one_bounded_look_up() -> None:
     tokens = " ".join(f"<lc{number}x{'a' * 20}@x>" for number in range(5000))
     assert THREADING.genuine_outbox_ids(places=[tokens], recipients_of=recipients_of) == []
     assert len(asked) == 1 and len(asked[0]) == MOST_TOKENS_LOOKED_UP
+
+
+def test_after_the_key_changes_replies_to_mail_sent_before_still_prove_themselves() -> None:
+    """Mail sent under the previous key is answered for weeks: its tokens still count while that
+    key is listed, and only then; new tokens are made with the current key."""
+    before = MailThreading(secret=b"old" * 11, mailbox=THREADING.mailbox)
+    sent_before = before.message_id(41, LEARNER)
+    rotated = MailThreading(
+        secret=b"new" * 11, mailbox=THREADING.mailbox, previous_secrets=(b"old" * 11,)
+    )
+    assert rotated.verified_outbox_ids(sender=LEARNER, places=[sent_before]) == [41]
+    assert rotated.verified_outbox_ids(sender="mallory@evil.example", places=[sent_before]) == []
+    assert rotated.genuine_outbox_ids(
+        places=[sent_before], recipients_of=lambda ids: dict.fromkeys(ids, LEARNER)
+    ) == [41]
+    assert rotated.token_for(41, LEARNER) != before.token_for(41, LEARNER)
+    assert rotated.token_for(41, LEARNER) == MailThreading(
+        secret=b"new" * 11, mailbox=THREADING.mailbox
+    ).token_for(41, LEARNER)
+    revoked = MailThreading(secret=b"new" * 11, mailbox=THREADING.mailbox)
+    assert revoked.verified_outbox_ids(sender=LEARNER, places=[sent_before]) == []
+    assert (
+        revoked.genuine_outbox_ids(
+            places=[sent_before], recipients_of=lambda ids: dict.fromkeys(ids, LEARNER)
+        )
+        == []
+    )
