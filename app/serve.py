@@ -673,6 +673,11 @@ def _print_banner(settings: Settings, *, mailbox: Mailbox, http_port: int, sende
         lines.append(
             "  Note: CONCERNS_SECRET_KEY is the development default; set your own before real use."
         )
+    if DEV_SECRET in settings.previous_secrets():
+        lines.append(
+            "  Note: CONCERNS_PREVIOUS_SECRET_KEYS lists the development default, so anyone can "
+            "sign links and reply tokens the service accepts; remove it."
+        )
     print("\n".join(lines), flush=True)
 
 

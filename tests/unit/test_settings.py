@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
 from app.bootstrap import build_calendar
+from app.serve import _print_banner
 from app.settings import ChatSettings, Settings
+from intake.mailbox import Mailbox
+from notifications.senders import MaildirSender
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
@@ -101,3 +106,19 @@ def test_a_rate_limit_that_is_not_one_is_named() -> None:
         Settings(_env_file=None, submission_rate_limit="lots")  # type: ignore[call-arg]
     assert "submission_rate_limit" in str(raised.value)
     assert "not a rate limit" in str(raised.value)
+
+
+def test_serve_warns_when_a_previous_key_is_the_development_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        secret_key="a-real-key",
+        previous_secret_keys="dev-only-change-me",
+        outbox_dir=tmp_path,
+    )
+    mailbox = cast(Mailbox, SimpleNamespace(port=8025))  # only its port is printed
+    _print_banner(settings, mailbox=mailbox, http_port=8000, sender=MaildirSender(tmp_path))
+    printed = capsys.readouterr().out
+    assert "CONCERNS_PREVIOUS_SECRET_KEYS lists the development default" in printed
+    assert "CONCERNS_SECRET_KEY is the development default" not in printed
