@@ -50,7 +50,7 @@ class StatusLinks:
         if not key:
             raise ValueError("status links need a key")
         # itsdangerous signs with the last key and accepts a signature by any of them.
-        self._keys = [*previous_keys, key]
+        self._keys = [*reversed(previous_keys), key]
         self._public_url = public_url.rstrip("/")
         self.max_age = max_age
 

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # 20 base32 characters: 100 bits of HMAC, far beyond guessing.
 MAC_LENGTH = 20
@@ -26,9 +26,9 @@ TOKEN = re.compile(r"lc([0-9]{1,18})x([a-z2-7]{20})", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class MailThreading:
-    secret: bytes
+    secret: bytes = field(repr=False)
     mailbox: str  # the service's address, e.g. escalating-concerns@example.nhs.uk
-    previous_secrets: tuple[bytes, ...] = ()
+    previous_secrets: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def domain(self) -> str:
@@ -39,15 +39,19 @@ class MailThreading:
         digest = hmac.new(secret or self.secret, message, hashlib.sha256).digest()
         return base64.b32encode(digest).decode("ascii").lower()[:MAC_LENGTH]
 
-    def token_for(self, outbox_id: int, address: str, *, secret: bytes | None = None) -> str:
+    def token_for(self, outbox_id: int, address: str) -> str:
         """The token of one sent message, bound to the address it was sent to."""
-        mac = self._mac("reply", outbox_id, address.strip().lower(), secret=secret)
-        return f"lc{outbox_id}x{mac}"
+        return self._token(outbox_id, address, self.secret)
+
+    def _token(self, outbox_id: int, address: str, secret: bytes) -> str:
+        return (
+            f"lc{outbox_id}x{self._mac('reply', outbox_id, address.strip().lower(), secret=secret)}"
+        )
 
     def _is_token(self, found: str, outbox_id: int, address: str) -> bool:
         """Whether a token found in mail is this message's, under the current or a previous key."""
         return any(
-            hmac.compare_digest(found.lower(), self.token_for(outbox_id, address, secret=secret))
+            hmac.compare_digest(found.lower(), self._token(outbox_id, address, secret))
             for secret in (self.secret, *self.previous_secrets)
         )
 
@@ -62,7 +66,8 @@ class MailThreading:
         """One Message-ID per concern and recipient that every message about it refers to.
 
         It keeps a recipient's messages about a concern in one thread; it is not a token and
-        grants nothing.
+        grants nothing. It is made with the current key only: after the key changes, mail
+        about a concern may start a new thread in the recipient's mail client.
         """
         mac = self._mac("thread", reference, address.strip().lower())[:12]
         return f"<{reference.lower()}.{mac}@{self.domain}>"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from fastapi.templating import Jinja2Templates
@@ -28,7 +28,7 @@ class OidcProvider:
 class StaffContext:
     engine: Engine
     policy: Policy
-    secret: str
+    secret: str = field(repr=False)
     templates: Jinja2Templates
     limits: RateLimits
     clock: Callable[[], datetime]
@@ -41,12 +41,13 @@ class StaffContext:
     # Told when a sign-in link could not be made or queued (the member saw the usual page).
     on_sign_in_failed: Callable[[], None] | None = None
     # Secret keys used before `secret`: sign-in links they signed still work.
-    previous_secrets: tuple[str, ...] = ()
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def sign_in_failed(self) -> None:
         if self.on_sign_in_failed is not None:
             self.on_sign_in_failed()
 
     def keys_for(self, purpose: str) -> list[str]:
-        """The current key last (itsdangerous signs with it), then what previous keys signed."""
+        """The keys for a use that accept what previous secrets signed: the current key last,
+        which is the one itsdangerous signs with."""
         return derived_keys(self.secret, self.previous_secrets, purpose)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi.templating import Jinja2Templates
@@ -32,7 +32,7 @@ def derived_keys(secret: str, previous: tuple[str, ...], purpose: str) -> list[s
 class WebContext:
     engine: Engine
     policy: Policy
-    secret: str
+    secret: str = field(repr=False)
     templates: Jinja2Templates
     limits: RateLimits
     clock: Callable[[], datetime]
@@ -45,16 +45,12 @@ class WebContext:
     # the intake tick's raising is.
     on_raised: Callable[[], None] | None = None
 
+    # Secret keys used before `secret`: what they signed is still accepted (sessions).
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+
     def raised_here(self) -> None:
         if self.on_raised is not None:
             self.on_raised()
-
-    # Secret keys used before `secret`: what they signed is still accepted (sessions).
-    previous_secrets: tuple[str, ...] = ()
-
-    def key_for(self, purpose: str) -> str:
-        """A key of its own for each use of the secret."""
-        return derived_key(self.secret, purpose)
 
     def keys_for(self, purpose: str) -> list[str]:
         """The keys for a use that accept what previous secrets signed: the current key last,

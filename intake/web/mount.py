@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
-from starlette.types import ASGIApp
+from starlette.middleware.sessions import Session, SessionMiddleware
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intake.web import assets, form, start, status
 from intake.web.context import WebContext
@@ -43,11 +44,30 @@ ERROR_PAGES: dict[int, tuple[str, tuple[str, ...]]] = {
 
 class _Sessions(SessionMiddleware):
     """Starlette's signed-cookie sessions, signed with the current secret's key and still read
-    when signed with a previous secret's (a form drawn before the key changed can be sent)."""
+    when signed with a previous secret's (a form drawn before the key changed can be sent). A
+    session read under a previous key is written back under the current one, so it no longer
+    needs the previous key, even if nothing in it changes."""
 
     def __init__(self, app: ASGIApp, /, *, secret_keys: list[str], **options: Any) -> None:
         super().__init__(app, secret_key=secret_keys[-1], **options)
+        # Starlette reads and signs with `self.signer`: one over every key signs with the last
+        # (the current) and accepts any.
         self.signer = itsdangerous.TimestampSigner(secret_keys)
+        if len(secret_keys) > 1:
+            self.app = self._resigning(app, itsdangerous.TimestampSigner(secret_keys[-1]))
+
+    def _resigning(self, app: ASGIApp, current: itsdangerous.TimestampSigner) -> ASGIApp:
+        async def resign_if_old(scope: Scope, receive: Receive, send: Send) -> None:
+            session = scope.get("session")
+            cookie = HTTPConnection(scope).cookies.get(self.session_cookie)
+            if isinstance(session, Session) and session and cookie:
+                try:
+                    current.unsign(cookie.encode("utf-8"), max_age=self.max_age)
+                except itsdangerous.BadSignature:
+                    session.mark_modified()  # read under a previous key: sign it afresh
+            await app(scope, receive, send)
+
+        return resign_if_old
 
 
 def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Asset]) -> None:

@@ -72,6 +72,24 @@ def test_a_form_drawn_before_the_key_changed_can_still_be_sent(engine: Engine) -
         assert drawn_form(now)["csrf_token"] == form["csrf_token"]
 
 
+def test_a_session_only_read_under_a_previous_key_is_signed_afresh(engine: Engine) -> None:
+    """A browser that only reads pages after the change (its session unchanged) needs the
+    previous key no longer than its next page."""
+    with web_client(make_app(engine, clock=lambda: MONDAY_MORNING, **BEFORE)) as before:
+        token = drawn_form(before)["csrf_token"]
+        cookies = httpx.Cookies(before._client.cookies)
+    with web_client(make_app(engine, clock=lambda: MONDAY_MORNING, **ROTATED)) as rotated:
+        rotated._client.cookies.update(cookies)
+        read = rotated.get("/concerns/new")
+        assert "set-cookie" in read.headers
+        resigned = httpx.Cookies(rotated._client.cookies)
+        # Signed with the current key now: the next page has nothing to write back.
+        assert "set-cookie" not in rotated.get("/concerns/new").headers
+    with web_client(make_app(engine, clock=lambda: MONDAY_MORNING, **REVOKED)) as now:
+        now._client.cookies.update(resigned)
+        assert drawn_form(now)["csrf_token"] == token
+
+
 def test_a_status_link_emailed_before_the_key_changed_still_opens(engine: Engine) -> None:
     with web_client(make_app(engine, clock=lambda: MONDAY_MORNING, **BEFORE)) as before:
         confirmed(before, before.post("/concerns/new", data={**drawn_form(before), **answers()}))

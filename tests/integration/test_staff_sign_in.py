@@ -211,6 +211,13 @@ def test_a_link_sent_before_the_secret_key_changed_works_while_that_key_is_liste
     assert use_link(rotated, path).status_code == 303
     signed_in = who_is_signed_in(app, rotated)
     assert signed_in is not None and signed_in.email == world.emails["dean"]
+    # A link asked for now is signed with the current key: it needs no previous key.
+    asking, _ = browsers.open(secret_key="the-key-now", previous_secret_keys="the-key-before")
+    ask_for_link(asking, world.emails["supervisor"])
+    fresh = link_path(world, world.emails["supervisor"])
+    only_current, current_app = browsers.open(secret_key="the-key-now")
+    assert use_link(only_current, fresh).status_code == 303
+    assert who_is_signed_in(current_app, only_current) is not None
 
 
 def test_once_sent_the_link_is_in_the_email_and_no_longer_in_the_database(

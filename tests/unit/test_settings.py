@@ -10,7 +10,7 @@ from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.bootstrap import build_calendar
 from app.serve import _print_banner
@@ -122,3 +122,6 @@ def test_serve_warns_when_a_previous_key_is_the_development_default(
     printed = capsys.readouterr().out
     assert "CONCERNS_PREVIOUS_SECRET_KEYS lists the development default" in printed
     assert "CONCERNS_SECRET_KEY is the development default" not in printed
+    real = settings.model_copy(update={"previous_secret_keys": SecretStr("an-old-real-key")})
+    _print_banner(real, mailbox=mailbox, http_port=8000, sender=MaildirSender(tmp_path))
+    assert "development default" not in capsys.readouterr().out
