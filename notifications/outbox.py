@@ -34,6 +34,10 @@ PERMANENT_FAILURE_ATTEMPTS = 5
 # One send may take a connection, TLS and a few commands, each allowed the relay's timeout.
 LEASE_PER_MESSAGE = timedelta(seconds=30)
 LEASE_MARGIN = timedelta(seconds=60)
+# Each message is held again, from the real clock, just before it is sent: long enough for the
+# slowest send (connect, STARTTLS, AUTH and the commands, each allowed the relay's 30 s timeout).
+# A batch that outlives its lease then never sends a row another dispatcher has taken since.
+SEND_LEASE = timedelta(minutes=10)
 
 
 class ClaimedOutgoingEmail(OutgoingEmail, Protocol):
@@ -53,6 +57,10 @@ class OutboxStore(Protocol):
         self, *, now: datetime, limit: int, lease: timedelta, channel: str = "email"
     ) -> Sequence[ClaimedOutgoingEmail]:
         """Claim due pending messages of a channel until now + lease."""
+        ...
+
+    def hold(self, *, message_id: int, claim_token: str, until: datetime) -> bool:
+        """Extend this claim until `until`; False when the claim was lost."""
         ...
 
     def mark_sent(self, *, message_id: int, claim_token: str, now: datetime) -> bool:
@@ -112,6 +120,7 @@ def dispatch_due(
         except UnusableAddress as error:
             raise ValueError(f"the {setting} address is not usable: {error}") from None
     report = DispatchReport()
+    clock = running_from(now)
     for message in store.claim_due(now=now, limit=limit, lease=lease_for(limit)):
         _dispatch_one(
             message,
@@ -120,6 +129,7 @@ def dispatch_due(
             threading=threading,
             from_address=from_address,
             now=now,
+            clock=clock,
             report=report,
         )
     return report
@@ -133,6 +143,7 @@ def _dispatch_one(
     threading: MailThreading,
     from_address: str,
     now: datetime,
+    clock: Callable[[], datetime],
     report: DispatchReport,
 ) -> None:
     attempts = message.attempts + 1
@@ -158,6 +169,13 @@ def _dispatch_one(
             report=report,
             error=f"not sent: cannot compose ({type(error).__name__})",
         )
+        return
+    if not store.hold(
+        message_id=message.id, claim_token=message.claim_token, until=clock() + SEND_LEASE
+    ):
+        # The batch outlived its lease and another dispatcher has taken the row since.
+        report.errors.append(f"outbox {message.id}: not sent here: another dispatcher has it")
+        log.warning("outbox %s: left to the dispatcher that took it over", message.id)
         return
     try:
         sender.send(email, key=str(message.id))

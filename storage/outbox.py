@@ -121,6 +121,21 @@ class SqlOutboxStore:
             session.exec(statement)
         return False
 
+    def hold(self, *, message_id: int, claim_token: str, until: datetime) -> bool:
+        """Extend this claim until `until`, just before a send; False when the claim was lost
+        (the batch outlived its lease and another dispatcher took the row)."""
+        statement = (
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id) == message_id,
+                col(OutboxMessage.claim_token) == claim_token,
+                col(OutboxMessage.status) == "pending",
+            )
+            .values(claimed_until=until)
+        )
+        with transaction(self.engine) as session:
+            return session.exec(statement).rowcount == 1
+
     def still_held(self, *, message_id: int, claim_token: str) -> bool:
         """Whether this claim still holds the row and it is still to be sent (checked just
         before a post: a batch that outlived its lease must not post what another took)."""

@@ -358,6 +358,34 @@ def test_two_dispatchers_racing_send_every_message_exactly_once(
     assert store.counts() == {"pending": 0, "sent": 40, "failed": 0}
 
 
+def test_a_batch_that_outlives_its_lease_never_sends_what_another_dispatcher_took(
+    engine: Engine, store: SqlOutboxStore
+) -> None:
+    """A slow relay stretches one dispatcher's batch past its lease, and a second dispatcher
+    claims the rows: the message being sent is held for its send, the rest are the second's,
+    and every message goes exactly once."""
+    ids = queue(engine, 3)
+    sent: Counter[str] = Counter()
+    after_the_lease = NOW + lease_for(3) + timedelta(seconds=1)
+
+    class Recording:
+        def send(self, message: EmailMessage, *, key: str) -> None:
+            sent[key] += 1
+
+    class SlowFirstSend(Recording):
+        def send(self, message: EmailMessage, *, key: str) -> None:
+            super().send(message, key=key)
+            if len(sent) == 1:  # still sending the first, another instance runs its tick
+                taken = dispatch(SqlOutboxStore(engine), Recording(), now=after_the_lease)
+                assert taken.sent == 2
+
+    report = dispatch(store, SlowFirstSend(), limit=3)
+    assert sent == Counter(str(i) for i in ids)
+    assert report.sent == 1 and len(report.errors) == 2
+    assert all("another dispatcher has it" in error for error in report.errors)
+    assert store.counts() == {"pending": 0, "sent": 3, "failed": 0}
+
+
 def test_a_recipient_the_relay_refuses_is_tried_five_times_then_kept_as_failed(
     engine: Engine, store: SqlOutboxStore
 ) -> None:
@@ -522,6 +550,9 @@ class CrashBeforeRecordingSent:
 
     def claim_due(self, **kwargs: Any) -> list[ClaimedEmail]:
         return self.store.claim_due(**kwargs)
+
+    def hold(self, **kwargs: Any) -> bool:
+        return self.store.hold(**kwargs)
 
     def mark_sent(self, **kwargs: Any) -> bool:
         raise Crash
