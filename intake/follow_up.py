@@ -30,7 +30,9 @@ MAX_CODE_LENGTH = 40
 
 
 def normalise_reference(reference: str) -> str:
-    return reference.strip().upper()
+    """The reference as it is looked up (and as look-ups are counted per reference): anything
+    past the longest reference is ignored, so it cannot make a look-up look new."""
+    return reference.strip().upper()[:MAX_REFERENCE_LENGTH].strip()
 
 
 def normalise_code(code: str) -> str:
@@ -50,7 +52,7 @@ class Candidate:
 
 def candidate_for_follow_up(session: Session, *, reference: str) -> Candidate:
     """The concern a learner names, if it can be followed up with a code (anonymous ones)."""
-    wanted = normalise_reference(reference)[:MAX_REFERENCE_LENGTH]
+    wanted = normalise_reference(reference)
     concern = repositories.concern_by_reference(session, wanted) if wanted else None
     if (
         concern is None
@@ -104,6 +106,8 @@ class LearnerStatus:
     can_respond_to_feedback: bool
     at_highest_level: bool
     closed_reason: str | None = None
+    # Which feedback the answers on the page are for (see feedback_version).
+    feedback_version: str | None = None
     # One line for a list of concerns (a chat's Home tab or card): what happens next.
     next_step: str = ""
 
@@ -151,7 +155,15 @@ def learner_status(session: Session, concern: Concern, policy: Policy) -> Learne
         at_highest_level=concern.pathway >= 3,
         closed_reason=closed_reason,
         next_step=_next_step(concern, closed_reason, policy),
+        feedback_version=feedback_version(concern),
     )
+
+
+def feedback_version(concern: Concern) -> str | None:
+    """Names the feedback a learner is answering: the moment it was given at this level."""
+    if concern.feedback_at is None:
+        return None
+    return f"p{concern.pathway}r{concern.level_round}-{int(concern.feedback_at.timestamp())}"
 
 
 def _next_step(concern: Concern, closed_reason: str | None, policy: Policy) -> str:

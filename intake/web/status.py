@@ -1,9 +1,11 @@
 """The learner's status page: look a concern up (reference + code, or a signed email link), see
 a learner-safe timeline, add information, and answer feedback.
 
-Access lives in the signed session cookie as the reference and when it was granted, for 30
-minutes from the last grant; the code itself is never stored. Every change runs in a thread,
-in one transaction, on the locked concern.
+Access lives in the signed session cookie: for each concern looked up (a few at most), when it
+was granted and last used. It ends after 30 minutes unused, and 4 hours after it was granted; the
+code itself is never stored. Every action names its concern (a second tab, or a link opened in
+the same browser, never turns it onto another), and an answer to feedback names the feedback it
+answers. Every change runs in a thread, in one transaction, on the locked concern.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from escalation.actions import (
     learner_satisfied,
 )
 from intake.follow_up import (
-    MAX_REFERENCE_LENGTH,
     LearnerStatus,
     candidate_for_follow_up,
+    feedback_version,
     learner_status,
     normalise_reference,
     pathway_words,
@@ -42,9 +44,12 @@ from storage.db import transaction
 from storage.tables import Concern, id_of
 
 STATUS_PATH = "/concerns/status"
-ACCESS_KEY = "status_access"
+ACCESS_KEY = "status_access"  # {reference: [granted, last used]} as POSIX timestamps
+CURRENT_KEY = "status_current"  # the concern the status page shows
 NOTICE_KEY = "status_notice"
-ACCESS_LIFETIME = timedelta(minutes=30)
+ACCESS_IDLE = timedelta(minutes=30)
+ACCESS_LONGEST = timedelta(hours=4)
+MOST_CONCERNS_HELD = 5
 INFORMATION_LIMIT = 5_000
 FIELD_LIMIT = 200
 
@@ -55,7 +60,11 @@ LINK_EXPIRED = (
 )
 ACCESS_ENDED = (
     "For your security, you need to enter your reference and code again (or use the link in "
-    "our email) after 30 minutes."
+    "our email) after 30 minutes without using the page."
+)
+PAGE_MOVED_ON = (
+    "This page answered earlier feedback, and your concern has moved on since, so nothing has "
+    "been changed. The page now shows where your concern is."
 )
 SIGNED_OUT = "You have signed out of your concern."
 
@@ -72,25 +81,36 @@ def router(context: WebContext) -> APIRouter:
     # --- access held in the session -----------------------------------------------------------
 
     def grant(request: Request, reference: str) -> None:
-        request.session[ACCESS_KEY] = {
-            "reference": reference,
-            "granted_at": context.clock().timestamp(),
-        }
+        now = context.clock().timestamp()
+        held = _held(request.session.get(ACCESS_KEY))
+        held[reference] = [now, now]
+        while len(held) > MOST_CONCERNS_HELD:  # the longest held goes first
+            del held[min(held, key=lambda each: held[each][0])]
+        request.session[ACCESS_KEY] = held
+        request.session[CURRENT_KEY] = reference
 
-    def access_of(request: Request) -> tuple[Access | None, bool]:
-        """The session's access, and whether there was one that has now ended."""
-        held = request.session.get(ACCESS_KEY)
-        if not isinstance(held, dict):
+    def access_of(request: Request, reference: str | None = None) -> tuple[Access | None, bool]:
+        """Access to `reference` (by default the concern last shown), now marked used, and
+        whether there was access to it that has now ended."""
+        held = _held(request.session.get(ACCESS_KEY))
+        if reference is None:
+            current = request.session.get(CURRENT_KEY)
+            reference = current if isinstance(current, str) else None
+        if reference is None or reference not in held:
             return None, False
-        reference, granted = held.get("reference"), held.get("granted_at")
-        if not isinstance(reference, str) or not isinstance(granted, int | float):
-            request.session.pop(ACCESS_KEY, None)
-            return None, False
+        granted, used = held[reference]
         now = context.clock()
-        granted_at = datetime.fromtimestamp(granted, tz=now.tzinfo)
-        if not timedelta(0) <= now - granted_at <= ACCESS_LIFETIME:
-            request.session.pop(ACCESS_KEY, None)
+        idle = timedelta(seconds=now.timestamp() - used)
+        if not timedelta(0) <= idle <= ACCESS_IDLE or (
+            timedelta(seconds=now.timestamp() - granted) > ACCESS_LONGEST
+        ):
+            del held[reference]
+            request.session[ACCESS_KEY] = held
             return None, True
+        held[reference] = [granted, now.timestamp()]
+        request.session[ACCESS_KEY] = held
+        request.session[CURRENT_KEY] = reference
+        granted_at = datetime.fromtimestamp(granted, tz=now.tzinfo)
         return Access(reference=reference, granted_at=granted_at), False
 
     def notice(request: Request, text: str) -> None:
@@ -108,6 +128,7 @@ def router(context: WebContext) -> APIRouter:
         message: str | None = None,
         errors: dict[str, str] | None = None,
         values: dict[str, str] | None = None,
+        kept: str = "",
         status_code: int = 200,
     ) -> HTMLResponse:
         errors = errors or {}
@@ -117,6 +138,7 @@ def router(context: WebContext) -> APIRouter:
             "status_lookup.html",
             {
                 "message": message,
+                "kept": kept,
                 "errors": errors,
                 "error_list": [
                     {"text": text, "href": f"#{field}"} for field, text in errors.items()
@@ -162,9 +184,10 @@ def router(context: WebContext) -> APIRouter:
                 return None
             return learner_status(session, concern, context.policy)
 
-    def ended(request: Request) -> HTMLResponse:
-        """An action after access ended: nothing changes; the learner is asked again."""
-        return lookup_page(request, message=ACCESS_ENDED, status_code=403)
+    def ended(request: Request, *, information: str = "") -> HTMLResponse:
+        """An action after access ended: nothing changes; the learner is asked again, and shown
+        what they wrote, to copy before they do."""
+        return lookup_page(request, message=ACCESS_ENDED, kept=information, status_code=403)
 
     # --- look-up ------------------------------------------------------------------------------
 
@@ -203,7 +226,7 @@ def router(context: WebContext) -> APIRouter:
             if raise_if_waiting(
                 engine=context.engine,
                 policy=context.policy,
-                reference=normalise_reference(reference)[:MAX_REFERENCE_LENGTH],
+                reference=normalise_reference(reference),
                 now=context.clock(),
             ):
                 context.raised_here()
@@ -235,6 +258,7 @@ def router(context: WebContext) -> APIRouter:
         form = await request.form()
         require_csrf(request, form.get(CSRF_FIELD))
         request.session.pop(ACCESS_KEY, None)
+        request.session.pop(CURRENT_KEY, None)
         notice(request, SIGNED_OUT)
         return RedirectResponse(STATUS_PATH, status_code=303)
 
@@ -273,19 +297,21 @@ def router(context: WebContext) -> APIRouter:
         return RedirectResponse(STATUS_PATH, status_code=303)
 
     async def checked(request: Request) -> tuple[Any, Access | None]:
+        """The form, and access to the concern it names (None: none, or it has ended)."""
         form = await request.form()
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("learner_actions", context.limits.client(request))
-        access, _ = access_of(request)
+        named = normalise_reference(_field(form.get("reference")))
+        access, _ = access_of(request, named) if named else (None, False)
         return form, access
 
     @routes.post(STATUS_PATH + "/information")
     async def add_information(request: Request) -> Response:
         form, access = await checked(request)
-        if access is None:
-            return ended(request)
         raw = form.get("information")
         text = raw.replace("\r\n", "\n").strip() if isinstance(raw, str) else ""
+        if access is None:
+            return ended(request, information=text[:INFORMATION_LIMIT])
         error = None
         if not text:
             error = "Enter the information you want to add"
@@ -322,11 +348,13 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post(STATUS_PATH + "/satisfied")
     async def satisfied(request: Request) -> Response:
-        _, access = await checked(request)
+        form, access = await checked(request)
         if access is None:
             return ended(request)
+        answered = _field(form.get("feedback"))
 
         def close(session: Session, concern: Concern, now: datetime) -> str:
+            _require_feedback_shown(concern, answered)
             learner_satisfied(session=session, concern=concern, channel="web", now=now)
             return "Thank you for telling us you are satisfied. Your concern is now closed."
 
@@ -334,11 +362,13 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post(STATUS_PATH + "/concerned")
     async def concerned(request: Request) -> Response:
-        _, access = await checked(request)
+        form, access = await checked(request)
         if access is None:
             return ended(request)
+        answered = _field(form.get("feedback"))
 
         def escalate(session: Session, concern: Concern, now: datetime) -> str:
+            _require_feedback_shown(concern, answered)
             moved = learner_remains_concerned(
                 session=session, concern=concern, channel="web", now=now, policy=context.policy
             )
@@ -355,6 +385,28 @@ def router(context: WebContext) -> APIRouter:
         return await act(request, access.reference, escalate)
 
     return routes
+
+
+def _require_feedback_shown(concern: Concern, answered: str) -> None:
+    """An answer counts only for the feedback the page showed: a page left open while the
+    concern moved on (another tab, new feedback) changes nothing."""
+    current = feedback_version(concern) or ""
+    if answered != current and (answered or current):
+        raise ActionRefused(PAGE_MOVED_ON)
+
+
+def _held(value: object) -> dict[str, list[float]]:
+    """The concerns a session holds access to, as stored; anything else is dropped."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        reference: [float(times[0]), float(times[1])]
+        for reference, times in value.items()
+        if isinstance(reference, str)
+        and isinstance(times, list)
+        and len(times) == 2
+        and all(isinstance(moment, int | float) for moment in times)
+    }
 
 
 def lock_concern(session: Session, found: Concern | None) -> Concern:

@@ -116,9 +116,17 @@ def learner_link(engine: Engine, reference: str) -> str:
     return "/concerns/status/link/" + found.group(1)
 
 
+HIDDEN = re.compile(r'<input type="hidden" name="(reference|feedback)" value="([^"]*)">')
+
+
 def post_action(client: WebClient, path: str, **data: str) -> httpx.Response:
-    token = client.csrf(STATUS)
-    return client.post(path, data={"csrf_token": token, **data})
+    """Press an action's button as the status page draws it: its CSRF token, the concern it is
+    for and (answers to feedback) the feedback it answers."""
+    page = client.get(STATUS).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token, page
+    hidden = dict(HIDDEN.findall(page))
+    return client.post(path, data={"csrf_token": token.group(1), **hidden, **data})
 
 
 # --- look-up ------------------------------------------------------------------------------------
@@ -178,8 +186,11 @@ def test_look_ups_are_rate_limited_per_reference(sqlite_engine: Engine) -> None:
         assert code is not None
         for _ in range(2):
             assert look_up(world.client, reference, "AAAA").status_code == 400
-        # Even the right code waits: the reference is being guessed at.
+        # Even the right code waits: the reference is being guessed at, however it is written
+        # (what follows the longest reference is ignored by the look-up, and by the count).
         assert look_up(world.client, reference.lower(), code).status_code == 429
+        padded = f" {reference}{' ' * 30}Y"
+        assert look_up(world.client, padded, code).status_code == 429
 
 
 def test_a_look_up_without_csrf_is_refused(world: World) -> None:
@@ -324,18 +335,107 @@ def test_actions_without_csrf_are_refused_and_change_nothing(world: World, signe
     assert signed_in in world.client.get(STATUS).text
 
 
-def test_access_ends_after_30_minutes(world: World, signed_in: str) -> None:
-    world.clock.now += timedelta(minutes=29)
-    assert signed_in in world.client.get(STATUS).text
+def test_access_ends_after_30_minutes_unused(world: World, signed_in: str) -> None:
+    for _ in range(3):  # used every 29 minutes: still open, well past 30 minutes in all
+        world.clock.now += timedelta(minutes=29)
+        assert signed_in in world.client.get(STATUS).text
     token = world.client.csrf(STATUS)
-    world.clock.now += timedelta(minutes=2)
+    world.clock.now += timedelta(minutes=31)
     page = world.client.get(STATUS)
-    assert signed_in not in page.text and "after 30 minutes" in page.text
+    assert signed_in not in page.text and "after 30 minutes without using" in page.text
+    late = "It happened again on Friday night."
     answer = world.client.post(
-        STATUS + "/information", data={"csrf_token": token, "information": "late"}
+        STATUS + "/information",
+        data={"csrf_token": token, "reference": signed_in, "information": late},
     )
-    assert answer.status_code == 403
+    # Nothing is added, and what the learner wrote is there to copy before they look it up.
+    assert answer.status_code == 403 and "What you wrote has not been sent" in answer.text
+    assert late in answer.text
     assert "learner_added_information" not in event_kinds(world.engine, signed_in)
+
+
+def test_access_ends_4_hours_after_it_was_granted_however_it_is_used(
+    world: World, signed_in: str
+) -> None:
+    for _ in range(11):  # 3 h 40 min, used every 20 minutes
+        world.clock.now += timedelta(minutes=20)
+        assert signed_in in world.client.get(STATUS).text
+    world.clock.now += timedelta(minutes=21)
+    assert signed_in not in world.client.get(STATUS).text
+
+
+def test_each_action_names_its_concern_whatever_else_the_browser_opened(world: World) -> None:
+    """Two concerns looked up in one browser (two tabs, or another's link opened in it): an
+    action acts on the concern its page showed, never on the one opened last."""
+    first, first_code = raise_concern(world.engine, "anonymous")
+    second, second_code = raise_concern(world.engine, "anonymous")
+    assert first_code and second_code
+    for reference in (first, second):
+        give_feedback(world.engine, reference, world.clock.now)
+    assert look_up(world.client, first, first_code).status_code == 303
+    first_page = world.client.get(STATUS).text
+    assert look_up(world.client, second, second_code).status_code == 303  # opened last
+    hidden = dict(HIDDEN.findall(first_page))
+    assert hidden["reference"] == first
+    token = re.search(r'name="csrf_token" value="([^"]+)"', first_page)
+    assert token
+    pressed = world.client.post(
+        STATUS + "/satisfied", data={"csrf_token": token.group(1), **hidden}
+    )
+    assert pressed.status_code == 303
+    assert event_kinds(world.engine, first)[-1] == "closed"
+    assert "closed" not in event_kinds(world.engine, second)
+    # The page then shows the concern acted on.
+    assert first in world.client.get(STATUS).text
+    # An action naming no concern, or one this browser has not looked up, changes nothing.
+    other, _ = raise_concern(world.engine, "anonymous")
+    for named in ({}, {"reference": other}):
+        refused = world.client.post(
+            STATUS + "/information",
+            data={"csrf_token": token.group(1), "information": "more", **named},
+        )
+        assert refused.status_code == 403
+    assert "learner_added_information" not in event_kinds(world.engine, other)
+
+
+def test_an_answer_from_a_page_the_concern_has_moved_on_from_changes_nothing(
+    world: World, signed_in: str
+) -> None:
+    give_feedback(world.engine, signed_in, world.clock.now)
+    stale = world.client.get(STATUS).text  # a second tab, left open
+    assert post_action(world.client, STATUS + "/concerned").status_code == 303
+    give_feedback(world.engine, signed_in, world.clock.now)  # at pathway 2
+    token = re.search(r'name="csrf_token" value="([^"]+)"', stale)
+    assert token
+    pressed = world.client.post(
+        STATUS + "/satisfied", data={"csrf_token": token.group(1), **dict(HIDDEN.findall(stale))}
+    )
+    assert pressed.status_code == 400
+    assert "your concern has moved on since, so nothing has been changed" in pressed.text
+    assert "closed" not in event_kinds(world.engine, signed_in)
+    # The current page's answer counts.
+    assert post_action(world.client, STATUS + "/satisfied").status_code == 303
+    assert event_kinds(world.engine, signed_in)[-1] == "closed"
+
+
+def test_information_refused_because_the_concern_closed_is_kept_on_the_page(
+    world: World, signed_in: str
+) -> None:
+    page = world.client.get(STATUS).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, signed_in)
+        assert concern is not None
+        concern.status = "closed"
+    text = "The rota is still short on nights."
+    answer = world.client.post(
+        STATUS + "/information",
+        data={"csrf_token": token.group(1), "reference": signed_in, "information": text},
+    )
+    assert answer.status_code == 400
+    assert "information can no longer be added here" in answer.text
+    assert text in answer.text and 'id="information"' in answer.text
 
 
 def test_signing_out_ends_access(world: World, signed_in: str) -> None:
