@@ -182,8 +182,10 @@ def plain_address(address: str) -> tuple[str, str]:
 
 
 def one_line(text: str) -> str:
-    """Text fit for a header: control characters and line breaks become single spaces."""
+    """Text fit for a header: control characters and line breaks become single spaces, and an
+    RFC 2047 encoded word ("=?utf-8?q?...?=") is broken up, since a header parser would decode
+    it (a line break inside it included: a new header, on Pythons before 3.11.10)."""
     cleaned = "".join(
         " " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text
     )
-    return " ".join(cleaned.split())
+    return " ".join(cleaned.split()).replace("=?", "=\N{ZERO WIDTH SPACE}?")

@@ -8,6 +8,7 @@ row is kept as 'failed' with its reason for staff to see.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -155,6 +156,7 @@ def _dispatch_one(
             now=now,
             attachments=[Attachment.from_stored(stored) for stored in message.attachments],
         )
+        email.as_bytes()  # anything that cannot be written out fails here, not at every retry
     except UnusableAddress as error:
         # Composing is deterministic: the stored address will be as unusable next time.
         _give_up(message, store=store, report=report, error=f"not sent: recipient {error}")
@@ -178,7 +180,7 @@ def _dispatch_one(
         log.warning("outbox %s: left to the dispatcher that took it over", message.id)
         return
     try:
-        sender.send(email, key=str(message.id))
+        sender.send(email, key=delivery_key(message))
     except TemporaryFailure as error:
         _retry(message, store=store, report=report, error=str(error), attempts=attempts, now=now)
     except PermanentFailure as error:
@@ -228,6 +230,14 @@ def _give_up(
     report.failed += 1
     report.errors.append(f"outbox {message.id}: failed: {error}")
     log.error("outbox %s: given up: %s", message.id, error)
+
+
+def delivery_key(message: OutgoingEmail) -> str:
+    """Names one row's delivery for the sender (the maildir writes each key once): the same when
+    the row is sent again after a crash, and not the same for another database's row that has
+    the same id (a fresh database writing to the same maildir)."""
+    content = "\0".join((message.recipient_address, message.subject, message.body_text))
+    return f"{message.id}-{hashlib.sha256(content.encode('utf-8')).hexdigest()[:16]}"
 
 
 def running_from(start: datetime) -> Callable[[], datetime]:

@@ -89,6 +89,9 @@ class SmtpRelaySender:
         password = unquote(parts.password) if parts.password is not None else None
         if (username is None) != (password is None) or username == "":
             raise _bad_url("give both a user name and a password, or neither")
+        if not ((username or "") + (password or "")).isascii():
+            # SMTP AUTH (smtplib) sends them as ASCII: the relay could never be signed in to.
+            raise _bad_url("the user name and password must be ASCII characters")
         if password is not None and security is Security.PLAIN:
             raise _bad_url("a password is only sent over TLS: use smtp+starttls:// or smtps://")
         cafile: Path | None = None

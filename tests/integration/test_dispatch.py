@@ -34,6 +34,7 @@ from notifications.outbox import (
     PERMANENT_FAILURE_ATTEMPTS,
     DispatchReport,
     OutboxStore,
+    delivery_key,
     dispatch_due,
     lease_for,
     retry_delay,
@@ -48,7 +49,8 @@ from notifications.senders import (
     sender_from_settings,
 )
 from notifications.threading import MailThreading
-from storage.db import transaction
+from storage import migrate
+from storage.db import create_db_engine, transaction
 from storage.outbox import ClaimedEmail, SqlOutboxStore
 from storage.tables import OutboxMessage
 
@@ -220,6 +222,11 @@ def row(engine: Engine, outbox_id: int) -> OutboxMessage:
         return found
 
 
+def outbox_id(key: str) -> int:
+    """The outbox row a delivery key names (notifications.outbox.delivery_key)."""
+    return int(key.partition("-")[0])
+
+
 def dispatch(
     store: OutboxStore, sender: Sender, *, now: datetime = NOW, **kw: Any
 ) -> DispatchReport:
@@ -354,7 +361,7 @@ def test_two_dispatchers_racing_send_every_message_exactly_once(
         worker.join(timeout=120)
 
     assert failures == []
-    assert Counter(sender.keys) == Counter(str(i) for i in ids)
+    assert Counter(outbox_id(key) for key in sender.keys) == Counter(ids)
     assert store.counts() == {"pending": 0, "sent": 40, "failed": 0}
 
 
@@ -370,7 +377,7 @@ def test_a_batch_that_outlives_its_lease_never_sends_what_another_dispatcher_too
 
     class Recording:
         def send(self, message: EmailMessage, *, key: str) -> None:
-            sent[key] += 1
+            sent[str(outbox_id(key))] += 1
 
     class SlowFirstSend(Recording):
         def send(self, message: EmailMessage, *, key: str) -> None:
@@ -425,7 +432,7 @@ def test_an_unusable_address_fails_its_row_at_once_and_the_batch_goes_on(
     report = dispatch(store, sender)
 
     assert (report.sent, report.failed) == (1, 2)
-    assert sender.keys == [str(good)]
+    assert [outbox_id(key) for key in sender.keys] == [good]
     for bad in (injected, nonsense):
         failed = row(engine, bad)
         assert (failed.status, failed.attempts) == ("failed", 1)
@@ -580,13 +587,29 @@ def test_the_maildir_gets_one_file_per_message_even_when_resent_after_a_crash(
 
     assert report.sent == 2
     files = sorted((maildir / "new").iterdir())
-    assert [f.name for f in files] == sorted(maildir_name(str(i)) for i in ids)
+    assert [f.name for f in files] == sorted(
+        maildir_name(delivery_key(row(engine, i))) for i in ids
+    )
     assert list((maildir / "tmp").iterdir()) == []
     written = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert written["Message-ID"] in {
         THREADING.message_id(i, f"learner{n}@example.nhs.uk") for n, i in enumerate(ids, 1)
     }
     assert oct(files[0].stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_a_fresh_database_writing_to_the_same_maildir_loses_nothing(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Row 1 of a new database is not row 1 of the old one: both are written."""
+    maildir = tmp_path / "outbox"
+    for name in ("before", "after"):
+        fresh = create_db_engine(f"sqlite:///{tmp_path_factory.mktemp(name) / 'concerns.db'}")
+        migrate.upgrade(fresh)
+        queue(fresh, 1, recipient=f"{name}{{n}}@example.nhs.uk")
+        assert dispatch(SqlOutboxStore(fresh), MaildirSender(maildir)).sent == 1
+        fresh.dispose()
+    assert len(list((maildir / "new").iterdir())) == 2
 
 
 def test_a_message_read_into_cur_is_not_written_again(tmp_path: Path) -> None:
@@ -708,6 +731,7 @@ def test_relay_urls_are_read(url: str, expected: tuple[Any, ...]) -> None:
         "smtps://relay.example?verify=no",
         "smtps://user:hunter2-secret@relay.example?cafile=/no/such/ca.pem",
         "smtp://relay.example?cafile=/etc/hostname",
+        "smtps://user:hunter2-p%C3%A4ss@relay.example",  # not ASCII: AUTH could never succeed
     ],
 )
 def test_an_unusable_relay_url_is_refused_clearly_without_repeating_a_password(url: str) -> None:

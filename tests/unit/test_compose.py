@@ -131,6 +131,8 @@ def test_the_bytes_are_seven_bit_with_short_lines_whatever_the_body_holds() -> N
         "LC-2026-000007: hello\nBcc: attacker@example.com",
         "LC-2026-000007: hello\rBcc: attacker@example.com",
         "LC-2026-000007: hello\x00\x0b\x0c\x1b\x85\u2028\u2029Bcc: attacker@example.com",
+        # An encoded word hiding a line break: decoded by the header parser if left whole.
+        "LC-2026-000007: hello =?utf-8?q?=0D=0ABcc:_attacker@example.com?=",
     ],
 )
 def test_a_subject_with_line_breaks_or_control_characters_adds_no_header(subject: str) -> None:
@@ -140,7 +142,7 @@ def test_a_subject_with_line_breaks_or_control_characters_adds_no_header(subject
     assert b"\nBcc" not in raw and b"\rBcc" not in raw
     assert received["Bcc"] is None
     assert received["Subject"].startswith("LC-2026-000007: hello")
-    assert received["Subject"].endswith("Bcc: attacker@example.com")
+    assert "Bcc" in received["Subject"] and "attacker@example.com" in received["Subject"]
     assert not any(char in received["Subject"] for char in "\r\n\x00\x0b\x1b\u2028")
 
 
