@@ -453,7 +453,8 @@ class _Learners:
         else:
             said = (
                 f"You told us you remain concerned ({stamp}). Your concern is already at the "
-                "highest level: it stays in front of the dean until it is resolved."
+                "highest level: the dean's team has been asked to look at it again and to give "
+                "you further feedback."
             )
         return cards.done_card(said, entry)
 

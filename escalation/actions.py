@@ -509,7 +509,9 @@ def learner_remains_concerned(
 ) -> bool:
     """The learner remains concerned after feedback: the concern moves up a level at once.
 
-    False when it is already with the dean, where there is no higher level.
+    False when it is already with the dean, where there is no higher level: the dean's level
+    starts a new round instead (its deadlines from now, the learner's answer no longer awaited,
+    so silence never closes it), and the level's contacts (the dean) are asked to look again.
     """
     if concern.status != ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is closed")
@@ -527,9 +529,42 @@ def learner_remains_concerned(
         channel=channel,
         detail={"reason": reason},
     )
-    # At pathway 3 there is no higher level: the event above keeps it in front of the dean.
+    if next_pathway(Pathway(concern.pathway)) is None:
+        _dean_looks_again(session, concern, reason=reason, now=now, policy=policy)
+        return False
     return escalate_to_next_pathway(
         session, concern, now=now, policy=policy, reason=reason, actor="learner", channel=channel
+    )
+
+
+def _dean_looks_again(
+    session: Session, concern: Concern, *, reason: str, now: datetime, policy: Policy
+) -> None:
+    """A new round of the highest level: the clock restarts (feedback is owed again, and a
+    second "I remain concerned" waits for it), its people are asked to look again, and the
+    learner is told so."""
+    concern.level_round += 1
+    set_level_clock(concern, pathway=concern.pathway, now=now, policy=policy)
+    told = [
+        held
+        for part in ("primary", "copy")
+        for held in contacts_of_level(session, concern, pathway=concern.pathway, part=part, now=now)
+    ]
+    if not told:
+        level = assign_contacts(session, concern, now=now)
+        told = [*level.primary, *level.copy]
+    facts = facts_of(session, concern, policy, why=reason, with_history=True, now=now)
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.STILL_CONCERNED,
+        contacts=told,
+        now=now,
+        policy=policy,
+    )
+    queue_to_learner(
+        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_STILL_CONCERNED, now=now
     )
 
 

@@ -529,7 +529,11 @@ def _learner_reply(
             moved = learner_remains_concerned(
                 session=session, concern=concern, channel=channel, now=now, policy=policy
             )
-            done.append(f"moved to pathway {concern.pathway}" if moved else "already with the dean")
+            done.append(
+                f"moved to pathway {concern.pathway}"
+                if moved
+                else "already with the dean: a new round there, the dean's team asked to look again"
+            )
         elif answers.satisfied:
             learner_satisfied(session=session, concern=concern, channel=channel, now=now)
             done.append("closed: the learner is satisfied")

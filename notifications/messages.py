@@ -125,6 +125,9 @@ class MessageKind(StrEnum):
     # An emailed reply asking for what could not be done (feedback on a concern that has moved
     # on, "I remain concerned" before any feedback): its sender is told why, as chat shows it.
     REPLY_NOT_APPLIED = "reply_not_applied"
+    # The learner remains concerned after the dean's feedback: a new round at the top level.
+    STILL_CONCERNED = "still_concerned"
+    LEARNER_STILL_CONCERNED = "learner_still_concerned"
 
 
 @dataclass(frozen=True)
@@ -512,6 +515,38 @@ def _learner_reopened(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _still_concerned(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] The learner remains concerned after feedback",
+        headline="The learner remains concerned after the feedback they were given",
+        paragraphs=(
+            "This is the highest level, so the concern stays with you: please look at it again.",
+            f"Summary: {facts.summary}",
+            "Its deadlines start again from now: please acknowledge it and give the learner "
+            "further feedback before the deadlines below.",
+            HOW_TO_REPLY,
+        ),
+        facts=_case_facts(facts, role),
+        history=facts.history,
+        link=facts.staff_url,
+    )
+
+
+def _learner_still_concerned(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] We have told the dean's team you remain concerned",
+        headline="We have told the dean's team you remain concerned",
+        paragraphs=(
+            f"Your concern is already at the highest level: {PATHWAY_NAMES[facts.pathway]}. "
+            "They have been asked to look at it again and to give you further feedback by "
+            f"{when(facts.feedback_due_at, facts.timezone)}.",
+            _what_if_late(facts),
+            *_status_link(facts),
+        ),
+        signpost=_learner_signpost(facts),
+    )
+
+
 def _reply_not_applied(facts: ConcernFacts, role: Role) -> Message:
     refusal = (facts.why or "What your reply asked for could not be done").rstrip(".") + "."
     if role is Role.LEARNER:
@@ -554,6 +589,8 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.REOPENED: _reopened,
     MessageKind.LEARNER_REOPENED: _learner_reopened,
     MessageKind.REPLY_NOT_APPLIED: _reply_not_applied,
+    MessageKind.STILL_CONCERNED: _still_concerned,
+    MessageKind.LEARNER_STILL_CONCERNED: _learner_still_concerned,
 }
 
 

@@ -379,7 +379,8 @@ def router(context: WebContext) -> APIRouter:
                 )
             return (
                 "We have recorded that you remain concerned. Your concern is already at the "
-                "highest level: the regional postgraduate dean's team will be told."
+                "highest level: the regional postgraduate dean's team has been asked to look at "
+                "it again and to give you further feedback."
             )
 
         return await act(request, access.reference, escalate)

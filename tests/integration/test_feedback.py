@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from escalation.actions import ActionRefused, Actor, learner_satisfied, record_feedback
+from escalation.actions import (
+    ActionRefused,
+    Actor,
+    learner_remains_concerned,
+    learner_satisfied,
+    record_feedback,
+)
+from escalation.sweep import sweep
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from storage import repositories
@@ -109,3 +116,47 @@ def test_only_the_levels_contacts_or_staff_may_give_feedback(
         learner_satisfied(session=session, concern=concern, channel="web", now=LATER)
     with pytest.raises(ActionRefused, match="closed"):
         _feedback(sqlite_engine, reference, Actor(kind="staff", channel="web"))
+
+
+def test_remaining_concerned_at_the_deans_level_asks_the_dean_to_look_again(
+    engine: Engine,
+) -> None:
+    """There is no level above the dean: "I remain concerned" starts a new round there (feedback
+    owed again, so silence never closes it), and the dean and the learner are told, once."""
+    load_example_directory(engine)
+    reference = submit_concern(
+        engine=engine,
+        concern=parse_submission(
+            concern_input(example_placement(engine), raised_before="pathway1_and_2")
+        ),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    _feedback(engine, reference, Actor(kind="staff", channel="web"))
+    answered = LATER + timedelta(hours=2)
+    with transaction(engine) as session:
+        concern = _locked(session, reference)
+        assert concern.pathway == 3 and concern.close_after is not None
+        assert not learner_remains_concerned(
+            session=session, concern=concern, channel="web", now=answered, policy=policy()
+        )
+    with transaction(engine) as session:
+        concern = _locked(session, reference)
+        assert (concern.pathway, concern.level_round, concern.status) == (3, 1, "open")
+        assert concern.feedback_at is None and concern.close_after is None
+        assert concern.feedback_due_at > answered and concern.ack_due_at > answered
+        told = repositories.outbox_of(session, concern.id or 0)
+        asked = {(m.kind, m.recipient_role) for m in told if m.kind.endswith("still_concerned")}
+        # Again, before the dean's new feedback: refused, and nobody is told twice.
+        with pytest.raises(ActionRefused, match="no feedback yet"):
+            learner_remains_concerned(
+                session=session, concern=concern, channel="web", now=answered, policy=policy()
+            )
+    # The level's own contacts (the dean), as escalation to it told them, and the learner.
+    assert asked == {("still_concerned", "dean"), ("learner_still_concerned", "learner")}
+    # Silence never closes it now: a month on, it is open and overdue at the top level.
+    sweep(engine=engine, now=answered + timedelta(days=30), policy=policy())
+    with transaction(engine) as session:
+        concern = _locked(session, reference)
+        assert concern.status == "open" and concern.overdue_at_dean_at is not None
