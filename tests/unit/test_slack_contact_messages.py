@@ -63,6 +63,7 @@ CONTACT_KINDS = [
     MessageKind.OVERDUE_AT_DEAN,
     MessageKind.REDIRECTED_IN,
     MessageKind.REOPENED,
+    MessageKind.STILL_CONCERNED,
 ]
 
 

@@ -67,6 +67,7 @@ LEARNER_KINDS = [
     MessageKind.LEARNER_ESCALATED,
     MessageKind.LEARNER_CLOSED,
     MessageKind.LEARNER_REOPENED,
+    MessageKind.LEARNER_STILL_CONCERNED,
 ]
 
 

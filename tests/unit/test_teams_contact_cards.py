@@ -65,12 +65,14 @@ CONTACT_KINDS = [
     MessageKind.OVERDUE_AT_DEAN,
     MessageKind.REDIRECTED_IN,
     MessageKind.REOPENED,
+    MessageKind.STILL_CONCERNED,
 ]
 LEARNER_KINDS = [
     MessageKind.LEARNER_FEEDBACK,
     MessageKind.LEARNER_ESCALATED,
     MessageKind.LEARNER_CLOSED,
     MessageKind.LEARNER_REOPENED,
+    MessageKind.LEARNER_STILL_CONCERNED,
 ]
 
 
