@@ -50,6 +50,10 @@ NOTICE_KEY = "status_notice"
 ACCESS_IDLE = timedelta(minutes=30)
 ACCESS_LONGEST = timedelta(hours=4)
 MOST_CONCERNS_HELD = 5
+# The same information sent again this soon (a second press of the button without JavaScript,
+# a browser resending) is added once.
+SAME_INFORMATION_WITHIN = timedelta(minutes=2)
+ADDED = "Your information has been added to your concern."
 INFORMATION_LIMIT = 5_000
 FIELD_LIMIT = 200
 
@@ -334,15 +338,16 @@ def router(context: WebContext) -> APIRouter:
                 raise ActionRefused(
                     f"{concern.reference} is closed: information can no longer be added here"
                 )
-            add_learner_information(
-                session=session,
-                concern=concern,
-                text=text,
-                channel="web",
-                inbound_id=None,
-                now=now,
-            )
-            return "Your information has been added to your concern."
+            if not _just_added(session, concern, text, now):
+                add_learner_information(
+                    session=session,
+                    concern=concern,
+                    text=text,
+                    channel="web",
+                    inbound_id=None,
+                    now=now,
+                )
+            return ADDED
 
         return await act(request, access.reference, add, information=text)
 
@@ -394,6 +399,19 @@ def _require_feedback_shown(concern: Concern, answered: str) -> None:
     current = feedback_version(concern) or ""
     if answered != current and (answered or current):
         raise ActionRefused(PAGE_MOVED_ON)
+
+
+def _just_added(session: Session, concern: Concern, text: str, now: datetime) -> bool:
+    """Whether the learner added this same information on the web a moment ago."""
+    added = [
+        event
+        for event in repositories.events_of(session, id_of(concern))
+        if event.kind == "learner_added_information" and event.channel == "web"
+    ]
+    return bool(added) and (
+        added[-1].detail.get("text") == text
+        and timedelta(0) <= now - added[-1].at <= SAME_INFORMATION_WITHIN
+    )
 
 
 def _held(value: object) -> dict[str, list[float]]:

@@ -289,6 +289,23 @@ def test_adding_information_stores_an_event(world: World, signed_in: str) -> Non
     assert event_kinds(world.engine, signed_in).count("learner_added_information") == 1
 
 
+def test_the_same_information_sent_twice_at_once_is_added_once(
+    world: World, signed_in: str
+) -> None:
+    """A second press of "Add information" without JavaScript (the browser shows the second
+    answer): added once, and both told it was added. The same words later are added again."""
+    page = world.client.get(STATUS).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    form = {"csrf_token": token.group(1), **dict(HIDDEN.findall(page)), "information": "Again."}
+    for _ in range(2):
+        assert world.client.post(STATUS + "/information", data=form).status_code == 303
+    assert event_kinds(world.engine, signed_in).count("learner_added_information") == 1
+    world.clock.now += timedelta(minutes=3)
+    assert world.client.post(STATUS + "/information", data=form).status_code == 303
+    assert event_kinds(world.engine, signed_in).count("learner_added_information") == 2
+
+
 def test_satisfied_closes_the_concern(world: World, signed_in: str) -> None:
     early = post_action(world.client, STATUS + "/satisfied")
     assert early.status_code == 400 and "has no feedback yet" in early.text
