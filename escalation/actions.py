@@ -520,6 +520,10 @@ def learner_remains_concerned(
             f"{concern.reference} has no feedback yet: it moves up by itself if feedback is late"
         )
     reason = f"The learner remains concerned after feedback at pathway {concern.pathway}"
+    at_the_top = next_pathway(Pathway(concern.pathway)) is None
+    detail: dict[str, object] = {"reason": reason}
+    if at_the_top:
+        detail["new_round"] = concern.level_round + 1
     record_event(
         session,
         concern,
@@ -527,9 +531,9 @@ def learner_remains_concerned(
         kind="learner_remains_concerned",
         actor="learner",
         channel=channel,
-        detail={"reason": reason},
+        detail=detail,
     )
-    if next_pathway(Pathway(concern.pathway)) is None:
+    if at_the_top:
         _dean_looks_again(session, concern, reason=reason, now=now, policy=policy)
         return False
     return escalate_to_next_pathway(
@@ -542,9 +546,14 @@ def _dean_looks_again(
 ) -> None:
     """A new round of the highest level: the clock restarts (feedback is owed again, and a
     second "I remain concerned" waits for it), its people are asked to look again, and the
-    learner is told so."""
+    learner is told so. A concern already overdue at this level stays marked so: it heads the
+    dean's reports until it is closed."""
+    overdue_since = concern.overdue_at_dean_at
     concern.level_round += 1
     set_level_clock(concern, pathway=concern.pathway, now=now, policy=policy)
+    if overdue_since is not None:
+        concern.overdue_at_dean_at = overdue_since
+        refresh_next_due(concern)
     told = [
         held
         for part in ("primary", "copy")

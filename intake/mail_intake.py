@@ -35,7 +35,7 @@ from escalation.actions import (
     record_learner_answers,
     redirect,
 )
-from escalation.notify import queue_reply_not_applied
+from escalation.notify import learner_key, queue_reply_not_applied
 from escalation.policy import Policy
 from intake import placement
 from intake.bounces import read_bounce
@@ -420,7 +420,7 @@ def _reply(
     )
     if sent.recipient_role == Role.LEARNER.value:
         return _learner_reply(
-            session, row, parsed, concern, text, policy=policy, now=now, told=told
+            session, row, parsed, concern, text, sent, policy=policy, now=now, told=told
         )
     shown = text[:REPLY_TEXT_MAX]
     by = Actor(kind="contact", channel=Channel.EMAIL.value, contact_id=sent.recipient_contact_id)
@@ -492,6 +492,7 @@ def _learner_reply(
     parsed: ParsedEmail,
     concern: Concern,
     text: str,
+    sent: OutboxMessage,
     *,
     policy: Policy,
     now: datetime,
@@ -525,6 +526,8 @@ def _learner_reply(
     if changes:
         done.append("answers taken: " + "; ".join(changes))
     try:
+        if answers.remains_concerned or answers.satisfied:
+            _require_current_feedback(concern, sent)
         if answers.remains_concerned:
             moved = learner_remains_concerned(
                 session=session, concern=concern, channel=channel, now=now, policy=policy
@@ -584,6 +587,19 @@ def _teller(
         return "the sender was told why"
 
     return tell
+
+
+def _require_current_feedback(concern: Concern, sent: OutboxMessage) -> None:
+    """A reply to a feedback email answers that feedback only: once the concern has moved on
+    (another level, a new round), it changes nothing. Replies to other emails answer whatever
+    feedback is current, as the learner's own words say."""
+    current = learner_key(concern, MessageKind.LEARNER_FEEDBACK)
+    if sent.kind == MessageKind.LEARNER_FEEDBACK.value and sent.idempotency_key != current:
+        raise ActionRefused(
+            f"Your reply answered earlier feedback on {concern.reference}, and your concern has "
+            "moved on since, so nothing has been changed. When there is new feedback we will "
+            "email you, and you can answer it by replying to that email"
+        )
 
 
 def _learner_answers(answers: Answers) -> LearnerAnswers:

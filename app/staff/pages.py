@@ -550,6 +550,11 @@ def _event_words(event: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
         text = _detail_lines(changes) if isinstance(changes, dict) else None
     elif kind == "learner_remains_concerned":
         title = "The learner remains concerned after feedback"
+        if detail.get("new_round") is not None:
+            text = (
+                "Already at the highest level: its deadlines started again, and the dean was "
+                "asked to look at it again."
+            )
     elif kind == "escalated":
         title = f"Escalated from pathway {event.get('from_pathway')} to {event.get('to_pathway')}"
         if event.get("from_pathway") is None:

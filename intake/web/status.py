@@ -50,6 +50,7 @@ NOTICE_KEY = "status_notice"
 ACCESS_IDLE = timedelta(minutes=30)
 ACCESS_LONGEST = timedelta(hours=4)
 MOST_CONCERNS_HELD = 5
+CLOCK_LEEWAY = timedelta(seconds=60)
 # The same information sent again this soon (a second press of the button without JavaScript,
 # a browser resending) is added once.
 SAME_INFORMATION_WITHIN = timedelta(minutes=2)
@@ -105,7 +106,8 @@ def router(context: WebContext) -> APIRouter:
         granted, used = held[reference]
         now = context.clock()
         idle = timedelta(seconds=now.timestamp() - used)
-        if not timedelta(0) <= idle <= ACCESS_IDLE or (
+        # A little leeway backwards: instances' clocks differ by a moment.
+        if not -CLOCK_LEEWAY <= idle <= ACCESS_IDLE or (
             timedelta(seconds=now.timestamp() - granted) > ACCESS_LONGEST
         ):
             del held[reference]

@@ -439,6 +439,33 @@ def test_an_unusable_address_fails_its_row_at_once_and_the_batch_goes_on(
         assert "recipient address" in (failed.last_error or "")
 
 
+def test_a_message_that_cannot_be_written_out_fails_at_once_and_the_batch_goes_on(
+    engine: Engine, store: SqlOutboxStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header Python refuses to write (as patched Pythons do with an injected line break)
+    is a compose failure: kept as failed at once, not retried for ever at send time."""
+    (unwritable,) = queue(engine, recipient="unwritable{n}@example.nhs.uk")
+    (good,) = queue(engine)
+    real = EmailMessage.as_bytes
+
+    class HeaderWriteError(Exception):
+        """As email.errors.HeaderWriteError, which Pythons before 3.11.10 lack."""
+
+    def refuse(message: EmailMessage, *args: Any, **kwargs: Any) -> bytes:
+        if "unwritable" in str(message["To"]):
+            raise HeaderWriteError("folded header contained a newline")
+        return real(message, *args, **kwargs)
+
+    monkeypatch.setattr(EmailMessage, "as_bytes", refuse)
+    sender = SlowRecordingSender()
+    report = dispatch(store, sender)
+    assert (report.sent, report.failed) == (1, 1)
+    assert [outbox_id(key) for key in sender.keys] == [good]
+    failed = row(engine, unwritable)
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.last_error == "not sent: cannot compose (HeaderWriteError)"
+
+
 def test_a_bad_service_address_is_refused_before_any_row_is_claimed(
     engine: Engine, store: SqlOutboxStore
 ) -> None:

@@ -160,3 +160,46 @@ def test_remaining_concerned_at_the_deans_level_asks_the_dean_to_look_again(
     with transaction(engine) as session:
         concern = _locked(session, reference)
         assert concern.status == "open" and concern.overdue_at_dean_at is not None
+
+
+def test_a_concern_overdue_at_the_deans_level_stays_marked_through_a_new_round(
+    engine: Engine,
+) -> None:
+    """It heads the dean's reports until it is closed, whatever rounds it goes through."""
+    load_example_directory(engine)
+    reference = submit_concern(
+        engine=engine,
+        concern=parse_submission(
+            concern_input(example_placement(engine), raised_before="pathway1_and_2")
+        ),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    late = MONDAY_MORNING + timedelta(days=40)
+    sweep(engine=engine, now=late, policy=policy())
+    with transaction(engine) as session:
+        concern = _locked(session, reference)
+        overdue_since = concern.overdue_at_dean_at
+        assert overdue_since is not None
+        record_feedback(
+            session=session,
+            concern=concern,
+            by=Actor(kind="staff", channel="web"),
+            text=FEEDBACK,
+            now=late,
+            policy=policy(),
+        )
+        learner_remains_concerned(
+            session=session, concern=concern, channel="web", now=late, policy=policy()
+        )
+    with transaction(engine) as session:
+        concern = _locked(session, reference)
+        assert concern.level_round == 1 and concern.feedback_at is None
+        assert concern.overdue_at_dean_at == overdue_since
+        (event,) = [
+            e
+            for e in repositories.events_of(session, concern.id or 0)
+            if e.kind == "learner_remains_concerned"
+        ]
+        assert event.detail["new_round"] == 1

@@ -393,6 +393,41 @@ def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(db: Engi
     assert outbox(db, kind="reply_not_applied") == []
 
 
+def test_a_reply_to_feedback_the_concern_has_moved_on_from_changes_nothing(db: Engine) -> None:
+    """The learner answers an older feedback email after the concern moved to pathway 2 and
+    had new feedback there: nothing moves, and the learner is told why."""
+    deliver(db, email())
+    with transaction(db) as session:
+        concern = session.exec(select(Concern)).one()
+        concern.feedback_at = MONDAY_MORNING + timedelta(hours=1)
+        older = OutboxMessage(
+            idempotency_key=f"{concern.reference}:learner_feedback:p1r0:learner",
+            concern_id=concern.id,
+            reference=concern.reference,
+            channel="email",
+            kind="learner_feedback",
+            recipient_role="learner",
+            recipient_address=LEARNER,
+            subject=f"[{concern.reference}] Feedback on your concern",
+            body_text="Feedback at pathway 1.",
+            created_at=MONDAY_MORNING,
+            send_after=MONDAY_MORNING,
+            status="sent",
+        )
+        session.add(older)
+        concern.pathway = 2  # moved on, and feedback given there since
+    (older_row,) = outbox(db, kind="learner_feedback")
+    report = deliver(
+        db, reply_to(older_row, body="I remain concerned"), now=MONDAY_MORNING + timedelta(hours=3)
+    )
+    assert "answered earlier feedback" in report.outcomes[0]
+    concern = only_concern(db)
+    assert concern.pathway == 2 and concern.status == "open"
+    assert outbox(db, kind="escalated_in") == []
+    (answer,) = outbox(db, kind="reply_not_applied")
+    assert "Your reply answered earlier feedback" in answer.body_text
+
+
 def test_before_feedback_i_remain_concerned_is_kept_as_information(db: Engine) -> None:
     deliver(db, email())
     (ack,) = outbox(db, kind="learner_ack")

@@ -381,6 +381,31 @@ def test_access_ends_4_hours_after_it_was_granted_however_it_is_used(
     assert signed_in not in world.client.get(STATUS).text
 
 
+def test_a_browser_holds_at_most_five_concerns_and_a_clock_a_moment_behind_is_forgiven(
+    world: World,
+) -> None:
+    raised = [raise_concern(world.engine, "anonymous") for _ in range(6)]
+    for reference, code in raised:
+        assert code is not None and look_up(world.client, reference, code).status_code == 303
+    cookie = world.client.cookie_header()
+    assert len(cookie) < 1500  # the session stays small however many are looked up
+    # The first looked up has gone; the other five are still held.
+    first, _ = raised[0]
+    page = world.client.get(STATUS).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    for index, (reference, _) in enumerate(raised):
+        answer = world.client.post(
+            STATUS + "/information",
+            data={"csrf_token": token.group(1), "reference": reference, "information": "x"},
+        )
+        assert answer.status_code == (403 if index == 0 else 303), reference
+    assert "learner_added_information" not in event_kinds(world.engine, first)
+    # Another instance whose clock is 30 seconds behind still lets the learner in.
+    world.clock.now -= timedelta(seconds=30)
+    assert raised[-1][0] in world.client.get(STATUS).text
+
+
 def test_each_action_names_its_concern_whatever_else_the_browser_opened(world: World) -> None:
     """Two concerns looked up in one browser (two tabs, or another's link opened in it): an
     action acts on the concern its page showed, never on the one opened last."""
