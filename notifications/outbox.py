@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
-# Attempts in total, the first included, before a message the relay refuses is given up.
+# Refusals (5xx) before a message is given up, however many temporary failures came between.
 PERMANENT_FAILURE_ATTEMPTS = 5
 # One send may take a connection, TLS and a few commands, each allowed the relay's timeout.
 LEASE_PER_MESSAGE = timedelta(seconds=30)
@@ -49,6 +49,8 @@ class ClaimedOutgoingEmail(OutgoingEmail, Protocol):
     def claim_token(self) -> str: ...
     @property
     def attempts(self) -> int: ...
+    @property
+    def refusals(self) -> int: ...
     @property
     def attachments(self) -> Sequence[Mapping[str, Any]]: ...
 
@@ -69,9 +71,16 @@ class OutboxStore(Protocol):
         ...
 
     def mark_retry(
-        self, *, message_id: int, claim_token: str, error: str, retry_at: datetime
+        self,
+        *,
+        message_id: int,
+        claim_token: str,
+        error: str,
+        retry_at: datetime,
+        refused: bool = False,
     ) -> None:
-        """Record a failed attempt and release the row until retry_at."""
+        """Record a failed attempt (`refused`: the relay refused it outright) and release the
+        row until retry_at."""
         ...
 
     def mark_failed(self, *, message_id: int, claim_token: str, error: str) -> None:
@@ -111,8 +120,10 @@ def dispatch_due(
     from_address: str,
     now: datetime,
     limit: int = 20,
+    clock: Callable[[], datetime] | None = None,
 ) -> DispatchReport:
-    """Send up to `limit` due emails once each, recording every outcome against its own claim."""
+    """Send up to `limit` due emails once each, recording every outcome against its own claim.
+    `clock` tells the time as the batch goes on (by default from `now`, at the real pace)."""
     # Both addresses are the operator's to fix: refuse before claiming, so no row is touched
     # (and none is failed for a setting that is wrong for every row alike).
     for setting, address in (("from", from_address), ("mailbox", threading.mailbox)):
@@ -121,7 +132,7 @@ def dispatch_due(
         except UnusableAddress as error:
             raise ValueError(f"the {setting} address is not usable: {error}") from None
     report = DispatchReport()
-    clock = running_from(now)
+    clock = clock or running_from(now)
     for message in store.claim_due(now=now, limit=limit, lease=lease_for(limit)):
         _dispatch_one(
             message,
@@ -182,18 +193,28 @@ def _dispatch_one(
     try:
         sender.send(email, key=delivery_key(message))
     except TemporaryFailure as error:
-        _retry(message, store=store, report=report, error=str(error), attempts=attempts, now=now)
+        _retry(
+            message, store=store, report=report, error=str(error), attempts=attempts, now=clock()
+        )
     except PermanentFailure as error:
         reason = f"refused: {error}"
-        if attempts >= PERMANENT_FAILURE_ATTEMPTS:
+        if message.refusals + 1 >= PERMANENT_FAILURE_ATTEMPTS:
             _give_up(message, store=store, report=report, error=reason)
         else:
-            _retry(message, store=store, report=report, error=reason, attempts=attempts, now=now)
+            _retry(
+                message,
+                store=store,
+                report=report,
+                error=reason,
+                attempts=attempts,
+                now=clock(),
+                refused=True,
+            )
     except Exception as error:
         # A bug in a sender must not stop the batch or lose the row; it waits and is retried.
         log.exception("outbox %s: unexpected error while sending", message.id)
         reason = f"unexpected {type(error).__name__} while sending"
-        _retry(message, store=store, report=report, error=reason, attempts=attempts, now=now)
+        _retry(message, store=store, report=report, error=reason, attempts=attempts, now=clock())
     else:
         if store.mark_sent(message_id=message.id, claim_token=message.claim_token, now=now):
             report.sent += 1
@@ -211,10 +232,17 @@ def _retry(
     error: str,
     attempts: int,
     now: datetime,
+    refused: bool = False,
 ) -> None:
+    """Release the row until a growing delay from `now`, the moment it failed (a pass with a
+    relay that times out can be long: a delay from its start would already have passed)."""
     retry_at = now + retry_delay(attempts)
     store.mark_retry(
-        message_id=message.id, claim_token=message.claim_token, error=error, retry_at=retry_at
+        message_id=message.id,
+        claim_token=message.claim_token,
+        error=error,
+        retry_at=retry_at,
+        refused=refused,
     )
     report.retried += 1
     report.errors.append(

@@ -45,6 +45,8 @@ class ClaimedEmail:
     body_html: str | None
     kind: str
     attempts: int
+    # Of the attempts, how many the relay refused outright (5xx).
+    refusals: int = 0
     # Files sent with the message, as stored: ({filename, content_type, text}, ...).
     attachments: tuple[dict[str, Any], ...] = ()
     # A chat message's own content (Slack: {"text", "blocks"}); None for email.
@@ -173,13 +175,21 @@ class SqlOutboxStore:
             )
 
     def mark_retry(
-        self, *, message_id: int, claim_token: str, error: str, retry_at: datetime
+        self,
+        *,
+        message_id: int,
+        claim_token: str,
+        error: str,
+        retry_at: datetime,
+        refused: bool = False,
     ) -> None:
-        """Record a failed attempt and release the row until `retry_at`."""
+        """Record a failed attempt (`refused`: a permanent refusal) and release the row until
+        `retry_at`."""
         self._release(
             message_id,
             claim_token,
             attempts=col(OutboxMessage.attempts) + 1,
+            refusals=col(OutboxMessage.refusals) + int(refused),
             last_error=error[:ERROR_MAX],
             send_after=retry_at,
         )
@@ -246,6 +256,7 @@ def _claimed(row: OutboxMessage) -> ClaimedEmail:
         body_html=row.body_html,
         kind=row.kind,
         attempts=row.attempts,
+        refusals=row.refusals,
         attachments=tuple(dict(stored) for stored in row.attachments or ()),
         payload=dict(row.payload) if row.payload is not None else None,
         recipient_contact_id=row.recipient_contact_id,

@@ -323,6 +323,8 @@ class OutboxMessage(SQLModel, table=True):
     send_after: datetime = _at(nullable=False)
     status: str = "pending"  # pending | sent | failed
     attempts: int = 0
+    # Of those, the relay's permanent refusals (5xx): five of them and the message is given up.
+    refusals: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     last_error: str | None = None
     sent_at: datetime | None = _at()
     # A dispatcher's claim: nobody else sends the row until the lease runs out.

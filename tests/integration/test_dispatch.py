@@ -230,6 +230,8 @@ def outbox_id(key: str) -> int:
 def dispatch(
     store: OutboxStore, sender: Sender, *, now: datetime = NOW, **kw: Any
 ) -> DispatchReport:
+    """One dispatch pass; its clock stands still at `now` unless a test passes its own."""
+    kw.setdefault("clock", lambda: now)
     return dispatch_due(
         store=store, sender=sender, threading=THREADING, from_address=FROM, now=now, **kw
     )
@@ -326,6 +328,16 @@ def test_while_the_relay_is_down_mail_waits_with_backoff_then_goes_exactly_once(
 
 
 @dataclass
+class FailingSender:
+    """Fails every send with the given error."""
+
+    error: Exception
+
+    def send(self, message: EmailMessage, *, key: str) -> None:
+        raise self.error
+
+
+@dataclass
 class SlowRecordingSender:
     """Takes a moment per message, so that racing dispatchers overlap."""
 
@@ -419,6 +431,45 @@ def test_a_recipient_the_relay_refuses_is_tried_five_times_then_kept_as_failed(
     assert "Recipient address rejected" in (given_up.last_error or "")
     assert nothing_done(dispatch(store, sender, now=now + timedelta(days=1)))
     assert store.counts() == {"pending": 0, "sent": 0, "failed": 1}
+
+
+def test_temporary_failures_do_not_count_towards_giving_up_a_refused_message(
+    engine: Engine, store: SqlOutboxStore
+) -> None:
+    """A relay down for a day fails a message many times; one refusal after it comes back is
+    retried like the first of any refusals, and five refusals give it up."""
+    (waiting_id,) = queue(engine)
+    now = NOW
+    for _ in range(8):  # the relay is down
+        assert dispatch(store, FailingSender(TemporaryFailure("relay down")), now=now).retried == 1
+        now = row(engine, waiting_id).send_after
+    for refusal in range(1, PERMANENT_FAILURE_ATTEMPTS + 1):
+        report = dispatch(store, FailingSender(PermanentFailure("550 no")), now=now)
+        waiting = row(engine, waiting_id)
+        assert waiting.refusals == min(refusal, PERMANENT_FAILURE_ATTEMPTS - 1)
+        if refusal < PERMANENT_FAILURE_ATTEMPTS:
+            assert (report.retried, waiting.status) == (1, "pending")
+            now = waiting.send_after
+    assert (report.failed, waiting.status, waiting.attempts) == (1, "failed", 13)
+
+
+def test_a_retry_is_timed_from_the_failure_not_from_the_start_of_the_pass(
+    engine: Engine, store: SqlOutboxStore
+) -> None:
+    """A pass with a relay that times out can take minutes: each row's wait starts when it
+    failed, so the first retries are not all due the moment the pass ends."""
+    ids = queue(engine, 3)
+    elapsed = [timedelta(0)]
+
+    class TimingOut:
+        def send(self, message: EmailMessage, *, key: str) -> None:
+            elapsed[0] += timedelta(minutes=2)  # each send times out after 2 minutes
+            raise TemporaryFailure("timed out")
+
+    report = dispatch(store, TimingOut(), clock=lambda: NOW + elapsed[0])
+    assert report.retried == 3
+    waits = [row(engine, i).send_after - NOW for i in ids]
+    assert waits == [timedelta(minutes=m) + retry_delay(1) for m in (2, 4, 6)]
 
 
 def test_an_unusable_address_fails_its_row_at_once_and_the_batch_goes_on(
