@@ -554,6 +554,26 @@ def _dean_looks_again(
     if overdue_since is not None:
         concern.overdue_at_dean_at = overdue_since
         refresh_next_due(concern)
+    facts = facts_of(session, concern, policy, why=reason, with_history=True, now=now)
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts,
+        kind=MessageKind.STILL_CONCERNED,
+        contacts=_current_level_contacts(session, concern, now=now),
+        now=now,
+        policy=policy,
+    )
+    queue_to_learner(
+        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_STILL_CONCERNED, now=now
+    )
+
+
+def _current_level_contacts(
+    session: Session, concern: Concern, *, now: datetime
+) -> list[tuple[Contact, Role]]:
+    """The current level's contacts as they stand (including whoever a redirect passed it to),
+    primary then copy; found and recorded afresh when the level has none."""
     told = [
         held
         for part in ("primary", "copy")
@@ -562,19 +582,7 @@ def _dean_looks_again(
     if not told:
         level = assign_contacts(session, concern, now=now)
         told = [*level.primary, *level.copy]
-    facts = facts_of(session, concern, policy, why=reason, with_history=True, now=now)
-    queue_to_contacts(
-        session,
-        concern=concern,
-        facts=facts,
-        kind=MessageKind.STILL_CONCERNED,
-        contacts=told,
-        now=now,
-        policy=policy,
-    )
-    queue_to_learner(
-        session, concern=concern, facts=facts, kind=MessageKind.LEARNER_STILL_CONCERNED, now=now
-    )
+    return told
 
 
 # --- staff and contacts handling a case -------------------------------------------------------
@@ -681,22 +689,13 @@ def reopen_concern(
         channel=by.channel,
         detail={"reason": why, "round": concern.level_round},
     )
-    # The level's contacts as they stand (including whoever a redirect passed it to).
-    told = [
-        held
-        for part in ("primary", "copy")
-        for held in contacts_of_level(session, concern, pathway=concern.pathway, part=part, now=now)
-    ]
-    if not told:
-        level = assign_contacts(session, concern, now=now)
-        told = [*level.primary, *level.copy]
     facts = facts_of(session, concern, policy, why=why, with_history=True, now=now)
     queue_to_contacts(
         session,
         concern=concern,
         facts=facts,
         kind=MessageKind.REOPENED,
-        contacts=told,
+        contacts=_current_level_contacts(session, concern, now=now),
         now=now,
         policy=policy,
     )

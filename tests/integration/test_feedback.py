@@ -118,11 +118,8 @@ def test_only_the_levels_contacts_or_staff_may_give_feedback(
         _feedback(sqlite_engine, reference, Actor(kind="staff", channel="web"))
 
 
-def test_remaining_concerned_at_the_deans_level_asks_the_dean_to_look_again(
-    engine: Engine,
-) -> None:
-    """There is no level above the dean: "I remain concerned" starts a new round there (feedback
-    owed again, so silence never closes it), and the dean and the learner are told, once."""
+def _at_the_deans_level(engine: Engine) -> str:
+    """A concern that starts with the dean (already raised at pathways 1 and 2)."""
     load_example_directory(engine)
     reference = submit_concern(
         engine=engine,
@@ -133,6 +130,15 @@ def test_remaining_concerned_at_the_deans_level_asks_the_dean_to_look_again(
         now=MONDAY_MORNING,
         policy=policy(),
     ).reference
+    return reference
+
+
+def test_remaining_concerned_at_the_deans_level_asks_the_dean_to_look_again(
+    engine: Engine,
+) -> None:
+    """There is no level above the dean: "I remain concerned" starts a new round there (feedback
+    owed again, so silence never closes it), and the dean and the learner are told, once."""
+    reference = _at_the_deans_level(engine)
     _feedback(engine, reference, Actor(kind="staff", channel="web"))
     answered = LATER + timedelta(hours=2)
     with transaction(engine) as session:
@@ -166,16 +172,7 @@ def test_a_concern_overdue_at_the_deans_level_stays_marked_through_a_new_round(
     engine: Engine,
 ) -> None:
     """It heads the dean's reports until it is closed, whatever rounds it goes through."""
-    load_example_directory(engine)
-    reference = submit_concern(
-        engine=engine,
-        concern=parse_submission(
-            concern_input(example_placement(engine), raised_before="pathway1_and_2")
-        ),
-        channel=Channel.CLI,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    ).reference
+    reference = _at_the_deans_level(engine)
     late = MONDAY_MORNING + timedelta(days=40)
     sweep(engine=engine, now=late, policy=policy())
     with transaction(engine) as session:
