@@ -504,6 +504,23 @@ def require_current_feedback(
         raise ActionRefused(FEEDBACK_MOVED_ON.format(reference=concern.reference))
 
 
+def require_reply_to_current_feedback(concern: Concern, replied_to: OutboxMessage) -> None:
+    """The email counterpart of `require_current_feedback`: a reply to a feedback email answers
+    that feedback only, so once the concern has moved on (another level, a new round) it changes
+    nothing. A reply to another of our emails answers whatever feedback is current, as the
+    learner's own words say."""
+    current = learner_key(concern, MessageKind.LEARNER_FEEDBACK)
+    if (
+        replied_to.kind == MessageKind.LEARNER_FEEDBACK.value
+        and replied_to.idempotency_key != current
+    ):
+        raise ActionRefused(
+            f"Your reply answered earlier feedback on {concern.reference}, and your concern has "
+            "moved on since, so nothing has been changed. When there is new feedback we will "
+            "email you, and you can answer it by replying to that email"
+        )
+
+
 def learner_remains_concerned(
     *, session: Session, concern: Concern, channel: str, now: datetime, policy: Policy
 ) -> bool:

@@ -34,8 +34,9 @@ from escalation.actions import (
     record_feedback,
     record_learner_answers,
     redirect,
+    require_reply_to_current_feedback,
 )
-from escalation.notify import learner_key, queue_reply_not_applied
+from escalation.notify import queue_reply_not_applied
 from escalation.policy import Policy
 from intake import placement
 from intake.bounces import read_bounce
@@ -527,7 +528,7 @@ def _learner_reply(
         done.append("answers taken: " + "; ".join(changes))
     try:
         if answers.remains_concerned or answers.satisfied:
-            _require_current_feedback(concern, sent)
+            require_reply_to_current_feedback(concern, sent)
         if answers.remains_concerned:
             moved = learner_remains_concerned(
                 session=session, concern=concern, channel=channel, now=now, policy=policy
@@ -587,19 +588,6 @@ def _teller(
         return "the sender was told why"
 
     return tell
-
-
-def _require_current_feedback(concern: Concern, sent: OutboxMessage) -> None:
-    """A reply to a feedback email answers that feedback only: once the concern has moved on
-    (another level, a new round), it changes nothing. Replies to other emails answer whatever
-    feedback is current, as the learner's own words say."""
-    current = learner_key(concern, MessageKind.LEARNER_FEEDBACK)
-    if sent.kind == MessageKind.LEARNER_FEEDBACK.value and sent.idempotency_key != current:
-        raise ActionRefused(
-            f"Your reply answered earlier feedback on {concern.reference}, and your concern has "
-            "moved on since, so nothing has been changed. When there is new feedback we will "
-            "email you, and you can answer it by replying to that email"
-        )
 
 
 def _learner_answers(answers: Answers) -> LearnerAnswers:
