@@ -65,7 +65,7 @@ LINK_EXPIRED = (
 )
 ACCESS_ENDED = (
     "For your security, you need to enter your reference and code again (or use the link in "
-    "our email) after 30 minutes without using the page."
+    "our email) after 30 minutes without using the page, and 4 hours after you first opened it."
 )
 PAGE_MOVED_ON = (
     "This page answered earlier feedback, and your concern has moved on since, so nothing has "
