@@ -33,6 +33,7 @@ from slack_sdk.web import SlackResponse
 
 from notifications.outbox import (
     PERMANENT_FAILURE_ATTEMPTS,
+    SEND_LEASE,
     DispatchPause,
     DispatchReport,
     lease_for,
@@ -102,8 +103,8 @@ class ChatOutboxStore(Protocol):
         """Claim due pending messages of a channel until now + lease."""
         ...
 
-    def still_held(self, *, message_id: int, claim_token: str) -> bool:
-        """Whether this claim still holds the row and it is still to be sent."""
+    def hold(self, *, message_id: int, claim_token: str, until: datetime) -> bool:
+        """Extend this claim until `until`, just before a post; False when the claim was lost."""
         ...
 
     def mark_posted(
@@ -224,8 +225,12 @@ class _Batch:
             # Deterministic: the stored row will be as unusable next time.
             self.give_up(message, error="not sent: no recipient or bad blocks")
             return
-        if not self.store.still_held(message_id=message.id, claim_token=message.claim_token):
+        if not self.store.hold(
+            message_id=message.id, claim_token=message.claim_token, until=self.clock() + SEND_LEASE
+        ):
             # This batch outlived its lease and another dispatcher took the row (or posted it).
+            # Held, the row stays this batch's however long Slack takes to answer the lookup
+            # and the post.
             self.report.errors.append(f"outbox {message.id}: claimed by another dispatcher")
             log.warning("outbox %s: not posted, its claim ran out before its turn", message.id)
             return

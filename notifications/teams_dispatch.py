@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from notifications.outbox import (
     PERMANENT_FAILURE_ATTEMPTS,
+    SEND_LEASE,
     DispatchPause,
     DispatchReport,
     lease_for,
@@ -107,7 +108,7 @@ class TeamsOutboxStore(Protocol):
         self, *, now: datetime, limit: int, lease: timedelta, channel: str = "email"
     ) -> Sequence[ClaimedTeamsMessage]: ...
 
-    def still_held(self, *, message_id: int, claim_token: str) -> bool: ...
+    def hold(self, *, message_id: int, claim_token: str, until: datetime) -> bool: ...
 
     def mark_posted(
         self, *, message_id: int, claim_token: str, now: datetime, external_ref: str
@@ -188,8 +189,13 @@ class _Batch:
             await self.give_up(message, error="not sent: no recipient or no card")
             return
         if not await _db(
-            self.store.still_held, message_id=message.id, claim_token=message.claim_token
+            self.store.hold,
+            message_id=message.id,
+            claim_token=message.claim_token,
+            until=self.clock() + SEND_LEASE,
         ):
+            # This batch outlived its lease and another dispatcher took the row. Held, the row
+            # stays this batch's however long Teams takes to answer.
             self.report.errors.append(f"outbox {message.id}: claimed by another dispatcher")
             log.warning("outbox %s: not sent, its claim ran out before its turn", message.id)
             return

@@ -124,8 +124,8 @@ class SqlOutboxStore:
         return False
 
     def hold(self, *, message_id: int, claim_token: str, until: datetime) -> bool:
-        """Extend this claim until `until`, just before a send; False when the claim was lost
-        (the batch outlived its lease and another dispatcher took the row)."""
+        """Extend this claim until `until`, just before a send or post; False when the claim was
+        lost (the batch outlived its lease and another dispatcher took the row, or sent it)."""
         statement = (
             update(OutboxMessage)
             .where(
@@ -137,17 +137,6 @@ class SqlOutboxStore:
         )
         with transaction(self.engine) as session:
             return session.exec(statement).rowcount == 1
-
-    def still_held(self, *, message_id: int, claim_token: str) -> bool:
-        """Whether this claim still holds the row and it is still to be sent (checked just
-        before a post: a batch that outlived its lease must not post what another took)."""
-        statement = select(OutboxMessage.id).where(
-            OutboxMessage.id == message_id,
-            OutboxMessage.claim_token == claim_token,
-            OutboxMessage.status == "pending",
-        )
-        with transaction(self.engine) as session:
-            return session.exec(statement).first() is not None
 
     def mark_held(
         self, *, message_id: int, claim_token: str, error: str, retry_at: datetime

@@ -30,7 +30,7 @@ from escalation.actions import Actor, close_concern
 from intake.mailbox import Mailbox
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
-from notifications.outbox import DispatchReport
+from notifications.outbox import DispatchReport, lease_for
 from notifications.senders import MaildirSender
 from notifications.slack_contacts import (
     ACTIONS_BLOCK,
@@ -373,12 +373,12 @@ class Replaying(SqlOutboxStore):
     def claim_due(self, **_: Any) -> list[Any]:
         return self.claims
 
-    def still_held(self, *, message_id: int, claim_token: str) -> bool:
+    def hold(self, *, message_id: int, claim_token: str, until: datetime) -> bool:
         # stale_check: the other dispatcher takes the row just after this check (a race).
         return (
             True
             if self.stale_check
-            else super().still_held(message_id=message_id, claim_token=claim_token)
+            else super().hold(message_id=message_id, claim_token=claim_token, until=until)
         )
 
 
@@ -394,6 +394,41 @@ def test_a_row_another_dispatcher_took_is_not_posted_twice(harness: SlackHarness
     report = dispatch(harness, later, store=Replaying(harness.engine, old, stale_check=False))
     assert report.sent == 0
     assert len(harness.fake.called("chat.postMessage")) == 1
+
+
+def test_a_batch_that_outlives_its_lease_never_posts_what_another_dispatcher_took(
+    harness: SlackHarness,
+) -> None:
+    """Slow answers stretch one dispatcher's batch past its lease while it posts, and another
+    instance's tick claims the rows: the row being posted is held for its post, the rest are the
+    other dispatcher's, and every message is posted exactly once."""
+    raise_concerns(harness, 2)
+    rows = len(slack_rows(harness))
+    assert rows >= 3
+    fake = harness.fake
+    lease_ends = MONDAY_MORNING + lease_for(20)
+    now = [MONDAY_MORNING]
+    others: list[DispatchReport] = []
+
+    def slow_answers(args: dict[str, Any]) -> dict[str, Any]:
+        posts = len(fake.called("chat.postMessage"))
+        if posts == 1:  # the first answer comes when the batch's lease has nearly run out
+            now[0] = lease_ends - timedelta(seconds=1)
+        elif posts == 2:  # while the second post waits for its answer, the lease runs out
+            del fake.answers["chat.postMessage"]
+            others.append(dispatch(harness, lease_ends + timedelta(seconds=1)))
+        return {"ok": True, "channel": "D" + str(args["channel"]), "ts": f"1700000000.{posts:06d}"}
+
+    fake.answers["chat.postMessage"] = slow_answers
+    report = dispatch(harness, clock=lambda: now[0])
+    (other,) = others
+    assert report.sent == 2 and other.sent >= 1 and report.errors
+    assert all("claimed by another dispatcher" in error for error in report.errors)
+    # Each row posted once (a contact nobody in Slack has is skipped, by one of them).
+    assert len(fake.called("chat.postMessage")) == report.sent + other.sent
+    posted = [row for row in slack_rows(harness) if row.status == "sent"]
+    assert len(posted) == report.sent + other.sent
+    assert len(posted) + report.skipped + other.skipped == rows
 
 
 def test_a_post_after_the_claim_was_lost_is_recorded_so_nobody_posts_it_again(

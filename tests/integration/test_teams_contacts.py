@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,7 @@ from escalation.sweep import sweep
 from intake.mailbox import Mailbox
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
-from notifications.outbox import DispatchReport, retry_delay
+from notifications.outbox import DispatchReport, lease_for, retry_delay
 from notifications.senders import MaildirSender
 from notifications.teams_contact_cards import FEEDBACK_MAX_CHARACTERS
 from notifications.teams_dispatch import NO_CONVERSATION_REASON, dispatch_due_teams
@@ -287,6 +287,53 @@ def test_a_429_waits_its_retry_after_from_the_429_and_the_card_is_sent_once(
     assert len(cards_in(harness, SUPERVISOR)) == 2
     assert dispatch(harness, MONDAY_MORNING + timedelta(hours=1)).sent == 0
     assert len(harness.fake.sent(SUPERVISOR.conversation_id)) == 2
+
+
+def test_a_batch_that_outlives_its_lease_never_sends_what_another_dispatcher_took(
+    harness: TeamsHarness,
+) -> None:
+    """Slow answers stretch one dispatcher's batch past its lease while it sends, and another
+    instance's tick claims the rows: the card being sent is held for its send, the rest are the
+    other dispatcher's, and every card goes exactly once."""
+    set_teams_id(harness, SUPERVISOR_EMAIL, SUPERVISOR.aad_object_id)
+    harness.install(SUPERVISOR)
+    for _ in range(4):
+        raise_concern(harness)
+    lease_ends = MONDAY_MORNING + lease_for(20)
+    now = [MONDAY_MORNING]
+    others: list[DispatchReport] = []
+
+    class SlowAnswers(CardPoster):
+        async def post(self, reference: Mapping[str, Any], card: Mapping[str, Any]) -> str | None:
+            posts = len(harness.fake.sent(SUPERVISOR.conversation_id))
+            if posts == 1:  # while the second card waits for its answer, the lease runs out
+                others.append(
+                    await dispatch_due_teams(
+                        store=SqlOutboxStore(harness.engine),
+                        poster=CardPoster(harness.bot),
+                        now=lease_ends + timedelta(seconds=1),
+                    )
+                )
+            answer = await super().post(reference, card)
+            if posts == 0:  # the first answer comes when the lease has nearly run out
+                now[0] = lease_ends - timedelta(seconds=1)
+            return answer
+
+    report = harness.web.run(
+        dispatch_due_teams(
+            store=SqlOutboxStore(harness.engine),
+            poster=SlowAnswers(harness.bot),
+            now=MONDAY_MORNING,
+            clock=lambda: now[0],
+        )
+    )
+    (other,) = others
+    assert (report.sent, other.sent) == (2, 2)
+    assert [error.split(": ", 1)[1] for error in report.errors] == [
+        "claimed by another dispatcher"
+    ] * 2
+    assert len(harness.fake.sent(SUPERVISOR.conversation_id)) == 4
+    assert {row.status for row in teams_rows(harness)} == {"sent"}
 
 
 def test_a_server_error_is_retried_with_backoff(harness: TeamsHarness) -> None:
