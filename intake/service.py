@@ -162,6 +162,7 @@ def raise_concern(
         region_id=region_id,
         organisation_id=organisation.id if organisation else None,
         department_id=department.id if department else None,
+        site_id=department.site_id if department else None,
         programme_body_id=body.id if body else None,
         placement_text=placement_text,
         summary=new.summary,
@@ -227,6 +228,9 @@ def raise_concern(
     start_notes = list(new.intake_notes)
     if placement_text:
         start_notes.append(f"Placement not found in the directory: '{placement_text}'")
+    elif new.placement.site and department is not None:
+        # The department was matched; the site the learner named is kept for staff to read.
+        start_notes.append(f"Site as the learner gave it: '{new.placement.site}'")
     elif organisation is None:
         start_notes.append("Placement not given yet: the learner has been asked")
     level = assign_contacts(session, row, now=now)

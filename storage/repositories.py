@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, select
@@ -28,28 +28,35 @@ from storage.tables import (
     TeamsConversation,
 )
 
+_Row = TypeVar("_Row")
+
 # --- the directory, as routing needs it -------------------------------------------------------
 
 
 def find_organisation(session: Session, text: str) -> Organisation | None:
-    """An active organisation whose key or name matches, ignoring case and outer spaces."""
+    """The active organisation with this key or, failing that, the only one with this name
+    (ignoring case and outer spaces). A name two organisations share matches neither: the
+    concern is kept for staff to place rather than sent to a guess."""
     wanted = text.strip().lower()
-    statement = select(Organisation).where(
-        Organisation.active,
-        or_(func.lower(Organisation.key) == wanted, func.lower(Organisation.name) == wanted),
+    by_key = select(Organisation).where(Organisation.active, func.lower(Organisation.key) == wanted)
+    by_name = select(Organisation).where(
+        Organisation.active, func.lower(Organisation.name) == wanted
     )
-    return session.exec(statement).first()
+    return session.exec(by_key).first() or _only(session.exec(by_name.limit(2)).all())
 
 
 def find_department(session: Session, organisation_id: int, text: str) -> Department | None:
-    """An active department of the organisation whose key or name matches, ignoring case."""
+    """The organisation's active department with this key or, failing that, the only one with
+    this name (ignoring case): two departments of one name (one at each site) match neither."""
     wanted = text.strip().lower()
-    statement = select(Department).where(
-        Department.organisation_id == organisation_id,
-        Department.active,
-        or_(func.lower(Department.key) == wanted, func.lower(Department.name) == wanted),
-    )
-    return session.exec(statement).first()
+    here = (Department.organisation_id == organisation_id, Department.active)
+    by_key = select(Department).where(*here, func.lower(Department.key) == wanted)
+    by_name = select(Department).where(*here, func.lower(Department.name) == wanted)
+    return session.exec(by_key).first() or _only(session.exec(by_name.limit(2)).all())
+
+
+def _only(rows: Sequence[_Row]) -> _Row | None:
+    return rows[0] if len(rows) == 1 else None
 
 
 def default_region(session: Session) -> Region | None:

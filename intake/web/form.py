@@ -28,7 +28,7 @@ from intake.web.form_fields import Directory, Outcome
 from intake.web.security import CSRF_FIELD, require_csrf
 from intake.web.templating import page
 from storage.db import transaction
-from storage.tables import Department, Organisation
+from storage.tables import Department, Organisation, Site
 
 # The session key of the one-time confirmation: popped by the first view of the page.
 FLASH_KEY = "confirmation"
@@ -54,6 +54,7 @@ def router(context: WebContext) -> APIRouter:
         with transaction(context.engine) as session:
             organisations = _by_name(session.exec(select(Organisation).where(Organisation.active)))
             departments = _by_name(session.exec(select(Department).where(Department.active)))
+            sites = {site.id: site.name for site in session.exec(select(Site).where(Site.active))}
             return Directory.of(
                 {
                     "organisations": [
@@ -61,7 +62,11 @@ def router(context: WebContext) -> APIRouter:
                             "key": organisation.key,
                             "name": organisation.name,
                             "departments": [
-                                {"key": department.key, "name": department.name}
+                                {
+                                    "key": department.key,
+                                    "name": department.name,
+                                    "site": sites.get(department.site_id),
+                                }
                                 for department in departments
                                 if department.organisation_id == organisation.id
                             ],
@@ -332,12 +337,13 @@ def _form_values(
         ]
 
     organisations = [{"value": "", "text": "Select your organisation"}]
-    organisations += [{"value": name, "text": name} for name in directory.organisation_names()]
+    organisations += [
+        {"value": key, "text": name} for key, name in directory.organisations_listed()
+    ]
     organisations.append({"value": form_fields.NOT_LISTED, "text": "My organisation is not listed"})
     departments = [{"value": "", "text": "Select your department or ward"}]
     departments += [
-        {"value": value, "text": f"{department}, {organisation}"}
-        for value, organisation, department in directory.departments()
+        {"value": listed.value, "text": listed.text} for listed in directory.departments()
     ]
     departments.append(
         {"value": form_fields.NOT_LISTED, "text": "My department or ward is not listed"}

@@ -151,16 +151,41 @@ class Directory:
     def of(cls, described: Mapping[str, Any]) -> Directory:
         return cls(tuple(described.get("organisations", ())))
 
-    def organisation_names(self) -> list[str]:
-        return [str(org["name"]) for org in self.organisations]
+    def organisations_listed(self) -> list[tuple[str, str]]:
+        """(key, name) for every organisation: the key is the option's value, since two
+        organisations may share a name."""
+        return [(str(org["key"]), str(org["name"])) for org in self.organisations]
 
-    def departments(self) -> list[tuple[str, str, str]]:
-        """(value, organisation name, department name) for every department."""
+    def departments(self) -> list[Listed]:
+        """Every department, with what tells it from another of the same name."""
         return [
-            (f"{org['key']}/{department['key']}", str(org["name"]), str(department["name"]))
+            Listed(
+                value=f"{org['key']}/{department['key']}",
+                key=str(department["key"]),
+                organisation_key=str(org["key"]),
+                organisation=str(org["name"]),
+                name=str(department["name"]),
+                site=str(department.get("site") or ""),
+            )
             for org in self.organisations
             for department in org.get("departments", ())
         ]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A department as the form lists it."""
+
+    value: str  # "<organisation key>/<department key>"
+    key: str
+    organisation_key: str
+    organisation: str
+    name: str
+    site: str  # the site's name, when the directory gives the department one
+
+    @property
+    def text(self) -> str:
+        return ", ".join(part for part in (self.name, self.site, self.organisation) if part)
 
 
 @dataclass
@@ -296,6 +321,7 @@ def _choice(
 
 
 def _organisation(errors: dict[str, str], text: Mapping[str, str], directory: Directory) -> str:
+    """The organisation's key when picked from the list, or the learner's words."""
     chosen, other = text["organisation"], text["organisation-other"]
     if chosen == NOT_LISTED or (not chosen and other):
         if not other:
@@ -306,15 +332,23 @@ def _organisation(errors: dict[str, str], text: Mapping[str, str], directory: Di
             "organisation", "Select your organisation, or enter its name if it is not listed"
         )
         return ""
-    if chosen not in directory.organisation_names():
-        errors.setdefault("organisation", "Select your organisation from the list")
-        return ""
-    return chosen
+    listed = directory.organisations_listed()
+    if chosen in dict(listed):
+        return chosen
+    # A form drawn before options were valued by key names the organisation; a name only one
+    # organisation has still says which.
+    named = [key for key, name in listed if name == chosen]
+    if len(named) == 1:
+        return named[0]
+    errors.setdefault("organisation", "Select your organisation from the list")
+    return ""
 
 
 def _department(
     errors: dict[str, str], text: Mapping[str, str], directory: Directory, organisation: str
 ) -> str:
+    """The department's key when picked from the list (at the organisation picked), or the
+    learner's words."""
     chosen, other = text["department"], text["department-other"]
     if chosen == NOT_LISTED or (not chosen and other):
         if not other:
@@ -325,15 +359,18 @@ def _department(
             "department", "Select your department or ward, or enter it if it is not listed"
         )
         return ""
-    for value, organisation_name, department_name in directory.departments():
-        if value == chosen:
-            if organisation and organisation_name != organisation:
+    for listed in directory.departments():
+        if listed.value == chosen:
+            if organisation and organisation not in (
+                listed.organisation_key,
+                listed.organisation,
+            ):
                 errors.setdefault(
                     "department",
-                    f"The department you selected is at {organisation_name}: select one at "
+                    f"The department you selected is at {listed.organisation}: select one at "
                     "your organisation, or enter it if it is not listed",
                 )
-            return department_name
+            return listed.key
     errors.setdefault("department", "Select your department or ward from the list")
     return ""
 

@@ -45,7 +45,7 @@ def answers(**changes: str) -> dict[str, str]:
     """A complete named concern as the form sends it."""
     form = {
         "group": "foundation",
-        "organisation": "Vale General Hospitals NHS Trust",
+        "organisation": "vale-general",
         "organisation-other": "",
         "site": "",
         "department": "vale-general/emergency",
@@ -121,7 +121,10 @@ def test_the_form_asks_every_question_and_lists_the_directory(client: WebClient)
     assert 'value="not_answered"' not in text
     assert "Vale General Hospitals NHS Trust</option>" in text
     assert "Riverside Surgery</option>" in text
-    assert "Emergency Department, Vale General Hospitals NHS Trust</option>" in text
+    assert (
+        "Emergency Department, Vale Royal Infirmary, Vale General Hospitals NHS Trust</option>"
+        in text
+    )
     assert "My organisation is not listed" in text
     assert 'data-maxlength="5000"' in text
     assert "Send my concern" in text
