@@ -198,7 +198,7 @@ def parse_submission(raw: Any) -> NewConcern:
 
 # Text may hold line breaks and tabs; other control characters are never typed by a person and
 # some (NUL) cannot even be stored by PostgreSQL.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 # Fields that end up in one line of a message (and some in an email header): no line breaks.
@@ -216,7 +216,7 @@ ONE_LINE_FIELDS = frozenset(
 
 
 def _control_characters(value: Any, name: str = "") -> Iterator[tuple[str, str]]:
-    if isinstance(value, str) and _CONTROL.search(value):
+    if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
         yield name or "(top level)", "contains control characters; remove them"
     elif isinstance(value, str) and name in ONE_LINE_FIELDS and ("\r" in value or "\n" in value):
         yield name, "must be one line; remove the line breaks"

@@ -361,6 +361,9 @@ def _form_values(
             "harm": items(form_fields.HARM_LABELS),
             "raised_before": items(form_fields.RAISED_BEFORE_LABELS),
             "yes_no": items(form_fields.YES_NO_LABELS),
+            "pathway1_contact": items(
+                form_fields.PATHWAY1_CONTACT_LABELS, form_fields.PATHWAY1_CONTACT_HINTS
+            ),
             "confidentiality": items(
                 form_fields.CONFIDENTIALITY_LABELS, form_fields.CONFIDENTIALITY_HINTS
             ),

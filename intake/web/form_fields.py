@@ -8,11 +8,17 @@ error summary link `#<name>` lands on the field.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from intake.submission import InvalidSubmission, NewConcern, parse_submission
+from intake.submission import (
+    CONTROL_CHARACTERS,
+    InvalidSubmission,
+    NewConcern,
+    parse_submission,
+)
 from notifications.messages import QUESTIONS
 from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore
 
@@ -37,6 +43,7 @@ FIELDS = (
     "raised-with",
     "about-supervisor",
     "cannot-raise-locally",
+    "pathway1-contact",
     "confidentiality",
     "name",
     "email",
@@ -85,6 +92,18 @@ RAISED_BEFORE_LABELS = {
     RaisedBefore.PATHWAY1_AND_2.value: "Yes, in my placement and with my school or university",
 }
 YES_NO_LABELS = {"yes": "Yes", "no": "No"}
+# Who deals with it in the placement (domain.md: a learner may always choose the guardian).
+PATHWAY1_CONTACT_LABELS = {
+    "supervisor": "My supervisor or clinical tutor",
+    "speak_up_guardian": "The Freedom to Speak Up guardian",
+}
+PATHWAY1_CONTACT_HINTS = {
+    "supervisor": "The usual people to deal with concerns in your placement.",
+    "speak_up_guardian": (
+        "Someone in your organisation, independent of your team, who supports people to speak "
+        "up. Choose this if you would rather your supervisor or tutor did not handle it."
+    ),
+}
 
 CONFIDENTIALITY_LABELS = {
     Confidentiality.NAMED.value: "Named",
@@ -137,6 +156,10 @@ _SERVICE_FIELDS: dict[str, tuple[str, str]] = {
         "Select yes if your concern is about your supervisor or tutor",
     ),
     "cannot_raise_locally": ("cannot-raise-locally", "Check this answer"),
+    "pathway1_contact": (
+        "pathway1-contact",
+        "Select who you would like to deal with your concern",
+    ),
     "confidentiality": ("confidentiality", "Select how you want your concern to be shared"),
 }
 
@@ -224,11 +247,16 @@ def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
     """Check the form's answers and turn them into a NewConcern, or say what to fix."""
     values = answers_of(form)
     errors: dict[str, str] = {}
-    text = {name: values[name].strip() for name in FIELDS}
+    text = {name: "" if _looks_blank(values[name]) else values[name].strip() for name in FIELDS}
+    # Browsers send a textarea's line breaks as CR LF, and the character count on the page
+    # counts each as one character: so does the limit here.
+    text["description"] = _one_line_break(text["description"])
 
     for name in SINGLE_LINE:
         if "\r" in values[name] or "\n" in values[name]:
             errors[name] = "Enter this on one line, without line breaks"
+        elif CONTROL_CHARACTERS.search(values[name]):
+            errors[name] = "Remove the unusual characters from this answer"
         elif len(text[name]) > SHORT_TEXT_LIMIT:
             errors[name] = f"This must be {SHORT_TEXT_LIMIT} characters or fewer"
 
@@ -261,6 +289,8 @@ def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
     )
     if text["cannot-raise-locally"] not in ("", "yes"):
         errors["cannot-raise-locally"] = "Check this answer"
+    if text["pathway1-contact"] not in ("", *PATHWAY1_CONTACT_LABELS):
+        errors["pathway1-contact"] = "Select who you would like to deal with your concern"
     _choice(
         errors,
         text,
@@ -271,7 +301,7 @@ def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
     _identity(errors, text)
 
     description = text["description"]
-    if text["raised-with"]:
+    if text["raised-with"] and "raised-with" not in errors:
         description = f"{description}\n\nRaised before with: {text['raised-with']}"
     raw: dict[str, Any] = {
         "learner": _without_blanks(
@@ -292,6 +322,7 @@ def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
         "raised_before": text["raised-before"],
         "about_pathway1_contact": text["about-supervisor"] == "yes",
         "cannot_raise_locally": text["cannot-raise-locally"] == "yes",
+        "pathway1_contact": text["pathway1-contact"] or "supervisor",
         "confidentiality": text["confidentiality"],
     }
     try:
@@ -306,6 +337,24 @@ def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
     if errors:
         return Outcome(values=values, errors=in_form_order(errors))
     return Outcome(values=values, concern=concern)
+
+
+# Characters that show nothing: whitespace, format characters (zero-width spaces, soft hyphens,
+# byte-order marks) and the fillers some keyboards and apps insert as "blank" characters.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_FILLERS = frozenset("\u2800\u3164\u115f\u1160\uffa0")
+
+
+def _looks_blank(value: str) -> bool:
+    """Whether an answer shows nothing on the page: such an answer counts as not given."""
+    return all(
+        unicodedata.category(character) in _INVISIBLE_CATEGORIES or character in _FILLERS
+        for character in value
+    )
+
+
+def _one_line_break(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def in_form_order(errors: Mapping[str, str]) -> dict[str, str]:

@@ -57,6 +57,7 @@ def answers(**changes: str) -> dict[str, str]:
         "raised-before": "no",
         "raised-with": "",
         "about-supervisor": "no",
+        "pathway1-contact": "",
         "confidentiality": "named",
         "name": "Priya Testlearner",
         "email": "priya.testlearner@example.nhs.uk",
@@ -302,6 +303,71 @@ def test_a_description_over_5000_characters_is_refused(engine: Engine, client: W
     assert "must be 5,000 characters or fewer" in page.text
     assert concern_count(engine) == 0
     assert confirmed(client, send(client, description="a" * 5000))
+
+
+def test_line_breaks_count_once_as_the_pages_character_count_counts_them(
+    engine: Engine, client: WebClient
+) -> None:
+    """Browsers send a textarea's line breaks as CR LF; the count on the page counts one each."""
+    in_the_browser = "\n".join(["x" * 82] * 60)  # 4,979 characters on the page
+    page = confirmed(client, send(client, description=in_the_browser.replace("\n", "\r\n")))
+    match = REFERENCE.search(page)
+    assert match
+    assert stored(engine, match.group(1)).description == in_the_browser
+    over = "\r\n".join(["x" * 82] * 61)  # 5,062 on the page
+    refused = send(client, description=over)
+    assert refused.status_code == 400 and "(you have entered 5,062)" in refused.text
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [("description", "Enter what happened"), ("name", "Enter your name")],
+)
+@pytest.mark.parametrize("blank", ["\u200b\u200b", "\u2800", "\u3164 \ufeff", "\u00ad\u00a0"])
+def test_an_answer_that_shows_nothing_counts_as_not_given(
+    engine: Engine, client: WebClient, field: str, message: str, blank: str
+) -> None:
+    page = send(client, **{field: blank})
+    assert page.status_code == 400
+    assert message in page.text
+    assert concern_count(engine) == 0
+
+
+def test_unusual_characters_are_pointed_out_in_the_answer_that_has_them(
+    engine: Engine, client: WebClient
+) -> None:
+    page = send(client, **{"raised-with": "my supervisor\x0b Dr X"})
+    assert page.status_code == 400
+    assert 'id="raised-with-error"' in page.text and 'id="description-error"' not in page.text
+    assert concern_count(engine) == 0
+
+
+def test_the_learner_may_choose_the_speak_up_guardian_in_their_placement(
+    engine: Engine, client: WebClient
+) -> None:
+    form = client.get("/concerns/new").text
+    assert "Who would you like to deal with it in your placement? (optional)" in form
+    assert 'value="speak_up_guardian"' in form
+    page = confirmed(client, send(client, **{"pathway1-contact": "speak_up_guardian"}))
+    match = REFERENCE.search(page)
+    assert match
+    concern = stored(engine, match.group(1))
+    assert concern.prefers_speak_up_guardian and concern.pathway == 1
+    with transaction(engine) as session:
+        told = session.exec(
+            select(OutboxMessage.recipient_address).where(
+                OutboxMessage.concern_id == concern.id,
+                OutboxMessage.kind == "new_concern",
+                OutboxMessage.channel == "email",
+            )
+        ).all()
+    assert told == ["speakup@vale-general.example.nhs.uk"]
+    # Not choosing leaves it with the supervisor; a made-up choice is refused.
+    page = confirmed(client, send(client, description="Teaching was cancelled again."))
+    match = REFERENCE.search(page)
+    assert match and not stored(engine, match.group(1)).prefers_speak_up_guardian
+    refused = send(client, **{"pathway1-contact": "the-chief-executive"})
+    assert refused.status_code == 400 and 'id="pathway1-contact-error"' in refused.text
 
 
 TEXT_FIELDS = (
