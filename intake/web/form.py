@@ -4,6 +4,8 @@ anonymous concern, its one-time code) once at /concerns/confirmation."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import secrets
@@ -14,6 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
@@ -30,8 +34,14 @@ from intake.web.templating import page
 from storage.db import transaction
 from storage.tables import Department, Organisation, Site
 
-# The session key of the one-time confirmation: popped by the first view of the page.
+# The session key of the one-time confirmation: popped by the first view of the page. The
+# session cookie is signed, not encrypted, so an anonymous learner's code is sealed in it (under
+# a key made from the secret key): a cookie read off a shared computer's browser does not give
+# it away. And the confirmation is shown only this soon after sending: a cookie saved from
+# then and sent again later shows nothing.
 FLASH_KEY = "confirmation"
+CONFIRMATION_SHOWN_WITHIN = timedelta(minutes=10)
+CODE_SEAL_PURPOSE = "confirmation code"
 # Each form drawn carries a one-time key: the same form sent again soon after (a second press of
 # Send without JavaScript, a browser resending) is answered with the first one's receipt, by this
 # process while the first is being stored, and by the database on every instance.
@@ -156,7 +166,12 @@ def router(context: WebContext) -> APIRouter:
         )
         request.session[FLASH_KEY] = {
             "reference": receipt.reference,
-            "code": receipt.code,
+            "sealed_code": (
+                _seal_code(context.keys_for(CODE_SEAL_PURPOSE)[-1], receipt.code, receipt.reference)
+                if receipt.code
+                else None
+            ),
+            "sent_at": context.clock().timestamp(),
             "pathway": receipt.pathway,
             "placement_matched": _placement_chosen(outcome.values),
             "confidentiality": concern.confidentiality.value,
@@ -168,6 +183,16 @@ def router(context: WebContext) -> APIRouter:
         flash = request.session.pop(FLASH_KEY, None)
         if not isinstance(flash, dict) or not isinstance(flash.get("reference"), str):
             return page(context.templates, request, "confirmation.html", {"shown": True})
+        sent_at = flash.get("sent_at")
+        age = context.clock().timestamp() - sent_at if isinstance(sent_at, int | float) else None
+        if age is None or not -60 <= age <= CONFIRMATION_SHOWN_WITHIN.total_seconds():
+            return page(context.templates, request, "confirmation.html", {"shown": True})
+        sealed = flash.get("sealed_code")
+        code = (
+            _unseal_code(context.keys_for(CODE_SEAL_PURPOSE), sealed, flash["reference"])
+            if isinstance(sealed, str)
+            else None
+        )
         pathway = flash.get("pathway")
         return page(
             context.templates,
@@ -176,7 +201,7 @@ def router(context: WebContext) -> APIRouter:
             {
                 "shown": False,
                 "reference": flash["reference"],
-                "code": flash.get("code") if isinstance(flash.get("code"), str) else None,
+                "code": code,
                 "anonymous": flash.get("confidentiality") == "anonymous",
                 "confidential": flash.get("confidentiality") == "confidential",
                 "pathway": pathway,
@@ -188,6 +213,31 @@ def router(context: WebContext) -> APIRouter:
         )
 
     return routes
+
+
+def _seal_code(key: str, code: str, reference: str) -> str:
+    """The code sealed (AES-GCM, bound to its reference) as text for the session."""
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_aes_key(key)).encrypt(nonce, code.encode(), reference.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def _unseal_code(keys: Iterable[str], sealed: str, reference: str) -> str | None:
+    """The code `_seal_code` sealed under any of `keys`; None if none opens it."""
+    try:
+        raw = base64.urlsafe_b64decode(sealed.encode())
+    except (binascii.Error, ValueError):
+        return None
+    for key in keys:
+        try:
+            return AESGCM(_aes_key(key)).decrypt(raw[:12], raw[12:], reference.encode()).decode()
+        except (InvalidTag, ValueError):
+            continue
+    return None
+
+
+def _aes_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 def _same_form_key(form: FormData) -> tuple[str, ...] | None:

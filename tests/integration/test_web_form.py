@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -194,6 +196,28 @@ def test_an_anonymous_concern_keeps_no_identity_and_shows_its_code_once(
         for message in session.exec(select(OutboxMessage)):
             assert code.group(1) not in message.body_text
             assert code.group(1) not in (message.body_html or "")
+
+
+def test_the_code_cannot_be_read_from_the_cookie_nor_shown_again_later_with_a_saved_one(
+    engine: Engine,
+) -> None:
+    """The session cookie is signed, not encrypted: the code in it is sealed, and a cookie saved
+    from just after sending shows nothing once the confirmation's few minutes are over."""
+    now = [MONDAY_MORNING]
+    with web_client(make_app(engine, clock=lambda: now[0])) as client:
+        sent = send(client, confidentiality="anonymous", name="", email="")
+        saved = client.cookie_header()
+        page = confirmed(client, sent)
+        code = CODE.search(page)
+        assert code
+        payload = saved.split("=", 1)[1].split(".")[0]
+        readable = base64.b64decode(payload + "=" * (-len(payload) % 4)).decode()
+        assert "confirmation" in readable and code.group(1) not in readable
+        assert code.group(1).replace("-", "") not in readable
+        now[0] += timedelta(minutes=11)
+        client.set_cookie("concerns_session", saved.split("=", 1)[1])
+        again = client.get("/concerns/confirmation").text
+        assert code.group(1) not in again and "already been shown" in again
 
 
 def test_a_placement_not_in_the_directory_is_kept_in_the_learners_words(
