@@ -8,11 +8,12 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import logging
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -29,10 +30,12 @@ from intake.submission import Channel
 from intake.web import form_fields
 from intake.web.context import WebContext
 from intake.web.form_fields import Directory, Outcome
-from intake.web.security import CSRF_FIELD, require_csrf
+from intake.web.security import CSRF_FIELD, RateLimited, require_csrf
 from intake.web.templating import page
 from storage.db import transaction
 from storage.tables import Department, Organisation, Site
+
+log = logging.getLogger(__name__)
 
 # The session key of the one-time confirmation: popped by the first view of the page. The
 # session cookie is signed, not encrypted, so an anonymous learner's code is sealed in it (under
@@ -90,17 +93,31 @@ def router(context: WebContext) -> APIRouter:
     sent = _SentForms()
 
     def show_form(
-        request: Request, directory: Directory, outcome: Outcome | None, status_code: int = 200
+        request: Request,
+        directory: Directory,
+        outcome: Outcome | None,
+        status_code: int = 200,
+        *,
+        problem: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
+        """The form, with the answers so far and what to fix; `problem` says why a complete
+        form was not sent (the learner's answers are kept to send again)."""
         values = outcome.values if outcome else form_fields.answers_of({})
         errors = outcome.errors if outcome else {}
-        return page(
+        shown = _form_values(directory, values, errors)
+        if problem:
+            shown["problem"] = problem
+            shown["error_list"] = [{"text": problem}, *shown["error_list"]]
+        response = page(
             context.templates,
             request,
             "form.html",
-            _form_values(directory, values, errors) | {"submission_key": secrets.token_urlsafe(16)},
+            shown | {"submission_key": secrets.token_urlsafe(16)},
             status_code=status_code,
         )
+        response.headers.update(headers or {})
+        return response
 
     @routes.get("/concerns/new", response_class=HTMLResponse)
     async def new_concern(request: Request) -> HTMLResponse:
@@ -114,12 +131,6 @@ def router(context: WebContext) -> APIRouter:
         form = await request.form()
         require_csrf(request, form.get(CSRF_FIELD))
         same_form = _same_form_key(form)
-        if same_form is None or not sent.seen(same_form):
-            # A second press of Send is not counted: it raises nothing, and a 429 for it would
-            # hide the first sending's confirmation (and an anonymous learner's code). Limits
-            # and this memory are the process's own: a second press reaching another instance
-            # is counted there (once), and answered from the database.
-            context.limits.hit("submissions", context.limits.client(request))
 
         # Checking the answers is pure work on what was sent: done here, on the loop, so that
         # worker threads are left only the database (concurrent submissions then do not fight
@@ -135,6 +146,28 @@ def router(context: WebContext) -> APIRouter:
         concern = outcome.concern
         if concern is None:
             return show_form(request, known, outcome, status_code=400)
+        if same_form is None or not sent.seen(same_form):
+            # Only a complete form is counted (correcting answers is not), and a second press
+            # of Send is not: it raises nothing, and a 429 for it would hide the first sending's
+            # confirmation (and an anonymous learner's code). Limits and this memory are the
+            # process's own: a second press reaching another instance is counted there (once),
+            # and answered from the database.
+            try:
+                context.limits.hit("submissions", context.limits.client(request))
+            except RateLimited as limited:
+                minutes = max(1, (limited.retry_after_seconds + 59) // 60)
+                return show_form(
+                    request,
+                    known,
+                    outcome,
+                    status_code=429,
+                    problem=(
+                        "You have sent too many concerns from here in a short time. Your "
+                        f"concern has not been sent yet: try again in {minutes} "
+                        f"minute{'s' if minutes != 1 else ''}. What you entered is below."
+                    ),
+                    headers=limited.headers,
+                )
 
         def store() -> Receipt:
             now = context.clock()
@@ -161,9 +194,24 @@ def router(context: WebContext) -> APIRouter:
             return receipt
 
         # The same form sent twice (a second press of Send): one concern, shown both times.
-        receipt = await sent.once(
-            same_form, lambda: run_in_threadpool(store), on_stored=context.on_received
-        )
+        try:
+            receipt = await sent.once(
+                same_form, lambda: run_in_threadpool(store), on_stored=context.on_received
+            )
+        except Exception:
+            # The database is down, or a bug: nothing was stored, and the learner's words are
+            # kept on the page to send again rather than lost behind an error page.
+            log.exception("web form: the concern could not be stored")
+            return show_form(
+                request,
+                known,
+                outcome,
+                status_code=503,
+                problem=(
+                    "Sorry, there is a problem with the service and your concern has not been "
+                    "sent. What you entered is below: try again in a few minutes."
+                ),
+            )
         request.session[FLASH_KEY] = {
             "reference": receipt.reference,
             "sealed_code": (

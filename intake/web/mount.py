@@ -86,10 +86,11 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
         same_site="lax",
         https_only=secure,
     )
-    app.add_middleware(SecurityHeaders)
     # Slack sends a modal's whole view back with each submission: a directory's option lists
     # can make that several hundred KB.
     app.add_middleware(BodyLimit, larger={"/slack/events": SLACK_MAX_BODY_BYTES})
+    # Outside the body limit, so its 413 and 400 answers carry the security headers too.
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
 
     @app.exception_handler(StarletteHTTPException)
