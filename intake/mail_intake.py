@@ -415,7 +415,7 @@ def _reply(
             "quarantined",
             region_id=_region_of(session, sent),
         )
-    text = strip_quoted(parsed.text)
+    text = strip_quoted(parsed.text)  # never the quote: our own email, with the status link
     told = _teller(
         session, row, concern, sent, policy=policy, now=now, answers_per_day=answers_per_day
     )
@@ -423,7 +423,7 @@ def _reply(
         return _learner_reply(
             session, row, parsed, concern, text, sent, policy=policy, now=now, told=told
         )
-    shown = text[:REPLY_TEXT_MAX]
+    shown = text[:REPLY_TEXT_MAX] or _no_text(parsed)
     by = Actor(kind="contact", channel=Channel.EMAIL.value, contact_id=sent.recipient_contact_id)
     command = read_contact_command(parsed.text)
     if command.kind is not None:
@@ -446,6 +446,12 @@ def _reply(
     return _Outcome(
         "processed", f"contact's reply kept on {concern.reference}", id_of(concern), "replies"
     )
+
+
+def _no_text(parsed: ParsedEmail) -> str:
+    """What is kept of a reply that had no text of its own (only the quote, or attachments)."""
+    attachments = " Its attachments are kept with it, not opened." if parsed.attachments else ""
+    return f"(The reply had no new text. The original email is kept.{attachments})"
 
 
 def _contact_command(
@@ -504,7 +510,7 @@ def _learner_reply(
         text,
         name=(learner.name if learner else None) or parsed.from_name,
         address=parsed.from_address,
-    )[:REPLY_TEXT_MAX]
+    )[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value
     add_learner_information(
         session=session,

@@ -11,7 +11,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from escalation.links import LINK_PATH
 from notifications.messages import QUESTIONS, Question
+from notifications.threading import TOKEN
 from routing.model import Frequency, Harm, LearnerGroup
 
 MAX_FREE_TEXT_CHARS = 200
@@ -26,6 +28,10 @@ _OUTLOOK_FROM = re.compile(r"^\s*\**From:\**\s", re.IGNORECASE)
 _OUTLOOK_SENT = re.compile(r"^\s*\**(?:Sent|Date):\**\s", re.IGNORECASE)
 _OUTLOOK_BLOCK_LINES = 4  # Sent: follows From: within this many lines
 _QUOTED = re.compile(r"^\s*>")
+# Our own links and tokens, whole words, wherever they are left in what a reply keeps: a learner's
+# status link opens their concern, and the text is shown to the people handling it.
+_OUR_LINKS = re.compile(rf"(?<!\S)\S*?(?:{re.escape(LINK_PATH)}|{TOKEN.pattern})\S*", re.IGNORECASE)
+LINK_REMOVED = "[link removed]"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _TOKEN = re.compile(r"[a-z0-9]+|[,.;:!?()/]")
 _PUNCTUATION = frozenset(",.;:!?()/")
@@ -108,7 +114,7 @@ class ContactCommand:
 
 def read_contact_command(text: str) -> ContactCommand:
     """The action a contact's reply asks for, read from its first written line."""
-    lines = _unquoted(text).split("\n")
+    lines = _written(text).split("\n")
     while lines and not lines[0].strip():
         lines.pop(0)
     if not lines:
@@ -122,13 +128,14 @@ def read_contact_command(text: str) -> ContactCommand:
 
 
 def strip_quoted(text: str) -> str:
-    """The reply without the message it quotes, for display; the original if nothing is left."""
-    return _unquoted(text) or text
+    """What the writer of a reply wrote, for display: never the message it quotes (our own
+    email, with the learner's status link in it); empty if they wrote nothing of their own."""
+    return _written(text)
 
 
 def read_answers(text: str) -> Answers:
-    """The answers in a reply, read only from what the learner wrote above any quote."""
-    lines = _unquoted(text).split("\n")
+    """The answers in a reply, read only from what the learner wrote, never from a quote."""
+    lines = _written(text).split("\n")
     answers: dict[str, str | None] = {}
     for line in lines:
         for key, question in QUESTIONS.items():
@@ -155,15 +162,50 @@ def read_answers(text: str) -> Answers:
     )
 
 
-def _unquoted(text: str) -> str:
-    """What the writer wrote: no quoted lines, nothing from a reply header on; may be empty."""
+def _written(text: str) -> str:
+    """What the writer wrote: above the quote, or else below and between its quoted blocks;
+    our own links and tokens taken out wherever they are left; may be empty."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    written = _unquoted(lines) or _bottom_posted(lines)
+    return _OUR_LINKS.sub(LINK_REMOVED, written)
+
+
+def _unquoted(lines: list[str]) -> str:
+    """What the writer wrote: no quoted lines, nothing from a reply header on; may be empty."""
     kept: list[str] = []
     for index, line in enumerate(lines):
         if _starts_quote(lines, index):
             break
         if not _QUOTED.match(line):
             kept.append(line.rstrip())
+    return "\n".join(kept).strip()
+
+
+def _bottom_posted(lines: list[str]) -> str:
+    """What a writer who answers below the quote wrote: the unquoted lines after a block of
+    '>' lines, without the 'On ... wrote:' lines; may be empty.
+
+    Only '>' marks tell the quote from the answer: the lines after any other reply header
+    (Outlook's block, a separator), or after an attribution with no '>' lines after it, are the
+    quoted message itself, so nothing from there on is kept.
+    """
+    kept: list[str] = []
+    after_quote = False
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if _QUOTED.match(line):
+            after_quote = True
+        elif _ON_WROTE.match(line):
+            after_quote = False  # what follows is quoted, marked or not
+        elif _starts_quote(lines, index) and _ON.match(line):
+            after_quote = False
+            index += 1  # an attribution wrapped over two lines
+        elif _starts_quote(lines, index):
+            break
+        elif after_quote:
+            kept.append(line.rstrip())
+        index += 1
     return "\n".join(kept).strip()
 
 

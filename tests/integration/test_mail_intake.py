@@ -155,6 +155,45 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert "learner_added_information" in kinds and "learner_answered" in kinds
 
 
+def quoting(sent: OutboxMessage) -> str:
+    """Our message quoted below an attribution line, as a mail client does when replying."""
+    quoted = "\n".join(f"> {line}" for line in sent.body_text.splitlines())
+    return f"On Mon, 23 Nov 2026 at 10:00, Learner concerns <{MAILBOX}> wrote:\n{quoted}\n"
+
+
+def test_a_reply_with_nothing_of_its_own_keeps_none_of_our_quoted_email(db: Engine) -> None:
+    """The quote holds the learner's status link: contacts must never see it as their text."""
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    assert "/concerns/status/link/" in ack.body_text
+    report = deliver(db, reply_to(ack, body=quoting(ack)), now=MONDAY_MORNING + timedelta(hours=1))
+    assert report.replies == 1
+    concern = only_concern(db)
+    (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
+    assert added.detail["text"] == "(The reply had no new text. The original email is kept.)"
+    assert (concern.frequency, concern.harm) == ("not_answered", "not_answered")
+
+
+def test_a_reply_written_below_the_quote_is_kept_and_its_answers_read(db: Engine) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(
+        db,
+        reply_to(
+            ack,
+            body=f"{quoting(ack)}\nStill alone on nights.\nHow often: every shift\n"
+            "Anyone harmed: a patient is at risk\n",
+        ),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    concern = only_concern(db)
+    (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
+    assert added.detail["text"] == (
+        "Still alone on nights.\nHow often: every shift\nAnyone harmed: a patient is at risk"
+    )
+    assert (concern.frequency, concern.harm) == ("continuing", "patient_at_risk")
+
+
 def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine) -> None:
     deliver(db, email())
     (ack,) = outbox(db, kind="learner_ack")

@@ -67,9 +67,54 @@ def test_strip_quoted(reply: str, kept: str) -> None:
     assert strip_quoted(reply) == kept
 
 
-def test_strip_quoted_keeps_a_reply_that_is_all_quote() -> None:
-    reply = "> How often: often\n> Anyone harmed: not sure"
-    assert strip_quoted(reply) == reply
+ATTRIBUTION = "On Mon, 2 Nov 2026 at 10:00, Concerns <c@x.example> wrote:"
+STATUS_LINK = "https://concerns.example.nhs.uk/concerns/status/link/IkxDLTIwMjYi.awQOoA.bPLn-gE_X"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "> How often: often\n> Anyone harmed: not sure",
+        f"{ATTRIBUTION}\n> We have received your concern\n> Check it: {STATUS_LINK}\n",
+        f"\n\n{ATTRIBUTION}\nquoted without markers\nCheck it: {STATUS_LINK}",
+        f"From: Concerns <c@x.example>\nSent: 02 November 2026 10:00\n\nCheck it: {STATUS_LINK}",
+        f"-----Original Message-----\n> quoted\nCheck it: {STATUS_LINK}",
+    ],
+)
+def test_a_reply_that_is_all_quote_keeps_no_text(reply: str) -> None:
+    """The quote is our own email, with the learner's status link: it is never the reply."""
+    assert strip_quoted(reply) == ""
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        (f"{ATTRIBUTION}\n> We have received your concern\n\nStill alone on nights.", (
+            "Still alone on nights."
+        )),
+        (
+            "On Monday 2 November 2026 at 10:00, Escalating Concerns\n"
+            "<escalating-concerns@example.nhs.uk> wrote:\n> quoted\n>\nMine.\n",
+            "Mine.",
+        ),
+        (f"{ATTRIBUTION}\n> first\nAnswer one\n> second\n\nAnswer two", (
+            "Answer one\n\nAnswer two"
+        )),
+        (f"{ATTRIBUTION}\n> quoted\nMine.\n\n{ATTRIBUTION}\n> older\n", "Mine."),
+    ],
+)  # fmt: skip
+def test_a_reply_written_below_the_quote_keeps_what_was_written(reply: str, kept: str) -> None:
+    assert strip_quoted(reply) == kept
+
+
+def test_our_links_and_tokens_are_never_kept_from_a_reply() -> None:
+    reply = (
+        f"The link {STATUS_LINK} did not open.\n"
+        "I wrote to escalating-concerns+lc12xabcdefghijklmnopqrst@example.nhs.uk too."
+    )
+    assert strip_quoted(reply) == (
+        "The link [link removed] did not open.\nI wrote to [link removed] too."
+    )
 
 
 def test_strip_quoted_handles_windows_line_ends() -> None:
@@ -227,6 +272,16 @@ def test_answers_above_the_quote_are_read() -> None:
         f"> {UNANSWERED.replace(chr(10), chr(10) + '> ')}\n"
     )
     assert read_answers(reply).frequency is Frequency.OFTEN
+
+
+def test_answers_written_below_the_quote_are_read() -> None:
+    reply = (
+        "On Mon, 2 Nov 2026 at 10:00, Concerns <c@x.example> wrote:\n"
+        f"> {UNANSWERED.replace(chr(10), chr(10) + '> ')}\n\n"
+        "How often: every shift\nAnyone harmed: a patient is at risk\n"
+    )
+    answers = read_answers(reply)
+    assert (answers.frequency, answers.harm) == (Frequency.CONTINUING, Harm.PATIENT_AT_RISK)
 
 
 # --- the first line ----------------------------------------------------------------------------
