@@ -289,13 +289,16 @@ def active_places(
 
 def answers_sent_to(session: Session, *, address: str, since: datetime, kind: str) -> int:
     """How many automatic answers of a kind were queued to an address since a moment (loop
-    protection)."""
+    protection), whatever the case of the address as each was queued."""
     statement = (
         select(func.count())
         .select_from(OutboxMessage)
         .where(
-            # Exact forms, so the (recipient_address, created_at) index serves the count.
-            col(OutboxMessage.recipient_address).in_({address.strip(), address.strip().lower()}),
+            # In any case: an acknowledgement goes to the learner's stored address, which may be
+            # 'Jane.Smith@...' while the mail comes from 'jane.smith@...'. (The address part of
+            # the (recipient_address, created_at) index no longer serves this count, as with
+            # find_learner_by_email.)
+            func.lower(OutboxMessage.recipient_address) == address.strip().lower(),
             OutboxMessage.kind == kind,
             col(OutboxMessage.created_at) >= since,
         )

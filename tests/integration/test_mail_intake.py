@@ -15,7 +15,7 @@ from notifications.threading import MailThreading
 from storage import inbox, repositories
 from storage.db import transaction
 from storage.inbox import Received, store_received
-from storage.tables import Concern, Event, InboundMessage, OutboxMessage
+from storage.tables import Concern, Event, InboundMessage, Learner, OutboxMessage
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
 
 MAILBOX = "escalating-concerns@example.nhs.uk"
@@ -572,6 +572,26 @@ def test_acknowledgements_to_one_sender_are_rate_limited(db: Engine) -> None:
     assert len(outbox(db, kind="learner_ack")) == 10
     with transaction(db) as session:
         assert len(repositories.all_concerns(session)) == 12, "nothing a learner sends is lost"
+
+
+def test_the_rate_limit_holds_whatever_the_case_of_the_learners_stored_address(
+    db: Engine,
+) -> None:
+    """The acknowledgement goes to the address the learner gave first ('Jane.Smith@...' on the
+    web form); mail from 'jane.smith@...' is the same sender, and the cap still applies."""
+    with transaction(db) as session:
+        session.add(
+            Learner(email=LEARNER.replace("jane.smith", "Jane.Smith"), created_at=MONDAY_MORNING)
+        )
+    for n in range(12):
+        deliver(
+            db,
+            email(subject=f"I am away {n}", body="I am away until Monday."),
+            now=MONDAY_MORNING + timedelta(minutes=n),
+        )
+    acks = outbox(db, kind="learner_ack")
+    assert {ack.recipient_address for ack in acks} == {"Jane.Smith@student.example.ac.uk"}
+    assert len(acks) == 10
 
 
 def test_the_same_message_delivered_twice_is_processed_once(db: Engine) -> None:

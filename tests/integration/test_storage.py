@@ -136,3 +136,36 @@ def test_queue_message_says_whether_it_added_the_row(engine: Engine) -> None:
         assert queue_message(session, message()) is False
     with transaction(engine) as session:
         assert len(session.exec(select(OutboxMessage)).all()) == 1
+
+
+def test_answers_sent_to_an_address_are_counted_whatever_its_case(engine: Engine) -> None:
+    """Loop protection: a learner's stored address may have capitals that their mail has not."""
+    from storage.repositories import answers_sent_to, queue_message
+    from storage.tables import OutboxMessage
+
+    at = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    addresses = [
+        "Jane.Smith@student.example.ac.uk",
+        "jane.smith@STUDENT.example.ac.uk",
+        "someone.else@student.example.ac.uk",
+    ]
+    with transaction(engine) as session:
+        for n, address in enumerate(addresses):
+            queue_message(
+                session,
+                OutboxMessage(
+                    idempotency_key=f"LC-2026-000001:reply_not_applied:{n}",
+                    channel="email",
+                    kind="reply_not_applied",
+                    recipient_role="learner",
+                    recipient_address=address,
+                    subject="We could not act on your reply",
+                    body_text="text",
+                    created_at=at,
+                    send_after=at,
+                ),
+            )
+    with transaction(engine) as session:
+        for asked in ("jane.smith@student.example.ac.uk", " JANE.SMITH@student.example.ac.uk "):
+            count = answers_sent_to(session, address=asked, since=at, kind="reply_not_applied")
+            assert count == 2
