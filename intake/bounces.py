@@ -7,6 +7,10 @@ people, a `message/delivery-status` part with a block per recipient (`Final-Reci
 (`text/rfc822-headers`). Only those top-level parts are read; nothing in them is answered,
 opened or followed. The caller matches the returned headers against our own tokens, bound to
 the recipient's address, so a forged report can name only messages sent to the address it names.
+
+Intake reads every automatic message here, inside its transaction: a message is parsed only when
+its own Content-Type says it is such a report, and then only as much of it as `intake.emails`
+parses, so that no message, however large or deeply nested, holds intake up for long.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import Message
-from email.parser import HeaderParser
+from email.parser import BytesHeaderParser, HeaderParser
+
+from intake.emails import MAX_MIME_PARTS, header_block, readable_prefix
 
 # The headers of the returned message that can carry our token.
 THREADING_HEADERS = ("message-id", "in-reply-to", "references")
@@ -34,9 +40,23 @@ def read_bounce(raw: bytes) -> Bounce | None:
     """The failed deliveries a delivery status report tells of; None for anything else,
     however malformed (a report is read only to note a failure: it must never stop intake)."""
     try:
-        return _read(message_from_bytes(raw, policy=policy.compat32))
+        readable = readable_prefix(raw)
+        headers = BytesHeaderParser(policy=policy.compat32).parsebytes(header_block(readable))
+        if not _is_delivery_report(headers):
+            return None  # only the headers were read
+        return _read(message_from_bytes(readable, policy=policy.compat32))
     except Exception:
         return None
+
+
+def _is_delivery_report(headers: Message) -> bool:
+    """Whether a message's own Content-Type is multipart/report; report-type=delivery-status."""
+    report_type = headers.get_param("report-type", header="content-type")
+    return (
+        headers.get_content_type() == "multipart/report"
+        and isinstance(report_type, str)
+        and report_type.strip().lower() == "delivery-status"
+    )
 
 
 def _read(message: Message) -> Bounce | None:
@@ -44,7 +64,8 @@ def _read(message: Message) -> Bounce | None:
         return None
     failed: list[str] = []
     returned: list[str] = []
-    for part in message.get_payload():
+    parts = message.get_payload()
+    for part in parts[:MAX_MIME_PARTS] if isinstance(parts, list) else ():
         if not isinstance(part, Message):
             continue
         kind = part.get_content_type()

@@ -184,6 +184,18 @@ def header_message_id(raw: bytes) -> str | None:
         return None
 
 
+def readable_prefix(raw: bytes) -> bytes:
+    """As much of a raw message as `parse_email` reads (whole lines, within its parse budget and
+    MAX_INPUT_BYTES): what any other reading of stored mail may give the feed parser."""
+    raw = raw[:MAX_INPUT_BYTES]
+    return raw[: _readable_length(raw)]
+
+
+def header_block(raw: bytes) -> bytes:
+    """A raw message's header block: everything before the first blank line."""
+    return _head(raw)
+
+
 def html_to_text(html: str) -> str:
     """The text a reader would see in an HTML body; nothing is fetched or run."""
     html = html[:MAX_HTML_CHARS]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from email.message import EmailMessage
+
+import pytest
 
 from intake.bounces import read_bounce
 
@@ -72,6 +75,29 @@ def test_anything_else_is_not_a_bounce() -> None:
     # A report without the returned message cannot say which of ours failed.
     without = report(block("gone@example.nhs.uk"), original="Content-Type: text/plain\n\nGone.")
     assert read_bounce(without) is None
+
+
+def hostile(content_type: str, depth: int = 20) -> bytes:
+    """10 MiB of automatic mail, nested deep: parsed in full, it takes seconds."""
+    head = f"From: x@y.example\r\nContent-Type: {content_type}; boundary=b0\r\n\r\n".encode()
+    nest = b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+        for i in range(depth)
+    )
+    body = b"--b%d\r\nContent-Type: text/plain\r\n\r\n" % depth
+    return head + nest + body + b"a\r\n" * (10 * 1024 * 1024 // 3)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/report; report-type=delivery-status", "multipart/report", "multipart/mixed"],
+)
+def test_reading_a_large_nested_message_is_bounded(content_type: str) -> None:
+    """Intake reads bounces inside its transaction: no message may hold it up for long."""
+    raw = hostile(content_type)
+    started = time.perf_counter()
+    assert read_bounce(raw) is None
+    assert time.perf_counter() - started < 1.0
 
 
 def test_staff_read_a_failed_delivery_in_plain_words() -> None:
