@@ -24,7 +24,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from email import policy
+from email import errors, policy
 from email.headerregistry import Address, BaseHeader, Group, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
@@ -70,6 +70,7 @@ _BLANK_LINE = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _UNFOLD = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
+_RAW_BYTE = re.compile(r"[\udc80-\udcff]")  # a byte the parser kept as a surrogate escape
 _UTF8_CHARACTER = re.compile(r"[^\x00-\x7f\ufffd]")
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9]+")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,996}>")
@@ -459,11 +460,14 @@ def _sender(
     header = headers("from", _utf8(value))
     addresses: tuple[Address, ...] = getattr(header, "addresses", ())
     groups: tuple[Group, ...] = getattr(header, "groups", ())
-    if header.defects or len(addresses) != 1 or len(groups) != 1 or groups[0].display_name:
+    if len(addresses) != 1 or len(groups) != 1 or groups[0].display_name:
         problems.add("From is not exactly one valid address")
         return None, None
     address = addresses[0]
     if not address.username or not address.domain:
+        problems.add("From is not exactly one valid address")
+        return None, None
+    if header.defects and not _only_the_name_is_malformed(header, address, value, headers):
         problems.add("From is not exactly one valid address")
         return None, None
     try:
@@ -471,9 +475,48 @@ def _sender(
     except Exception:  # EmailNotValidError, or anything the validator trips on
         problems.add("From is not exactly one valid address")
         return None, None
-    name = _one_line(address.display_name or "", 200)
+    name = _one_line(_display_name(address.display_name or "", problems), 200)
     # A name that holds an address ('"victim@nhs.net" <attacker@...>') would mislead a reader.
     return checked.normalized.lower(), (name if name and "@" not in name else None)
+
+
+def _only_the_name_is_malformed(
+    header: BaseHeader, address: Address, value: str, headers: _BoundedHeaders
+) -> bool:
+    """Whether From's defects are all in the display name before a clean '<address>'.
+
+    Mail clients write names RFC 5322 calls obsolete ('Dr. Jane Smith', 'Jane.Smith': a period
+    in a phrase, which Python writes itself) or in raw 8-bit bytes: the address is still one
+    and clear. Anything else (a second address, a garbled one, bytes in the address) stays
+    refused.
+    """
+    if not all(_is_name_defect(defect) for defect in header.defects):
+        return False
+    before, bracket, angle = value.rstrip().rpartition("<")
+    if not bracket or not before.strip() or not angle.endswith(">"):
+        return False
+    alone = headers("from", f"<{angle}")
+    found: tuple[Address, ...] = getattr(alone, "addresses", ())
+    return not alone.defects and len(found) == 1 and found[0].addr_spec == address.addr_spec
+
+
+def _is_name_defect(defect: Exception) -> bool:
+    """A defect a display name may have: a period in its words, or bytes that are not UTF-8."""
+    if isinstance(defect, errors.ObsoleteHeaderDefect):
+        return "phrase" in str(defect)
+    return isinstance(defect, errors.UndecodableBytesDefect)
+
+
+def _display_name(name: str, problems: _Problems) -> str:
+    """A display name as text: raw bytes that are not UTF-8 read as Windows-1252, as the text."""
+    if not _RAW_BYTE.search(name):
+        return name
+    try:
+        data = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # other surrogates: _printable removes them
+        return name
+    problems.add("sender's name not in UTF-8: read as Windows-1252")
+    return data.decode("cp1252", "replace")
 
 
 def _addresses(

@@ -277,6 +277,27 @@ def test_a_contacts_reply_to_a_notification_is_their_acknowledgement(db: Engine)
     assert outbox(db, kind="reply_not_applied") == []
 
 
+def test_a_sender_whose_name_has_periods_or_latin_1_bytes_is_read(db: Engine) -> None:
+    """'Dr. R. Mockup' is how mail clients (and Python) write such a name; RFC 5322 calls it
+    obsolete, and it is no reason to keep the mail aside."""
+    raw = email(sender=f"Jos\u00e9 Garc\u00eda <{LEARNER}>")
+    raw = raw.replace(b"=?utf-8?q?Jos=C3=A9_Garc=C3=ADa?=", b"Jos\xe9 Garc\xeda")
+    assert raw.startswith(b"From: Jos\xe9 Garc\xeda <")
+    assert deliver(db, raw).new_concerns == 1
+    notice = outbox(db, kind="new_concern")[0]
+    report = deliver(
+        db,
+        reply_to(
+            notice,
+            sender=f"Dr. R. Mockup <{notice.recipient_address}>",
+            body="Thanks, I am looking into this today.",
+        ),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    assert report.acknowledgements == 1
+
+
 def test_a_contacts_feedback_reply_reaches_the_learner(db: Engine) -> None:
     deliver(db, email())
     notice = outbox(db, kind="new_concern")[0]
