@@ -40,6 +40,8 @@ _CLAUSE_BREAKS = frozenset({_BREAK, "but", "however", "though", "although", "yet
 _APOSTROPHES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'"})
 _EDGE_PUNCTUATION = " \t.!,;:'\"\u201c\u201d"
 
+# What may follow the phrase on the first line, before anything else the learner wrote.
+_PHRASE_ENDS = re.compile(r" ?[.,;:!\-\u2013\u2014]")
 _REMAINS_CONCERNED = frozenset({"i remain concerned", "i am still concerned", "still concerned"})
 _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
 
@@ -145,7 +147,7 @@ def read_answers(text: str) -> Answers:
             if match:
                 answers[key] = _answer(question, match.group("value"))
     first_line = next((line for line in lines if line.strip()), "")
-    said = " ".join(first_line.translate(_APOSTROPHES).lower().split()).strip(_EDGE_PUNCTUATION)
+    said = " ".join(first_line.translate(_APOSTROPHES).lower().split())
     frequency, harm, group = (
         answers.get("frequency"),
         answers.get("harm"),
@@ -157,8 +159,24 @@ def read_answers(text: str) -> Answers:
         organisation=answers.get("organisation"),
         department=answers.get("department"),
         learner_group=LearnerGroup(group) if group else None,
-        remains_concerned=said in _REMAINS_CONCERNED,
-        satisfied=said in _SATISFIED,
+        remains_concerned=_says(said, _REMAINS_CONCERNED),
+        satisfied=_says(said, _SATISFIED),
+    )
+
+
+def _says(said: str, phrases: frozenset[str]) -> bool:
+    """Whether a first line (lower case, spaces collapsed) says one of the phrases.
+
+    The phrase may be the whole line, or start it and be followed by punctuation and anything
+    ("I remain concerned - nothing has changed."). Followed by a word it is not taken: "I'm
+    satisfied that nothing was done" and "I remain concerned about the rota" may mean anything,
+    so they are kept as information only. Nor after '?': "Satisfied? Not at all."
+    """
+    if said.strip(_EDGE_PUNCTUATION) in phrases:
+        return True
+    said = said.lstrip(_EDGE_PUNCTUATION)
+    return any(
+        said.startswith(phrase) and _PHRASE_ENDS.match(said, len(phrase)) for phrase in phrases
     )
 
 

@@ -436,19 +436,26 @@ def test_answers_to_refused_replies_are_capped_per_sender(db: Engine) -> None:
     assert outcomes[2].endswith("; the sender was not told (2 such answers to them in 24 hours)")
 
 
-def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(db: Engine) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        "I remain concerned.\nNothing has changed on the ward.",
+        "I remain concerned - nothing has changed on the ward.",
+    ],
+)
+def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(
+    db: Engine, body: str
+) -> None:
     deliver(db, email())
     (ack,) = outbox(db, kind="learner_ack")
     with transaction(db) as session:
         concern = session.exec(select(Concern)).one()
         concern.feedback_at = MONDAY_MORNING + timedelta(hours=3)
-    deliver(
-        db,
-        reply_to(ack, body="I remain concerned.\nNothing has changed on the ward."),
-        now=MONDAY_MORNING + timedelta(hours=4),
-    )
+    deliver(db, reply_to(ack, body=body), now=MONDAY_MORNING + timedelta(hours=4))
     concern = only_concern(db)
     assert concern.pathway == 2
+    (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
+    assert added.detail["text"] == body
     assert outbox(db, kind="escalated_in")
     assert outbox(db, kind="reply_not_applied") == []
 

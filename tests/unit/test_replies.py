@@ -290,7 +290,11 @@ def test_answers_written_below_the_quote_are_read() -> None:
 @pytest.mark.parametrize(
     "first_line",
     ["I remain concerned", "i remain concerned.", "I am still concerned!", "Still concerned",
-     "  I REMAIN   CONCERNED  ", "'I remain concerned'"],
+     "  I REMAIN   CONCERNED  ", "'I remain concerned'",
+     "I remain concerned - nothing has changed on the ward.",
+     "I remain concerned, nothing has changed",
+     "Still concerned: the rota is the same", "I remain concerned \u2013 still alone",
+     "I am still concerned. Nobody came."],
 )  # fmt: skip
 def test_remains_concerned(first_line: str) -> None:
     answers = read_answers(f"\n\n{first_line}\n\nThe rota is still unsafe.")
@@ -300,8 +304,9 @@ def test_remains_concerned(first_line: str) -> None:
 
 @pytest.mark.parametrize(
     "first_line",
-    ["I'm satisfied", "I\u2019m satisfied.", "I am satisfied", "Satisfied", "satisfied!"],
-)
+    ["I'm satisfied", "I\u2019m satisfied.", "I am satisfied", "Satisfied", "satisfied!",
+     "I'm satisfied, thank you for sorting it", "Satisfied - thanks"],
+)  # fmt: skip
 def test_satisfied(first_line: str) -> None:
     answers = read_answers(f"{first_line}\nThank you.")
     assert answers.satisfied is True
@@ -313,6 +318,9 @@ def test_satisfied(first_line: str) -> None:
     [
         "Thanks.\nI remain concerned",
         "I remain concerned about the rota",
+        "I'm satisfied that nothing was done",
+        "I remain concernedly waiting",
+        "Satisfied? Not at all.",
         "I'm not satisfied",
         "> I remain concerned",
         "On Mon, 2 Nov 2026, Concerns <c@x> wrote:\nI remain concerned",
