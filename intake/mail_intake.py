@@ -361,7 +361,9 @@ def _description(parsed: ParsedEmail) -> str:
     text = for_contacts(parsed.text, name=parsed.from_name, address=parsed.from_address)
     if parsed.attachments:
         names = ", ".join(
-            for_contacts(item.filename or "unnamed", name=parsed.from_name, address=None)
+            for_contacts(
+                item.filename or "unnamed", name=parsed.from_name, address=parsed.from_address
+            )
             for item in parsed.attachments
         )
         text += f"\n\n[Attachments kept with the original email, not opened: {names}]"

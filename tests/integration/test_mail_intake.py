@@ -117,6 +117,25 @@ def test_a_new_email_becomes_a_confidential_concern_with_questions_for_the_learn
         assert "left alone on the ward" in message.body_text
 
 
+def test_attachment_names_are_redacted_like_the_text(db: Engine) -> None:
+    """A file named after the sender must not give a confidential concern's learner away."""
+    message = EmailMessage()
+    message["From"] = LEARNER  # no name: only the address says who it is
+    message["To"] = MAILBOX
+    message["Subject"] = "Left alone on Ward 7 at Vale General"
+    message["Message-ID"] = make_msgid(domain="student.example.ac.uk")
+    message.set_content("On nights I was left alone on the ward with nobody to call.")
+    message.add_attachment(
+        b"%PDF-1.4", maintype="application", subtype="pdf", filename="statement-jane.smith.pdf"
+    )
+    deliver(db, message.as_bytes())
+    assert "statement-[name removed].pdf" in only_concern(db).description
+    told = outbox(db, kind="new_concern")
+    assert told
+    for sent in told:
+        assert "jane" not in sent.body_text.lower() and "smith" not in sent.body_text.lower()
+
+
 def test_an_email_about_a_supervisor_starts_at_pathway_2_and_no_pathway_1_contact_is_told(
     db: Engine,
 ) -> None:
