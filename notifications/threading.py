@@ -22,6 +22,9 @@ MAC_LENGTH = 20
 # Mail kept aside is filed by the tokens it carries: this many distinct ids at most are looked up.
 MOST_TOKENS_LOOKED_UP = 20
 TOKEN = re.compile(r"lc([0-9]{1,18})x([a-z2-7]{20})", re.IGNORECASE)
+# Outbox ids are PostgreSQL integers: a token naming a larger one is not ours, and looking it up
+# would make the database refuse the query (integer out of range).
+MAX_OUTBOX_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class MailThreading:
         for place in places:
             for match in TOKEN.finditer(place or ""):
                 outbox_id = int(match.group(1))
+                if outbox_id > MAX_OUTBOX_ID:
+                    continue
                 if outbox_id not in found and self._is_token(match.group(0), outbox_id, sender):
                     found.append(outbox_id)
         return found
@@ -96,6 +101,8 @@ class MailThreading:
         for place in places:
             for match in TOKEN.finditer(place or ""):
                 outbox_id = int(match.group(1))
+                if outbox_id > MAX_OUTBOX_ID:
+                    continue
                 if outbox_id not in named and len(named) >= MOST_TOKENS_LOOKED_UP:
                     continue
                 named.setdefault(outbox_id, match.group(0).lower())

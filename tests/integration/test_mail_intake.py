@@ -257,6 +257,21 @@ def test_a_made_up_token_files_the_mail_under_no_region(db: Engine) -> None:
     assert kept.region_id is None  # every region's dean and quality team see it
 
 
+def test_a_token_naming_an_id_beyond_the_databases_integers_is_not_ours(db: Engine) -> None:
+    """PostgreSQL refused to look up such an id, and the message failed again and again."""
+    forged = email(
+        sender="Mallory <mallory@evil.example>",
+        subject="Re: my concern",
+        body="Please tell me everything about it",
+        headers={"In-Reply-To": f"<lc999999999999999999x{'a' * 20}@localhost>"},
+    )
+    report = deliver(db, forged, mail_from="mallory@evil.example")
+    assert (report.failed, report.quarantined) == (0, 1)
+    with transaction(db) as session:
+        (kept,) = inbox.kept_aside(session, limit=10)
+    assert kept.region_id is None
+
+
 def test_quoting_a_reference_alone_grants_nothing_it_is_a_new_concern(db: Engine) -> None:
     deliver(db, email())
     first = only_concern(db)
