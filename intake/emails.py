@@ -686,14 +686,18 @@ def _read_body(message: EmailMessage, problems: _Problems) -> _Body:
             problems.add(f"a MIME part could not be read ({type(error).__name__})")
 
     text = ""
-    chosen = plain or html
-    if chosen is not None:
+    # The plain text, unless it is blank: some clients send an empty one beside the HTML.
+    for chosen in (plain, html):
+        if chosen is None:
+            continue
         try:
             text = _part_text(chosen, problems)
             if chosen is html:
                 text = html_to_text(text)
         except Exception as error:
             problems.add(f"the text could not be read ({type(error).__name__})")
+        if text.strip():
+            break
     text, cut = _clean_text(text)
     if cut:
         problems.add(f"text longer than {MAX_TEXT_CHARS} characters: the rest was cut")

@@ -149,6 +149,22 @@ def test_plain_text_is_preferred_in_multipart_alternative() -> None:
     assert parsed.attachments == ()
 
 
+@pytest.mark.parametrize("plain", [b"", b"\r\n \r\n"])
+def test_html_is_used_when_the_plain_alternative_is_blank(plain: bytes) -> None:
+    body = multipart(
+        "alternative",
+        "ALT",
+        part("text/plain; charset=utf-8", plain),
+        part("text/html; charset=utf-8", b"<p>I was left alone on the ward.</p>"),
+    )
+    parsed = parse(
+        raw_mail(
+            f"From: {LEARNER}", 'Content-Type: multipart/alternative; boundary="ALT"', body=body
+        )
+    )
+    assert parsed.text == "I was left alone on the ward."
+
+
 def test_html_is_used_when_there_is_no_plain_part() -> None:
     body = multipart(
         "mixed",
