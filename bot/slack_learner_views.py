@@ -26,6 +26,7 @@ from intake.web.form_fields import (
     GROUP_LABELS,
     HARM_LABELS,
     NOT_LISTED,
+    PATHWAY1_CONTACT_LABELS,
     RAISED_BEFORE_LABELS,
     YES_NO_LABELS,
     Directory,
@@ -180,6 +181,15 @@ def concern_modal(
             YES_NO_LABELS,
             values,
             hint="If it is, we will not send it to them: it goes to your school or university.",
+        ),
+        _radio_input(
+            "pathway1-contact",
+            "Who would you like to deal with it in your placement? (optional)",
+            PATHWAY1_CONTACT_LABELS,
+            values,
+            hint="If you do not choose, it goes to your supervisor or clinical tutor, unless it "
+            "is about them. The Freedom to Speak Up guardian is independent of your team.",
+            optional=True,
         ),
         _checkbox_input(
             "cannot-raise-locally",
@@ -626,13 +636,14 @@ def _radio_input(
     values: Mapping[str, str],
     *,
     hint: str | None = None,
+    optional: bool = False,
 ) -> dict[str, Any]:
     choices = _options(labels.items())
     element: dict[str, Any] = {"type": "radio_buttons", **choices}
     initial = _find_option(choices, values.get(name, ""))
     if initial is not None:
         element["initial_option"] = initial
-    return _input(name, label, element, hint=hint)
+    return _input(name, label, element, hint=hint, optional=optional)
 
 
 def _checkbox_input(name: str, label: str, text: str, values: Mapping[str, str]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ QUESTIONS = cards.FormQuestions(
     harm=form_fields.HARM_LABELS,
     raised_before=form_fields.RAISED_BEFORE_LABELS,
     yes_no=form_fields.YES_NO_LABELS,
+    pathway1_contact=form_fields.PATHWAY1_CONTACT_LABELS,
     confidentiality=form_fields.CONFIDENTIALITY_LABELS,
     confidentiality_hints=form_fields.CONFIDENTIALITY_HINTS,
     not_listed=form_fields.NOT_LISTED,

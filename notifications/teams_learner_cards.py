@@ -63,6 +63,7 @@ class FormQuestions:
     harm: Mapping[str, str]
     raised_before: Mapping[str, str]
     yes_no: Mapping[str, str]
+    pathway1_contact: Mapping[str, str]
     confidentiality: Mapping[str, str]
     confidentiality_hints: Mapping[str, str]
     not_listed: str
@@ -282,6 +283,17 @@ def concern_form(
             required=True,
         ),
         hint="If it is, we will not send it to them: it goes to your school or university.",
+    )
+    add(
+        _choice(
+            "pathway1-contact",
+            "Who would you like to deal with it in your placement? (optional)",
+            questions.pathway1_contact,
+            values,
+            expanded=True,
+        ),
+        hint="If you do not choose, it goes to your supervisor or clinical tutor, unless it is "
+        "about them. The Freedom to Speak Up guardian is independent of your team.",
     )
     add(
         {
