@@ -58,13 +58,22 @@ class SameForm:
     remembered_since: datetime
 
     def seal(self, code: str) -> bytes:
-        nonce = secrets.token_bytes(12)
-        return nonce + AESGCM(self.seal_key).encrypt(nonce, code.encode(), self.key_hash.encode())
+        return seal(self.seal_key, code, bound_to=self.key_hash)
 
     def unseal(self, sealed: bytes) -> str:
         """The code sealed by `seal` (cryptography's InvalidTag if it was not sealed so)."""
-        nonce, sealed_code = sealed[:12], sealed[12:]
-        return AESGCM(self.seal_key).decrypt(nonce, sealed_code, self.key_hash.encode()).decode()
+        return unseal(self.seal_key, sealed, bound_to=self.key_hash)
+
+
+def seal(key: bytes, text: str, *, bound_to: str) -> bytes:
+    """`text` sealed under a 32-byte key (AES-GCM), opening only beside `bound_to`."""
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(key).encrypt(nonce, text.encode(), bound_to.encode())
+
+
+def unseal(key: bytes, sealed: bytes, *, bound_to: str) -> str:
+    """What `seal` sealed (cryptography's InvalidTag for another key or another `bound_to`)."""
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], bound_to.encode()).decode()
 
 
 @dataclass(frozen=True)

@@ -128,11 +128,7 @@ class SqlOutboxStore:
         lost (the batch outlived its lease and another dispatcher took the row, or sent it)."""
         statement = (
             update(OutboxMessage)
-            .where(
-                col(OutboxMessage.id) == message_id,
-                col(OutboxMessage.claim_token) == claim_token,
-                col(OutboxMessage.status) == "pending",
-            )
+            .where(*_still_held(message_id, claim_token))
             .values(claimed_until=until)
         )
         with transaction(self.engine) as session:
@@ -221,15 +217,20 @@ class SqlOutboxStore:
         # A dispatcher whose lease ran out (someone else holds the row now) changes nothing.
         statement = (
             update(OutboxMessage)
-            .where(
-                col(OutboxMessage.id) == message_id,
-                col(OutboxMessage.claim_token) == held_token,
-                col(OutboxMessage.status) == "pending",
-            )
+            .where(*_still_held(message_id, held_token))
             .values(**values, claim_token=None, claimed_until=None)
         )
         with transaction(self.engine) as session:
             return session.exec(statement).rowcount == 1
+
+
+def _still_held(message_id: int, claim_token: str) -> tuple[Any, ...]:
+    """The row, while this claim holds it and it is still to be sent."""
+    return (
+        col(OutboxMessage.id) == message_id,
+        col(OutboxMessage.claim_token) == claim_token,
+        col(OutboxMessage.status) == "pending",
+    )
 
 
 def _claimed(row: OutboxMessage) -> ClaimedEmail:

@@ -18,14 +18,20 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from intake.received import Receipt, SameForm, raise_if_waiting, receive_concern
+from intake.received import (
+    Receipt,
+    SameForm,
+    raise_if_waiting,
+    receive_concern,
+    seal,
+    unseal,
+)
 from intake.submission import Channel
 from intake.web import form_fields
 from intake.web.context import WebContext
@@ -155,7 +161,6 @@ def router(context: WebContext) -> APIRouter:
             try:
                 context.limits.hit("submissions", context.limits.client(request))
             except RateLimited as limited:
-                minutes = max(1, (limited.retry_after_seconds + 59) // 60)
                 return show_form(
                     request,
                     known,
@@ -163,8 +168,8 @@ def router(context: WebContext) -> APIRouter:
                     status_code=429,
                     problem=(
                         "You have sent too many concerns from here in a short time. Your "
-                        f"concern has not been sent yet: try again in {minutes} "
-                        f"minute{'s' if minutes != 1 else ''}. What you entered is below."
+                        f"concern has not been sent yet: try again in {limited.wait}. What you "
+                        "entered is below."
                     ),
                     headers=limited.headers,
                 )
@@ -264,10 +269,8 @@ def router(context: WebContext) -> APIRouter:
 
 
 def _seal_code(key: str, code: str, reference: str) -> str:
-    """The code sealed (AES-GCM, bound to its reference) as text for the session."""
-    nonce = secrets.token_bytes(12)
-    sealed = AESGCM(_aes_key(key)).encrypt(nonce, code.encode(), reference.encode())
-    return base64.urlsafe_b64encode(nonce + sealed).decode()
+    """The code sealed (bound to its reference) as text for the session."""
+    return base64.urlsafe_b64encode(seal(_aes_key(key), code, bound_to=reference)).decode()
 
 
 def _unseal_code(keys: Iterable[str], sealed: str, reference: str) -> str | None:
@@ -278,7 +281,7 @@ def _unseal_code(keys: Iterable[str], sealed: str, reference: str) -> str | None
         return None
     for key in keys:
         try:
-            return AESGCM(_aes_key(key)).decrypt(raw[:12], raw[12:], reference.encode()).decode()
+            return unseal(_aes_key(key), raw, bound_to=reference)
         except (InvalidTag, ValueError):
             continue
     return None

@@ -101,11 +101,9 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
             )
         heading, paragraphs = ERROR_PAGES[error.status_code]
         if isinstance(error, RateLimited):
-            minutes = max(1, (error.retry_after_seconds + 59) // 60)
             paragraphs = (
                 *paragraphs,
-                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}. "
-                "Nothing was sent. Go back to find what you entered.",
+                f"Try again in {error.wait}. Nothing was sent. Go back to find what you entered.",
             )
         response = page(
             context.templates,

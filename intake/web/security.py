@@ -86,6 +86,12 @@ class RateLimited(HTTPException):
         )
         self.retry_after_seconds = retry_after_seconds
 
+    @property
+    def wait(self) -> str:
+        """How long to wait, in whole minutes, as a person reads it: "1 minute", "3 minutes"."""
+        minutes = max(1, (self.retry_after_seconds + 59) // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
 
 @dataclass(frozen=True)
 class RateLimitRules:
