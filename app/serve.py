@@ -365,6 +365,9 @@ async def _serve(
             # Our own access log (intake.web.security.AccessLog) names the route only: uvicorn's
             # would record client addresses and query strings (status links carry tokens).
             access_log=False,
+            # The client address behind a reverse proxy, for the rate limits (never recorded).
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
         )
     )

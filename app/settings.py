@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import date, time
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +33,11 @@ class Settings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, as addresses or
+    # networks separated by commas ("*": any, only when nothing but the proxy can reach the
+    # port). Behind a proxy not listed, every learner seems to come from the proxy's address and
+    # shares its rate limits.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     mailbox_address: str = "escalating-concerns@localhost"
@@ -91,6 +97,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"'{value}' is not a rate limit such as 10/10 minutes or 30/hour"
             ) from None
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",")):
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"'{entry}' is not an IP address or network such as 10.0.0.5 or 10.0.0.0/24"
+                ) from None
         return value
 
     @field_validator("timezone")

@@ -123,11 +123,14 @@ def server_env(folder: Path, *, database: Path, http_port: int, smtp_port: int) 
     return env
 
 
-def start_server(folder: Path, *, database: Path | None = None) -> Server:
+def start_server(
+    folder: Path, *, database: Path | None = None, settings: dict[str, str] | None = None
+) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     database = database or folder / "c.db"
     http_port, smtp_port = free_ports(2)
     env = server_env(folder, database=database, http_port=http_port, smtp_port=smtp_port)
+    env.update(settings or {})
     # The child keeps its own copies of these descriptors; ours can close at once.
     with (folder / "stdout.txt").open("wb") as out, (folder / "stderr.txt").open("wb") as err:
         process = subprocess.Popen(
@@ -384,6 +387,34 @@ def test_healthz_says_unavailable_without_detail_when_the_database_is_down(
     assert (health.status_code, health.json()) == (503, {"status": "unavailable"})
     assert scrape.status_code == 200 and "concerns_database_up 0.0" in scrape.text
     broken.dispose()
+
+
+@pytest.mark.parametrize(
+    ("trusted", "separate"),
+    [("127.0.0.1,::1", True), ("10.20.30.40", False)],
+    ids=["the proxy is listed", "another proxy is listed"],
+)
+def test_learners_behind_a_listed_proxy_have_their_own_rate_limits(
+    tmp_path: Path, servers: list[Server], trusted: str, separate: bool
+) -> None:
+    """Behind a reverse proxy, the learner's address comes from X-Forwarded-For, but only when
+    the proxy is one the operator listed: anyone else could write that header."""
+    server = start_server(
+        tmp_path,
+        settings={
+            "CONCERNS_FORWARDED_ALLOW_IPS": trusted,
+            "CONCERNS_STATUS_LOOKUP_RATE_LIMIT": "2/15 minutes",
+        },
+    )
+    servers.append(server)
+
+    def follow_a_stale_link(learner: str) -> int:
+        headers = {"X-Forwarded-For": learner}
+        return httpx.get(f"{server.url}/concerns/status/link/stale", headers=headers).status_code
+
+    assert [follow_a_stale_link("203.0.113.5") for _ in range(3)] == [400, 400, 429]
+    assert follow_a_stale_link("203.0.113.6") == (400 if separate else 429)
+    assert server.stop(timeout=10) == 0
 
 
 def test_one_port_given_for_both_http_and_smtp_is_a_clear_error(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ def test_previous_secret_keys_are_read_space_separated_and_never_shown(
         ("reminder_fraction", "1.5"),
         ("holidays", "XX-YY"),
         ("extra_closed_days", "29/12/2026"),
+        ("forwarded_allow_ips", "10.0.0.5, proxy.example.nhs.uk"),
+        ("forwarded_allow_ips", "10.0.0.0/33"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(
@@ -84,6 +86,11 @@ def test_a_bad_setting_is_refused_by_name(
     monkeypatch.setenv(f"CONCERNS_{name.upper()}", value)
     with pytest.raises(ValidationError, match=name):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_proxy_addresses_may_be_addresses_networks_or_anyone() -> None:
+    for value in ("10.0.0.5", "10.0.0.0/24, 2001:db8::/32", "*", "127.0.0.1,::1"):
+        assert Settings(_env_file=None, forwarded_allow_ips=value).forwarded_allow_ips == value  # type: ignore[call-arg]
 
 
 def test_the_calendar_follows_the_settings() -> None:
