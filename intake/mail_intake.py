@@ -182,6 +182,15 @@ def _process(
         )
     if parsed.from_address == threading.mailbox.lower():
         return _Outcome("ignored", "mail from our own address, not answered", None, "ignored")
+    twin = inbox.earlier_copy(session, row, author=parsed.from_address)
+    if twin is not None:
+        return _Outcome(
+            "ignored",
+            f"a second copy of stored email {twin} (same sender and Message-ID, another route): "
+            "not acted on again",
+            None,
+            "ignored",
+        )
 
     places = (*parsed.token_places, *row.rcpt_tos)
     for outbox_id in sorted(

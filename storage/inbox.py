@@ -140,6 +140,35 @@ def claim_pending(session: Session, *, message_id: int) -> InboundMessage | None
     return session.exec(statement).first()
 
 
+def earlier_copy(session: Session, row: InboundMessage, *, author: str) -> int | None:
+    """The id of another copy of this email already dealt with: the same Message-ID from the same
+    author that came by another route (a forwarder that rewrites the envelope sender, so storing
+    kept both). None when there is none, or the email has no Message-ID.
+
+    The first copy stored is locked while looking, so instances processing two copies at once
+    take turns, and the later one sees what the first did.
+    """
+    if not row.message_id:
+        return None
+    same_email = col(InboundMessage.message_id) == row.message_id
+    first = select(InboundMessage.id).where(same_email).order_by(col(InboundMessage.id)).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        first = first.with_for_update()
+    session.exec(first).first()
+    found = session.exec(
+        select(InboundMessage.id)
+        .where(
+            same_email,
+            col(InboundMessage.id) != row.id,
+            col(InboundMessage.status) != "received",
+            func.lower(col(InboundMessage.from_address)) == author.lower(),
+        )
+        .order_by(col(InboundMessage.id))
+        .limit(1)
+    ).first()
+    return None if found is None else int(found)
+
+
 def record_failed_attempt(
     engine: Engine, *, message_id: int, error: str, now: datetime, give_up_after: int
 ) -> None:

@@ -400,7 +400,11 @@ class InboundMessage(SQLModel, table=True):
     """
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (Index("ix_inbound_pending", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_inbound_pending", "status", "received_at"),
+        # Copies of one email that came by different routes are found by their Message-ID.
+        Index("ix_inbound_message_id", "message_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     # The same Message-ID from the same envelope sender (or, without one, the same bytes) is

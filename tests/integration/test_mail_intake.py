@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -10,10 +12,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from intake.emails import header_message_id
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
-from storage import inbox, repositories
-from storage.db import transaction
+from storage import inbox, migrate, repositories
+from storage.db import create_db_engine, transaction
 from storage.inbox import Received, store_received
 from storage.tables import Concern, Event, InboundMessage, Learner, OutboxMessage
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
@@ -662,6 +665,114 @@ def test_the_same_message_delivered_twice_is_processed_once(db: Engine) -> None:
     report = deliver(db, raw)
     assert report.processed == 0
     only_concern(db)
+
+
+FORWARDER = "SRS0=x7Kq=TZ=student.example.ac.uk=jane.smith@forwarder.example.org"
+
+
+def store_by_route(engine: Engine, raw: bytes, *, mail_from: str, now: datetime) -> None:
+    """Store one delivery as the mailbox does, Message-ID read from the message."""
+    store_received(
+        engine,
+        [
+            Received(
+                mail_from=mail_from,
+                rcpt_tos=(MAILBOX,),
+                raw=raw,
+                message_id=header_message_id(raw),
+            )
+        ],
+        now=now,
+    )
+
+
+def kept_rows(engine: Engine) -> list[InboundMessage]:
+    with transaction(engine) as session:
+        return list(session.exec(select(InboundMessage).order_by(col(InboundMessage.id))).all())
+
+
+def test_one_email_that_also_came_through_a_forwarder_is_one_concern(db: Engine) -> None:
+    """A forwarder that rewrites the envelope sender (SRS) makes a second delivery storing
+    cannot tell apart; the copy is kept, byte for byte, and not acted on again."""
+    raw = email()
+    forwarded = b"Received: from forwarder.example.org by mx.example.nhs.uk\r\n" + raw
+    store_by_route(db, raw, mail_from=LEARNER, now=MONDAY_MORNING)
+    store_by_route(db, forwarded, mail_from=FORWARDER, now=MONDAY_MORNING)
+    report = process_pending(engine=db, policy=policy(), threading=THREADING, now=MONDAY_MORNING)
+    assert (report.processed, report.ignored) == (2, 1)
+    only_concern(db)
+    assert len(outbox(db, kind="learner_ack")) == 1
+    first, second = kept_rows(db)
+    assert (first.status, second.status) == ("processed", "ignored")
+    assert second.raw == forwarded and second.concern_id is None
+    assert f"a second copy of stored email {first.id}" in (second.outcome or "")
+
+
+def test_a_reply_that_came_by_two_routes_adds_its_information_once(db: Engine) -> None:
+    store_by_route(db, email(), mail_from=LEARNER, now=MONDAY_MORNING)
+    process_pending(engine=db, policy=policy(), threading=THREADING, now=MONDAY_MORNING)
+    (ack,) = outbox(db, kind="learner_ack")
+    later = MONDAY_MORNING + timedelta(hours=1)
+    reply = reply_to(ack, body="It happened again last night.")
+    store_by_route(db, reply, mail_from=FORWARDER, now=later)
+    store_by_route(db, reply, mail_from=LEARNER, now=later)
+    report = process_pending(engine=db, policy=policy(), threading=THREADING, now=later)
+    assert (report.replies, report.ignored) == (1, 1)
+    kinds = [event.kind for event in events(db, only_concern(db).id or 0)]
+    assert kinds.count("learner_added_information") == 1
+
+
+def test_the_same_message_id_from_someone_else_is_not_a_copy(db: Engine) -> None:
+    """Only the same author's email is a copy: a Message-ID alone proves nothing."""
+    raw = email()
+    other = raw.replace(LEARNER.encode(), b"sam.jones@student.example.ac.uk")
+    store_by_route(db, raw, mail_from=LEARNER, now=MONDAY_MORNING)
+    store_by_route(db, other, mail_from="sam.jones@student.example.ac.uk", now=MONDAY_MORNING)
+    report = process_pending(engine=db, policy=policy(), threading=THREADING, now=MONDAY_MORNING)
+    assert (report.processed, report.ignored) == (2, 0)
+    with transaction(db) as session:
+        assert len(repositories.all_concerns(session)) == 2
+
+
+@pytest.fixture
+def shared_db(postgres_url: str) -> Iterator[Engine]:
+    """PostgreSQL, which several instances share (on SQLite one process does all the work)."""
+    engine = create_db_engine(postgres_url)
+    migrate.upgrade(engine)
+    load_example_directory(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_two_instances_processing_two_copies_at_once_act_once(shared_db: Engine) -> None:
+    """One instance holds the first copy while another reaches the second: the second waits for
+    the first to finish, then sees it was a copy."""
+    db = shared_db
+    raw = email()
+    store_by_route(db, raw, mail_from=LEARNER, now=MONDAY_MORNING)
+    store_by_route(db, raw, mail_from=FORWARDER, now=MONDAY_MORNING)
+    first = kept_rows(db)[0]
+    results: list[IntakeReport] = []
+    with transaction(db) as session:
+        held = inbox.claim_pending(session, message_id=first.id or 0)
+        assert held is not None
+        other = threading.Thread(
+            target=lambda: results.append(
+                process_pending(engine=db, policy=policy(), threading=THREADING, now=MONDAY_MORNING)
+            )
+        )
+        other.start()
+        other.join(timeout=1.5)
+        assert other.is_alive(), "the second copy waits for the first"
+        # This instance finishes the first copy (as processing does) and commits.
+        held.status, held.from_address, held.outcome = "processed", LEARNER, "a new concern"
+    other.join(timeout=20)
+    assert not other.is_alive()
+    (report,) = results
+    assert (report.processed, report.ignored) == (1, 1)
+    with transaction(db) as session:
+        assert repositories.all_concerns(session) == []
+    assert kept_rows(db)[1].status == "ignored"
 
 
 def test_a_placement_named_in_the_reply_routes_the_concern_to_its_people(db: Engine) -> None:
