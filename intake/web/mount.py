@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import itsdangerous
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import Session, SessionMiddleware
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intake.web import assets, form, start, status
 from intake.web.context import WebContext
 from intake.web.security import AccessLog, BodyLimit, RateLimited, SecurityHeaders
 from intake.web.templating import page
+
+log = logging.getLogger(__name__)
 
 SLACK_MAX_BODY_BYTES = 2 * 1024 * 1024
 
@@ -40,6 +44,65 @@ ERROR_PAGES: dict[int, tuple[str, tuple[str, ...]]] = {
         ("For your security, you need to wait before you try again.",),
     ),
 }
+# The NHS service manual's "there is a problem with the service" page: no code, no cause, and
+# nothing promised that is not known (whether what was being sent was saved is not).
+SERVER_ERROR_HEADING = "Sorry, there is a problem with the service"
+SERVER_ERROR_PARAGRAPHS = ("Try again later.",)
+
+
+class _UnexpectedErrors:
+    """An exception no route handled: logged with its traceback, and answered with the NHS error
+    page (bare JSON on machine paths), revealing nothing of it.
+
+    Starlette's own handler for exceptions sits outside every middleware, so its answer would
+    miss the security headers: this one sits inside SecurityHeaders (and outside the body
+    limit, which answers its own 413)."""
+
+    def __init__(self, app: ASGIApp, *, templates: Jinja2Templates) -> None:
+        self.app = app
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise  # too late for a page: the server ends the response (and logs it)
+            # The route's template, never the path: a path can carry a status link's token.
+            route = getattr(scope.get("route"), "path", None) or "(no route)"
+            log.exception("unexpected error answering %s %s", scope["method"], route)
+            response = self._answer(scope)
+            response.headers["Cache-Control"] = "no-store"
+            await response(scope, receive, send)
+
+    def _answer(self, scope: Scope) -> Response:
+        if str(scope["path"]).startswith(MACHINE_PREFIXES):
+            return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+        try:
+            return self.templates.TemplateResponse(
+                Request(scope),
+                "error.html",
+                {
+                    "heading": SERVER_ERROR_HEADING,
+                    "paragraphs": SERVER_ERROR_PARAGRAPHS,
+                    "link": {"href": "/", "text": "Go to the start page"},
+                },
+                status_code=500,
+            )
+        except Exception:
+            log.exception("the error page could not be shown")
+            return PlainTextResponse(f"{SERVER_ERROR_HEADING}. Try again later.", status_code=500)
 
 
 class _Sessions(SessionMiddleware):
@@ -89,7 +152,8 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
     # Slack sends a modal's whole view back with each submission: a directory's option lists
     # can make that several hundred KB.
     app.add_middleware(BodyLimit, larger={"/slack/events": SLACK_MAX_BODY_BYTES})
-    # Outside the body limit, so its 413 and 400 answers carry the security headers too.
+    app.add_middleware(_UnexpectedErrors, templates=context.templates)
+    # Outside the body limit and the error page, so their answers carry the security headers too.
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
 

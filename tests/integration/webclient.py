@@ -45,12 +45,22 @@ def make_app(
 
 
 class WebClient:
-    """One browser's requests: cookies persist between calls; redirects are not followed."""
+    """One browser's requests: cookies persist between calls; redirects are not followed.
+    With `raise_app_exceptions=False`, an exception the app lets out is met as a browser meets
+    it (whatever the server then sends) instead of raised in the test."""
 
-    def __init__(self, app: FastAPI, base_url: str = "http://testserver") -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        base_url: str = "http://testserver",
+        *,
+        raise_app_exceptions: bool = True,
+    ) -> None:
         self._runner = asyncio.Runner()
         self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=base_url, follow_redirects=False
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions),
+            base_url=base_url,
+            follow_redirects=False,
         )
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
@@ -86,8 +96,10 @@ class WebClient:
 
 
 @contextmanager
-def web_client(app: FastAPI, base_url: str = "http://testserver") -> Iterator[WebClient]:
-    client = WebClient(app, base_url)
+def web_client(
+    app: FastAPI, base_url: str = "http://testserver", *, raise_app_exceptions: bool = True
+) -> Iterator[WebClient]:
+    client = WebClient(app, base_url, raise_app_exceptions=raise_app_exceptions)
     try:
         yield client
     finally:
