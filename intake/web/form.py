@@ -226,7 +226,7 @@ def router(context: WebContext) -> APIRouter:
             ),
             "sent_at": context.clock().timestamp(),
             "pathway": receipt.pathway,
-            "placement_matched": _placement_chosen(outcome.values),
+            "placement": _placement_listed(outcome.values),
             "confidentiality": concern.confidentiality.value,
         }
         return RedirectResponse("/concerns/confirmation", status_code=303)
@@ -261,7 +261,7 @@ def router(context: WebContext) -> APIRouter:
                 "pathway_words": form_fields.PATHWAY_WORDS.get(
                     pathway if isinstance(pathway, int) else 0
                 ),
-                "placement_matched": flash.get("placement_matched") is not False,
+                "placement": _placement_shown(flash),
             },
         )
 
@@ -417,9 +417,22 @@ class _Places:
         return directory
 
 
-def _placement_chosen(values: dict[str, str]) -> bool:
-    """Whether both the organisation and the department were picked from the directory."""
-    return all(values.get(name) not in ("", form_fields.NOT_LISTED) for name in PLACE_FIELDS)
+def _placement_listed(values: dict[str, str]) -> str:
+    """How much of the placement was picked from the directory: "listed" (the organisation and
+    the department), "department_not_listed" (the organisation only) or "not_listed"."""
+    picked = {name for name in PLACE_FIELDS if values.get(name) not in ("", form_fields.NOT_LISTED)}
+    if picked == PLACE_FIELDS:
+        return "listed"
+    return "department_not_listed" if "organisation" in picked else "not_listed"
+
+
+def _placement_shown(flash: Mapping[str, Any]) -> str:
+    """The confirmation's placement case (a confirmation stored before there were three says
+    only whether the whole placement was picked)."""
+    placement = flash.get("placement")
+    if placement in ("listed", "department_not_listed", "not_listed"):
+        return str(placement)
+    return "listed" if flash.get("placement_matched") is not False else "not_listed"
 
 
 def _by_name(rows: Iterable[_Named]) -> list[_Named]:

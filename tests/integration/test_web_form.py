@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import re
 import threading
 from collections.abc import Iterator
@@ -239,6 +240,115 @@ def test_a_placement_not_in_the_directory_is_kept_in_the_learners_words(
     assert concern.organisation_id is None
     assert concern.placement_text == "Clinic B, Hilltop Clinic, Hilltop Health"
     assert "could not find your placement" in page
+
+
+UNLISTED_PLACE = {
+    "organisation": "not-listed",
+    "department": "not-listed",
+    "organisation-other": "Hilltop Health",
+    "department-other": "Clinic B",
+}
+UNLISTED_DEPARTMENT = {"department": "not-listed", "department-other": "The new day unit"}
+SENT_TO_PLACEMENT = "We have sent your concern to your placement"
+QUALITY_TEAM_PLACES_IT = (
+    "We could not find your placement in our list, so we have sent your concern to the "
+    "regional quality team. They will find the right people at your placement and pass it on "
+    "to them."
+)
+
+
+def told_first(engine: Engine, reference: str) -> list[str]:
+    """Who was sent the new concern (by email)."""
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        return sorted(
+            session.exec(
+                select(OutboxMessage.recipient_address).where(
+                    OutboxMessage.concern_id == concern.id,
+                    OutboxMessage.kind == "new_concern",
+                    OutboxMessage.channel == "email",
+                )
+            ).all()
+        )
+
+
+def what_happens_next(page: str) -> str:
+    """The confirmation's words from "What happens next" on, tags and spacing dropped."""
+    after = page.split("What happens next", 1)[1]
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", after)).split())
+
+
+@pytest.mark.parametrize(
+    ("changes", "says", "never_says", "told"),
+    [
+        pytest.param(
+            {},
+            [SENT_TO_PLACEMENT + ": the department's supervisor or clinical tutor"],
+            ["could not find", "quality team will"],
+            ["jordan.sample@vale-general.example.nhs.uk"],
+            id="listed",
+        ),
+        pytest.param(
+            UNLISTED_PLACE,
+            [QUALITY_TEAM_PLACES_IT],
+            [SENT_TO_PLACEMENT, "could not find your department"],
+            ["quality.northvale@example.nhs.uk"],
+            id="organisation-not-listed",
+        ),
+        pytest.param(
+            UNLISTED_DEPARTMENT,
+            [
+                "We could not find your department in our list, so we have sent your concern to "
+                "your organisation's clinical tutor or Freedom to Speak Up guardian. They will "
+                "deal with it or pass it on to the right people in your department."
+            ],
+            [SENT_TO_PLACEMENT, "could not find your placement", "quality team will"],
+            ["dme@vale-general.example.nhs.uk"],
+            id="department-not-listed",
+        ),
+        pytest.param(
+            {**UNLISTED_PLACE, "about-supervisor": "yes"},
+            [
+                "We have sent your concern to your school or university",
+                "We could not find your placement in our list, so they will see it as you "
+                "described it.",
+            ],
+            [SENT_TO_PLACEMENT, "quality team will"],
+            ["ellis.sampleton@example.nhs.uk"],
+            id="not-listed-at-pathway-2",
+        ),
+        pytest.param(
+            {"raised-before": "pathway1_and_2"},
+            [
+                "We have sent your concern to NHS England",
+                "This is the highest level. If feedback is late, the regional quality team is "
+                "told.",
+            ],
+            ["could not find", "moves up to the next step"],
+            ["morgan.example@example.nhs.uk", "quality.northvale@example.nhs.uk"],
+            id="at-pathway-3",
+        ),
+    ],
+)
+def test_the_confirmation_says_one_true_thing_about_where_the_concern_went(
+    engine: Engine,
+    client: WebClient,
+    changes: dict[str, str],
+    says: list[str],
+    never_says: list[str],
+    told: list[str],
+) -> None:
+    page = confirmed(client, send(client, **changes))
+    reference = REFERENCE.search(page)
+    assert reference
+    # What the page says is what happened.
+    assert told_first(engine, reference.group(1)) == told
+    words = what_happens_next(page)
+    for sentence in says:
+        assert sentence in words
+    for sentence in never_says:
+        assert sentence not in words
 
 
 def _learners(engine: Engine) -> int:
