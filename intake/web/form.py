@@ -38,19 +38,22 @@ from intake.web.context import WebContext
 from intake.web.form_fields import Directory, Outcome
 from intake.web.security import CSRF_FIELD, RateLimited, require_csrf
 from intake.web.templating import page
+from routing.model import Confidentiality
 from storage.db import transaction
 from storage.tables import Department, Organisation, Site
 
 log = logging.getLogger(__name__)
 
 # The session key of the one-time confirmation: popped by the first view of the page. The
-# session cookie is signed, not encrypted, so an anonymous learner's code is sealed in it (under
-# a key made from the secret key): a cookie read off a shared computer's browser does not give
-# it away. And the confirmation is shown only this soon after sending: a cookie saved from
-# then and sent again later shows nothing.
+# session cookie is signed, not encrypted, so an anonymous learner's code, and the email address
+# a named or confidential learner gave, are sealed in it (under keys made from the secret key):
+# a cookie read off a shared computer's browser does not give them away. And the confirmation is
+# shown only this soon after sending: a cookie saved from then and sent again later shows
+# nothing.
 FLASH_KEY = "confirmation"
 CONFIRMATION_SHOWN_WITHIN = timedelta(minutes=10)
 CODE_SEAL_PURPOSE = "confirmation code"
+EMAIL_SEAL_PURPOSE = "confirmation email"
 # Each form drawn carries a one-time key: the same form sent again soon after (a second press of
 # Send without JavaScript, a browser resending) is answered with the first one's receipt, by this
 # process while the first is being stored, and by the database on every instance.
@@ -217,11 +220,23 @@ def router(context: WebContext) -> APIRouter:
                     "sent. What you entered is below: try again in a few minutes."
                 ),
             )
+        # Where the acknowledgement and its status link go: shown so that a mistyped address is
+        # noticed (an anonymous concern keeps none).
+        email = (
+            concern.learner.email
+            if concern.confidentiality is not Confidentiality.ANONYMOUS
+            else None
+        )
         request.session[FLASH_KEY] = {
             "reference": receipt.reference,
             "sealed_code": (
-                _seal_code(context.keys_for(CODE_SEAL_PURPOSE)[-1], receipt.code, receipt.reference)
+                _seal(context.keys_for(CODE_SEAL_PURPOSE)[-1], receipt.code, receipt.reference)
                 if receipt.code
+                else None
+            ),
+            "sealed_email": (
+                _seal(context.keys_for(EMAIL_SEAL_PURPOSE)[-1], email, receipt.reference)
+                if email
                 else None
             ),
             "sent_at": context.clock().timestamp(),
@@ -242,8 +257,15 @@ def router(context: WebContext) -> APIRouter:
             return page(context.templates, request, "confirmation.html", {"shown": True})
         sealed = flash.get("sealed_code")
         code = (
-            _unseal_code(context.keys_for(CODE_SEAL_PURPOSE), sealed, flash["reference"])
+            _unseal(context.keys_for(CODE_SEAL_PURPOSE), sealed, flash["reference"])
             if isinstance(sealed, str)
+            else None
+        )
+        anonymous = flash.get("confidentiality") == "anonymous"
+        sealed_email = flash.get("sealed_email")
+        email = (
+            _unseal(context.keys_for(EMAIL_SEAL_PURPOSE), sealed_email, flash["reference"])
+            if isinstance(sealed_email, str) and not anonymous
             else None
         )
         pathway = flash.get("pathway")
@@ -255,7 +277,8 @@ def router(context: WebContext) -> APIRouter:
                 "shown": False,
                 "reference": flash["reference"],
                 "code": code,
-                "anonymous": flash.get("confidentiality") == "anonymous",
+                "email": email,
+                "anonymous": anonymous,
                 "confidential": flash.get("confidentiality") == "confidential",
                 "pathway": pathway,
                 "pathway_words": form_fields.PATHWAY_WORDS.get(
@@ -268,13 +291,13 @@ def router(context: WebContext) -> APIRouter:
     return routes
 
 
-def _seal_code(key: str, code: str, reference: str) -> str:
-    """The code sealed (bound to its reference) as text for the session."""
-    return base64.urlsafe_b64encode(seal(_aes_key(key), code, bound_to=reference)).decode()
+def _seal(key: str, text: str, reference: str) -> str:
+    """A code or an address sealed (bound to its reference) as text for the session."""
+    return base64.urlsafe_b64encode(seal(_aes_key(key), text, bound_to=reference)).decode()
 
 
-def _unseal_code(keys: Iterable[str], sealed: str, reference: str) -> str | None:
-    """The code `_seal_code` sealed under any of `keys`; None if none opens it."""
+def _unseal(keys: Iterable[str], sealed: str, reference: str) -> str | None:
+    """What `_seal` sealed under any of `keys`; None if none opens it."""
     try:
         raw = base64.urlsafe_b64decode(sealed.encode())
     except (binascii.Error, ValueError):

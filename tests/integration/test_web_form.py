@@ -221,6 +221,63 @@ def test_the_code_cannot_be_read_from_the_cookie_nor_shown_again_later_with_a_sa
         assert code.group(1) not in again and "already been shown" in again
 
 
+LEARNER_EMAIL = "priya.testlearner@example.nhs.uk"
+EMAIL_SENT_TO = f"We have sent a confirmation email to {LEARNER_EMAIL}."
+NOT_YOUR_EMAIL = "If this is not your email address, write down your reference now"
+
+
+def _words(page: str) -> str:
+    """The page's text as read: tags dropped, spacing collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", page)).split())
+
+
+@pytest.mark.parametrize("confidentiality", ["named", "confidential"])
+def test_the_confirmation_shows_where_the_acknowledgement_was_sent(
+    engine: Engine, confidentiality: str
+) -> None:
+    now = [MONDAY_MORNING]
+    with web_client(make_app(engine, clock=lambda: now[0])) as client:
+        sent = send(client, confidentiality=confidentiality)
+        saved = client.cookie_header()
+        page = confirmed(client, sent)
+        words = _words(page)
+        assert EMAIL_SENT_TO in words
+        assert f'<strong id="email">{LEARNER_EMAIL}</strong>' in page
+        assert NOT_YOUR_EMAIL in words and "raise your concern again" in words
+        reference = REFERENCE.search(page)
+        assert reference
+        # It is where the acknowledgement (and its status link) really went.
+        with transaction(engine) as session:
+            acknowledged = session.exec(
+                select(OutboxMessage.recipient_address).where(
+                    OutboxMessage.concern_id == stored(engine, reference.group(1)).id,
+                    OutboxMessage.kind == "learner_ack",
+                )
+            ).all()
+        assert acknowledged == [LEARNER_EMAIL]
+        # The signed (not encrypted) session cookie does not give the address away...
+        payload = saved.split("=", 1)[1].split(".")[0]
+        readable = base64.b64decode(payload + "=" * (-len(payload) % 4)).decode()
+        assert "confirmation" in readable and "testlearner" not in readable
+        # ... the page shows it once ...
+        assert LEARNER_EMAIL not in client.get("/concerns/confirmation").text
+        # ... and a cookie saved from then shows nothing once the few minutes are over.
+        now[0] += timedelta(minutes=11)
+        client.set_cookie("concerns_session", saved.split("=", 1)[1])
+        again = client.get("/concerns/confirmation").text
+        assert LEARNER_EMAIL not in again and "already been shown" in again
+    # Another browser never sees it.
+    with web_client(make_app(engine, clock=lambda: MONDAY_MORNING)) as other:
+        assert LEARNER_EMAIL not in other.get("/concerns/confirmation").text
+
+
+def test_an_anonymous_confirmation_mentions_no_email(engine: Engine, client: WebClient) -> None:
+    page = confirmed(client, send(client, confidentiality="anonymous", name="", email=""))
+    words = _words(page)
+    assert "confirmation email" not in words and NOT_YOUR_EMAIL not in words
+    assert 'id="email"' not in page and "@" not in words.split("Concern sent", 1)[1]
+
+
 def test_a_placement_not_in_the_directory_is_kept_in_the_learners_words(
     engine: Engine, client: WebClient
 ) -> None:
