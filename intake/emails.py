@@ -77,6 +77,9 @@ _MESSAGE_ID = re.compile(r"<[^<>\s]{1,996}>")
 # RFC 2045 tokens, lower-cased by the parser; anything else (a NUL, a space) is not a type.
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$%&'*+^_`{|}~.-]+/[a-z0-9!#$%&'*+^_`{|}~.-]+")
 _FIRST_WORD = re.compile(r"\s*([A-Za-z0-9_.-]+)")
+# An address someone wrote into a display name: '"Jane Smith (jane@nhs.net)" <jane@nhs.net>'.
+_ADDRESS_IN_NAME = re.compile(r"[^\s()<>\[\]{},;:\"']*@[^\s()<>\[\]{},;:\"']*")
+_EMPTY_BRACKETS = re.compile(r"\(\s*\)|<\s*>|\[\s*\]|\{\s*\}")
 _DAEMON = re.compile(r"(?<![\w.+-])(?:mailer-daemon\b|postmaster@)", re.IGNORECASE)
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
@@ -135,7 +138,7 @@ class ParsedEmail:
     """What intake needs from one stored email; every string is clean, printable text."""
 
     from_address: str | None  # lower-cased; None unless the From header is one valid address
-    from_name: str | None
+    from_name: str | None  # the display name, without any address written into it
     to: tuple[str, ...]
     cc: tuple[str, ...]
     subject: str
@@ -149,6 +152,9 @@ class ParsedEmail:
     # The raw To, Cc, In-Reply-To and References values, where a threading token could be
     # (for `MailThreading.verified_outbox_ids`, with the envelope recipients added by the caller).
     token_places: tuple[str, ...] = ()
+    # The display name as written, addresses and all: what to take out of the text that contacts
+    # read (with from_address), never to show as the sender's name.
+    from_display_name: str | None = None
 
 
 def parse_email(raw: bytes, *, mail_from: str) -> ParsedEmail:
@@ -252,7 +258,7 @@ def _parse(raw: bytes, mail_from: str) -> ParsedEmail:
         parts_read = False
 
     values = _header_values(message)
-    from_address, from_name = _sender(values.get("from", []), headers, problems)
+    from_address, from_name, from_display_name = _sender(values.get("from", []), headers, problems)
     to = _addresses("To", values.get("to", []), headers, problems)
     cc = _addresses("Cc", values.get("cc", []), headers, problems)
     subject = _subject(values.get("subject", []), headers)
@@ -270,6 +276,7 @@ def _parse(raw: bytes, mail_from: str) -> ParsedEmail:
     return ParsedEmail(
         from_address=from_address,
         from_name=from_name,
+        from_display_name=from_display_name,
         to=to,
         cc=cc,
         subject=subject,
@@ -448,36 +455,51 @@ def _clean_text(text: str) -> tuple[str, bool]:
 
 def _sender(
     values: list[str], headers: _BoundedHeaders, problems: _Problems
-) -> tuple[str | None, str | None]:
-    """The From address and name, only when From is exactly one valid address and nothing else."""
+) -> tuple[str | None, str | None, str | None]:
+    """The From address, name and display name as written, only when From is exactly one valid
+    address and nothing else."""
     if len(values) != 1:
         problems.add("no From header" if not values else "more than one From header")
-        return None, None
+        return None, None, None
     value = values[0]
     if len(value) > _MAX_FROM_CHARS:
         problems.add("From header too long")
-        return None, None
+        return None, None, None
     header = headers("from", _utf8(value))
     addresses: tuple[Address, ...] = getattr(header, "addresses", ())
     groups: tuple[Group, ...] = getattr(header, "groups", ())
     if len(addresses) != 1 or len(groups) != 1 or groups[0].display_name:
         problems.add("From is not exactly one valid address")
-        return None, None
+        return None, None, None
     address = addresses[0]
     if not address.username or not address.domain:
         problems.add("From is not exactly one valid address")
-        return None, None
+        return None, None, None
     if header.defects and not _only_the_name_is_malformed(header, address, value, headers):
         problems.add("From is not exactly one valid address")
-        return None, None
+        return None, None, None
     try:
         checked = validate_email(address.addr_spec, check_deliverability=False)
     except Exception:  # EmailNotValidError, or anything the validator trips on
         problems.add("From is not exactly one valid address")
-        return None, None
-    name = _one_line(_display_name(address.display_name or "", problems), 200)
-    # A name that holds an address ('"victim@nhs.net" <attacker@...>') would mislead a reader.
-    return checked.normalized.lower(), (name if name and "@" not in name else None)
+        return None, None, None
+    written = _one_line(_display_name(address.display_name or "", problems), 200)
+    # A name that holds an address ('"victim@nhs.net" <attacker@...>') would mislead a reader,
+    # but clients write the sender's own address in ('"Jane Smith (jane@...)" <jane@...>'): the
+    # rest is still the learner's name, which contacts of a confidential concern must not read.
+    name = _without_addresses(written)
+    return checked.normalized.lower(), (name or None), (written or None)
+
+
+def _without_addresses(name: str) -> str:
+    """A display name with any address written into it taken out, and the brackets it was in."""
+    if "@" not in name:
+        return name
+    name = _ADDRESS_IN_NAME.sub(" ", name)
+    name = _EMPTY_BRACKETS.sub(" ", name)
+    name = " ".join(name.split()).strip(" ,;:-–—|/\\\"'")
+    # Whatever is left must have a letter in it to be a name.
+    return name if any(character.isalpha() for character in name) else ""
 
 
 def _only_the_name_is_malformed(

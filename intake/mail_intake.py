@@ -360,18 +360,20 @@ def _summary(parsed: ParsedEmail) -> str:
     subject = re.sub(r"^\s*((re|fw|fwd)\s*:\s*)+", "", parsed.subject, flags=re.IGNORECASE)
     first_line = next((line.strip() for line in parsed.text.splitlines() if line.strip()), "")
     summary = subject.strip() or first_line or "Concern raised by email"
-    summary = for_contacts(summary, name=parsed.from_name, address=parsed.from_address)
+    summary = for_contacts(summary, name=parsed.from_display_name, address=parsed.from_address)
     if len(summary) > SUMMARY_MAX:
         summary = summary[: SUMMARY_MAX - 1].rstrip() + "…"
     return summary or "Concern raised by email"
 
 
 def _description(parsed: ParsedEmail) -> str:
-    text = for_contacts(parsed.text, name=parsed.from_name, address=parsed.from_address)
+    text = for_contacts(parsed.text, name=parsed.from_display_name, address=parsed.from_address)
     if parsed.attachments:
         names = ", ".join(
             for_contacts(
-                item.filename or "unnamed", name=parsed.from_name, address=parsed.from_address
+                item.filename or "unnamed",
+                name=parsed.from_display_name,
+                address=parsed.from_address,
             )
             for item in parsed.attachments
         )
@@ -519,7 +521,7 @@ def _learner_reply(
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
     shown = for_contacts(
         text,
-        name=(learner.name if learner else None) or parsed.from_name,
+        name=(learner.name if learner else None) or parsed.from_display_name,
         address=parsed.from_address,
     )[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value

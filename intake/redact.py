@@ -36,19 +36,28 @@ def drop_signature(text: str) -> str:
 def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     """Replace the sender's address, full name and each part of their name with a marker."""
     targets: list[str] = []
-    if address:
-        targets.append(address)
-        local = address.partition("@")[0]
-        targets += [local] if len(local) >= 3 else []
-        # jane.smith@ -> jane, smith
-        targets += [part for part in re.split(r"[._\-+]", local) if len(part) >= 3]
-    if name:
-        cleaned = re.sub(r"[\"'()<>,]", " ", name)
-        targets.append(" ".join(cleaned.split()))
-        targets += [part for part in cleaned.split() if len(part) >= 3 and not _title(part)]
+    words = re.sub(r"[\"'()<>\[\],;]", " ", name or "").split()
+    # A display name may have an address written in it ('Jane Smith (jane@nhs.net)'): that
+    # address goes as the sender's does, and the rest is the name.
+    for written in [address or "", *(word for word in words if "@" in word)]:
+        targets += _address_parts(written)
+    words = [word for word in words if "@" not in word]
+    if words:
+        targets.append(" ".join(words))
+        targets += [part for part in words if len(part) >= 3 and not _title(part)]
     for target in sorted({t for t in targets if t}, key=len, reverse=True):
         text = re.sub(rf"(?<!\w){re.escape(target)}(?!\w)", REMOVED, text, flags=re.IGNORECASE)
     return text
+
+
+def _address_parts(address: str) -> list[str]:
+    """An address, its local part, and the parts of that: jane.smith@ -> jane, smith."""
+    if not address:
+        return []
+    local = address.partition("@")[0]
+    parts = [local] if len(local) >= 3 else []
+    parts += [part for part in re.split(r"[._\-+]", local) if len(part) >= 3]
+    return [address, *parts]
 
 
 def _title(word: str) -> bool:

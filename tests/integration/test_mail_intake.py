@@ -139,6 +139,36 @@ def test_attachment_names_are_redacted_like_the_text(db: Engine) -> None:
         assert "jane" not in sent.body_text.lower() and "smith" not in sent.body_text.lower()
 
 
+@pytest.mark.parametrize(
+    "sender",
+    [
+        '"Jane Smith (js1234@student.example.ac.uk)" <js1234@student.example.ac.uk>',
+        '"Smith, Jane <js1234@student.example.ac.uk>" <js1234@student.example.ac.uk>',
+        '"Jane Smith (jane.smith@nhs.example)" <js1234@student.example.ac.uk>',
+    ],
+)
+def test_a_name_written_with_an_address_in_it_is_still_the_learners_and_is_redacted(
+    db: Engine, sender: str
+) -> None:
+    """Outlook and some webmail write the address into the display name: the name is still
+    the learner's, for the dean, and contacts still must not read it in the text."""
+    body = (
+        "I am Jane Smith, a student nurse; Smith is on the rota as Jane S.\n"
+        "Write to jane.smith@nhs.example or to me here. I was left alone on nights."
+    )
+    deliver(db, email(sender=sender, body=body), mail_from="js1234@student.example.ac.uk")
+    concern = only_concern(db)
+    told = outbox(db, kind="new_concern")
+    assert told, "the placement's supervisor is told"
+    for text in (concern.summary, concern.description, *(sent.body_text for sent in told)):
+        for leak in ("jane", "smith", "js1234"):
+            assert leak not in text.lower()
+    assert "left alone on nights" in concern.description
+    with transaction(db) as session:
+        learner = session.get(Learner, concern.learner_id)
+    assert learner is not None and learner.name in ("Jane Smith", "Smith, Jane")
+
+
 def test_an_email_about_a_supervisor_starts_at_pathway_2_and_no_pathway_1_contact_is_told(
     db: Engine,
 ) -> None:

@@ -334,6 +334,15 @@ def test_broken_transfer_encodings_do_not_stop_the_reading(encoding: str, body: 
         (["From: Jane <JANE@NHS.NET>"], "jane@nhs.net", "Jane"),
         (["From: jane@nhs.net (Jane)"], "jane@nhs.net", None),
         (['From: "victim@nhs.net" <attacker@evil.example>'], "attacker@evil.example", None),
+        # Clients that write the sender's address into the name: the rest is still the name.
+        (['From: "Jane Smith (jane@nhs.net)" <jane@nhs.net>'], "jane@nhs.net", "Jane Smith"),
+        (['From: "Smith, Jane <jane@nhs.net>" <jane@nhs.net>'], "jane@nhs.net", "Smith, Jane"),
+        (['From: "jane@nhs.net" <jane@nhs.net>'], "jane@nhs.net", None),
+        (
+            ['From: "Jane - victim@nhs.net" <attacker@evil.example>'],
+            "attacker@evil.example",
+            "Jane",
+        ),
         (
             ["From: =?utf-8?q?victim@nhs.net?= <attacker@evil.example>"],
             "attacker@evil.example",
@@ -377,6 +386,12 @@ def test_the_sender_is_one_strictly_valid_address_or_none(
     assert parsed.from_name == name
     if address is None:
         assert parsed.problems
+
+
+def test_the_display_name_as_written_is_kept_for_redaction_addresses_and_all() -> None:
+    parsed = parse(raw_mail('From: "Jane Smith (jane@nhs.net)" <js1@nhs.net>', "Subject: x"))
+    assert parsed.from_name == "Jane Smith"
+    assert parsed.from_display_name == "Jane Smith (jane@nhs.net)"
 
 
 def test_to_and_cc_skip_what_is_not_an_address() -> None:

@@ -49,3 +49,11 @@ def test_for_contacts_does_both() -> None:
     result = for_contacts(text, name="Sam Jones", address="sam.jones@uni.example.ac.uk")
     assert "Sam" not in result and "Jones" not in result
     assert "No mentor for 3 weeks." in result
+
+
+def test_an_address_written_in_the_name_goes_as_the_senders_does() -> None:
+    text = "I am Jane Smith (jsmith@nhs.example); jsmith on the rota, x9 on the ward."
+    result = redact_identity(
+        text, name="Jane Smith (jsmith@nhs.example)", address="x9@student.example.ac.uk"
+    )
+    assert result == (f"I am {REMOVED} ({REMOVED}); {REMOVED} on the rota, x9 on the ward.")
