@@ -533,7 +533,8 @@ def _learner_reply(
         inbound_id=id_of(row),
         now=now,
     )
-    answers = read_answers(text)
+    # The whole reply: answers may be written under our questions in the quote.
+    answers = read_answers(parsed.text)
     done = [f"learner's reply kept on {concern.reference}"]
     changes = record_learner_answers(
         session=session,

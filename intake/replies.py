@@ -28,6 +28,7 @@ _OUTLOOK_FROM = re.compile(r"^\s*\**From:\**\s", re.IGNORECASE)
 _OUTLOOK_SENT = re.compile(r"^\s*\**(?:Sent|Date):\**\s", re.IGNORECASE)
 _OUTLOOK_BLOCK_LINES = 4  # Sent: follows From: within this many lines
 _QUOTED = re.compile(r"^\s*>")
+_QUOTE_MARKS = re.compile(r"^\s*(?:>\s?)+")
 # Our own links and tokens, whole words, wherever they are left in what a reply keeps: a learner's
 # status link opens their concern, and the text is shown to the people handling it.
 _OUR_LINKS = re.compile(rf"(?<!\S)\S*?(?:{re.escape(LINK_PATH)}|{TOKEN.pattern})\S*", re.IGNORECASE)
@@ -136,7 +137,8 @@ def strip_quoted(text: str) -> str:
 
 
 def read_answers(text: str) -> Answers:
-    """The answers in a reply, read only from what the learner wrote, never from a quote."""
+    """The answers in a reply, read only from what the learner wrote, never from a quote:
+    `Label: answer` lines, then answers written under our questions in the quote."""
     lines = _written(text).split("\n")
     answers: dict[str, str | None] = {}
     for line in lines:
@@ -146,6 +148,9 @@ def read_answers(text: str) -> Answers:
             match = _LABELS[key].match(line)
             if match:
                 answers[key] = _answer(question, match.group("value"))
+    for key, value in _inline_answers(text):
+        if answers.get(key) is None:
+            answers[key] = _answer(QUESTIONS[key], value)
     first_line = next((line for line in lines if line.strip()), "")
     said = " ".join(first_line.translate(_APOSTROPHES).lower().split())
     frequency, harm, group = (
@@ -225,6 +230,69 @@ def _bottom_posted(lines: list[str]) -> str:
             kept.append(line.rstrip())
         index += 1
     return "\n".join(kept).strip()
+
+
+def _inline_answers(text: str) -> list[tuple[str, str]]:
+    """Answers written inline: the unquoted paragraph right under one of our questions quoted
+    with '>' (its label line as we sent it, wrapped or not, or its prompt), by question key.
+
+    Only our unanswered question lines count as questions, and only the learner's own lines
+    under them as answers: a quoted line is never read as what the learner wrote.
+    """
+    # A blank line at the end closes the last answer.
+    lines = [*text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), ""]
+    found: list[tuple[str, str]] = []
+    asked: str | None = None  # the question just quoted, while nothing else has been
+    hint_open = False  # its hint wrapped onto the next quoted lines
+    answer: list[str] = []
+    for index, line in enumerate(lines):
+        quote = _QUOTE_MARKS.match(line)
+        if quote is None and asked is not None and not _starts_quote(lines, index):
+            if line.strip():
+                answer.append(line.strip())
+                continue
+            if not answer:
+                continue  # blank lines between the question and its answer
+        if answer and asked is not None:
+            found.append((asked, _own_label_removed(asked, " ".join(answer))))
+        answer = []
+        if quote is None:
+            asked, hint_open = None, False
+            continue
+        quoted = line[quote.end() :]
+        if hint_open:
+            hint_open = ")" not in quoted
+            continue
+        asked = _our_question(quoted)
+        hint_open = asked is not None and "(" in quoted and ")" not in quoted
+    return found
+
+
+def _our_question(line: str) -> str | None:
+    """The key of the question a quoted line asks as we sent it, or None."""
+    said = _plain(line)
+    for key, question in QUESTIONS.items():
+        if said == _plain(question.prompt):
+            return key
+        match = _LABELS[key].match(line)
+        if match is None:
+            continue
+        hint = match.group("value").strip()
+        # The hint as sent, or its start when the client wrapped the line.
+        if not hint or (hint.startswith("(") and _HINT_TEXT[key].startswith(_plain(hint))):
+            return key
+    return None
+
+
+def _plain(text: str) -> str:
+    """Text compared loosely: lower case, one space between words, plain apostrophes."""
+    return " ".join(text.translate(_APOSTROPHES).split()).lower()
+
+
+def _own_label_removed(key: str, answer: str) -> str:
+    """An inline answer without the question's label, if the learner wrote it again."""
+    match = _LABELS[key].match(answer)
+    return match.group("value") if match else answer
 
 
 def _starts_quote(lines: list[str], index: int) -> bool:
@@ -313,3 +381,4 @@ def _words(text: str) -> list[str]:
 _LABELS = {key: _label_pattern(question) for key, question in QUESTIONS.items()}
 _HINTS = {key: _hint_pattern(question) for key, question in QUESTIONS.items()}
 _PHRASES = {key: _phrases(question) for key, question in QUESTIONS.items()}
+_HINT_TEXT = {key: _plain(question.line.partition(":")[2]) for key, question in QUESTIONS.items()}

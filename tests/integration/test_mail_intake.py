@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -244,6 +245,25 @@ def test_a_reply_written_below_the_quote_is_kept_and_its_answers_read(db: Engine
         "Still alone on nights.\nHow often: every shift\nAnyone harmed: a patient is at risk"
     )
     assert (concern.frequency, concern.harm) == ("continuing", "patient_at_risk")
+
+
+def test_answers_written_inline_under_our_quoted_questions_are_read(db: Engine) -> None:
+    deliver(db, email(subject="Left alone", body="On nights I was left alone on the ward."))
+    (ack,) = outbox(db, kind="learner_ack")
+    inline = quoting(ack).replace(
+        "> How often: (once / occasionally / often / every shift or continuing)\n",
+        "> How often: (once / occasionally / often / every shift or continuing)\nevery shift\n",
+    )
+    inline = re.sub(r"(> Anyone harmed: .*\n)", r"\1yes, a patient was hurt\n", inline)
+    inline = inline.replace("> Organisation: \n", "> Organisation: \nVale General Hospital\n")
+    assert inline.count("\n> ") == quoting(ack).count("\n> ")
+    report = deliver(db, reply_to(ack, body=inline), now=MONDAY_MORNING + timedelta(hours=1))
+    concern = only_concern(db)
+    assert (concern.frequency, concern.harm) == ("continuing", "patient_harmed")
+    assert concern.risk_level == "high" and concern.patient_safety
+    assert "answers taken" in report.outcomes[0]
+    (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
+    assert "/concerns/status/" not in added.detail["text"]
 
 
 def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine) -> None:

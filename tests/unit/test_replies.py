@@ -284,6 +284,70 @@ def test_answers_written_below_the_quote_are_read() -> None:
     assert (answers.frequency, answers.harm) == (Frequency.CONTINUING, Harm.PATIENT_AT_RISK)
 
 
+def quoted(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.split("\n"))
+
+
+OUR_QUESTIONS = {key: question.line for key, question in QUESTIONS.items()}
+
+
+def test_answers_written_under_our_quoted_questions_are_read() -> None:
+    reply = (
+        f"{ATTRIBUTION}\n> We have received your concern\n>\n"
+        f"> {OUR_QUESTIONS['frequency']}\nevery shift\n"
+        f"> {OUR_QUESTIONS['harm']}\n\nyes, a patient was hurt\n\n"
+        f"> {OUR_QUESTIONS['organisation']}\nVale General Hospital\n"
+        f"> {OUR_QUESTIONS['department']}\n"
+        f"> {OUR_QUESTIONS['learner_group']}\nLearner group: I am a student nurse\n"
+        ">\n> This message was sent automatically by the learner concerns service.\n"
+    )
+    answers = read_answers(reply)
+    assert answers == Answers(
+        frequency=Frequency.CONTINUING,
+        harm=Harm.PATIENT_HARMED,
+        organisation="Vale General Hospital",
+        department=None,
+        learner_group=LearnerGroup.NURSING,
+        remains_concerned=False,
+        satisfied=False,
+    )
+
+
+def test_inline_answers_count_under_text_written_above_and_a_wrapped_question() -> None:
+    harm = OUR_QUESTIONS["harm"]
+    wrapped = f"> {harm[:60]}\n> {harm[60:]}"  # clients wrap long quoted lines
+    reply = (
+        f"My answers are below.\n\n{ATTRIBUTION}\n"
+        f"> How often does this happen?\noften\n{wrapped}\na patient is at risk\n"
+    )
+    answers = read_answers(reply)
+    assert (answers.frequency, answers.harm) == (Frequency.OFTEN, Harm.PATIENT_AT_RISK)
+
+
+def test_answers_written_above_win_over_inline_ones() -> None:
+    reply = f"How often: once\n\n{ATTRIBUTION}\n> {OUR_QUESTIONS['frequency']}\nevery shift\n"
+    assert read_answers(reply).frequency is Frequency.ONCE
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # Our questions quoted with nothing under them: the next quoted line is no answer.
+        f"{ATTRIBUTION}\n{quoted(UNANSWERED)}\n",
+        # A question answered inside the quote is the quote, not the learner's words.
+        f"{ATTRIBUTION}\n> How often: every shift\nsee above\n",
+        # Under some other quoted line, not ours.
+        f"{ATTRIBUTION}\n> How often do you work nights?\nevery shift\n",
+        # Our questions in an unmarked quote (no '>'): nothing tells the answer from the quote.
+        f"{ATTRIBUTION}\n{OUR_QUESTIONS['frequency']}\nevery shift\n",
+        # Under a quoted line that is not a question, even after one.
+        f"{ATTRIBUTION}\n> {OUR_QUESTIONS['frequency']}\n> Thanks, Jane\nevery shift\n",
+    ],
+)
+def test_only_lines_under_our_quoted_questions_are_inline_answers(reply: str) -> None:
+    assert read_answers(reply) == NOTHING
+
+
 # --- the first line ----------------------------------------------------------------------------
 
 
