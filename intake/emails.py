@@ -42,6 +42,7 @@ MAX_MIME_PARTS = 200
 MAX_HTML_CHARS = 300_000
 MAX_HTML_TAGS = 50_000
 MAX_PROBLEMS = 20
+MAX_QUOTE_MARKS = 10  # '>' marks before a line of HTML quoted that deep, or deeper
 
 # What the feed parser may be given, in units of about 0.1 microseconds of its time on a slow
 # machine (measured on Python 3.11): a line costs 4, a header line 20 more, each enclosing
@@ -831,6 +832,9 @@ _BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 _CELL_TAGS = frozenset({"td", "th"})
+# Elements whose start marks the rest of an HTML reply as the message replied to (Outlook's
+# reply header block, whatever its language), lower case.
+_QUOTE_HEADER_IDS = frozenset({"divrplyfwdmsg"})
 # A '<' whose next angle bracket is another '<' (or the end) starts nothing that can close.
 _UNCLOSED_TAG = re.compile(r"<(?=[^<>]*(?:<|\Z))")
 # Marked sections other than Word's closed <![if ...]>: html.parser asserts on unknown ones
@@ -873,13 +877,16 @@ def _position_of(text: str, needle: str, count: int) -> int:
 
 
 class _TextExtractor(HTMLParser):
-    """Collects what a reader would see, with line breaks where blocks begin and end."""
+    """Collects what a reader would see, with line breaks where blocks begin and end, and the
+    lines of a quoted message marked with '>' as a plain-text client marks them."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self._pieces: list[str] = []
+        self._pieces: list[tuple[str, int]] = []  # text, and how deep in quotes it is
         self._hidden = 0
         self._pre = 0
+        self._quotes = 0
+        self._quoted_to_the_end = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":
@@ -887,29 +894,55 @@ class _TextExtractor(HTMLParser):
         elif tag in _HIDDEN_TAGS:
             self._hidden += 1
         elif tag == "br" or tag in _BLOCK_TAGS:
-            self._pieces.append("\n")
+            self._pieces.append(("\n", 0))
         elif tag in _CELL_TAGS:
-            self._pieces.append(" ")
+            self._pieces.append((" ", 0))
         if tag == "pre":
             self._pre += 1
+        elif tag == "blockquote":
+            self._quotes += 1
+        if any(
+            name == "id" and (value or "").lower() in _QUOTE_HEADER_IDS for name, value in attrs
+        ):
+            # Outlook's reply header: the message replied to follows it, unmarked, to the end.
+            self._quoted_to_the_end = True
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _HIDDEN_TAGS:
             self._hidden = max(0, self._hidden - 1)
         elif tag in _BLOCK_TAGS:
-            self._pieces.append("\n")
+            self._pieces.append(("\n", 0))
         if tag == "pre":
             self._pre = max(0, self._pre - 1)
+        elif tag == "blockquote":
+            self._quotes = max(0, self._quotes - 1)
 
     def handle_data(self, data: str) -> None:
         if not self._hidden:
-            self._pieces.append(data if self._pre else _SPACES.sub(" ", data))
+            depth = max(self._quotes, int(self._quoted_to_the_end))
+            self._pieces.append((data if self._pre else _SPACES.sub(" ", data), depth))
 
     def text(self) -> str:
-        """The collected text: lines trimmed, runs of blank lines collapsed to one."""
+        """The collected text: lines trimmed, runs of blank lines collapsed to one, each line
+        in a quote marked with as many '>' as it is deep (at most MAX_QUOTE_MARKS)."""
         lines: list[str] = []
-        for line in "".join(self._pieces).split("\n"):
-            line = line.strip()
+        words: list[str] = []
+        depth: int | None = None  # of the line's first visible text
+
+        def end_line() -> None:
+            line = "".join(words).strip()
+            if line and depth:
+                line = f"{'>' * min(depth, MAX_QUOTE_MARKS)} {line}"
             if line or (lines and lines[-1]):
                 lines.append(line)
+
+        for piece, piece_depth in self._pieces:
+            for index, part in enumerate(piece.split("\n")):
+                if index:
+                    end_line()
+                    words, depth = [], None
+                words.append(part)
+                if depth is None and part.strip():
+                    depth = piece_depth
+        end_line()
         return "\n".join(lines).strip()

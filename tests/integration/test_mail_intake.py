@@ -266,6 +266,68 @@ def test_answers_written_inline_under_our_quoted_questions_are_read(db: Engine) 
     assert "/concerns/status/" not in added.detail["text"]
 
 
+ATTRIBUTION = f"On Mon, 23 Nov 2026 at 10:00, Learner concerns &lt;{MAILBOX}&gt; wrote:"
+# How HTML mail clients quote the message replied to ({ours}: its body), where the learner's own
+# text may go above ({above}) or below ({below}) it. Outlook writes its reply header block and
+# the original after it, unmarked; what follows the original cannot be told from it.
+HTML_QUOTES = {
+    "apple": '<div>{above}</div><div><br><blockquote type="cite"><div>'
+    + ATTRIBUTION
+    + "</div><div>{ours}</div></blockquote></div><div>{below}</div>",
+    "thunderbird": '<p>{above}</p><div class="moz-cite-prefix">' + ATTRIBUTION + "<br></div>"
+    '<blockquote type="cite" cite="mid:x@example">{ours}</blockquote><p>{below}</p>',
+    "gmail": '<div dir="ltr">{above}</div><br><div class="gmail_quote"><div dir="ltr" '
+    'class="gmail_attr">' + ATTRIBUTION + '<br></div><blockquote class="gmail_quote" '
+    'style="margin:0px 0px 0px 0.8ex">{ours}</blockquote></div><div>{below}</div>',
+    "no attribution": "<div>{above}</div><blockquote>{ours}</blockquote><div>{below}</div>",
+    "outlook": '<div>{above}</div><div id="appendonsend"></div><hr style="display:inline-block">'
+    '<div id="divRplyFwdMsg" dir="ltr"><font face="Calibri"><b>De :</b> Learner concerns '
+    "&lt;concerns@example&gt;<br><b>Envoy\u00e9 :</b> lundi 23 novembre 2026 10:00<br>"
+    "<b>\u00c0 :</b> Jane<br><b>Objet :</b> Re: x</font><div>&nbsp;</div></div><div>{ours}</div>",
+}
+
+
+def html_reply(sent: OutboxMessage, client: str, *, above: str = "", below: str = "") -> bytes:
+    """An HTML-only reply to one of our messages, quoting its HTML body as `client` does."""
+    ours = re.search(r"<body[^>]*>(.*)</body>", sent.body_html or "", re.DOTALL)
+    assert ours is not None
+    html = HTML_QUOTES[client].format(above=above, below=below, ours=ours.group(1))
+    message = EmailMessage()
+    message["From"] = f"Jane Smith <{LEARNER}>"
+    message["To"] = MAILBOX
+    message["Subject"] = f"Re: {sent.subject}"
+    our_id = THREADING.message_id(sent.id or 0, sent.recipient_address)
+    message["In-Reply-To"] = message["References"] = our_id
+    message.set_content(f"<html><body>{html}</body></html>", subtype="html")
+    return message.as_bytes()
+
+
+@pytest.mark.parametrize(
+    ("client", "where"),
+    [
+        (client, where)
+        for client in HTML_QUOTES
+        for where in ("above", "below", "nowhere")
+        if (client, where) != ("outlook", "below")
+    ],
+)
+def test_an_html_reply_keeps_the_learners_text_and_never_our_quoted_email(
+    db: Engine, client: str, where: str
+) -> None:
+    """Our email holds the learner's signed status link: it is never kept as their text."""
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    assert ack.body_html and "/concerns/status/link/" in ack.body_html
+    written = {where: "Still alone on <b>nights</b>.<br>Nobody came."} if where != "nowhere" else {}
+    deliver(db, html_reply(ack, client, **written), now=MONDAY_MORNING + timedelta(hours=1))
+    concern = only_concern(db)
+    (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
+    if where == "nowhere":
+        assert added.detail["text"] == "(The reply had no new text. The original email is kept.)"
+    else:
+        assert added.detail["text"] == "Still alone on nights.\nNobody came."
+
+
 def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine) -> None:
     deliver(db, email())
     (ack,) = outbox(db, kind="learner_ack")

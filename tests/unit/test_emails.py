@@ -731,6 +731,18 @@ def test_an_unexpected_failure_is_a_problem_not_an_exception() -> None:
         ("a < b and c > d", "a < b and c > d"),
         ("<img src='https://tracker.example/x.gif' onerror='alert(1)'>seen", "seen"),
         ("x\x00y\x1bz", "xyz"),
+        # A quoted message is marked as plain-text clients mark it, so a reply can be read.
+        (
+            '<p>mine</p><blockquote type="cite"><p>theirs<br>more</p>'
+            "<blockquote>older</blockquote>back</blockquote><p>after</p>",
+            "mine\n\n> theirs\n> more\n\n>> older\n> back\n\nafter",
+        ),
+        ("<blockquote>" * 12 + "deep", ">" * 10 + " deep"),
+        (
+            '<div>mine</div><div id="divRplyFwdMsg"><b>Von:</b> x<br><b>Gesendet:</b> y</div>'
+            "<div>ours</div>",
+            "mine\n\n> Von: x\n> Gesendet: y\n\n> ours",
+        ),
     ],
 )
 def test_html_to_text(html: str, text: str) -> None:
@@ -752,6 +764,7 @@ def test_html_to_text(html: str, text: str) -> None:
         "<![CDATA[",
         "<![",
         "<!",
+        "<blockquote>x<br>",
     ],
 )
 def test_html_to_text_is_quick_on_hostile_markup(unit: str) -> None:

@@ -268,7 +268,8 @@ def test_deeply_nested_messages_are_read_quickly(
 html_pieces = st.sampled_from(
     ["<", ">", "</", "<!--", "-->", "<!", "<?", "<![", "]]>", "<![if x]>", "<![endif]>", "<a",
      "<a b='", "<a b=\"", "'", '"', "=", "/", "<script>", "</script>", "<style>", "<head>",
-     "<body>", "<p>", "<br/>", "&", "&amp;", "&#", "&#x", ";", "x", " ", "\n", "\x00", "é"]
+     "<body>", "<p>", "<br/>", "<blockquote>", "</blockquote>", "&", "&amp;", "&#", "&#x", ";",
+     "x", " ", "\n", "\x00", "é"]
 )  # fmt: skip
 
 
