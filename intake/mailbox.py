@@ -8,8 +8,8 @@ from what is stored, so a crash between the two loses nothing.
 
 Limits and their replies: message size 552 (aiosmtpd), lines over RFC 5321's 998 characters 500
 (aiosmtpd), too many recipients 452, an unknown mailbox 550, a silent client 421, more connections
-than the cap 421. aiosmtpd >= 1.4.5 ends DATA only on <CRLF>.<CRLF>, which closes SMTP smuggling
-through bare-LF or bare-CR dots.
+than the cap 421, a session longer than its limit (a client trickling bytes) 421. aiosmtpd >= 1.4.5
+ends DATA only on <CRLF>.<CRLF>, which closes SMTP smuggling through bare-LF or bare-CR dots.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 REPLY_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
 REPLY_TIMEOUT = "421 4.4.2 Timeout waiting for a command, closing the connection"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+REPLY_SESSION_TOO_LONG = "421 4.4.2 Session too long, closing the connection"
 
 # Why a delivery was refused, as counted for /metrics. The keys are fixed up front so a scrape
 # can read the counts from another thread while the loop updates them.
@@ -50,6 +51,7 @@ REJECTION_REASONS = (
     "command_too_long",
     "too_many_connections",
     "timeout",
+    "session_too_long",
 )
 # Refusals aiosmtpd makes itself, recognised by the start of its reply.
 _AIOSMTPD_REFUSALS = (
@@ -71,6 +73,10 @@ class MailboxLimits:
     max_recipients: int = 20
     max_connections: int = 100
     timeout_seconds: float = 60.0
+    # The whole of a session, however busy: the idle timer restarts on every command and on
+    # every chunk of a message, so without this a byte now and then holds a connection for ever.
+    # Ten minutes is 10 MiB at 17 KiB/s.
+    max_session_seconds: float = 600.0
     # How long a delivery waits for its commit before the client is told to try again.
     commit_timeout_seconds: float = 30.0
     # A group commit takes whatever is waiting, up to this many messages and bytes.
@@ -318,6 +324,8 @@ class MailboxSMTP(SMTP):
     aiosmtpd 1.4.6 only closes the socket on a timeout, and restarts its timer on each command:
     a large message on a slow link, or a slow commit, would be cut off mid-DATA. Here the timer
     restarts on every chunk received during DATA and waits while the message is being committed.
+    A session as a whole ends after `max_session_seconds` whatever it is doing (a message being
+    committed is answered first); a message cut off is never handed to the writer.
     """
 
     def __init__(self, handler: MailboxHandler, *, mailbox: Mailbox, **kwargs: Any) -> None:
@@ -326,6 +334,8 @@ class MailboxSMTP(SMTP):
         self._turned_away = False
         self.receiving_data = False
         self._committing = False
+        self._session_limit: asyncio.TimerHandle | None = None
+        self._over_time = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         mailbox = self._mailbox
@@ -340,14 +350,36 @@ class MailboxSMTP(SMTP):
             return
         mailbox.session_opened(self)
         super().connection_made(transport)
+        if self._session_limit is None:
+            self._session_limit = self.loop.call_later(
+                mailbox.limits.max_session_seconds, self._session_over_time
+            )
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._turned_away:
             return
+        if self._session_limit is not None:
+            self._session_limit.cancel()
         try:
             super().connection_lost(error)
         finally:
             self._mailbox.session_closed(self)
+
+    def _session_over_time(self) -> None:
+        self._over_time = True
+        if self._committing:
+            return  # the message is being stored: it is answered first (smtp_DATA), then this
+        self._end_over_time()
+
+    def _end_over_time(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self._mailbox.counters.rejected["session_too_long"] += 1
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(REPLY_SESSION_TOO_LONG.encode("ascii") + b"\r\n")
+        # Closing cancels the session's task, and with it a message still being received.
+        transport.close()
 
     def eof_received(self) -> bool | None:
         if self._turned_away:
@@ -392,6 +424,8 @@ class MailboxSMTP(SMTP):
             return
         if self._mailbox.closing:
             self.say_goodbye()
+        elif self._over_time:
+            self._end_over_time()
         else:
             self._reset_timeout()
 

@@ -372,6 +372,97 @@ def test_a_silent_client_gets_421_and_is_disconnected(sqlite_engine: Engine) -> 
         assert handle.mailbox.counters.rejected["timeout"] == 1
 
 
+def trickle(sock: socket.socket, payload: bytes, *, every: float, for_at_most: float) -> bytes:
+    """Send `payload` one byte every `every` seconds (then keep sending spaces), and return what
+    the server answers meanwhile, until it closes the connection or `for_at_most` passes."""
+    answered = b""
+    deadline = time.monotonic() + for_at_most
+    sock.settimeout(every)
+    position = 0
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(payload[position : position + 1] or b" ")
+        except OSError:
+            break  # closed by the server
+        position += 1
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        answered += chunk
+    return answered
+
+
+def test_a_client_trickling_its_message_is_cut_off_with_421_and_nothing_is_stored(
+    sqlite_engine: Engine,
+) -> None:
+    """One byte every (timeout - a little) keeps the idle timer from firing: a session has an
+    end all the same."""
+    limits = {"timeout_seconds": 0.5, "max_session_seconds": 2.0}
+    with (
+        running(Recording(sqlite_engine), **limits) as handle,
+        socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock,
+    ):
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        for line in (
+            b"HELO client.test",
+            f"MAIL FROM:<{SENDER}>".encode(),
+            f"RCPT TO:<{MAILBOX}>".encode(),
+            b"DATA",
+        ):
+            sock.sendall(line + CRLF)
+            assert reader.readline()[:1] in (b"2", b"3")
+        started = time.monotonic()
+        answered = trickle(sock, a_message(), every=0.3, for_at_most=8)
+        assert answered.startswith(b"421 4.4.2 "), answered
+        assert time.monotonic() - started < 4
+        assert handle.mailbox.counters.rejected["session_too_long"] == 1
+    assert stored(sqlite_engine) == []
+
+
+def test_a_client_that_keeps_an_idle_session_alive_is_cut_off_with_421(
+    sqlite_engine: Engine,
+) -> None:
+    with (
+        running(Recording(sqlite_engine), timeout_seconds=0.5, max_session_seconds=1.5) as handle,
+        handle.client() as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            while time.monotonic() - started < 8:
+                code, text = client.noop()
+                if code == 421:
+                    assert text.startswith(b"4.4.2 ")
+                    raise smtplib.SMTPServerDisconnected
+                time.sleep(0.3)
+        assert time.monotonic() - started < 4
+
+
+def test_a_session_that_ends_while_its_message_commits_still_gets_its_250(
+    sqlite_engine: Engine,
+) -> None:
+    """Nothing accepted is lost, and nothing committed is answered 421: the answer comes first."""
+    release = threading.Event()
+
+    def slow_store(received: Sequence[Received], /, *, now: datetime) -> None:
+        release.wait(10)
+        store_received(sqlite_engine, received, now=now)
+
+    with running(slow_store, max_session_seconds=0.5) as handle, handle.client() as client:
+        client.ehlo()
+        client.mail(SENDER)
+        client.rcpt(MAILBOX)
+        threading.Timer(1.0, release.set).start()
+        assert client.data(a_message())[0] == 250
+        assert client.getreply() == (421, b"4.4.2 Session too long, closing the connection")
+    assert len(stored(sqlite_engine)) == 1
+
+
 # --- SMTP smuggling ------------------------------------------------------------------------------
 
 
