@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -25,6 +26,32 @@ TOKEN = re.compile(r"lc([0-9]{1,18})x([a-z2-7]{20})", re.IGNORECASE)
 # Outbox ids are PostgreSQL integers: a token naming a larger one is not ours, and looking it up
 # would make the database refuse the query (integer out of range).
 MAX_OUTBOX_ID = 2**31 - 1
+_MAX_LABEL_CHARS = 63  # DNS's limit; punycode decoding is quadratic in the label's length
+
+
+def same_address(address: str) -> str:
+    """An address as compared: without case, its domain in Unicode (NFC).
+
+    The directory takes an international domain only in its ASCII form ('xn--bcher-kva.example'),
+    while a reply's sender is read, and a form's address checked, into Unicode ('bücher.example'):
+    both are the same address. ASCII addresses come out as they always did (lower case), so
+    tokens already sent still prove their replies.
+    """
+    local, at, domain = address.strip().rpartition("@")
+    if not at or ("xn--" not in domain.lower() and domain.isascii()):
+        return address.strip().lower()
+    labels = [_unicode_label(label) for label in domain.split(".")]
+    return f"{local}@{unicodedata.normalize('NFC', '.'.join(labels))}".lower()
+
+
+def _unicode_label(label: str) -> str:
+    """One domain label in Unicode; as it is when it is not valid punycode."""
+    if not label.lower().startswith("xn--") or len(label) > _MAX_LABEL_CHARS:
+        return label
+    try:
+        return label[4:].encode("ascii").decode("punycode")
+    except (UnicodeError, ValueError):
+        return label
 
 
 @dataclass(frozen=True)
@@ -47,9 +74,8 @@ class MailThreading:
         return self._token(outbox_id, address, self.secret)
 
     def _token(self, outbox_id: int, address: str, secret: bytes) -> str:
-        return (
-            f"lc{outbox_id}x{self._mac('reply', outbox_id, address.strip().lower(), secret=secret)}"
-        )
+        mac = self._mac("reply", outbox_id, same_address(address), secret=secret)
+        return f"lc{outbox_id}x{mac}"
 
     def _is_token(self, found: str, outbox_id: int, address: str) -> bool:
         """Whether a token found in mail is this message's, under the current or a previous key."""

@@ -18,6 +18,7 @@ from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
 from storage import inbox, migrate, repositories
 from storage.db import create_db_engine, transaction
+from storage.directory import example_directory_path, load_directory, parse_directory
 from storage.inbox import Received, store_received
 from storage.tables import Concern, Event, InboundMessage, Learner, OutboxMessage
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
@@ -424,6 +425,31 @@ def test_a_contacts_reply_to_a_notification_is_their_acknowledgement(db: Engine)
     kinds = [event.kind for event in events(db, concern.id or 0)]
     assert "contact_replied" in kinds and "acknowledged" in kinds
     assert outbox(db, kind="reply_not_applied") == []
+
+
+@pytest.mark.parametrize("written", ["xn--bcher-kva.example", "b\u00fccher.example"])
+def test_a_contact_at_an_international_domain_is_the_same_in_punycode_or_unicode(
+    engine: Engine, written: str
+) -> None:
+    """The directory takes such a domain in its ASCII (punycode) form; the contact's reply may
+    come from either form, and is read as Unicode: the same address."""
+    text = example_directory_path().read_text(encoding="utf-8")
+    spec = parse_directory(text.replace("@vale-general.example.nhs.uk", "@xn--bcher-kva.example"))
+    with transaction(engine) as session:
+        load_directory(session, spec, source="idn.yaml", sha256="x", now=MONDAY_MORNING)
+    deliver(engine, email())
+    notice = next(
+        sent
+        for sent in outbox(engine, kind="new_concern")
+        if sent.recipient_address.endswith("@xn--bcher-kva.example")
+    )
+    sender = notice.recipient_address.replace("xn--bcher-kva.example", written)
+    raw = reply_to(notice, sender=f"Supervisor <{sender}>", body="Looking into it today.")
+    # As an SMTPUTF8 client writes it (the standard library writes an encoded word instead).
+    raw = raw.replace(b"=?utf-8?q?b=C3=BCcher?=", "b\u00fccher".encode())
+    assert f"<{sender}>".encode() in raw
+    report = deliver(engine, raw, mail_from=sender, now=MONDAY_MORNING + timedelta(hours=2))
+    assert (report.acknowledgements, report.quarantined) == (1, 0)
 
 
 def test_a_sender_whose_name_has_periods_or_latin_1_bytes_is_read(db: Engine) -> None:

@@ -15,6 +15,25 @@ def test_a_reply_with_our_message_id_from_its_recipient_is_verified() -> None:
     assert THREADING.verified_outbox_ids(sender="JANE@Example.ac.uk", places=[our_id]) == [41]
 
 
+def test_an_international_domain_is_the_same_address_in_punycode_or_unicode() -> None:
+    """The directory holds such domains in punycode; a reply's sender is read as Unicode."""
+    for sent_to, sender in [
+        ("jane@xn--bcher-kva.example", "jane@b\u00fccher.example"),
+        ("jane@b\u00fccher.example", "Jane@XN--BCHER-KVA.example"),
+        ("jane@bu\u0308cher.example", "jane@b\u00fccher.example"),  # decomposed ü
+    ]:
+        our_id = THREADING.message_id(5, sent_to)
+        assert THREADING.verified_outbox_ids(sender=sender, places=[our_id]) == [5]
+    # The local part is not a domain: it is compared as it is (without case).
+    our_id = THREADING.message_id(5, "xn--bcher-kva@example.ac.uk")
+    assert THREADING.verified_outbox_ids(sender="b\u00fccher@example.ac.uk", places=[our_id]) == []
+
+
+def test_tokens_of_ascii_addresses_are_unchanged() -> None:
+    """Tokens already sent must still prove their replies."""
+    assert THREADING.token_for(41, LEARNER) == "lc41x57fzroeobds6hckf2h3n"
+
+
 def test_the_plus_address_carries_the_same_token() -> None:
     reply_to = THREADING.reply_to(7, LEARNER)
     assert reply_to.startswith("escalating-concerns+lc7x")
