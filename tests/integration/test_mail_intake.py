@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from intake.emails import header_message_id
+from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
 from storage import inbox, migrate, repositories
@@ -111,6 +111,11 @@ def test_a_new_email_becomes_a_confidential_concern_with_questions_for_the_learn
     assert ack.recipient_address == LEARNER
     assert "How often:" in ack.body_text and "Anyone harmed:" in ack.body_text
     assert "Learner group:" in ack.body_text
+    # A reader of the HTML part sees the same question lines, one a line.
+    shown = html_to_text(ack.body_html or "").splitlines()
+    for line in ack.body_text.splitlines():
+        if line.startswith(("How often:", "Anyone harmed:", "Learner group:")):
+            assert line.strip() in shown
     assert "Organisation:" not in ack.body_text  # it was found in the directory
     assert "General Surgery (Ward 7)" in ack.body_text
 
@@ -327,6 +332,17 @@ def test_an_html_reply_keeps_the_learners_text_and_never_our_quoted_email(
         assert added.detail["text"] == "(The reply had no new text. The original email is kept.)"
     else:
         assert added.detail["text"] == "Still alone on nights.\nNobody came."
+
+
+def test_an_html_reader_can_answer_inline_under_our_questions(db: Engine) -> None:
+    deliver(db, email(subject="Left alone", body="On nights I was left alone on the ward."))
+    (ack,) = outbox(db, kind="learner_ack")
+    # Typing under a quoted line splits the quote there, as Apple Mail and Gmail do.
+    split = '</pre></blockquote><div>every shift</div><blockquote type="cite"><pre>'
+    html = html_reply(ack, "apple").replace(b"Anyone harmed:", split.encode() + b"Anyone harmed:")
+    assert html.count(b"every shift</div>") == 1
+    deliver(db, html, now=MONDAY_MORNING + timedelta(hours=1))
+    assert only_concern(db).frequency == "continuing"
 
 
 def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine) -> None:
