@@ -186,22 +186,25 @@ def _says(said: str, phrases: frozenset[str]) -> bool:
 
 
 def _written(text: str) -> str:
-    """What the writer wrote: above the quote, or else below and between its quoted blocks;
-    our own links and tokens taken out wherever they are left; may be empty."""
+    """What the writer wrote: above the quote, and below and between its quoted blocks (answers
+    written inline); our own links and tokens taken out wherever they are left; may be empty."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    written = _unquoted(lines) or _bottom_posted(lines)
+    above, quote_starts = _unquoted(lines)
+    below = _bottom_posted(lines[quote_starts:])
+    written = "\n\n".join(part for part in (above, below) if part)
     return _OUR_LINKS.sub(LINK_REMOVED, written)
 
 
-def _unquoted(lines: list[str]) -> str:
-    """What the writer wrote: no quoted lines, nothing from a reply header on; may be empty."""
+def _unquoted(lines: list[str]) -> tuple[str, int]:
+    """What the writer wrote before a reply header (no quoted lines; may be empty), and the
+    index of the line where the header starts (the end when there is none)."""
     kept: list[str] = []
     for index, line in enumerate(lines):
         if _starts_quote(lines, index):
-            break
+            return "\n".join(kept).strip(), index
         if not _QUOTED.match(line):
             kept.append(line.rstrip())
-    return "\n".join(kept).strip()
+    return "\n".join(kept).strip(), len(lines)
 
 
 def _bottom_posted(lines: list[str]) -> str:

@@ -101,6 +101,11 @@ def test_a_reply_that_is_all_quote_keeps_no_text(reply: str) -> None:
             "Answer one\n\nAnswer two"
         )),
         (f"{ATTRIBUTION}\n> quoted\nMine.\n\n{ATTRIBUTION}\n> older\n", "Mine."),
+        # Written above the quote and inline in it: both are the writer's.
+        (f"My answers are below.\n\n{ATTRIBUTION}\n> How often?\nEvery shift\n> Harm?\n", (
+            "My answers are below.\n\nEvery shift"
+        )),
+        ("Thanks\n\n-----Original Message-----\n> quoted\nnot mine: unmarked quote", "Thanks"),
     ],
 )  # fmt: skip
 def test_a_reply_written_below_the_quote_keeps_what_was_written(reply: str, kept: str) -> None:
