@@ -62,10 +62,12 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         ),
     },
     "harm": {
-        "patient_harmed": ("harmed", "hurt", "injured"),
+        "patient_harmed": (
+            "harmed", "hurt", "injured", "injury", "injuries", "fell", "had a fall", "died",
+        ),
         "patient_at_risk": (
             "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
-            "might be harmed", "potential harm", "potentially harmed",
+            "might be harmed", "potential harm", "potentially harmed", "could fall", "might fall",
         ),
         "learners_affected": ("training", "wellbeing", "well being", "learners affected"),
         "minor": ("minor harm",),

@@ -217,6 +217,11 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: no one was harmed", None),
         ("Anyone harmed: harmed and at risk", None),
         ("Anyone harmed: no", None),
+        ("Anyone harmed: yes, a patient fell", "patient_harmed"),
+        ("Anyone harmed: a patient had a fall at night", "patient_harmed"),
+        ("Anyone harmed: a patient died", "patient_harmed"),
+        ("Anyone harmed: a patient could fall", "patient_at_risk"),
+        ("Anyone harmed: nobody fell", None),
     ],
 )
 def test_anyone_harmed(line: str, expected: str | None) -> None:
