@@ -62,12 +62,10 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         ),
     },
     "harm": {
-        "patient_harmed": (
-            "harmed", "hurt", "injured", "injury", "injuries", "fell", "had a fall", "died",
-        ),
+        "patient_harmed": ("harmed", "hurt", "injured"),
         "patient_at_risk": (
             "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
-            "might be harmed", "potential harm", "potentially harmed", "could fall", "might fall",
+            "might be harmed", "potential harm", "potentially harmed",
         ),
         "learners_affected": ("training", "wellbeing", "well being", "learners affected"),
         "minor": ("minor harm",),
@@ -188,25 +186,22 @@ def _says(said: str, phrases: frozenset[str]) -> bool:
 
 
 def _written(text: str) -> str:
-    """What the writer wrote: above the quote, and below and between its quoted blocks (answers
-    written inline); our own links and tokens taken out wherever they are left; may be empty."""
+    """What the writer wrote: above the quote, or else below and between its quoted blocks;
+    our own links and tokens taken out wherever they are left; may be empty."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    above, quote_starts = _unquoted(lines)
-    below = _bottom_posted(lines[quote_starts:])
-    written = "\n\n".join(part for part in (above, below) if part)
+    written = _unquoted(lines) or _bottom_posted(lines)
     return _OUR_LINKS.sub(LINK_REMOVED, written)
 
 
-def _unquoted(lines: list[str]) -> tuple[str, int]:
-    """What the writer wrote before a reply header (no quoted lines; may be empty), and the
-    index of the line where the header starts (the end when there is none)."""
+def _unquoted(lines: list[str]) -> str:
+    """What the writer wrote: no quoted lines, nothing from a reply header on; may be empty."""
     kept: list[str] = []
     for index, line in enumerate(lines):
         if _starts_quote(lines, index):
-            return "\n".join(kept).strip(), index
+            break
         if not _QUOTED.match(line):
             kept.append(line.rstrip())
-    return "\n".join(kept).strip(), len(lines)
+    return "\n".join(kept).strip()
 
 
 def _bottom_posted(lines: list[str]) -> str:

@@ -101,11 +101,6 @@ def test_a_reply_that_is_all_quote_keeps_no_text(reply: str) -> None:
             "Answer one\n\nAnswer two"
         )),
         (f"{ATTRIBUTION}\n> quoted\nMine.\n\n{ATTRIBUTION}\n> older\n", "Mine."),
-        # Written above the quote and inline in it: both are the writer's.
-        (f"My answers are below.\n\n{ATTRIBUTION}\n> How often?\nEvery shift\n> Harm?\n", (
-            "My answers are below.\n\nEvery shift"
-        )),
-        ("Thanks\n\n-----Original Message-----\n> quoted\nnot mine: unmarked quote", "Thanks"),
     ],
 )  # fmt: skip
 def test_a_reply_written_below_the_quote_keeps_what_was_written(reply: str, kept: str) -> None:
@@ -217,11 +212,6 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: no one was harmed", None),
         ("Anyone harmed: harmed and at risk", None),
         ("Anyone harmed: no", None),
-        ("Anyone harmed: yes, a patient fell", "patient_harmed"),
-        ("Anyone harmed: a patient had a fall at night", "patient_harmed"),
-        ("Anyone harmed: a patient died", "patient_harmed"),
-        ("Anyone harmed: a patient could fall", "patient_at_risk"),
-        ("Anyone harmed: nobody fell", None),
     ],
 )
 def test_anyone_harmed(line: str, expected: str | None) -> None:
