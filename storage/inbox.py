@@ -24,6 +24,8 @@ MESSAGE_ID_MAX = 998
 # Mail kept aside for staff, and mail someone on the staff side has dealt with since.
 KEPT_ASIDE = "quarantined"
 DEALT_WITH = "dealt_with"
+# The states of mail that was acted on or is with staff.
+ACTED_ON = ("processed", KEPT_ASIDE, DEALT_WITH)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,14 @@ class Received:
         return hashlib.sha256(basis.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def _indexable(message_id: str | None) -> bool:
+    """Whether a Message-ID is stored for finding copies: its index's entries have a size limit
+    in bytes (PostgreSQL's btree: 2,704), and a hostile one can be 998 characters of 3 bytes."""
+    if not message_id:
+        return False
+    return len(message_id.encode("utf-8", "surrogateescape")) <= MESSAGE_ID_MAX
+
+
 def store_received(engine: Engine, received: Sequence[Received], *, now: datetime) -> None:
     """Commit deliveries durably in one transaction; a repeated delivery is stored once.
 
@@ -65,9 +75,7 @@ def store_received(engine: Engine, received: Sequence[Received], *, now: datetim
                 "received_at": now,
                 "mail_from": item.mail_from,
                 "rcpt_tos": list(item.rcpt_tos),
-                "message_id": item.message_id
-                if item.message_id and len(item.message_id) <= MESSAGE_ID_MAX
-                else None,
+                "message_id": item.message_id if _indexable(item.message_id) else None,
                 "size": len(item.raw),
                 "sha256": item.sha256,
                 "raw": item.raw,
@@ -160,7 +168,9 @@ def earlier_copy(session: Session, row: InboundMessage, *, author: str) -> int |
         .where(
             same_email,
             col(InboundMessage.id) != row.id,
-            col(InboundMessage.status) != "received",
+            # Acted on, or kept for staff: a copy ignored (automatic, as a list's copy may be) is
+            # no reason to ignore the author's own.
+            col(InboundMessage.status).in_(ACTED_ON),
             func.lower(col(InboundMessage.from_address)) == author.lower(),
         )
         .order_by(col(InboundMessage.id))

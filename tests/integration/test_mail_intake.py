@@ -10,6 +10,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
+from alembic import command
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -874,6 +876,54 @@ def test_a_reply_that_came_by_two_routes_adds_its_information_once(db: Engine) -
     assert (report.replies, report.ignored) == (1, 1)
     kinds = [event.kind for event in events(db, only_concern(db).id or 0)]
     assert kinds.count("learner_added_information") == 1
+
+
+def test_a_copy_that_was_ignored_does_not_stop_the_authors_own(db: Engine) -> None:
+    """Forwarders that rewrite the sender are often lists, which mark their copy as list mail:
+    that copy is ignored, and the learner's own copy must still become their concern."""
+    raw = email()
+    listed = b"List-Id: <nights.forwarder.example.org>\r\nPrecedence: list\r\n" + raw
+    store_by_route(db, listed, mail_from=FORWARDER, now=MONDAY_MORNING)
+    store_by_route(db, raw, mail_from=LEARNER, now=MONDAY_MORNING)
+    report = process_pending(engine=db, policy=policy(), threading=THREADING, now=MONDAY_MORNING)
+    assert (report.processed, report.ignored) == (2, 1)
+    only_concern(db)
+    assert [row.status for row in kept_rows(db)] == ["ignored", "processed"]
+
+
+def test_a_message_id_too_big_to_index_is_stored_without_it(engine: Engine) -> None:
+    """998 characters of three bytes each would overflow PostgreSQL's index entry: the mail is
+    still stored (it dedupes by its content), with no Message-ID to find copies by."""
+    huge = "<" + "\u6f22" * 980 + "@example.org>"
+    store_received(
+        engine,
+        [Received(mail_from=LEARNER, rcpt_tos=(MAILBOX,), raw=email(), message_id=huge)],
+        now=MONDAY_MORNING,
+    )
+    (row,) = kept_rows(engine)
+    assert row.message_id is None
+
+
+def test_the_message_id_index_is_added_over_mail_stored_before(engine: Engine) -> None:
+    config = migrate.alembic_config(engine)
+    command.downgrade(config, "0012")
+    huge = "<" + "\u6f22" * 980 + "@example.org>"
+    store_received(
+        engine,
+        [
+            Received(mail_from=LEARNER, rcpt_tos=(MAILBOX,), raw=email(), message_id="<a@x.org>"),
+            Received(mail_from=LEARNER, rcpt_tos=(MAILBOX,), raw=email(), message_id=huge),
+        ],
+        now=MONDAY_MORNING,
+    )
+    with engine.begin() as connection:  # as storing did before: the whole Message-ID kept
+        connection.execute(
+            update(InboundMessage)
+            .where(col(InboundMessage.message_id).is_(None))
+            .values(message_id=huge)
+        )
+    command.upgrade(config, "head")
+    assert [row.message_id for row in kept_rows(engine)] == ["<a@x.org>", None]
 
 
 def test_the_same_message_id_from_someone_else_is_not_a_copy(db: Engine) -> None:
