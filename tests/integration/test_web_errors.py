@@ -33,8 +33,13 @@ def app(sqlite_engine: Engine) -> FastAPI:
     async def fails() -> None:
         raise RuntimeError(INTERNAL_DETAIL)
 
+    async def fails_with_token(token: str) -> None:
+        raise RuntimeError(INTERNAL_DETAIL)
+
     for path in ("/broken", "/concerns/broken", "/staff/broken", "/api/v1/broken", "/slack/broken"):
         app.add_api_route(path, fails, methods=["GET", "POST"])
+    # Like a status link: the path itself carries a secret.
+    app.add_api_route("/concerns/broken/link/{token}", fails_with_token, methods=["GET"])
     return app
 
 
@@ -125,11 +130,12 @@ def test_the_error_is_logged_with_its_traceback_and_route_only(
     client: WebClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR):
-        client.get("/concerns/broken?reference=LC-2026-000001")
+        client.get("/concerns/broken/link/SECRET-TOKEN-VALUE?reference=LC-2026-000001")
     logged = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(logged) == 1
     record = logged[0]
     assert record.exc_info is not None and record.exc_info[0] is RuntimeError
     message = record.getMessage()
-    assert "GET /concerns/broken" in message
+    assert "GET /concerns/broken/link/{token}" in message
     assert INTERNAL_DETAIL not in message and "LC-2026-000001" not in message
+    assert "SECRET-TOKEN-VALUE" not in message
