@@ -291,17 +291,18 @@ class _Learners:
                 public_url=public_url,
                 notice=cards.Notice(cards.NOT_SAVED),
             )
-        reference, pathway, matched, patient_safety = saved
+        reference, pathway, placement, patient_safety = saved
         return cards.received_card(
             reference,
+            pathway=pathway,
             where_now=form_fields.PATHWAY_WORDS.get(pathway, f"pathway {pathway}"),
-            placement_matched=matched,
+            placement=placement,
             in_teams=kept is not None,
             by_email=bool(outcome.concern.learner.email),
             patient_safety=patient_safety,
         )
 
-    def _submit(self, outcome: Outcome, teams_user_id: str | None) -> tuple[str, int, bool, bool]:
+    def _submit(self, outcome: Outcome, teams_user_id: str | None) -> tuple[str, int, str, bool]:
         assert outcome.concern is not None
         concern = replace(
             outcome.concern,
@@ -317,7 +318,7 @@ class _Learners:
         with transaction(self.bot.engine) as session:
             row = repositories.concern_by_reference(session, submitted.reference)
             patient_safety = bool(row is not None and row.patient_safety)
-        return (submitted.reference, submitted.pathway, submitted.placement_matched, patient_safety)
+        return (submitted.reference, submitted.pathway, submitted.placement, patient_safety)
 
     # --- My concerns ------------------------------------------------------------------------
 

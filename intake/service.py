@@ -56,6 +56,9 @@ class Submitted:
     pathway: int
     risk_level: str
     placement_matched: bool = True
+    # How much of the placement the directory knows, which decides who stands in on pathway 1
+    # (escalation.contacts): "listed", "department_not_listed" or "not_listed".
+    placement: str = "listed"
 
 
 def reference_for(year: int, number: int) -> str:
@@ -89,6 +92,7 @@ def submit_concern(
             pathway=row.pathway,
             risk_level=row.risk_level,
             placement_matched=row.organisation_id is not None and row.placement_text is None,
+            placement=_placement_found(row),
         )
 
 
@@ -286,6 +290,13 @@ def _find_placement(
         return organisation, department, None
     words = [new.placement.department, new.placement.site, new.placement.organisation]
     return organisation, department, ", ".join(w for w in words if w)
+
+
+def _placement_found(row: Concern) -> str:
+    """How much of a raised concern's placement was found in the directory."""
+    if row.organisation_id is None:
+        return "not_listed"
+    return "department_not_listed" if row.department_id is None else "listed"
 
 
 def _default_region_id(session: Session) -> int:

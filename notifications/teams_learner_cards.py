@@ -428,30 +428,32 @@ def _choice(
 def received_card(
     reference: str,
     *,
+    pathway: int,
     where_now: str,
-    placement_matched: bool,
+    placement: str,
     in_teams: bool,
     by_email: bool,
     patient_safety: bool,
 ) -> dict[str, Any]:
-    """The answer once the concern is saved: its reference, what happens next, My concerns."""
+    """The answer once the concern is saved: its reference, what happens next, My concerns.
+
+    `placement` is how much of it the directory knows ("listed", "department_not_listed",
+    "not_listed"): on pathway 1 that decides who took the concern, as the web confirmation says.
+    """
     body = [
         ours("We have received your concern", size="large", weight="bolder"),
         ours(f"Your reference is {reference}. Keep it: it names your concern if you ask us."),
         ours("What happens next", weight="bolder"),
-        ours(f"Your concern has gone to {where_now}."),
+        *(ours(words) for words in _where_it_went(pathway, where_now, placement)),
         ours(
-            "They are asked to acknowledge it and to give you feedback by a deadline. If they "
-            "do not, it moves to the next level by itself, and we tell you."
+            "They are asked to acknowledge it and to give you feedback by a deadline. "
+            + (
+                "This is the highest level: if feedback is late, the regional quality team is told."
+                if pathway >= 3
+                else "If they do not, it moves to the next level by itself, and we tell you."
+            )
         ),
     ]
-    if not placement_matched:
-        body.append(
-            ours(
-                "We could not match your placement to our list, so the regional team will find "
-                "the right people first."
-            )
-        )
     where = " and ".join(
         part for part, yes in (("here in Teams", in_teams), ("by email", by_email)) if yes
     )
@@ -467,6 +469,31 @@ def received_card(
     if patient_safety:
         body.append(ours(INCIDENT_REPORTING, color="attention", weight="bolder"))
     return card(body, [execute("My concerns", MY_CONCERNS, {})])
+
+
+def _where_it_went(pathway: int, where_now: str, placement: str) -> list[str]:
+    """Who has the new concern, per the routing rules (escalation.contacts): on pathway 1 a
+    placement the directory does not know has no supervisor, so the organisation's clinical tutor
+    or guardian takes it, or the quality team when the organisation is unknown too. Schools and
+    the dean are found without the placement."""
+    if pathway == 1 and placement == "not_listed":
+        return [
+            "We could not find your placement in our list, so we have sent your concern to the "
+            "regional quality team. They will find the right people at your placement and pass "
+            "it on to them."
+        ]
+    if pathway == 1 and placement == "department_not_listed":
+        return [
+            "We could not find your department in our list, so we have sent your concern to your "
+            "organisation's clinical tutor or Freedom to Speak Up guardian. They will deal with it "
+            "or pass it on to the right people in your department."
+        ]
+    words = [f"Your concern has gone to {where_now}."]
+    if placement != "listed":
+        words.append(
+            "We could not find your placement in our list, so they will see it as you described it."
+        )
+    return words
 
 
 # --- My concerns ------------------------------------------------------------------------------

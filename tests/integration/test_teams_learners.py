@@ -21,7 +21,7 @@ from escalation.actions import Actor, record_feedback
 from notifications import teams_learner_cards as cards
 from storage import repositories
 from storage.db import transaction
-from storage.tables import Concern, Learner
+from storage.tables import Concern, Learner, OutboxMessage
 from tests.integration.fake_teams import TeamsUser
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory
 from tests.integration.teams_harness import TeamsHarness, teams_harness
@@ -237,6 +237,59 @@ def test_a_learner_raises_a_concern_and_their_teams_id_is_kept(harness: TeamsHar
     assert "Feedback due by" in text_blocks(listed)
     assert cards.SATISFIED not in verbs(listed)  # no feedback yet
     assert "Add information" in [e.get("title") for e in elements(listed)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "says", "told"),
+    [
+        pytest.param(
+            {
+                "organisation": "not-listed",
+                "organisation-other": "Hilltop Health",
+                "department": "not-listed",
+                "department-other": "Clinic B",
+            },
+            "so we have sent your concern to the regional quality team",
+            ["quality.northvale@example.nhs.uk"],
+            id="organisation-not-listed",
+        ),
+        pytest.param(
+            {"department": "not-listed", "department-other": "The new day unit"},
+            "so we have sent your concern to your organisation's clinical tutor or Freedom to "
+            "Speak Up guardian",
+            None,
+            id="department-not-listed",
+        ),
+    ],
+)
+def test_the_received_card_says_who_has_a_concern_whose_placement_is_not_listed(
+    harness: TeamsHarness, changes: dict[str, str], says: str, told: list[str] | None
+) -> None:
+    # The card once said both "gone to your placement" and "the regional team will find the
+    # right people first"; it now says the one the routing rules did.
+    harness.say(LEARNER, "hello")
+    card = card_of(harness.press(LEARNER, cards.RAISE_CONCERN, answers(**changes)))
+    words = text_blocks(card)
+    assert says in words
+    assert "has gone to" not in words
+    assert "find the right people first" not in words
+    with transaction(harness.engine) as session:
+        concern = session.exec(select(Concern)).one()
+        sent_to = sorted(
+            message.recipient_address or ""
+            for message in session.exec(
+                select(OutboxMessage).where(
+                    OutboxMessage.concern_id == concern.id,
+                    OutboxMessage.kind == "new_concern",
+                    OutboxMessage.channel == "email",
+                )
+            )
+        )
+    if told is not None:
+        assert sent_to == told
+    else:
+        assert "quality.northvale@example.nhs.uk" not in sent_to
+        assert sent_to
 
 
 def test_the_teams_id_is_kept_only_when_the_typed_email_is_theirs(harness: TeamsHarness) -> None:

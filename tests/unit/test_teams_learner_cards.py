@@ -195,8 +195,9 @@ def test_a_notice_with_a_link_heads_the_form() -> None:
 def test_the_confirmation_gives_the_reference_and_what_happens_next() -> None:
     card = cards.received_card(
         "LC-2026-000042",
+        pathway=1,
         where_now="your placement",
-        placement_matched=False,
+        placement="listed",
         in_teams=True,
         by_email=True,
         patient_safety=True,
@@ -204,18 +205,85 @@ def test_the_confirmation_gives_the_reference_and_what_happens_next() -> None:
     words = blocks(card)
     assert "LC-2026-000042" in words
     assert "What happens next" in words
-    assert "your placement" in words
-    assert "could not match your placement" in words
+    assert "Your concern has gone to your placement." in words
+    assert "could not find" not in words
     assert "here in Teams and by email" in words
     assert cards.INCIDENT_REPORTING in words
     assert [a["verb"] for a in executes(card)] == [cards.MY_CONCERNS]
 
 
+QUALITY_TEAM_HAS_IT = (
+    "We could not find your placement in our list, so we have sent your concern to the regional "
+    "quality team."
+)
+TUTOR_OR_GUARDIAN_HAS_IT = (
+    "We could not find your department in our list, so we have sent your concern to your "
+    "organisation's clinical tutor or Freedom to Speak Up guardian."
+)
+AS_DESCRIBED = "We could not find your placement in our list, so they will see it as you described"
+
+
+@pytest.mark.parametrize(
+    ("pathway", "placement", "says", "never_says"),
+    [
+        pytest.param(
+            1,
+            "not_listed",
+            [QUALITY_TEAM_HAS_IT],
+            ["has gone to", "find the right people first", TUTOR_OR_GUARDIAN_HAS_IT],
+            id="pathway-1-organisation-not-listed",
+        ),
+        pytest.param(
+            1,
+            "department_not_listed",
+            [TUTOR_OR_GUARDIAN_HAS_IT],
+            ["has gone to", "find the right people first", QUALITY_TEAM_HAS_IT],
+            id="pathway-1-department-not-listed",
+        ),
+        pytest.param(
+            2,
+            "not_listed",
+            ["Your concern has gone to your school.", AS_DESCRIBED],
+            ["find the right people", QUALITY_TEAM_HAS_IT],
+            id="pathway-2-not-listed",
+        ),
+        pytest.param(
+            3,
+            "department_not_listed",
+            ["Your concern has gone to the dean.", AS_DESCRIBED, "This is the highest level"],
+            ["find the right people", "moves to the next level", TUTOR_OR_GUARDIAN_HAS_IT],
+            id="pathway-3-not-listed",
+        ),
+    ],
+)
+def test_the_confirmation_says_who_has_a_concern_whose_placement_is_not_listed(
+    pathway: int, placement: str, says: list[str], never_says: list[str]
+) -> None:
+    # Only one thing is true, per the routing fallbacks: not "gone to your placement" and "the
+    # regional team will find the right people first" both.
+    where_now = {1: "your placement", 2: "your school", 3: "the dean"}[pathway]
+    card = cards.received_card(
+        "LC-2026-000042",
+        pathway=pathway,
+        where_now=where_now,
+        placement=placement,
+        in_teams=True,
+        by_email=True,
+        patient_safety=False,
+    )
+    words = blocks(card)
+    for sentence in says:
+        assert sentence in words
+    for sentence in never_says:
+        assert sentence not in words
+
+
 def test_the_confirmation_says_when_the_concern_is_not_followed_in_teams() -> None:
     card = cards.received_card(
         "LC-2026-000042",
+        pathway=1,
         where_now="your placement",
-        placement_matched=True,
+        placement="listed",
         in_teams=False,
         by_email=True,
         patient_safety=False,
