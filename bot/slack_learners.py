@@ -488,7 +488,7 @@ class _Learners:
             where_now=status.where_now,
             next_step=status.next_step,
             summary=concern.summary if self.bot.share_summary else None,
-            status_url=policy.status_url(concern.reference, now),
+            status_url=policy.status_url(concern.reference, now, link_version=concern.link_version),
         )
 
     # --- answering feedback -----------------------------------------------------------------

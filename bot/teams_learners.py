@@ -358,7 +358,7 @@ class _Learners:
             can_add_information=status.can_add_information,
             can_respond_to_feedback=status.can_respond_to_feedback,
             summary=concern.summary if policy.teams_summary else None,
-            status_url=policy.status_url(concern.reference, now),
+            status_url=policy.status_url(concern.reference, now, link_version=concern.link_version),
         )
 
     # --- adding information -----------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlmodel import Session
+from sqlalchemy import func, update
+from sqlmodel import Session, col
 
 from escalation.contacts import Found, choose_programme_body, find_contact
 from escalation.ladder import (
@@ -33,7 +34,16 @@ from notifications.messages import MessageKind
 from routing.deadlines import level_deadlines, silence_close_at
 from routing.interventions import recommended_interventions
 from routing.matrix import rate, risk_level
-from routing.model import ConcernStatus, Frequency, Harm, LearnerGroup, Pathway, RiskLevel, Role
+from routing.model import (
+    ConcernStatus,
+    Confidentiality,
+    Frequency,
+    Harm,
+    LearnerGroup,
+    Pathway,
+    RiskLevel,
+    Role,
+)
 from routing.pathways import next_pathway
 from routing.recipients import (
     PATHWAY2_ROLE_BY_GROUP,
@@ -44,7 +54,15 @@ from routing.recipients import (
 from routing.standards import STANDARDS, suggest_standards
 from routing.triage import TriageInput, triage
 from storage import repositories
-from storage.tables import Concern, ConcernContact, Contact, Organisation, OutboxMessage, id_of
+from storage.tables import (
+    Concern,
+    ConcernContact,
+    Contact,
+    Learner,
+    Organisation,
+    OutboxMessage,
+    id_of,
+)
 
 # Parts of a level whose members act on it: an alert copy to the dean does not acknowledge.
 ACTING_PARTS = frozenset({"primary", "secondary", "copy"})
@@ -183,6 +201,74 @@ def add_learner_information(
         channel=channel,
         detail=detail,
     )
+
+
+# Why an unsent message to the address a learner corrected was given up (staff see it).
+GIVEN_UP_FOR_CORRECTED_ADDRESS = "Given up: the learner corrected their email address"
+
+
+def change_learner_email(
+    *,
+    session: Session,
+    concern: Concern,
+    email: str,
+    name: str | None,
+    channel: str,
+    now: datetime,
+    policy: Policy,
+) -> bool:
+    """The learner corrects a mistyped email address; False when it is already the concern's."""
+    if concern.confidentiality == Confidentiality.ANONYMOUS.value or concern.learner_id is None:
+        raise ActionRefused(f"{concern.reference} keeps no email address to change")
+    old = session.get(Learner, concern.learner_id)
+    old_email = (old.email or "").strip().lower() if old is not None else ""
+    if old_email == email.strip().lower():
+        return False
+    # Another learner record, never the old one edited: the old address may be someone else's,
+    # with concerns of its own.
+    learner = repositories.find_learner_by_email(session, email)
+    if learner is None:
+        learner = Learner(email=email, name=name, created_at=now)
+        session.add(learner)
+        session.flush()
+    learner.name = learner.name or name
+    concern.learner_id = learner.id
+    # Links signed before (and status-page access opened with them) stop opening the concern.
+    concern.link_version += 1
+    given_up = 0
+    if old_email:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.concern_id) == concern.id,
+                col(OutboxMessage.recipient_role) == Role.LEARNER.value,
+                col(OutboxMessage.channel) == "email",
+                col(OutboxMessage.status) == "pending",
+                func.lower(col(OutboxMessage.recipient_address)) == old_email,
+            )
+            .values(status="failed", last_error=GIVEN_UP_FOR_CORRECTED_ADDRESS)
+        )
+        given_up = int(getattr(result, "rowcount", 0) or 0)
+    # Neither address goes in the event: every member of staff who sees the concern sees its
+    # audit trail, and a confidential learner's identity is for the quality team and dean only.
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="learner_email_changed",
+        actor="learner",
+        channel=channel,
+        detail={"messages_given_up": given_up, "link_version": concern.link_version},
+    )
+    queue_to_learner(
+        session,
+        concern=concern,
+        facts=facts_of(session, concern, policy, now=now),
+        kind=MessageKind.LEARNER_ACK,
+        now=now,
+        key=f"{learner_key(concern, MessageKind.LEARNER_ACK)}:address{concern.link_version}",
+    )
+    return True
 
 
 def record_learner_answers(

@@ -114,7 +114,11 @@ def facts_of(
     """What messages about the concern may draw on; with `now`, a learner who has an email
     address also gets a signed link to their status page (anonymous learners have no email)."""
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
-    status_url = policy.status_url(concern.reference, now) if learner is not None and now else None
+    status_url = (
+        policy.status_url(concern.reference, now, link_version=concern.link_version)
+        if learner is not None and now
+        else None
+    )
     return ConcernFacts(
         reference=concern.reference,
         summary=concern.summary,
@@ -408,6 +412,7 @@ def queue_to_learner(
     kind: MessageKind,
     now: datetime,
     policy: Policy | None = None,
+    key: str | None = None,
 ) -> bool:
     """Queue one email to the learner; anonymous learners have no address and get nothing.
 
@@ -422,7 +427,8 @@ def queue_to_learner(
     if learner is None or not learner.email:
         return in_teams
     message = build_message(kind, facts=facts, recipient_role=Role.LEARNER)
-    key = learner_key(concern, kind)
+    # `key`: a message sent again on purpose (to a corrected address) is not taken as a repeat.
+    key = key or learner_key(concern, kind)
     due = now if policy is None else send_after(policy, now=now, urgent=False)
     queued = repositories.queue_message(
         session,

@@ -39,6 +39,8 @@ class Policy:
         """The staff page of mail kept aside (app.staff.kept_aside)."""
         return f"{self.public_url.rstrip('/')}/staff/kept-aside"
 
-    def status_url(self, reference: str, now: datetime) -> str | None:
+    def status_url(self, reference: str, now: datetime, *, link_version: int = 0) -> str | None:
         """A signed link to the learner's status page, or None when links are not set up."""
-        return self.status_links.url_for(reference, now) if self.status_links else None
+        if self.status_links is None:
+            return None
+        return self.status_links.url_for(reference, now, version=link_version)

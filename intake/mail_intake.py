@@ -433,6 +433,20 @@ def _reply(
         session, row, concern, sent, policy=policy, now=now, answers_per_day=answers_per_day
     )
     if sent.recipient_role == Role.LEARNER.value:
+        learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
+        if learner is None or (learner.email or "").strip().lower() != (
+            sent.recipient_address.strip().lower()
+        ):
+            # Sent to an address the learner has since corrected (a stranger's, mistyped): its
+            # token and sender still match, but the reply is not the learner's.
+            return _Outcome(
+                "quarantined",
+                "a reply to an email sent to an address that is no longer the learner's: kept "
+                "for staff",
+                None,
+                "quarantined",
+                region_id=concern.region_id,
+            )
         return _learner_reply(
             session, row, parsed, concern, text, sent, policy=policy, now=now, told=told
         )

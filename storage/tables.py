@@ -231,6 +231,9 @@ class Concern(SQLModel, table=True):
     # How often the concern was reopened: a reopened level is a new round of the same level, and
     # outbox keys name the round so its messages are queued again rather than taken as repeats.
     level_round: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Status links name this version; one naming an older version no longer opens the concern.
+    # Raised when the learner corrects their email address (actions.change_learner_email).
+    link_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # The earliest moment the sweep has something to do; None when nothing is left.
     next_due_at: datetime | None = _at()
 

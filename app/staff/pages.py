@@ -544,6 +544,13 @@ def _event_words(event: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
     elif kind == "learner_added_information":
         title = "The learner added information"
         text = _detail_text(detail, "text")
+    elif kind == "learner_email_changed":
+        title = "The learner corrected their email address"
+        text = (
+            "Right after sending the form. The acknowledgement was sent again to the corrected "
+            "address; links in emails to the old one no longer open the concern, and replies "
+            "from it are kept aside."
+        )
     elif kind == "learner_answered":
         title = "The learner answered the follow-up questions"
         changes = detail.get("changes")

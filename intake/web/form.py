@@ -54,6 +54,14 @@ FLASH_KEY = "confirmation"
 CONFIRMATION_SHOWN_WITHIN = timedelta(minutes=10)
 CODE_SEAL_PURPOSE = "confirmation code"
 EMAIL_SEAL_PURPOSE = "confirmation email"
+NAME_SEAL_PURPOSE = "confirmation name"
+# The session's note of the form it sent, so that it may correct a mistyped email address for a
+# while (intake.web.email_change): {reference, sealed_email, sealed_name, sent_at}.
+CHANGE_KEY = "email_change"
+# Long enough to read the confirmation, look for the acknowledgement in the inbox and come back
+# (as long as the status page's own idle limit); short enough that a shared computer's browser
+# is unlikely to still hold it when the next person sits down.
+CHANGE_EMAIL_WITHIN = timedelta(minutes=30)
 # Each form drawn carries a one-time key: the same form sent again soon after (a second press of
 # Send without JavaScript, a browser resending) is answered with the first one's receipt, by this
 # process while the first is being stored, and by the database on every instance.
@@ -227,15 +235,26 @@ def router(context: WebContext) -> APIRouter:
             if concern.confidentiality is not Confidentiality.ANONYMOUS
             else None
         )
+        request.session.pop(CHANGE_KEY, None)
+        if email:
+            # This browser may correct a mistyped address for a while (intake.web.email_change).
+            note_sending(
+                request.session,
+                keys=context.keys_for,
+                reference=receipt.reference,
+                email=email,
+                name=concern.learner.name,
+                sent_at=context.clock().timestamp(),
+            )
         request.session[FLASH_KEY] = {
             "reference": receipt.reference,
             "sealed_code": (
-                _seal(context.keys_for(CODE_SEAL_PURPOSE)[-1], receipt.code, receipt.reference)
+                seal_text(context.keys_for(CODE_SEAL_PURPOSE)[-1], receipt.code, receipt.reference)
                 if receipt.code
                 else None
             ),
             "sealed_email": (
-                _seal(context.keys_for(EMAIL_SEAL_PURPOSE)[-1], email, receipt.reference)
+                seal_text(context.keys_for(EMAIL_SEAL_PURPOSE)[-1], email, receipt.reference)
                 if email
                 else None
             ),
@@ -257,14 +276,14 @@ def router(context: WebContext) -> APIRouter:
             return page(context.templates, request, "confirmation.html", {"shown": True})
         sealed = flash.get("sealed_code")
         code = (
-            _unseal(context.keys_for(CODE_SEAL_PURPOSE), sealed, flash["reference"])
+            unseal_text(context.keys_for(CODE_SEAL_PURPOSE), sealed, flash["reference"])
             if isinstance(sealed, str)
             else None
         )
         anonymous = flash.get("confidentiality") == "anonymous"
         sealed_email = flash.get("sealed_email")
         email = (
-            _unseal(context.keys_for(EMAIL_SEAL_PURPOSE), sealed_email, flash["reference"])
+            unseal_text(context.keys_for(EMAIL_SEAL_PURPOSE), sealed_email, flash["reference"])
             if isinstance(sealed_email, str) and not anonymous
             else None
         )
@@ -278,6 +297,7 @@ def router(context: WebContext) -> APIRouter:
                 "reference": flash["reference"],
                 "code": code,
                 "email": email,
+                "change_minutes": int(CHANGE_EMAIL_WITHIN.total_seconds() // 60),
                 "anonymous": anonymous,
                 "confidential": flash.get("confidentiality") == "confidential",
                 "pathway": pathway,
@@ -291,13 +311,31 @@ def router(context: WebContext) -> APIRouter:
     return routes
 
 
-def _seal(key: str, text: str, reference: str) -> str:
+def note_sending(
+    session: dict[str, Any],
+    *,
+    keys: Callable[[str], list[str]],
+    reference: str,
+    email: str,
+    name: str | None,
+    sent_at: float,
+) -> None:
+    """Remember, in this browser's session, the form it sent (named or confidential only)."""
+    session[CHANGE_KEY] = {
+        "reference": reference,
+        "sealed_email": seal_text(keys(EMAIL_SEAL_PURPOSE)[-1], email, reference),
+        "sealed_name": (seal_text(keys(NAME_SEAL_PURPOSE)[-1], name, reference) if name else None),
+        "sent_at": sent_at,
+    }
+
+
+def seal_text(key: str, text: str, reference: str) -> str:
     """A code or an address sealed (bound to its reference) as text for the session."""
     return base64.urlsafe_b64encode(seal(_aes_key(key), text, bound_to=reference)).decode()
 
 
-def _unseal(keys: Iterable[str], sealed: str, reference: str) -> str | None:
-    """What `_seal` sealed under any of `keys`; None if none opens it."""
+def unseal_text(keys: Iterable[str], sealed: str, reference: str) -> str | None:
+    """What `seal_text` sealed under any of `keys`; None if none opens it."""
     try:
         raw = base64.urlsafe_b64decode(sealed.encode())
     except (binascii.Error, ValueError):

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import EmailStr, TypeAdapter, ValidationError
+
 from intake.submission import (
     CONTROL_CHARACTERS,
     InvalidSubmission,
@@ -439,6 +441,29 @@ def _identity(errors: dict[str, str], text: Mapping[str, str]) -> None:
             errors.setdefault("name", "Enter your name")
         if not text["email"]:
             errors.setdefault("email", "Enter your email address, so we can reply")
+
+
+_EMAIL = TypeAdapter(EmailStr)
+
+
+def read_email(raw: object) -> tuple[str, str | None]:
+    """An email address entered on its own (a corrected one), checked as the form checks the
+    form's: what was entered, stripped (the address as it is stored when there is no error), and
+    the error to show, if any."""
+    value = raw if isinstance(raw, str) else ""
+    text = "" if _looks_blank(value) else value.strip()
+    if "\r" in value or "\n" in value:
+        return text, "Enter this on one line, without line breaks"
+    if CONTROL_CHARACTERS.search(value):
+        return text, "Remove the unusual characters from this answer"
+    if len(text) > SHORT_TEXT_LIMIT:
+        return text, f"This must be {SHORT_TEXT_LIMIT} characters or fewer"
+    if not text:
+        return text, "Enter your email address, so we can reply"
+    try:
+        return str(_EMAIL.validate_python(text)), None
+    except ValidationError:
+        return text, _SERVICE_FIELDS["learner.email"][1]
 
 
 def _without_blanks(values: Mapping[str, str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from starlette.middleware.sessions import Session, SessionMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from intake.web import assets, form, start, status
+from intake.web import assets, email_change, form, start, status
 from intake.web.context import WebContext
 from intake.web.security import AccessLog, BodyLimit, RateLimited, SecurityHeaders
 from intake.web.templating import page
@@ -139,6 +139,7 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
     app.include_router(start.router(context))
     app.include_router(form.router(context))
     app.include_router(status.router(context))
+    app.include_router(email_change.router(context))
 
     secure = context.policy.public_url.lower().startswith("https://")
     app.add_middleware(

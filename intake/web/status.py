@@ -2,7 +2,9 @@
 a learner-safe timeline, add information, and answer feedback.
 
 Access lives in the signed session cookie: for each concern looked up (a few at most), when it
-was granted and last used. It ends after 30 minutes unused, and 4 hours after it was granted; the
+was granted and last used, and the concern's link version it was granted under. It ends after 30
+minutes unused, 4 hours after it was granted, and when the concern's link version moves on (the
+learner corrected their email address: access opened with a link sent to the old one ends); the
 code itself is never stored. Every action names its concern (a second tab, or a link opened in
 the same browser, never turns it onto another), and an answer to feedback names the feedback it
 answers. Every change runs in a thread, in one transaction, on the locked concern.
@@ -17,6 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -44,7 +47,9 @@ from storage.db import transaction
 from storage.tables import Concern, id_of
 
 STATUS_PATH = "/concerns/status"
-ACCESS_KEY = "status_access"  # {reference: [granted, last used]} as POSIX timestamps
+# {reference: [granted, last used, link version]}, the times as POSIX timestamps; access stored
+# before link versions has no third item, which is version 0.
+ACCESS_KEY = "status_access"
 CURRENT_KEY = "status_current"  # the concern the status page shows
 NOTICE_KEY = "status_notice"
 ACCESS_IDLE = timedelta(minutes=30)
@@ -78,6 +83,26 @@ SIGNED_OUT = "You have signed out of your concern."
 class Access:
     reference: str
     granted_at: datetime
+    link_version: int = 0
+
+
+def grant_access(
+    session: dict[str, Any], reference: str, *, link_version: int, now: datetime
+) -> None:
+    """Give this browser session access to a concern's status page, from now."""
+    held = _held(session.get(ACCESS_KEY))
+    held[reference] = [now.timestamp(), now.timestamp(), link_version]
+    while len(held) > MOST_CONCERNS_HELD:  # the longest held goes first
+        del held[min(held, key=lambda each: held[each][0])]
+    session[ACCESS_KEY] = held
+    session[CURRENT_KEY] = reference
+
+
+def link_version_of(engine: Engine, reference: str) -> int | None:
+    """A concern's current link version; None when there is no such concern (yet)."""
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        return concern.link_version if concern is not None else None
 
 
 def router(context: WebContext) -> APIRouter:
@@ -85,25 +110,22 @@ def router(context: WebContext) -> APIRouter:
 
     # --- access held in the session -----------------------------------------------------------
 
-    def grant(request: Request, reference: str) -> None:
-        now = context.clock().timestamp()
-        held = _held(request.session.get(ACCESS_KEY))
-        held[reference] = [now, now]
-        while len(held) > MOST_CONCERNS_HELD:  # the longest held goes first
-            del held[min(held, key=lambda each: held[each][0])]
-        request.session[ACCESS_KEY] = held
-        request.session[CURRENT_KEY] = reference
+    def grant(request: Request, reference: str, link_version: int) -> None:
+        grant_access(request.session, reference, link_version=link_version, now=context.clock())
 
-    def access_of(request: Request, reference: str | None = None) -> tuple[Access | None, bool]:
+    async def access_of(
+        request: Request, reference: str | None = None
+    ) -> tuple[Access | None, bool]:
         """Access to `reference` (by default the concern last shown), now marked used, and
-        whether there was access to it that has now ended."""
+        whether there was access to it that has now ended (by time, or because the concern's
+        links were renewed since it was granted)."""
         held = _held(request.session.get(ACCESS_KEY))
         if reference is None:
             current = request.session.get(CURRENT_KEY)
             reference = current if isinstance(current, str) else None
         if reference is None or reference not in held:
             return None, False
-        granted, used = held[reference]
+        granted, used, version = held[reference]
         now = context.clock()
         idle = timedelta(seconds=now.timestamp() - used)
         # A little leeway backwards: instances' clocks differ by a moment.
@@ -113,11 +135,17 @@ def router(context: WebContext) -> APIRouter:
             del held[reference]
             request.session[ACCESS_KEY] = held
             return None, True
-        held[reference] = [granted, now.timestamp()]
+        current = await run_in_threadpool(link_version_of, context.engine, reference)
+        if current is not None and current != version:
+            # Opened with a link sent to an address the learner has since corrected.
+            del held[reference]
+            request.session[ACCESS_KEY] = held
+            return None, True
+        held[reference] = [granted, now.timestamp(), version]
         request.session[ACCESS_KEY] = held
         request.session[CURRENT_KEY] = reference
         granted_at = datetime.fromtimestamp(granted, tz=now.tzinfo)
-        return Access(reference=reference, granted_at=granted_at), False
+        return Access(reference=reference, granted_at=granted_at, link_version=version), False
 
     def notice(request: Request, text: str) -> None:
         request.session[NOTICE_KEY] = text
@@ -199,7 +227,7 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.get(STATUS_PATH, response_class=HTMLResponse)
     async def show(request: Request) -> HTMLResponse:
-        access, expired = access_of(request)
+        access, expired = await access_of(request)
         if access is None:
             message = take_notice(request) or (ACCESS_ENDED if expired else None)
             return lookup_page(request, message=message)
@@ -227,7 +255,7 @@ def router(context: WebContext) -> APIRouter:
             )
         context.limits.hit("lookups_per_reference", normalise_reference(reference))
 
-        def find() -> str | None:
+        def find() -> tuple[str, int] | None:
             # A concern sent a moment ago may still be waiting to be raised: raise it first.
             if raise_if_waiting(
                 engine=context.engine,
@@ -239,24 +267,33 @@ def router(context: WebContext) -> APIRouter:
             with transaction(context.engine) as session:
                 candidate = candidate_for_follow_up(session, reference=reference)
             # Outside the transaction: Argon2 must not hold the database's lock.
-            return verify_follow_up(candidate, code)
+            verified = verify_follow_up(candidate, code)
+            if verified is None:
+                return None
+            return verified, link_version_of(context.engine, verified) or 0
 
         found = await run_in_threadpool(find)
         if found is None:
             # The same answer for an unknown reference, a named concern and a wrong code; the
             # fields are not echoed back, so the pages are identical too.
             return lookup_page(request, errors={"reference": NOT_RIGHT}, status_code=400)
-        grant(request, found)
+        grant(request, *found)
         return RedirectResponse(STATUS_PATH, status_code=303)
 
     @routes.get(STATUS_PATH + "/link/{token}", response_class=HTMLResponse)
     async def follow_link(request: Request, token: str) -> Response:
         context.limits.hit("status_lookups", context.limits.client(request))
         links = context.policy.status_links
-        reference = links.reference_in(token, context.clock()) if links else None
-        if reference is None:
+        link = links.link_in(token, context.clock()) if links else None
+        if link is None:
             return lookup_page(request, message=LINK_EXPIRED, status_code=400)
-        grant(request, reference)
+        reference, version = link
+        current = await run_in_threadpool(link_version_of, context.engine, reference)
+        # A link to a concern not raised yet names version 0, as every new concern's does.
+        if version != (current or 0):
+            # Sent to an address the learner has since corrected: it no longer opens the concern.
+            return lookup_page(request, message=LINK_EXPIRED, status_code=400)
+        grant(request, reference, version)
         return RedirectResponse(STATUS_PATH, status_code=303)
 
     @routes.post(STATUS_PATH + "/sign-out")
@@ -308,7 +345,7 @@ def router(context: WebContext) -> APIRouter:
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("learner_actions", context.limits.client(request))
         named = normalise_reference(_field(form.get("reference")))
-        access, _ = access_of(request, named) if named else (None, False)
+        access, _ = await access_of(request, named) if named else (None, False)
         return form, access
 
     @routes.post(STATUS_PATH + "/information")
@@ -416,17 +453,19 @@ def _just_added(session: Session, concern: Concern, text: str, now: datetime) ->
     )
 
 
-def _held(value: object) -> dict[str, list[float]]:
-    """The concerns a session holds access to, as stored; anything else is dropped."""
+def _held(value: object) -> dict[str, list[Any]]:
+    """The concerns a session holds access to, as stored ([granted, used, link version]; access
+    stored before link versions is version 0); anything else is dropped."""
     if not isinstance(value, dict):
         return {}
     return {
-        reference: [float(times[0]), float(times[1])]
+        reference: [float(times[0]), float(times[1]), int(times[2]) if len(times) == 3 else 0]
         for reference, times in value.items()
         if isinstance(reference, str)
         and isinstance(times, list)
-        and len(times) == 2
-        and all(isinstance(moment, int | float) for moment in times)
+        and len(times) in (2, 3)
+        and all(isinstance(moment, int | float) for moment in times[:2])
+        and (len(times) == 2 or type(times[2]) is int)
     }
 
 

@@ -204,6 +204,34 @@ def test_a_named_learner_raises_a_concern_follows_it_and_remains_concerned(
     browsing.check("status-signed-out")
 
 
+def test_a_learner_corrects_a_mistyped_email_address(server: Server, browsing: Browsing) -> None:
+    page = browsing.page
+    page.goto(server.url + "/concerns/new")
+    fill_the_form(
+        page, confidentiality="Named", name="Priya Browser", email="priya.browsr@example.nhs.uk"
+    )
+    page.get_by_role("button", name="Send my concern").click()
+    reference = page.locator("#reference").inner_text().strip()
+    page.get_by_role("link", name="Change email address").click()
+    assert page.url.endswith("/concerns/change-email")
+    assert "priya.browsr@example.nhs.uk" in page.inner_text("main")
+    browsing.check("change-email")
+
+    page.get_by_label("Your correct email address").fill("priya at example")
+    page.get_by_role("button", name="Change email address").click()
+    assert page.title().startswith("Error:")
+    assert "There is a problem" in page.locator(".nhsuk-error-summary").inner_text()
+    browsing.check("change-email-errors")
+
+    page.get_by_label("Your correct email address").fill("priya.browser@example.nhs.uk")
+    page.get_by_role("button", name="Change email address").click()
+    main = page.inner_text("main")
+    assert "Email address changed" in main and "priya.browser@example.nhs.uk" in main
+    browsing.check("change-email-done")
+    page.get_by_role("link", name="Check your concern").click()
+    assert reference in page.inner_text("main")
+
+
 def test_an_anonymous_learner_gets_a_code_once_and_looks_their_concern_up(
     server: Server, browsing: Browsing
 ) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from escalation.actions import change_learner_email
 from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
@@ -372,6 +373,46 @@ def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine)
     # The token is genuine (sent to the learner), so the mail is filed under its concern's
     # region; it still grants nothing.
     assert kept.region_id == concern.region_id
+
+
+def test_a_reply_from_an_address_the_learner_corrected_no_longer_acts_on_the_concern(
+    db: Engine,
+) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    corrected = "jane.smith@correct.example.ac.uk"
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, ack.concern_id or 0)
+        assert concern is not None
+        assert change_learner_email(
+            session=session,
+            concern=concern,
+            email=corrected,
+            name="Jane Smith",
+            channel="web",
+            now=MONDAY_MORNING,
+            policy=policy(),
+        )
+    # The token and the sender match (the ack went to that address), but it is no longer the
+    # learner's: kept for staff, nothing applied.
+    report = deliver(db, reply_to(ack, body="I'm satisfied\nHow often: once\nAnyone harmed: minor"))
+    assert report.quarantined == 1
+    concern = only_concern(db)
+    assert (concern.frequency, concern.harm) == ("not_answered", "not_answered")
+    assert "learner_added_information" not in [e.kind for e in events(db, concern.id or 0)]
+    with transaction(db) as session:
+        (kept,) = inbox.kept_aside(session, limit=10)
+    assert kept.outcome is not None and "no longer the learner's" in kept.outcome
+    assert kept.region_id == concern.region_id
+    # A reply to the acknowledgement sent again, from the corrected address, is the learner's.
+    (again,) = outbox(db, kind="learner_ack", recipient_address=corrected)
+    report = deliver(
+        db,
+        reply_to(again, sender=f"Jane Smith <{corrected}>", body="How often: once"),
+        mail_from=corrected,
+    )
+    assert report.quarantined == 0
+    assert "learner_added_information" in [e.kind for e in events(db, concern.id or 0)]
 
 
 def test_a_made_up_token_files_the_mail_under_no_region(db: Engine) -> None:

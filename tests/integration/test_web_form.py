@@ -223,7 +223,7 @@ def test_the_code_cannot_be_read_from_the_cookie_nor_shown_again_later_with_a_sa
 
 LEARNER_EMAIL = "priya.testlearner@example.nhs.uk"
 EMAIL_SENT_TO = f"We have sent a confirmation email to {LEARNER_EMAIL}."
-NOT_YOUR_EMAIL = "If this is not your email address, write down your reference now"
+NOT_YOUR_EMAIL = "If this is not your email address, change it now"
 
 
 def _words(page: str) -> str:
@@ -243,7 +243,8 @@ def test_the_confirmation_shows_where_the_acknowledgement_was_sent(
         words = _words(page)
         assert EMAIL_SENT_TO in words
         assert f'<strong id="email">{LEARNER_EMAIL}</strong>' in page
-        assert NOT_YOUR_EMAIL in words and "raise your concern again" in words
+        assert NOT_YOUR_EMAIL in words and "raise your concern again" not in words
+        assert '<a href="/concerns/change-email">Change email address</a>' in page
         reference = REFERENCE.search(page)
         assert reference
         # It is where the acknowledgement (and its status link) really went.
@@ -275,6 +276,7 @@ def test_an_anonymous_confirmation_mentions_no_email(engine: Engine, client: Web
     page = confirmed(client, send(client, confidentiality="anonymous", name="", email=""))
     words = _words(page)
     assert "confirmation email" not in words and NOT_YOUR_EMAIL not in words
+    assert "/concerns/change-email" not in page
     assert 'id="email"' not in page and "@" not in words.split("Concern sent", 1)[1]
 
 

@@ -72,3 +72,15 @@ def test_after_the_key_changes_links_already_sent_open_while_the_old_key_is_list
     assert only_new.reference_in(sent_before, NOW) is None
     # Still expiring as before.
     assert rotated.reference_in(sent_before, NOW + timedelta(days=181)) is None
+
+
+def test_a_link_names_its_version_and_a_bare_reference_is_version_0() -> None:
+    bare = LINKS.token_for("LC-2031-000042", NOW)
+    assert LINKS.link_in(bare, NOW) == ("LC-2031-000042", 0)
+    # Version 0 is signed as every link was before versions: the reference alone.
+    assert LINKS.token_for("LC-2031-000042", NOW, version=0) == bare
+    renewed = LINKS.token_for("LC-2031-000042", NOW, version=3)
+    assert renewed != bare
+    assert LINKS.link_in(renewed, NOW) == ("LC-2031-000042", 3)
+    assert LINKS.reference_in(renewed, NOW) == "LC-2031-000042"
+    assert LINKS.link_in(renewed, NOW + timedelta(days=181)) is None

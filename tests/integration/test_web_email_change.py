@@ -1,0 +1,329 @@
+"""Right after sending the form, the learner corrects a mistyped email address: the concern points
+at the new address, the acknowledgement goes again, and what was sent to the old one stops
+working (status links, status-page access opened with them). Only the sending browser, only for a
+while, never for an anonymous concern; a refusal changes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from escalation.links import LINK_PATH
+from intake.web.form import CHANGE_EMAIL_WITHIN
+from intake.web.status import LINK_EXPIRED
+from storage import repositories
+from storage.db import transaction
+from storage.tables import Concern, Event, Learner, OutboxMessage
+from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
+from tests.integration.test_web_form import REFERENCE, answers
+from tests.integration.webclient import WebClient, make_app, web_client
+
+CHANGE = "/concerns/change-email"
+OLD = "priya.testlearnr@example.nhs.uk"  # mistyped
+NEW = "priya.testlearner@example.nhs.uk"
+LINK = re.compile(re.escape(LINK_PATH) + r"(\S+)")
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class World:
+    engine: Engine
+    clock: Clock
+    learner: WebClient  # the browser that sent the form
+    other: WebClient  # anyone else's browser
+
+    def concern(self, reference: str) -> Concern:
+        with transaction(self.engine) as session:
+            concern = repositories.concern_by_reference(session, reference)
+            assert concern is not None
+            session.expunge(concern)
+            return concern
+
+
+@pytest.fixture
+def world(engine: Engine) -> Iterator[World]:
+    load_example_directory(engine)
+    clock = Clock(MONDAY_MORNING)
+    app = make_app(engine, clock=clock)
+    with web_client(app) as learner, web_client(app) as other:
+        yield World(engine=engine, clock=clock, learner=learner, other=other)
+
+
+def send_form(world: World, **changes: str) -> tuple[str, str]:
+    """Send the form from the learner's browser: the reference and the confirmation page."""
+    token = world.learner.csrf("/concerns/new")
+    sent = world.learner.post(
+        "/concerns/new", data={"csrf_token": token, **answers(email=OLD, **changes)}
+    )
+    assert sent.status_code == 303, sent.text
+    page = world.learner.get("/concerns/confirmation").text
+    found = REFERENCE.search(page)
+    assert found, page
+    return found.group(1), page
+
+
+def change(client: WebClient, email: str, **extra: str) -> httpx.Response:
+    """Open the change page and send it with `email`."""
+    shown = client.get(CHANGE)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', shown.text)
+    reference = re.search(r'name="reference" value="([^"]+)"', shown.text)
+    data = {
+        "csrf_token": token.group(1) if token else client.csrf("/concerns/new"),
+        "reference": reference.group(1) if reference else "",
+        "email": email,
+        **extra,
+    }
+    return client.post(CHANGE, data=data)
+
+
+def everything(engine: Engine, reference: str) -> tuple[Any, ...]:
+    """The concern, its learner, its events and its outbox, to compare before and after."""
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        learners = session.exec(select(Learner.id, Learner.email, Learner.name)).all()
+        return (
+            concern.model_dump(),
+            sorted(learners),
+            [event.kind for event in repositories.events_of(session, concern.id or 0)],
+            [
+                (row.id, row.status, row.recipient_address)
+                for row in repositories.outbox_of(session, concern.id or 0)
+            ],
+        )
+
+
+def learner_emails(engine: Engine, reference: str) -> list[OutboxMessage]:
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        rows = [
+            row
+            for row in repositories.outbox_of(session, concern.id or 0)
+            if row.recipient_role == "learner" and row.channel == "email"
+        ]
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def link_in(row: OutboxMessage) -> str:
+    found = LINK.search(row.body_text)
+    assert found, row.body_text
+    return LINK_PATH + found.group(1)
+
+
+def opens(client: WebClient, link: str, reference: str) -> bool:
+    """Whether following `link` shows the concern's status page in this browser."""
+    followed = client.get(link)
+    if followed.status_code != 303:
+        assert followed.status_code == 400 and LINK_EXPIRED in followed.text
+        return False
+    return reference in client.get("/concerns/status").text
+
+
+def test_the_learner_corrects_the_address_and_the_new_one_gets_the_acknowledgement(
+    world: World,
+) -> None:
+    reference, page = send_form(world)
+    assert f'<strong id="email">{OLD}</strong>' in page
+    assert f'href="{CHANGE}"' in page
+    assert "raise your concern again" not in page
+    [first] = learner_emails(world.engine, reference)
+    old_link = link_in(first)
+    before = world.concern(reference)
+
+    shown = world.learner.get(CHANGE)
+    assert shown.status_code == 200
+    assert "<title>Change your email address" in shown.text
+    assert f'<strong id="current-email">{OLD}</strong>' in shown.text
+    assert reference in shown.text
+    # The input is the one element with its id: its label names it.
+    assert shown.text.count('id="email"') == 1
+    world.clock.now += timedelta(minutes=5)
+    done = change(world.learner, NEW)
+    assert done.status_code == 200, done.text
+    assert "<title>Email address changed" in done.text
+    assert f'<strong id="email">{NEW}</strong>' in done.text
+
+    after = world.concern(reference)
+    assert after.link_version == before.link_version + 1 == 1
+    with transaction(world.engine) as session:
+        old_learner = session.get(Learner, before.learner_id)
+        new_learner = session.get(Learner, after.learner_id)
+        assert old_learner is not None and new_learner is not None
+        # The old record is left as it was: it may be someone else's, with concerns of its own.
+        assert old_learner.email == OLD
+        assert new_learner.email == NEW and new_learner.name == "Priya Testlearner"
+        [changed] = [
+            event
+            for event in repositories.events_of(session, after.id or 0)
+            if event.kind == "learner_email_changed"
+        ]
+        recorded = json.dumps(changed.detail)
+        assert changed.actor == "learner" and changed.channel == "web"
+    # Neither address is in the audit trail every member of staff on the concern sees.
+    assert OLD not in recorded and NEW not in recorded and "priya" not in recorded
+    gave_up, again = learner_emails(world.engine, reference)
+    assert (gave_up.id, gave_up.recipient_address, gave_up.status) == (first.id, OLD, "failed")
+    assert gave_up.last_error and "corrected their email address" in gave_up.last_error
+    assert (again.recipient_address, again.kind, again.status) == (NEW, "learner_ack", "pending")
+    assert again.idempotency_key != first.idempotency_key
+    assert reference in again.subject
+
+    # The link sent to the old address no longer opens it; the new one does.
+    stranger = world.other
+    assert not opens(stranger, old_link, reference)
+    with web_client(make_app(world.engine, clock=world.clock)) as fresh:
+        assert opens(fresh, link_in(again), reference)
+    # The browser that sent the form may look at it now.
+    assert reference in world.learner.get("/concerns/status").text
+
+
+def test_a_link_without_a_version_still_opens_a_concern_never_corrected(world: World) -> None:
+    reference, _ = send_form(world)
+    links = policy().status_links
+    assert links is not None
+    # Signed as every link was before versions: the reference alone.
+    bare = LINK_PATH + links.token_for(reference, MONDAY_MORNING)
+    assert bare == link_in(learner_emails(world.engine, reference)[0])
+    assert opens(world.other, bare, reference)
+
+    change(world.learner, NEW)
+    with web_client(make_app(world.engine, clock=world.clock)) as fresh:
+        assert not opens(fresh, bare, reference)
+
+
+def test_a_browser_that_opened_the_old_link_loses_its_access(world: World) -> None:
+    reference, _ = send_form(world)
+    stranger = world.other
+    assert opens(stranger, link_in(learner_emails(world.engine, reference)[0]), reference)
+
+    assert change(world.learner, NEW).status_code == 200
+    world.clock.now += timedelta(minutes=1)
+
+    shown = stranger.get("/concerns/status")
+    assert reference not in shown.text
+    assert "Check a concern you raised" in shown.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', shown.text)
+    assert token
+    before = everything(world.engine, reference)
+    added = stranger.post(
+        "/concerns/status/information",
+        data={"csrf_token": token.group(1), "reference": reference, "information": "Stranger"},
+    )
+    assert added.status_code == 403
+    assert everything(world.engine, reference) == before
+
+
+def test_doing_it_twice_changes_it_once(world: World) -> None:
+    reference, _ = send_form(world)
+    assert change(world.learner, NEW).status_code == 200
+    once = everything(world.engine, reference)
+    again = change(world.learner, NEW)
+    assert again.status_code == 200
+    assert "<title>Email address changed" in again.text
+    assert everything(world.engine, reference) == once
+    assert world.concern(reference).link_version == 1
+
+
+def test_the_same_address_again_changes_nothing(world: World) -> None:
+    reference, _ = send_form(world)
+    before = everything(world.engine, reference)
+    answer = change(world.learner, OLD.upper())
+    assert answer.status_code == 200
+    assert "<title>Email address not changed" in answer.text
+    assert everything(world.engine, reference) == before
+
+
+@pytest.mark.parametrize(
+    "who",
+    ["another browser", "after the time limit", "anonymous concern"],
+)
+def test_a_change_it_may_not_make_is_refused_and_changes_nothing(world: World, who: str) -> None:
+    if who == "anonymous concern":
+        token = world.learner.csrf("/concerns/new")
+        world.learner.post(
+            "/concerns/new",
+            data={
+                "csrf_token": token,
+                **answers(confidentiality="anonymous", name="", email=""),
+            },
+        )
+        page = world.learner.get("/concerns/confirmation").text
+        assert CHANGE not in page
+        found = REFERENCE.search(page)
+        assert found
+        reference = found.group(1)
+        browser = world.learner
+    else:
+        reference, _ = send_form(world)
+        browser = world.other if who == "another browser" else world.learner
+        if who == "after the time limit":
+            world.clock.now += CHANGE_EMAIL_WITHIN + timedelta(seconds=1)
+    before = everything(world.engine, reference)
+
+    shown = browser.get(CHANGE)
+    assert shown.status_code == 403
+    assert "<title>You cannot change the email address here" in shown.text
+    assert "Nothing has been changed" in shown.text
+    token = browser.csrf("/concerns/new")
+    sent = browser.post(CHANGE, data={"csrf_token": token, "reference": reference, "email": NEW})
+    assert sent.status_code == 403
+    assert "You cannot change the email address here" in sent.text
+    assert everything(world.engine, reference) == before
+
+
+def test_a_bad_address_is_shown_with_the_error_summary_and_changes_nothing(world: World) -> None:
+    reference, _ = send_form(world)
+    before = everything(world.engine, reference)
+    answer = change(world.learner, "priya at example")
+    assert answer.status_code == 400
+    text = answer.text
+    assert "<title>Error: Change your email address" in text
+    assert "There is a problem" in text and 'href="#email"' in text
+    assert "Enter an email address in the correct format" in text
+    assert 'value="priya at example"' in text
+    assert everything(world.engine, reference) == before
+
+
+def test_without_the_csrf_token_it_is_refused_and_changes_nothing(world: World) -> None:
+    reference, _ = send_form(world)
+    before = everything(world.engine, reference)
+    answer = world.learner.post(CHANGE, data={"reference": reference, "email": NEW})
+    assert answer.status_code == 403
+    assert everything(world.engine, reference) == before
+
+
+def test_a_concern_still_waiting_to_be_raised_is_raised_first(engine: Engine) -> None:
+    load_example_directory(engine)
+    clock = Clock(MONDAY_MORNING)
+    # As under `concerns serve`: the form only stores; the intake tick (not run here) raises.
+    with web_client(make_app(engine, clock=clock, on_received=lambda: None)) as learner:
+        world = World(engine=engine, clock=clock, learner=learner, other=learner)
+        reference, _ = send_form(world)
+        with transaction(engine) as session:
+            assert repositories.concern_by_reference(session, reference) is None
+        assert change(learner, NEW).status_code == 200
+    [gave_up, again] = learner_emails(engine, reference)
+    assert (gave_up.recipient_address, gave_up.status) == (OLD, "failed")
+    assert (again.recipient_address, again.status) == (NEW, "pending")
+    with transaction(engine) as session:
+        kinds = list(session.exec(select(Event.kind)))
+    assert kinds.count("received") == 1 and kinds.count("learner_email_changed") == 1
