@@ -190,9 +190,11 @@ def router(context: WebContext) -> APIRouter:
             sent_at=request.session[CHANGE_KEY]["sent_at"],
         )
         # Links sent to the old address no longer open the concern; this browser, which sent
-        # it, may look at it now.
+        # it, may look at it now. Only when it did change it: the address already shown, sent
+        # back, opens nothing (the status page wants the link or the code).
         version, changed = outcome
-        grant_access(request.session, reference, link_version=version, now=context.clock())
+        if changed:
+            grant_access(request.session, reference, link_version=version, now=context.clock())
         return change_page(
             request,
             {

@@ -40,6 +40,7 @@ from intake.follow_up import (
 )
 from intake.received import raise_if_waiting
 from intake.web.context import WebContext
+from intake.web.form import CHANGE_KEY, FLASH_KEY
 from intake.web.security import CSRF_FIELD, require_csrf
 from intake.web.templating import page
 from storage import repositories
@@ -302,6 +303,10 @@ def router(context: WebContext) -> APIRouter:
         require_csrf(request, form.get(CSRF_FIELD))
         request.session.pop(ACCESS_KEY, None)
         request.session.pop(CURRENT_KEY, None)
+        # Also what the form left: the next person at a shared computer must not be able to
+        # correct the address (and so open the concern) or see the confirmation.
+        request.session.pop(CHANGE_KEY, None)
+        request.session.pop(FLASH_KEY, None)
         notice(request, SIGNED_OUT)
         return RedirectResponse(STATUS_PATH, status_code=303)
 

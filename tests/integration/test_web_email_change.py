@@ -250,6 +250,31 @@ def test_the_same_address_again_changes_nothing(world: World) -> None:
     assert answer.status_code == 200
     assert "<title>Email address not changed" in answer.text
     assert everything(world.engine, reference) == before
+    # Nor does it open the concern: that takes the link or the code.
+    assert reference not in world.learner.get("/concerns/status").text
+
+
+def test_signing_out_ends_the_chance_to_change_the_address(world: World) -> None:
+    reference, _ = send_form(world)
+    assert opens(world.learner, link_in(learner_emails(world.engine, reference)[0]), reference)
+    status = world.learner.get("/concerns/status").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', status)
+    assert token
+    out = world.learner.post("/concerns/status/sign-out", data={"csrf_token": token.group(1)})
+    assert out.status_code == 303
+    before = everything(world.engine, reference)
+
+    # The next person at the same (shared) computer, a few minutes later.
+    world.clock.now += timedelta(minutes=5)
+    shown = world.learner.get(CHANGE)
+    assert shown.status_code == 403 and OLD not in shown.text
+    token = world.learner.csrf("/concerns/new")
+    sent = world.learner.post(
+        CHANGE, data={"csrf_token": token, "reference": reference, "email": NEW}
+    )
+    assert sent.status_code == 403
+    assert everything(world.engine, reference) == before
+    assert reference not in world.learner.get("/concerns/status").text
 
 
 @pytest.mark.parametrize(
