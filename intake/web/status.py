@@ -314,21 +314,31 @@ def router(context: WebContext) -> APIRouter:
 
     async def act(
         request: Request,
-        reference: str,
+        access: Access,
         action: Callable[[Session, Concern, datetime], str],
         *,
         information: str = "",
     ) -> Response:
         """Run one action on the locked concern; a refusal changes nothing and is shown."""
+        reference = access.reference
 
         def run() -> str:
             with transaction(context.engine) as session:
                 found = repositories.concern_by_reference(session, reference)
                 concern = lock_concern(session, found)
+                # Checked again under the lock: the learner may have corrected their address
+                # since `access_of` looked, and access opened with the old link ends with it.
+                if concern.link_version != access.link_version:
+                    raise _LinksRenewed
                 return action(session, concern, context.clock())
 
         try:
             done = await run_in_threadpool(run)
+        except _LinksRenewed:
+            held = _held(request.session.get(ACCESS_KEY))
+            held.pop(reference, None)
+            request.session[ACCESS_KEY] = held
+            return ended(request, information=information)
         except ActionRefused as refused:
             status = await run_in_threadpool(load_status, reference)
             if status is None:
@@ -393,7 +403,7 @@ def router(context: WebContext) -> APIRouter:
                 )
             return ADDED
 
-        return await act(request, access.reference, add, information=text)
+        return await act(request, access, add, information=text)
 
     @routes.post(STATUS_PATH + "/satisfied")
     async def satisfied(request: Request) -> Response:
@@ -407,7 +417,7 @@ def router(context: WebContext) -> APIRouter:
             learner_satisfied(session=session, concern=concern, channel="web", now=now)
             return "Thank you for telling us you are satisfied. Your concern is now closed."
 
-        return await act(request, access.reference, close)
+        return await act(request, access, close)
 
     @routes.post(STATUS_PATH + "/concerned")
     async def concerned(request: Request) -> Response:
@@ -432,9 +442,13 @@ def router(context: WebContext) -> APIRouter:
                 "it again and to give you further feedback."
             )
 
-        return await act(request, access.reference, escalate)
+        return await act(request, access, escalate)
 
     return routes
+
+
+class _LinksRenewed(Exception):
+    """The concern's link version moved on from the one the session's access was granted under."""
 
 
 def _require_feedback_shown(concern: Concern, answered: str) -> None:

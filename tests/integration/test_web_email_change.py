@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+import intake.web.status as status_module
 from escalation.links import LINK_PATH
 from intake.web.form import CHANGE_EMAIL_WITHIN
 from intake.web.status import LINK_EXPIRED
@@ -25,6 +26,7 @@ from storage.db import transaction
 from storage.tables import Concern, Event, Learner, OutboxMessage
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
 from tests.integration.test_web_form import REFERENCE, answers
+from tests.integration.test_web_status import HIDDEN, give_feedback
 from tests.integration.webclient import WebClient, make_app, web_client
 
 CHANGE = "/concerns/change-email"
@@ -210,26 +212,56 @@ def test_a_link_without_a_version_still_opens_a_concern_never_corrected(world: W
         assert not opens(fresh, bare, reference)
 
 
-def test_a_browser_that_opened_the_old_link_loses_its_access(world: World) -> None:
+ACTIONS = ["information", "satisfied", "concerned"]
+
+
+def stranger_with_the_old_link(world: World, reference: str) -> dict[str, str]:
+    """The stranger opens the old link while the concern has feedback to answer: the form their
+    status page draws for each action (its CSRF token and hidden fields)."""
+    assert opens(world.other, link_in(learner_emails(world.engine, reference)[0]), reference)
+    give_feedback(world.engine, reference, world.clock.now)
+    page = world.other.get("/concerns/status").text
+    assert "I&#39;m satisfied" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    return {"csrf_token": token.group(1), **dict(HIDDEN.findall(page)), "information": "Stranger"}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_browser_that_opened_the_old_link_loses_its_access(world: World, action: str) -> None:
     reference, _ = send_form(world)
     stranger = world.other
-    assert opens(stranger, link_in(learner_emails(world.engine, reference)[0]), reference)
+    form = stranger_with_the_old_link(world, reference)
 
     assert change(world.learner, NEW).status_code == 200
     world.clock.now += timedelta(minutes=1)
 
+    before = everything(world.engine, reference)
+    acted = stranger.post(f"/concerns/status/{action}", data=form)
+    assert acted.status_code == 403
+    assert everything(world.engine, reference) == before
     shown = stranger.get("/concerns/status")
     assert reference not in shown.text
     assert "Check a concern you raised" in shown.text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', shown.text)
-    assert token
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_an_action_checks_the_link_version_again_under_the_lock(
+    world: World, action: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, _ = send_form(world)
+    stranger = world.other
+    form = stranger_with_the_old_link(world, reference)
+    assert change(world.learner, NEW).status_code == 200
+    # The stranger's request read the link version a moment before the change committed.
+    monkeypatch.setattr(status_module, "link_version_of", lambda engine, reference: 0)
+
     before = everything(world.engine, reference)
-    added = stranger.post(
-        "/concerns/status/information",
-        data={"csrf_token": token.group(1), "reference": reference, "information": "Stranger"},
-    )
-    assert added.status_code == 403
+    acted = stranger.post(f"/concerns/status/{action}", data=form)
+    assert acted.status_code == 403
     assert everything(world.engine, reference) == before
+    # And the access held is dropped, not just this action refused.
+    assert reference not in stranger.get("/concerns/status").text
 
 
 def test_doing_it_twice_changes_it_once(world: World) -> None:
