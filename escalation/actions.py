@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
-from sqlmodel import Session, col
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
 
 from escalation.contacts import Found, choose_programme_body, find_contact
 from escalation.ladder import (
@@ -28,7 +28,13 @@ from escalation.ladder import (
     told_summary,
     write_clock,
 )
-from escalation.notify import facts_of, learner_key, queue_to_contacts, queue_to_learner
+from escalation.notify import (
+    facts_of,
+    learner_key,
+    queue_again_to_learner,
+    queue_to_contacts,
+    queue_to_learner,
+)
 from escalation.policy import Policy
 from notifications.messages import MessageKind
 from routing.deadlines import level_deadlines, silence_close_at
@@ -205,6 +211,9 @@ def add_learner_information(
 
 # Why an unsent message to the address a learner corrected was given up (staff see it).
 GIVEN_UP_FOR_CORRECTED_ADDRESS = "Given up: the learner corrected their email address"
+# Kinds not sent again to the corrected address: the acknowledgement is queued afresh anyway,
+# and an answer to an emailed reply answers whoever wrote from the old address, not the learner.
+NOT_SENT_AGAIN = frozenset({MessageKind.LEARNER_ACK.value, MessageKind.REPLY_NOT_APPLIED.value})
 
 
 def change_learner_email(
@@ -235,20 +244,35 @@ def change_learner_email(
     concern.learner_id = learner.id
     # Links signed before (and status-page access opened with them) stop opening the concern.
     concern.link_version += 1
-    given_up = 0
+    given_up: list[OutboxMessage] = []
     if old_email:
-        result = session.execute(
-            update(OutboxMessage)
-            .where(
-                col(OutboxMessage.concern_id) == concern.id,
-                col(OutboxMessage.recipient_role) == Role.LEARNER.value,
-                col(OutboxMessage.channel) == "email",
-                col(OutboxMessage.status) == "pending",
-                func.lower(col(OutboxMessage.recipient_address)) == old_email,
-            )
-            .values(status="failed", last_error=GIVEN_UP_FOR_CORRECTED_ADDRESS)
+        # Unsent email to the old address is given up, except what a dispatcher holds (claimed,
+        # its lease not run out): it may be going out this moment, and marking it failed would
+        # make the record false when it went. Its link names the old version and is refused, and
+        # a reply to it is kept aside.
+        given_up = list(
+            session.exec(
+                select(OutboxMessage)
+                .where(
+                    col(OutboxMessage.concern_id) == concern.id,
+                    col(OutboxMessage.recipient_role) == Role.LEARNER.value,
+                    col(OutboxMessage.channel) == "email",
+                    col(OutboxMessage.status) == "pending",
+                    func.lower(col(OutboxMessage.recipient_address)) == old_email,
+                    or_(
+                        col(OutboxMessage.claimed_until).is_(None),
+                        col(OutboxMessage.claimed_until) <= now,
+                    ),
+                )
+                .order_by(col(OutboxMessage.id))
+                .with_for_update()
+            ).all()
         )
-        given_up = int(getattr(result, "rowcount", 0) or 0)
+        for row in given_up:
+            row.status = "failed"
+            row.last_error = GIVEN_UP_FOR_CORRECTED_ADDRESS
+            row.claim_token = None
+            row.claimed_until = None
     # Neither address goes in the event: every member of staff who sees the concern sees its
     # audit trail, and a confidential learner's identity is for the quality team and dean only.
     record_event(
@@ -258,16 +282,30 @@ def change_learner_email(
         kind="learner_email_changed",
         actor="learner",
         channel=channel,
-        detail={"messages_given_up": given_up, "link_version": concern.link_version},
+        detail={"messages_given_up": len(given_up), "link_version": concern.link_version},
     )
+    address = f":address{concern.link_version}"
     queue_to_learner(
         session,
         concern=concern,
         facts=facts_of(session, concern, policy, now=now),
         kind=MessageKind.LEARNER_ACK,
         now=now,
-        key=f"{learner_key(concern, MessageKind.LEARNER_ACK)}:address{concern.link_version}",
+        key=f"{learner_key(concern, MessageKind.LEARNER_ACK)}{address}",
     )
+    # What else was on its way to the old address goes to the corrected one, under a key of its
+    # own: one queued again later under the given-up row's key would be taken as a repeat.
+    for row in given_up:
+        if row.kind not in NOT_SENT_AGAIN:
+            queue_again_to_learner(
+                session,
+                concern=concern,
+                given_up=row,
+                address=email,
+                key=f"{row.idempotency_key}{address}",
+                now=now,
+                policy=policy,
+            )
     return True
 
 

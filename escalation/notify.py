@@ -6,12 +6,14 @@ recipient, so replaying a step (a retry, a second instance, a catch-up sweep) qu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
+from escalation.links import LINK_PATH
 from escalation.policy import Policy
 from notifications.messages import (
     AS_GIVEN,
@@ -354,6 +356,53 @@ def queue_reply_not_applied(
         session,
         _email_row(
             concern, kind, key, role, address, message, now=now, due=now, contact_id=contact_id
+        ),
+    )
+
+
+# A status link in a rendered email: its token is URL-safe base64 and dots (itsdangerous).
+_STATUS_LINK = re.compile(re.escape(LINK_PATH) + r"[A-Za-z0-9_.\-]+")
+
+
+def queue_again_to_learner(
+    session: Session,
+    *,
+    concern: Concern,
+    given_up: OutboxMessage,
+    address: str,
+    key: str,
+    now: datetime,
+    policy: Policy,
+) -> bool:
+    """Queue an unsent email to the learner again, to `address` under `key`: the same words, its
+    status links signed afresh for the concern's current link version (those in the copy given
+    up no longer open it). The words are kept, not built again: what each message said (the
+    feedback, why the concern moved or closed) is what its caller passed, and is not all kept
+    elsewhere."""
+    token = (
+        policy.status_links.token_for(concern.reference, now, version=concern.link_version)
+        if policy.status_links is not None
+        else None
+    )
+
+    def relinked(body: str) -> str:
+        return body if token is None else _STATUS_LINK.sub(lambda _: LINK_PATH + token, body)
+
+    return repositories.queue_message(
+        session,
+        OutboxMessage(
+            idempotency_key=key,
+            concern_id=concern.id,
+            reference=concern.reference,
+            channel="email",
+            kind=given_up.kind,
+            recipient_role=Role.LEARNER.value,
+            recipient_address=address,
+            subject=given_up.subject,
+            body_text=relinked(given_up.body_text),
+            body_html=relinked(given_up.body_html) if given_up.body_html is not None else None,
+            created_at=now,
+            send_after=max(now, given_up.send_after),
         ),
     )
 

@@ -19,10 +19,13 @@ from sqlmodel import select
 
 import intake.web.status as status_module
 from escalation.links import LINK_PATH
+from escalation.notify import facts_of, queue_to_learner
 from intake.web.form import CHANGE_EMAIL_WITHIN
 from intake.web.status import LINK_EXPIRED
+from notifications.messages import MessageKind
 from storage import repositories
 from storage.db import transaction
+from storage.outbox import SqlOutboxStore
 from storage.tables import Concern, Event, Learner, OutboxMessage
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
 from tests.integration.test_web_form import REFERENCE, answers
@@ -384,3 +387,63 @@ def test_a_concern_still_waiting_to_be_raised_is_raised_first(engine: Engine) ->
     with transaction(engine) as session:
         kinds = list(session.exec(select(Event.kind)))
     assert kinds.count("received") == 1 and kinds.count("learner_email_changed") == 1
+
+
+def test_other_unsent_email_to_the_old_address_goes_to_the_new_one(world: World) -> None:
+    reference, _ = send_form(world)
+    give_feedback(world.engine, reference, world.clock.now)
+    [_, feedback] = learner_emails(world.engine, reference)
+    assert (feedback.kind, feedback.recipient_address) == ("learner_feedback", OLD)
+    assert change(world.learner, NEW).status_code == 200
+
+    rows = {
+        (row.kind, row.recipient_address): row for row in learner_emails(world.engine, reference)
+    }
+    assert rows["learner_feedback", OLD].status == "failed"
+    again = rows["learner_feedback", NEW]
+    assert again.status == "pending"
+    assert again.idempotency_key != feedback.idempotency_key
+    assert (again.subject, again.body_text.split(LINK_PATH)[0]) == (
+        feedback.subject,
+        feedback.body_text.split(LINK_PATH)[0],
+    )
+    # Its link is signed for the new version: it opens the concern, the given-up one's no more.
+    with web_client(make_app(world.engine, clock=world.clock)) as fresh:
+        assert opens(fresh, link_in(again), reference)
+        assert not opens(fresh, link_in(feedback), reference)
+        assert again.body_html and link_in(again)[len(LINK_PATH) :] in again.body_html
+        assert link_in(feedback)[len(LINK_PATH) :] not in again.body_html
+    # Queued again under the learner's usual key, it is a repeat of the one sent again.
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        queued = queue_to_learner(
+            session,
+            concern=concern,
+            facts=facts_of(session, concern, policy(), now=world.clock()),
+            kind=MessageKind.LEARNER_FEEDBACK,
+            now=world.clock(),
+        )
+    assert not queued
+    assert len(learner_emails(world.engine, reference)) == 4  # two acknowledgements, two feedback
+
+
+def test_email_a_dispatcher_is_sending_is_left_to_it(world: World) -> None:
+    reference, _ = send_form(world)
+    store = SqlOutboxStore(world.engine)
+    now = world.clock()
+    [ack] = [
+        claimed
+        for claimed in store.claim_due(now=now, limit=10, lease=timedelta(minutes=5))
+        if claimed.recipient_address == OLD
+    ]
+    assert store.hold(
+        message_id=ack.id, claim_token=ack.claim_token, until=now + timedelta(minutes=1)
+    )
+    # The dispatcher is sending it to the old address when the learner corrects it.
+    assert change(world.learner, NEW).status_code == 200
+    assert store.mark_sent(message_id=ack.id, claim_token=ack.claim_token, now=now)
+    rows = {(row.recipient_address, row.status) for row in learner_emails(world.engine, reference)}
+    # The record is true: it went to the old address (its link no longer opens the concern),
+    # and the acknowledgement goes to the new one.
+    assert rows == {(OLD, "sent"), (NEW, "pending")}
