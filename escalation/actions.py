@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from escalation.contacts import Found, choose_programme_body, find_contact
@@ -306,6 +306,16 @@ def change_learner_email(
                 now=now,
                 policy=policy,
             )
+    # The old record (the mistyped address and the learner's name) is removed when no other
+    # concern is its: otherwise whoever owns that address, raising a concern, would be found by
+    # it and carry our learner's name, and retention (which removes a learner with their last
+    # concern) would never reach it.
+    if old is not None and old.id != learner.id:
+        others = session.exec(
+            select(func.count()).select_from(Concern).where(col(Concern.learner_id) == old.id)
+        ).one()
+        if not others:
+            session.execute(delete(Learner).where(col(Learner.id) == old.id))
     return True
 
 

@@ -170,11 +170,12 @@ def test_the_learner_corrects_the_address_and_the_new_one_gets_the_acknowledgeme
     after = world.concern(reference)
     assert after.link_version == before.link_version + 1 == 1
     with transaction(world.engine) as session:
-        old_learner = session.get(Learner, before.learner_id)
         new_learner = session.get(Learner, after.learner_id)
-        assert old_learner is not None and new_learner is not None
-        # The old record is left as it was: it may be someone else's, with concerns of its own.
-        assert old_learner.email == OLD
+        assert new_learner is not None
+        # The old record (the mistyped address, the learner's name) is gone with its last
+        # concern: retention would never reach it, and whoever owns that address would be found
+        # by it when they raise a concern of their own, and carry our learner's name.
+        assert session.get(Learner, before.learner_id) is None
         assert new_learner.email == NEW and new_learner.name == "Priya Testlearner"
         [changed] = [
             event
@@ -387,6 +388,40 @@ def test_a_concern_still_waiting_to_be_raised_is_raised_first(engine: Engine) ->
     with transaction(engine) as session:
         kinds = list(session.exec(select(Event.kind)))
     assert kinds.count("received") == 1 and kinds.count("learner_email_changed") == 1
+
+
+def test_the_old_record_stays_while_another_concern_is_its(world: World) -> None:
+    first, _ = send_form(world)
+    world.clock.now += timedelta(minutes=1)
+    second, _ = send_form(world)  # another concern sent with the same address
+    old_learner = world.concern(second).learner_id
+    assert world.concern(first).learner_id == old_learner
+    assert change(world.learner, NEW).status_code == 200  # the second one's
+    assert world.concern(second).learner_id != old_learner
+    assert world.concern(first).learner_id == old_learner
+    with transaction(world.engine) as session:
+        kept = session.get(Learner, old_learner)
+        assert kept is not None and kept.email == OLD
+
+
+def test_the_owner_of_the_mistyped_address_does_not_get_the_learners_name(world: World) -> None:
+    reference, _ = send_form(world)
+    assert change(world.learner, NEW).status_code == 200
+    # Later, whoever owns the mistyped address raises a concern of their own.
+    token = world.other.csrf("/concerns/new")
+    sent = world.other.post(
+        "/concerns/new",
+        data={"csrf_token": token, **answers(email=OLD, name="Sam Stranger")},
+    )
+    assert sent.status_code == 303
+    found = REFERENCE.search(world.other.get("/concerns/confirmation").text)
+    assert found
+    theirs = world.concern(found.group(1))
+    with transaction(world.engine) as session:
+        learner = session.get(Learner, theirs.learner_id)
+        assert learner is not None
+        assert (learner.email, learner.name) == (OLD, "Sam Stranger")
+    assert world.concern(reference).learner_id != theirs.learner_id
 
 
 def test_other_unsent_email_to_the_old_address_goes_to_the_new_one(world: World) -> None:
