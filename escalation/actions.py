@@ -211,6 +211,12 @@ def add_learner_information(
 
 # Why an unsent message to the address a learner corrected was given up (staff see it).
 GIVEN_UP_FOR_CORRECTED_ADDRESS = "Given up: the learner corrected their email address"
+
+
+class ClosedConcernRefused(ActionRefused):
+    """The concern has closed: the learner's email address can no longer be changed."""
+
+
 # Kinds not sent again to the corrected address: the acknowledgement is queued afresh anyway,
 # and an answer to an emailed reply answers whoever wrote from the old address, not the learner.
 NOT_SENT_AGAIN = frozenset({MessageKind.LEARNER_ACK.value, MessageKind.REPLY_NOT_APPLIED.value})
@@ -233,6 +239,11 @@ def change_learner_email(
     old_email = (old.email or "").strip().lower() if old is not None else ""
     if old_email == email.strip().lower():
         return False
+    if concern.status != ConcernStatus.OPEN.value:
+        # It would send a closed concern's learner a fresh "we have received your concern".
+        raise ClosedConcernRefused(
+            f"{concern.reference} is closed: its email address can no longer be changed"
+        )
     # Another learner record, never the old one edited: the old address may be someone else's,
     # with concerns of its own.
     learner = repositories.find_learner_by_email(session, email)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from escalation.actions import ActionRefused, change_learner_email
+from escalation.actions import ActionRefused, ClosedConcernRefused, change_learner_email
 from intake.received import raise_if_waiting
 from intake.web import form_fields
 from intake.web.context import WebContext
@@ -97,8 +97,9 @@ def router(context: WebContext) -> APIRouter:
             status_code=status_code,
         )
 
-    def refused(request: Request) -> HTMLResponse:
-        return change_page(request, {"refused": True}, status_code=403)
+    def refused(request: Request, *, closed: str | None = None) -> HTMLResponse:
+        """Not this browser, not now; or (`closed`: its reference) the concern has closed."""
+        return change_page(request, {"refused": True, "closed": closed}, status_code=403)
 
     @routes.get(CHANGE_PATH, response_class=HTMLResponse)
     async def show(request: Request) -> HTMLResponse:
@@ -162,6 +163,8 @@ def router(context: WebContext) -> APIRouter:
 
         try:
             outcome = await run_in_threadpool(run)
+        except ClosedConcernRefused:
+            return refused(request, closed=reference)
         except ActionRefused:
             return refused(request)
         except Exception:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 import intake.web.status as status_module
+from escalation.actions import Actor, close_concern
 from escalation.links import LINK_PATH
 from escalation.notify import facts_of, queue_to_learner
 from intake.web.form import CHANGE_EMAIL_WITHIN
@@ -482,3 +483,25 @@ def test_email_a_dispatcher_is_sending_is_left_to_it(world: World) -> None:
     # The record is true: it went to the old address (its link no longer opens the concern),
     # and the acknowledgement goes to the new one.
     assert rows == {(OLD, "sent"), (NEW, "pending")}
+
+
+def test_a_closed_concern_keeps_its_address(world: World) -> None:
+    reference, _ = send_form(world)
+    with transaction(world.engine) as session:
+        found = repositories.concern_by_reference(session, reference)
+        concern = repositories.lock_concern(session, found.id or 0) if found else None
+        assert concern is not None
+        close_concern(
+            session=session,
+            concern=concern,
+            by=Actor(kind="staff", channel="web"),
+            reason="Raised in error",
+            now=world.clock.now,
+            policy=policy(),
+        )
+    before = everything(world.engine, reference)
+    answer = change(world.learner, NEW)
+    assert answer.status_code == 403
+    assert f'<strong id="reference">{reference}</strong> has been closed' in answer.text
+    # No fresh "we have received your concern" to anyone, nothing changed.
+    assert everything(world.engine, reference) == before
