@@ -235,17 +235,25 @@ def router(context: WebContext) -> APIRouter:
             if concern.confidentiality is not Confidentiality.ANONYMOUS
             else None
         )
-        request.session.pop(CHANGE_KEY, None)
-        if email:
-            # This browser may correct a mistyped address for a while (intake.web.email_change).
-            note_sending(
-                request.session,
-                keys=context.keys_for,
-                reference=receipt.reference,
-                email=email,
-                name=concern.learner.name,
-                sent_at=context.clock().timestamp(),
-            )
+        noted = _noted_email(request.session, context.keys_for, receipt.reference)
+        if noted is not None:
+            # The same form sent again (a browser resending it): the note of its first sending
+            # stands, so the time to correct the address is not lengthened, and an address
+            # corrected since is the one shown, not the mistyped one the form still holds.
+            email = noted
+        else:
+            request.session.pop(CHANGE_KEY, None)
+            if email:
+                # This browser may correct a mistyped address for a while
+                # (intake.web.email_change).
+                note_sending(
+                    request.session,
+                    keys=context.keys_for,
+                    reference=receipt.reference,
+                    email=email,
+                    name=concern.learner.name,
+                    sent_at=context.clock().timestamp(),
+                )
         request.session[FLASH_KEY] = {
             "reference": receipt.reference,
             "sealed_code": (
@@ -327,6 +335,21 @@ def note_sending(
         "sealed_name": (seal_text(keys(NAME_SEAL_PURPOSE)[-1], name, reference) if name else None),
         "sent_at": sent_at,
     }
+
+
+def _noted_email(
+    session: dict[str, Any], keys: Callable[[str], list[str]], reference: str
+) -> str | None:
+    """The address in this session's note of sending `reference`, if it holds one."""
+    note = session.get(CHANGE_KEY)
+    if not isinstance(note, dict) or note.get("reference") != reference:
+        return None
+    sealed = note.get("sealed_email")
+    return (
+        unseal_text(keys(EMAIL_SEAL_PURPOSE), sealed, reference)
+        if isinstance(sealed, str)
+        else None
+    )
 
 
 def seal_text(key: str, text: str, reference: str) -> str:

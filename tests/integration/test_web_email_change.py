@@ -29,7 +29,7 @@ from storage.db import transaction
 from storage.outbox import SqlOutboxStore
 from storage.tables import Concern, Event, Learner, OutboxMessage
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
-from tests.integration.test_web_form import REFERENCE, answers
+from tests.integration.test_web_form import REFERENCE, answers, drawn_form
 from tests.integration.test_web_status import HIDDEN, give_feedback
 from tests.integration.webclient import WebClient, make_app, web_client
 
@@ -505,3 +505,24 @@ def test_a_closed_concern_keeps_its_address(world: World) -> None:
     assert f'<strong id="reference">{reference}</strong> has been closed' in answer.text
     # No fresh "we have received your concern" to anyone, nothing changed.
     assert everything(world.engine, reference) == before
+
+
+def test_the_same_form_sent_again_keeps_the_note_of_its_first_sending(world: World) -> None:
+    form = {**drawn_form(world.learner), **answers(email=OLD)}
+    assert world.learner.post("/concerns/new", data=form).status_code == 303
+    found = REFERENCE.search(world.learner.get("/concerns/confirmation").text)
+    assert found
+    reference = found.group(1)
+    assert change(world.learner, NEW).status_code == 200
+
+    # The browser sends the same form again a minute later (its history, a resend).
+    world.clock.now += timedelta(minutes=1)
+    assert world.learner.post("/concerns/new", data=form).status_code == 303
+    page = world.learner.get("/concerns/confirmation").text
+    assert reference in page
+    # The corrected address is shown, not the mistyped one the form still holds...
+    assert f'<strong id="email">{NEW}</strong>' in page and OLD not in page
+    assert f'<strong id="current-email">{NEW}</strong>' in world.learner.get(CHANGE).text
+    # ...and the time to correct it still runs from the first sending.
+    world.clock.now += CHANGE_EMAIL_WITHIN - timedelta(seconds=30)
+    assert world.learner.get(CHANGE).status_code == 403
