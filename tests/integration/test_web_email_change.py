@@ -345,6 +345,10 @@ def test_a_change_it_may_not_make_is_refused_and_changes_nothing(world: World, w
     assert shown.status_code == 403
     assert "<title>You cannot change the email address here" in shown.text
     assert "Nothing has been changed" in shown.text
+    # Not "raise it again" (a second concern, the first still mailing the stranger): the quality
+    # team, with the reference.
+    assert "raise your concern" not in shown.text
+    assert "contact your regional quality team" in shown.text
     token = browser.csrf("/concerns/new")
     sent = browser.post(CHANGE, data={"csrf_token": token, "reference": reference, "email": NEW})
     assert sent.status_code == 403
