@@ -530,3 +530,21 @@ def test_the_same_form_sent_again_keeps_the_note_of_its_first_sending(world: Wor
     # ...and the time to correct it still runs from the first sending.
     world.clock.now += CHANGE_EMAIL_WITHIN - timedelta(seconds=30)
     assert world.learner.get(CHANGE).status_code == 403
+
+
+def test_a_note_does_not_change_another_concern_named_in_the_form(world: World) -> None:
+    mine, _ = send_form(world)
+    token = world.other.csrf("/concerns/new")
+    sent = world.other.post(
+        "/concerns/new", data={"csrf_token": token, **answers(email=OLD, name="Sam Stranger")}
+    )
+    assert sent.status_code == 303
+    found = REFERENCE.search(world.other.get("/concerns/confirmation").text)
+    assert found
+    theirs = found.group(1)
+    before = everything(world.engine, theirs), everything(world.engine, mine)
+
+    answer = change(world.learner, NEW, reference=theirs)
+    assert answer.status_code == 403
+    assert (everything(world.engine, theirs), everything(world.engine, mine)) == before
+    assert theirs not in world.learner.get("/concerns/status").text
