@@ -57,21 +57,17 @@ def router(context: WebContext) -> APIRouter:
         age = context.clock().timestamp() - sent_at
         if not -CLOCK_LEEWAY_SECONDS <= age <= CHANGE_EMAIL_WITHIN.total_seconds():
             return None
-        sealed_email = note.get("sealed_email")
-        email = (
-            unseal_text(context.keys_for(EMAIL_SEAL_PURPOSE), sealed_email, reference)
-            if isinstance(sealed_email, str)
-            else None
-        )
+
+        def unsealed(field: str, purpose: str) -> str | None:
+            sealed = note.get(field)
+            if not isinstance(sealed, str):
+                return None
+            return unseal_text(context.keys_for(purpose), sealed, reference)
+
+        email = unsealed("sealed_email", EMAIL_SEAL_PURPOSE)
         if email is None:
             return None
-        sealed_name = note.get("sealed_name")
-        name = (
-            unseal_text(context.keys_for(NAME_SEAL_PURPOSE), sealed_name, reference)
-            if isinstance(sealed_name, str)
-            else None
-        )
-        return reference, email, name
+        return reference, email, unsealed("sealed_name", NAME_SEAL_PURPOSE)
 
     def change_page(
         request: Request,

@@ -13,11 +13,17 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import Session, SessionMiddleware
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intake.web import assets, email_change, form, start, status
 from intake.web.context import WebContext
-from intake.web.security import AccessLog, BodyLimit, RateLimited, SecurityHeaders
+from intake.web.security import (
+    AccessLog,
+    Answering,
+    BodyLimit,
+    RateLimited,
+    SecurityHeaders,
+)
 from intake.web.templating import page
 
 log = logging.getLogger(__name__)
@@ -66,18 +72,11 @@ class _UnexpectedErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        answering = Answering(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, answering)
         except Exception:
-            if started:
+            if answering.started:
                 raise  # too late for a page: the server ends the response (and logs it)
             # The route's template, never the path: a path can carry a status link's token.
             route = getattr(scope.get("route"), "path", None) or "(no route)"

@@ -265,7 +265,6 @@ class BodyLimit:
                     await _plain(send, 413, b"The form was too large to send.")
                     return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -276,17 +275,25 @@ class BodyLimit:
                     raise _TooLarge()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        answering = Answering(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, answering)
         except _TooLarge:
-            if not started:
+            if not answering.started:
                 await _plain(send, 413, b"The form was too large to send.")
+
+
+class Answering:
+    """`send`, noting whether the answer has begun: after that no other answer can be given."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 class _TooLarge(Exception):

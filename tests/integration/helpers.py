@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +17,16 @@ from storage.directory import example_directory_path, load_directory_file
 
 LONDON = ZoneInfo("Europe/London")
 MONDAY_MORNING = datetime(2026, 11, 23, 10, 0, tzinfo=LONDON)
+
+
+@dataclass
+class Clock:
+    """A clock a test sets and moves on (`clock.now += timedelta(...)`)."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def policy() -> Policy:

@@ -35,6 +35,7 @@ from storage.db import transaction
 from storage.tables import Contact, InboundMessage, ProgrammeBody, ReceivedSubmission, Region, id_of
 from tests.integration.helpers import (
     MONDAY_MORNING,
+    Clock,
     concern_input,
     example_placement,
     load_example_directory,
@@ -44,14 +45,6 @@ from tests.integration.webclient import WebClient, make_app, web_client
 
 LEARNER_NAME = "Priya Testlearner"
 LEARNER_EMAIL = "priya.testlearner@example.nhs.uk"
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -28,7 +28,7 @@ from storage import repositories
 from storage.db import transaction
 from storage.outbox import SqlOutboxStore
 from storage.tables import Concern, Event, Learner, OutboxMessage
-from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
+from tests.integration.helpers import MONDAY_MORNING, Clock, load_example_directory, policy
 from tests.integration.test_web_form import REFERENCE, answers, drawn_form
 from tests.integration.test_web_status import HIDDEN, give_feedback
 from tests.integration.webclient import WebClient, make_app, web_client
@@ -37,14 +37,6 @@ CHANGE = "/concerns/change-email"
 OLD = "priya.testlearnr@example.nhs.uk"  # mistyped
 NEW = "priya.testlearner@example.nhs.uk"
 LINK = re.compile(re.escape(LINK_PATH) + r"(\S+)")
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

@@ -21,6 +21,7 @@ from storage import repositories
 from storage.db import transaction
 from tests.integration.helpers import (
     MONDAY_MORNING,
+    Clock,
     concern_input,
     example_placement,
     load_example_directory,
@@ -31,14 +32,6 @@ from tests.integration.webclient import WebClient, make_app, web_client
 STATUS = "/concerns/status"
 FEEDBACK = "We have protected your teaching time from next week."
 LINK = re.compile(r"/concerns/status/link/(\S+)")
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
