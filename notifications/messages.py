@@ -25,6 +25,14 @@ PATIENT_SAFETY_SIGNPOST = (
 # General (as given: the new day unit)". Chat messages leave those words out (see slack_contacts).
 AS_GIVEN = "(as given: "
 
+# Said wherever a new concern's learner is told it has gone to their school or university: the
+# routing rules (escalation.contacts.choose_programme_body) give it to the quality team instead
+# when the directory has no school for the learner's group, or several with nothing to choose.
+SCHOOL_NOT_CLEAR = (
+    "If we cannot tell from what you told us which school or university is yours, the regional "
+    "quality team gets your concern instead and passes it on to the right one."
+)
+
 PATHWAY_NAMES: Mapping[int, str] = {
     1: "pathway 1: your placement (supervisor, clinical tutor or speak-up guardian)",
     2: "pathway 2: your school or university",

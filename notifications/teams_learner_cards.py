@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from notifications.messages import SCHOOL_NOT_CLEAR
 from notifications.teams_text import card, execute, ours, untrusted
 
 # The verbs of the learner's Action.Execute buttons. The learner notification cards sent through
@@ -475,7 +476,8 @@ def _where_it_went(pathway: int, where_now: str, placement: str) -> list[str]:
     """Who has the new concern, per the routing rules (escalation.contacts): on pathway 1 a
     placement the directory does not know has no supervisor, so the organisation's clinical tutor
     or guardian takes it, or the quality team when the organisation is unknown too. Schools and
-    the dean are found without the placement."""
+    the dean are found without the placement; the quality team takes it when the school is not
+    clear."""
     if pathway == 1 and placement == "not_listed":
         return [
             "We could not find your placement in our list, so we have sent your concern to the "
@@ -489,6 +491,8 @@ def _where_it_went(pathway: int, where_now: str, placement: str) -> list[str]:
             "or pass it on to the right people in your department."
         ]
     words = [f"Your concern has gone to {where_now}."]
+    if pathway == 2:
+        words.append(SCHOOL_NOT_CLEAR)
     if placement != "listed":
         words.append(
             "We could not find your placement in our list, so they will see it as you described it."

@@ -38,6 +38,7 @@ from intake.web.context import WebContext
 from intake.web.form_fields import Directory, Outcome
 from intake.web.security import CSRF_FIELD, RateLimited, require_csrf
 from intake.web.templating import page
+from notifications.messages import SCHOOL_NOT_CLEAR
 from routing.model import Confidentiality
 from storage.db import transaction
 from storage.tables import Department, Organisation, Site
@@ -313,6 +314,7 @@ def router(context: WebContext) -> APIRouter:
                     pathway if isinstance(pathway, int) else 0
                 ),
                 "placement": _placement_shown(flash),
+                "school_unclear": SCHOOL_NOT_CLEAR,
             },
         )
 

@@ -309,6 +309,7 @@ UNLISTED_PLACE = {
 }
 UNLISTED_DEPARTMENT = {"department": "not-listed", "department-other": "The new day unit"}
 SENT_TO_PLACEMENT = "We have sent your concern to your placement"
+SCHOOL_NOT_CLEAR = "If we cannot tell from what you told us which school or university is yours"
 QUALITY_TEAM_PLACES_IT = (
     "We could not find your placement in our list, so we have sent your concern to the "
     "regional quality team. They will find the right people at your placement and pass it on "
@@ -344,7 +345,7 @@ def what_happens_next(page: str) -> str:
         pytest.param(
             {},
             [SENT_TO_PLACEMENT + ": the department's supervisor or clinical tutor"],
-            ["could not find", "quality team will"],
+            ["could not find", "quality team will", SCHOOL_NOT_CLEAR],
             ["jordan.sample@vale-general.example.nhs.uk"],
             id="listed",
         ),
@@ -378,13 +379,27 @@ def what_happens_next(page: str) -> str:
             id="not-listed-at-pathway-2",
         ),
         pytest.param(
+            # Two specialty schools, neither naming paediatrics nor serving the placement: the
+            # quality team takes it (escalation.contacts.choose_programme_body), and the page
+            # has said so since the school may not be clear.
+            {"group": "specialty", "programme": "Paediatrics ST3", "about-supervisor": "yes"},
+            [
+                "We have sent your concern to your school or university",
+                SCHOOL_NOT_CLEAR + ", the regional quality team gets your concern instead and "
+                "passes it on to the right one.",
+            ],
+            [SENT_TO_PLACEMENT, "could not find"],
+            ["quality.northvale@example.nhs.uk"],
+            id="school-not-clear-at-pathway-2",
+        ),
+        pytest.param(
             {"raised-before": "pathway1_and_2"},
             [
                 "We have sent your concern to NHS England",
                 "This is the highest level. If feedback is late, the regional quality team is "
                 "told.",
             ],
-            ["could not find", "moves up to the next step"],
+            ["could not find", "moves up to the next step", SCHOOL_NOT_CLEAR],
             ["morgan.example@example.nhs.uk", "quality.northvale@example.nhs.uk"],
             id="at-pathway-3",
         ),

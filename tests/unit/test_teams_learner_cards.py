@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from intake.web import form_fields
+from notifications import messages
 from notifications import teams_learner_cards as cards
 
 QUESTIONS = cards.FormQuestions(
@@ -243,7 +244,7 @@ AS_DESCRIBED = "We could not find your placement in our list, so they will see i
         pytest.param(
             2,
             "not_listed",
-            ["Your concern has gone to your school.", AS_DESCRIBED],
+            ["Your concern has gone to your school.", messages.SCHOOL_NOT_CLEAR, AS_DESCRIBED],
             ["find the right people", QUALITY_TEAM_HAS_IT],
             id="pathway-2-not-listed",
         ),
@@ -251,7 +252,12 @@ AS_DESCRIBED = "We could not find your placement in our list, so they will see i
             3,
             "department_not_listed",
             ["Your concern has gone to the dean.", AS_DESCRIBED, "This is the highest level"],
-            ["find the right people", "moves to the next level", TUTOR_OR_GUARDIAN_HAS_IT],
+            [
+                "find the right people",
+                "moves to the next level",
+                TUTOR_OR_GUARDIAN_HAS_IT,
+                messages.SCHOOL_NOT_CLEAR,
+            ],
             id="pathway-3-not-listed",
         ),
     ],
