@@ -15,8 +15,11 @@ $(UV):
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet uv==$(UV_VERSION)
 
+## Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as on these machines) every
+## `concerns` command and every `concerns serve` start would otherwise compile the libraries
+## again (about 3 s to start the command instead of 1).
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 ## The NHS.UK frontend's compiled CSS/JS (and axe-core for the browser tests), pinned in
