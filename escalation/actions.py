@@ -228,11 +228,14 @@ def change_learner_email(
     concern: Concern,
     email: str,
     name: str | None,
-    channel: str,
+    by: Actor,
     now: datetime,
     policy: Policy,
+    reason: str | None = None,
 ) -> bool:
-    """The learner corrects a mistyped email address; False when it is already the concern's."""
+    """A mistyped email address corrected, by the learner just after sending the form or by the
+    region's staff when the learner tells them (`reason` says how); False when it is already the
+    concern's."""
     if concern.confidentiality == Confidentiality.ANONYMOUS.value or concern.learner_id is None:
         raise ActionRefused(f"{concern.reference} keeps no email address to change")
     old = session.get(Learner, concern.learner_id)
@@ -246,6 +249,8 @@ def change_learner_email(
         )
     # Another learner record, never the old one edited: the old address may be someone else's,
     # with concerns of its own.
+    if name is None and old is not None:
+        name = old.name
     learner = repositories.find_learner_by_email(session, email)
     if learner is None:
         learner = Learner(email=email, name=name, created_at=now)
@@ -291,9 +296,13 @@ def change_learner_email(
         concern,
         at=now,
         kind="learner_email_changed",
-        actor="learner",
-        channel=channel,
-        detail={"messages_given_up": len(given_up), "link_version": concern.link_version},
+        actor=by.label,
+        channel=by.channel,
+        detail={
+            "messages_given_up": len(given_up),
+            "link_version": concern.link_version,
+            **({"reason": reason} if reason else {}),
+        },
     )
     address = f":address{concern.link_version}"
     queue_to_learner(
@@ -750,7 +759,7 @@ def _current_level_contacts(
 # --- staff and contacts handling a case -------------------------------------------------------
 
 
-def _reason(text: str, *, asked: str) -> str:
+def reason_given(text: str, *, asked: str) -> str:
     """A written reason, refused when empty or too long (it goes into the audit trail)."""
     reason = " ".join(text.split())
     if not reason:
@@ -782,7 +791,7 @@ def escalate_by_hand(
         doing="escalate it by hand",
         at_level="there, or staff, can escalate it",
     )
-    why = _reason(reason, asked="Say why the concern should move to the next level")
+    why = reason_given(reason, asked="Say why the concern should move to the next level")
     if next_pathway(Pathway(concern.pathway)) is None:
         raise ActionRefused(
             f"{concern.reference} is already with the dean (pathway 3): there is no higher level"
@@ -806,7 +815,7 @@ def close_concern(
     _require_staff(by, "close it")
     if concern.status != ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is already closed")
-    why = _reason(reason, asked="Say why the concern is being closed")
+    why = reason_given(reason, asked="Say why the concern is being closed")
     concern.status = ConcernStatus.CLOSED.value
     concern.closed_at = now
     concern.closed_reason = why
@@ -834,7 +843,7 @@ def reopen_concern(
     _require_staff(by, "reopen it")
     if concern.status == ConcernStatus.OPEN.value:
         raise ActionRefused(f"{concern.reference} is open: there is nothing to reopen")
-    why = _reason(reason, asked="Say why the concern is being reopened")
+    why = reason_given(reason, asked="Say why the concern is being reopened")
     concern.status = ConcernStatus.OPEN.value
     concern.closed_at = None
     concern.closed_reason = None
@@ -892,7 +901,7 @@ def override_triage(
         raise ActionRefused(
             "Likelihood and impact must each be a whole number from 1 to 5"
         ) from error
-    why = _reason(reason, asked="Say why the rating is being changed")
+    why = reason_given(reason, asked="Say why the rating is being changed")
     if (likelihood, impact) == (concern.likelihood, concern.impact):
         raise ActionRefused(
             f"{concern.reference} is already rated likelihood {likelihood} x impact {impact}"
@@ -964,7 +973,7 @@ def redirect(
             "it can no longer be redirected at this level"
         )
     why = " ".join(reason.split()) or (DEFAULT_REDIRECT_REASON if by.kind == "contact" else "")
-    why = _reason(why, asked="Say why the concern should go to someone else")
+    why = reason_given(why, asked="Say why the concern should go to someone else")
     assignments = repositories.assignments_of(session, id_of(concern), pathway=concern.pathway)
     acting = [(row, contact) for row, contact in assignments if row.part in ACTING_PARTS]
     declined = {row.contact_id for row, _ in assignments if row.part == REDIRECTED_PART}

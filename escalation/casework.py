@@ -22,6 +22,7 @@ from escalation.actions import ActionRefused, Actor
 from escalation.policy import Policy
 from escalation.views import concern_details, concern_summary
 from routing.access import (
+    CHAT_CHANNELS,
     RANK,
     REGION_ROLES,
     SCHOOL,
@@ -141,6 +142,7 @@ def case_scope(session: Session, concern: Concern) -> CaseScope:
             for assignment, _ in assignments
             if assignment.pathway == concern.pathway and assignment.part in actions.ACTING_PARTS
         ),
+        channel=concern.channel,
     )
 
 
@@ -294,6 +296,7 @@ def act(
     impact: int | None = None,
     standards: Sequence[str] = (),
     to_contact_id: int | None = None,
+    email: str = "",
 ) -> Concern:
     """Take one action on a concern, as this person: NotFound when they may not see it;
     ActionRefused (with the reason, for them) when they may see it but not do this now."""
@@ -303,6 +306,8 @@ def act(
     concern = repositories.lock_concern(session, id_of(found))
     if concern is None:
         raise NotFound(reference)
+    if action is CaseAction.CORRECT_LEARNER_EMAIL:
+        _may_correct_email(concern)
     by = actor_for(session, who, concern, action, channel=channel)
     common: dict[str, Any] = {"session": session, "concern": concern, "by": by, "now": now}
     if action is CaseAction.ACKNOWLEDGE:
@@ -325,7 +330,29 @@ def act(
         actions.edit_standards(**common, standards=list(standards))
     elif action is CaseAction.REDIRECT:
         actions.redirect(**common, policy=policy, reason=text, to_contact_id=to_contact_id)
+    elif action is CaseAction.CORRECT_LEARNER_EMAIL:
+        if not email.strip() or "\r" in email or "\n" in email:
+            raise ActionRefused("Enter the learner's correct email address")
+        why = actions.reason_given(
+            text, asked="Say why the address is being corrected, and how the learner told you"
+        )
+        if not actions.change_learner_email(
+            **common, email=email.strip(), name=None, policy=policy, reason=why
+        ):
+            raise ActionRefused("That is already the learner's email address")
     return concern
+
+
+def _may_correct_email(concern: Concern) -> None:
+    """Why this concern's learner email cannot be corrected by staff, when it cannot."""
+    if concern.confidentiality == Confidentiality.ANONYMOUS.value or concern.learner_id is None:
+        raise ActionRefused(f"{concern.reference} is anonymous: it keeps no email address")
+    if concern.channel in CHAT_CHANNELS:
+        # Moving the concern to a learner known by email alone would take it from their chat.
+        raise ActionRefused(
+            f"{concern.reference} was raised in {concern.channel.capitalize()}: the learner "
+            "follows it there, and can give another email address only by raising it again"
+        )
 
 
 def actor_for(

@@ -48,6 +48,8 @@ class CaseAction(StrEnum):
     OVERRIDE_TRIAGE = "override_triage"
     EDIT_STANDARDS = "edit_standards"
     REDIRECT = "redirect"
+    # Where the learner's email goes, when they tell the region it was mistyped.
+    CORRECT_LEARNER_EMAIL = "correct_learner_email"
 
 
 # The staff role a directory contact signs in with: roles follow the directory.
@@ -80,6 +82,8 @@ CONTACT_ACTIONS = frozenset(
 # What a school or provider lead may do while the concern is at pathway 2.
 SCHOOL_LEAD_ACTIONS = CONTACT_ACTIONS | {CaseAction.EDIT_STANDARDS}
 REGION_ROLES = frozenset({StaffRole.DEAN, StaffRole.QUALITY_TEAM})
+# Where a learner raising a concern in chat follows it.
+CHAT_CHANNELS = frozenset({"slack", "teams"})
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ class CaseScope:
     told_contact_ids: frozenset[int]
     # The contacts of the current level who act on it (not the dean's alert copy).
     acting_contact_ids: frozenset[int]
+    # Where the learner raised it: email, web, slack, teams or cli.
+    channel: str = "web"
 
 
 def may_see(who: Principal, case: CaseScope) -> bool:
@@ -137,6 +143,16 @@ def sees_identity(who: Principal, case: CaseScope) -> bool:
 def acts_as_staff(who: Principal, case: CaseScope, action: CaseAction) -> bool:
     """Whether the role's own rights cover the action (the engine then skips its check that the
     person is a contact of the current level)."""
+    if action is CaseAction.CORRECT_LEARNER_EMAIL:
+        # Where the learner's mail and status links go: only the dean and quality team of the
+        # concern's region, who may see a named or confidential learner's identity. An
+        # anonymous learner has no address; one who raised it in chat follows it there.
+        return (
+            who.role in REGION_ROLES
+            and case.region_id in who.region_ids
+            and case.confidentiality != Confidentiality.ANONYMOUS.value
+            and case.channel not in CHAT_CHANNELS
+        )
     if who.role in REGION_ROLES:
         return case.region_id in who.region_ids
     if who.role is StaffRole.SCHOOL_LEAD:

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, EmailStr, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -178,6 +178,11 @@ class Feedback(BaseModel):
 
 class Reason(BaseModel):
     reason: str
+
+
+class LearnerEmail(BaseModel):
+    email: EmailStr = Field(description="The learner's correct email address")
+    reason: str = Field(description="How the learner told you the address was wrong")
 
 
 class Triage(BaseModel):
@@ -340,6 +345,7 @@ def _api(context: StaffContext) -> APIRouter:
         impact: int | None = None,
         standards: Sequence[str] = (),
         to_contact_id: int | None = None,
+        email: str = "",
     ) -> ConcernDetail:
         """Take the action, then answer with the concern as it now stands."""
 
@@ -359,6 +365,7 @@ def _api(context: StaffContext) -> APIRouter:
                 impact=impact,
                 standards=standards,
                 to_contact_id=to_contact_id,
+                email=email,
             )
             return ConcernDetail.model_validate(
                 casework.read_case(
@@ -413,6 +420,20 @@ def _api(context: StaffContext) -> APIRouter:
             CaseAction.REDIRECT,
             text=body.reason,
             to_contact_id=body.to_contact_id,
+        )
+
+    @api.post(
+        "/concerns/{reference}/learner-email",
+        summary="Correct the learner's email address (the region's dean and quality team)",
+        responses=acting,
+    )
+    async def learner_email(reference: str, body: LearnerEmail, signed_in: Caller) -> ConcernDetail:
+        return await act(
+            signed_in,
+            reference,
+            CaseAction.CORRECT_LEARNER_EMAIL,
+            text=body.reason,
+            email=str(body.email),
         )
 
     @api.get(

@@ -25,6 +25,7 @@ from app.staff.templating import leave_notice, staff_page, take_notice
 from escalation import casework
 from escalation.actions import MAX_FEEDBACK_CHARACTERS, MAX_REASON_CHARACTERS
 from escalation.casework import ActionRefused, CaseAction, NotFound
+from intake.web import form_fields
 from intake.web.security import CSRF_FIELD, require_csrf
 from notifications.messages import when
 from routing.standards import STANDARDS
@@ -66,6 +67,8 @@ class ActionForm:
             return f"{self.slug}-likelihood"
         if self.action is CaseAction.EDIT_STANDARDS:
             return f"{self.slug}-standards"
+        if self.action is CaseAction.CORRECT_LEARNER_EMAIL:
+            return f"{self.slug}-email"
         return self.text_id if self.text_label else self.slug
 
 
@@ -117,6 +120,19 @@ FORMS: dict[CaseAction, ActionForm] = {
             heading="Quality Framework standards",
             button="Save the standards",
             done="The standards of {reference} were saved.",
+            secondary=True,
+        ),
+        ActionForm(
+            CaseAction.CORRECT_LEARNER_EMAIL,
+            heading="Correct the learner's email address",
+            button="Correct the address",
+            done="The learner's email address on {reference} was corrected.",
+            text_label="How the learner told you the address was wrong",
+            text_hint=(
+                "Only when the learner has told you themselves. The acknowledgement is sent again "
+                "to the corrected address, with a new link to the concern; links sent to the old "
+                "address stop working, and nothing more is sent there."
+            ),
             secondary=True,
         ),
         ActionForm(
@@ -350,11 +366,17 @@ def router(context: StaffContext) -> APIRouter:
         likelihood = _score(posted.get("likelihood"))
         impact = _score(posted.get("impact"))
         standards = [value for value in posted.getlist("standards") if isinstance(value, str)]
+        email, email_error = "", None
+        if form.action is CaseAction.CORRECT_LEARNER_EMAIL:
+            email, email_error = form_fields.read_email(posted.get("email"))
+            if not email:
+                email_error = "Enter the learner's correct email address"
         entered = {
             "action": form.action.value,
             "text": text,
             "likelihood": str(likelihood or ""),
             "impact": str(impact or ""),
+            "email": email,
             **({"standards": standards} if form.action is CaseAction.EDIT_STANDARDS else {}),
         }
 
@@ -372,12 +394,15 @@ def router(context: StaffContext) -> APIRouter:
                     likelihood=likelihood,
                     impact=impact,
                     standards=standards,
+                    email=email,
                 )
                 return concern.reference
 
         try:
             if form.action is CaseAction.OVERRIDE_TRIAGE and (likelihood is None or impact is None):
                 raise ActionRefused("Choose both likelihood and impact, each from 1 to 5")
+            if email_error:
+                raise ActionRefused(email_error)
             done = await run_in_threadpool(run)
         except NotFound:
             raise HTTPException(status_code=404) from None
@@ -458,8 +483,8 @@ def _score(value: object) -> int | None:
 
 
 def _field_of(form: ActionForm, message: str) -> str:
-    """The field a refusal is about: the rating's reason, or else the form's first field."""
-    if form.action is CaseAction.OVERRIDE_TRIAGE and form.text_label:
+    """The field a refusal is about: the reason given, or else the form's first field."""
+    if form.action in (CaseAction.OVERRIDE_TRIAGE, CaseAction.CORRECT_LEARNER_EMAIL):
         lowered = message.lower()
         if "reason" in lowered or "say why" in lowered:
             return form.text_id
@@ -545,11 +570,16 @@ def _event_words(event: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
         title = "The learner added information"
         text = _detail_text(detail, "text")
     elif kind == "learner_email_changed":
-        title = "The learner corrected their email address"
+        by_learner = event.get("actor") == "learner"
+        title = (
+            "The learner corrected their email address"
+            if by_learner
+            else "The learner's email address was corrected"
+        )
         text = (
-            "Right after sending the form. The acknowledgement was sent again to the corrected "
-            "address; links in emails to the old one no longer open the concern, and replies "
-            "from it are kept aside."
+            ("Right after sending the form. " if by_learner else f"{reason} " if reason else "")
+            + "The acknowledgement was sent again to the corrected address; links in emails to "
+            "the old one no longer open the concern, and replies from it are kept aside."
         )
     elif kind == "learner_answered":
         title = "The learner answered the follow-up questions"

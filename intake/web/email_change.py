@@ -17,7 +17,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from escalation.actions import ActionRefused, ClosedConcernRefused, change_learner_email
+from escalation.actions import (
+    ActionRefused,
+    Actor,
+    ClosedConcernRefused,
+    change_learner_email,
+)
 from intake.received import raise_if_waiting
 from intake.web import form_fields
 from intake.web.context import WebContext
@@ -151,7 +156,7 @@ def router(context: WebContext) -> APIRouter:
                     concern=concern,
                     email=entered,
                     name=name,
-                    channel="web",
+                    by=Actor(kind="learner", channel="web"),
                     now=now,
                     policy=context.policy,
                 )

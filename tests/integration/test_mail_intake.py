@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from escalation.actions import change_learner_email
+from escalation.actions import Actor, change_learner_email
 from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
@@ -389,7 +389,7 @@ def test_a_reply_from_an_address_the_learner_corrected_no_longer_acts_on_the_con
             concern=concern,
             email=corrected,
             name="Jane Smith",
-            channel="web",
+            by=Actor(kind="learner", channel="web"),
             now=MONDAY_MORNING,
             policy=policy(),
         )

@@ -56,6 +56,7 @@ ACTIONS: dict[str, dict[str, object] | None] = {
     "triage": {"likelihood": 3, "impact": 3, "reason": "Reassessed"},
     "standards": {"standards": ["1.1"]},
     "redirect": {"reason": "Wrong team"},
+    "learner-email": {"email": "someone.else@example.nhs.uk", "reason": "Mistyped"},
 }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.integration.staff_world import LEARNER_NAME, StaffWorld, staff_world
+from tests.integration.staff_world import LEARNER_EMAIL, LEARNER_NAME, StaffWorld, staff_world
 from tests.integration.webclient import WebClient
 
 API = "/api/v1"
@@ -116,6 +116,46 @@ def test_errors_are_401_404_409_and_422_with_their_reasons(world: StaffWorld) ->
     assert world.api("supervisor").get(f"{API}/concerns/{named}").json()["acknowledged_at"] is None
 
 
+def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
+    named = world.concerns["named"]
+    path = f"{API}/concerns/{named}/learner-email"
+    corrected = "priya.correct@example.nhs.uk"
+    asked = {"email": corrected, "reason": "She emailed the quality team from her new address"}
+
+    # The supervisor sees the concern, but where the learner's mail goes is not theirs to say;
+    # another region's dean does not see it at all.
+    supervisor = world.api("supervisor")
+    assert (
+        "correct_learner_email"
+        not in supervisor.get(f"{API}/concerns/{named}").json()["allowed_actions"]
+    )
+    assert supervisor.post(path, json=asked).status_code == 409
+    assert world.api("other_dean").post(path, json=asked).status_code == 404
+
+    dean = world.api("dean")
+    bad = dean.post(path, json={"email": "not an address", "reason": "x"})
+    assert bad.status_code == 422
+    assert [error["loc"] for error in bad.json()["detail"]] == [["body", "email"]]
+    no_reason = dean.post(path, json={"email": corrected, "reason": " "})
+    assert no_reason.status_code == 409
+    assert "Say why" in no_reason.json()["detail"]
+    assert dean.get(f"{API}/concerns/{named}").json()["identity"]["email"] == LEARNER_EMAIL
+
+    done = dean.post(path, json=asked)
+    assert done.status_code == 200, done.text
+    assert done.json()["identity"] == {
+        "name": LEARNER_NAME,
+        "email": corrected,
+        "slack_user_id": None,
+        "teams_user_id": None,
+    }
+    again = dean.post(path, json=asked)
+    assert again.status_code == 409
+    assert again.json() == {"detail": "That is already the learner's email address"}
+    anonymous = dean.post(f"{API}/concerns/{world.concerns['anonymous']}/learner-email", json=asked)
+    assert anonymous.status_code == 409
+
+
 def _with_header(world: StaffWorld, value: str) -> WebClient:
     api = world.api(None)
     api._client.headers["Authorization"] = value
@@ -160,6 +200,7 @@ def test_docs_are_served_from_this_service_and_describe_only_the_api(world: Staf
                 "triage",
                 "standards",
                 "redirect",
+                "learner-email",
             )
         ),
     } <= paths

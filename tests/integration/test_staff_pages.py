@@ -19,7 +19,7 @@ from escalation.actions import add_learner_information
 from storage import repositories
 from storage import staff as accounts
 from storage.db import transaction
-from storage.tables import Concern, id_of
+from storage.tables import Concern, Learner, id_of
 from tests.integration.staff_world import LEARNER_EMAIL, LEARNER_NAME, StaffWorld, staff_world
 from tests.integration.webclient import WebClient
 
@@ -257,3 +257,102 @@ def test_the_dean_overrides_triage_and_edits_standards(world: StaffWorld) -> Non
     assert refused.status_code == 400
     assert 'href="#edit-standards-standards"' in refused.text
     assert concern(world, "at_dean").standards == ["1.2", "3.5"]
+
+
+CORRECTED = "priya.correct@example.nhs.uk"
+
+
+def learner_of(world: StaffWorld, name: str) -> tuple[str | None, str | None]:
+    """The learner's email and name on the concern now."""
+    with transaction(world.engine) as session:
+        found = repositories.concern_by_reference(session, world.concerns[name])
+        assert found is not None and found.learner_id is not None
+        learner = session.get(Learner, found.learner_id)
+        assert learner is not None
+        return learner.email, learner.name
+
+
+def learner_mail(world: StaffWorld, name: str) -> list[tuple[str, str]]:
+    with transaction(world.engine) as session:
+        return [
+            (message.kind, message.recipient_address)
+            for message in repositories.outbox_of(session, id_of(concern(world, name)))
+            if message.recipient_role == "learner"
+        ]
+
+
+def test_the_quality_team_corrects_a_learners_mistyped_email_address(world: StaffWorld) -> None:
+    reference = world.concerns["confidential"]
+    slug = "correct-learner-email"
+    # Only the region's dean and quality team are offered it; a contact who sees the concern
+    # is not, and is refused if they try.
+    assert f"/{slug}" not in world.browser("supervisor").get(page_of(reference)).text
+    refused = post(
+        world.browser("supervisor"), reference, slug, email=CORRECTED, text="The learner said so"
+    )
+    assert refused.status_code == 409
+    assert learner_of(world, "confidential") == (LEARNER_EMAIL, LEARNER_NAME)
+
+    browser = world.browser("quality")
+    shown = browser.get(page_of(reference)).text
+    assert f'action="/staff/concerns/{reference}/{slug}"' in shown
+    assert "Correct the learner&#39;s email address" in shown
+    before = event_kinds(world, "confidential")
+
+    # Bad input: an error on the field, the values kept, nothing changed.
+    for email, text, field, message in (
+        ("", "The learner phoned", f"{slug}-email", "Enter the learner&#39;s correct email"),
+        ("priya at example", "The learner phoned", f"{slug}-email", "correct format"),
+        ("a@b.example\r\nBcc: x@evil.example", "The learner phoned", f"{slug}-email", "one line"),
+        (CORRECTED, "  ", f"{slug}-text", "Say why the address is being corrected"),
+    ):
+        answered = post(browser, reference, slug, email=email, text=text)
+        assert answered.status_code == 400, (email, answered.text)
+        assert f'href="#{field}"' in answered.text
+        assert message in answered.text
+        assert event_kinds(world, "confidential") == before
+        assert learner_of(world, "confidential") == (LEARNER_EMAIL, LEARNER_NAME)
+    kept = post(browser, reference, slug, email="priya at example", text="She phoned on Monday")
+    assert 'value="priya at example"' in kept.text and "She phoned on Monday" in kept.text
+
+    done = post(browser, reference, slug, email=CORRECTED, text="She phoned: a typo in her address")
+    assert done.status_code == 303, done.text
+    assert "email address on" in browser.get(page_of(reference)).text
+    # The concern is the corrected address's; the name comes with it; the acknowledgement is
+    # sent again there.
+    assert learner_of(world, "confidential") == (CORRECTED, LEARNER_NAME)
+    assert ("learner_ack", CORRECTED) in learner_mail(world, "confidential")
+    with transaction(world.engine) as session:
+        event = repositories.events_of(session, id_of(concern(world, "confidential")))[-1]
+        assert event.kind == "learner_email_changed"
+        assert event.actor == f"staff {world.staff_ids['quality']}"
+        assert event.detail["reason"] == "She phoned: a typo in her address"
+        # Neither address is in the trail every member of staff who sees it reads.
+        assert LEARNER_EMAIL not in str(event.detail) and CORRECTED not in str(event.detail)
+    audit = browser.get(page_of(reference) + "/audit").text
+    assert "The learner&#39;s email address was corrected" in audit
+    assert "She phoned: a typo in her address" in audit
+
+    # The same address again changes nothing, and says why.
+    again = post(browser, reference, slug, email=CORRECTED.upper(), text="Again")
+    assert again.status_code == 400
+    assert "already the learner&#39;s email address" in again.text
+    assert event_kinds(world, "confidential").count("learner_email_changed") == 1
+
+
+def test_an_anonymous_or_closed_concerns_email_cannot_be_corrected(world: StaffWorld) -> None:
+    slug = "correct-learner-email"
+    dean = world.browser("dean")
+    anonymous = world.concerns["anonymous"]
+    assert f"/{slug}" not in dean.get(page_of(anonymous)).text
+    refused = post(dean, anonymous, slug, email=CORRECTED, text="The learner phoned")
+    assert refused.status_code == 409
+    assert "anonymous: it keeps no email address" in refused.text
+
+    named = world.concerns["named"]
+    assert post(dean, named, "close", text="Resolved").status_code == 303
+    assert f"/{slug}" not in dean.get(page_of(named)).text
+    refused = post(dean, named, slug, email=CORRECTED, text="The learner phoned")
+    assert refused.status_code == 409
+    assert "is closed" in refused.text
+    assert learner_of(world, "named") == (LEARNER_EMAIL, LEARNER_NAME)

@@ -105,6 +105,7 @@ def test_a_school_lead_acts_at_pathway_2_only() -> None:
 def test_deans_and_quality_teams_take_every_action_in_their_region_and_admins_none() -> None:
     for who in (DEAN, QUALITY):
         assert allowed_actions(who, case(1)) == set(CaseAction)
+        assert allowed_actions(who, case(3, "named")) == set(CaseAction)
     assert allowed_actions(OTHER_DEAN, case(1)) == frozenset()
     assert allowed_actions(ADMIN, case(1)) == frozenset()
 
@@ -127,3 +128,22 @@ def test_mail_kept_aside_is_read_by_deans_and_quality_teams_and_admins_see_it_is
     assert kept_aside_regions(DEAN) == DEAN.region_ids
     assert kept_aside_regions(QUALITY) == QUALITY.region_ids
     assert kept_aside_regions(ADMIN) is None
+
+
+def test_only_the_regions_dean_and_quality_team_correct_a_learners_email() -> None:
+    correct = CaseAction.CORRECT_LEARNER_EMAIL
+    for who in (DEAN, QUALITY):
+        assert may_act(who, case(1, "named"), correct)
+        assert may_act(who, case(2, "confidential"), correct)
+        # No address to correct; or the learner follows it in chat.
+        assert not may_act(who, case(1, "anonymous"), correct)
+        assert not may_act(who, case(1, "named", channel="slack"), correct)
+        assert not may_act(who, case(1, "named", channel="teams"), correct)
+        assert may_act(who, case(1, "named", channel="email"), correct)
+    told_dean = person(
+        StaffRole.DEAN, region_ids=frozenset({OTHER_REGION}), contact_ids={DEAN_CONTACT}
+    )
+    for who in (SUPERVISOR_P, SCHOOL, OTHER_DEAN, ADMIN, told_dean):
+        for pathway in (1, 2, 3):
+            scope = case(pathway, "named", told_contact_ids=frozenset({SUPERVISOR, DEAN_CONTACT}))
+            assert not may_act(who, scope, correct), (who.role, pathway)
