@@ -36,11 +36,17 @@ def drop_signature(text: str) -> str:
 def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     """Replace the sender's address, full name and each part of their name with a marker."""
     targets: list[str] = []
-    words = re.sub(r"[\"'()<>\[\],;]", " ", name or "").split()
     # A display name may have an address written in it ('Jane Smith (jane@nhs.net)'): that
-    # address goes as the sender's does, and the rest is the name.
-    for written in [address or "", *(word for word in words if "@" in word)]:
-        targets += _address_parts(written)
+    # address goes as the sender's does. The other words in its brackets ('(on behalf of
+    # bob.jones@nhs.net)', '(via jane@...)') are not the name: taken as the name, "behalf" would
+    # be removed from every sentence.
+    written = [address or ""]
+    for bracketed in _BRACKETED_ADDRESS.findall(name or ""):
+        written += [word for word in _words(bracketed) if "@" in word]
+    words = _words(_BRACKETED_ADDRESS.sub(" ", name or ""))
+    written += [word for word in words if "@" in word]
+    for each in written:
+        targets += _address_parts(each)
     words = [word for word in words if "@" not in word]
     if words:
         targets.append(" ".join(words))
@@ -48,6 +54,14 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     for target in sorted({t for t in targets if t}, key=len, reverse=True):
         text = re.sub(rf"(?<!\w){re.escape(target)}(?!\w)", REMOVED, text, flags=re.IGNORECASE)
     return text
+
+
+# A bracketed part of a display name with an address in it.
+_BRACKETED_ADDRESS = re.compile(r"[(\[<]([^()\[\]<>]*@[^()\[\]<>]*)[)\]>]")
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[\"'()<>\[\],;]", " ", text).split()
 
 
 def _address_parts(address: str) -> list[str]:

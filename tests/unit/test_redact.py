@@ -57,3 +57,21 @@ def test_an_address_written_in_the_name_goes_as_the_senders_does() -> None:
         text, name="Jane Smith (jsmith@nhs.example)", address="x9@student.example.ac.uk"
     )
     assert result == (f"I am {REMOVED} ({REMOVED}); {REMOVED} on the rota, x9 on the ward.")
+
+
+def test_words_beside_an_address_in_the_names_brackets_are_not_the_name() -> None:
+    text = (
+        "On behalf of the FY1s: the rota sent via the ward leaves Jane alone on nights, and "
+        "bob.jones@nhs.example knows."
+    )
+    result = redact_identity(
+        text,
+        name="Jane Smith (on behalf of bob.jones@nhs.example via ward)",
+        address="jane.smith@nhs.example",
+    )
+    # The name and both addresses go (the one in the name may be the sender's too); "behalf",
+    # "via" and "ward", written beside the address, stay.
+    assert result == (
+        f"On behalf of the FY1s: the rota sent via the ward leaves {REMOVED} alone on nights, "
+        f"and {REMOVED} knows."
+    )
