@@ -226,6 +226,7 @@ def read_case(
     scope = case_scope(session, concern)
     details = concern_details(session, concern)
     details.pop("outbox", None)
+    details["events"] = _withheld(details["events"], sees_identity=sees_identity(who, scope))
     details["identity"] = None
     if concern.learner_id is not None and sees_identity(who, scope):
         learner = session.get(Learner, concern.learner_id)
@@ -252,9 +253,28 @@ def read_case(
     return details
 
 
-def audit_trail(session: Session, concern: Concern) -> list[dict[str, Any]]:
-    """What happened to the concern, and who looked at its learner's identity or exported it."""
-    entries: list[dict[str, Any]] = [
+# Events whose reason is the learner's identity's: how the learner told staff their address was
+# wrong may name them or give the address.
+IDENTITY_REASONS = frozenset({"learner_email_changed"})
+
+
+def _withheld(events: Sequence[dict[str, Any]], *, sees_identity: bool) -> list[dict[str, Any]]:
+    """The events as this person may read them: without those reasons unless they see who the
+    learner is."""
+    if sees_identity:
+        return list(events)
+    return [
+        event | {"detail": {k: v for k, v in (event["detail"] or {}).items() if k != "reason"}}
+        if event["kind"] in IDENTITY_REASONS
+        else event
+        for event in events
+    ]
+
+
+def audit_trail(session: Session, who: Principal, concern: Concern) -> list[dict[str, Any]]:
+    """What happened to the concern, and who looked at its learner's identity or exported it
+    (as this person may read it)."""
+    events: list[dict[str, Any]] = [
         {
             "at": event.at.isoformat(),
             "kind": event.kind,
@@ -265,6 +285,7 @@ def audit_trail(session: Session, concern: Concern) -> list[dict[str, Any]]:
         }
         for event in repositories.events_of(session, id_of(concern))
     ]
+    entries = _withheld(events, sees_identity=sees_identity(who, case_scope(session, concern)))
     entries += [
         {
             "at": record.at.isoformat(),

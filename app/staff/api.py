@@ -329,7 +329,7 @@ def _api(context: StaffContext) -> APIRouter:
             return AuditTrail.model_validate(
                 {
                     "reference": concern.reference,
-                    "entries": casework.audit_trail(session, concern),
+                    "entries": casework.audit_trail(session, signed_in.who, concern),
                 }
             )
 

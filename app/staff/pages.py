@@ -432,7 +432,7 @@ def router(context: StaffContext) -> APIRouter:
                 concern = casework.find_case(session, signed_in.who, reference)
                 if concern is None:
                     return None
-                entries = casework.audit_trail(session, concern)
+                entries = casework.audit_trail(session, signed_in.who, concern)
                 names = _actor_names(session, [entry["actor"] for entry in entries])
                 return concern.reference, entries, names
 

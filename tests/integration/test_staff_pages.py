@@ -356,3 +356,33 @@ def test_an_anonymous_or_closed_concerns_email_cannot_be_corrected(world: StaffW
     assert refused.status_code == 409
     assert "is closed" in refused.text
     assert learner_of(world, "named") == (LEARNER_EMAIL, LEARNER_NAME)
+
+
+def test_how_a_confidential_learner_told_staff_is_not_shown_below_the_dean(
+    world: StaffWorld,
+) -> None:
+    """The reason may name the learner or give their address: for a confidential concern it is
+    for those who see the learner's identity, wherever the trail is shown."""
+    reference = world.concerns["confidential"]
+    told = f"Priya phoned: her address is {CORRECTED}"
+    done = post(
+        world.browser("quality"), reference, "correct-learner-email", email=CORRECTED, text=told
+    )
+    assert done.status_code == 303, done.text
+    for who in ("supervisor", "admin"):
+        browser, api = world.browser(who), world.api(who)
+        for answered in (
+            browser.get(page_of(reference)),
+            browser.get(page_of(reference) + "/audit"),
+            api.get(f"/api/v1/concerns/{reference}"),
+            api.get(f"/api/v1/concerns/{reference}/audit"),
+        ):
+            assert answered.status_code == 200, (who, answered.url)
+            where = (who, str(answered.url))
+            assert "email address was corrected" in answered.text or (
+                "learner_email_changed" in answered.text
+            ), where
+            assert CORRECTED not in answered.text and "Priya" not in answered.text, where
+    # The region's dean and quality team read it.
+    assert told in world.browser("dean").get(page_of(reference) + "/audit").text
+    assert told in world.api("quality").get(f"/api/v1/concerns/{reference}/audit").text
