@@ -459,6 +459,12 @@ def _name_of(session: Session, contact_id: int) -> str:
 
 
 def _not_yours(concern: Concern, action: CaseAction) -> str:
+    if action is CaseAction.CORRECT_LEARNER_EMAIL:
+        # No contact of any level may: where the learner's mail goes is the region's to say.
+        return (
+            "Only the region's dean and quality team can correct the learner's email address "
+            f"on {concern.reference}"
+        )
     doing = action.value.replace("_", " ")
     return (
         f"You cannot {doing} {concern.reference}: it is at pathway {concern.pathway}, "

@@ -129,7 +129,13 @@ def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
         "correct_learner_email"
         not in supervisor.get(f"{API}/concerns/{named}").json()["allowed_actions"]
     )
-    assert supervisor.post(path, json=asked).status_code == 409
+    refused = supervisor.post(path, json=asked)
+    assert refused.status_code == 409
+    # Not "only its contacts there can": no contact can.
+    assert refused.json() == {
+        "detail": f"Only the region's dean and quality team can correct the learner's email "
+        f"address on {named}"
+    }
     assert world.api("other_dean").post(path, json=asked).status_code == 404
 
     dean = world.api("dean")
