@@ -249,7 +249,10 @@ def change_learner_email(
         )
     # Another learner record, never the old one edited: the old address may be someone else's,
     # with concerns of its own.
-    if name is None and old is not None:
+    shared = old is not None and _has_other_concerns(session, old, concern)
+    if name is None and old is not None and not shared:
+        # Staff give no name: the old record's is the learner's only when no other concern is
+        # its (else it is the name first given with that address, perhaps its owner's).
         name = old.name
     learner = repositories.find_learner_by_email(session, email)
     if learner is None:
@@ -330,13 +333,19 @@ def change_learner_email(
     # concern is its: otherwise whoever owns that address, raising a concern, would be found by
     # it and carry our learner's name, and retention (which removes a learner with their last
     # concern) would never reach it.
-    if old is not None and old.id != learner.id:
-        others = session.exec(
-            select(func.count()).select_from(Concern).where(col(Concern.learner_id) == old.id)
-        ).one()
-        if not others:
-            session.execute(delete(Learner).where(col(Learner.id) == old.id))
+    if old is not None and old.id != learner.id and not shared:
+        session.execute(delete(Learner).where(col(Learner.id) == old.id))
     return True
+
+
+def _has_other_concerns(session: Session, learner: Learner, concern: Concern) -> bool:
+    """Whether a concern besides this one is the learner record's."""
+    others = session.exec(
+        select(func.count())
+        .select_from(Concern)
+        .where(col(Concern.learner_id) == learner.id, col(Concern.id) != concern.id)
+    ).one()
+    return bool(others)
 
 
 def record_learner_answers(

@@ -16,10 +16,13 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from escalation.actions import add_learner_information
+from intake.service import submit_concern
+from intake.submission import Channel, parse_submission
 from storage import repositories
 from storage import staff as accounts
 from storage.db import transaction
 from storage.tables import Concern, Learner, id_of
+from tests.integration.helpers import MONDAY_MORNING, concern_input, example_placement, policy
 from tests.integration.staff_world import LEARNER_EMAIL, LEARNER_NAME, StaffWorld, staff_world
 from tests.integration.webclient import WebClient
 
@@ -318,9 +321,10 @@ def test_the_quality_team_corrects_a_learners_mistyped_email_address(world: Staf
     done = post(browser, reference, slug, email=CORRECTED, text="She phoned: a typo in her address")
     assert done.status_code == 303, done.text
     assert "email address on" in browser.get(page_of(reference)).text
-    # The concern is the corrected address's; the name comes with it; the acknowledgement is
-    # sent again there.
-    assert learner_of(world, "confidential") == (CORRECTED, LEARNER_NAME)
+    # The concern is the corrected address's; the acknowledgement is sent again there. The old
+    # record's name stays behind: Priya's other concerns keep that record, and a record several
+    # concerns share may be someone else's (the name given first with the address).
+    assert learner_of(world, "confidential") == (CORRECTED, None)
     assert ("learner_ack", CORRECTED) in learner_mail(world, "confidential")
     with transaction(world.engine) as session:
         event = repositories.events_of(session, id_of(concern(world, "confidential")))[-1]
@@ -386,3 +390,79 @@ def test_how_a_confidential_learner_told_staff_is_not_shown_below_the_dean(
     # The region's dean and quality team read it.
     assert told in world.browser("dean").get(page_of(reference) + "/audit").text
     assert told in world.api("quality").get(f"/api/v1/concerns/{reference}/audit").text
+
+
+def test_the_owner_of_the_mistyped_address_does_not_give_the_learner_their_name(
+    world: StaffWorld,
+) -> None:
+    """Sam types Priya's address by mistake: his concern is kept on her record (her name stays
+    hers). Corrected to his own address, it must not take her name there with it."""
+    sams = submit_concern(
+        engine=world.engine,
+        concern=parse_submission(
+            concern_input(
+                example_placement(world.engine),
+                learner={
+                    "name": "Sam Otherlearner",
+                    "email": LEARNER_EMAIL,
+                    "group": "foundation",
+                    "programme": "Foundation Programme FY1",
+                },
+                confidentiality="confidential",
+            )
+        ),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    world.concerns["sams"] = sams
+    sam = "sam.otherlearner@example.nhs.uk"
+    done = post(
+        world.browser("quality"), sams, "correct-learner-email", email=sam, text="He phoned us"
+    )
+    assert done.status_code == 303, done.text
+    assert learner_of(world, "sams") == (sam, None)
+    assert learner_of(world, "named") == (LEARNER_EMAIL, LEARNER_NAME)
+    # His own name is kept when he next raises a concern from his address.
+    again = submit_concern(
+        engine=world.engine,
+        concern=parse_submission(
+            concern_input(
+                example_placement(world.engine),
+                learner={"name": "Sam Otherlearner", "email": sam, "group": "foundation"},
+            )
+        ),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    world.concerns["again"] = again
+    assert learner_of(world, "again") == (sam, "Sam Otherlearner")
+
+    # A mistyped address no other concern has: its name is the learner's, and comes along; the
+    # mistyped record goes.
+    typo = "priya.testlaerner@example.nhs.uk"
+    world.concerns["typo"] = submit_concern(
+        engine=world.engine,
+        concern=parse_submission(
+            concern_input(
+                example_placement(world.engine),
+                learner={"name": LEARNER_NAME, "email": typo, "group": "foundation"},
+            )
+        ),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    typo_id = concern(world, "typo").learner_id
+    done = post(
+        world.browser("dean"),
+        world.concerns["typo"],
+        "correct-learner-email",
+        email=CORRECTED,
+        text="She phoned us",
+    )
+    assert done.status_code == 303, done.text
+    assert learner_of(world, "typo") == (CORRECTED, LEARNER_NAME)
+    with transaction(world.engine) as session:
+        assert session.get(Learner, typo_id) is None
