@@ -499,6 +499,9 @@ def test_a_closed_concern_keeps_its_address(world: World) -> None:
     answer = change(world.learner, NEW)
     assert answer.status_code == 403
     assert f'<strong id="reference">{reference}</strong> has been closed' in answer.text
+    # The quality team cannot change a closed concern's address either: not promised.
+    assert "They can change it" not in answer.text
+    assert "contact your regional quality team" in answer.text
     # No fresh "we have received your concern" to anyone, nothing changed.
     assert everything(world.engine, reference) == before
 
