@@ -329,6 +329,10 @@ def change_learner_email(
                 now=now,
                 policy=policy,
             )
+    if old_email:
+        _feedback_again(
+            session, concern, old_email=old_email, address=email, now=now, policy=policy
+        )
     # The old record (the mistyped address and the learner's name) is removed when no other
     # concern is its: otherwise whoever owns that address, raising a concern, would be found by
     # it and carry our learner's name, and retention (which removes a learner with their last
@@ -336,6 +340,51 @@ def change_learner_email(
     if old is not None and old.id != learner.id and not shared:
         session.execute(delete(Learner).where(col(Learner.id) == old.id))
     return True
+
+
+def _feedback_again(
+    session: Session,
+    concern: Concern,
+    *,
+    old_email: str,
+    address: str,
+    now: datetime,
+    policy: Policy,
+) -> None:
+    """Feedback the learner has yet to answer, already sent to the old address, is sent to the
+    corrected one too, and their silence is counted from now: else the concern would close for
+    want of an answer to feedback they never saw. (Unsent feedback was given up and queued again
+    with the rest.)"""
+    if concern.feedback_at is None or concern.close_after is None:
+        return
+    delivered = session.exec(
+        select(OutboxMessage)
+        .where(
+            col(OutboxMessage.concern_id) == concern.id,
+            col(OutboxMessage.kind) == MessageKind.LEARNER_FEEDBACK.value,
+            col(OutboxMessage.channel) == "email",
+            col(OutboxMessage.status) == "sent",
+            func.lower(col(OutboxMessage.recipient_address)) == old_email,
+            col(OutboxMessage.created_at) >= concern.feedback_at,
+        )
+        .order_by(col(OutboxMessage.id).desc())
+    ).first()
+    if delivered is None:
+        return
+    queue_again_to_learner(
+        session,
+        concern=concern,
+        given_up=delivered,
+        address=address,
+        key=f"{delivered.idempotency_key}:address{concern.link_version}",
+        now=now,
+        policy=policy,
+    )
+    concern.close_after = max(
+        concern.close_after,
+        silence_close_at(feedback_at=now, calendar=policy.calendar, policy=policy.deadlines),
+    )
+    refresh_next_due(concern)
 
 
 def _has_other_concerns(session: Session, learner: Learner, concern: Concern) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -466,3 +467,50 @@ def test_the_owner_of_the_mistyped_address_does_not_give_the_learner_their_name(
     assert learner_of(world, "typo") == (CORRECTED, LEARNER_NAME)
     with transaction(world.engine) as session:
         assert session.get(Learner, typo_id) is None
+
+
+def test_feedback_already_sent_to_the_wrong_address_goes_to_the_corrected_one(
+    world: StaffWorld,
+) -> None:
+    reference = world.concerns["named"]
+    feedback = "Teaching is back on the rota from Monday."
+    assert (
+        post(world.browser("supervisor"), reference, "feedback", text=feedback).status_code == 303
+    )
+    with transaction(world.engine) as session:
+        found = concern(world, "named")
+        (sent,) = [
+            message
+            for message in repositories.outbox_of(session, id_of(found))
+            if message.kind == "learner_feedback"
+        ]
+        assert sent.recipient_address == LEARNER_EMAIL
+        # Delivered to the mistyped address (as a dispatcher records it).
+        row = session.get(type(sent), sent.id)
+        assert row is not None
+        row.status, row.sent_at = "sent", world.clock()
+        closes_at = found.close_after
+    assert closes_at is not None
+
+    # A week later the learner tells the quality team the address was wrong.
+    world.clock.now = world.clock() + timedelta(days=7)
+    done = post(
+        world.browser("quality"),
+        reference,
+        "correct-learner-email",
+        email=CORRECTED,
+        text="The learner phoned: she never had our emails",
+    )
+    assert done.status_code == 303, done.text
+    with transaction(world.engine) as session:
+        found = concern(world, "named")
+        again = [
+            message
+            for message in repositories.outbox_of(session, id_of(found))
+            if message.kind == "learner_feedback" and message.recipient_address == CORRECTED
+        ]
+        assert len(again) == 1 and again[0].status == "pending"
+        assert feedback in again[0].body_text
+        # The learner's silence counts from when the feedback reaches them.
+        assert found.close_after is not None and found.close_after > closes_at
+        assert found.next_due_at is not None and found.next_due_at <= found.close_after
