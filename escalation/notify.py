@@ -146,6 +146,8 @@ def facts_of(
         questions=unanswered_questions(concern),
         feedback=feedback,
         status_url=status_url,
+        acknowledged_at=concern.acknowledged_at,
+        feedback_at=concern.feedback_at,
     )
 
 

@@ -174,6 +174,10 @@ class ConcernFacts:
     feedback: str | None = None
     # A signed link to the learner's status page (learner messages only).
     status_url: str | None = None
+    # At the current level: an acknowledgement sent again (the learner's address corrected)
+    # says what has happened since.
+    acknowledged_at: datetime | None = None
+    feedback_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,29 @@ def _learner_signpost(facts: ConcernFacts) -> str | None:
     return PATIENT_SAFETY_SIGNPOST if facts.patient_safety else None
 
 
+def _where_it_stands(facts: ConcernFacts) -> list[str]:
+    """The level's deadlines for a new concern; for one whose acknowledgement is sent again
+    later (to a corrected address), what the level has done since."""
+    on = f"It is on {PATHWAY_NAMES[facts.pathway]}."
+    if facts.feedback_at is not None:
+        return [
+            f"{on} They gave you feedback on {when(facts.feedback_at, facts.timezone)}: we are "
+            "sending it to you in a separate email."
+        ]
+    feedback_by = f"give you feedback by {when(facts.feedback_due_at, facts.timezone)}"
+    if facts.acknowledged_at is not None:
+        done = (
+            f"{on} They acknowledged it on {when(facts.acknowledged_at, facts.timezone)} and "
+            f"have been asked to {feedback_by}."
+        )
+    else:
+        done = (
+            f"{on} They have been asked to acknowledge it by "
+            f"{when(facts.ack_due_at, facts.timezone)} and to {feedback_by}."
+        )
+    return [done, _what_if_late(facts)]
+
+
 def _what_if_late(facts: ConcernFacts) -> str:
     if facts.pathway >= 3:
         return (
@@ -266,10 +293,7 @@ def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
     paragraphs = [
         f"Your reference is {facts.reference}. Keep it: quote it if you contact us.",
         f"Placement as we understood it: {facts.place}.",
-        f"It is on {PATHWAY_NAMES[facts.pathway]}. They have been asked to acknowledge it by "
-        f"{when(facts.ack_due_at, facts.timezone)} and to give you feedback by "
-        f"{when(facts.feedback_due_at, facts.timezone)}.",
-        _what_if_late(facts),
+        *_where_it_stands(facts),
         _confidentiality_note(facts),
     ]
     if questions:
