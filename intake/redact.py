@@ -38,11 +38,14 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     targets: list[str] = []
     # A display name may have an address written in it ('Jane Smith (jane@nhs.net)'): that
     # address goes as the sender's does. The other words in its brackets ('(on behalf of
-    # bob.jones@nhs.net)', '(via jane@...)') are not the name: taken as the name, "behalf" would
-    # be removed from every sentence.
+    # bob.jones@nhs.net)', '(née Patel, jane@...)') are not the full name, but each may be part
+    # of it (a maiden or first name written only there), so each goes as a part does: only
+    # words that are never a name ('behalf', 'via') are kept.
     written = [address or ""]
+    beside: list[str] = []
     for bracketed in _BRACKETED_ADDRESS.findall(name or ""):
-        written += [word for word in _words(bracketed) if "@" in word]
+        for word in _words(bracketed):
+            (written if "@" in word else beside).append(word)
     words = _words(_BRACKETED_ADDRESS.sub(" ", name or ""))
     written += [word for word in words if "@" in word]
     for each in written:
@@ -50,7 +53,11 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     words = [word for word in words if "@" not in word]
     if words:
         targets.append(" ".join(words))
-        targets += [part for part in words if len(part) >= 3 and not _title(part)]
+    targets += [
+        part
+        for part in [*words, *beside]
+        if len(part) >= 3 and not _title(part) and part.lower() not in _NEVER_A_NAME
+    ]
     for target in sorted({t for t in targets if t}, key=len, reverse=True):
         text = re.sub(rf"(?<!\w){re.escape(target)}(?!\w)", REMOVED, text, flags=re.IGNORECASE)
     return text
@@ -58,6 +65,8 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
 
 # A bracketed part of a display name with an address in it.
 _BRACKETED_ADDRESS = re.compile(r"[(\[<]([^()\[\]<>]*@[^()\[\]<>]*)[)\]>]")
+# Words written beside an address in a display name that are nobody's name.
+_NEVER_A_NAME = frozenset({"and", "behalf", "for", "from", "sent", "the", "via"})
 
 
 def _words(text: str) -> list[str]:

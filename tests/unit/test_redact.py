@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from intake.redact import REMOVED, drop_signature, for_contacts, redact_identity
 
 
@@ -69,9 +71,27 @@ def test_words_beside_an_address_in_the_names_brackets_are_not_the_name() -> Non
         name="Jane Smith (on behalf of bob.jones@nhs.example via ward)",
         address="jane.smith@nhs.example",
     )
-    # The name and both addresses go (the one in the name may be the sender's too); "behalf",
-    # "via" and "ward", written beside the address, stay.
+    # The name and both addresses go (the one in the name may be the sender's too); "behalf"
+    # and "via", written beside the address, stay. "ward" goes: Ward may be a surname.
     assert result == (
-        f"On behalf of the FY1s: the rota sent via the ward leaves {REMOVED} alone on nights, "
-        f"and {REMOVED} knows."
+        f"On behalf of the FY1s: the rota sent via the {REMOVED} leaves {REMOVED} alone on "
+        f"nights, and {REMOVED} knows."
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Jane Smith (née Patel, jane.smith@nhs.example)",
+        "Dr Smith (Patel, p.smith2@nhs.example)",
+        "(Patel jsp@nhs.example)",
+        "Jane Smith <Patel jsp@nhs.example>",
+        "Jane Smith [Patel jsp@nhs.example]",
+        "Jane (Smith (Patel jsp@nhs.example))",
+    ],
+)
+def test_a_name_written_beside_an_address_in_brackets_still_goes(name: str) -> None:
+    # A maiden name or a first name may be written only there: taking every such word as part
+    # of the name removes a few ordinary words too, but never leaves the learner named.
+    result = redact_identity("Patel was on nights.", name=name, address="x9@nhs.example")
+    assert result == f"{REMOVED} was on nights."
