@@ -53,9 +53,11 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     words = [word for word in words if "@" not in word]
     if words:
         targets.append(" ".join(words))
+    # Each half of a double-barrelled name ('Smith-Jones') is written alone too.
+    parts = [*words, *beside, *(half for word in words + beside for half in word.split("-"))]
     targets += [
         part
-        for part in [*words, *beside]
+        for part in parts
         if len(part) >= 3 and not _title(part) and part.lower() not in _NEVER_A_NAME
     ]
     for target in sorted({t for t in targets if t}, key=len, reverse=True):

@@ -95,3 +95,10 @@ def test_a_name_written_beside_an_address_in_brackets_still_goes(name: str) -> N
     # of the name removes a few ordinary words too, but never leaves the learner named.
     result = redact_identity("Patel was on nights.", name=name, address="x9@nhs.example")
     assert result == f"{REMOVED} was on nights."
+
+
+def test_each_half_of_a_double_barrelled_name_goes() -> None:
+    result = redact_identity(
+        "Smith said Jones and Mary could swap.", name="Mary-Jane Smith-Jones", address=None
+    )
+    assert result == f"{REMOVED} said {REMOVED} and {REMOVED} could swap."
