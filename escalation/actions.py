@@ -329,10 +329,7 @@ def change_learner_email(
                 now=now,
                 policy=policy,
             )
-    if old_email:
-        _feedback_again(
-            session, concern, old_email=old_email, address=email, now=now, policy=policy
-        )
+    _feedback_again(session, concern, given_up=given_up, now=now, policy=policy)
     # The old record (the mistyped address and the learner's name) is removed when no other
     # concern is its: otherwise whoever owns that address, raising a concern, would be found by
     # it and carry our learner's name, and retention (which removes a learner with their last
@@ -346,45 +343,46 @@ def _feedback_again(
     session: Session,
     concern: Concern,
     *,
-    old_email: str,
-    address: str,
+    given_up: list[OutboxMessage],
     now: datetime,
     policy: Policy,
 ) -> None:
-    """Feedback the learner has yet to answer, already sent to the old address, is sent to the
-    corrected one too, and their silence is counted from now: else the concern would close for
-    want of an answer to feedback they never saw. (Unsent feedback was given up and queued again
-    with the rest.)"""
+    """The level's feedback, which the learner has yet to answer, is sent to the corrected
+    address, and their silence is counted from now: else the concern would close for want of an
+    answer to feedback they never saw. Still unsent, it was given up and queued again with the
+    rest; otherwise (delivered to the old address, refused there, held by a dispatcher this
+    moment, or there was no address) it is written again from what was recorded."""
     if concern.feedback_at is None or concern.close_after is None:
         return
-    delivered = session.exec(
-        select(OutboxMessage)
-        .where(
-            col(OutboxMessage.concern_id) == concern.id,
-            col(OutboxMessage.kind) == MessageKind.LEARNER_FEEDBACK.value,
-            col(OutboxMessage.channel) == "email",
-            col(OutboxMessage.status) == "sent",
-            func.lower(col(OutboxMessage.recipient_address)) == old_email,
-            col(OutboxMessage.created_at) >= concern.feedback_at,
+    current = learner_key(concern, MessageKind.LEARNER_FEEDBACK)
+    if not any(_is_copy_of(row.idempotency_key, current) for row in given_up):
+        given = [
+            event
+            for event in repositories.events_of(session, id_of(concern))
+            if event.kind == "feedback_given" and event.at >= concern.feedback_at
+        ]
+        text = (given[-1].detail or {}).get("text") if given else None
+        if not isinstance(text, str):
+            return
+        queue_to_learner(
+            session,
+            concern=concern,
+            facts=facts_of(session, concern, policy, feedback=text, now=now),
+            kind=MessageKind.LEARNER_FEEDBACK,
+            now=now,
+            key=f"{current}:address{concern.link_version}",
         )
-        .order_by(col(OutboxMessage.id).desc())
-    ).first()
-    if delivered is None:
-        return
-    queue_again_to_learner(
-        session,
-        concern=concern,
-        given_up=delivered,
-        address=address,
-        key=f"{delivered.idempotency_key}:address{concern.link_version}",
-        now=now,
-        policy=policy,
-    )
     concern.close_after = max(
         concern.close_after,
         silence_close_at(feedback_at=now, calendar=policy.calendar, policy=policy.deadlines),
     )
     refresh_next_due(concern)
+
+
+def _is_copy_of(key: str, current: str) -> bool:
+    """Whether a learner message's key is `current`'s, or that of a copy of it sent again to a
+    corrected address (each correction adds ':address<link version>')."""
+    return key == current or key.startswith(f"{current}:address")
 
 
 def _has_other_concerns(session: Session, learner: Learner, concern: Concern) -> bool:

@@ -22,7 +22,7 @@ from intake.submission import Channel, parse_submission
 from storage import repositories
 from storage import staff as accounts
 from storage.db import transaction
-from storage.tables import Concern, Learner, id_of
+from storage.tables import Concern, Learner, OutboxMessage, id_of
 from tests.integration.helpers import MONDAY_MORNING, concern_input, example_placement, policy
 from tests.integration.staff_world import LEARNER_EMAIL, LEARNER_NAME, StaffWorld, staff_world
 from tests.integration.webclient import WebClient
@@ -469,9 +469,36 @@ def test_the_owner_of_the_mistyped_address_does_not_give_the_learner_their_name(
         assert session.get(Learner, typo_id) is None
 
 
+def feedback_to(world: StaffWorld, name: str, address: str) -> list[OutboxMessage]:
+    with transaction(world.engine) as session:
+        found = [
+            message
+            for message in repositories.outbox_of(session, id_of(concern(world, name)))
+            if message.kind == "learner_feedback" and message.recipient_address == address
+        ]
+        for message in found:
+            session.expunge(message)
+        return found
+
+
+def correct(world: StaffWorld, name: str, email: str) -> None:
+    done = post(
+        world.browser("quality"),
+        world.concerns[name],
+        "correct-learner-email",
+        email=email,
+        text="The learner phoned: she never had our emails",
+    )
+    assert done.status_code == 303, done.text
+
+
+@pytest.mark.parametrize("became", ["sent", "refused", "pending", "being sent"])
 def test_feedback_already_sent_to_the_wrong_address_goes_to_the_corrected_one(
-    world: StaffWorld,
+    world: StaffWorld, became: str
 ) -> None:
+    """Whatever became of it at the mistyped address (delivered, refused by the relay, still
+    waiting, or held by a dispatcher this moment), the feedback reaches the corrected one once,
+    and the learner's silence counts from then."""
     reference = world.concerns["named"]
     feedback = "Teaching is back on the rota from Monday."
     assert (
@@ -485,32 +512,102 @@ def test_feedback_already_sent_to_the_wrong_address_goes_to_the_corrected_one(
             if message.kind == "learner_feedback"
         ]
         assert sent.recipient_address == LEARNER_EMAIL
-        # Delivered to the mistyped address (as a dispatcher records it).
+        # As a dispatcher records it.
         row = session.get(type(sent), sent.id)
         assert row is not None
-        row.status, row.sent_at = "sent", world.clock()
+        if became == "sent":
+            row.status, row.sent_at = "sent", world.clock()
+        elif became == "refused":
+            row.status, row.last_error = "failed", "550 5.1.1 No such user"
+        elif became == "being sent":
+            row.claim_token, row.claimed_until = "held", world.clock() + timedelta(days=30)
         closes_at = found.close_after
     assert closes_at is not None
 
     # A week later the learner tells the quality team the address was wrong.
     world.clock.now = world.clock() + timedelta(days=7)
-    done = post(
-        world.browser("quality"),
-        reference,
-        "correct-learner-email",
-        email=CORRECTED,
-        text="The learner phoned: she never had our emails",
-    )
-    assert done.status_code == 303, done.text
+    correct(world, "named", CORRECTED)
+    (again,) = feedback_to(world, "named", CORRECTED)
+    assert again.status == "pending"
+    assert feedback in again.body_text
+    found = concern(world, "named")
+    # The learner's silence counts from when the feedback reaches them.
+    assert found.close_after is not None and found.close_after > closes_at
+    assert found.next_due_at is not None and found.next_due_at <= found.close_after
     with transaction(world.engine) as session:
-        found = concern(world, "named")
-        again = [
+        (ack,) = [
             message
             for message in repositories.outbox_of(session, id_of(found))
-            if message.kind == "learner_feedback" and message.recipient_address == CORRECTED
+            if message.kind == "learner_ack" and message.recipient_address == CORRECTED
         ]
-        assert len(again) == 1 and again[0].status == "pending"
-        assert feedback in again[0].body_text
-        # The learner's silence counts from when the feedback reaches them.
-        assert found.close_after is not None and found.close_after > closes_at
-        assert found.next_due_at is not None and found.next_due_at <= found.close_after
+        assert "we are sending it to you in a separate email" in " ".join(ack.body_text.split())
+
+
+def test_feedback_given_before_the_learner_had_an_address_is_sent_when_one_is_added(
+    world: StaffWorld,
+) -> None:
+    """A learner who gave no address hears nothing by email: the address the quality team adds
+    gets the feedback the acknowledgement says is on its way."""
+    with transaction(world.engine) as session:
+        learner = session.get(Learner, concern(world, "named").learner_id)
+        assert learner is not None
+        learner.email = None
+    feedback = "Teaching is back on the rota from Monday."
+    reference = world.concerns["named"]
+    assert (
+        post(world.browser("supervisor"), reference, "feedback", text=feedback).status_code == 303
+    )
+    closes_at = concern(world, "named").close_after
+    assert closes_at is not None
+    world.clock.now = world.clock() + timedelta(days=7)
+    correct(world, "named", CORRECTED)
+    (again,) = feedback_to(world, "named", CORRECTED)
+    assert feedback in again.body_text
+    found = concern(world, "named")
+    assert found.close_after is not None and found.close_after > closes_at
+
+
+@pytest.mark.parametrize("delivered_to_second", [False, True])
+def test_two_corrections_in_a_row_send_the_feedback_once_to_the_last_address(
+    world: StaffWorld, delivered_to_second: bool
+) -> None:
+    reference = world.concerns["named"]
+    feedback = "Teaching is back on the rota from Monday."
+    assert (
+        post(world.browser("supervisor"), reference, "feedback", text=feedback).status_code == 303
+    )
+    world.clock.now = world.clock() + timedelta(days=1)
+    second, third = "priya.second@example.nhs.uk", CORRECTED
+    correct(world, "named", second)
+    (to_second,) = feedback_to(world, "named", second)
+    if delivered_to_second:
+        with transaction(world.engine) as session:
+            row = session.get(OutboxMessage, to_second.id)
+            assert row is not None
+            row.status, row.sent_at = "sent", world.clock()
+    closes_at = concern(world, "named").close_after
+    assert closes_at is not None
+    world.clock.now = world.clock() + timedelta(days=2)
+    correct(world, "named", third)
+    (to_third,) = feedback_to(world, "named", third)
+    assert to_third.status == "pending" and feedback in to_third.body_text
+    (to_second,) = feedback_to(world, "named", second)
+    assert to_second.status == ("sent" if delivered_to_second else "failed")
+    found = concern(world, "named")
+    assert found.close_after is not None and found.close_after > closes_at
+
+
+def test_feedback_given_at_an_earlier_level_is_not_sent_again(world: StaffWorld) -> None:
+    reference = world.concerns["named"]
+    assert (
+        post(world.browser("supervisor"), reference, "feedback", text="Old news.").status_code
+        == 303
+    )
+    with transaction(world.engine) as session:
+        for message in repositories.outbox_of(session, id_of(concern(world, "named"))):
+            message.status = "sent"
+    done = post(world.browser("quality"), reference, "escalate", text="The learner asked")
+    assert done.status_code == 303, done.text
+    assert concern(world, "named").pathway == 2
+    correct(world, "named", CORRECTED)
+    assert feedback_to(world, "named", CORRECTED) == []
