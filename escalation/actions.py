@@ -720,9 +720,9 @@ def require_reply_to_current_feedback(concern: Concern, replied_to: OutboxMessag
     nothing. A reply to another of our emails answers whatever feedback is current, as the
     learner's own words say."""
     current = learner_key(concern, MessageKind.LEARNER_FEEDBACK)
-    if (
-        replied_to.kind == MessageKind.LEARNER_FEEDBACK.value
-        and replied_to.idempotency_key != current
+    # A copy sent again to a corrected address is the current feedback too.
+    if replied_to.kind == MessageKind.LEARNER_FEEDBACK.value and not _is_copy_of(
+        replied_to.idempotency_key, current
     ):
         raise ActionRefused(
             f"Your reply answered earlier feedback on {concern.reference}, and your concern has "

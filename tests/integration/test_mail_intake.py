@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from escalation.actions import Actor, change_learner_email
+from escalation.actions import Actor, change_learner_email, record_feedback
 from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
@@ -727,6 +727,49 @@ def test_a_reply_to_feedback_the_concern_has_moved_on_from_changes_nothing(db: E
     assert outbox(db, kind="escalated_in") == []
     (answer,) = outbox(db, kind="reply_not_applied")
     assert "Your reply answered earlier feedback" in answer.body_text
+
+
+def test_the_learner_answers_feedback_sent_again_to_their_corrected_address(
+    db: Engine,
+) -> None:
+    """Feedback sent again after the learner's address was corrected is the current feedback:
+    answering it by reply moves the concern as an answer to the first would have."""
+    deliver(db, email())
+    corrected = "jane.smith@correct.example.ac.uk"
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, only_concern(db).id or 0)
+        assert concern is not None
+        record_feedback(
+            session=session,
+            concern=concern,
+            by=Actor(kind="staff", channel="web"),
+            text="Night cover is fixed.",
+            now=MONDAY_MORNING + timedelta(hours=1),
+            policy=policy(),
+        )
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, only_concern(db).id or 0)
+        assert concern is not None
+        assert change_learner_email(
+            session=session,
+            concern=concern,
+            email=corrected,
+            name=None,
+            by=Actor(kind="staff", channel="web"),
+            now=MONDAY_MORNING + timedelta(days=1),
+            policy=policy(),
+            reason="The learner phoned",
+        )
+    (again,) = outbox(db, kind="learner_feedback", recipient_address=corrected)
+    report = deliver(
+        db,
+        reply_to(again, sender=f"Jane Smith <{corrected}>", body="I remain concerned"),
+        mail_from=corrected,
+        now=MONDAY_MORNING + timedelta(days=1, hours=1),
+    )
+    assert "answered earlier feedback" not in report.outcomes[0]
+    assert only_concern(db).pathway == 2
+    assert outbox(db, kind="reply_not_applied") == []
 
 
 def test_before_feedback_i_remain_concerned_is_kept_as_information(db: Engine) -> None:
