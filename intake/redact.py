@@ -53,8 +53,9 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     words = [word for word in words if "@" not in word]
     if words:
         targets.append(" ".join(words))
-    # Each half of a double-barrelled name ('Smith-Jones') is written alone too.
-    parts = [*words, *beside, *(half for word in words + beside for half in word.split("-"))]
+    # Each half of a double-barrelled name ('Smith-Jones'), or of one written with another mark
+    # between its parts ('Jane.Smith', as mail clients write it), is written alone too.
+    parts = [*words, *beside, *(half for word in words + beside for half in _pieces(word))]
     targets += [
         part
         for part in parts
@@ -81,8 +82,13 @@ def _address_parts(address: str) -> list[str]:
         return []
     local = address.partition("@")[0]
     parts = [local] if len(local) >= 3 else []
-    parts += [part for part in re.split(r"[._\-+]", local) if len(part) >= 3]
+    parts += [part for part in _pieces(local) if len(part) >= 3]
     return [address, *parts]
+
+
+def _pieces(word: str) -> list[str]:
+    """The runs of letters and digits in a word: 'jane.smith' and 'Smith-Jones' in two."""
+    return re.split(r"[\W_]+", word)
 
 
 def _title(word: str) -> bool:

@@ -102,3 +102,19 @@ def test_each_half_of_a_double_barrelled_name_goes() -> None:
         "Smith said Jones and Mary could swap.", name="Mary-Jane Smith-Jones", address=None
     )
     assert result == f"{REMOVED} said {REMOVED} and {REMOVED} could swap."
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Jane.Smith",
+        "Jane_Smith",
+        "Jane/Smith",
+        "Jane:smith@nhs.example",
+        "Jane\uff08smith@nhs.example\uff09",  # full-width brackets
+    ],
+)
+def test_a_name_written_with_other_marks_between_its_parts_still_goes(name: str) -> None:
+    # Mail clients write 'Jane.Smith' as a display name; any mark may stand between the parts.
+    result = redact_identity("Smith and Jane were on nights.", name=name, address=None)
+    assert result == f"{REMOVED} and {REMOVED} were on nights."
