@@ -148,6 +148,7 @@ def facts_of(
         status_url=status_url,
         acknowledged_at=concern.acknowledged_at,
         feedback_at=concern.feedback_at,
+        written_at=now,
     )
 
 

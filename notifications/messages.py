@@ -178,6 +178,8 @@ class ConcernFacts:
     # says what has happened since.
     acknowledged_at: datetime | None = None
     feedback_at: datetime | None = None
+    # When the message is written: a deadline already passed is told as past.
+    written_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -245,17 +247,24 @@ def _where_it_stands(facts: ConcernFacts) -> list[str]:
             f"{on} They gave you feedback on {when(facts.feedback_at, facts.timezone)}: we are "
             "sending it to you in a separate email."
         ]
+
+    def passed(deadline: datetime) -> bool:
+        return facts.written_at is not None and deadline <= facts.written_at
+
     feedback_by = f"give you feedback by {when(facts.feedback_due_at, facts.timezone)}"
+    ack_by = when(facts.ack_due_at, facts.timezone)
     if facts.acknowledged_at is not None:
-        done = (
-            f"{on} They acknowledged it on {when(facts.acknowledged_at, facts.timezone)} and "
-            f"have been asked to {feedback_by}."
-        )
+        acknowledged = f"They acknowledged it on {when(facts.acknowledged_at, facts.timezone)}"
+        then = f" and have been asked to {feedback_by}."
+    elif passed(facts.ack_due_at):
+        acknowledged = f"They were asked to acknowledge it by {ack_by} and have not done so yet"
+        then = f". They have been asked to {feedback_by}."
     else:
-        done = (
-            f"{on} They have been asked to acknowledge it by "
-            f"{when(facts.ack_due_at, facts.timezone)} and to {feedback_by}."
-        )
+        acknowledged = f"They have been asked to acknowledge it by {ack_by}"
+        then = f" and to {feedback_by}."
+    if passed(facts.feedback_due_at):
+        then = f". They were asked to {feedback_by}, and it is late."
+    done = f"{on} {acknowledged}{then}"
     return [done, _what_if_late(facts)]
 
 

@@ -48,3 +48,21 @@ def test_sent_again_after_feedback_it_points_to_the_feedback() -> None:
         "in a separate email." in text
     )
     assert ASKED not in text and FEEDBACK_BY not in text and MOVES_ON not in text
+
+
+def test_sent_again_after_a_deadline_passed_it_says_it_passed() -> None:
+    text = ack(written_at=datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
+    assert (
+        "They were asked to acknowledge it by Wednesday 25 November 2026 at 10:00 and have not "
+        f"done so yet. They have been asked to {FEEDBACK_BY}." in text
+    )
+    text = ack(
+        acknowledged_at=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
+        written_at=datetime(2026, 12, 8, 9, 0, tzinfo=UTC),
+    )
+    assert (
+        "They acknowledged it on Tuesday 24 November 2026 at 09:30. They were asked to "
+        f"{FEEDBACK_BY}, and it is late." in text
+    )
+    # Written before the deadlines: as for a new concern.
+    assert f"{ASKED} and to {FEEDBACK_BY}." in ack(written_at=datetime(2026, 11, 23, tzinfo=UTC))
