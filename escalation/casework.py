@@ -9,6 +9,7 @@ access audit in the same transaction as the read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -318,6 +319,7 @@ def act(
     standards: Sequence[str] = (),
     to_contact_id: int | None = None,
     email: str = "",
+    name: str = "",
 ) -> Concern:
     """Take one action on a concern, as this person: NotFound when they may not see it;
     ActionRefused (with the reason, for them) when they may see it but not do this now."""
@@ -354,14 +356,24 @@ def act(
     elif action is CaseAction.CORRECT_LEARNER_EMAIL:
         if not email.strip() or "\r" in email or "\n" in email:
             raise ActionRefused("Enter the learner's correct email address")
+        if UNSAFE_IN_A_NAME.search(name) or len(name.strip()) > MAX_NAME_CHARACTERS:
+            raise ActionRefused(
+                f"Enter the learner's name on one line, {MAX_NAME_CHARACTERS} characters or fewer"
+            )
         why = actions.reason_given(
             text, asked="Say why the address is being corrected, and how the learner told you"
         )
         if not actions.change_learner_email(
-            **common, email=email.strip(), name=None, policy=policy, reason=why
+            **common, email=email.strip(), name=name.strip() or None, policy=policy, reason=why
         ):
             raise ActionRefused("That is already the learner's email address")
     return concern
+
+
+# A learner's name given with a corrected address goes where the form's does (into email
+# headers among other places): one line, no control characters, as short as the form's.
+UNSAFE_IN_A_NAME = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NAME_CHARACTERS = 200
 
 
 def _may_correct_email(concern: Concern) -> None:

@@ -183,6 +183,11 @@ class Reason(BaseModel):
 class LearnerEmail(BaseModel):
     email: EmailStr = Field(description="The learner's correct email address")
     reason: str = Field(description="How the learner told you the address was wrong")
+    name: str = Field(
+        default="",
+        max_length=200,
+        description="The learner's name, only if the one held for them is wrong or missing",
+    )
 
 
 class Triage(BaseModel):
@@ -346,6 +351,7 @@ def _api(context: StaffContext) -> APIRouter:
         standards: Sequence[str] = (),
         to_contact_id: int | None = None,
         email: str = "",
+        name: str = "",
     ) -> ConcernDetail:
         """Take the action, then answer with the concern as it now stands."""
 
@@ -366,6 +372,7 @@ def _api(context: StaffContext) -> APIRouter:
                 standards=standards,
                 to_contact_id=to_contact_id,
                 email=email,
+                name=name,
             )
             return ConcernDetail.model_validate(
                 casework.read_case(
@@ -434,6 +441,7 @@ def _api(context: StaffContext) -> APIRouter:
             CaseAction.CORRECT_LEARNER_EMAIL,
             text=body.reason,
             email=str(body.email),
+            name=body.name,
         )
 
     @api.get(

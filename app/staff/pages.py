@@ -366,17 +366,23 @@ def router(context: StaffContext) -> APIRouter:
         likelihood = _score(posted.get("likelihood"))
         impact = _score(posted.get("impact"))
         standards = [value for value in posted.getlist("standards") if isinstance(value, str)]
-        email, email_error = "", None
+        email, name, problem = "", "", None
         if form.action is CaseAction.CORRECT_LEARNER_EMAIL:
             email, email_error = form_fields.read_email(posted.get("email"))
+            name, name_error = form_fields.read_line(posted.get("name"))
             if not email:
                 email_error = "Enter the learner's correct email address"
+            if email_error:
+                problem = _FieldRefused(f"{form.slug}-email", email_error)
+            elif name_error:
+                problem = _FieldRefused(f"{form.slug}-name", name_error)
         entered = {
             "action": form.action.value,
             "text": text,
             "likelihood": str(likelihood or ""),
             "impact": str(impact or ""),
             "email": email,
+            "name": name,
             **({"standards": standards} if form.action is CaseAction.EDIT_STANDARDS else {}),
         }
 
@@ -395,14 +401,15 @@ def router(context: StaffContext) -> APIRouter:
                     impact=impact,
                     standards=standards,
                     email=email,
+                    name=name,
                 )
                 return concern.reference
 
         try:
             if form.action is CaseAction.OVERRIDE_TRIAGE and (likelihood is None or impact is None):
                 raise ActionRefused("Choose both likelihood and impact, each from 1 to 5")
-            if email_error:
-                raise ActionRefused(email_error)
+            if problem is not None:
+                raise problem
             done = await run_in_threadpool(run)
         except NotFound:
             raise HTTPException(status_code=404) from None
@@ -416,7 +423,11 @@ def router(context: StaffContext) -> APIRouter:
             return concern_page(
                 request,
                 details,
-                errors={_field_of(form, str(refused)): str(refused)},
+                errors={
+                    refused.field
+                    if isinstance(refused, _FieldRefused)
+                    else _field_of(form, str(refused)): str(refused)
+                },
                 entered=entered,
                 status_code=400,
             )
@@ -482,12 +493,23 @@ def _score(value: object) -> int | None:
     return None
 
 
+class _FieldRefused(ActionRefused):
+    """An answer the page itself refuses, before the engine is asked: `field` is its id."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _field_of(form: ActionForm, message: str) -> str:
-    """The field a refusal is about: the reason given, or else the form's first field."""
+    """The field a refusal is about: the reason given, the learner's name, or else the form's
+    first field."""
     if form.action in (CaseAction.OVERRIDE_TRIAGE, CaseAction.CORRECT_LEARNER_EMAIL):
         lowered = message.lower()
         if "reason" in lowered or "say why" in lowered:
             return form.text_id
+        if "learner's name" in lowered:
+            return f"{form.slug}-name"
     return form.first_field
 
 

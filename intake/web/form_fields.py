@@ -446,10 +446,9 @@ def _identity(errors: dict[str, str], text: Mapping[str, str]) -> None:
 _EMAIL = TypeAdapter(EmailStr)
 
 
-def read_email(raw: object) -> tuple[str, str | None]:
-    """An email address entered on its own (a corrected one), checked as the form checks the
-    form's: what was entered, stripped (the address as it is stored when there is no error), and
-    the error to show, if any."""
+def read_line(raw: object) -> tuple[str, str | None]:
+    """One line entered on its own, checked as the form checks its short answers: what was
+    entered, stripped, and the error to show, if any (none for a blank)."""
     value = raw if isinstance(raw, str) else ""
     text = "" if _looks_blank(value) else value.strip()
     if "\r" in value or "\n" in value:
@@ -458,6 +457,16 @@ def read_email(raw: object) -> tuple[str, str | None]:
         return text, "Remove the unusual characters from this answer"
     if len(text) > SHORT_TEXT_LIMIT:
         return text, f"This must be {SHORT_TEXT_LIMIT} characters or fewer"
+    return text, None
+
+
+def read_email(raw: object) -> tuple[str, str | None]:
+    """An email address entered on its own (a corrected one), checked as the form checks the
+    form's: what was entered, stripped (the address as it is stored when there is no error), and
+    the error to show, if any."""
+    text, error = read_line(raw)
+    if error:
+        return text, error
     if not text:
         return text, "Enter your email address, so we can reply"
     try:

@@ -159,6 +159,14 @@ def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
     again = dean.post(path, json=asked)
     assert again.status_code == 409
     assert again.json() == {"detail": "That is already the learner's email address"}
+    # A name given is checked as the form's is, and kept with the corrected address.
+    confidential = f"{API}/concerns/{world.concerns['confidential']}/learner-email"
+    for name, status in (("Priya\r\nBcc: x@evil.example", 409), ("P" * 201, 422)):
+        bad_name = dean.post(confidential, json={**asked, "name": name})
+        assert bad_name.status_code == status, bad_name.text
+    named_again = dean.post(confidential, json={**asked, "name": "Priya T"})
+    assert named_again.status_code == 200, named_again.text
+    assert named_again.json()["identity"]["name"] == "Priya T"
     anonymous = dean.post(f"{API}/concerns/{world.concerns['anonymous']}/learner-email", json=asked)
     assert anonymous.status_code == 409
 

@@ -611,3 +611,30 @@ def test_feedback_given_at_an_earlier_level_is_not_sent_again(world: StaffWorld)
     assert concern(world, "named").pathway == 2
     correct(world, "named", CORRECTED)
     assert feedback_to(world, "named", CORRECTED) == []
+
+
+def test_staff_give_the_name_when_the_one_held_cannot_go_with_the_address(
+    world: StaffWorld,
+) -> None:
+    """Priya's record holds her other concerns, so her name is not carried to the corrected
+    address by itself: the quality team, who spoke to her, give it."""
+    reference = world.concerns["confidential"]
+    slug = "correct-learner-email"
+    browser = world.browser("quality")
+    before = event_kinds(world, "confidential")
+    for name, message in (
+        ("Priya\r\nBcc: x@evil.example", "Enter this on one line"),
+        ("Priya\x07 Testlearner", "Remove the unusual characters"),
+        ("P" * 201, "200 characters or fewer"),
+    ):
+        answered = post(browser, reference, slug, email=CORRECTED, name=name, text="She phoned")
+        assert answered.status_code == 400, answered.text
+        assert f'href="#{slug}-name"' in answered.text
+        assert message in answered.text
+        assert event_kinds(world, "confidential") == before
+    done = post(
+        browser, reference, slug, email=CORRECTED, name=" Priya Testlearner ", text="She phoned"
+    )
+    assert done.status_code == 303, done.text
+    assert learner_of(world, "confidential") == (CORRECTED, LEARNER_NAME)
+    assert learner_of(world, "named") == (LEARNER_EMAIL, LEARNER_NAME)
