@@ -55,6 +55,7 @@ from routing.recipients import (
     PATHWAY2_ROLE_BY_GROUP,
     UNKNOWN_GROUP_PATHWAY2_ROLE,
     may_handle_at,
+    may_see_identity,
     recipient_roles,
 )
 from routing.standards import STANDARDS, suggest_standards
@@ -330,6 +331,8 @@ def change_learner_email(
                 policy=policy,
             )
     _feedback_again(session, concern, given_up=given_up, now=now, policy=policy)
+    if old_email:
+        _tell_contacts_the_address(session, concern, now=now, policy=policy)
     # The old record (the mistyped address and the learner's name) is removed when no other
     # concern is its: otherwise whoever owns that address, raising a concern, would be found by
     # it and carry our learner's name, and retention (which removes a learner with their last
@@ -377,6 +380,31 @@ def _feedback_again(
         silence_close_at(feedback_at=now, calendar=policy.calendar, policy=policy.deadlines),
     )
     refresh_next_due(concern)
+
+
+def _tell_contacts_the_address(
+    session: Session, concern: Concern, *, now: datetime, policy: Policy
+) -> None:
+    """Every contact told about the concern whose role sees the learner's identity was given
+    the wrong address (with the name, in the new-concern message and the rest): each is given
+    the corrected one, once per correction."""
+    confidentiality = Confidentiality(concern.confidentiality)
+    told = [
+        (contact, Role(assignment.role))
+        for assignment, contact in repositories.assignments_of(session, id_of(concern))
+        if may_see_identity(role=Role(assignment.role), confidentiality=confidentiality)
+    ]
+    if told:
+        queue_to_contacts(
+            session,
+            concern=concern,
+            facts=facts_of(session, concern, policy),
+            kind=MessageKind.LEARNER_ADDRESS_CORRECTED,
+            contacts=told,
+            now=now,
+            policy=policy,
+            key_suffix=f":address{concern.link_version}",
+        )
 
 
 def _is_copy_of(key: str, current: str) -> bool:

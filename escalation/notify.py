@@ -177,12 +177,14 @@ def queue_to_contact(
     now: datetime,
     policy: Policy,
     urgent: bool = False,
+    key_suffix: str = "",
 ) -> bool:
     """Queue one email to a contact, and a Slack DM too when Slack is on and the contact has a
     Slack user id or an email (someone known only by email is looked up in Slack when the DM is
-    sent); False when nothing new was queued (already queued, or no address at all)."""
+    sent); False when nothing new was queued (already queued, or no address at all).
+    `key_suffix` tells apart messages of a kind a level may owe more than once."""
     message = build_message(kind, facts=facts, recipient_role=role)
-    key = f"{concern.reference}:{kind.value}:{level_tag(concern)}:contact:{contact.id}"
+    key = f"{concern.reference}:{kind.value}:{level_tag(concern)}:contact:{contact.id}{key_suffix}"
     due = send_after(policy, now=now, urgent=urgent)
     queued = False
     if contact.email:
@@ -317,6 +319,7 @@ def queue_to_contacts(
     contacts: Iterable[tuple[Contact, Role]],
     now: datetime,
     policy: Policy,
+    key_suffix: str = "",
 ) -> None:
     """Queue the same kind of message to each (contact, role), each person once."""
     told: set[int | None] = set()
@@ -333,6 +336,7 @@ def queue_to_contacts(
             role=role,
             now=now,
             policy=policy,
+            key_suffix=key_suffix,
         )
 
 

@@ -136,6 +136,8 @@ class MessageKind(StrEnum):
     # The learner remains concerned after the dean's feedback: a new round at the top level.
     STILL_CONCERNED = "still_concerned"
     LEARNER_STILL_CONCERNED = "learner_still_concerned"
+    # The learner's email address was corrected: the contacts who were given the wrong one.
+    LEARNER_ADDRESS_CORRECTED = "learner_address_corrected"
 
 
 @dataclass(frozen=True)
@@ -612,6 +614,21 @@ def _reply_not_applied(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _learner_address_corrected(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] The learner's email address has changed",
+        headline="The learner's email address has changed",
+        paragraphs=(
+            "The email address we gave you for the learner who raised this concern was wrong: "
+            "the learner has told us the right one, below. If you contact them outside this "
+            "service, use that one; do not reply to the old address.",
+            "Nothing else about the concern has changed.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
 BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ACK: _learner_ack,
     MessageKind.NEW_CONCERN: _new_concern,
@@ -632,6 +649,7 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.REPLY_NOT_APPLIED: _reply_not_applied,
     MessageKind.STILL_CONCERNED: _still_concerned,
     MessageKind.LEARNER_STILL_CONCERNED: _learner_still_concerned,
+    MessageKind.LEARNER_ADDRESS_CORRECTED: _learner_address_corrected,
 }
 
 

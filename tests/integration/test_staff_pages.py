@@ -638,3 +638,62 @@ def test_staff_give_the_name_when_the_one_held_cannot_go_with_the_address(
     assert done.status_code == 303, done.text
     assert learner_of(world, "confidential") == (CORRECTED, LEARNER_NAME)
     assert learner_of(world, "named") == (LEARNER_EMAIL, LEARNER_NAME)
+
+
+def address_notices(world: StaffWorld, name: str) -> list[tuple[str, str, str]]:
+    """The contacts told of a corrected address: (channel, recipient role, text)."""
+    with transaction(world.engine) as session:
+        return [
+            (message.channel, message.recipient_role, message.body_text or "")
+            for message in repositories.outbox_of(session, id_of(concern(world, name)))
+            if message.kind == "learner_address_corrected"
+        ]
+
+
+def test_contacts_who_were_given_the_wrong_address_are_given_the_corrected_one(
+    world: StaffWorld,
+) -> None:
+    slug = "correct-learner-email"
+    quality = world.browser("quality")
+    named = world.concerns["named"]
+    supervisor = world.emails["supervisor"]
+    done = post(quality, named, slug, email=CORRECTED, name="Priya Testlearner", text="Phoned")
+    assert done.status_code == 303, done.text
+    told = address_notices(world, "named")
+    assert told and all(channel == "email" for channel, _, _ in told)
+    assert "supervisor" in {role for _, role, _ in told}
+    for _, _, text in told:
+        assert f"Priya Testlearner <{CORRECTED}>" in text
+        assert LEARNER_EMAIL not in text
+    with transaction(world.engine) as session:
+        addressed = {
+            message.recipient_address
+            for message in repositories.outbox_of(session, id_of(concern(world, "named")))
+            if message.kind == "learner_address_corrected"
+        }
+    assert supervisor in addressed
+
+    # A confidential learner's identity was never given below the dean and quality team: the
+    # contacts there are not told of the change, and nothing in what they are sent names it.
+    done = post(quality, world.concerns["confidential"], slug, email=CORRECTED, text="Phoned")
+    assert done.status_code == 303, done.text
+    with transaction(world.engine) as session:
+        assigned = {
+            assignment.role
+            for assignment, _ in repositories.assignments_of(
+                session, id_of(concern(world, "confidential"))
+            )
+        }
+    assert "supervisor" in assigned
+    told_roles = {role for _, role, _ in address_notices(world, "confidential")}
+    assert told_roles == assigned & {"dean", "quality_team"}, (told_roles, assigned)
+    with transaction(world.engine) as session:
+        for message in repositories.outbox_of(session, id_of(concern(world, "confidential"))):
+            if message.recipient_role not in ("dean", "quality_team", "learner"):
+                assert CORRECTED not in (message.body_text or "")
+
+    # The same address again tells nobody anything more.
+    before = len(address_notices(world, "named"))
+    again = post(quality, named, slug, email=CORRECTED, text="Phoned again")
+    assert again.status_code == 400
+    assert len(address_notices(world, "named")) == before

@@ -64,6 +64,7 @@ CONTACT_KINDS = [
     MessageKind.REDIRECTED_IN,
     MessageKind.REOPENED,
     MessageKind.STILL_CONCERNED,
+    MessageKind.LEARNER_ADDRESS_CORRECTED,
 ]
 
 

@@ -66,6 +66,7 @@ CONTACT_KINDS = [
     MessageKind.REDIRECTED_IN,
     MessageKind.REOPENED,
     MessageKind.STILL_CONCERNED,
+    MessageKind.LEARNER_ADDRESS_CORRECTED,
 ]
 LEARNER_KINDS = [
     MessageKind.LEARNER_FEEDBACK,
