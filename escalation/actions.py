@@ -164,9 +164,17 @@ def is_current_contact(session: Session, concern: Concern, contact_id: int | Non
 
 
 def record_contact_reply(
-    *, session: Session, concern: Concern, by: Actor, text: str, inbound_id: int, now: datetime
+    *,
+    session: Session,
+    concern: Concern,
+    by: Actor,
+    text: str,
+    inbound_id: int,
+    now: datetime,
+    acknowledges: bool = True,
 ) -> bool:
-    """A notified contact replied: kept on the concern, and counted as their acknowledgement.
+    """A notified contact replied: kept on the concern, and counted as their acknowledgement
+    unless `acknowledges` is False (a reply to a notice that asks nothing of them).
 
     True when the reply acknowledged the current level.
     """
@@ -179,6 +187,8 @@ def record_contact_reply(
         channel=by.channel,
         detail={"contact_id": by.contact_id, "inbound_message_id": inbound_id, "text": text},
     )
+    if not acknowledges:
+        return False
     try:
         acknowledge(session=session, concern=concern, by=by, now=now)
     except ActionRefused:

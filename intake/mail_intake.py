@@ -408,6 +408,11 @@ def _directory_places(session: Session) -> list[placement.Organisation]:
 
 # --- a reply to one of our messages -----------------------------------------------------------
 
+# Notices to contacts that ask nothing of them and do not say a reply acknowledges: 'Thanks' to
+# one is kept on the concern, never taken as acknowledging it on their behalf. ("Feedback:" and
+# "Not mine" are asked for in so many words, and still act.)
+NOT_ACKNOWLEDGED_BY_REPLY = frozenset({MessageKind.LEARNER_ADDRESS_CORRECTED.value})
+
 
 def _reply(
     session: Session,
@@ -462,6 +467,7 @@ def _reply(
         text=shown,
         inbound_id=id_of(row),
         now=now,
+        acknowledges=sent.kind not in NOT_ACKNOWLEDGED_BY_REPLY,
     )
     if acknowledged:
         return _Outcome(

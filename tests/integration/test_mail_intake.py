@@ -1166,3 +1166,52 @@ def test_a_report_cannot_name_a_failure_for_another_address(db: Engine) -> None:
     deliver(db, bounce_of(notice, failed="someone.else@example.nhs.uk"), mail_from="")
     concern = only_concern(db)
     assert [e for e in events(db, concern.id or 0) if e.kind == "delivery_failed"] == []
+
+
+def test_a_contacts_thanks_for_a_corrected_address_does_not_acknowledge_the_concern(
+    db: Engine,
+) -> None:
+    """The notice of a corrected address asks nothing of its reader and does not say a reply
+    acknowledges: 'Thanks' to it is kept on the concern, not taken as their acknowledgement."""
+    deliver(db, email())
+    corrected = "jane.smith@correct.example.ac.uk"
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, only_concern(db).id or 0)
+        assert concern is not None
+        concern.confidentiality = "named"
+        assert change_learner_email(
+            session=session,
+            concern=concern,
+            email=corrected,
+            name=None,
+            by=Actor(kind="staff", channel="web"),
+            now=MONDAY_MORNING + timedelta(hours=1),
+            policy=policy(),
+            reason="The learner phoned",
+        )
+    notices = outbox(db, kind="learner_address_corrected", channel="email")
+    notice = next(sent for sent in notices if sent.recipient_role == "supervisor")
+    report = deliver(
+        db,
+        reply_to(notice, sender=f"Supervisor <{notice.recipient_address}>", body="Thanks."),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    assert report.acknowledgements == 0, report.outcomes
+    concern = only_concern(db)
+    assert concern.acknowledged_at is None
+    kinds = [event.kind for event in events(db, concern.id or 0)]
+    assert "contact_replied" in kinds and "acknowledged" not in kinds
+    # A reply to the new-concern message still acknowledges it.
+    (first,) = [
+        sent
+        for sent in outbox(db, kind="new_concern", channel="email")
+        if sent.recipient_contact_id == notice.recipient_contact_id
+    ]
+    report = deliver(
+        db,
+        reply_to(first, sender=f"Supervisor <{first.recipient_address}>", body="On it."),
+        mail_from=first.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=3),
+    )
+    assert report.acknowledgements == 1
