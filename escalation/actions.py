@@ -399,10 +399,19 @@ def _tell_contacts_the_address(
     the wrong address (with the name, in the new-concern message and the rest): each is given
     the corrected one, once per correction."""
     confidentiality = Confidentiality(concern.confidentiality)
+    # Only those already sent something about it: a contact assigned but not yet told (the
+    # level's secondary, told when the acknowledgement is late) would first hear of the concern,
+    # and the learner's name, from this notice.
+    sent_to = {
+        row.recipient_contact_id
+        for row in repositories.outbox_of(session, id_of(concern))
+        if row.recipient_contact_id is not None
+    }
     told = [
         (contact, Role(assignment.role))
         for assignment, contact in repositories.assignments_of(session, id_of(concern))
-        if may_see_identity(role=Role(assignment.role), confidentiality=confidentiality)
+        if contact.id in sent_to
+        and may_see_identity(role=Role(assignment.role), confidentiality=confidentiality)
     ]
     if told:
         queue_to_contacts(

@@ -543,3 +543,28 @@ def test_a_note_does_not_change_another_concern_named_in_the_form(world: World) 
     assert answer.status_code == 403
     assert (everything(world.engine, theirs), everything(world.engine, mine)) == before
     assert theirs not in world.learner.get("/concerns/status").text
+
+
+def test_only_contacts_already_told_of_the_concern_are_told_of_the_corrected_address(
+    world: World,
+) -> None:
+    """The clinical tutor is assigned as the level's secondary contact but told nothing until
+    the acknowledgement is late: a notice that 'the address we gave you was wrong' would be
+    their first word of the concern, and of the learner's name."""
+    reference, _ = send_form(world)
+    world.clock.now += timedelta(minutes=5)
+    assert change(world.learner, NEW).status_code == 200
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        rows = repositories.outbox_of(session, concern.id or 0)
+        assigned = {a.role for a, _ in repositories.assignments_of(session, concern.id or 0)}
+        told_before = {
+            row.recipient_role
+            for row in rows
+            if row.kind != "learner_address_corrected" and row.recipient_role != "learner"
+        }
+        noticed = {row.recipient_role for row in rows if row.kind == "learner_address_corrected"}
+    assert "clinical_tutor" in assigned and "clinical_tutor" not in told_before
+    assert "supervisor" in noticed
+    assert noticed <= told_before, noticed - told_before
