@@ -318,7 +318,7 @@ def change_learner_email(
             **({"reason": reason} if reason else {}),
         },
     )
-    address = f":address{concern.link_version}"
+    address = _for_address(concern)
     queue_to_learner(
         session,
         concern=concern,
@@ -383,7 +383,7 @@ def _feedback_again(
             facts=facts_of(session, concern, policy, feedback=text, now=now),
             kind=MessageKind.LEARNER_FEEDBACK,
             now=now,
-            key=f"{current}:address{concern.link_version}",
+            key=f"{current}{_for_address(concern)}",
         )
     concern.close_after = max(
         concern.close_after,
@@ -402,11 +402,16 @@ def _tell_contacts_the_address(
     # Only those already sent something about it: a contact assigned but not yet told (the
     # level's secondary, told when the acknowledgement is late) would first hear of the concern,
     # and the learner's name, from this notice.
-    sent_to = {
-        row.recipient_contact_id
-        for row in repositories.outbox_of(session, id_of(concern))
-        if row.recipient_contact_id is not None
-    }
+    sent_to = set(
+        session.exec(
+            select(OutboxMessage.recipient_contact_id)
+            .where(
+                col(OutboxMessage.concern_id) == concern.id,
+                col(OutboxMessage.recipient_contact_id).is_not(None),
+            )
+            .distinct()
+        ).all()
+    )
     told = [
         (contact, Role(assignment.role))
         for assignment, contact in repositories.assignments_of(session, id_of(concern))
@@ -422,14 +427,23 @@ def _tell_contacts_the_address(
             contacts=told,
             now=now,
             policy=policy,
-            key_suffix=f":address{concern.link_version}",
+            key_suffix=_for_address(concern),
         )
+
+
+# What a message's key gains when it is sent because the learner's address was corrected.
+CORRECTED_ADDRESS_KEY = ":address"
+
+
+def _for_address(concern: Concern) -> str:
+    """The key suffix of messages owed to this correction of the concern's learner address."""
+    return f"{CORRECTED_ADDRESS_KEY}{concern.link_version}"
 
 
 def _is_copy_of(key: str, current: str) -> bool:
     """Whether a learner message's key is `current`'s, or that of a copy of it sent again to a
-    corrected address (each correction adds ':address<link version>')."""
-    return key == current or key.startswith(f"{current}:address")
+    corrected address (each correction adds its own suffix)."""
+    return key == current or key.startswith(f"{current}{CORRECTED_ADDRESS_KEY}")
 
 
 def _has_other_concerns(session: Session, learner: Learner, concern: Concern) -> bool:

@@ -185,7 +185,7 @@ class LearnerEmail(BaseModel):
     reason: str = Field(description="How the learner told you the address was wrong")
     name: str = Field(
         default="",
-        max_length=200,
+        max_length=casework.MAX_NAME_CHARACTERS,
         description="The learner's name, only if the one held for them is wrong or missing",
     )
 

@@ -72,6 +72,23 @@ def only_concern(engine: Engine) -> Concern:
         return concerns[0]
 
 
+def staff_correct_the_address(db: Engine, corrected: str, *, now: datetime) -> None:
+    """The region's staff correct the only concern's learner address, as the learner asked."""
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, only_concern(db).id or 0)
+        assert concern is not None
+        assert change_learner_email(
+            session=session,
+            concern=concern,
+            email=corrected,
+            name=None,
+            by=Actor(kind="staff", channel="web"),
+            now=now,
+            policy=policy(),
+            reason="The learner phoned",
+        )
+
+
 def outbox(engine: Engine, **where: object) -> list[OutboxMessage]:
     with transaction(engine) as session:
         statement = select(OutboxMessage).order_by(OutboxMessage.id)  # type: ignore[arg-type]
@@ -747,19 +764,7 @@ def test_the_learner_answers_feedback_sent_again_to_their_corrected_address(
             now=MONDAY_MORNING + timedelta(hours=1),
             policy=policy(),
         )
-    with transaction(db) as session:
-        concern = repositories.lock_concern(session, only_concern(db).id or 0)
-        assert concern is not None
-        assert change_learner_email(
-            session=session,
-            concern=concern,
-            email=corrected,
-            name=None,
-            by=Actor(kind="staff", channel="web"),
-            now=MONDAY_MORNING + timedelta(days=1),
-            policy=policy(),
-            reason="The learner phoned",
-        )
+    staff_correct_the_address(db, corrected, now=MONDAY_MORNING + timedelta(days=1))
     (again,) = outbox(db, kind="learner_feedback", recipient_address=corrected)
     report = deliver(
         db,
@@ -1179,16 +1184,7 @@ def test_a_contacts_thanks_for_a_corrected_address_does_not_acknowledge_the_conc
         concern = repositories.lock_concern(session, only_concern(db).id or 0)
         assert concern is not None
         concern.confidentiality = "named"
-        assert change_learner_email(
-            session=session,
-            concern=concern,
-            email=corrected,
-            name=None,
-            by=Actor(kind="staff", channel="web"),
-            now=MONDAY_MORNING + timedelta(hours=1),
-            policy=policy(),
-            reason="The learner phoned",
-        )
+    staff_correct_the_address(db, corrected, now=MONDAY_MORNING + timedelta(hours=1))
     notices = outbox(db, kind="learner_address_corrected", channel="email")
     notice = next(sent for sent in notices if sent.recipient_role == "supervisor")
     report = deliver(

@@ -121,6 +121,16 @@ async def receiving(mailbox: Mailbox, *, within: float) -> bool:
     return mailbox.receiving(within=within)
 
 
+def store_after(engine: Engine, release: threading.Event) -> StoreReceived:
+    """A store that commits only once `release` is set (or 10 s have passed)."""
+
+    def slow_store(received: Sequence[Received], /, *, now: datetime) -> None:
+        release.wait(10)
+        store_received(engine, received, now=now)
+
+    return slow_store
+
+
 def stored(engine: Engine) -> list[InboundMessage]:
     with transaction(engine) as session:
         return list(session.exec(select(InboundMessage).order_by(InboundMessage.id)).all())
@@ -196,7 +206,7 @@ def test_a_failing_store_answers_451_and_keeps_nothing(engine: Engine) -> None:
     assert stored(engine) == []
 
 
-def test_the_same_message_id_from_the_same_sender_is_stored_once(engine: Engine) -> None:
+def test_the_same_message_id_from_the_same_sender_is_store_after(engine: Engine) -> None:
     with running(Recording(engine)) as handle:
         send(handle, a_message("<again@example.nhs.uk>", b"first"))
         send(handle, a_message("<again@example.nhs.uk>", b"first, delivered again"))
@@ -448,10 +458,7 @@ def test_a_session_that_ends_while_its_message_commits_still_gets_its_250(
 ) -> None:
     """Nothing accepted is lost, and nothing committed is answered 421: the answer comes first."""
     release = threading.Event()
-
-    def slow_store(received: Sequence[Received], /, *, now: datetime) -> None:
-        release.wait(10)
-        store_received(sqlite_engine, received, now=now)
+    slow_store = store_after(sqlite_engine, release)
 
     with running(slow_store, max_session_seconds=0.5) as handle, handle.client() as client:
         client.ehlo()
@@ -506,10 +513,7 @@ def test_closing_lets_a_delivery_in_flight_finish_and_tells_idle_clients_421(
     sqlite_engine: Engine,
 ) -> None:
     release = threading.Event()
-
-    def slow_store(received: Sequence[Received], /, *, now: datetime) -> None:
-        release.wait(10)
-        store_received(sqlite_engine, received, now=now)
+    slow_store = store_after(sqlite_engine, release)
 
     with running(slow_store) as handle:
         idle = handle.client()
