@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from notifications.messages import Message
 
@@ -23,7 +24,7 @@ class RenderedEmail:
 @cache
 def environment() -> Environment:
     """The one Jinja environment: escaping on for everything but plain-text templates."""
-    return Environment(
+    env = Environment(
         loader=PackageLoader("notifications", "templates"),
         autoescape=select_autoescape(disabled_extensions=("txt",), default=True),
         undefined=StrictUndefined,
@@ -31,6 +32,14 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["line_breaks"] = line_breaks
+    return env
+
+
+def line_breaks(text: str) -> Markup:
+    """Text for HTML whose own line breaks still show (in HTML a bare one is only a space):
+    each line escaped, joined by <br>."""
+    return Markup("<br>\n").join(text.splitlines())
 
 
 def render_email(message: Message) -> RenderedEmail:

@@ -1,0 +1,34 @@
+"""The email templates: the HTML part says what the text part says, in the same shape."""
+
+from __future__ import annotations
+
+from notifications.messages import MessageKind, build_message
+from notifications.render import render_email
+from routing.model import Role
+from tests.unit.test_reply_not_applied import facts
+
+
+def html_of(kind: MessageKind, role: Role, **changes: object) -> str:
+    message = build_message(kind, facts=facts(**changes), recipient_role=role)
+    return render_email(message).html
+
+
+def test_the_feedbacks_own_lines_stay_lines_in_the_html_part() -> None:
+    """Most mail clients show the HTML part, where a bare line break is only a space: the
+    contact's list of what was done must not run together into one line for the learner."""
+    html = html_of(
+        MessageKind.LEARNER_FEEDBACK,
+        Role.LEARNER,
+        feedback="We have:\n- fixed the <rota>\n- arranged cover\n\nCall me.",
+    )
+    shown = "We have:<br>\n- fixed the &lt;rota&gt;<br>\n- arranged cover<br>\n<br>\nCall me."
+    assert shown in html
+
+
+def test_the_learners_paragraphs_stay_paragraphs_for_the_contact() -> None:
+    html = html_of(
+        MessageKind.NEW_CONCERN,
+        Role.SUPERVISOR,
+        description="Left alone on nights.\n\nNobody answered the bleep.",
+    )
+    assert "What happened: Left alone on nights.<br>\n<br>\nNobody answered the bleep." in html
