@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifications.email import UnusableAddress, plain_address
 from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore
 
 SUMMARY_MAX = 200
@@ -88,6 +89,22 @@ class _Learner(BaseModel):
     email: EmailStr | None = None
     group: LearnerGroup | None = None
     programme: str | None = Field(default=None, max_length=200)
+
+    @field_validator("email")
+    @classmethod
+    def _mail_reaches_it(cls, value: str | None) -> str | None:
+        return None if value is None else sendable_address(value)
+
+
+def sendable_address(address: str) -> str:
+    """A valid address as given, refused (ValueError) when our mail could never be sent to it:
+    an internationalised local part ('jöhn@...') is valid, but every email to it would fail, and
+    the learner would never hear back."""
+    try:
+        plain_address(address)
+    except UnusableAddress:
+        raise ValueError("our email cannot be sent to this address") from None
+    return address
 
 
 class _Placement(BaseModel):

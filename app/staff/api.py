@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, EmailStr, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +31,7 @@ from escalation import casework
 from escalation.casework import ActionRefused, CaseAction
 from escalation.dashboard import Dashboard, dashboard_data, dashboard_regions
 from escalation.views import concern_summary
+from intake.submission import sendable_address
 from routing.access import sees_dashboard
 from storage.db import transaction
 from storage.tables import id_of
@@ -181,7 +182,9 @@ class Reason(BaseModel):
 
 
 class LearnerEmail(BaseModel):
-    email: EmailStr = Field(description="The learner's correct email address")
+    email: Annotated[EmailStr, AfterValidator(sendable_address)] = Field(
+        description="The learner's correct email address"
+    )
     reason: str = Field(description="How the learner told you the address was wrong")
     name: str = Field(
         default="",

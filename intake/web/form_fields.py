@@ -20,6 +20,7 @@ from intake.submission import (
     InvalidSubmission,
     NewConcern,
     parse_submission,
+    sendable_address,
 )
 from notifications.messages import QUESTIONS
 from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore
@@ -470,8 +471,8 @@ def read_email(raw: object) -> tuple[str, str | None]:
     if not text:
         return text, "Enter your email address, so we can reply"
     try:
-        return str(_EMAIL.validate_python(text)), None
-    except ValidationError:
+        return sendable_address(str(_EMAIL.validate_python(text))), None
+    except (ValidationError, ValueError):
         return text, _SERVICE_FIELDS["learner.email"][1]
 
 

@@ -243,3 +243,17 @@ def test_line_breaks_in_a_one_line_field_are_refused_by_every_channel(
     with pytest.raises(InvalidSubmission) as refused:
         parse_submission(raw)
     assert ".".join(path) in refused.value.errors
+
+
+@pytest.mark.parametrize("address", ["jöhn@example.nhs.uk", "ﾏﾘｱ@example.ac.uk"])
+def test_an_address_our_mail_cannot_be_sent_to_is_refused_not_taken(
+    db: Engine, address: str
+) -> None:
+    """An internationalised local part is a valid address, but our mail goes out as plain
+    local@domain (notifications.email.plain_address) and such a row fails at once: taking it
+    would leave the learner never hearing back, and their concern closing for their silence."""
+    raw = concern_input(example_placement(db))
+    raw["learner"]["email"] = address
+    with pytest.raises(InvalidSubmission) as caught:
+        parse_submission(raw)
+    assert set(caught.value.errors) == {"learner.email"}

@@ -481,6 +481,7 @@ def test_a_missing_answer_shows_the_error_summary_and_keeps_the_rest(
         ("raised-before", "pathway3", "Select whether you have raised this before"),
         ("about-supervisor", "maybe", "Select yes if your concern is about your supervisor"),
         ("email", "not-an-address", "Enter an email address in the correct format"),
+        ("email", "jöhn@example.nhs.uk", "Enter an email address in the correct format"),
         ("name", "", "Enter your name"),
         ("email", "", "Enter your email address, so we can reply"),
         ("description", "   ", "Enter what happened"),
