@@ -46,7 +46,7 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     for bracketed in _BRACKETED_ADDRESS.findall(name or ""):
         for word in _words(bracketed):
             (written if "@" in word else beside).append(word)
-    words = _words(_BRACKETED_ADDRESS.sub(" ", name or ""))
+    words = _words(_without_organisation(_BRACKETED_ADDRESS.sub(" ", name or "")))
     written += [word for word in words if "@" in word]
     for each in written:
         targets += _address_parts(each)
@@ -70,6 +70,26 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
 _BRACKETED_ADDRESS = re.compile(r"[(\[<]([^()\[\]<>]*@[^()\[\]<>]*)[)\]>]")
 # Words written beside an address in a display name that are nobody's name.
 _NEVER_A_NAME = frozenset({"and", "behalf", "for", "from", "sent", "the", "via"})
+# A bracketed part of a display name, without an address.
+_BRACKETED = re.compile(r"[(\[]([^()\[\]<>@]*)[)\]]")
+# Words that make a bracketed part an organisation's name: NHSmail shows every sender as
+# 'SMITH, Jane (VALE GENERAL HOSPITALS NHS TRUST)'.
+_ORGANISATION_WORDS = frozenset(
+    {"nhs", "trust", "hospital", "hospitals", "university", "college", "practice", "surgery"}
+)
+
+
+def _without_organisation(name: str) -> str:
+    """A display name without the organisation written in brackets after it: its words are not
+    the person's name, and taken as parts of it they cut the learner's placement ('Vale',
+    'General', 'NHS', 'Trust') out of everything contacts read. Other bracketed words may be a
+    name ('(née Patel)') and stay."""
+
+    def kept(match: re.Match[str]) -> str:
+        named = {word.lower() for word in _words(match.group(1))}
+        return " " if named & _ORGANISATION_WORDS else match.group(0)
+
+    return _BRACKETED.sub(kept, name)
 
 
 def _words(text: str) -> list[str]:

@@ -118,3 +118,27 @@ def test_a_name_written_with_other_marks_between_its_parts_still_goes(name: str)
     # Mail clients write 'Jane.Smith' as a display name; any mark may stand between the parts.
     result = redact_identity("Smith and Jane were on nights.", name=name, address=None)
     assert result == f"{REMOVED} and {REMOVED} were on nights."
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SMITH, Jane (VALE GENERAL HOSPITALS NHS TRUST)",
+        "Jane Smith (Vale General Hospitals NHS Foundation Trust)",
+        "SMITH, Jane [VALE GENERAL HOSPITALS NHS TRUST]",
+    ],
+)
+def test_the_organisation_nhsmail_writes_after_a_name_is_not_the_name(name: str) -> None:
+    # NHSmail shows every sender as 'SURNAME, Forename (ORGANISATION)': its words are not the
+    # learner's, and the placement the learner names must still reach the contacts.
+    story = "I am a foundation doctor at Vale General Hospitals NHS Trust; the trust knows."
+    result = redact_identity(f"{story} Jane Smith, FY1.", name=name, address="jane.smith5@nhs.net")
+    assert result.startswith(f"{story} {REMOVED}")
+    assert "Jane" not in result and "Smith" not in result
+
+
+def test_words_in_brackets_that_name_no_organisation_are_still_taken_as_the_name() -> None:
+    result = redact_identity(
+        "Janey and Patel were on nights.", name="Jane Smith (Janey, née Patel)", address=None
+    )
+    assert result == f"{REMOVED} and {REMOVED} were on nights."
