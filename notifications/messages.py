@@ -291,6 +291,17 @@ def _confidentiality_note(facts: ConcernFacts) -> str:
     return "No name or contact details are kept with your concern."
 
 
+def _if_feedback_is_late(facts: ConcernFacts) -> str:
+    """What happens when the level's feedback is late, told to its contacts: at the highest
+    level there is no next one."""
+    if facts.pathway >= 3:
+        return (
+            "the regional quality team is told and the concern heads every dean digest until "
+            "it is closed"
+        )
+    return "the concern moves to the next level"
+
+
 # How a contact acts by email; `intake.replies.read_contact_command` reads these first lines.
 HOW_TO_REPLY = (
     "Reply to this email to acknowledge it. To give the learner feedback, reply with "
@@ -375,8 +386,8 @@ def _ack_missed(facts: ConcernFacts, role: Role) -> Message:
         paragraphs=(
             f"Summary: {facts.summary}",
             "Please acknowledge it now. The next contact at this level has been told.",
-            f"If the learner has no feedback by {when(facts.feedback_due_at, facts.timezone)} "
-            "the concern will move to the next level.",
+            f"If the learner has no feedback by {when(facts.feedback_due_at, facts.timezone)}, "
+            f"{_if_feedback_is_late(facts)}.",
         ),
         facts=_case_facts(facts, role),
         link=facts.staff_url,
@@ -403,7 +414,7 @@ def _feedback_reminder(facts: ConcernFacts, role: Role) -> Message:
         paragraphs=(
             f"Summary: {facts.summary}",
             f"Please give the learner feedback by {when(facts.feedback_due_at, facts.timezone)}; "
-            "otherwise the concern moves to the next level.",
+            f"otherwise {_if_feedback_is_late(facts)}.",
             HOW_TO_REPLY,
         ),
         facts=_case_facts(facts, role),
@@ -492,8 +503,12 @@ def _learner_feedback(facts: ConcernFacts, role: Role) -> Message:
             f"Feedback from {PATHWAY_NAMES[facts.pathway]}:",
             facts.feedback or "",
             "If you are satisfied, reply with 'I'm satisfied' as the first line. If you remain "
-            "concerned, reply with 'I remain concerned' as the first line and it will move to "
-            "the next level straight away.",
+            "concerned, reply with 'I remain concerned' as the first line and "
+            + (
+                "the dean's team will be asked to look at it again."
+                if facts.pathway >= 3
+                else "it will move to the next level straight away."
+            ),
             *(
                 (
                     "You can also use your concern's status page to say you are satisfied or "

@@ -1,6 +1,8 @@
-"""The email templates: the HTML part says what the text part says, in the same shape."""
+"""What our emails say: true at every level, and in the HTML part in the shape of the text."""
 
 from __future__ import annotations
+
+import pytest
 
 from notifications.messages import MessageKind, build_message
 from notifications.render import render_email
@@ -32,3 +34,31 @@ def test_the_learners_paragraphs_stay_paragraphs_for_the_contact() -> None:
         description="Left alone on nights.\n\nNobody answered the bleep.",
     )
     assert "What happened: Left alone on nights.<br>\n<br>\nNobody answered the bleep." in html
+
+
+def text_of(kind: MessageKind, role: Role, **changes: object) -> str:
+    message = build_message(kind, facts=facts(**changes), recipient_role=role)
+    return " ".join(render_email(message).text.split())
+
+
+@pytest.mark.parametrize(
+    ("kind", "role"),
+    [
+        (MessageKind.LEARNER_FEEDBACK, Role.LEARNER),
+        (MessageKind.FEEDBACK_REMINDER, Role.DEAN),
+        (MessageKind.ACK_MISSED, Role.DEAN),
+    ],
+)
+def test_at_the_highest_level_nobody_is_told_it_moves_to_a_next_level(
+    kind: MessageKind, role: Role
+) -> None:
+    """With the dean there is no next level (domain.md): late feedback tells the quality team
+    and heads the dean's digests, and 'I remain concerned' asks the dean's team to look again."""
+    below = text_of(kind, role, pathway=2)
+    top = text_of(kind, role, pathway=3)
+    assert "next level" in below
+    assert "next level" not in top
+    if kind is MessageKind.LEARNER_FEEDBACK:
+        assert "the dean's team will be asked to look at it again" in top
+    else:
+        assert "the regional quality team is told" in top
