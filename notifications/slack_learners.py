@@ -70,7 +70,9 @@ def learner_message(kind: MessageKind, message: Message, facts: ConcernFacts) ->
         blocks.append(_section(f"*Important:* {escape(message.signpost)}"))
     blocks.extend(_section(escape(text)) for text in paragraphs)
     if kind is MessageKind.LEARNER_FEEDBACK:
-        blocks.append(feedback_buttons(facts.reference, status_url=facts.status_url))
+        blocks.append(
+            feedback_buttons(facts.reference, pathway=facts.pathway, status_url=facts.status_url)
+        )
     elif facts.status_url:
         blocks.append(
             {
@@ -87,8 +89,25 @@ def learner_message(kind: MessageKind, message: Message, facts: ConcernFacts) ->
     return SlackMessage(text=escape(f"{message.headline} ({facts.reference})"), blocks=blocks)
 
 
-def feedback_buttons(reference: str, *, status_url: str | None = None) -> dict[str, Any]:
-    """'I'm satisfied' and 'I remain concerned', each carrying the concern's reference."""
+def feedback_buttons(
+    reference: str, *, pathway: int, status_url: str | None = None
+) -> dict[str, Any]:
+    """'I'm satisfied' and 'I remain concerned', each carrying the concern's reference. What
+    'I remain concerned' asks to confirm depends on the level: at the dean's (pathway 3) there is
+    no next level, and the dean's team is asked to look again."""
+    if pathway >= 3:
+        confirm_title, confirm_text, confirm_button = (
+            "Ask the dean's team to look again?",
+            "Your concern is already at the highest level: the dean's team is asked straight "
+            "away to look at it again and to give you new feedback.",
+            "Yes, ask them",
+        )
+    else:
+        confirm_title, confirm_text, confirm_button = (
+            "Move it to the next level?",
+            "Your concern moves to the next level straight away, and the people there are told.",
+            "Yes, move it",
+        )
     elements: list[dict[str, Any]] = [
         {
             "type": "button",
@@ -103,13 +122,9 @@ def feedback_buttons(reference: str, *, status_url: str | None = None) -> dict[s
             "text": {"type": "plain_text", "text": "I remain concerned"},
             "value": reference,
             "confirm": {
-                "title": {"type": "plain_text", "text": "Move it to the next level?"},
-                "text": {
-                    "type": "plain_text",
-                    "text": "Your concern moves to the next level straight away, and the people "
-                    "there are told.",
-                },
-                "confirm": {"type": "plain_text", "text": "Yes, move it"},
+                "title": {"type": "plain_text", "text": confirm_title},
+                "text": {"type": "plain_text", "text": confirm_text},
+                "confirm": {"type": "plain_text", "text": confirm_button},
                 "deny": {"type": "plain_text", "text": "Not now"},
             },
         },

@@ -4,6 +4,7 @@ everything typed made inert; the modal's questions, limits and checks."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -94,6 +95,32 @@ def test_feedback_buttons_carry_the_reference() -> None:
     values = {e["action_id"]: e.get("value") for e in actions["elements"]}
     assert values[LEARNER_SATISFIED] == values[LEARNER_REMAINS_CONCERNED] == FACTS.reference
     assert "email we sent you" in json.dumps(chat.blocks)
+
+
+@pytest.mark.parametrize(
+    ("pathway", "promised", "never"),
+    [
+        (1, "moves to the next level straight away", "highest level"),
+        (2, "moves to the next level straight away", "highest level"),
+        # The dean's is the last level: 'I remain concerned' asks the dean's team to look again.
+        (3, "already at the highest level", "next level"),
+    ],
+)
+def test_remaining_concerned_asks_to_confirm_what_happens_at_this_level(
+    pathway: int, promised: str, never: str
+) -> None:
+    facts = replace(FACTS, pathway=pathway)
+    message = build_message(MessageKind.LEARNER_FEEDBACK, facts=facts, recipient_role=Role.LEARNER)
+    chat = learner_message(MessageKind.LEARNER_FEEDBACK, message, facts)
+    [actions] = [b for b in chat.blocks if b.get("block_id") == FEEDBACK_ACTIONS_BLOCK]
+    [remain] = [e for e in actions["elements"] if e["action_id"] == LEARNER_REMAINS_CONCERNED]
+    confirm = remain["confirm"]
+    assert promised in confirm["text"]["text"]
+    assert never not in json.dumps(confirm)
+    # Slack refuses a dialog over its limits.
+    assert len(confirm["title"]["text"]) <= 100
+    assert len(confirm["text"]["text"]) <= 300
+    assert len(confirm["confirm"]["text"]) <= 30
 
 
 PLACES = [
