@@ -208,7 +208,7 @@ def serve(settings: Settings) -> int:
     _configure_logging()
     product = bootstrap.build(settings)
     try:
-        sender = sender_from_settings(settings.smtp_relay_url, settings.outbox_dir)
+        sender = sender_from_settings(settings.relay_url(), settings.outbox_dir)
     except ValueError as error:
         raise CannotServe(str(error), status=2) from None
     try:

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     # Automatic answers to one sender address in any 24 hours, of each kind: acknowledgements
     # of new concerns, and answers to replies that could not be acted on (stops mail loops).
     acks_per_sender_per_day: int = Field(default=10, ge=1, le=1000)
-    smtp_relay_url: str | None = None
+    # May hold the relay's user and password (smtp://user:password@host): kept out of any
+    # printout of the settings, as the other secrets are.
+    smtp_relay_url: SecretStr | None = None
     outbox_dir: Path = Path("./var/outbox")
     public_url: str = "http://127.0.0.1:8000"
     # The npm package nhsuk-frontend's dist/nhsuk folder; unset: ./node_modules of the project.
@@ -157,6 +159,10 @@ class Settings(BaseSettings):
                 "must be between 0 and 1 (0.5 reminds when half the window has passed)"
             )
         return value
+
+    def relay_url(self) -> str | None:
+        """CONCERNS_SMTP_RELAY_URL, or None when outbound mail goes to the maildir."""
+        return self.smtp_relay_url.get_secret_value() if self.smtp_relay_url else None
 
     def previous_secrets(self) -> tuple[str, ...]:
         """The previous secret keys, newest first as listed."""

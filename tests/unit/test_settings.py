@@ -68,6 +68,14 @@ def test_previous_secret_keys_are_read_space_separated_and_never_shown(
     assert "oldest-key" not in repr(settings) and "oldest-key" not in str(settings)
 
 
+def test_the_relay_password_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).relay_url() is None  # type: ignore[call-arg]
+    monkeypatch.setenv("CONCERNS_SMTP_RELAY_URL", "smtp://mailer:relay-pass-42@relay.example:587")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.relay_url() == "smtp://mailer:relay-pass-42@relay.example:587"
+    assert "relay-pass-42" not in repr(settings) and "relay-pass-42" not in str(settings)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
