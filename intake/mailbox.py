@@ -9,7 +9,8 @@ from what is stored, so a crash between the two loses nothing.
 Limits and their replies: message size 552 (aiosmtpd), lines over RFC 5321's 998 characters 500
 (aiosmtpd), too many recipients 452, an unknown mailbox 550, a silent client 421, more connections
 than the cap 421, a session longer than its limit (a client trickling bytes) 421. aiosmtpd >= 1.4.5
-ends DATA only on <CRLF>.<CRLF>, which closes SMTP smuggling through bare-LF or bare-CR dots.
+ends DATA only on <CRLF>.<CRLF>, which closes SMTP smuggling through bare-LF or bare-CR dots. Any
+error inside a command (ours or aiosmtpd's) answers 451 4.3.0 too, not aiosmtpd's "500 Error: ...".
 """
 
 from __future__ import annotations
@@ -315,6 +316,13 @@ class MailboxHandler:
         mailbox.counters.accepted += 1
         mailbox.notify_stored()
         return REPLY_STORED
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's own default answers "500 Error: (Type) message" and logs the client's
+        # address with a traceback; an error of ours or of aiosmtpd's (it raises IndexError on
+        # `VRFY "`) is a failure to try again later, and says nothing about what failed.
+        log.error("mailbox: a command failed (%s); answered 451", type(error).__name__)
+        return REPLY_TRY_LATER
 
 
 class MailboxSMTP(SMTP):

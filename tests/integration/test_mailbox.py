@@ -206,6 +206,36 @@ def test_a_failing_store_answers_451_and_keeps_nothing(engine: Engine) -> None:
     assert stored(engine) == []
 
 
+def test_an_error_inside_aiosmtpd_answers_451_without_detail_and_the_session_goes_on(
+    sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiosmtpd 1.4.6 raises IndexError on `VRFY "` and by default answers it with a 500
+    naming the exception, and logs the client's address with a traceback."""
+    with (
+        running(Recording(sqlite_engine)) as handle,
+        socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock,
+    ):
+        reader = sock.makefile("rb")
+
+        def command(line: bytes) -> bytes:
+            sock.sendall(line)
+            reply = reader.readline()
+            while reply[3:4] == b"-":
+                reply = reader.readline()
+            return reply
+
+        assert reader.readline().startswith(b"220")
+        assert command(b"EHLO client.test\r\n").startswith(b"250")
+        assert command(b'VRFY "\r\n') == REPLY_TRY_LATER.encode() + CRLF
+        assert command(f"MAIL FROM:<{SENDER}>\r\n".encode()).startswith(b"250")
+        assert command(f"RCPT TO:<{MAILBOX}>\r\n".encode()).startswith(b"250")
+        assert command(b"DATA\r\n").startswith(b"354")
+        assert command(a_message() + b"\r\n.\r\n").startswith(b"250")
+        assert handle.mailbox.counters.failed_451 == 0
+    assert len(stored(sqlite_engine)) == 1
+    assert "127.0.0.1" not in caplog.text and "Traceback" not in caplog.text
+
+
 def test_the_same_message_id_from_the_same_sender_is_store_after(engine: Engine) -> None:
     with running(Recording(engine)) as handle:
         send(handle, a_message("<again@example.nhs.uk>", b"first"))
