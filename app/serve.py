@@ -156,6 +156,11 @@ class Tick:
         """Start no new pass."""
         self._stopping = True
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the service is stopping: a long pass ends early where it can."""
+        return self._stopping
+
     async def wait_idle(self) -> None:
         """Wait until the pass in progress, if any, has finished."""
         await self._idle.wait()
@@ -492,6 +497,7 @@ def _ticks(
             from_address=settings.mailbox_address,
             now=now,
             limit=DISPATCH_BATCH,
+            stopping=lambda: dispatch.stopping,
         )
         metrics.record_dispatch(report)
         handled = report.sent + report.retried + report.failed

@@ -87,6 +87,10 @@ class OutboxStore(Protocol):
         """Give the message up, keeping it with its reason."""
         ...
 
+    def release(self, *, message_id: int, claim_token: str) -> None:
+        """Let go of a claimed message untried, as it was: due to whoever dispatches next."""
+        ...
+
 
 @dataclass
 class DispatchReport:
@@ -121,9 +125,11 @@ def dispatch_due(
     now: datetime,
     limit: int = 20,
     clock: Callable[[], datetime] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> DispatchReport:
     """Send up to `limit` due emails once each, recording every outcome against its own claim.
-    `clock` tells the time as the batch goes on (by default from `now`, at the real pace)."""
+    `clock` tells the time as the batch goes on (by default from `now`, at the real pace);
+    once `stopping` says so, the rest of the batch is released unsent."""
     # Both addresses are the operator's to fix: refuse before claiming, so no row is touched
     # (and none is failed for a setting that is wrong for every row alike).
     for setting, address in (("from", from_address), ("mailbox", threading.mailbox)):
@@ -133,7 +139,15 @@ def dispatch_due(
             raise ValueError(f"the {setting} address is not usable: {error}") from None
     report = DispatchReport()
     clock = clock or running_from(now)
-    for message in store.claim_due(now=now, limit=limit, lease=lease_for(limit)):
+    claimed = store.claim_due(now=now, limit=limit, lease=lease_for(limit))
+    for index, message in enumerate(claimed):
+        if stopping():
+            # The service is stopping: a relay that does not answer takes its whole timeout for
+            # each send, and the process would wait for all of them. The rest go with the next
+            # dispatcher, at once rather than when this batch's lease runs out.
+            for unsent in claimed[index:]:
+                store.release(message_id=unsent.id, claim_token=unsent.claim_token)
+            break
         _dispatch_one(
             message,
             store=store,

@@ -190,6 +190,10 @@ class SqlOutboxStore:
             last_error=error[:ERROR_MAX],
         )
 
+    def release(self, *, message_id: int, claim_token: str) -> None:
+        """Let go of a claimed row untried, as it was: due to whoever dispatches next."""
+        self._release(message_id, claim_token)
+
     def counts(self) -> dict[str, int]:
         """How many messages are pending, sent and failed (every status present, even at 0)."""
         statement = select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)

@@ -6,6 +6,7 @@ the test. Rows are written straight into the outbox, as the escalation steps wou
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import shutil
@@ -30,6 +31,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from app.bootstrap import build
+from app.metrics import Metrics
+from app.serve import _ticks
+from app.settings import ChatSettings, Settings
+from intake.mailbox import Mailbox
 from notifications.outbox import (
     PERMANENT_FAILURE_ATTEMPTS,
     DispatchReport,
@@ -403,6 +409,40 @@ def test_a_batch_that_outlives_its_lease_never_sends_what_another_dispatcher_too
     assert report.sent == 1 and len(report.errors) == 2
     assert all("another dispatcher has it" in error for error in report.errors)
     assert store.counts() == {"pending": 0, "sent": 3, "failed": 0}
+
+
+def test_a_service_stopping_ends_its_dispatch_pass_after_the_send_in_progress(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """SIGTERM during a pass: each send to a relay that does not answer takes its whole timeout
+    (30 s), and the process could not exit until every row the pass had claimed was tried. The
+    pass stops after the send in progress, and the rest are released, not left claimed for the
+    lease (11 minutes): the next dispatcher sends them at once."""
+    now = datetime.now(UTC)
+    ids = queue(sqlite_engine, 3, send_after=now - timedelta(minutes=1))
+    settings = Settings(_env_file=None, outbox_dir=tmp_path / "outbox")  # type: ignore[call-arg]
+    product = build(settings, engine=sqlite_engine, chat=ChatSettings(_env_file=None))  # type: ignore[call-arg]
+    sent: list[int] = []
+
+    class StopsTheService:
+        def send(self, message: EmailMessage, *, key: str) -> None:
+            sent.append(outbox_id(key))
+            dispatcher.stop()  # SIGTERM arrives while this send is in progress
+
+    async def one_pass_stopped_during_its_first_send() -> None:
+        await dispatcher.run()
+
+    mailbox = Mailbox(address=settings.mailbox_address, store=lambda batch, *, now: None)
+    ticks = _ticks(product, sender=StopsTheService(), metrics=Metrics(), mailbox=mailbox)
+    dispatcher = next(tick for tick in ticks if tick.name == "dispatch")
+
+    asyncio.run(one_pass_stopped_during_its_first_send())
+    assert sent == ids[:1]
+    assert [(r.status, r.attempts, r.claim_token) for r in rows(sqlite_engine)] == [
+        ("sent", 0, None), ("pending", 0, None), ("pending", 0, None),
+    ]  # fmt: skip
+    later = dispatch(SqlOutboxStore(sqlite_engine), MaildirSender(tmp_path / "outbox"), now=now)
+    assert later.sent == 2
 
 
 def test_a_recipient_the_relay_refuses_is_tried_five_times_then_kept_as_failed(
