@@ -43,7 +43,9 @@ _EDGE_PUNCTUATION = " \t.!,;:'\"\u201c\u201d"
 
 # What may follow the phrase on the first line, before anything else the learner wrote.
 _PHRASE_ENDS = re.compile(r" ?[.,;:!\-\u2013\u2014]")
-_REMAINS_CONCERNED = frozenset({"i remain concerned", "i am still concerned", "still concerned"})
+_REMAINS_CONCERNED = frozenset(
+    {"i remain concerned", "i am still concerned", "i'm still concerned", "still concerned"}
+)
 _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
 
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').

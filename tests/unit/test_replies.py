@@ -358,7 +358,7 @@ def test_only_lines_under_our_quoted_questions_are_inline_answers(reply: str) ->
      "I remain concerned - nothing has changed on the ward.",
      "I remain concerned, nothing has changed",
      "Still concerned: the rota is the same", "I remain concerned \u2013 still alone",
-     "I am still concerned. Nobody came."],
+     "I am still concerned. Nobody came.", "I'm still concerned", "I\u2019m still concerned."],
 )  # fmt: skip
 def test_remains_concerned(first_line: str) -> None:
     answers = read_answers(f"\n\n{first_line}\n\nThe rota is still unsafe.")
