@@ -94,8 +94,8 @@ class Metrics:
             "tick_errors", "Scheduler ticks that ended with an error", ["job"]
         )
         # Known label values appear at 0 before anything happens, so dashboards see them.
-        self.concerns_raised.labels(channel="email")
-        self.concerns_raised.labels(channel="web")
+        for channel in ("email", "web", "slack", "teams"):
+            self.concerns_raised.labels(channel=channel)
 
     def watch_mailbox(self, counters: MailboxCounters) -> None:
         """Report this mailbox's counters (read at every scrape)."""

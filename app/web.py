@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -88,6 +89,12 @@ def create_app(
             on_sign_in_failed=metrics.record_sign_in_failure,
         ),
     )
+
+    # Concerns raised in chat are counted with the others (concerns_raised_total, by channel).
+    if slack is not None:
+        slack.on_raised = partial(metrics.record_concern_raised, channel="slack")
+    if teams is not None:
+        teams.on_raised = partial(metrics.record_concern_raised, channel="teams")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -104,6 +104,9 @@ class SlackBot:
     # Whether Slack's requests come over HTTP (/slack/events): only with a signing secret to
     # verify them by. False in Socket Mode alone, and /slack/events then answers 404.
     serves_http: bool = True
+    # Called (from a worker thread) once a learner's concern from Slack is saved: the service
+    # counts it for /metrics, as it counts the other channels'.
+    on_raised: Callable[[], None] | None = None
     _home_team: str | None = field(default=None, init=False)
     # Where work after an ack runs (see `later`), apart from the threads that ack.
     work: ThreadPoolExecutor = field(

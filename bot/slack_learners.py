@@ -337,6 +337,8 @@ class _Learners:
             log.exception("a concern sent from Slack could not be saved")
             self._offer_again(client, view=view, answers=answers, user_id=user_id)
             return
+        if self.bot.on_raised is not None:
+            self.bot.on_raised()
         # The confirmation, whose thread takes the learner's replies, comes through the outbox.
         client.views_update(
             view_id=view["id"],

@@ -92,6 +92,9 @@ class TeamsBot:
     message_handlers: list[MessageHandler] = field(default_factory=list)
     seen_handlers: list[SeenHandler] = field(default_factory=list)
     agent: ConcernsAgent | None = None
+    # Called (from a worker thread) once a learner's concern from Teams is saved: the service
+    # counts it for /metrics, as it counts the other channels'.
+    on_raised: Callable[[], None] | None = None
 
     # --- registration (the handler modules call these) -------------------------------------
 

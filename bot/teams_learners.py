@@ -315,6 +315,8 @@ class _Learners:
             now=self.bot.clock(),
             policy=self.bot.policy,
         )
+        if self.bot.on_raised is not None:
+            self.bot.on_raised()
         with transaction(self.bot.engine) as session:
             row = repositories.concern_by_reference(session, submitted.reference)
             patient_safety = bool(row is not None and row.patient_safety)

@@ -368,6 +368,14 @@ def test_the_form_raises_a_slack_concern_and_the_learner_gets_a_dm(harness: Slac
     assert thread_of(harness, concern).startswith("1700000000.")
 
 
+def test_a_concern_raised_in_slack_is_counted_in_metrics(harness: SlackHarness) -> None:
+    raised = 'concerns_raised_total{channel="slack"}'
+    assert f"{raised} 0.0" in harness.web.get("/metrics").text
+    harness.interact(submission(good_answers()))
+    harness.fake.wait_for("views.update")  # the learner is told once it is saved and counted
+    assert f"{raised} 1.0" in harness.web.get("/metrics").text
+
+
 def test_a_form_error_is_returned_on_its_block_and_stores_nothing(harness: SlackHarness) -> None:
     answers = good_answers(description="", email="not an email")
     answer = harness.interact(submission(answers))

@@ -239,6 +239,14 @@ def test_a_learner_raises_a_concern_and_their_teams_id_is_kept(harness: TeamsHar
     assert "Add information" in [e.get("title") for e in elements(listed)]
 
 
+def test_a_concern_raised_in_teams_is_counted_in_metrics(harness: TeamsHarness) -> None:
+    raised = 'concerns_raised_total{channel="teams"}'
+    assert f"{raised} 0.0" in harness.web.get("/metrics").text
+    harness.say(LEARNER, "hello")
+    harness.press(LEARNER, cards.RAISE_CONCERN, answers())
+    assert f"{raised} 1.0" in harness.web.get("/metrics").text
+
+
 @pytest.mark.parametrize(
     ("changes", "says", "told"),
     [
