@@ -553,14 +553,21 @@ def _ticks(
         )
 
         def slack_dispatch_pass(now: datetime) -> PassResult:
-            report = dispatch_due_slack(store=outbox, client=client, now=now, limit=DISPATCH_BATCH)
+            report = dispatch_due_slack(
+                store=outbox,
+                client=client,
+                now=now,
+                limit=DISPATCH_BATCH,
+                stopping=lambda: slack_dispatch.stopping,
+            )
             metrics.record_slack_dispatch(report)
             # A full batch posted (or done without posting: not in Slack): more may be waiting.
             # A batch cut short by a rate limit or a refused token is not run again at once: its
             # rows wait as long as Slack asked, or a few minutes.
             return PassResult(more_waiting=report.sent + report.skipped >= DISPATCH_BATCH)
 
-        dispatchers.append(Tick("slack_dispatch", slack_dispatch_pass, metrics=metrics))
+        slack_dispatch = Tick("slack_dispatch", slack_dispatch_pass, metrics=metrics)
+        dispatchers.append(slack_dispatch)
 
     if teams is not None:
         # The Agents SDK sends with aiohttp, on the loop the bot serves /api/messages on: the

@@ -140,6 +140,10 @@ class ChatOutboxStore(Protocol):
         """Done without sending: the recipient cannot be reached in Slack."""
         ...
 
+    def release(self, *, message_id: int, claim_token: str) -> None:
+        """Let go of a claimed message untried, as it was: due to whoever dispatches next."""
+        ...
+
     def slack_user_of(self, contact_id: int) -> str | None:
         """The Slack user id known for a contact, if any."""
         ...
@@ -161,16 +165,24 @@ def dispatch_due_slack(
     now: datetime,
     limit: int = 20,
     clock: Callable[[], datetime] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> DispatchReport:
     """Post up to `limit` due Slack messages once each, recording every outcome.
 
     `now` is the batch's start (what is due, the claims' lease); `clock` says the time when an
     outcome is recorded (by default `now` plus the time the batch has taken so far), so a wait
-    Slack asks for is counted from when it asked.
+    Slack asks for is counted from when it asked. Once `stopping` says so, the rest of the
+    batch is released unposted.
     """
     batch = _Batch(store=store, client=client, clock=clock or running_from(now))
     claimed = list(store.claim_due(now=now, limit=limit, lease=lease_for(limit), channel="slack"))
     for position, message in enumerate(claimed):
+        if stopping():
+            # The service is stopping, and a Slack that does not answer takes the client's whole
+            # timeout for each post: the rest go with the next dispatcher, at once.
+            for unsent in claimed[position:]:
+                store.release(message_id=unsent.id, claim_token=unsent.claim_token)
+            break
         try:
             batch.send(message)
         except DispatchPause as pause:

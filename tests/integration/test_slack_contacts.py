@@ -1112,6 +1112,36 @@ def test_the_services_slack_tick_posts_what_the_outbox_holds(
     assert metrics.registry.get_sample_value("concerns_slack_sent_total") == len(rows)
 
 
+def test_stopping_the_service_ends_a_slack_pass_after_the_post_in_progress(
+    harness: SlackHarness, tmp_path: Path
+) -> None:
+    """SIGTERM during a pass: each post to a Slack that does not answer takes the client's
+    whole timeout (30 s), and the process could not exit until every row claimed was tried.
+    The rest are released untried, for the next dispatcher at once."""
+    raise_concerns(harness, 2)
+    with transaction(harness.engine) as session:
+        for row in session.exec(select(OutboxMessage)).all():
+            row.send_after = datetime.now(UTC) - timedelta(minutes=1)
+    rows = len(slack_rows(harness))
+    ticks: dict[str, Tick] = {}
+
+    def posted_while_the_service_stops(args: dict[str, Any]) -> dict[str, Any]:
+        ticks["slack_dispatch"].stop()  # SIGTERM arrives while this post is in progress
+        return {"ok": True, "channel": "D" + str(args["channel"]), "ts": "1700000000.000001"}
+
+    harness.fake.answers["chat.postMessage"] = posted_while_the_service_stops
+
+    async def one_tick() -> None:
+        ticks.update(service_ticks(slack_product(harness, tmp_path), tmp_path, Metrics()))
+        await ticks["slack_dispatch"].run()
+
+    asyncio.run(one_tick())
+    assert len(harness.fake.called("chat.postMessage")) == 1
+    waiting = [row for row in slack_rows(harness) if row.status == "pending"]
+    assert len(waiting) == rows - 1 >= 2
+    assert {(row.attempts, row.claim_token) for row in waiting} == {(0, None)}
+
+
 def test_without_slack_settings_there_is_no_slack_tick(
     sqlite_engine: Engine, tmp_path: Path
 ) -> None:
