@@ -6,11 +6,12 @@ answers 250 only once they are committed; anything going wrong answers `451 4.3.
 server tries again. Parsing and turning mail into concerns happen later (`intake.mail_intake`),
 from what is stored, so a crash between the two loses nothing.
 
-Limits and their replies: message size 552 (aiosmtpd), lines over RFC 5321's 998 characters 500
-(aiosmtpd), too many recipients 452, an unknown mailbox 550, a silent client 421, more connections
-than the cap 421, a session longer than its limit (a client trickling bytes) 421. aiosmtpd >= 1.4.5
-ends DATA only on <CRLF>.<CRLF>, which closes SMTP smuggling through bare-LF or bare-CR dots. Any
-error inside a command (ours or aiosmtpd's) answers 451 4.3.0 too, not aiosmtpd's "500 Error: ...".
+Limits and their replies: message size 552 (without the dots doubled for the transfer, as RFC
+1870 counts), lines over RFC 5321's 998 characters 500 (aiosmtpd), too many recipients 452, an
+unknown mailbox 550, a silent client 421, more connections than the cap 421, a session longer than
+its limit (a client trickling bytes) 421. aiosmtpd >= 1.4.5 ends DATA only on <CRLF>.<CRLF>, which
+closes SMTP smuggling through bare-LF or bare-CR dots. Any error inside a command (ours or
+aiosmtpd's) answers 451 4.3.0 too, not aiosmtpd's "500 Error: ...".
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ REPLY_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
 REPLY_TIMEOUT = "421 4.4.2 Timeout waiting for a command, closing the connection"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 REPLY_SESSION_TOO_LONG = "421 4.4.2 Session too long, closing the connection"
+REPLY_TOO_BIG = "552 5.3.4 Message too big"
 
 # Why a delivery was refused, as counted for /metrics. The keys are fixed up front so a scrape
 # can read the counts from another thread while the loop updates them.
@@ -292,8 +294,10 @@ class MailboxHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         mailbox = self._mailbox
+        raw = envelope.original_content
+        if raw is not None and len(raw) > mailbox.limits.max_message_bytes:
+            return REPLY_TOO_BIG  # counted as aiosmtpd's own 552 is (MailboxSMTP.push)
         try:
-            raw = envelope.original_content
             if raw is None:
                 raise ValueError("no message content")
             mail_from = envelope.mail_from or ""
@@ -422,9 +426,17 @@ class MailboxSMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         self.receiving_data = True
         self._mailbox.deliveries_in_progress += 1
+        # aiosmtpd counts the dots doubled for the transfer towards its limit; RFC 1870 does
+        # not, so a message of the size the client declared (and MAIL FROM accepted) was refused
+        # after its data. While the data arrives the limit leaves room for them (a line gains at
+        # most one byte in three: ".\r\n" is sent as "..\r\n"), and handle_DATA checks the
+        # message itself against the real limit.
+        limit = self._mailbox.limits.max_message_bytes
+        self.data_size_limit = limit + limit // 3 + 1
         try:
             await super().smtp_DATA(arg)
         finally:
+            self.data_size_limit = limit
             self.receiving_data = False
             self._mailbox.deliveries_in_progress -= 1
             self._mailbox.last_delivery_at = self.loop.time()

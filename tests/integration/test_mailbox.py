@@ -327,6 +327,26 @@ def test_a_message_at_the_size_limit_is_taken_one_byte_over_gets_552(engine: Eng
     assert [len(row.raw) for row in stored(engine)] == [LIMIT]
 
 
+def test_doubled_dots_do_not_count_towards_the_size_limit(engine: Engine) -> None:
+    """RFC 1870: the size is the message's, without the dots doubled for the transfer. aiosmtpd
+    counts the doubled dots, so a message at the size the client declared and we accepted at
+    MAIL FROM was refused after its data, with a permanent 552."""
+    dotted = a_message(body=b"...I was left alone on the ward\r\n" * 8)
+    head = a_message(body=b"")
+    at_limit = dotted + message_of_size(LIMIT - len(dotted) + len(head))[len(head) :]
+    over = at_limit.replace(b"<m1@", b"<m22@")
+    assert len(original_content(at_limit)) == LIMIT and len(original_content(over)) == LIMIT + 1
+    with running(Recording(engine), max_message_bytes=LIMIT) as handle:
+        send(handle, at_limit)  # smtplib declares SIZE=2048 at MAIL FROM
+        with handle.client() as client:
+            client.ehlo()
+            client.mail(SENDER)
+            client.rcpt(MAILBOX)
+            assert client.data(over)[0] == 552
+        assert handle.mailbox.counters.rejected["too_big"] == 1
+    assert [len(row.raw) for row in stored(engine)] == [LIMIT]
+
+
 def test_too_many_recipients_get_452(sqlite_engine: Engine) -> None:
     with running(Recording(sqlite_engine), max_recipients=2) as handle, handle.client() as client:
         client.ehlo()
