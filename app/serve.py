@@ -669,7 +669,7 @@ def _cannot_listen(what: str, host: str, port: int, setting: str, error: OSError
 
 
 def _print_banner(settings: Settings, *, mailbox: Mailbox, http_port: int, sender: Sender) -> None:
-    web = f"http://{settings.http_host}:{http_port}"
+    web = f"http://{_in_url(settings.http_host)}:{http_port}"
     if isinstance(sender, SmtpRelaySender):
         outbound = f"sent through the relay {sender.host}:{sender.port}"
     else:
@@ -678,7 +678,7 @@ def _print_banner(settings: Settings, *, mailbox: Mailbox, http_port: int, sende
     lines = [
         "Learner concerns is running.",
         f"  Mailbox: send mail to {settings.mailbox_address} "
-        f"via SMTP {settings.smtp_host}:{mailbox.port}",
+        f"via SMTP {_in_url(settings.smtp_host)}:{mailbox.port}",
         f"  Learners: open {web}/ (the form to raise a concern: {web}/concerns/new)",
         f"  Web: {web}/healthz (metrics: {web}/metrics)",
         f"  Outbound mail: {outbound}",
@@ -695,6 +695,11 @@ def _print_banner(settings: Settings, *, mailbox: Mailbox, http_port: int, sende
             "sign links and reply tokens the service accepts; remove it."
         )
     print("\n".join(lines), flush=True)
+
+
+def _in_url(host: str) -> str:
+    """A host as it is written before ':port': an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _configure_logging() -> None:

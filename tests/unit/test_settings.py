@@ -140,3 +140,20 @@ def test_serve_warns_when_a_previous_key_is_the_development_default(
     real = settings.model_copy(update={"previous_secret_keys": SecretStr("an-old-real-key")})
     _print_banner(real, mailbox=mailbox, http_port=8000, sender=MaildirSender(tmp_path))
     assert "development default" not in capsys.readouterr().out
+
+
+def test_the_banner_gives_addresses_that_work_for_an_ipv6_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """'http://::1:8000/' is not a URL anyone can open: an IPv6 address goes in brackets."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, http_host="::1", smtp_host="::1", outbox_dir=tmp_path
+    )
+    mailbox = cast(Mailbox, SimpleNamespace(port=8025))  # only its port is printed
+    _print_banner(settings, mailbox=mailbox, http_port=8000, sender=MaildirSender(tmp_path))
+    printed = capsys.readouterr().out
+    assert "via SMTP [::1]:8025" in printed
+    assert (
+        "open http://[::1]:8000/ (the form to raise a concern: http://[::1]:8000/concerns/new)"
+        in printed
+    )
