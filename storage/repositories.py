@@ -245,8 +245,15 @@ def forget_deliveries(session: Session, *, received_before: datetime) -> int:
 
 
 def lock_concern(session: Session, concern_id: int) -> Concern | None:
-    """A concern locked for an action until the transaction ends (waits for other holders)."""
-    statement = select(Concern).where(Concern.id == concern_id).with_for_update()
+    """A concern locked for an action until the transaction ends (waits for other holders),
+    as it stands once the lock is granted: a copy the session read before (found by its
+    reference) is refreshed, not kept as it was before another holder changed it."""
+    statement = (
+        select(Concern)
+        .where(Concern.id == concern_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return session.exec(statement).first()
 
 

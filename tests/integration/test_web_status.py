@@ -3,13 +3,16 @@ timeline, adding information, and answering feedback."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from escalation.actions import Actor, record_feedback
@@ -17,8 +20,8 @@ from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from intake.web.security import RateLimitRules
 from intake.web.status import NOT_RIGHT
-from storage import repositories
-from storage.db import transaction
+from storage import migrate, repositories
+from storage.db import create_db_engine, transaction
 from tests.integration.helpers import (
     MONDAY_MORNING,
     Clock,
@@ -494,3 +497,76 @@ def test_find_for_follow_up_normalises_and_refuses_what_is_not_anonymous(world: 
         assert find_for_follow_up(session, reference=reference, code="") is None
         assert find_for_follow_up(session, reference=named, code=code) is None
         assert find_for_follow_up(session, reference="", code=code) is None
+
+
+# --- two presses at once, on PostgreSQL (several instances share it) ----------------------------
+
+
+def press_together(
+    engine: Engine, client: WebClient, reference: str, paths: tuple[str, str]
+) -> list[int]:
+    """Press two of the page's buttons at once (two tabs, or a second press on a slow phone):
+    both requests read the concern, then wait for its lock, which the test holds until both
+    are waiting. Returns their status codes."""
+    page = client.get(STATUS).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    data = {"csrf_token": token.group(1), **dict(HIDDEN.findall(page))}
+    holder = engine.raw_connection()
+    try:
+        cursor = holder.cursor()
+        cursor.execute("SELECT id FROM concerns WHERE reference = %s FOR UPDATE", (reference,))
+
+        def waiting_for_locks() -> int:
+            with engine.connect() as connection:
+                return int(
+                    connection.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    ).scalar_one()
+                )
+
+        async def both() -> list[httpx.Response]:
+            pressed = [
+                asyncio.ensure_future(client.post_async(STATUS + path, data=data)) for path in paths
+            ]
+            deadline = time.monotonic() + 30
+            while await asyncio.to_thread(waiting_for_locks) < 2:
+                assert time.monotonic() < deadline, "the presses never waited for the lock"
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(holder.commit)
+            return list(await asyncio.gather(*pressed))
+
+        return [answer.status_code for answer in client.run(both())]
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize(
+    "paths", [("/concerned", "/concerned"), ("/satisfied", "/concerned")], ids=["twice", "both"]
+)
+def test_two_answers_pressed_at_once_change_the_concern_once(
+    postgres_url: str, paths: tuple[str, str]
+) -> None:
+    """The second answer, once it has the lock, sees the concern as the first left it: it is
+    refused as answering feedback the concern has moved on from, never applied to the state
+    the request read before it waited (which moved it up twice, failed with an error page, or
+    moved up a concern just closed)."""
+    engine = create_db_engine(postgres_url)
+    migrate.upgrade(engine)
+    load_example_directory(engine)
+    for world in make_world(engine):
+        reference, code = raise_concern(engine, "anonymous")
+        assert code is not None
+        give_feedback(engine, reference, world.clock.now)
+        assert look_up(world.client, reference, code).status_code == 303
+        codes = press_together(engine, world.client, reference, paths)
+        assert sorted(codes) == [303, 400]
+        kinds = event_kinds(engine, reference)
+        assert kinds.count("escalated") + kinds.count("closed") == 1
+        with transaction(engine) as session:
+            concern = repositories.concern_by_reference(session, reference)
+            assert concern is not None
+            moved = concern.pathway == 2 and concern.status == "open"
+            closed = concern.pathway == 1 and concern.status == "closed"
+            assert moved or closed
+    engine.dispose()

@@ -69,6 +69,10 @@ class WebClient:
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         return self._runner.run(self._client.post(url, **kwargs))
 
+    async def post_async(self, url: str, **kwargs: Any) -> httpx.Response:
+        """A POST to await inside `run`, alongside others (requests made at once)."""
+        return await self._client.post(url, **kwargs)
+
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return self._runner.run(self._client.request(method, url, **kwargs))
 
