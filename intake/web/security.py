@@ -7,6 +7,7 @@ user agent or the query string (status links carry a signed token).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -265,22 +266,29 @@ class BodyLimit:
                     await _plain(send, 413, b"The form was too large to send.")
                     return
         received = 0
+        answering = Answering(send)
+        # Found too large before any answer began: the 413 is the answer, whatever the app
+        # made of the failed read (FastAPI answers it with its own 400 for a JSON body).
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
+                    refused = refused or not answering.started
                     raise _TooLarge()
             return message
 
-        answering = Answering(send)
-        try:
-            await self.app(scope, counting_receive, answering)
-        except _TooLarge:
-            if not answering.started:
-                await _plain(send, 413, b"The form was too large to send.")
+        async def send_unless_refused(message: Message) -> None:
+            if not refused:
+                await answering(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, counting_receive, send_unless_refused)
+        if refused:
+            await _plain(send, 413, b"The form was too large to send.")
 
 
 class Answering:

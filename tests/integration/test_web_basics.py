@@ -106,3 +106,22 @@ def test_a_body_over_the_limit_gets_413(client: WebClient) -> None:
 
     streamed = client.post("/concerns/new", content=chunks())
     assert streamed.status_code == 413
+
+
+def test_a_body_over_the_limit_gets_413_where_the_framework_reads_it(client: WebClient) -> None:
+    """The staff API's JSON is read by FastAPI, which answers any failure to read a body with
+    its own 400: a body found too large as it arrives still gets the 413."""
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"text": "'
+        for _ in range(5):
+            yield b"y" * (MAX_BODY_BYTES // 4)
+        yield b'"}'
+
+    streamed = client.post(
+        "/api/v1/concerns/LC-2026-000001/feedback",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert streamed.status_code == 413
+    assert streamed.headers["cache-control"] == "no-store"
