@@ -28,7 +28,7 @@ from app.staff.auth import SignedIn, staff_page_user
 from app.staff.context import StaffContext
 from app.staff.templating import leave_notice, staff_page, take_notice
 from intake.emails import parse_email
-from intake.web.security import CSRF_FIELD, require_csrf
+from intake.web.security import CSRF_FIELD, posted_form, require_csrf
 from notifications.messages import when
 from routing.access import kept_aside_regions, reads_kept_aside_mail, sees_kept_aside
 from storage import inbox, submissions
@@ -242,7 +242,7 @@ def router(context: StaffContext) -> APIRouter:
         if not reads_kept_aside_mail(signed_in.who):
             raise HTTPException(status_code=404)
         message_id = _message_id(message)
-        posted = await request.form()
+        posted = await posted_form(request)
         require_csrf(request, posted.get(CSRF_FIELD))
 
         def apply() -> str | None:

@@ -26,7 +26,7 @@ from escalation import casework
 from escalation.actions import MAX_FEEDBACK_CHARACTERS, MAX_REASON_CHARACTERS
 from escalation.casework import ActionRefused, CaseAction, NotFound
 from intake.web import form_fields
-from intake.web.security import CSRF_FIELD, require_csrf
+from intake.web.security import CSRF_FIELD, posted_form, require_csrf
 from notifications.messages import when
 from routing.standards import STANDARDS
 from storage.db import transaction
@@ -360,7 +360,7 @@ def router(context: StaffContext) -> APIRouter:
         form = FORM_OF_SLUG.get(action)
         if form is None:
             raise HTTPException(status_code=404)
-        posted = await request.form()
+        posted = await posted_form(request)
         require_csrf(request, posted.get(CSRF_FIELD))
         text = _text(posted.get("text"))
         likelihood = _score(posted.get("likelihood"))

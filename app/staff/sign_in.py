@@ -37,7 +37,7 @@ from app.staff.auth import SIGN_IN_PATH, STAFF_COOKIE
 from app.staff.context import StaffContext
 from app.staff.templating import leave_notice, staff_page, take_notice
 from escalation.casework import member_for, principal_of
-from intake.web.security import CSRF_FIELD, CSRF_SESSION_KEY, require_csrf
+from intake.web.security import CSRF_FIELD, CSRF_SESSION_KEY, posted_form, require_csrf
 from storage import repositories
 from storage import staff as accounts
 from storage.db import transaction
@@ -349,7 +349,7 @@ def router(context: StaffContext) -> APIRouter:
 
     @routes.post(SIGN_IN_PATH, response_class=HTMLResponse)
     async def ask(request: Request) -> HTMLResponse:
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("sign_ins", context.limits.client(request))
         next_path = safe_next(form.get("next"))
@@ -400,7 +400,7 @@ def router(context: StaffContext) -> APIRouter:
 
     @routes.post(SIGN_IN_PATH + "/{token}")
     async def use(request: Request, token: str) -> Response:
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         found = tokens.read(token)
         if found is None:
@@ -415,7 +415,7 @@ def router(context: StaffContext) -> APIRouter:
 
     @routes.post(SIGN_OUT_PATH)
     async def leave(request: Request) -> Response:
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         value = request.cookies.get(STAFF_COOKIE)
         if value:

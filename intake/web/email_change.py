@@ -34,7 +34,7 @@ from intake.web.form import (
     note_sending,
     unseal_text,
 )
-from intake.web.security import CSRF_FIELD, require_csrf
+from intake.web.security import CSRF_FIELD, posted_form, require_csrf
 from intake.web.status import grant_access
 from intake.web.templating import page
 from storage import repositories
@@ -114,7 +114,7 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post(CHANGE_PATH, response_class=HTMLResponse)
     async def change(request: Request) -> Response:
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("learner_actions", context.limits.client(request))
         found = noted(request)

@@ -36,7 +36,7 @@ from intake.submission import Channel
 from intake.web import form_fields
 from intake.web.context import WebContext
 from intake.web.form_fields import Directory, Outcome
-from intake.web.security import CSRF_FIELD, RateLimited, require_csrf
+from intake.web.security import CSRF_FIELD, RateLimited, posted_form, require_csrf
 from intake.web.templating import page
 from notifications.messages import SCHOOL_NOT_CLEAR
 from routing.model import Confidentiality
@@ -143,10 +143,7 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post("/concerns/new", response_class=HTMLResponse)
     async def submit(request: Request) -> Response:
-        # Read the whole body first, whatever its type: the body limit counts it as it arrives
-        # (a body that is not a form would otherwise go unread and never be counted).
-        await request.body()
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         same_form = _same_form_key(form)
 

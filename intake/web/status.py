@@ -41,7 +41,7 @@ from intake.follow_up import (
 from intake.received import raise_if_waiting
 from intake.web.context import WebContext
 from intake.web.form import CHANGE_KEY, FLASH_KEY
-from intake.web.security import CSRF_FIELD, require_csrf
+from intake.web.security import CSRF_FIELD, posted_form, require_csrf
 from intake.web.templating import page
 from storage import repositories
 from storage.db import transaction
@@ -240,7 +240,7 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post(STATUS_PATH, response_class=HTMLResponse)
     async def look_up(request: Request) -> Response:
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("status_lookups", context.limits.client(request))
         reference = _field(form.get("reference"))
@@ -299,7 +299,7 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post(STATUS_PATH + "/sign-out")
     async def sign_out(request: Request) -> Response:
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         request.session.pop(ACCESS_KEY, None)
         request.session.pop(CURRENT_KEY, None)
@@ -356,7 +356,7 @@ def router(context: WebContext) -> APIRouter:
 
     async def checked(request: Request) -> tuple[Any, Access | None]:
         """The form, and access to the concern it names (None: none, or it has ended)."""
-        form = await request.form()
+        form = await posted_form(request)
         require_csrf(request, form.get(CSRF_FIELD))
         context.limits.hit("learner_actions", context.limits.client(request))
         named = normalise_reference(_field(form.get("reference")))

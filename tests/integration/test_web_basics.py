@@ -125,3 +125,27 @@ def test_a_body_over_the_limit_gets_413_where_the_framework_reads_it(client: Web
     )
     assert streamed.status_code == 413
     assert streamed.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/concerns/status",
+        "/concerns/status/information",
+        "/concerns/status/satisfied",
+        "/concerns/status/concerned",
+        "/concerns/status/sign-out",
+        "/concerns/change-email",
+        "/staff/sign-in",
+    ],
+)
+def test_a_body_over_the_limit_that_is_not_a_form_gets_413(client: WebClient, path: str) -> None:
+    """Read whole before the form is looked at: a body of another type would otherwise go
+    unread, and be refused for its missing CSRF token instead."""
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(5):
+            yield b"y" * (MAX_BODY_BYTES // 4)
+
+    streamed = client.post(path, content=chunks(), headers={"content-type": "text/plain"})
+    assert streamed.status_code == 413
