@@ -57,8 +57,8 @@ ACCESS_IDLE = timedelta(minutes=30)
 ACCESS_LONGEST = timedelta(hours=4)
 MOST_CONCERNS_HELD = 5
 CLOCK_LEEWAY = timedelta(seconds=60)
-# The same information sent again this soon (a second press of the button without JavaScript,
-# a browser resending) is added once.
+# The same information, or the same answer to feedback, sent again this soon (a second press of
+# the button without JavaScript, a browser resending) is taken once.
 SAME_INFORMATION_WITHIN = timedelta(minutes=2)
 ADDED = "Your information has been added to your concern."
 INFORMATION_LIMIT = 5_000
@@ -413,8 +413,11 @@ def router(context: WebContext) -> APIRouter:
         answered = _field(form.get("feedback"))
 
         def close(session: Session, concern: Concern, now: datetime) -> str:
-            _require_feedback_shown(concern, answered)
-            learner_satisfied(session=session, concern=concern, channel="web", now=now)
+            if concern.status == "open" or not _just_answered(
+                session, concern, answered, "closed", now
+            ):
+                _require_feedback_shown(concern, answered)
+                learner_satisfied(session=session, concern=concern, channel="web", now=now)
             return "Thank you for telling us you are satisfied. Your concern is now closed."
 
         return await act(request, access, close)
@@ -427,10 +430,22 @@ def router(context: WebContext) -> APIRouter:
         answered = _field(form.get("feedback"))
 
         def escalate(session: Session, concern: Concern, now: datetime) -> str:
-            _require_feedback_shown(concern, answered)
-            moved = learner_remains_concerned(
-                session=session, concern=concern, channel="web", now=now, policy=context.policy
-            )
+            if (
+                concern.status == "open"
+                and concern.feedback_at is None
+                and _just_answered(session, concern, answered, "learner_remains_concerned", now)
+            ):
+                # Taken from the first tap: it moved up unless it was already at the top.
+                moved = not answered.startswith(f"p{concern.pathway}r")
+            else:
+                _require_feedback_shown(concern, answered)
+                moved = learner_remains_concerned(
+                    session=session,
+                    concern=concern,
+                    channel="web",
+                    now=now,
+                    policy=context.policy,
+                )
             if moved:
                 return (
                     f"Your concern has moved to pathway {concern.pathway}: "
@@ -457,6 +472,30 @@ def _require_feedback_shown(concern: Concern, answered: str) -> None:
     current = feedback_version(concern) or ""
     if answered != current and (answered or current):
         raise ActionRefused(PAGE_MOVED_ON)
+
+
+def _just_answered(
+    session: Session, concern: Concern, answered: str, kind: str, now: datetime
+) -> bool:
+    """Whether the learner gave this answer (`kind`, the event it records) to this same feedback
+    on the web a moment ago: a second tap sent while the first was on its way, which the browser
+    shows instead of the first's answer, is told what the first did."""
+    events = list(repositories.events_of(session, id_of(concern)))
+    answers = [
+        index
+        for index, event in enumerate(events)
+        if event.kind == kind and event.actor == "learner" and event.channel == "web"
+    ]
+    if not answers or not timedelta(0) <= now - events[answers[-1]].at <= SAME_INFORMATION_WITHIN:
+        return False
+    given = [event for event in events[: answers[-1]] if event.kind == "feedback_given"]
+    if not given:
+        return False
+    pathway = (given[-1].detail or {}).get("pathway", given[-1].pathway)
+    # The feedback a page answers is named as feedback_version names it: p<pathway>r<round>-<at>.
+    return answered.startswith(f"p{pathway}r") and answered.endswith(
+        f"-{int(given[-1].at.timestamp())}"
+    )
 
 
 def _just_added(session: Session, concern: Concern, text: str, now: datetime) -> bool:

@@ -333,6 +333,40 @@ def test_remaining_concerned_moves_it_to_pathway_2(world: World, signed_in: str)
     assert "I remain concerned" not in page
 
 
+@pytest.mark.parametrize(
+    ("path", "told", "last"),
+    [
+        ("/concerned", "Your concern has moved to pathway 2", "contacts_told"),
+        ("/satisfied", "Your concern is now closed", "closed"),
+    ],
+)
+def test_an_answer_sent_twice_at_once_is_taken_once_and_both_told_so(
+    world: World, signed_in: str, path: str, told: str, last: str
+) -> None:
+    """A second tap while the first is still on its way, without JavaScript or on a network
+    slower than its one-second guard: the browser shows the second answer. It is taken once,
+    and told what the first did, not that nothing was changed."""
+    give_feedback(world.engine, signed_in, world.clock.now)
+    page = world.client.get(STATUS).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    form = {"csrf_token": token.group(1), **dict(HIDDEN.findall(page))}
+    assert world.client.post(STATUS + path, data=form).status_code == 303
+    world.clock.now += timedelta(seconds=5)
+    again = world.client.post(STATUS + path, data=form)
+    assert again.status_code == 303
+    shown = world.client.get(STATUS).text
+    assert told in shown and "nothing has been changed" not in shown
+    kinds = event_kinds(world.engine, signed_in)
+    assert kinds[-1] == last
+    assert kinds.count("escalated") + kinds.count("closed") == 1
+    # Later, the same page's answer is one from a page the concern has moved on from.
+    world.clock.now += timedelta(minutes=3)
+    late = world.client.post(STATUS + path, data=form)
+    assert late.status_code == 400
+    assert event_kinds(world.engine, signed_in) == kinds
+
+
 def test_actions_without_csrf_are_refused_and_change_nothing(world: World, signed_in: str) -> None:
     give_feedback(world.engine, signed_in, world.clock.now)
     before = event_kinds(world.engine, signed_in)
@@ -542,15 +576,17 @@ def press_together(
 
 
 @pytest.mark.parametrize(
-    "paths", [("/concerned", "/concerned"), ("/satisfied", "/concerned")], ids=["twice", "both"]
+    ("paths", "codes"),
+    [(("/concerned", "/concerned"), [303, 303]), (("/satisfied", "/concerned"), [303, 400])],
+    ids=["twice", "both"],
 )
 def test_two_answers_pressed_at_once_change_the_concern_once(
-    postgres_url: str, paths: tuple[str, str]
+    postgres_url: str, paths: tuple[str, str], codes: list[int]
 ) -> None:
-    """The second answer, once it has the lock, sees the concern as the first left it: it is
-    refused as answering feedback the concern has moved on from, never applied to the state
-    the request read before it waited (which moved it up twice, failed with an error page, or
-    moved up a concern just closed)."""
+    """The second answer, once it has the lock, sees the concern as the first left it (the same
+    answer is told what the first did; the other is refused as answering feedback the concern
+    has moved on from), never applied to the state the request read before it waited (which
+    moved it up twice, failed with an error page, or moved up a concern just closed)."""
     engine = create_db_engine(postgres_url)
     migrate.upgrade(engine)
     load_example_directory(engine)
@@ -559,8 +595,7 @@ def test_two_answers_pressed_at_once_change_the_concern_once(
         assert code is not None
         give_feedback(engine, reference, world.clock.now)
         assert look_up(world.client, reference, code).status_code == 303
-        codes = press_together(engine, world.client, reference, paths)
-        assert sorted(codes) == [303, 400]
+        assert sorted(press_together(engine, world.client, reference, paths)) == codes
         kinds = event_kinds(engine, reference)
         assert kinds.count("escalated") + kinds.count("closed") == 1
         with transaction(engine) as session:
