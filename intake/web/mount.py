@@ -154,7 +154,7 @@ def mount(app: FastAPI, context: WebContext, served_assets: dict[str, assets.Ass
     app.add_middleware(BodyLimit, larger={"/slack/events": SLACK_MAX_BODY_BYTES})
     app.add_middleware(_UnexpectedErrors, templates=context.templates)
     # Outside the body limit and the error page, so their answers carry the security headers too.
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=secure)
     app.add_middleware(AccessLog)
 
     @app.exception_handler(StarletteHTTPException)

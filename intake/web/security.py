@@ -211,12 +211,19 @@ class RateLimits:
 # --- middleware -----------------------------------------------------------------------------
 
 
+# A year; the organisation's other hosts are not ours to bind, so no includeSubDomains.
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
+
+
 class SecurityHeaders:
     """CSP and friends on every response; no-store on every learner page after the start page,
-    and on every staff page and API answer."""
+    and on every staff page and API answer. Served at an https public address (`https`), the
+    browser is also told to use only https here from then on (HSTS), so a learner on a café's
+    network who types the address is not sent over plain http first."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool = False) -> None:
         self.app = app
+        self.https = https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -236,6 +243,8 @@ class SecurityHeaders:
                     "Permissions-Policy",
                     "camera=(), microphone=(), geolocation=(), interest-cohort=()",
                 )
+                if self.https:
+                    headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
                 if path.startswith(("/concerns", "/staff", "/api/v1")):
                     headers["Cache-Control"] = "no-store"
             await send(message)

@@ -7,7 +7,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 
-from intake.web.security import CONTENT_SECURITY_POLICY, MAX_BODY_BYTES
+from intake.web.security import (
+    CONTENT_SECURITY_POLICY,
+    MAX_BODY_BYTES,
+    STRICT_TRANSPORT_SECURITY,
+)
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory
 from tests.integration.webclient import WebClient, make_app, web_client
 
@@ -45,6 +49,21 @@ def test_every_page_has_the_security_headers(client: WebClient) -> None:
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["x-frame-options"] == "DENY"
+    # Served over plain http (the embedded default) it would bind nothing: no HSTS.
+    assert "strict-transport-security" not in page.headers
+
+
+def test_served_at_an_https_address_the_browser_is_told_to_keep_to_https(
+    sqlite_engine: Engine,
+) -> None:
+    load_example_directory(sqlite_engine)
+    app = make_app(
+        sqlite_engine, clock=lambda: MONDAY_MORNING, public_url="https://concerns.example.nhs.uk"
+    )
+    with web_client(app, base_url="https://concerns.example.nhs.uk") as client:
+        for path in ("/", "/concerns/new", "/staff/sign-in", "/no-such-page"):
+            page = client.get(path)
+            assert page.headers["strict-transport-security"] == STRICT_TRANSPORT_SECURITY, path
 
 
 def test_pages_have_no_inline_script_and_name_no_other_host(client: WebClient) -> None:
