@@ -110,6 +110,8 @@ class LearnerStatus:
     feedback_version: str | None = None
     # One line for a list of concerns (a chat's Home tab or card): what happens next.
     next_step: str = ""
+    # When an open concern with feedback closes if the learner says nothing, as people read it.
+    closes_on: str | None = None
 
 
 def pathway_words(pathway: int) -> str:
@@ -156,6 +158,11 @@ def learner_status(session: Session, concern: Concern, policy: Policy) -> Learne
         closed_reason=closed_reason,
         next_step=_next_step(concern, closed_reason, policy),
         feedback_version=feedback_version(concern),
+        closes_on=(
+            when(concern.close_after, zone)
+            if is_open and concern.feedback_at is not None and concern.close_after is not None
+            else None
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from intake.web.security import RateLimitRules
 from intake.web.status import NOT_RIGHT
+from notifications.messages import when
 from storage import migrate, repositories
 from storage.db import create_db_engine, transaction
 from tests.integration.helpers import (
@@ -309,6 +310,12 @@ def test_satisfied_closes_the_concern(world: World, signed_in: str) -> None:
     give_feedback(world.engine, signed_in, world.clock.now)
     page = world.client.get(STATUS).text
     assert "I&#39;m satisfied" in page and "I remain concerned" in page
+    # The learner is told when it closes if they say nothing (10 working days of silence).
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, signed_in)
+        assert concern is not None and concern.close_after is not None
+        closes = when(concern.close_after, policy().calendar.timezone)
+    assert f"If we do not hear from you, it closes on {closes}." in page
     # With JavaScript, a second press of an action's button is ignored (nhsuk-frontend's
     # prevent-double-click): satisfied, remain concerned and add information alike.
     assert page.count('data-prevent-double-click="true"') == 3
