@@ -451,6 +451,7 @@ class _Learners:
                 channel=SLACK,
                 inbound_id=None,
                 now=now,
+                policy=self.bot.policy,
             )
             return concern.reference
 

@@ -411,6 +411,7 @@ class _Learners:
                 channel=TEAMS,
                 inbound_id=None,
                 now=now,
+                policy=self.bot.policy,
             )
             return self._entry(session, concern, now=now)
 

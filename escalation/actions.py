@@ -59,7 +59,7 @@ from routing.recipients import (
     recipient_roles,
 )
 from routing.standards import STANDARDS, suggest_standards
-from routing.triage import TriageInput, triage
+from routing.triage import Triage, TriageInput, triage
 from storage import repositories
 from storage.tables import (
     Concern,
@@ -196,6 +196,10 @@ def record_contact_reply(
     return True
 
 
+# Where an added information's event keeps the words triage reads, when not its whole text.
+TRIAGE_TEXT = "triage_text"
+
+
 def add_learner_information(
     *,
     session: Session,
@@ -204,9 +208,18 @@ def add_learner_information(
     channel: str,
     inbound_id: int | None,
     now: datetime,
+    policy: Policy,
+    triage_text: str | None = None,
 ) -> None:
-    """The learner adds information; it is kept on the concern for the people handling it."""
+    """The learner adds information; it is kept on the concern for the people handling it, and
+    read for triage as the rest of what they wrote is: words that raise the rating ('a patient
+    was harmed last night') rate the concern again, and one that becomes high risk alerts the
+    dean and quality team at once. Words that change nothing leave the rating as it was.
+    `triage_text` is what triage reads when it is not the whole text (an emailed reply without
+    its answer lines, whose labels repeat our questions' words)."""
     detail: dict[str, object] = {"text": text}
+    if triage_text is not None:
+        detail[TRIAGE_TEXT] = triage_text
     if inbound_id is not None:
         detail["inbound_message_id"] = inbound_id
     record_event(
@@ -218,6 +231,13 @@ def add_learner_information(
         channel=channel,
         detail=detail,
     )
+    if concern.status != ConcernStatus.OPEN.value:
+        return
+    rated = _triage_now(session, concern, now=now, policy=policy)
+    if (rated.likelihood, rated.impact) != (concern.auto_likelihood, concern.auto_impact) or (
+        rated.patient_safety and not concern.patient_safety
+    ):
+        retriage(session=session, concern=concern, now=now, policy=policy)
 
 
 # Why an unsent message to the address a learner corrected was given up (staff see it).
@@ -503,24 +523,10 @@ def record_learner_answers(
 
 
 def retriage(*, session: Session, concern: Concern, now: datetime, policy: Policy) -> None:
-    """Rate the concern again from its answers; a staff override stays in force beside it."""
-    related = 0
-    if concern.department_id is not None:
-        related = repositories.count_related_open_concerns(
-            session,
-            department_id=concern.department_id,
-            since=now - timedelta(days=policy.hotspot_window_days),
-            exclude_id=id_of(concern),
-        )
-    text = f"{concern.summary}\n{concern.description}"
-    result = triage(
-        TriageInput(
-            frequency=Frequency(concern.frequency),
-            harm=Harm(concern.harm),
-            text=text,
-            related_open_concerns=related,
-        )
-    )
+    """Rate the concern again from its answers and everything the learner wrote; a staff
+    override stays in force beside it."""
+    text = _learner_text(session, concern)
+    result = _triage_now(session, concern, now=now, policy=policy, text=text)
     was_high = concern.risk_level == RiskLevel.HIGH.value
     concern.auto_likelihood = result.likelihood
     concern.auto_impact = result.impact
@@ -562,6 +568,44 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
     _reset_deadlines_for_level(concern, policy=policy)
     if concern.risk_level == RiskLevel.HIGH.value and not was_high:
         alert_high_risk(session, concern, now=now, policy=policy)
+
+
+def _learner_text(session: Session, concern: Concern) -> str:
+    """What triage reads: the concern as raised, and the information the learner added since
+    (of an emailed reply, only what it was stored with for triage)."""
+    added = [
+        str(
+            detail.get(TRIAGE_TEXT, "")
+            if event.channel == "email"
+            else detail.get(TRIAGE_TEXT, detail.get("text"))
+        )
+        for event in repositories.events_of(session, id_of(concern))
+        if event.kind == "learner_added_information"
+        for detail in (event.detail or {},)
+    ]
+    return "\n".join([concern.summary, concern.description, *added])
+
+
+def _triage_now(
+    session: Session, concern: Concern, *, now: datetime, policy: Policy, text: str | None = None
+) -> Triage:
+    """The concern's automatic rating as it would be now."""
+    related = 0
+    if concern.department_id is not None:
+        related = repositories.count_related_open_concerns(
+            session,
+            department_id=concern.department_id,
+            since=now - timedelta(days=policy.hotspot_window_days),
+            exclude_id=id_of(concern),
+        )
+    return triage(
+        TriageInput(
+            frequency=Frequency(concern.frequency),
+            harm=Harm(concern.harm),
+            text=_learner_text(session, concern) if text is None else text,
+            related_open_concerns=related,
+        )
+    )
 
 
 def _reset_deadlines_for_level(concern: Concern, *, policy: Policy) -> None:

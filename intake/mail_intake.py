@@ -42,7 +42,14 @@ from intake import placement
 from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, parse_email
 from intake.redact import for_contacts
-from intake.replies import Answers, ContactCommand, read_answers, read_contact_command, strip_quoted
+from intake.replies import (
+    Answers,
+    ContactCommand,
+    read_answers,
+    read_contact_command,
+    strip_quoted,
+    without_answers,
+)
 from intake.service import raise_concern
 from intake.submission import (
     DESCRIPTION_MAX,
@@ -552,6 +559,8 @@ def _learner_reply(
         channel=channel,
         inbound_id=id_of(row),
         now=now,
+        policy=policy,
+        triage_text=without_answers(shown),
     )
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)

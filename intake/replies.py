@@ -132,6 +132,17 @@ def read_contact_command(text: str) -> ContactCommand:
     return ContactCommand(None, "\n".join(lines).strip())
 
 
+def without_answers(text: str) -> str:
+    """What a learner wrote, without their `Label: answer` lines: the labels repeat our questions'
+    words ('Anyone harmed: minor'), which are not the learner's account and must not be read for
+    triage as if they were (the answers themselves are read by `read_answers`)."""
+    return "\n".join(
+        line
+        for line in text.split("\n")
+        if not any(label.match(line) for label in _LABELS.values())
+    )
+
+
 def strip_quoted(text: str) -> str:
     """What the writer of a reply wrote, for display: never the message it quotes (our own
     email, with the learner's status link in it); empty if they wrote nothing of their own."""

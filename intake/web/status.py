@@ -400,6 +400,7 @@ def router(context: WebContext) -> APIRouter:
                     channel="web",
                     inbound_id=None,
                     now=now,
+                    policy=context.policy,
                 )
             return ADDED
 

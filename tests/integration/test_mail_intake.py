@@ -234,6 +234,32 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert "learner_added_information" in kinds and "learner_answered" in kinds
 
 
+def test_a_reply_is_read_for_triage_without_its_answer_lines(db: Engine) -> None:
+    """'Anyone harmed: minor' repeats our question's words: it is an answer, not an account of
+    harm, and never rates the concern as a patient-safety one; the learner's own words are."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    (ack,) = outbox(db, kind="learner_ack")
+    before = only_concern(db)
+    deliver(
+        db,
+        reply_to(ack, body="How often: occasionally\nAnyone harmed: minor\n"),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    answered = only_concern(db)
+    assert answered.harm == "minor" and not answered.patient_safety
+    assert answered.risk_level != "high" and not outbox(db, kind="high_risk_alert")
+    assert before.risk_level == answered.risk_level or answered.risk_level == "low"
+
+    deliver(
+        db,
+        reply_to(ack, body="Last night we were left unsupervised and a patient was harmed."),
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    after = only_concern(db)
+    assert after.patient_safety and after.impact >= 4
+    assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
+
+
 def quoting(sent: OutboxMessage) -> str:
     """Our message quoted below an attribution line, as a mail client does when replying."""
     quoted = "\n".join(f"> {line}" for line in sent.body_text.splitlines())

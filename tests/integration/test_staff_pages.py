@@ -216,6 +216,7 @@ def test_learner_text_is_inert(world: StaffWorld) -> None:
             channel="web",
             inbound_id=None,
             now=world.clock(),
+            policy=policy(),
         )
     shown = world.browser("supervisor").get(page_of(world.concerns["named"]))
     assert "<script>alert" not in shown.text and "<img src=x" not in shown.text

@@ -286,6 +286,41 @@ def test_adding_information_stores_an_event(world: World, signed_in: str) -> Non
     assert event_kinds(world.engine, signed_in).count("learner_added_information") == 1
 
 
+def test_information_that_raises_the_risk_rates_the_concern_again(
+    world: World, signed_in: str
+) -> None:
+    """Added words are read as the concern's own are: an anonymous learner has no other way to
+    tell anyone that a patient has now been harmed, and it must not wait for someone to read it."""
+
+    def state() -> tuple[str, int, bool, list[str]]:
+        with transaction(world.engine) as session:
+            concern = repositories.concern_by_reference(session, signed_in)
+            assert concern is not None
+            alerts = [
+                message.recipient_role
+                for message in repositories.outbox_of(session, concern.id or 0)
+                if message.kind == "high_risk_alert"
+            ]
+            return concern.risk_level, concern.impact, concern.patient_safety, alerts
+
+    assert state() == ("medium", 3, False, [])
+    post_action(world.client, STATUS + "/information", information="It happened again on Friday.")
+    assert state() == ("medium", 3, False, [])
+    assert "triaged" not in event_kinds(world.engine, signed_in)[-1:]
+
+    harmed = "Last night we were left unsupervised with no senior cover and a patient was harmed."
+    assert post_action(world.client, STATUS + "/information", information=harmed).status_code == 303
+    level, impact, patient_safety, alerts = state()
+    assert (level, impact, patient_safety) == ("high", 4, True)
+    # The dean and quality team are alerted at once, as for a concern raised high risk.
+    assert sorted(alerts) == ["dean", "quality_team"]
+    assert event_kinds(world.engine, signed_in)[-3:] == [
+        "learner_added_information",
+        "triaged",
+        "high_risk_alert",
+    ]
+
+
 def test_the_same_information_sent_twice_at_once_is_added_once(
     world: World, signed_in: str
 ) -> None:
