@@ -233,9 +233,13 @@ def add_learner_information(
     )
     if concern.status != ConcernStatus.OPEN.value:
         return
+    # Only words that raise it: a related concern closed since would otherwise lower the rating
+    # (and lengthen the deadlines) of a concern whose learner only wrote "It happened again".
     rated = _triage_now(session, concern, now=now, policy=policy)
-    if (rated.likelihood, rated.impact) != (concern.auto_likelihood, concern.auto_impact) or (
-        rated.patient_safety and not concern.patient_safety
+    if (
+        rated.impact > concern.auto_impact
+        or rated.likelihood > concern.auto_likelihood
+        or (rated.patient_safety and not concern.patient_safety)
     ):
         retriage(session=session, concern=concern, now=now, policy=policy)
 

@@ -321,6 +321,29 @@ def test_information_that_raises_the_risk_rates_the_concern_again(
     ]
 
 
+def test_information_that_raises_nothing_never_lowers_the_rating(world: World) -> None:
+    """Another open concern about the department raised this one's likelihood; it closes. The
+    learner adding 'It happened again' must not be what lowers their concern's rating."""
+    earlier, _ = raise_concern(world.engine, "named")
+    reference, code = raise_concern(world.engine, "anonymous")
+    assert code is not None and look_up(world.client, reference, code).status_code == 303
+
+    def likelihood() -> int:
+        with transaction(world.engine) as session:
+            concern = repositories.concern_by_reference(session, reference)
+            assert concern is not None
+            return concern.likelihood
+
+    raised = likelihood()
+    with transaction(world.engine) as session:
+        session.execute(
+            text("UPDATE concerns SET status = 'closed' WHERE reference = :r"), {"r": earlier}
+        )
+    post_action(world.client, STATUS + "/information", information="It happened again.")
+    assert likelihood() == raised
+    assert "triaged" not in event_kinds(world.engine, reference)[-1:]
+
+
 def test_the_same_information_sent_twice_at_once_is_added_once(
     world: World, signed_in: str
 ) -> None:
