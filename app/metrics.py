@@ -21,7 +21,7 @@ from intake.mail_intake import IntakeReport
 from intake.mailbox import REJECTION_REASONS, MailboxCounters
 from intake.received import RaisingReport
 from notifications.outbox import DispatchReport
-from storage.db import transaction
+from storage.db import reading
 from storage.inbox import DEALT_WITH, KEPT_ASIDE, inbound_counts
 from storage.outbox import SqlOutboxStore
 from storage.submissions import waiting_count
@@ -215,7 +215,7 @@ class _DatabaseCollector(Collector):
         up = GaugeMetricFamily(f"{PREFIX}_database_up", "1 if the database answered the scrape")
         try:
             outbox = SqlOutboxStore(self._engine).counts()
-            with transaction(self._engine) as session:
+            with reading(self._engine) as session:
                 inbound = inbound_counts(session)
                 waiting = waiting_count(session)
         except Exception as error:

@@ -26,6 +26,7 @@ from intake.web.mount import mount
 from intake.web.security import RateLimitRules, RateLimits
 from intake.web.templating import compile_templates, template_names, templates
 from notifications import render
+from storage.db import reading
 
 log = logging.getLogger(__name__)
 
@@ -148,5 +149,6 @@ def compile_pages(app: FastAPI) -> int:
 
 
 def _select_one(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+    # A read takes no write lock: the database answers while another process writes.
+    with reading(engine) as session:
+        session.execute(text("SELECT 1"))

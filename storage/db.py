@@ -75,6 +75,11 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(_READ_ONLY):
+            # A look that writes nothing (`reading`): in WAL mode a reader never waits for the
+            # writer, so it takes no lock at all.
+            connection.exec_driver_sql("BEGIN")
+            return
         # Take the write lock at the start: two writers never both read then fight to upgrade,
         # which is how SQLite claims a due row as PostgreSQL does with FOR UPDATE SKIP LOCKED.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -144,6 +149,21 @@ def serialise(session: Session, name: str) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
+_READ_ONLY = "concerns_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """A unit of work that only reads (a metrics scrape, a health check): on SQLite it takes no
+    write lock, so it answers while another transaction or process is writing instead of
+    waiting up to the busy timeout behind it. Nothing written in it is kept."""
+    with Session(engine.execution_options(**{_READ_ONLY: True})) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 @contextmanager

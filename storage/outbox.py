@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from storage import repositories
-from storage.db import transaction
+from storage.db import reading, transaction
 from storage.tables import Contact, OutboxMessage
 
 ERROR_MAX = 500
@@ -198,7 +198,7 @@ class SqlOutboxStore:
         """How many messages are pending, sent and failed (every status present, even at 0)."""
         statement = select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
         found: dict[str, int] = {"pending": 0, "sent": 0, "failed": 0}
-        with transaction(self.engine) as session:
+        with reading(self.engine) as session:
             for status, count in session.exec(statement).all():
                 found[status] = int(count)
         return found

@@ -389,6 +389,37 @@ def test_healthz_says_unavailable_without_detail_when_the_database_is_down(
     broken.dispose()
 
 
+def test_healthz_and_metrics_answer_while_another_process_is_writing(tmp_path: Path) -> None:
+    """A scrape or a health check only reads: it must not queue behind a writer for SQLite's
+    busy timeout (30 s, past any scrape's timeout), and so report the database down."""
+    database = tmp_path / "c.db"
+    engine = create_db_engine(f"sqlite:///{database}")
+    migrate.upgrade(engine)
+    app = create_app(
+        build(Settings(_env_file=None), engine=engine),  # type: ignore[call-arg]
+        metrics=Metrics(engine=engine),
+    )
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+    async def ask() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.wait_for(
+                asyncio.gather(client.get("/healthz"), client.get("/metrics")), timeout=10
+            )
+
+    try:
+        health, scrape = asyncio.run(ask())
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert "concerns_database_up 1.0" in scrape.text
+    assert 'concerns_outbox_messages{status="pending"} 0.0' in scrape.text
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("trusted", "separate"),
     [("127.0.0.1,::1", True), ("10.20.30.40", False)],
