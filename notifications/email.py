@@ -19,6 +19,7 @@ from email.utils import format_datetime
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
+from notifications.messages import MessageKind
 from notifications.threading import MailThreading
 
 FROM_NAME = "Learner concerns service"
@@ -63,6 +64,8 @@ class OutgoingEmail(Protocol):
     def body_html(self) -> str | None: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def recipient_role(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,34 @@ class Attachment:
     def as_stored(self) -> dict[str, str]:
         """The JSON object the outbox keeps for this attachment."""
         return {"filename": self.filename, "content_type": self.content_type, "text": self.text}
+
+
+# Mail clients thread by subject as well as by In-Reply-To/References: Outlook (NHSmail) groups a
+# conversation by its subject alone, and Gmail splits a thread whose subject changes. So every
+# email about one concern to one person carries the same subject, and what each one is about is
+# its first line; the ones that call for action soon are marked important instead.
+LEARNER_THREAD_SUBJECT = "Your concern"
+CONTACT_THREAD_SUBJECT = "A learner's concern"
+IMPORTANT_KINDS = frozenset(
+    kind.value
+    for kind in (
+        MessageKind.HIGH_RISK_ALERT,
+        MessageKind.ACK_MISSED,
+        MessageKind.ACK_MISSED_SECONDARY,
+        MessageKind.OVERDUE_AT_DEAN,
+        MessageKind.STILL_CONCERNED,
+    )
+)
+
+
+def thread_subject(message: OutgoingEmail) -> str:
+    """The subject every email about this message's concern to its recipient carries: the
+    reference and who it is for ('[LC-2026-000042] Your concern'); a message about no concern
+    (a digest, a sign-in link) keeps its own."""
+    if not (message.reference and _REFERENCE.fullmatch(message.reference)):
+        return message.subject
+    learner = message.recipient_role == "learner"
+    return f"[{message.reference}] {LEARNER_THREAD_SUBJECT if learner else CONTACT_THREAD_SUBJECT}"
 
 
 class UnusableAddress(ValueError):
@@ -122,7 +153,9 @@ def compose(
         root = threading.thread_root(message.reference, message.recipient_address.strip())
         email["In-Reply-To"] = root
         email["References"] = root
-    email["Subject"] = one_line(message.subject)
+    email["Subject"] = one_line(thread_subject(message))
+    if message.kind in IMPORTANT_KINDS:
+        email["Importance"] = "high"
     email["Date"] = format_datetime(now)
     # Marks our mail as automatic so that auto-responders (ours included) never answer it. No
     # "Precedence: bulk": some systems drop or file bulk mail, and learners must receive this.

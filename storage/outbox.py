@@ -45,6 +45,8 @@ class ClaimedEmail:
     body_html: str | None
     kind: str
     attempts: int
+    # Who it is for (learner, supervisor, dean, ...): the email's subject says whose thread it is.
+    recipient_role: str
     # Of the attempts, how many the relay refused outright (5xx).
     refusals: int = 0
     # Files sent with the message, as stored: ({filename, content_type, text}, ...).
@@ -250,6 +252,7 @@ def _claimed(row: OutboxMessage) -> ClaimedEmail:
         body_html=row.body_html,
         kind=row.kind,
         attempts=row.attempts,
+        recipient_role=row.recipient_role,
         refusals=row.refusals,
         attachments=tuple(dict(stored) for stored in row.attachments or ()),
         payload=dict(row.payload) if row.payload is not None else None,

@@ -276,7 +276,8 @@ def test_due_mail_reaches_the_relay_with_its_headers_and_both_parts(
     assert first.mail_from == FROM
     assert first.message["To"] == "learner1@example.nhs.uk"
     assert first.message["From"] == f"Learner concerns service <{FROM}>"
-    assert first.message["Subject"] == "LC-2026-000001: we have received your concern"
+    # Every email about a concern to one person has one subject: clients thread by it.
+    assert first.message["Subject"] == "[LC-2026-000001] Your concern"
     assert first.message["Message-ID"] == THREADING.message_id(with_html, "learner1@example.nhs.uk")
     assert first.message["Reply-To"] == THREADING.reply_to(with_html, "learner1@example.nhs.uk")
     assert first.message["References"] == THREADING.thread_root(

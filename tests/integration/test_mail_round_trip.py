@@ -122,7 +122,11 @@ def test_the_supervisors_reply_acknowledges(db: Engine, relay: tuple[Inbox, int]
     inbox, port = relay
     store(db, email(), mail_from=LEARNER, minutes=0)
     run_service(db, port, minutes=0)
-    notice = next(m for m in inbox.messages if m["To"] != LEARNER and "acknowledge" in m["Subject"])
+    notice = next(
+        m
+        for m in inbox.messages
+        if m["To"] != LEARNER and "acknowledge" in m.get_body(("plain",)).get_content()
+    )
     supervisor = notice["To"].addresses[0].addr_spec
     store(
         db, client_reply(notice, "Seen, on it.", sender=supervisor), mail_from=supervisor, minutes=9

@@ -27,6 +27,7 @@ class Row:
     body_text: str = "Thank you. Your reference is LC-2026-000007.\n"
     body_html: str | None = "<p>Thank you. Your reference is <b>LC-2026-000007</b>.</p>\n"
     kind: str = "learner_ack"
+    recipient_role: str = "learner"
 
 
 def build(row: Row) -> EmailMessage:
@@ -52,7 +53,8 @@ def test_headers_name_us_the_recipient_and_the_reply_token() -> None:
 
     assert received["From"] == f"Learner concerns service <{FROM}>"
     assert received["To"] == LEARNER
-    assert received["Subject"] == "LC-2026-000007: we have received your concern"
+    assert received["Subject"] == "[LC-2026-000007] Your concern"
+    assert received["Importance"] is None
     assert received["Date"].datetime == NOW
     assert received["Message-ID"] == THREADING.message_id(41, LEARNER)
     assert received["Reply-To"] == THREADING.reply_to(41, LEARNER)
@@ -125,6 +127,32 @@ def test_the_bytes_are_seven_bit_with_short_lines_whatever_the_body_holds() -> N
 
 
 @pytest.mark.parametrize(
+    ("kind", "role", "subject", "important"),
+    [
+        ("learner_ack", "learner", "[LC-2026-000007] Your concern", False),
+        ("learner_feedback", "learner", "[LC-2026-000007] Your concern", False),
+        ("reply_not_applied", "learner", "[LC-2026-000007] Your concern", False),
+        ("new_concern", "supervisor", "[LC-2026-000007] A learner's concern", False),
+        ("ack_reminder", "supervisor", "[LC-2026-000007] A learner's concern", False),
+        ("ack_missed", "supervisor", "[LC-2026-000007] A learner's concern", True),
+        ("high_risk_alert", "dean", "[LC-2026-000007] A learner's concern", True),
+        ("overdue_at_dean", "quality_team", "[LC-2026-000007] A learner's concern", True),
+        ("reply_not_applied", "supervisor", "[LC-2026-000007] A learner's concern", False),
+    ],
+)
+def test_every_email_about_a_concern_to_one_person_has_one_subject(
+    kind: str, role: str, subject: str, important: bool
+) -> None:
+    """Outlook groups a conversation by its subject, and Gmail splits a thread whose subject
+    changes: the threading headers alone do not keep a concern one thread there. What each email
+    is about is its first line; those that call for action soon are marked important."""
+    received = on_the_wire(build(Row(kind=kind, recipient_role=role, subject=f"Stored {kind}")))
+    assert received["Subject"] == subject
+    assert (received["Importance"] == "high") is important
+    assert received["References"] == THREADING.thread_root("LC-2026-000007", LEARNER)
+
+
+@pytest.mark.parametrize(
     "subject",
     [
         "LC-2026-000007: hello\r\nBcc: attacker@example.com",
@@ -136,8 +164,9 @@ def test_the_bytes_are_seven_bit_with_short_lines_whatever_the_body_holds() -> N
     ],
 )
 def test_a_subject_with_line_breaks_or_control_characters_adds_no_header(subject: str) -> None:
-    raw = build(Row(subject=subject)).as_bytes()
-    received = on_the_wire(build(Row(subject=subject)))
+    # A message about no concern (a digest, a sign-in link) is sent with its own subject.
+    raw = build(Row(subject=subject, reference=None)).as_bytes()
+    received = on_the_wire(build(Row(subject=subject, reference=None)))
 
     assert b"\nBcc" not in raw and b"\rBcc" not in raw
     assert received["Bcc"] is None
