@@ -8,6 +8,7 @@ words, and never carries a contact's identity, a staff note, a risk reason or a 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,11 @@ from storage import repositories
 from storage.tables import Concern, Event, id_of
 
 _HASHER = PasswordHasher()
+# Argon2 holds 64 MiB while it runs: at most this many run at once in the process, whatever the
+# number of worker threads, so a burst of guesses from many addresses (each within its rate
+# limit) waits its turn instead of taking gigabytes.
+ARGON2_AT_ONCE = 4
+_ARGON2_TURNS = threading.BoundedSemaphore(ARGON2_AT_ONCE)
 # Verified against when there is no concern to check, so every wrong answer takes as long.
 _DUMMY_HASH = _HASHER.hash("NO-SUCH-CODE-AT-ALL")
 _CODE_CHARACTERS = re.compile(r"[^A-Z0-9]")
@@ -63,13 +69,20 @@ def candidate_for_follow_up(session: Session, *, reference: str) -> Candidate:
     return Candidate(reference=concern.reference, code_hash=concern.code_hash)
 
 
+def hash_code(code: str) -> str:
+    """The one-time code as it is stored (Argon2), never the code itself."""
+    with _ARGON2_TURNS:
+        return _HASHER.hash(code)
+
+
 def verify_follow_up(candidate: Candidate, code: str) -> str | None:
     """The candidate's reference when the code is right; None for any wrong answer, after the
     same work (a missing concern is checked against a dummy hash)."""
     given = normalise_code(code[: MAX_CODE_LENGTH * 2])[:MAX_CODE_LENGTH]
     matched: bool
     try:
-        matched = _HASHER.verify(candidate.code_hash or _DUMMY_HASH, given or "-")
+        with _ARGON2_TURNS:
+            matched = _HASHER.verify(candidate.code_hash or _DUMMY_HASH, given or "-")
     except (Argon2Error, InvalidHashError):
         matched = False
     return candidate.reference if matched and candidate.code_hash else None

@@ -16,12 +16,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
 
 from escalation.policy import Policy
+from intake.follow_up import hash_code
 from intake.service import new_follow_up_code, raise_concern, reference_for
 from intake.submission import Channel, NewConcern
 from routing.model import Confidentiality
@@ -95,7 +95,7 @@ def receive_concern(
     `same_form`, a form sent lately is not stored again: its first sending's receipt is returned."""
     code = new_follow_up_code() if concern.confidentiality is Confidentiality.ANONYMOUS else None
     # Hashed before the transaction: Argon2 is deliberately slow and must not hold the lock.
-    code_hash = PasswordHasher().hash(code) if code else None
+    code_hash = hash_code(code) if code else None
     stored = submissions.store_submission(
         engine,
         submission=_SUBMISSION.dump_json(concern).decode(),

@@ -11,7 +11,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -26,6 +25,7 @@ from escalation.ladder import (
 )
 from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
+from intake.follow_up import hash_code
 from intake.submission import Channel, NewConcern
 from notifications.messages import MessageKind
 from routing.interventions import recommended_interventions
@@ -76,7 +76,7 @@ def submit_concern(
     """Raise a concern: triage, route, record and queue every message, in one transaction."""
     code = new_follow_up_code() if concern.confidentiality is Confidentiality.ANONYMOUS else None
     # Hash outside the transaction: Argon2 is deliberately slow and must not hold the lock.
-    code_hash = PasswordHasher().hash(code) if code else None
+    code_hash = hash_code(code) if code else None
     with transaction(engine) as session:
         row = raise_concern(
             session=session,
