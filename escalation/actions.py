@@ -7,6 +7,7 @@ is refused with a reason (`ActionRefused`) and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -210,13 +211,15 @@ def add_learner_information(
     now: datetime,
     policy: Policy,
     triage_text: str | None = None,
+    rate: bool = True,
 ) -> None:
     """The learner adds information; it is kept on the concern for the people handling it, and
     read for triage as the rest of what they wrote is: words that raise the rating ('a patient
     was harmed last night') rate the concern again, and one that becomes high risk alerts the
     dean and quality team at once. Words that change nothing leave the rating as it was.
     `triage_text` is what triage reads when it is not the whole text (an emailed reply without
-    its answer lines, whose labels repeat our questions' words)."""
+    its answers, which repeat our questions' words); without `rate` it is kept for later ratings
+    but rates nothing now."""
     detail: dict[str, object] = {"text": text}
     if triage_text is not None:
         detail[TRIAGE_TEXT] = triage_text
@@ -231,15 +234,20 @@ def add_learner_information(
         channel=channel,
         detail=detail,
     )
-    if concern.status != ConcernStatus.OPEN.value:
+    if not rate or concern.status != ConcernStatus.OPEN.value:
         return
-    # Only words that raise it: a related concern closed since would otherwise lower the rating
-    # (and lengthen the deadlines) of a concern whose learner only wrote "It happened again".
-    rated = _triage_now(session, concern, now=now, policy=policy)
+    # Only the words decide, and only words that raise it: the rating with and without them, from
+    # the same count of related concerns (another concern about the department raised or closed
+    # since would otherwise re-rate a concern whose learner only wrote "Thanks").
+    related = _related_open(session, concern, now=now, policy=policy)
+    words = _triage_words(channel, detail)
+    with_them = _learner_text(session, concern)
+    before = _rated(concern, text=with_them.removesuffix("\n" + words), related=related)
+    after = _rated(concern, text=with_them, related=related)
     if (
-        rated.impact > concern.auto_impact
-        or rated.likelihood > concern.auto_likelihood
-        or (rated.patient_safety and not concern.patient_safety)
+        after.impact > before.impact
+        or after.likelihood > before.likelihood
+        or (after.patient_safety and not before.patient_safety)
     ):
         retriage(session=session, concern=concern, now=now, policy=policy)
 
@@ -530,7 +538,9 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
     """Rate the concern again from its answers and everything the learner wrote; a staff
     override stays in force beside it."""
     text = _learner_text(session, concern)
-    result = _triage_now(session, concern, now=now, policy=policy, text=text)
+    result = _rated(
+        concern, text=text, related=_related_open(session, concern, now=now, policy=policy)
+    )
     was_high = concern.risk_level == RiskLevel.HIGH.value
     concern.auto_likelihood = result.likelihood
     concern.auto_impact = result.impact
@@ -575,38 +585,42 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
 
 
 def _learner_text(session: Session, concern: Concern) -> str:
-    """What triage reads: the concern as raised, and the information the learner added since
-    (of an emailed reply, only what it was stored with for triage)."""
+    """What triage reads: the concern as raised, and the information the learner added since."""
     added = [
-        str(
-            detail.get(TRIAGE_TEXT, "")
-            if event.channel == "email"
-            else detail.get(TRIAGE_TEXT, detail.get("text"))
-        )
+        _triage_words(event.channel, event.detail or {})
         for event in repositories.events_of(session, id_of(concern))
         if event.kind == "learner_added_information"
-        for detail in (event.detail or {},)
     ]
     return "\n".join([concern.summary, concern.description, *added])
 
 
-def _triage_now(
-    session: Session, concern: Concern, *, now: datetime, policy: Policy, text: str | None = None
-) -> Triage:
-    """The concern's automatic rating as it would be now."""
-    related = 0
-    if concern.department_id is not None:
-        related = repositories.count_related_open_concerns(
-            session,
-            department_id=concern.department_id,
-            since=now - timedelta(days=policy.hotspot_window_days),
-            exclude_id=id_of(concern),
-        )
+def _triage_words(channel: str, detail: Mapping[str, object]) -> str:
+    """What triage reads of one piece of added information (of an emailed reply, only what it
+    was stored with for triage: its answers repeat our questions' words)."""
+    if channel == "email":
+        return str(detail.get(TRIAGE_TEXT, ""))
+    return str(detail.get(TRIAGE_TEXT, detail.get("text", "")))
+
+
+def _related_open(session: Session, concern: Concern, *, now: datetime, policy: Policy) -> int:
+    """Other open concerns about the same department in the hotspot window (triangulation)."""
+    if concern.department_id is None:
+        return 0
+    return repositories.count_related_open_concerns(
+        session,
+        department_id=concern.department_id,
+        since=now - timedelta(days=policy.hotspot_window_days),
+        exclude_id=id_of(concern),
+    )
+
+
+def _rated(concern: Concern, *, text: str, related: int) -> Triage:
+    """The automatic rating of the concern's answers and this text."""
     return triage(
         TriageInput(
             frequency=Frequency(concern.frequency),
             harm=Harm(concern.harm),
-            text=_learner_text(session, concern) if text is None else text,
+            text=text,
             related_open_concerns=related,
         )
     )

@@ -552,6 +552,8 @@ def _learner_reply(
         address=parsed.from_address,
     )[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value
+    # The whole reply: answers may be written under our questions in the quote.
+    answers = read_answers(parsed.text)
     add_learner_information(
         session=session,
         concern=concern,
@@ -560,10 +562,11 @@ def _learner_reply(
         inbound_id=id_of(row),
         now=now,
         policy=policy,
-        triage_text=without_answers(shown),
+        triage_text=without_answers(shown, parsed.text),
+        # A reply saying they are satisfied closes the concern: its thanks ('... for sorting out
+        # the unsafe nights') are not new risk to alert anyone about.
+        rate=not answers.satisfied,
     )
-    # The whole reply: answers may be written under our questions in the quote.
-    answers = read_answers(parsed.text)
     done = [f"learner's reply kept on {concern.reference}"]
     changes = record_learner_answers(
         session=session,

@@ -132,14 +132,19 @@ def read_contact_command(text: str) -> ContactCommand:
     return ContactCommand(None, "\n".join(lines).strip())
 
 
-def without_answers(text: str) -> str:
-    """What a learner wrote, without their `Label: answer` lines: the labels repeat our questions'
-    words ('Anyone harmed: minor'), which are not the learner's account and must not be read for
-    triage as if they were (the answers themselves are read by `read_answers`)."""
+def without_answers(written: str, whole: str) -> str:
+    """What a learner wrote (`written`, from the reply `whole`), without their answers to our
+    questions: `Label: answer` lines, and answers written under our quoted questions. They repeat
+    our questions' words ('Anyone harmed: minor', 'Minor harm'), which are not the learner's
+    account and must not be read for triage as if they were (the answers themselves are read by
+    `read_answers`)."""
+    inline: list[str] = []
+    _inline_answers(whole, answer_lines=inline)
+    answered = set(inline)
     return "\n".join(
         line
-        for line in text.split("\n")
-        if not any(label.match(line) for label in _LABELS.values())
+        for line in written.split("\n")
+        if line.strip() not in answered and not any(p.match(line) for p in _LABELS.values())
     )
 
 
@@ -245,9 +250,10 @@ def _bottom_posted(lines: list[str]) -> str:
     return "\n".join(kept).strip()
 
 
-def _inline_answers(text: str) -> list[tuple[str, str]]:
+def _inline_answers(text: str, *, answer_lines: list[str] | None = None) -> list[tuple[str, str]]:
     """Answers written inline: the unquoted paragraph right under one of our questions quoted
     with '>' (its label line as we sent it, wrapped or not, or its prompt), by question key.
+    The lines they were read from are added to `answer_lines`, stripped, when it is given.
 
     Only our unanswered question lines count as questions, and only the learner's own lines
     under them as answers: a quoted line is never read as what the learner wrote.
@@ -263,6 +269,8 @@ def _inline_answers(text: str) -> list[tuple[str, str]]:
         if quote is None and asked is not None and not _starts_quote(lines, index):
             if line.strip():
                 answer.append(line.strip())
+                if answer_lines is not None:
+                    answer_lines.append(line.strip())
                 continue
             if not answer:
                 continue  # blank lines between the question and its answer

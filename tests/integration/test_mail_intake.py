@@ -260,6 +260,40 @@ def test_a_reply_is_read_for_triage_without_its_answer_lines(db: Engine) -> None
     assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
 
 
+def test_an_answer_written_under_our_quoted_question_is_not_read_as_harm(db: Engine) -> None:
+    """'Minor harm' typed under '> Anyone harmed: (...)' answers the question; read as the
+    learner's account, its word 'harm' would make the concern a patient-safety one."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    (ack,) = outbox(db, kind="learner_ack")
+    inline = re.sub(r"(> Anyone harmed: .*\n)", r"\1Minor harm\n", quoting(ack))
+    deliver(db, reply_to(ack, body=inline), now=MONDAY_MORNING + timedelta(hours=1))
+    concern = only_concern(db)
+    assert concern.harm == "minor"
+    assert not concern.patient_safety and concern.risk_level != "high"
+    assert not outbox(db, kind="high_risk_alert")
+
+
+def test_a_satisfied_reply_is_not_read_for_new_risk(db: Engine) -> None:
+    """It closes the concern: thanks for sorting out 'the unsafe nights' alert nobody."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    notice = outbox(db, kind="new_concern")[0]
+    deliver(
+        db,
+        reply_to(notice, sender=f"Supervisor <{notice.recipient_address}>", body="Feedback: Done."),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=2),
+    )
+    (feedback,) = outbox(db, kind="learner_feedback")
+    deliver(
+        db,
+        reply_to(feedback, body="I'm satisfied. Thank you for sorting out the unsafe nights."),
+        now=MONDAY_MORNING + timedelta(hours=3),
+    )
+    concern = only_concern(db)
+    assert concern.status == "closed"
+    assert not concern.patient_safety and not outbox(db, kind="high_risk_alert")
+
+
 def quoting(sent: OutboxMessage) -> str:
     """Our message quoted below an attribution line, as a mail client does when replying."""
     quoted = "\n".join(f"> {line}" for line in sent.body_text.splitlines())

@@ -304,9 +304,10 @@ def test_information_that_raises_the_risk_rates_the_concern_again(
             return concern.risk_level, concern.impact, concern.patient_safety, alerts
 
     assert state() == ("medium", 3, False, [])
+    triaged = event_kinds(world.engine, signed_in).count("triaged")
     post_action(world.client, STATUS + "/information", information="It happened again on Friday.")
     assert state() == ("medium", 3, False, [])
-    assert "triaged" not in event_kinds(world.engine, signed_in)[-1:]
+    assert event_kinds(world.engine, signed_in).count("triaged") == triaged
 
     harmed = "Last night we were left unsupervised with no senior cover and a patient was harmed."
     assert post_action(world.client, STATUS + "/information", information=harmed).status_code == 303
@@ -339,9 +340,25 @@ def test_information_that_raises_nothing_never_lowers_the_rating(world: World) -
         session.execute(
             text("UPDATE concerns SET status = 'closed' WHERE reference = :r"), {"r": earlier}
         )
+    triaged = event_kinds(world.engine, reference).count("triaged")
     post_action(world.client, STATUS + "/information", information="It happened again.")
     assert likelihood() == raised
-    assert "triaged" not in event_kinds(world.engine, reference)[-1:]
+    assert event_kinds(world.engine, reference).count("triaged") == triaged
+
+
+def test_information_is_not_rerated_for_a_concern_raised_about_the_department_since(
+    world: World, signed_in: str
+) -> None:
+    """Only the learner's words decide a re-rating: another concern about the department since
+    (one more related concern) must not make 'Thanks.' alert the dean and shorten deadlines."""
+    raise_concern(world.engine, "named")
+    triaged = event_kinds(world.engine, signed_in).count("triaged")
+    post_action(world.client, STATUS + "/information", information="Thanks.")
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, signed_in)
+        assert concern is not None
+        assert (concern.risk_level, concern.likelihood) == ("medium", 3)
+    assert event_kinds(world.engine, signed_in).count("triaged") == triaged
 
 
 def test_the_same_information_sent_twice_at_once_is_added_once(
@@ -373,7 +390,7 @@ def test_satisfied_closes_the_concern(world: World, signed_in: str) -> None:
         concern = repositories.concern_by_reference(session, signed_in)
         assert concern is not None and concern.close_after is not None
         closes = when(concern.close_after, policy().calendar.timezone)
-    assert f"If we do not hear from you, it closes on {closes}." in page
+    assert f"If you do not tell us whether you are satisfied, it closes on {closes}." in page
     # With JavaScript, a second press of an action's button is ignored (nhsuk-frontend's
     # prevent-double-click): satisfied, remain concerned and add information alike.
     assert page.count('data-prevent-double-click="true"') == 3
