@@ -234,7 +234,17 @@ def add_learner_information(
         channel=channel,
         detail=detail,
     )
-    if not rate or concern.status != ConcernStatus.OPEN.value:
+    if concern.status != ConcernStatus.OPEN.value:
+        return
+    if concern.feedback_at is not None and concern.close_after is not None:
+        # Writing after feedback is an answer, not silence: the concern closes only once the
+        # learner has said nothing at all for the configured working days.
+        concern.close_after = max(
+            concern.close_after,
+            silence_close_at(feedback_at=now, calendar=policy.calendar, policy=policy.deadlines),
+        )
+        refresh_next_due(concern)
+    if not rate:
         return
     # Only the words decide, and only words that raise it: the rating with and without them, from
     # the same count of related concerns (another concern about the department raised or closed

@@ -194,7 +194,7 @@ def _next_step(concern: Concern, closed_reason: str | None, policy: Policy) -> s
         return f"Feedback due by {when(concern.feedback_due_at, zone)}."
     step = "Feedback has been given: tell us whether you are satisfied."
     if concern.close_after is not None:
-        step += f" If you do not, it closes on {when(concern.close_after, zone)}."
+        step += f" If we do not hear from you, it closes on {when(concern.close_after, zone)}."
     return step
 
 

@@ -21,6 +21,7 @@ from intake.submission import Channel, parse_submission
 from intake.web.security import RateLimitRules
 from intake.web.status import NOT_RIGHT
 from notifications.messages import when
+from routing.deadlines import silence_close_at
 from storage import migrate, repositories
 from storage.db import create_db_engine, transaction
 from tests.integration.helpers import (
@@ -390,7 +391,23 @@ def test_satisfied_closes_the_concern(world: World, signed_in: str) -> None:
         concern = repositories.concern_by_reference(session, signed_in)
         assert concern is not None and concern.close_after is not None
         closes = when(concern.close_after, policy().calendar.timezone)
-    assert f"If you do not tell us whether you are satisfied, it closes on {closes}." in page
+    assert f"If we do not hear from you, it closes on {closes}." in page
+    # Writing to us is not silence: the closing date moves to the working days after it.
+    world.clock.now += timedelta(minutes=20)
+    post_action(world.client, STATUS + "/information", information="Nothing has changed yet.")
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, signed_in)
+        assert concern is not None and concern.close_after is not None
+        expected = silence_close_at(
+            feedback_at=world.clock.now,
+            calendar=policy().calendar,
+            policy=policy().deadlines,
+        )
+        assert concern.close_after == expected and concern.next_due_at <= expected
+        later = when(concern.close_after, policy().calendar.timezone)
+    assert later != closes
+    page = world.client.get(STATUS).text
+    assert f"If we do not hear from you, it closes on {later}." in page
     # With JavaScript, a second press of an action's button is ignored (nhsuk-frontend's
     # prevent-double-click): satisfied, remain concerned and add information alike.
     assert page.count('data-prevent-double-click="true"') == 3
