@@ -66,6 +66,7 @@ from storage.tables import (
     Concern,
     ConcernContact,
     Contact,
+    Event,
     Learner,
     Organisation,
     OutboxMessage,
@@ -212,20 +213,18 @@ def add_learner_information(
     policy: Policy,
     triage_text: str | None = None,
     rate: bool = True,
-) -> None:
+) -> Event:
     """The learner adds information; it is kept on the concern for the people handling it, and
-    read for triage as the rest of what they wrote is: words that raise the rating ('a patient
-    was harmed last night') rate the concern again, and one that becomes high risk alerts the
-    dean and quality team at once. Words that change nothing leave the rating as it was.
+    read for triage as the rest of what they wrote is (`rate_added_information`).
     `triage_text` is what triage reads when it is not the whole text (an emailed reply without
-    its answers, which repeat our questions' words); without `rate` it is kept for later ratings
-    but rates nothing now."""
+    its answers, which repeat our questions' words); without `rate` the caller rates it, once it
+    knows whether the concern stays open. Returns the event that keeps it."""
     detail: dict[str, object] = {"text": text}
     if triage_text is not None:
         detail[TRIAGE_TEXT] = triage_text
     if inbound_id is not None:
         detail["inbound_message_id"] = inbound_id
-    record_event(
+    added = record_event(
         session,
         concern,
         at=now,
@@ -235,7 +234,7 @@ def add_learner_information(
         detail=detail,
     )
     if concern.status != ConcernStatus.OPEN.value:
-        return
+        return added
     if concern.feedback_at is not None and concern.close_after is not None:
         # Writing after feedback is an answer, not silence: the concern closes only once the
         # learner has said nothing at all for the configured working days.
@@ -244,16 +243,29 @@ def add_learner_information(
             silence_close_at(feedback_at=now, calendar=policy.calendar, policy=policy.deadlines),
         )
         refresh_next_due(concern)
-    if not rate:
+    if rate:
+        rate_added_information(
+            session=session, concern=concern, added=added, now=now, policy=policy
+        )
+    return added
+
+
+def rate_added_information(
+    *, session: Session, concern: Concern, added: Event, now: datetime, policy: Policy
+) -> None:
+    """Words the learner added that raise the rating ('a patient was harmed last night') rate an
+    open concern again, and one that becomes high risk alerts the dean and quality team at once;
+    words that change nothing leave it as it was. Only the words decide: the rating with and
+    without them, on the same count of related concerns (another concern about the department
+    raised or closed since would otherwise re-rate a concern whose learner only wrote
+    "Thanks")."""
+    if concern.status != ConcernStatus.OPEN.value:
         return
-    # Only the words decide, and only words that raise it: the rating with and without them, from
-    # the same count of related concerns (another concern about the department raised or closed
-    # since would otherwise re-rate a concern whose learner only wrote "Thanks").
     related = _related_open(session, concern, now=now, policy=policy)
-    words = _triage_words(channel, detail)
-    with_them = _learner_text(session, concern)
-    before = _rated(concern, text=with_them.removesuffix("\n" + words), related=related)
-    after = _rated(concern, text=with_them, related=related)
+    before = _rated(
+        concern, text=_learner_text(session, concern, leaving_out=added), related=related
+    )
+    after = _rated(concern, text=_learner_text(session, concern), related=related)
     if (
         after.impact > before.impact
         or after.likelihood > before.likelihood
@@ -594,12 +606,13 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
         alert_high_risk(session, concern, now=now, policy=policy)
 
 
-def _learner_text(session: Session, concern: Concern) -> str:
-    """What triage reads: the concern as raised, and the information the learner added since."""
+def _learner_text(session: Session, concern: Concern, *, leaving_out: Event | None = None) -> str:
+    """What triage reads: the concern as raised, and the information the learner added since
+    (all of it, or all but `leaving_out`)."""
     added = [
         _triage_words(event.channel, event.detail or {})
         for event in repositories.events_of(session, id_of(concern))
-        if event.kind == "learner_added_information"
+        if event.kind == "learner_added_information" and event is not leaving_out
     ]
     return "\n".join([concern.summary, concern.description, *added])
 

@@ -207,7 +207,7 @@ def _close_after_silence(
 ) -> None:
     reason = (
         f"No answer from the learner for {policy.deadlines.silence_close_days} working days "
-        "after feedback"
+        "after feedback or after they last wrote"
     )
     concern.status = ConcernStatus.CLOSED.value
     concern.closed_at = now

@@ -29,6 +29,7 @@ from escalation.actions import (
     add_learner_information,
     learner_remains_concerned,
     learner_satisfied,
+    rate_added_information,
     record_contact_reply,
     record_failed_delivery,
     record_feedback,
@@ -554,7 +555,7 @@ def _learner_reply(
     channel = Channel.EMAIL.value
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)
-    add_learner_information(
+    added = add_learner_information(
         session=session,
         concern=concern,
         text=shown,
@@ -563,9 +564,8 @@ def _learner_reply(
         now=now,
         policy=policy,
         triage_text=without_answers(shown, parsed.text),
-        # A reply saying they are satisfied closes the concern: its thanks ('... for sorting out
-        # the unsafe nights') are not new risk to alert anyone about.
-        rate=not answers.satisfied,
+        # Rated below, once it is known whether the reply closes the concern.
+        rate=False,
     )
     done = [f"learner's reply kept on {concern.reference}"]
     changes = record_learner_answers(
@@ -599,6 +599,9 @@ def _learner_reply(
             # A closed concern's email told the learner that staff see their replies and can
             # reopen it: that stands, and there is nothing to correct.
             done.append(told(str(refused)))
+    # A reply that closed the concern ('I'm satisfied. Thank you for sorting out the unsafe
+    # nights') is new risk to nobody; one that did not is read as anything the learner adds.
+    rate_added_information(session=session, concern=concern, added=added, now=now, policy=policy)
     return _Outcome("processed", "; ".join(done), id_of(concern), "replies")
 
 

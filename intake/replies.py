@@ -133,19 +133,38 @@ def read_contact_command(text: str) -> ContactCommand:
 
 
 def without_answers(written: str, whole: str) -> str:
-    """What a learner wrote (`written`, from the reply `whole`), without their answers to our
-    questions: `Label: answer` lines, and answers written under our quoted questions. They repeat
-    our questions' words ('Anyone harmed: minor', 'Minor harm'), which are not the learner's
-    account and must not be read for triage as if they were (the answers themselves are read by
-    `read_answers`)."""
-    inline: list[str] = []
+    """What a learner wrote (`written`, from the reply `whole`) as triage reads it: without what
+    is only an answer to our questions ('Anyone harmed: minor', 'Minor harm' typed under our
+    quoted question), whose words are ours and not the learner's account; and without our
+    labels. A longer line stays, since it may say more than the answer ('Every shift - last
+    night a patient was harmed ...'); the answers themselves are read by `read_answers`."""
+    inline: list[tuple[str, str]] = []
     _inline_answers(whole, answer_lines=inline)
-    answered = set(inline)
-    return "\n".join(
-        line
-        for line in written.split("\n")
-        if line.strip() not in answered and not any(p.match(line) for p in _LABELS.values())
-    )
+    only_answers = {line for key, line in inline if _only_an_answer(key, line)}
+    kept: list[str] = []
+    for line in written.split("\n"):
+        if line.strip() in only_answers:
+            continue
+        labelled = next(
+            ((key, match) for key, label in _LABELS.items() if (match := label.match(line))), None
+        )
+        if labelled is not None:
+            key, match = labelled
+            if _only_an_answer(key, match.group("value")):
+                continue
+            line = match.group("value")
+        kept.append(line)
+    return "\n".join(kept)
+
+
+# An answer is a few words: a longer line is read as the learner's account too.
+_ANSWER_MOST_WORDS = 6
+
+
+def _only_an_answer(key: str, text: str) -> bool:
+    """Whether `text` is no more than an answer to the question `key`."""
+    answered = _answer(QUESTIONS[key], text)
+    return answered is not None and len(text.split()) <= _ANSWER_MOST_WORDS
 
 
 def strip_quoted(text: str) -> str:
@@ -250,10 +269,13 @@ def _bottom_posted(lines: list[str]) -> str:
     return "\n".join(kept).strip()
 
 
-def _inline_answers(text: str, *, answer_lines: list[str] | None = None) -> list[tuple[str, str]]:
+def _inline_answers(
+    text: str, *, answer_lines: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str]]:
     """Answers written inline: the unquoted paragraph right under one of our questions quoted
     with '>' (its label line as we sent it, wrapped or not, or its prompt), by question key.
-    The lines they were read from are added to `answer_lines`, stripped, when it is given.
+    The lines they were read from are added to `answer_lines` (question key, line stripped),
+    when it is given.
 
     Only our unanswered question lines count as questions, and only the learner's own lines
     under them as answers: a quoted line is never read as what the learner wrote.
@@ -270,7 +292,7 @@ def _inline_answers(text: str, *, answer_lines: list[str] | None = None) -> list
             if line.strip():
                 answer.append(line.strip())
                 if answer_lines is not None:
-                    answer_lines.append(line.strip())
+                    answer_lines.append((asked, line.strip()))
                 continue
             if not answer:
                 continue  # blank lines between the question and its answer

@@ -294,6 +294,45 @@ def test_a_satisfied_reply_is_not_read_for_new_risk(db: Engine) -> None:
     assert not concern.patient_safety and not outbox(db, kind="high_risk_alert")
 
 
+HARMED = "last night a patient was harmed because there was no senior cover"
+
+
+def test_an_account_written_under_our_quoted_question_is_read_for_triage(db: Engine) -> None:
+    """More than an answer under '> How often: (...)' is the learner's account too."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    (ack,) = outbox(db, kind="learner_ack")
+    inline = re.sub(r"(> How often: .*\n)", rf"\1Every shift - {HARMED}.\n", quoting(ack))
+    deliver(db, reply_to(ack, body=inline), now=MONDAY_MORNING + timedelta(hours=1))
+    concern = only_concern(db)
+    assert concern.frequency == "continuing"
+    assert concern.patient_safety and outbox(db, kind="high_risk_alert")
+
+
+def test_a_satisfied_reply_that_closes_nothing_is_read_for_triage(db: Engine) -> None:
+    """'Satisfied' before any feedback closes nothing: the rest of the reply is still news."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(
+        db,
+        reply_to(ack, body=f"Satisfied - but {HARMED}."),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    concern = only_concern(db)
+    assert concern.status == "open"
+    assert concern.patient_safety and outbox(db, kind="high_risk_alert")
+
+
+def test_a_reply_processed_after_later_information_is_still_rated(db: Engine) -> None:
+    """Mail is processed with its batch's moment: information added since may carry a later
+    time than it, and the reply's own words must still be what is rated."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(db, reply_to(ack, body="Thanks."), now=MONDAY_MORNING + timedelta(hours=2))
+    deliver(db, reply_to(ack, body=f"Also, {HARMED}."), now=MONDAY_MORNING + timedelta(hours=1))
+    concern = only_concern(db)
+    assert concern.patient_safety and outbox(db, kind="high_risk_alert")
+
+
 def quoting(sent: OutboxMessage) -> str:
     """Our message quoted below an attribution line, as a mail client does when replying."""
     quoted = "\n".join(f"> {line}" for line in sent.body_text.splitlines())
