@@ -9,7 +9,7 @@ import smtplib
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,6 +89,24 @@ class RunningMailbox:
         return smtplib.SMTP(
             "127.0.0.1", self.port, local_hostname="client.test", timeout=10, **kwargs
         )
+
+
+@contextmanager
+def raw_session(port: int) -> Iterator[Callable[[bytes], bytes]]:
+    """An SMTP session written byte for byte (what smtplib would not send), past the greeting:
+    yields a function that sends a line and returns the last line of its reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        reader = sock.makefile("rb")
+
+        def command(line: bytes) -> bytes:
+            sock.sendall(line)
+            reply = reader.readline()
+            while reply[3:4] == b"-":
+                reply = reader.readline()
+            return reply
+
+        assert reader.readline().startswith(b"220")
+        yield command
 
 
 @contextmanager
@@ -211,20 +229,7 @@ def test_an_error_inside_aiosmtpd_answers_451_without_detail_and_the_session_goe
 ) -> None:
     """aiosmtpd 1.4.6 raises IndexError on `VRFY "` and by default answers it with a 500
     naming the exception, and logs the client's address with a traceback."""
-    with (
-        running(Recording(sqlite_engine)) as handle,
-        socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock,
-    ):
-        reader = sock.makefile("rb")
-
-        def command(line: bytes) -> bytes:
-            sock.sendall(line)
-            reply = reader.readline()
-            while reply[3:4] == b"-":
-                reply = reader.readline()
-            return reply
-
-        assert reader.readline().startswith(b"220")
+    with running(Recording(sqlite_engine)) as handle, raw_session(handle.port) as command:
         assert command(b"EHLO client.test\r\n").startswith(b"250")
         assert command(b'VRFY "\r\n') == REPLY_TRY_LATER.encode() + CRLF
         assert command(f"MAIL FROM:<{SENDER}>\r\n".encode()).startswith(b"250")
@@ -530,20 +535,7 @@ def test_bare_lf_or_cr_dots_do_not_end_the_message(sqlite_engine: Engine, fake_e
         b"Subject: smuggled\r\n\r\nI am not a learner.\r\n"
     )
     body = a_message(body=b"Real text." + fake_end + smuggled)
-    with (
-        running(Recording(sqlite_engine)) as handle,
-        socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock,
-    ):
-        reader = sock.makefile("rb")
-
-        def command(line: bytes) -> bytes:
-            sock.sendall(line)
-            reply = reader.readline()
-            while reply[3:4] == b"-":
-                reply = reader.readline()
-            return reply
-
-        assert reader.readline().startswith(b"220")
+    with running(Recording(sqlite_engine)) as handle, raw_session(handle.port) as command:
         assert command(b"EHLO client.test\r\n").startswith(b"250")
         assert command(f"MAIL FROM:<{SENDER}>\r\n".encode()).startswith(b"250")
         assert command(f"RCPT TO:<{MAILBOX}>\r\n".encode()).startswith(b"250")

@@ -24,6 +24,7 @@ from notifications.messages import when
 from routing.deadlines import silence_close_at
 from storage import migrate, repositories
 from storage.db import create_db_engine, transaction
+from storage.tables import Concern
 from tests.integration.helpers import (
     MONDAY_MORNING,
     Clock,
@@ -91,6 +92,14 @@ def give_feedback(engine: Engine, reference: str, at: datetime) -> None:
             now=at,
             policy=policy(),
         )
+
+
+def concern_now(engine: Engine, reference: str) -> Concern:
+    """The concern as it is stored now (read in a transaction of its own)."""
+    with transaction(engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        return concern
 
 
 def event_kinds(engine: Engine, reference: str) -> list[str]:
@@ -294,9 +303,8 @@ def test_information_that_raises_the_risk_rates_the_concern_again(
     tell anyone that a patient has now been harmed, and it must not wait for someone to read it."""
 
     def state() -> tuple[str, int, bool, list[str]]:
+        concern = concern_now(world.engine, signed_in)
         with transaction(world.engine) as session:
-            concern = repositories.concern_by_reference(session, signed_in)
-            assert concern is not None
             alerts = [
                 message.recipient_role
                 for message in repositories.outbox_of(session, concern.id or 0)
@@ -330,20 +338,14 @@ def test_information_that_raises_nothing_never_lowers_the_rating(world: World) -
     reference, code = raise_concern(world.engine, "anonymous")
     assert code is not None and look_up(world.client, reference, code).status_code == 303
 
-    def likelihood() -> int:
-        with transaction(world.engine) as session:
-            concern = repositories.concern_by_reference(session, reference)
-            assert concern is not None
-            return concern.likelihood
-
-    raised = likelihood()
+    raised = concern_now(world.engine, reference).likelihood
     with transaction(world.engine) as session:
         session.execute(
             text("UPDATE concerns SET status = 'closed' WHERE reference = :r"), {"r": earlier}
         )
     triaged = event_kinds(world.engine, reference).count("triaged")
     post_action(world.client, STATUS + "/information", information="It happened again.")
-    assert likelihood() == raised
+    assert concern_now(world.engine, reference).likelihood == raised
     assert event_kinds(world.engine, reference).count("triaged") == triaged
 
 
@@ -355,10 +357,8 @@ def test_information_is_not_rerated_for_a_concern_raised_about_the_department_si
     raise_concern(world.engine, "named")
     triaged = event_kinds(world.engine, signed_in).count("triaged")
     post_action(world.client, STATUS + "/information", information="Thanks.")
-    with transaction(world.engine) as session:
-        concern = repositories.concern_by_reference(session, signed_in)
-        assert concern is not None
-        assert (concern.risk_level, concern.likelihood) == ("medium", 3)
+    concern = concern_now(world.engine, signed_in)
+    assert (concern.risk_level, concern.likelihood) == ("medium", 3)
     assert event_kinds(world.engine, signed_in).count("triaged") == triaged
 
 
@@ -387,24 +387,19 @@ def test_satisfied_closes_the_concern(world: World, signed_in: str) -> None:
     page = world.client.get(STATUS).text
     assert "I&#39;m satisfied" in page and "I remain concerned" in page
     # The learner is told when it closes if they say nothing (10 working days of silence).
-    with transaction(world.engine) as session:
-        concern = repositories.concern_by_reference(session, signed_in)
-        assert concern is not None and concern.close_after is not None
-        closes = when(concern.close_after, policy().calendar.timezone)
+    close_after = concern_now(world.engine, signed_in).close_after
+    assert close_after is not None
+    closes = when(close_after, policy().calendar.timezone)
     assert f"If we do not hear from you, it closes on {closes}." in page
     # Writing to us is not silence: the closing date moves to the working days after it.
     world.clock.now += timedelta(minutes=20)
     post_action(world.client, STATUS + "/information", information="Nothing has changed yet.")
-    with transaction(world.engine) as session:
-        concern = repositories.concern_by_reference(session, signed_in)
-        assert concern is not None and concern.close_after is not None
-        expected = silence_close_at(
-            feedback_at=world.clock.now,
-            calendar=policy().calendar,
-            policy=policy().deadlines,
-        )
-        assert concern.close_after == expected and concern.next_due_at <= expected
-        later = when(concern.close_after, policy().calendar.timezone)
+    concern = concern_now(world.engine, signed_in)
+    expected = silence_close_at(
+        feedback_at=world.clock.now, calendar=policy().calendar, policy=policy().deadlines
+    )
+    assert concern.close_after == expected and concern.next_due_at <= expected
+    later = when(expected, policy().calendar.timezone)
     assert later != closes
     page = world.client.get(STATUS).text
     assert f"If we do not hear from you, it closes on {later}." in page
