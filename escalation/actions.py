@@ -7,7 +7,7 @@ is refused with a reason (`ActionRefused`) and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -262,10 +262,11 @@ def rate_added_information(
     if concern.status != ConcernStatus.OPEN.value:
         return
     related = _related_open(session, concern, now=now, policy=policy)
+    events = repositories.events_of(session, id_of(concern))
     before = _rated(
-        concern, text=_learner_text(session, concern, leaving_out=added), related=related
+        concern, text=_learner_text(concern, events, leaving_out=added), related=related
     )
-    after = _rated(concern, text=_learner_text(session, concern), related=related)
+    after = _rated(concern, text=_learner_text(concern, events), related=related)
     if (
         after.impact > before.impact
         or after.likelihood > before.likelihood
@@ -559,7 +560,7 @@ def record_learner_answers(
 def retriage(*, session: Session, concern: Concern, now: datetime, policy: Policy) -> None:
     """Rate the concern again from its answers and everything the learner wrote; a staff
     override stays in force beside it."""
-    text = _learner_text(session, concern)
+    text = _learner_text(concern, repositories.events_of(session, id_of(concern)))
     result = _rated(
         concern, text=text, related=_related_open(session, concern, now=now, policy=policy)
     )
@@ -606,12 +607,14 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
         alert_high_risk(session, concern, now=now, policy=policy)
 
 
-def _learner_text(session: Session, concern: Concern, *, leaving_out: Event | None = None) -> str:
+def _learner_text(
+    concern: Concern, events: Sequence[Event], *, leaving_out: Event | None = None
+) -> str:
     """What triage reads: the concern as raised, and the information the learner added since
-    (all of it, or all but `leaving_out`)."""
+    (of the concern's `events`, all of it, or all but `leaving_out`)."""
     added = [
         _triage_words(event.channel, event.detail or {})
-        for event in repositories.events_of(session, id_of(concern))
+        for event in events
         if event.kind == "learner_added_information" and event is not leaving_out
     ]
     return "\n".join([concern.summary, concern.description, *added])
