@@ -14,6 +14,7 @@ can take a concern anonymously; nothing is stored.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -442,8 +443,29 @@ def _chosen_directory(answers: Mapping[str, str]) -> Directory:
 
 
 def unslack(text: str) -> str:
-    """A message's text as the learner typed it: Slack's three escapes undone."""
+    """A message's text as the learner typed it: the links Slack made of addresses and web
+    addresses written as typed again (`<mailto:a@nhs.net|a@nhs.net>` is `a@nhs.net`), and
+    Slack's three escapes undone. Markup comes first: only Slack's own `<` and `>` are left
+    unescaped in what it sends."""
+    text = _SLACK_LINK.sub(_as_typed, text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
+
+
+# A link Slack made of something typed: <mailto:a@b|a@b>, <https://x|x>, <https://x>.
+_SLACK_LINK = re.compile(
+    r"<(?P<scheme>mailto:|https?://)(?P<rest>[^<>|]*)(?:\|(?P<label>[^<>]*))?>"
+)
+
+
+def _as_typed(link: re.Match[str]) -> str:
+    target = link["rest"] if link["scheme"] == "mailto:" else link["scheme"] + link["rest"]
+    label = link["label"]
+    if not label:
+        return target
+    if label in (target, link["rest"]):
+        return label  # what was typed: "rota.example/x" stays without the scheme Slack added
+    # A link written with other words shown ("the rota" linking to a page): both are kept.
+    return f"{label} ({target})"
 
 
 def prefill(text: str) -> dict[str, str]:

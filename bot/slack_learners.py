@@ -48,7 +48,7 @@ from escalation.actions import (
 from escalation.notify import place_of
 from intake.follow_up import learner_status
 from intake.mail_intake import REPLY_TEXT_MAX
-from intake.service import submit_concern
+from intake.service import learner_words, submit_concern
 from intake.submission import Channel, NewConcern
 from notifications.messages import when
 from notifications.slack_learners import FEEDBACK_ACTIONS_BLOCK, OPEN_STATUS_PAGE
@@ -447,7 +447,7 @@ class _Learners:
                 session=session,
                 concern=concern,
                 # Kept to the length an email reply is kept to (Slack allows 40,000).
-                text=plain[:REPLY_TEXT_MAX],
+                text=learner_words(session, concern, plain[:REPLY_TEXT_MAX]),
                 channel=SLACK,
                 inbound_id=None,
                 now=now,

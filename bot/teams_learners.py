@@ -42,7 +42,7 @@ from escalation.actions import (
 from escalation.notify import place_of
 from intake.follow_up import learner_status
 from intake.mail_intake import REPLY_TEXT_MAX
-from intake.service import submit_concern
+from intake.service import learner_words, submit_concern
 from intake.submission import Channel
 from intake.web import form_fields
 from intake.web.form_fields import Directory, Outcome
@@ -407,7 +407,7 @@ class _Learners:
             add_learner_information(
                 session=session,
                 concern=concern,
-                text=text,
+                text=learner_words(session, concern, text),
                 channel=TEAMS,
                 inbound_id=None,
                 now=now,

@@ -8,6 +8,7 @@ in one transaction, so a concern is either wholly raised or not at all.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,7 +27,8 @@ from escalation.ladder import (
 from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
 from intake.follow_up import hash_code
-from intake.submission import Channel, NewConcern
+from intake.redact import redact_identity
+from intake.submission import SUMMARY_MAX, Channel, NewConcern
 from notifications.messages import MessageKind
 from routing.interventions import recommended_interventions
 from routing.model import ConcernStatus, Confidentiality, RiskLevel, Role
@@ -121,6 +123,13 @@ def raise_concern(
     else:
         year, number = numbered
 
+    learner = _learner_row(session, new, now=now)
+    summary, description = new.summary, new.description
+    if new.confidentiality is Confidentiality.CONFIDENTIAL:
+        names = (new.learner.name, learner.name if learner else None)
+        summary = _one_line(in_confidence(summary, names=names, address=new.learner.email))
+        description = in_confidence(description, names=names, address=new.learner.email)
+
     related = 0
     if department is not None and department.id is not None:
         related = repositories.count_related_open_concerns(
@@ -128,7 +137,7 @@ def raise_concern(
             department_id=department.id,
             since=now - timedelta(days=policy.hotspot_window_days),
         )
-    text = f"{new.summary}\n{new.description}"
+    text = f"{summary}\n{description}"
     triaged = triage(
         TriageInput(
             frequency=new.frequency, harm=new.harm, text=text, related_open_concerns=related
@@ -150,7 +159,6 @@ def raise_concern(
         organisation=organisation,
     )
 
-    learner = _learner_row(session, new, now=now)
     row = Concern(
         reference=reference_for(year, number),
         year=year,
@@ -169,8 +177,8 @@ def raise_concern(
         site_id=department.site_id if department else None,
         programme_body_id=body.id if body else None,
         placement_text=placement_text,
-        summary=new.summary,
-        description=new.description,
+        summary=summary,
+        description=description,
         frequency=new.frequency.value,
         harm=new.harm.value,
         raised_before=new.raised_before.value,
@@ -230,6 +238,11 @@ def raise_concern(
         },
     )
     start_notes = list(new.intake_notes)
+    if (summary, description) != (new.summary, new.description):
+        start_notes.append(
+            "Confidential: the learner's name and email address were taken out of what they "
+            "wrote, for the people handling it"
+        )
     if placement_text:
         start_notes.append(f"Placement not found in the directory: '{placement_text}'")
     elif new.placement.site and department is not None:
@@ -271,6 +284,33 @@ def raise_concern(
         alert_high_risk(session, row, now=now, policy=policy)
     refresh_next_due(row)
     return row
+
+
+def in_confidence(text: str, *, names: Sequence[str | None], address: str | None) -> str:
+    """What a confidential learner wrote, as the people handling the concern may read it: their
+    name, each part of it and their email address taken out, from every channel. Contacts below
+    the dean must not learn who raised it from a signature ("Thanks, Priya Patel") or an
+    introduction; the dean and quality team know who it is anyway. A part of a name that is also
+    a word ("Ward") goes wherever it is written: losing a word is the lesser harm."""
+    for name in dict.fromkeys(names):
+        text = redact_identity(text, name=name, address=address)
+    return text
+
+
+def learner_words(session: Session, concern: Concern, text: str) -> str:
+    """What the learner of `concern` writes later (information added on the status page, in
+    Slack or in Teams), as the people handling it may read it (`in_confidence`)."""
+    if concern.confidentiality != Confidentiality.CONFIDENTIAL.value or concern.learner_id is None:
+        return text
+    learner = session.get(Learner, concern.learner_id)
+    if learner is None:
+        return text
+    return in_confidence(text, names=(learner.name,), address=learner.email)
+
+
+def _one_line(summary: str) -> str:
+    """A summary within its limit again once a short name was replaced by the longer marker."""
+    return summary if len(summary) <= SUMMARY_MAX else summary[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
 def _find_placement(

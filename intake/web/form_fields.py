@@ -117,7 +117,9 @@ CONFIDENTIALITY_HINTS = {
     Confidentiality.NAMED.value: "The people handling your concern know who you are.",
     Confidentiality.CONFIDENTIAL.value: (
         "Only the regional quality team and the dean know who you are. Your placement and your "
-        "school or university see the concern without your name."
+        "school or university see the concern without your name: we take your name and email "
+        "address out of what you write. Other details, such as your role or a shift, may still "
+        "show who you are."
     ),
     Confidentiality.ANONYMOUS.value: (
         "We do not keep your name or contact details at all. You get a reference and a code to "

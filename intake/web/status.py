@@ -39,6 +39,7 @@ from intake.follow_up import (
     verify_follow_up,
 )
 from intake.received import raise_if_waiting
+from intake.service import learner_words
 from intake.web.context import WebContext
 from intake.web.form import CHANGE_KEY, FLASH_KEY
 from intake.web.security import CSRF_FIELD, posted_form, require_csrf
@@ -392,11 +393,12 @@ def router(context: WebContext) -> APIRouter:
                 raise ActionRefused(
                     f"{concern.reference} is closed: information can no longer be added here"
                 )
-            if not _just_added(session, concern, text, now):
+            kept = learner_words(session, concern, text)
+            if not _just_added(session, concern, kept, now):
                 add_learner_information(
                     session=session,
                     concern=concern,
-                    text=text,
+                    text=kept,
                     channel="web",
                     inbound_id=None,
                     now=now,

@@ -591,6 +591,22 @@ def test_a_reply_in_the_confirmation_thread_is_added_to_the_concern(
     assert confirmation.args["channel"] == LEARNER
 
 
+def test_a_confidential_learners_name_is_kept_from_contacts_in_the_form_and_in_replies(
+    harness: SlackHarness,
+) -> None:
+    concern = raise_concern(
+        harness,
+        confidentiality="confidential",
+        description="Teaching keeps being cancelled. Priya Testlearner, FY1",
+    )
+    assert concern.description == "Teaching keeps being cancelled. [name removed], FY1"
+    signed = "Again today. <mailto:priya@example.nhs.uk|priya@example.nhs.uk>"
+    reply = dm(signed, ts="1700000500.000500", thread_ts=thread_of(harness, concern))
+    harness.event(reply, event_id="Ev0SIGNED")
+    [information] = eventually(lambda: added_information(harness, concern))
+    assert information.detail["text"] == "Again today. [name removed]"
+
+
 def test_a_reply_that_cannot_be_saved_is_answered_in_its_thread(
     harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

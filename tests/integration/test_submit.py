@@ -109,6 +109,86 @@ def test_a_confidential_concern_never_reaches_contacts_with_the_learners_identit
             assert "priya.testlearner" not in part.lower()
 
 
+def test_a_confidential_learners_name_and_address_are_taken_out_of_what_they_wrote(
+    db: Engine,
+) -> None:
+    # Learners introduce themselves and sign off on a form too; a confidential concern must not
+    # hand their name to the supervisor through their own words.
+    raw = concern_input(
+        example_placement(db),
+        confidentiality="confidential",
+        summary="Priya Testlearner: teaching keeps being cancelled",
+        description=(
+            "I'm Priya, the FY1 on nights. Teaching was cancelled again.\n"
+            "Write to priya.testlearner@example.nhs.uk.\nThanks, P. TESTLEARNER"
+        ),
+    )
+    submitted = submit(db, raw)
+
+    with transaction(db) as session:
+        concern = repositories.concern_by_reference(session, submitted.reference)
+        assert concern is not None
+        assert concern.summary == "[name removed]: teaching keeps being cancelled"
+        assert concern.description == (
+            "I'm [name removed], the FY1 on nights. Teaching was cancelled again.\n"
+            "Write to [name removed].\nThanks, P. [name removed]"
+        )
+        events = repositories.events_of(session, concern.id or 0)
+        [routed] = [event for event in events if event.kind == "routed"]
+        assert any("email address were taken out" in r for r in routed.detail["reasons"])
+        learner = session.get(Learner, concern.learner_id)
+        assert learner is not None and learner.name == "Priya Testlearner"
+    for message in outbox(db, submitted.reference):
+        if message.recipient_role != "learner":
+            assert "priya" not in message.body_text.lower()
+            assert "testlearner" not in message.body_text.lower()
+
+
+def test_a_name_already_on_the_learners_record_is_taken_out_as_well(db: Engine) -> None:
+    # The record keeps the first name given for an address (intake.service._learner_row); a
+    # later form typed with a shorter name must not leave the recorded one in the text.
+    placement = example_placement(db)
+    submit(db, concern_input(placement))
+    raw = concern_input(
+        placement,
+        confidentiality="confidential",
+        learner={
+            "name": "P T",
+            "email": "priya.testlearner@example.nhs.uk",
+            "group": "foundation",
+        },
+        description="Ask Dr Testlearner on the rota, she saw it too.",
+    )
+    reference = submit(db, raw).reference
+    with transaction(db) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        assert concern.description == "Ask Dr [name removed] on the rota, she saw it too."
+
+
+def test_named_and_anonymous_concerns_keep_the_learners_words_as_written(db: Engine) -> None:
+    placement = example_placement(db)
+    named = concern_input(placement, description="I'm Priya Testlearner, the FY1 on nights.")
+    anonymous = concern_input(
+        placement,
+        confidentiality="anonymous",
+        learner={"group": "foundation"},
+        description="I'm Priya Testlearner, the FY1 on nights.",
+    )
+    references = [submit(db, raw).reference for raw in (named, anonymous)]
+    with transaction(db) as session:
+        for reference in references:
+            concern = repositories.concern_by_reference(session, reference)
+            assert concern is not None
+            assert concern.description == "I'm Priya Testlearner, the FY1 on nights."
+            reasons = [
+                e.detail["reasons"]
+                for e in repositories.events_of(session, concern.id or 0)
+                if e.kind == "routed"
+            ]
+            assert not any("taken out" in r for r in reasons[0])
+
+
 def test_a_named_concern_tells_contacts_who_raised_it(db: Engine) -> None:
     submitted = submit(db, concern_input(example_placement(db)))
     to_supervisor = [m for m in outbox(db, submitted.reference) if m.recipient_role == "supervisor"]

@@ -436,6 +436,30 @@ def test_adding_information_reaches_the_concern(harness: TeamsHarness) -> None:
     ]
 
 
+def test_a_confidential_learners_name_is_kept_from_contacts_in_what_they_add(
+    harness: TeamsHarness,
+) -> None:
+    concern = raise_by_teams(
+        harness,
+        confidentiality="confidential",
+        description=f"Left without a senior on nights. {LEARNER.name}",
+    )
+    assert concern.description == "Left without a senior on nights. [name removed]"
+    box_id = cards.information_input_id(concern.reference)
+    harness.press(
+        LEARNER,
+        cards.ADD_INFORMATION,
+        {"reference": concern.reference, box_id: f"Again. Write to {LEARNER.email}"},
+    )
+    with transaction(harness.engine) as session:
+        added = [
+            event.detail["text"]
+            for event in repositories.events_of(session, concern.id or 0)
+            if event.kind == "learner_added_information"
+        ]
+    assert added == ["Again. Write to [name removed]"]
+
+
 def test_another_user_cannot_act_on_the_learners_concern(harness: TeamsHarness) -> None:
     concern = raise_by_teams(harness)
     give_feedback(harness, concern)

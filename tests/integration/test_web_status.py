@@ -296,6 +296,31 @@ def test_adding_information_stores_an_event(world: World, signed_in: str) -> Non
     assert event_kinds(world.engine, signed_in).count("learner_added_information") == 1
 
 
+def test_information_a_confidential_learner_adds_reaches_contacts_without_their_name(
+    world: World,
+) -> None:
+    """As the form's own words are: someone signing "Priya" under what they add must not be named
+    to their supervisor through it. The same words sent twice at once are still added once."""
+    reference, _ = raise_concern(world.engine, "confidential")
+    assert world.client.get(learner_link(world.engine, reference)).status_code in (302, 303)
+    page = world.client.get(STATUS).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    signed = "It happened again. Priya (priya.testlearner@example.nhs.uk)"
+    form = {"csrf_token": token.group(1), **dict(HIDDEN.findall(page)), "information": signed}
+    for _ in range(2):
+        assert world.client.post(STATUS + "/information", data=form).status_code == 303
+    with transaction(world.engine) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None
+        added = [
+            event.detail["text"]
+            for event in repositories.events_of(session, concern.id or 0)
+            if event.kind == "learner_added_information"
+        ]
+    assert added == ["It happened again. [name removed] ([name removed])"]
+
+
 def test_information_that_raises_the_risk_rates_the_concern_again(
     world: World, signed_in: str
 ) -> None:

@@ -28,6 +28,7 @@ from bot.slack_learner_views import (
     not_saved_message,
     organisation_options,
     received_view,
+    unslack,
 )
 from intake.web.form_fields import FIELDS, NOT_LISTED
 from notifications.messages import ConcernFacts, LearnerIdentity, MessageKind, build_message
@@ -284,3 +285,15 @@ def test_the_received_view_says_where_the_confirmation_goes() -> None:
     assert "here in Slack and by email" in json.dumps(received_view("LC-2026-000001"))
     elsewhere = json.dumps(received_view("LC-2026-000001", in_slack=False))
     assert "by email with" in elsewhere and "Slack" not in elsewhere
+
+
+def test_unslack_gives_back_the_text_as_typed() -> None:
+    """Slack links what looks like an address or a web address; the people handling a concern
+    read the learner's words in email and on the web, where Slack's markup is noise."""
+    assert unslack("Ring <mailto:a.b@nhs.net|a.b@nhs.net> &amp; ask") == "Ring a.b@nhs.net & ask"
+    assert unslack("See <https://rota.example/x>") == "See https://rota.example/x"
+    assert unslack("See <https://rota.example/x|rota.example/x>") == "See rota.example/x"
+    assert unslack("The <https://rota.example/x|rota>") == "The rota (https://rota.example/x)"
+    # What the learner typed with angle brackets reaches us escaped, and stays as typed.
+    assert unslack("&lt;b&gt; &lt;https://x.example|y&gt;") == "<b> <https://x.example|y>"
+    assert unslack("Ask <@U0SOMEONE>") == "Ask <@U0SOMEONE>"
