@@ -513,6 +513,7 @@ def _ticks(
             threading=threading,
             now=now,
             acks_per_sender_per_day=settings.acks_per_sender_per_day,
+            concerns_per_sender_per_day=settings.email_concerns_per_sender_per_day,
             limit=INTAKE_BATCH,
         )
         metrics.record_intake(report)

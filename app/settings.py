@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Automatic answers to one sender address in any 24 hours, of each kind: acknowledgements
     # of new concerns, and answers to replies that could not be acted on (stops mail loops).
     acks_per_sender_per_day: int = Field(default=10, ge=1, le=1000)
+    # New concerns raised from one sender address in any 24 hours; the mail past it is kept
+    # aside for the dean and quality team, and tells nobody (a flood in one sender's name).
+    email_concerns_per_sender_per_day: int = Field(default=20, ge=1, le=1000)
     # May hold the relay's user and password (smtp://user:password@host): kept out of any
     # printout of the settings, as the other secrets are.
     smtp_relay_url: SecretStr | None = None

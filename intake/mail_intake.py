@@ -115,6 +115,7 @@ def process_pending(
     threading: MailThreading,
     now: datetime,
     acks_per_sender_per_day: int = 10,
+    concerns_per_sender_per_day: int = 20,
     limit: int = 50,
 ) -> IntakeReport:
     """Turn stored emails into concerns and replies, each message in its own transaction."""
@@ -134,6 +135,7 @@ def process_pending(
                     threading=threading,
                     now=now,
                     acks_per_sender_per_day=acks_per_sender_per_day,
+                    concerns_per_sender_per_day=concerns_per_sender_per_day,
                 )
                 row.status = outcome.status
                 row.outcome = outcome.text
@@ -167,6 +169,7 @@ def _process(
     threading: MailThreading,
     now: datetime,
     acks_per_sender_per_day: int,
+    concerns_per_sender_per_day: int,
 ) -> _Outcome:
     parsed = parse_email(row.raw, mail_from=row.mail_from)
     row.from_address = parsed.from_address
@@ -234,7 +237,13 @@ def _process(
             region_id=_forwarded_region(session, threading, places),
         )
     return _new_concern(
-        session, row, parsed, policy=policy, now=now, acks_per_day=acks_per_sender_per_day
+        session,
+        row,
+        parsed,
+        policy=policy,
+        now=now,
+        acks_per_day=acks_per_sender_per_day,
+        concerns_per_day=concerns_per_sender_per_day,
     )
 
 
@@ -308,10 +317,27 @@ def _new_concern(
     policy: Policy,
     now: datetime,
     acks_per_day: int,
+    concerns_per_day: int,
 ) -> _Outcome:
     address = parsed.from_address or ""
-    answers = read_answers(parsed.text)
     known = repositories.find_learner_by_email(session, address)
+    if known is not None and known.id is not None:
+        # A flood of mail in one sender's name (forged, or a script gone wrong) must not tell
+        # supervisors and alert deans once per message: past the limit, new concerns wait for
+        # the dean and quality team of the region the sender's latest concern is in.
+        regions = repositories.email_concern_regions(
+            session, learner_id=known.id, since=now - timedelta(days=1)
+        )
+        if len(regions) >= concerns_per_day:
+            return _Outcome(
+                "quarantined",
+                f"already {len(regions)} new concerns from this sender in 24 hours, the most "
+                "raised from one address (not raised, nobody told): kept for staff",
+                None,
+                "quarantined",
+                region_id=regions[0],
+            )
+    answers = read_answers(parsed.text)
     guess = placement.guess_placement(
         f"{parsed.subject}\n{parsed.text}", _directory_places(session)
     )

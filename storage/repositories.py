@@ -313,6 +313,21 @@ def answers_sent_to(session: Session, *, address: str, since: datetime, kind: st
     return int(session.exec(statement).one())
 
 
+def email_concern_regions(session: Session, *, learner_id: int, since: datetime) -> list[int]:
+    """The regions of the concerns a learner raised by email since a moment, newest first: one
+    per concern (a sender's limit of new concerns a day counts them)."""
+    statement = (
+        select(Concern.region_id)
+        .where(
+            Concern.learner_id == learner_id,
+            Concern.channel == "email",
+            col(Concern.created_at) >= since,
+        )
+        .order_by(col(Concern.id).desc())
+    )
+    return list(session.exec(statement))
+
+
 def latest_learner_group(session: Session, learner_id: int) -> str | None:
     """The learner group on a learner's most recent concern that has one."""
     statement = (

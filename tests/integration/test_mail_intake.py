@@ -464,6 +464,40 @@ def test_an_html_reader_can_answer_inline_under_our_questions(db: Engine) -> Non
     assert only_concern(db).frequency == "continuing"
 
 
+def test_a_flood_of_new_concerns_from_one_sender_is_kept_aside_past_the_limit(db: Engine) -> None:
+    """A script gone wrong, or mail forged in a learner's name, must not tell the supervisor and
+    alert the dean once per message: past the day's limit, new concerns wait for staff."""
+
+    def send(sender: str, at: datetime) -> IntakeReport:
+        raw = email(sender=f"Someone <{sender}>", body="A patient was harmed on nights.")
+        store_received(db, [Received(mail_from=sender, rcpt_tos=(MAILBOX,), raw=raw)], now=at)
+        return process_pending(
+            engine=db,
+            policy=policy(),
+            threading=THREADING,
+            now=at,
+            concerns_per_sender_per_day=2,
+        )
+
+    reports = [send(LEARNER, MONDAY_MORNING + timedelta(minutes=n)) for n in range(3)]
+    assert [r.new_concerns for r in reports] == [1, 1, 0]
+    assert reports[2].quarantined == 1
+    with transaction(db) as session:
+        concerns = repositories.all_concerns(session)
+        (kept,) = inbox.kept_aside(session, limit=10)
+        told = session.exec(select(OutboxMessage)).all()
+    assert len(concerns) == 2
+    # Filed under the region the sender's concerns are in, for its dean and quality team.
+    assert kept.region_id == concerns[0].region_id is not None
+    assert kept.outcome is not None and "already 2 new concerns from this sender" in kept.outcome
+    assert {message.concern_id for message in told} == {concern.id for concern in concerns}
+
+    # Another sender is not held back, and the same sender is heard again a day later.
+    assert send("someone.else@student.example.ac.uk", MONDAY_MORNING).new_concerns == 1
+    later = MONDAY_MORNING + timedelta(days=1, minutes=1)
+    assert send(LEARNER, later).new_concerns == 1
+
+
 def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine) -> None:
     deliver(db, email())
     (ack,) = outbox(db, kind="learner_ack")
