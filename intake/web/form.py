@@ -36,7 +36,14 @@ from intake.submission import Channel
 from intake.web import form_fields
 from intake.web.context import WebContext
 from intake.web.form_fields import Directory, Outcome
-from intake.web.security import CSRF_FIELD, RateLimited, posted_form, require_csrf
+from intake.web.security import (
+    CSRF_FIELD,
+    CsrfRefused,
+    RateLimited,
+    posted_form,
+    require_csrf,
+    sent_from_our_page,
+)
 from intake.web.templating import page
 from notifications.messages import SCHOOL_NOT_CLEAR
 from routing.model import Confidentiality
@@ -45,6 +52,11 @@ from storage.tables import Department, Organisation, Site
 
 log = logging.getLogger(__name__)
 
+# A form sent from our page after the learner's session ended (intake.web.security).
+SESSION_ENDED = (
+    "Your session ended before you sent the form, so your concern has not been sent yet. "
+    "Your answers are below: check them and send the form again."
+)
 # The session key of the one-time confirmation: popped by the first view of the page. The
 # session cookie is signed, not encrypted, so an anonymous learner's code, and the email address
 # a named or confidential learner gave, are sealed in it (under keys made from the secret key):
@@ -144,7 +156,23 @@ def router(context: WebContext) -> APIRouter:
     @routes.post("/concerns/new", response_class=HTMLResponse)
     async def submit(request: Request) -> Response:
         form = await posted_form(request)
-        require_csrf(request, form.get(CSRF_FIELD))
+        try:
+            require_csrf(request, form.get(CSRF_FIELD))
+        except CsrfRefused:
+            if not sent_from_our_page(request):
+                raise
+            # The learner's session ended while they wrote: nothing is sent, and nothing they
+            # wrote is lost. The form comes back with their answers and a token that works.
+            known = places.fresh()
+            if known is None:
+                known = await run_in_threadpool(places.read)
+            return show_form(
+                request,
+                known,
+                form_fields.read(form, known),
+                status_code=403,
+                problem=SESSION_ENDED,
+            )
         same_form = _same_form_key(form)
 
         # Checking the answers is pure work on what was sent: done here, on the loop, so that

@@ -72,6 +72,19 @@ async def posted_form(request: Request) -> FormData:
     return await request.form()
 
 
+def sent_from_our_page(request: Request) -> bool:
+    """Whether the browser says a request comes from one of our own pages: `Sec-Fetch-Site`,
+    or where a browser does not send it, an `Origin` that is this site's. A form refused for
+    its token but sent from our own page is a learner whose session ended (a phone that closed
+    the browser, cookies cleared): they may be shown what they wrote again; a page elsewhere
+    must never make ours show words it chose."""
+    fetched_from = request.headers.get("sec-fetch-site")
+    if fetched_from is not None:
+        return fetched_from == "same-origin"
+    origin = request.headers.get("origin")
+    return origin is not None and origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 def require_csrf(request: Request, submitted: object) -> None:
     """Refuse (403) a form whose token is missing or not this session's."""
     expected = request.session.get(CSRF_SESSION_KEY)

@@ -42,7 +42,13 @@ from intake.received import raise_if_waiting
 from intake.service import learner_words
 from intake.web.context import WebContext
 from intake.web.form import CHANGE_KEY, FLASH_KEY
-from intake.web.security import CSRF_FIELD, posted_form, require_csrf
+from intake.web.security import (
+    CSRF_FIELD,
+    CsrfRefused,
+    posted_form,
+    require_csrf,
+    sent_from_our_page,
+)
 from intake.web.templating import page
 from storage import repositories
 from storage.db import transaction
@@ -356,9 +362,16 @@ def router(context: WebContext) -> APIRouter:
         return RedirectResponse(STATUS_PATH, status_code=303)
 
     async def checked(request: Request) -> tuple[Any, Access | None]:
-        """The form, and access to the concern it names (None: none, or it has ended)."""
+        """The form, and access to the concern it names (None: none, or it has ended). A form
+        refused for its token but sent from our own page is from a learner whose session ended:
+        it is answered as access that ended, with what they wrote shown to copy."""
         form = await posted_form(request)
-        require_csrf(request, form.get(CSRF_FIELD))
+        try:
+            require_csrf(request, form.get(CSRF_FIELD))
+        except CsrfRefused:
+            if not sent_from_our_page(request):
+                raise
+            return form, None
         context.limits.hit("learner_actions", context.limits.client(request))
         named = normalise_reference(_field(form.get("reference")))
         access, _ = await access_of(request, named) if named else (None, False)

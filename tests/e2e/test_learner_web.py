@@ -399,3 +399,30 @@ def test_a_double_press_of_send_without_javascript_raises_one_concern(
         assert time.monotonic() < deadline, "the browser sent the form once only"
         time.sleep(0.1)
     assert concerns_once_raised(server) == concerns_before + 1
+
+
+def test_a_form_sent_after_the_session_ended_comes_back_filled_in(
+    server: Server, browsing: Browsing
+) -> None:
+    """The phone closed the browser while the learner wrote (the session cookie is gone, the
+    page is not): sending is refused, nothing is raised, and the form comes back with every
+    answer, ready to send again. Chromium's own headers say the form is from our page."""
+    page = browsing.page
+    page.goto(server.url + "/concerns/new")
+    fill_the_form(
+        page, confidentiality="Named", name="Nia Learner", email="nia.learner@example.nhs.uk"
+    )
+    concerns_before = concerns_once_raised(server)
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Send my concern").click()
+    page.get_by_text("your concern has not been sent yet").first.wait_for()
+    assert page.title().startswith("Error:")
+    assert page.get_by_label("What happened?").input_value().startswith("FY1s are left without")
+    assert page.get_by_label("Full name").input_value() == "Nia Learner"
+    assert question(page, "How often does this happen?").get_by_label("Often").is_checked()
+    browsing.check("session-ended")
+    assert concerns_once_raised(server) == concerns_before
+
+    page.get_by_role("button", name="Send my concern").click()
+    page.locator("#reference").wait_for(state="visible")
+    assert concerns_once_raised(server) == concerns_before + 1

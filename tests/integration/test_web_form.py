@@ -438,6 +438,52 @@ def test_without_a_csrf_token_nothing_is_stored(engine: Engine, client: WebClien
     assert concern_count(engine) == 0
 
 
+def test_a_form_sent_after_the_session_ended_comes_back_with_every_answer(
+    engine: Engine, client: WebClient
+) -> None:
+    """A phone that closed the browser loses the session cookie, not the page: the form sent
+    from our own page is refused (nothing stored) but not lost, and sending it again works."""
+    written = "Nobody signs off our assessments. <b>It has gone on for weeks.</b>"
+    for browser_says in ({"Sec-Fetch-Site": "same-origin"}, {"Origin": "http://testserver"}):
+        refused = client.post(
+            "/concerns/new",
+            data={"csrf_token": "from-a-session-gone", **answers(description=written)},
+            headers=browser_says,
+        )
+        assert refused.status_code == 403
+        assert "your concern has not been sent yet" in refused.text
+        assert "<title>Error: Tell us about your concern" in refused.text
+        assert "Nobody signs off our assessments. &lt;b&gt;It has gone on" in refused.text
+        assert 'value="Foundation Programme FY1"' in refused.text
+        assert concern_count(engine) == 0
+
+    token = re.search(r'name="csrf_token" value="([^"]+)"', refused.text)
+    key = re.search(r'name="submission_key" value="([^"]+)"', refused.text)
+    assert token and key
+    form = {"csrf_token": token.group(1), "submission_key": key.group(1)}
+    sent = client.post("/concerns/new", data={**form, **answers(description=written)})
+    assert sent.status_code == 303
+    assert concern_count(engine) == 1
+
+
+def test_a_form_sent_from_another_site_is_never_shown_back(
+    engine: Engine, client: WebClient
+) -> None:
+    """Another site's page must not make ours show words it chose."""
+    client.get("/concerns/new")
+    planted = answers(description="Your concern was closed. Ring 0900 000 000 to reopen it.")
+    for browser_says in (
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://testserver"},
+        {"Origin": "https://elsewhere.example"},
+        {},
+    ):
+        refused = client.post("/concerns/new", data=planted, headers=browser_says)
+        assert refused.status_code == 403
+        assert "Your session has expired" in refused.text
+        assert "0900" not in refused.text
+    assert concern_count(engine) == 0
+
+
 def test_another_sessions_token_is_refused(engine: Engine) -> None:
     app = make_app(engine, clock=lambda: MONDAY_MORNING)
     with web_client(app) as other:

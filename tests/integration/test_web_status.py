@@ -501,6 +501,31 @@ def test_actions_without_csrf_are_refused_and_change_nothing(world: World, signe
     assert signed_in in world.client.get(STATUS).text
 
 
+def test_information_sent_after_the_session_ended_is_shown_back_to_copy(
+    world: World, signed_in: str
+) -> None:
+    """Sent from our own page with a token of a session gone: nothing is added, the learner is
+    asked to look the concern up again, and what they wrote is there to copy. From another
+    site's page the words are never shown back."""
+    before = event_kinds(world.engine, signed_in)
+    written = "It happened again on Friday <b>night</b>."
+    ours = world.client.post(
+        STATUS + "/information",
+        data={"csrf_token": "gone", "reference": signed_in, "information": written},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert ours.status_code == 403
+    assert "What you wrote" in ours.text
+    assert "It happened again on Friday &lt;b&gt;night&lt;/b&gt;." in ours.text
+    elsewhere = world.client.post(
+        STATUS + "/information",
+        data={"csrf_token": "gone", "reference": signed_in, "information": "Ring 0900 000 000"},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert elsewhere.status_code == 403 and "0900" not in elsewhere.text
+    assert event_kinds(world.engine, signed_in) == before
+
+
 def test_access_ends_after_30_minutes_unused(world: World, signed_in: str) -> None:
     for _ in range(3):  # used every 29 minutes: still open, well past 30 minutes in all
         world.clock.now += timedelta(minutes=29)
