@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.staff.context import StaffContext
 from escalation.casework import principal_of
+from intake.web.security import posted_form, sent_from_our_page
 from routing.access import Principal, StaffRole, sees_dashboard, sees_kept_aside
 from storage import staff as accounts
 from storage.db import transaction
@@ -66,6 +67,17 @@ class SignInNeeded(HTTPException):
         )
 
 
+class SignedOutWhileWriting(HTTPException):
+    """A staff form with words in it, sent from our own page after the session ended (a
+    supervisor called away for an hour mid-feedback): nothing is done, and the words are shown
+    back to copy before signing in again (see app.staff.mount), not lost in a redirect."""
+
+    def __init__(self, text: str, *, back_to: str) -> None:
+        super().__init__(status_code=403, detail="signed out")
+        self.text = text
+        self.back_to = back_to
+
+
 def _from_member(context: StaffContext, member: StaffMember | None) -> SignedIn | None:
     if member is None:
         return None
@@ -100,10 +112,23 @@ async def staff_page_user(request: Request) -> SignedIn:
         signed_in_by_cookie, context, request.cookies.get(STAFF_COOKIE)
     )
     if signed_in is None:
+        if request.method == "POST" and sent_from_our_page(request):
+            written = (await posted_form(request)).get("text")
+            if isinstance(written, str) and written.strip():
+                raise SignedOutWhileWriting(written.strip(), back_to=_page_of(request.url.path))
         back_to = request.url.path if request.method == "GET" else "/staff"
         raise SignInNeeded(back_to)
     request.state.signed_in = signed_in
     return signed_in
+
+
+def _page_of(posted_to: str) -> str:
+    """The page a staff form was on: a concern's actions are posted to the concern's address
+    and one more part ('/staff/concerns/LC-2026-000001/feedback')."""
+    parts = posted_to.split("/")
+    if len(parts) == 5 and parts[:3] == ["", "staff", "concerns"]:
+        return "/".join(parts[:4])
+    return "/staff"
 
 
 async def api_user(request: Request) -> SignedIn:

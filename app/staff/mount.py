@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from sqlalchemy.engine import Engine
 
 from app.settings import Settings
 from app.staff import api, dashboard, kept_aside, pages, sign_in
+from app.staff.auth import SIGN_IN_PATH, SignedOutWhileWriting
 from app.staff.context import OidcProvider, StaffContext
-from app.staff.templating import staff_templates
+from app.staff.templating import staff_page, staff_templates
 from escalation.policy import Policy
 from intake.web.security import RateLimits
 
@@ -60,3 +63,17 @@ def mount_staff(app: FastAPI, context: StaffContext) -> None:
     app.include_router(dashboard.router(context), include_in_schema=False)
     app.include_router(kept_aside.router(context), include_in_schema=False)
     app.include_router(api.router(context))
+
+    async def signed_out_while_writing(request: Request, error: Exception) -> Response:
+        assert isinstance(error, SignedOutWhileWriting)
+        response = staff_page(
+            context.templates,
+            request,
+            "signed_out_while_writing.html",
+            {"text": error.text, "sign_in": f"{SIGN_IN_PATH}?next={quote(error.back_to)}"},
+            status_code=error.status_code,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.add_exception_handler(SignedOutWhileWriting, signed_out_while_writing)

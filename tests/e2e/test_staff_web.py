@@ -89,6 +89,16 @@ def test_the_deans_pages_are_accessible_and_their_forms_work(
     assert "The learner's identity was viewed" in page.inner_text("main")
     browsing.check("staff-audit")
 
+    # Signed out while writing feedback (the session is gone, the page is not): nothing is
+    # recorded, and the words are there to copy before signing in again.
+    page.go_back()
+    page.get_by_label("Feedback for the learner").fill("Senior cover is now on every rota.")
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Send feedback").click()
+    assert page.title().startswith("You were signed out")
+    assert page.get_by_label("What you wrote").input_value() == "Senior cover is now on every rota."
+    browsing.check("staff-signed-out-while-writing")
+
 
 def test_the_dashboard_is_accessible(server: Server, world: StaffWorld, browsing: Browsing) -> None:
     sign_in(server, world, browsing, "dean")

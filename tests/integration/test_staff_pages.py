@@ -114,6 +114,33 @@ def test_the_supervisor_sees_their_concern_acknowledges_it_and_gives_feedback(
     assert "was recorded" not in browser.get(page_of(reference)).text
 
 
+def test_feedback_sent_after_the_session_ended_is_shown_back_to_copy(world: StaffWorld) -> None:
+    """Called away mid-feedback for longer than the idle limit: nothing is recorded, and what
+    the supervisor wrote is on the page to copy before signing in again, not lost in a redirect
+    to sign in. A form sent from another site's page only ever gets that redirect."""
+    browser = world.browser("supervisor")
+    reference = world.concerns["named"]
+    token = browser.csrf(page_of(reference))
+    before = event_kinds(world, "named")
+    world.clock.now += timedelta(hours=2)
+    written = {"csrf_token": token, "text": "Cover is on the rota <b>now</b>."}
+    ours = browser.post(
+        f"{page_of(reference)}/feedback", data=written, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert ours.status_code == 403
+    assert "You were signed out, so nothing was saved" in ours.text
+    assert "Cover is on the rota &lt;b&gt;now&lt;/b&gt;." in ours.text
+    assert f'href="/staff/sign-in?next=/staff/concerns/{reference}"' in ours.text
+    assert ours.headers["cache-control"] == "no-store"
+    for browser_says in ({"Sec-Fetch-Site": "cross-site"}, {}):
+        elsewhere = browser.post(
+            f"{page_of(reference)}/feedback", data=written, headers=browser_says
+        )
+        assert elsewhere.status_code == 303
+        assert elsewhere.headers["location"] == "/staff/sign-in?next=/staff"
+    assert event_kinds(world, "named") == before
+
+
 def test_a_refused_action_shows_the_error_summary_and_changes_nothing(world: StaffWorld) -> None:
     browser = world.browser("supervisor")
     reference = world.concerns["named"]
