@@ -180,16 +180,51 @@ def parse_email(raw: bytes, *, mail_from: str) -> ParsedEmail:
 
 
 def header_message_id(raw: bytes) -> str | None:
-    """The Message-ID of a raw email, read from its headers alone; None if absent or unusable."""
+    """The Message-ID of a raw email, read from its headers alone; None if absent or unusable.
+    The mailbox reads it for every message before its 250, so a header block of the usual
+    shape is read without the parser (`_plain_message_id`, about 80 times faster); any other
+    is parsed."""
     try:
         head = _head(raw[:MAX_INPUT_BYTES])
-        head = head[: _readable_length(head)]
-        # Bounded headers here too: closing the parser reads the Content-Type even so.
-        bounded = policy.default.clone(header_factory=_BoundedHeaders())
-        message = BytesHeaderParser(policy=bounded).parsebytes(head)
-        return _message_id(_header_values(message).get("message-id", []))
+        return _plain_message_id(head) or _parsed_message_id(head)
     except Exception:  # dedupe is best effort: a message without a usable id is still stored
         return None
+
+
+def _parsed_message_id(head: bytes) -> str | None:
+    head = head[: _readable_length(head)]
+    # Bounded headers here too: closing the parser reads the Content-Type even so.
+    bounded = policy.default.clone(header_factory=_BoundedHeaders())
+    message = BytesHeaderParser(policy=bounded).parsebytes(head)
+    return _message_id(_header_values(message).get("message-id", []))
+
+
+# A Message-ID header line, and the usual one: one line, one <id> of printable ASCII, nothing
+# folded onto it.
+_MESSAGE_ID_LINE = re.compile(rb"^message-id:", re.IGNORECASE | re.MULTILINE)
+_PLAIN_MESSAGE_ID = re.compile(
+    rb"message-id:[ \t]*(<[!-~]{1,%d}>)[ \t]*\r?\n(?![ \t])" % (MAX_MESSAGE_ID_CHARS - 2),
+    re.IGNORECASE,
+)
+# Lines the parser reads as headers, as its own test does (a field name and a colon, or a
+# continuation of the line before); a first line that is neither ('From ...') is not one.
+_HEADER_LINES = re.compile(rb"(?:[!-9;-~]*:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
+# A header block this short is always read whole within the parser's budget.
+_PLAIN_HEAD_BYTES = 16 * 1024
+
+
+def _plain_message_id(head: bytes) -> str | None:
+    """The Message-ID the parser would read from a header block, found without it, or None
+    when the block is not of the usual shape: short, its lines ending in CRLF or LF alone (the
+    parser also breaks lines at a bare CR), every line before the first Message-ID header one
+    the parser reads as a header (it ends the headers at any other), and that header plain."""
+    if len(head) > _PLAIN_HEAD_BYTES or head.count(b"\r") != head.count(b"\r\n"):
+        return None
+    first = _MESSAGE_ID_LINE.search(head)
+    if first is None or _HEADER_LINES.fullmatch(head, 0, first.start()) is None:
+        return None
+    plain = _PLAIN_MESSAGE_ID.match(head, first.start())
+    return plain.group(1).decode("ascii") if plain else None
 
 
 def readable_prefix(raw: bytes) -> bytes:

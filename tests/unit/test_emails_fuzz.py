@@ -281,3 +281,64 @@ def test_html_to_text_is_always_quick_and_clean(pieces: list[str], repeat: int) 
     text = html_to_text(html)
     assert time.perf_counter() - started < SECONDS
     assert clean(text)
+
+
+# Pieces of header blocks: the usual, and each shape the quick reading of a Message-ID must
+# leave to the parser (folded, commented, spaced, a bare CR, a line that ends the headers).
+_HEADER_PIECES = st.sampled_from(
+    [
+        b"From: Jane <jane@example.ac.uk>",
+        b"Subject: Nights on Ward 7",
+        b"Subject: =?utf-8?q?caf=C3=A9?=",
+        b"X-Long: one\r\n two",
+        b" continued",
+        b"\tcontinued",
+        b"From jane@example.ac.uk Mon Nov 23 10:00:00 2026",
+        b"not a header line",
+        b": empty name",
+        b"Message-ID: <a.1@example.ac.uk>",
+        b"message-id:<b.2@example.ac.uk>   ",
+        b"MESSAGE-ID:   <c.3@example.ac.uk>",
+        b"Message-ID : <d.4@example.ac.uk>",
+        b"Message-ID: <e.5@example.ac.uk> (a comment)",
+        b"Message-ID: e.6@example.ac.uk",
+        b"Message-ID:\r\n <f.7@example.ac.uk>",
+        b"Message-ID: <g.8@example.ac.uk>\r\n folded on",
+        b"Message-ID: <h.9@exa\xc3\xa9mple.ac.uk>",
+        b"Message-ID: <i.10@example.ac.uk>\rX-After: bare CR",
+        b"Message-ID: <>",
+        b"Message-ID: <" + b"j" * 1000 + b"@example.ac.uk>",
+    ]
+)
+
+
+@FUZZ
+@given(
+    pieces=st.lists(_HEADER_PIECES, max_size=8),
+    ending=st.sampled_from([b"\r\n", b"\n"]),
+    body=st.sampled_from([b"Body.\r\n", b"Message-ID: <body@example.ac.uk>\r\n", b""]),
+)
+def test_the_quick_message_id_is_the_one_the_parser_reads(
+    pieces: list[bytes], ending: bytes, body: bytes
+) -> None:
+    """The mailbox reads a Message-ID before every 250 without the parser when it can: it must
+    read the same one the parser does (duplicates are found by it), or leave it to the parser."""
+    from intake.emails import _head, _parsed_message_id, _plain_message_id
+
+    raw = ending.join(pieces) + ending + ending + body
+    head = _head(raw)
+    quick = _plain_message_id(head)
+    assert quick is None or quick == _parsed_message_id(head)
+    assert header_message_id(raw) == _parsed_message_id(head)
+
+
+def test_the_usual_message_id_is_read_without_the_parser() -> None:
+    from intake.emails import _plain_message_id
+
+    head = (
+        b"From: Jane <jane@example.ac.uk>\r\nTo: concerns@example.nhs.uk\r\n"
+        b"Subject: Nights\r\n X-continued\r\nMessage-ID: <a.1@example.ac.uk>\r\n"
+        b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
+    )
+    assert _plain_message_id(head) == "<a.1@example.ac.uk>"
+    assert _plain_message_id(head.replace(b"\r\n", b"\n")) == "<a.1@example.ac.uk>"
