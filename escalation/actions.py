@@ -19,6 +19,7 @@ from escalation.ladder import (
     HANDLERS_CLOSED_IT,
     HANDLERS_REOPENED_IT,
     alert_high_risk,
+    alert_rated_high_over_override,
     assign_contacts,
     clock_of,
     contacts_of_level,
@@ -565,6 +566,10 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
         concern, text=text, related=_related_open(session, concern, now=now, policy=policy)
     )
     was_high = concern.risk_level == RiskLevel.HIGH.value
+    was_rated_high = (
+        risk_level(rate(likelihood=concern.auto_likelihood, impact=concern.auto_impact))
+        is RiskLevel.HIGH
+    )
     concern.auto_likelihood = result.likelihood
     concern.auto_impact = result.impact
     concern.patient_safety = concern.patient_safety or result.patient_safety
@@ -605,6 +610,12 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
     _reset_deadlines_for_level(concern, policy=policy)
     if concern.risk_level == RiskLevel.HIGH.value and not was_high:
         alert_high_risk(session, concern, now=now, policy=policy)
+    elif result.level is RiskLevel.HIGH and not was_rated_high and not was_high:
+        # A staff rating holds it lower ("a patient died" added after the dean rated it
+        # medium): the rating stands, but the people who set ratings must hear of it now.
+        alert_rated_high_over_override(
+            session, concern, why="; ".join(result.reasons), now=now, policy=policy
+        )
 
 
 def _learner_text(

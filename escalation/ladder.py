@@ -268,6 +268,41 @@ def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy
     )
 
 
+def alert_rated_high_over_override(
+    session: Session, concern: Concern, *, why: str, now: datetime, policy: Policy
+) -> None:
+    """Tell the dean and quality team at once that what the learner added rates the concern
+    high risk while the rating staff set holds it lower (`why`: triage's reasons). The rating
+    stands until one of them changes it; nobody else is told."""
+    facts = facts_of(session, concern, policy, why=why, now=now)
+    told = []
+    for role in HIGH_RISK_ALERT_ROLES:
+        found = find_contact(session, concern, role)
+        if found is None:
+            continue
+        if queue_to_contact(
+            session,
+            concern=concern,
+            facts=facts,
+            kind=MessageKind.RATED_HIGH_OVER_OVERRIDE,
+            contact=found.contact,
+            role=found.role,
+            now=now,
+            policy=policy,
+            urgent=True,
+        ):
+            told.append(found.role.value)
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="rated_high_over_override",
+        actor="system",
+        channel="system",
+        detail={"told": told, "reasons": why},
+    )
+
+
 def escalate_to_next_pathway(
     session: Session,
     concern: Concern,

@@ -108,6 +108,7 @@ IMPORTANT_KINDS = frozenset(
         MessageKind.ACK_MISSED_SECONDARY,
         MessageKind.OVERDUE_AT_DEAN,
         MessageKind.STILL_CONCERNED,
+        MessageKind.RATED_HIGH_OVER_OVERRIDE,
     )
 )
 

@@ -138,6 +138,9 @@ class MessageKind(StrEnum):
     LEARNER_STILL_CONCERNED = "learner_still_concerned"
     # The learner's email address was corrected: the contacts who were given the wrong one.
     LEARNER_ADDRESS_CORRECTED = "learner_address_corrected"
+    # What the learner added rates the concern high risk, but a rating staff set holds it lower:
+    # the dean and quality team, who set ratings, are asked to look again.
+    RATED_HIGH_OVER_OVERRIDE = "rated_high_over_override"
 
 
 @dataclass(frozen=True)
@@ -644,6 +647,21 @@ def _learner_address_corrected(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _rated_high_over_override(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] New information rates this concern high risk",
+        headline="What the learner added rates this concern high risk",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            f"The learner added information that triage rates high risk: {facts.why}.",
+            f"The rating staff set ({facts.rating}) still stands, so nobody else has been told. "
+            "Read what the learner added and decide whether the rating should change.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
 BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ACK: _learner_ack,
     MessageKind.NEW_CONCERN: _new_concern,
@@ -665,6 +683,7 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.STILL_CONCERNED: _still_concerned,
     MessageKind.LEARNER_STILL_CONCERNED: _learner_still_concerned,
     MessageKind.LEARNER_ADDRESS_CORRECTED: _learner_address_corrected,
+    MessageKind.RATED_HIGH_OVER_OVERRIDE: _rated_high_over_override,
 }
 
 

@@ -647,6 +647,9 @@ def _event_words(event: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
     elif kind == "high_risk_alert":
         title = "High risk: the dean and quality team were alerted"
         text = f"Told: {_roles(detail.get('told'))}"
+    elif kind == "rated_high_over_override":
+        title = "Added information rates it high risk: the dean and quality team were told"
+        text = f"The rating staff set still stands. Told: {_roles(detail.get('told'))}"
     elif kind == "overdue_at_dean":
         title = "Feedback is late at the highest level: the quality team was told"
     elif kind == "contact_replaced":

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from escalation.actions import Actor, record_feedback
+from escalation.actions import Actor, override_triage, record_feedback
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from intake.web.security import RateLimitRules
@@ -354,6 +354,60 @@ def test_information_that_raises_the_risk_rates_the_concern_again(
         "triaged",
         "high_risk_alert",
     ]
+
+
+def test_information_rated_high_under_a_staff_rating_tells_the_dean_and_quality_team(
+    world: World, signed_in: str
+) -> None:
+    """The dean rated the concern down; the learner then writes that a patient was harmed. The
+    staff rating stands (nobody else is alerted as for a high-risk concern), but the people who
+    set ratings are told at once, and only once."""
+    with transaction(world.engine) as session:
+        found = repositories.concern_by_reference(session, signed_in)
+        assert found is not None
+        concern = repositories.lock_concern(session, found.id or 0)
+        assert concern is not None
+        override_triage(
+            session=session,
+            concern=concern,
+            by=Actor(kind="staff", channel="web"),
+            likelihood=2,
+            impact=2,
+            reason="Cover was arranged the same week",
+            now=world.clock.now,
+            policy=policy(),
+        )
+
+    def told() -> list[tuple[str, str]]:
+        concern = concern_now(world.engine, signed_in)
+        with transaction(world.engine) as session:
+            return sorted(
+                (message.kind, message.recipient_role)
+                for message in repositories.outbox_of(session, concern.id or 0)
+                if message.kind in ("high_risk_alert", "rated_high_over_override")
+                and message.channel == "email"
+            )
+
+    harmed = "Last night we were left unsupervised with no senior cover and a patient was harmed."
+    for _ in range(2):
+        world.clock.now += timedelta(minutes=5)
+        assert post_action(world.client, STATUS + "/information", information=harmed).status_code
+    concern = concern_now(world.engine, signed_in)
+    assert (concern.risk_level, concern.likelihood, concern.impact) == ("low", 2, 2)
+    assert concern.auto_impact == 4
+    assert told() == [
+        ("rated_high_over_override", "dean"),
+        ("rated_high_over_override", "quality_team"),
+    ]
+    with transaction(world.engine) as session:
+        [alert] = [
+            message
+            for message in repositories.outbox_of(session, concern.id or 0)
+            if message.kind == "rated_high_over_override" and message.recipient_role == "dean"
+        ]
+    assert "triage rates high risk" in alert.body_text
+    assert "The rating staff set (" in alert.body_text and "still stands" in alert.body_text
+    assert event_kinds(world.engine, signed_in).count("rated_high_over_override") == 1
 
 
 def test_information_that_raises_nothing_never_lowers_the_rating(world: World) -> None:

@@ -65,6 +65,7 @@ CONTACT_KINDS = [
     MessageKind.REOPENED,
     MessageKind.STILL_CONCERNED,
     MessageKind.LEARNER_ADDRESS_CORRECTED,
+    MessageKind.RATED_HIGH_OVER_OVERRIDE,
 ]
 
 
