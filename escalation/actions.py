@@ -610,9 +610,16 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
     _reset_deadlines_for_level(concern, policy=policy)
     if concern.risk_level == RiskLevel.HIGH.value and not was_high:
         alert_high_risk(session, concern, now=now, policy=policy)
-    elif result.level is RiskLevel.HIGH and not was_rated_high and not was_high:
+    elif (
+        result.level is RiskLevel.HIGH
+        and not was_rated_high
+        and not was_high
+        and concern.status == ConcernStatus.OPEN.value
+    ):
         # A staff rating holds it lower ("a patient died" added after the dean rated it
         # medium): the rating stands, but the people who set ratings must hear of it now.
+        # Not on a closed concern (answers emailed after it closed): its rating can no longer
+        # be changed, which is all the message asks.
         alert_rated_high_over_override(
             session, concern, why="; ".join(result.reasons), now=now, policy=policy
         )

@@ -15,7 +15,13 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from escalation.actions import Actor, change_learner_email, record_feedback
+from escalation.actions import (
+    Actor,
+    change_learner_email,
+    close_concern,
+    override_triage,
+    record_feedback,
+)
 from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
 from notifications.threading import MailThreading
@@ -1344,3 +1350,43 @@ def test_a_contacts_thanks_for_a_corrected_address_does_not_acknowledge_the_conc
         now=MONDAY_MORNING + timedelta(hours=3),
     )
     assert report.acknowledgements == 1
+
+
+def test_answers_emailed_to_a_closed_concern_under_a_staff_rating_alert_nobody(
+    db: Engine,
+) -> None:
+    """A staff rating cannot be changed once the concern is closed: telling the dean and quality
+    team to 'decide whether the rating should change' asks them for what they cannot do, and
+    added information on a closed concern is read for new risk by nobody."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    (ack,) = outbox(db, kind="learner_ack")
+    staff = Actor(kind="staff", channel="web")
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, only_concern(db).id or 0)
+        assert concern is not None
+        override_triage(
+            session=session,
+            concern=concern,
+            by=staff,
+            likelihood=1,
+            impact=1,
+            reason="Teaching was rearranged",
+            now=MONDAY_MORNING,
+            policy=policy(),
+        )
+        close_concern(
+            session=session,
+            concern=concern,
+            by=staff,
+            reason="Resolved with the school",
+            now=MONDAY_MORNING,
+            policy=policy(),
+        )
+    report = deliver(
+        db,
+        reply_to(ack, body="How often: every shift\nAnyone harmed: a patient was harmed"),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    assert report.replies == 1
+    assert only_concern(db).status == "closed"
+    assert outbox(db, kind="rated_high_over_override") == []
