@@ -42,7 +42,7 @@ from escalation.policy import Policy
 from intake import placement
 from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, parse_email
-from intake.redact import for_contacts
+from intake.redact import for_contacts, redact_identity
 from intake.replies import (
     Answers,
     ContactCommand,
@@ -573,11 +573,12 @@ def _learner_reply(
     told: Callable[[str], str],
 ) -> _Outcome:
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
-    shown = for_contacts(
-        text,
-        name=(learner.name if learner else None) or parsed.from_display_name,
-        address=parsed.from_address,
-    )[:REPLY_TEXT_MAX] or _no_text(parsed)
+    # Both names go: the record keeps the first name given ('J. Smith' on a form), and the
+    # learner's mail may show another ('Jane Smith'), as a new email's text loses both.
+    shown = for_contacts(text, name=parsed.from_display_name, address=parsed.from_address)
+    if learner is not None and learner.name:
+        shown = redact_identity(shown, name=learner.name, address=learner.email)
+    shown = shown[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)

@@ -24,13 +24,21 @@ from escalation.actions import (
 )
 from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
+from intake.service import submit_concern
+from intake.submission import Channel, parse_submission
 from notifications.threading import MailThreading
 from storage import inbox, migrate, repositories
 from storage.db import create_db_engine, transaction
 from storage.directory import example_directory_path, load_directory, parse_directory
 from storage.inbox import Received, store_received
 from storage.tables import Concern, Event, InboundMessage, Learner, OutboxMessage
-from tests.integration.helpers import MONDAY_MORNING, load_example_directory, policy
+from tests.integration.helpers import (
+    MONDAY_MORNING,
+    concern_input,
+    example_placement,
+    load_example_directory,
+    policy,
+)
 
 MAILBOX = "escalating-concerns@example.nhs.uk"
 LEARNER = "jane.smith@student.example.ac.uk"
@@ -1390,3 +1398,42 @@ def test_answers_emailed_to_a_closed_concern_under_a_staff_rating_alert_nobody(
     assert report.replies == 1
     assert only_concern(db).status == "closed"
     assert outbox(db, kind="rated_high_over_override") == []
+
+
+def test_a_confidential_learners_emailed_reply_loses_the_name_their_mail_shows(
+    db: Engine,
+) -> None:
+    """The record keeps the first name given ('J. Smith' on the form); the learner's mail shows
+    'Jane Smith'. What they write in a reply must lose both, as the concern's own text did when
+    it was raised by email: 'Jane' in the reply named them to the supervisor."""
+    address = "js2041@student.example.ac.uk"
+    raw = concern_input(
+        example_placement(db),
+        confidentiality="confidential",
+        learner={"name": "J. Smith", "email": address, "group": "nursing"},
+    )
+    submit_concern(
+        engine=db,
+        concern=parse_submission(raw),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    (ack,) = outbox(db, kind="learner_ack")
+    report = deliver(
+        db,
+        reply_to(
+            ack,
+            sender=f"Jane Smith <{address}>",
+            body="Jane again, the FY1 on nights: it happened twice more this week.",
+        ),
+        mail_from=address,
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    assert report.replies == 1
+    [added] = [
+        event
+        for event in events(db, only_concern(db).id or 0)
+        if event.kind == "learner_added_information"
+    ]
+    assert "Jane" not in added.detail["text"] and "Smith" not in added.detail["text"]
