@@ -566,9 +566,12 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
         concern, text=text, related=_related_open(session, concern, now=now, policy=policy)
     )
     was_high = concern.risk_level == RiskLevel.HIGH.value
-    was_rated_high = (
-        risk_level(rate(likelihood=concern.auto_likelihood, impact=concern.auto_impact))
-        is RiskLevel.HIGH
+    # The automatic rating rising, whatever rating staff set: new words about harm are news to
+    # a dean who rated the concern down on what it said before.
+    rated_higher = (
+        result.likelihood > concern.auto_likelihood
+        or result.impact > concern.auto_impact
+        or (result.patient_safety and not concern.patient_safety)
     )
     concern.auto_likelihood = result.likelihood
     concern.auto_impact = result.impact
@@ -612,7 +615,7 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
         alert_high_risk(session, concern, now=now, policy=policy)
     elif (
         result.level is RiskLevel.HIGH
-        and not was_rated_high
+        and rated_higher
         and not was_high
         and concern.status == ConcernStatus.OPEN.value
     ):

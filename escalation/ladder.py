@@ -273,7 +273,8 @@ def alert_rated_high_over_override(
 ) -> None:
     """Tell the dean and quality team at once that what the learner added rates the concern
     high risk while the rating staff set holds it lower (`why`: triage's reasons). The rating
-    stands until one of them changes it; nobody else is told."""
+    stands until one of them changes it; nobody else is told. Once for each automatic rating
+    the concern reaches at a level."""
     facts = facts_of(session, concern, policy, why=why, now=now)
     told = []
     for role in HIGH_RISK_ALERT_ROLES:
@@ -290,8 +291,12 @@ def alert_rated_high_over_override(
             now=now,
             policy=policy,
             urgent=True,
+            # Once for each automatic rating reached, at each level.
+            key_suffix=f":L{concern.auto_likelihood}I{concern.auto_impact}",
         ):
             told.append(found.role.value)
+    if not told:
+        return
     record_event(
         session,
         concern,

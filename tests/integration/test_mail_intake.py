@@ -1400,6 +1400,45 @@ def test_answers_emailed_to_a_closed_concern_under_a_staff_rating_alert_nobody(
     assert outbox(db, kind="rated_high_over_override") == []
 
 
+def test_new_harm_under_a_staff_rating_set_on_a_high_concern_is_still_told(db: Engine) -> None:
+    """The dean rated a high-risk concern down, knowing what it said. A patient since harmed is
+    news: the dean and quality team are told once for each rise in the automatic rating, not
+    for answers that raise nothing."""
+    deliver(db, email(body="Left unsupervised with no senior cover and a patient was harmed."))
+    (ack,) = outbox(db, kind="learner_ack")
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, only_concern(db).id or 0)
+        assert concern is not None and concern.risk_level == "high"
+        override_triage(
+            session=session,
+            concern=concern,
+            by=Actor(kind="staff", channel="web"),
+            likelihood=2,
+            impact=2,
+            reason="Senior cover has been arranged",
+            now=MONDAY_MORNING,
+            policy=policy(),
+        )
+
+    def told() -> list[str]:
+        return [message.recipient_role for message in outbox(db, kind="rated_high_over_override")]
+
+    deliver(
+        db, reply_to(ack, body="How often: occasionally"), now=MONDAY_MORNING + timedelta(hours=1)
+    )
+    assert told() == []
+    for hours in (2, 3):
+        deliver(
+            db,
+            reply_to(ack, body="Anyone harmed: a patient was harmed"),
+            now=MONDAY_MORNING + timedelta(hours=hours),
+        )
+    concern = only_concern(db)
+    assert (concern.risk_level, concern.auto_impact) == ("low", 5)
+    assert sorted(told()) == ["dean", "quality_team"]
+    assert [e.kind for e in events(db, concern.id or 0)].count("rated_high_over_override") == 1
+
+
 def test_a_confidential_learners_emailed_reply_loses_the_name_their_mail_shows(
     db: Engine,
 ) -> None:
