@@ -209,7 +209,7 @@ _PLAIN_MESSAGE_ID = re.compile(
 # Lines the parser reads as headers, as its own test does (a field name and a colon, or a
 # continuation of the line before); a first line that is neither ('From ...') is not one.
 _HEADER_LINES = re.compile(rb"(?:[!-9;-~]*:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
-# A header block this short is always read whole within the parser's budget.
+# A header block longer than this is left to the parser.
 _PLAIN_HEAD_BYTES = 16 * 1024
 
 
@@ -219,6 +219,10 @@ def _plain_message_id(head: bytes) -> str | None:
     parser also breaks lines at a bare CR), every line before the first Message-ID header one
     the parser reads as a header (it ends the headers at any other), and that header plain."""
     if len(head) > _PLAIN_HEAD_BYTES or head.count(b"\r") != head.count(b"\r\n"):
+        return None
+    # Even a short block may be more than the parser is given (65 'boundary' words, 1,001
+    # lines starting '--'): an id beyond what it reads is not the one it would find.
+    if _readable_length(head) < len(head):
         return None
     first = _MESSAGE_ID_LINE.search(head)
     if first is None or _HEADER_LINES.fullmatch(head, 0, first.start()) is None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -342,3 +343,19 @@ def test_the_usual_message_id_is_read_without_the_parser() -> None:
     )
     assert _plain_message_id(head) == "<a.1@example.ac.uk>"
     assert _plain_message_id(head.replace(b"\r\n", b"\n")) == "<a.1@example.ac.uk>"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Under 16 KiB, yet more than the parser is given: 65 'boundary' words, 1,001 '--' lines.
+        b"X-A: " + b"boundary " * 65 + b"\r\nMessage-ID: <a.1@example.ac.uk>\r\n\r\nBody.\r\n",
+        b"--x: y\n" * 1001 + b"Message-ID: <a.1@example.ac.uk>\n\nBody.\n",
+    ],
+)
+def test_the_quick_message_id_is_not_read_past_what_the_parser_reads(raw: bytes) -> None:
+    """A short header block is not always read whole: the parser is given only what
+    `_readable_length` allows, and the quick reading must not find an id beyond it."""
+    from intake.emails import _head, _parsed_message_id
+
+    assert header_message_id(raw) == _parsed_message_id(_head(raw))
