@@ -112,7 +112,7 @@ async def staff_page_user(request: Request) -> SignedIn:
         signed_in_by_cookie, context, request.cookies.get(STAFF_COOKIE)
     )
     if signed_in is None:
-        if request.method == "POST" and sent_from_our_page(request):
+        if request.method == "POST" and sent_from_our_page(request, context.policy.public_url):
             written = (await posted_form(request)).get("text")
             if isinstance(written, str) and written.strip():
                 raise SignedOutWhileWriting(written.strip(), back_to=_page_of(request.url.path))

@@ -159,7 +159,7 @@ def router(context: WebContext) -> APIRouter:
         try:
             require_csrf(request, form.get(CSRF_FIELD))
         except CsrfRefused:
-            if not sent_from_our_page(request):
+            if not sent_from_our_page(request, context.policy.public_url):
                 raise
             # The learner's session ended while they wrote: nothing is sent, and nothing they
             # wrote is lost. The form comes back with their answers and a token that works.

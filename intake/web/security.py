@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from limits import RateLimitItem, parse
@@ -72,17 +73,39 @@ async def posted_form(request: Request) -> FormData:
     return await request.form()
 
 
-def sent_from_our_page(request: Request) -> bool:
+def sent_from_our_page(request: Request, public_url: str | None = None) -> bool:
     """Whether the browser says a request comes from one of our own pages: `Sec-Fetch-Site`,
     or where a browser does not send it, an `Origin` that is this site's. A form refused for
     its token but sent from our own page is a learner whose session ended (a phone that closed
     the browser, cookies cleared): they may be shown what they wrote again; a page elsewhere
-    must never make ours show words it chose."""
+    must never make ours show words it chose. Behind a reverse proxy the address a request
+    reached may not be the site's (the proxy's own Host, or http where X-Forwarded-Proto is
+    not believed): `public_url` (CONCERNS_PUBLIC_URL) is then the site."""
     fetched_from = request.headers.get("sec-fetch-site")
     if fetched_from is not None:
         return fetched_from == "same-origin"
     origin = request.headers.get("origin")
-    return origin is not None and origin == f"{request.url.scheme}://{request.url.netloc}"
+    if origin is None:
+        return False
+    return origin == f"{request.url.scheme}://{request.url.netloc}" or (
+        public_url is not None and origin == _origin_of(public_url)
+    )
+
+
+def _origin_of(url: str) -> str | None:
+    """A URL's origin as a browser writes it in `Origin` (no default port, lower case)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def require_csrf(request: Request, submitted: object) -> None:

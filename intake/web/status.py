@@ -369,7 +369,7 @@ def router(context: WebContext) -> APIRouter:
         try:
             require_csrf(request, form.get(CSRF_FIELD))
         except CsrfRefused:
-            if not sent_from_our_page(request):
+            if not sent_from_our_page(request, context.policy.public_url):
                 raise
             return form, None
         context.limits.hit("learner_actions", context.limits.client(request))

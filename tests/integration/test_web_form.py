@@ -466,6 +466,31 @@ def test_a_form_sent_after_the_session_ended_comes_back_with_every_answer(
     assert concern_count(engine) == 1
 
 
+def test_a_form_sent_after_the_session_ended_behind_a_proxy_comes_back(engine: Engine) -> None:
+    """Behind a reverse proxy that sends its own Host (or whose X-Forwarded-Proto is not
+    believed), this site is CONCERNS_PUBLIC_URL, not the address the request reached: a browser
+    that sends Origin but no Sec-Fetch-Site (Safari before 16.4) still gets its answers back."""
+    app = make_app(
+        engine, clock=lambda: MONDAY_MORNING, public_url="https://concerns.example.nhs.uk/"
+    )
+    written = "Nobody signs off our assessments, week after week."
+    with web_client(app, "http://127.0.0.1:8000") as behind_proxy:
+        refused = behind_proxy.post(
+            "/concerns/new",
+            data={"csrf_token": "from-a-session-gone", **answers(description=written)},
+            headers={"Origin": "https://concerns.example.nhs.uk"},
+        )
+        assert refused.status_code == 403
+        assert written in refused.text
+        elsewhere = behind_proxy.post(
+            "/concerns/new",
+            data={"csrf_token": "gone", **answers(description="Ring 0900 000 000")},
+            headers={"Origin": "https://concerns.example.nhs.uk.elsewhere.example"},
+        )
+        assert elsewhere.status_code == 403 and "0900" not in elsewhere.text
+    assert concern_count(engine) == 0
+
+
 def test_a_form_sent_from_another_site_is_never_shown_back(
     engine: Engine, client: WebClient
 ) -> None:
