@@ -91,6 +91,14 @@ def running(command: list[str], *, port: int, env: dict[str, str], cwd: Path) ->
 # --- the client ---------------------------------------------------------------------------------
 
 
+def envelope_sender(number: int) -> str:
+    """MAIL FROM is never the same twice, as in an escalation mailbox, where each message comes
+    from its own learner (only RCPT TO, the mailbox, repeats): an address parsed once and
+    remembered must not flatter our rate. The message's own From stays one learner, so that
+    processing each round (not counted) stays short."""
+    return f"bench.learner.{number}@example.nhs.uk"
+
+
 def connection(port: int) -> smtplib.SMTP:
     return smtplib.SMTP("127.0.0.1", port, local_hostname="bench.client", timeout=60)
 
@@ -98,13 +106,13 @@ def connection(port: int) -> smtplib.SMTP:
 def one_connection_per_message(port: int, numbers: range) -> None:
     for number in numbers:
         with connection(port) as client:
-            client.sendmail(SENDER, [MAILBOX], message(number))
+            client.sendmail(envelope_sender(number), [MAILBOX], message(number))
 
 
 def one_connection_reused(port: int, numbers: range) -> None:
     with connection(port) as client:
         for number in numbers:
-            client.sendmail(SENDER, [MAILBOX], message(number))
+            client.sendmail(envelope_sender(number), [MAILBOX], message(number))
 
 
 def clients_at_once(clients: int) -> Callable[[int, range], None]:

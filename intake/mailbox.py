@@ -24,6 +24,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+from functools import lru_cache
 from typing import Any, AnyStr, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -329,6 +332,20 @@ class MailboxHandler:
         return REPLY_TRY_LATER
 
 
+@lru_cache(maxsize=1024)
+def _envelope_address(arg: str) -> tuple[str, str] | None:
+    """An SMTP command's address and what follows it, parsed as aiosmtpd parses them; None when
+    the email package's parser refuses it."""
+    try:
+        if arg.lstrip().startswith("<"):
+            angle, rest = get_angle_addr(arg)
+            return str(angle.addr_spec), str(rest)
+        spec, rest = get_addr_spec(arg)
+        return str(spec.addr_spec), str(rest)
+    except HeaderParseError:
+        return None
+
+
 class MailboxSMTP(SMTP):
     """aiosmtpd's SMTP session with a connection cap, an idle timeout that answers 421, and a
     clean goodbye when the service stops.
@@ -448,6 +465,22 @@ class MailboxSMTP(SMTP):
             self._end_over_time()
         else:
             self._reset_timeout()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The address in a MAIL FROM or RCPT TO argument, and the rest, as aiosmtpd 1.4.6's own
+        reads them (None, None: not an address). Its own defines a typing.Protocol class on
+        every call, and parses the address with the email package's header parser: together
+        about a fifth of the mailbox's time on the event loop. The parse is remembered
+        (`_envelope_address`): every RCPT TO names the same mailbox."""
+        if not arg:
+            return "", ""
+        parsed = _envelope_address(arg)
+        if parsed is None:
+            return None, None
+        address, rest = parsed
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and status.startswith("5"):
