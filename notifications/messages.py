@@ -649,11 +649,12 @@ def _learner_address_corrected(facts: ConcernFacts, role: Role) -> Message:
 
 def _rated_high_over_override(facts: ConcernFacts, role: Role) -> Message:
     return Message(
-        subject=f"[{facts.reference}] New information rates this concern high risk",
-        headline="What the learner added rates this concern high risk",
+        subject=f"[{facts.reference}] Triage now rates this concern high risk",
+        headline="Triage now rates this concern high risk",
         paragraphs=(
             f"Summary: {facts.summary}",
-            f"The learner added information that triage rates high risk: {facts.why}.",
+            "Since the rating staff set, the learner has told us more, and triage now rates the "
+            f"concern high risk: {facts.why}.",
             f"The rating staff set ({facts.rating}) still stands, so nobody else has been told. "
             "Read what the learner added and decide whether the rating should change.",
         ),

@@ -4,6 +4,7 @@ directory, or an account switched off, takes effect on the next request."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -113,13 +114,32 @@ async def staff_page_user(request: Request) -> SignedIn:
     )
     if signed_in is None:
         if request.method == "POST" and sent_from_our_page(request, context.policy.public_url):
-            written = (await posted_form(request)).get("text")
-            if isinstance(written, str) and written.strip():
-                raise SignedOutWhileWriting(written.strip(), back_to=_page_of(request.url.path))
+            written = _written(await posted_form(request))
+            if written:
+                raise SignedOutWhileWriting(written, back_to=_page_of(request.url.path))
         back_to = request.url.path if request.method == "GET" else "/staff"
         raise SignInNeeded(back_to)
     request.state.signed_in = signed_in
     return signed_in
+
+
+# What a staff form may hold that someone typed, as it is shown back to copy.
+_TYPED_FIELDS = (
+    ("email", "The learner's correct email address: "),
+    ("name", "The learner's name: "),
+    ("text", ""),
+)
+
+
+def _written(form: Mapping[str, Any]) -> str:
+    """What was typed into a staff form: the note or feedback, and on the form that corrects a
+    learner's email address, the address and name typed too."""
+    parts = []
+    for field, label in _TYPED_FIELDS:
+        value = form.get(field)
+        if isinstance(value, str) and value.strip():
+            parts.append(label + value.strip())
+    return "\n\n".join(parts)
 
 
 def _page_of(posted_to: str) -> str:

@@ -140,6 +140,15 @@ def test_feedback_sent_after_the_session_ended_is_shown_back_to_copy(world: Staf
         assert elsewhere.headers["location"] == "/staff/sign-in?next=/staff"
     assert event_kinds(world, "named") == before
 
+    # The form correcting a learner's address: what was typed in each of its boxes comes back.
+    correcting = browser.post(
+        f"{page_of(reference)}/correct-learner-email",
+        data={"csrf_token": token, "email": "priya.new@example.nhs.uk", "name": "", "text": "Rang"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert correcting.status_code == 403
+    assert "correct email address: priya.new@example.nhs.uk\n\nRang</textarea>" in correcting.text
+
 
 def test_a_refused_action_shows_the_error_summary_and_changes_nothing(world: StaffWorld) -> None:
     browser = world.browser("supervisor")

@@ -405,7 +405,7 @@ def test_information_rated_high_under_a_staff_rating_tells_the_dean_and_quality_
             for message in repositories.outbox_of(session, concern.id or 0)
             if message.kind == "rated_high_over_override" and message.recipient_role == "dean"
         ]
-    assert "triage rates high risk" in alert.body_text
+    assert "triage now rates the concern high risk: " in alert.body_text
     assert "The rating staff set (" in alert.body_text and "still stands" in alert.body_text
     assert event_kinds(world.engine, signed_in).count("rated_high_over_override") == 1
 
