@@ -85,7 +85,7 @@ ACTION_LABELS: Mapping[str, str] = MappingProxyType(
     {
         "contacts_told": "contacts told",
         "high_risk_alert": "dean and quality team alerted",
-        "rated_high_over_override": "dean and quality team told added information rates it high",
+        "rated_high_over_override": "dean and quality team told triage now rates it high",
         "contact_replaced": "a contact who left was replaced",
         "acknowledged": "acknowledged",
         "contact_replied": "a contact replied",

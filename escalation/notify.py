@@ -38,7 +38,7 @@ EVENT_LABELS = {
     "contacts_told": "contacts told",
     "contact_replaced": "a contact who left was replaced",
     "high_risk_alert": "dean and quality team alerted (high risk)",
-    "rated_high_over_override": "dean and quality team told: added information rates it high",
+    "rated_high_over_override": "dean and quality team told: triage now rates it high",
     "ack_reminder": "acknowledgement reminder sent",
     "ack_missed": "acknowledgement deadline missed",
     "feedback_reminder": "feedback reminder sent",

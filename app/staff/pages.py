@@ -648,7 +648,7 @@ def _event_words(event: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
         title = "High risk: the dean and quality team were alerted"
         text = f"Told: {_roles(detail.get('told'))}"
     elif kind == "rated_high_over_override":
-        title = "Added information rates it high risk: the dean and quality team were told"
+        title = "Triage now rates it high risk: the dean and quality team were told"
         text = f"The rating staff set still stands. Told: {_roles(detail.get('told'))}"
     elif kind == "overdue_at_dean":
         title = "Feedback is late at the highest level: the quality team was told"
