@@ -271,8 +271,9 @@ def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy
 def alert_rated_high_over_override(
     session: Session, concern: Concern, *, why: str, now: datetime, policy: Policy
 ) -> None:
-    """Tell the dean and quality team at once that what the learner added rates the concern
-    high risk while the rating staff set holds it lower (`why`: triage's reasons). The rating
+    """Tell the dean and quality team at once that triage now rates the concern high risk,
+    after the learner told us more, while the rating staff set holds it lower (`why`: triage's
+    reasons). The rating
     stands until one of them changes it; nobody else is told. Once for each automatic rating
     the concern reaches at a level."""
     facts = facts_of(session, concern, policy, why=why, now=now)

@@ -153,6 +153,20 @@ def router(context: WebContext) -> APIRouter:
     async def new_concern(request: Request) -> HTMLResponse:
         return show_form(request, await run_in_threadpool(places.current), None)
 
+    async def checked(form: FormData) -> tuple[Directory, Outcome]:
+        """The places known and the answers checked against them. Checking is pure work on
+        what was sent: done on the loop, so that worker threads are left only the database
+        (concurrent submissions then do not fight over the interpreter for their checks)."""
+        known = places.fresh()
+        if known is None:
+            known = await run_in_threadpool(places.read)
+        outcome = form_fields.read(form, known)
+        if outcome.concern is None and PLACE_FIELDS & outcome.errors.keys():
+            # A place loaded into the directory a moment ago is not in the copy we keep.
+            known = await run_in_threadpool(places.read)
+            outcome = form_fields.read(form, known)
+        return known, outcome
+
     @routes.post("/concerns/new", response_class=HTMLResponse)
     async def submit(request: Request) -> Response:
         form = await posted_form(request)
@@ -163,29 +177,10 @@ def router(context: WebContext) -> APIRouter:
                 raise
             # The learner's session ended while they wrote: nothing is sent, and nothing they
             # wrote is lost. The form comes back with their answers and a token that works.
-            known = places.fresh()
-            if known is None:
-                known = await run_in_threadpool(places.read)
-            return show_form(
-                request,
-                known,
-                form_fields.read(form, known),
-                status_code=403,
-                problem=SESSION_ENDED,
-            )
+            known, outcome = await checked(form)
+            return show_form(request, known, outcome, status_code=403, problem=SESSION_ENDED)
         same_form = _same_form_key(form)
-
-        # Checking the answers is pure work on what was sent: done here, on the loop, so that
-        # worker threads are left only the database (concurrent submissions then do not fight
-        # over the interpreter for their checks).
-        known = places.fresh()
-        if known is None:
-            known = await run_in_threadpool(places.read)
-        outcome = form_fields.read(form, known)
-        if outcome.concern is None and PLACE_FIELDS & outcome.errors.keys():
-            # A place loaded into the directory a moment ago is not in the copy we keep.
-            known = await run_in_threadpool(places.read)
-            outcome = form_fields.read(form, known)
+        known, outcome = await checked(form)
         concern = outcome.concern
         if concern is None:
             return show_form(request, known, outcome, status_code=400)

@@ -8,12 +8,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from app.bootstrap import build_policy
 from app.settings import Settings
+from escalation.actions import Actor, override_triage
 from escalation.policy import Policy
 from storage.db import transaction
 from storage.directory import example_directory_path, load_directory_file
+from storage.tables import Concern
 
 LONDON = ZoneInfo("Europe/London")
 MONDAY_MORNING = datetime(2026, 11, 23, 10, 0, tzinfo=LONDON)
@@ -31,6 +34,22 @@ class Clock:
 
 def policy() -> Policy:
     return build_policy(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+def rate_by_hand(
+    session: Session, concern: Concern, *, likelihood: int, impact: int, now: datetime
+) -> None:
+    """A dean's override of the concern's rating, as the staff pages make it."""
+    override_triage(
+        session=session,
+        concern=concern,
+        by=Actor(kind="staff", channel="web"),
+        likelihood=likelihood,
+        impact=impact,
+        reason="Rated by hand in a test",
+        now=now,
+        policy=policy(),
+    )
 
 
 def load_example_directory(engine: Engine) -> None:

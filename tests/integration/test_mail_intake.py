@@ -19,7 +19,6 @@ from escalation.actions import (
     Actor,
     change_learner_email,
     close_concern,
-    override_triage,
     record_feedback,
 )
 from intake.emails import header_message_id, html_to_text
@@ -38,6 +37,7 @@ from tests.integration.helpers import (
     example_placement,
     load_example_directory,
     policy,
+    rate_by_hand,
 )
 
 MAILBOX = "escalating-concerns@example.nhs.uk"
@@ -1372,16 +1372,7 @@ def test_answers_emailed_to_a_closed_concern_under_a_staff_rating_alert_nobody(
     with transaction(db) as session:
         concern = repositories.lock_concern(session, only_concern(db).id or 0)
         assert concern is not None
-        override_triage(
-            session=session,
-            concern=concern,
-            by=staff,
-            likelihood=1,
-            impact=1,
-            reason="Teaching was rearranged",
-            now=MONDAY_MORNING,
-            policy=policy(),
-        )
+        rate_by_hand(session, concern, likelihood=1, impact=1, now=MONDAY_MORNING)
         close_concern(
             session=session,
             concern=concern,
@@ -1409,16 +1400,7 @@ def test_new_harm_under_a_staff_rating_set_on_a_high_concern_is_still_told(db: E
     with transaction(db) as session:
         concern = repositories.lock_concern(session, only_concern(db).id or 0)
         assert concern is not None and concern.risk_level == "high"
-        override_triage(
-            session=session,
-            concern=concern,
-            by=Actor(kind="staff", channel="web"),
-            likelihood=2,
-            impact=2,
-            reason="Senior cover has been arranged",
-            now=MONDAY_MORNING,
-            policy=policy(),
-        )
+        rate_by_hand(session, concern, likelihood=2, impact=2, now=MONDAY_MORNING)
 
     def told() -> list[str]:
         return [message.recipient_role for message in outbox(db, kind="rated_high_over_override")]

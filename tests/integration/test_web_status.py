@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from escalation.actions import Actor, override_triage, record_feedback
+from escalation.actions import Actor, record_feedback
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from intake.web.security import RateLimitRules
@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     example_placement,
     load_example_directory,
     policy,
+    rate_by_hand,
 )
 from tests.integration.webclient import WebClient, make_app, web_client
 
@@ -367,16 +368,7 @@ def test_information_rated_high_under_a_staff_rating_tells_the_dean_and_quality_
         assert found is not None
         concern = repositories.lock_concern(session, found.id or 0)
         assert concern is not None
-        override_triage(
-            session=session,
-            concern=concern,
-            by=Actor(kind="staff", channel="web"),
-            likelihood=2,
-            impact=2,
-            reason="Cover was arranged the same week",
-            now=world.clock.now,
-            policy=policy(),
-        )
+        rate_by_hand(session, concern, likelihood=2, impact=2, now=world.clock.now)
 
     def told() -> list[tuple[str, str]]:
         concern = concern_now(world.engine, signed_in)
