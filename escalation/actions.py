@@ -214,12 +214,15 @@ def add_learner_information(
     policy: Policy,
     triage_text: str | None = None,
     rate: bool = True,
+    says_something: bool = True,
 ) -> Event:
     """The learner adds information; it is kept on the concern for the people handling it, and
     read for triage as the rest of what they wrote is (`rate_added_information`).
     `triage_text` is what triage reads when it is not the whole text (an emailed reply without
     its answers, which repeat our questions' words); without `rate` the caller rates it, once it
-    knows whether the concern stays open. Returns the event that keeps it."""
+    knows whether the concern stays open. Without `says_something` (an emailed reply that only
+    quotes our message: a reply sent by mistake) it is kept, but it is not an answer to feedback
+    and does not put off the concern's closing. Returns the event that keeps it."""
     detail: dict[str, object] = {"text": text}
     if triage_text is not None:
         detail[TRIAGE_TEXT] = triage_text
@@ -236,7 +239,7 @@ def add_learner_information(
     )
     if concern.status != ConcernStatus.OPEN.value:
         return added
-    if concern.feedback_at is not None and concern.close_after is not None:
+    if says_something and concern.feedback_at is not None and concern.close_after is not None:
         # Writing after feedback is an answer, not silence: the concern closes only once the
         # learner has said nothing at all for the configured working days.
         concern.close_after = max(
@@ -523,9 +526,13 @@ def record_learner_answers(
 ) -> list[str]:
     """Take the learner's answers: triage again, and route to the placement they named.
 
-    Returns what changed, in words, for the audit trail.
+    Returns what changed, in words, for the audit trail: nothing for a closed concern, whose
+    rating and routing nobody can change any more (the reply that carried the answers is kept
+    on it, for staff who reopen it).
     """
     changes: list[str] = []
+    if concern.status != ConcernStatus.OPEN.value:
+        return changes
     if answers.frequency is not None and answers.frequency.value != concern.frequency:
         concern.frequency = answers.frequency.value
         changes.append(f"how often: {answers.frequency.value}")

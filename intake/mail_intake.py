@@ -578,10 +578,13 @@ def _learner_reply(
     shown = for_contacts(text, name=parsed.from_display_name, address=parsed.from_address)
     if learner is not None and learner.name:
         shown = redact_identity(shown, name=learner.name, address=learner.email)
-    shown = shown[:REPLY_TEXT_MAX] or _no_text(parsed)
-    channel = Channel.EMAIL.value
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)
+    # A reply of only our quoted message (sent by mistake) is kept but is no answer to feedback;
+    # one with an attachment (a photo of the rota) or an answer written inside the quote is.
+    says_something = bool(shown.strip() or parsed.attachments or answers.to_our_questions)
+    shown = shown[:REPLY_TEXT_MAX] or _no_text(parsed)
+    channel = Channel.EMAIL.value
     added = add_learner_information(
         session=session,
         concern=concern,
@@ -593,8 +596,11 @@ def _learner_reply(
         triage_text=without_answers(shown, parsed.text),
         # Rated below, once it is known whether the reply closes the concern.
         rate=False,
+        says_something=says_something,
     )
     done = [f"learner's reply kept on {concern.reference}"]
+    if concern.status != ConcernStatus.OPEN.value and answers.to_our_questions:
+        done.append("answers not taken: the concern has closed")
     changes = record_learner_answers(
         session=session,
         concern=concern,

@@ -100,6 +100,12 @@ class Answers:
     remains_concerned: bool
     satisfied: bool
 
+    @property
+    def to_our_questions(self) -> bool:
+        """Whether any of our questions was answered: how often, harm, placement, group."""
+        asked = (self.frequency, self.harm, self.organisation, self.department, self.learner_group)
+        return any(answer is not None for answer in asked)
+
 
 # A contact's reply does one thing by its first line: "Feedback: ..." gives the learner feedback,
 # "Not mine" hands the concern on; any other reply acknowledges it (and is kept on the concern).

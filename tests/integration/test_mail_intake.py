@@ -6,7 +6,9 @@ import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
+from email.policy import default
 from email.utils import make_msgid
 
 import pytest
@@ -1387,8 +1389,80 @@ def test_answers_emailed_to_a_closed_concern_under_a_staff_rating_alert_nobody(
         now=MONDAY_MORNING + timedelta(hours=1),
     )
     assert report.replies == 1
-    assert only_concern(db).status == "closed"
+    assert report.outcomes[0].endswith("answers not taken: the concern has closed")
+    concern = only_concern(db)
+    assert concern.status == "closed"
+    assert (concern.frequency, concern.harm) == ("not_answered", "not_answered")
     assert outbox(db, kind="rated_high_over_override") == []
+    # The reply itself is kept on the concern, for staff who reopen it.
+    (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
+    assert "a patient was harmed" in added.detail["text"]
+
+
+def test_answers_emailed_to_a_closed_concern_change_nothing_and_alert_nobody(
+    db: Engine,
+) -> None:
+    """A closed concern's rating and routing can no longer be changed by anyone: answers
+    replied to its old acknowledgement are kept with the reply but neither re-rate it nor send
+    the dean a high-risk alert about a concern that is over."""
+    deliver(db, email(body="Our teaching is cancelled most weeks."))
+    (ack,) = outbox(db, kind="learner_ack")
+    with transaction(db) as session:
+        concern = repositories.lock_concern(session, only_concern(db).id or 0)
+        assert concern is not None
+        before = (concern.rating, concern.risk_level, concern.auto_likelihood, concern.auto_impact)
+        close_concern(
+            session=session,
+            concern=concern,
+            by=Actor(kind="staff", channel="web"),
+            reason="Resolved with the school",
+            now=MONDAY_MORNING,
+            policy=policy(),
+        )
+    report = deliver(
+        db,
+        reply_to(
+            ack,
+            body="How often: every shift\nAnyone harmed: a patient was harmed\n"
+            "Organisation: Vale General Hospitals NHS Trust",
+        ),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    assert report.outcomes[0].endswith("answers not taken: the concern has closed")
+    concern = only_concern(db)
+    after = (concern.rating, concern.risk_level, concern.auto_likelihood, concern.auto_impact)
+    assert after == before
+    assert (concern.frequency, concern.harm) == ("not_answered", "not_answered")
+    assert outbox(db, kind="high_risk_alert") == []
+    kinds = [e.kind for e in events(db, concern.id or 0) if e.at > MONDAY_MORNING]
+    assert "learner_answered" not in kinds and "triaged" not in kinds
+
+
+def test_a_reply_of_only_our_quote_does_not_put_off_the_closing(db: Engine) -> None:
+    """After feedback, a concern closes once the learner has said nothing for the set working
+    days. A reply sent by mistake (our message quoted, nothing added) says nothing; one with an
+    attachment (a photo of the rota) does."""
+    deliver(db, email())
+    notice = outbox(db, kind="new_concern")[0]
+    deliver(
+        db,
+        reply_to(notice, sender=f"S <{notice.recipient_address}>", body="Feedback: Sorted."),
+        mail_from=notice.recipient_address,
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    (feedback,) = outbox(db, kind="learner_feedback")
+    closes_at = only_concern(db).close_after
+    assert closes_at is not None
+    deliver(db, reply_to(feedback, body=quoting(feedback)), now=MONDAY_MORNING + timedelta(days=2))
+    assert only_concern(db).close_after == closes_at
+    reply = reply_to(feedback, body="")
+    message = message_from_bytes(reply, policy=default)
+    message.clear_content()
+    message.set_content(quoting(feedback))
+    message.add_attachment(b"\x89PNG", maintype="image", subtype="png", filename="rota.png")
+    deliver(db, message.as_bytes(), now=MONDAY_MORNING + timedelta(days=3))
+    later = only_concern(db).close_after
+    assert later is not None and later > closes_at
 
 
 def test_new_harm_under_a_staff_rating_set_on_a_high_concern_is_still_told(db: Engine) -> None:
