@@ -42,7 +42,7 @@ from escalation.policy import Policy
 from intake import placement
 from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, parse_email
-from intake.redact import for_contacts, redact_identity
+from intake.redact import for_contacts
 from intake.replies import (
     Answers,
     ContactCommand,
@@ -51,7 +51,7 @@ from intake.replies import (
     strip_quoted,
     without_answers,
 )
-from intake.service import raise_concern
+from intake.service import in_confidence, raise_concern
 from intake.submission import (
     DESCRIPTION_MAX,
     SUMMARY_MAX,
@@ -573,11 +573,13 @@ def _learner_reply(
     told: Callable[[str], str],
 ) -> _Outcome:
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
-    # Both names go: the record keeps the first name given ('J. Smith' on a form), and the
-    # learner's mail may show another ('Jane Smith'), as a new email's text loses both.
+    # Every name goes: the record keeps the first name given ('J. Smith' on a form), the concern
+    # the one given with it, and the learner's mail may show another ('Jane Smith'), as a new
+    # email's text loses them all.
     shown = for_contacts(text, name=parsed.from_display_name, address=parsed.from_address)
-    if learner is not None and learner.name:
-        shown = redact_identity(shown, name=learner.name, address=learner.email)
+    if learner is not None:
+        names = (concern.learner_name, learner.name)
+        shown = in_confidence(shown, names=names, address=learner.email)
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)
     # A reply of only our quoted message (sent by mistake) is kept but is no answer to feedback;

@@ -168,6 +168,7 @@ def raise_concern(
         pathway=int(start.pathway),
         confidentiality=new.confidentiality.value,
         learner_id=learner.id if learner else None,
+        learner_name=new.learner.name if learner else None,
         learner_group=group.value if group else None,
         programme=new.learner.programme,
         code_hash=code_hash,
@@ -299,13 +300,14 @@ def in_confidence(text: str, *, names: Sequence[str | None], address: str | None
 
 def learner_words(session: Session, concern: Concern, text: str) -> str:
     """What the learner of `concern` writes later (information added on the status page, in
-    Slack or in Teams), as the people handling it may read it (`in_confidence`)."""
+    Slack or in Teams), as the people handling it may read it (`in_confidence`): without the
+    name they gave with the concern, nor the one their record keeps."""
     if concern.confidentiality != Confidentiality.CONFIDENTIAL.value or concern.learner_id is None:
         return text
     learner = session.get(Learner, concern.learner_id)
     if learner is None:
         return text
-    return in_confidence(text, names=(learner.name,), address=learner.email)
+    return in_confidence(text, names=(concern.learner_name, learner.name), address=learner.email)
 
 
 def _one_line(summary: str) -> str:

@@ -176,6 +176,10 @@ class Concern(SQLModel, table=True):
     pathway: int
     confidentiality: str
     learner_id: int | None = Field(default=None, foreign_key="learners.id", index=True)
+    # The name the learner gave with this concern. The learner's record keeps the first name given
+    # with their address ('Priya'); a confidential concern's later words are redacted with both
+    # ('Priya Patel' given here), since either may be in them.
+    learner_name: str | None = Field(default=None, sa_type=Text)
     learner_group: str | None = None
     programme: str | None = None
     # One-time code for anonymous follow-up, as an Argon2 hash; the code itself is never stored.

@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from intake.service import submit_concern
+from intake.service import learner_words, submit_concern
 from intake.submission import Channel, InvalidSubmission, parse_submission
 from storage import repositories
 from storage.db import transaction
@@ -164,6 +164,32 @@ def test_a_name_already_on_the_learners_record_is_taken_out_as_well(db: Engine) 
         concern = repositories.concern_by_reference(session, reference)
         assert concern is not None
         assert concern.description == "Ask Dr [name removed] on the rota, she saw it too."
+
+
+def test_what_a_learner_adds_later_loses_the_name_given_with_the_concern(db: Engine) -> None:
+    # The record keeps 'Priya' from an earlier concern; this one was raised as 'Priya Patel',
+    # and what she adds to it later (status page, Slack, Teams) must lose 'Patel' as well.
+    placement = example_placement(db)
+    first = concern_input(placement)
+    first["learner"] = {**first["learner"], "name": "Priya"}
+    submit(db, first)
+    raw = concern_input(
+        placement,
+        confidentiality="confidential",
+        learner={
+            "name": "Priya Patel",
+            "email": "priya.testlearner@example.nhs.uk",
+            "group": "foundation",
+        },
+    )
+    reference = submit(db, raw).reference
+    with transaction(db) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None and concern.learner_name == "Priya Patel"
+        learner = session.get(Learner, concern.learner_id)
+        assert learner is not None and learner.name == "Priya"
+        later = learner_words(session, concern, "It happened again. Patel, FY1 (Priya)")
+        assert later == "It happened again. [name removed], FY1 ([name removed])"
 
 
 def test_named_and_anonymous_concerns_keep_the_learners_words_as_written(db: Engine) -> None:
