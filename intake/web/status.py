@@ -85,6 +85,10 @@ PAGE_MOVED_ON = (
     "been changed. The page now shows where your concern is."
 )
 SIGNED_OUT = "You have signed out of your concern."
+PAGE_OUT_OF_DATE = (
+    "This page was out of date (it may have been open in another tab or window), so nothing has "
+    "been changed. Check what is below and send it again."
+)
 
 
 @dataclass(frozen=True)
@@ -361,29 +365,49 @@ def router(context: WebContext) -> APIRouter:
         notice(request, done)
         return RedirectResponse(STATUS_PATH, status_code=303)
 
-    async def checked(request: Request) -> tuple[Any, Access | None]:
-        """The form, and access to the concern it names (None: none, or it has ended). A form
-        refused for its token but sent from our own page is from a learner whose session ended:
-        it is answered as access that ended, with what they wrote shown to copy."""
+    async def checked(request: Request) -> tuple[Any, Access | None, bool]:
+        """The form, access to the concern it names (None: none, or it has ended), and whether
+        its token was refused. A form refused for its token but sent from our own page is from
+        a learner whose session ended, or who has since opened the concern again in another tab
+        (a new session, with access but another token): it is answered as access that ended, or
+        as a page out of date, with what they wrote shown either way."""
         form = await posted_form(request)
+        refused = False
         try:
             require_csrf(request, form.get(CSRF_FIELD))
         except CsrfRefused:
             if not sent_from_our_page(request, context.policy.public_url):
                 raise
-            return form, None
+            refused = True
         context.limits.hit("learner_actions", context.limits.client(request))
         named = normalise_reference(_field(form.get("reference")))
         access, _ = await access_of(request, named) if named else (None, False)
-        return form, access
+        return form, access, refused
+
+    async def out_of_date(request: Request, access: Access, *, information: str = "") -> Response:
+        """A form from a page older than this session: nothing changes; the status page is
+        shown again as it is now, with what the learner wrote, to check and send again."""
+        status = await run_in_threadpool(load_status, access.reference)
+        if status is None:
+            return ended(request, information=information)
+        field = "information" if information else "actions"
+        return status_page(
+            request,
+            status,
+            errors={field: PAGE_OUT_OF_DATE},
+            information=information,
+            status_code=403,
+        )
 
     @routes.post(STATUS_PATH + "/information")
     async def add_information(request: Request) -> Response:
-        form, access = await checked(request)
+        form, access, refused = await checked(request)
         raw = form.get("information")
         text = raw.replace("\r\n", "\n").strip() if isinstance(raw, str) else ""
         if access is None:
             return ended(request, information=text[:INFORMATION_LIMIT])
+        if refused:
+            return await out_of_date(request, access, information=text[:INFORMATION_LIMIT])
         error = None
         if not text:
             error = "Enter the information you want to add"
@@ -423,9 +447,11 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post(STATUS_PATH + "/satisfied")
     async def satisfied(request: Request) -> Response:
-        form, access = await checked(request)
+        form, access, refused = await checked(request)
         if access is None:
             return ended(request)
+        if refused:
+            return await out_of_date(request, access)
         answered = _field(form.get("feedback"))
 
         def close(session: Session, concern: Concern, now: datetime) -> str:
@@ -440,9 +466,11 @@ def router(context: WebContext) -> APIRouter:
 
     @routes.post(STATUS_PATH + "/concerned")
     async def concerned(request: Request) -> Response:
-        form, access = await checked(request)
+        form, access, refused = await checked(request)
         if access is None:
             return ended(request)
+        if refused:
+            return await out_of_date(request, access)
         answered = _field(form.get("feedback"))
 
         def escalate(session: Session, concern: Concern, now: datetime) -> str:

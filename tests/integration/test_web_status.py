@@ -554,6 +554,7 @@ def test_information_sent_after_the_session_ended_is_shown_back_to_copy(
     asked to look the concern up again, and what they wrote is there to copy. From another
     site's page the words are never shown back."""
     before = event_kinds(world.engine, signed_in)
+    world.client.clear_cookies()
     written = "It happened again on Friday <b>night</b>."
     ours = world.client.post(
         STATUS + "/information",
@@ -570,6 +571,39 @@ def test_information_sent_after_the_session_ended_is_shown_back_to_copy(
     )
     assert elsewhere.status_code == 403 and "0900" not in elsewhere.text
     assert event_kinds(world.engine, signed_in) == before
+
+
+def test_a_page_older_than_the_session_changes_nothing_and_is_shown_again(world: World) -> None:
+    """The session ended and the learner opened the concern again in another tab: the first
+    tab's page carries the old session's token. Access is open, so they are not asked to look
+    it up again; nothing is changed, and the page is shown as it is now with what they wrote."""
+    reference, code = raise_concern(world.engine, "anonymous")
+    assert code is not None
+    assert look_up(world.client, reference, code).status_code == 303
+    give_feedback(world.engine, reference, world.clock.now)
+    old = world.client.csrf(STATUS)
+    world.client.clear_cookies()
+    assert look_up(world.client, reference, code).status_code == 303
+    before = event_kinds(world.engine, reference)
+    written = "It happened again on Friday <b>night</b>."
+    stale = {"csrf_token": old, "reference": reference}
+    same_origin = {"Sec-Fetch-Site": "same-origin"}
+    added = world.client.post(
+        STATUS + "/information", data={**stale, "information": written}, headers=same_origin
+    )
+    assert added.status_code == 403
+    assert "This page was out of date" in added.text
+    assert "What you wrote" not in added.text  # not the look-up page: access is still open
+    assert ">It happened again on Friday &lt;b&gt;night&lt;/b&gt;.</textarea>" in added.text
+    assert f"Reference {reference}" in added.text
+    for path in ("/satisfied", "/concerned"):
+        pressed = world.client.post(STATUS + path, data=stale, headers=same_origin)
+        assert pressed.status_code == 403
+        assert "This page was out of date" in pressed.text and "I remain concerned" in pressed.text
+    assert event_kinds(world.engine, reference) == before
+    assert concern_now(world.engine, reference).status == "open"
+    # The page it shows works: its token is this session's.
+    assert post_action(world.client, STATUS + "/information", information="More").status_code == 303
 
 
 def test_access_ends_after_30_minutes_unused(world: World, signed_in: str) -> None:

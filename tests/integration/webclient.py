@@ -94,6 +94,10 @@ class WebClient:
     def set_cookie(self, name: str, value: str) -> None:
         self._client.cookies.set(name, value)
 
+    def clear_cookies(self) -> None:
+        """Lose every cookie, as a phone closing the browser loses its session cookie."""
+        self._client.cookies.clear()
+
     def close(self) -> None:
         self._runner.run(self._client.aclose())
         self._runner.close()
