@@ -15,6 +15,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime
 from pathlib import PurePosixPath
 from typing import Any, Protocol
@@ -43,6 +44,13 @@ _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _UNSAFE_FILENAME_RUN = re.compile(r"[^A-Za-z0-9._-]+")
 FILENAME_MAX = 100
 FALLBACK_FILENAME = "attachment"
+# The Message-ID of the learner's own email, echoed back so our answer joins its thread: it came
+# from their mail, so only a plain msg-id is used ('<left@right>', printable ASCII, no spaces, no
+# line breaks, no '<', '>' or '@' beyond its own, no RFC 2047 '=?' that a client could decode).
+# Anything else is left out, and the email still threads by our own thread root.
+_ID_TEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
+_MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
+MESSAGE_ID_MAX = 250
 _MIME_TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 _CONTENT_TYPE = re.compile(rf"({_MIME_TOKEN})/({_MIME_TOKEN})")
 
@@ -123,6 +131,37 @@ def thread_subject(message: OutgoingEmail) -> str:
     return f"[{message.reference}] {LEARNER_THREAD_SUBJECT if learner else CONTACT_THREAD_SUBJECT}"
 
 
+def usable_message_id(value: str | None) -> str | None:
+    """A Message-ID taken from someone's mail, if it is one plain msg-id fit to quote in our
+    In-Reply-To and References (see _MSG_ID); None otherwise."""
+    if value is None or len(value) > MESSAGE_ID_MAX or "=?" in value:
+        return None
+    return value if _MSG_ID.fullmatch(value) else None
+
+
+class _MessageIds(str):
+    """An In-Reply-To or References header: its message ids as given, one to a line.
+
+    The email package treats these headers as free text, and writes a word longer than a line
+    (an Outlook Message-ID is about 80 characters) as an RFC 2047 encoded word, which mail
+    clients do not decode in a msg-id: the reply would thread nowhere. Ids checked by
+    usable_message_id or made by us are plain ASCII, at most MESSAGE_ID_MAX long, so written
+    as they are each line stays within SMTP's 998."""
+
+    name: str
+    ids: tuple[str, ...]
+
+    def __new__(cls, name: str, ids: Sequence[str]) -> _MessageIds:
+        header = super().__new__(cls, " ".join(ids))
+        header.name = name
+        header.ids = tuple(ids)
+        return header
+
+    def fold(self, *, policy: Policy) -> str:
+        """The header as written out: Name: <id1> then each further id on a line of its own."""
+        return f"{self.name}: {(policy.linesep + ' ').join(self.ids)}{policy.linesep}"
+
+
 class UnusableAddress(ValueError):
     """An address we will not put in a header: sending can never succeed for this row."""
 
@@ -134,9 +173,15 @@ def compose(
     from_address: str,
     now: datetime,
     attachments: Sequence[Attachment] = (),
+    learner_message_id: str | None = None,
 ) -> EmailMessage:
     """The email for one outbox row; raises UnusableAddress when its recipient is not usable,
-    and ValueError when an attachment's content type is not a plain type/subtype."""
+    and ValueError when an attachment's content type is not a plain type/subtype.
+
+    `learner_message_id` is the Message-ID of the learner's email that raised the concern: an
+    email to the learner is then a reply to it (In-Reply-To, and first in References), so it
+    joins the thread of what they sent. It is used only when the recipient is the learner and it
+    is a plain msg-id; contacts never see it (it may name the learner's host)."""
     try:
         sender = plain_address(from_address)
     except UnusableAddress as error:
@@ -150,10 +195,17 @@ def compose(
     email["Reply-To"] = threading.reply_to(message.id, message.recipient_address.strip())
     # Stable per row: a resend after a crash carries the same Message-ID, so clients drop it.
     email["Message-ID"] = threading.message_id(message.id, message.recipient_address.strip())
+    thread: list[str] = []
+    if message.recipient_role == "learner" and (learners := usable_message_id(learner_message_id)):
+        thread.append(learners)
     if message.reference and _REFERENCE.fullmatch(message.reference):
-        root = threading.thread_root(message.reference, message.recipient_address.strip())
-        email["In-Reply-To"] = root
-        email["References"] = root
+        thread.append(threading.thread_root(message.reference, message.recipient_address.strip()))
+    if thread:
+        # Every email to the learner answers their own (the acknowledgement and all later ones
+        # alike): a client that threads by In-Reply-To alone then keeps them all under it. Our
+        # root stays in References, so mail sent before (root only) is still the same thread.
+        email["In-Reply-To"] = _MessageIds("In-Reply-To", thread[:1])
+        email["References"] = _MessageIds("References", thread)
     email["Subject"] = one_line(thread_subject(message))
     if message.kind in IMPORTANT_KINDS:
         email["Importance"] = "high"

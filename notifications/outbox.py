@@ -53,6 +53,11 @@ class ClaimedOutgoingEmail(OutgoingEmail, Protocol):
     def refusals(self) -> int: ...
     @property
     def attachments(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def learner_message_id(self) -> str | None:
+        """The Message-ID of the learner's email that raised the concern, for an email to the
+        learner at the address it came from; None for anything else."""
+        ...
 
 
 class OutboxStore(Protocol):
@@ -180,6 +185,7 @@ def _dispatch_one(
             from_address=from_address,
             now=now,
             attachments=[Attachment.from_stored(stored) for stored in message.attachments],
+            learner_message_id=message.learner_message_id,
         )
         email.as_bytes()  # anything that cannot be written out fails here, not at every retry
     except UnusableAddress as error:

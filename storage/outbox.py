@@ -7,22 +7,27 @@ lease ran out (and whose row someone else now holds) changes nothing.
 Some messages carry a secret that is needed only until it is delivered (the staff sign-in email's
 single-use link): once such a message is sent, or given up, its stored body is replaced in the
 same transaction, so the secret does not stay in the database. The message's kind says which.
+
+An email to a learner about a concern they raised by email is claimed with the Message-ID of that
+email, read from the mail received (not copied onto the row), so it answers it: rows queued before
+this was read get it too, and nothing is kept twice.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, or_, update
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from storage import repositories
 from storage.db import reading, transaction
-from storage.tables import Contact, OutboxMessage
+from storage.tables import Concern, Contact, InboundMessage, OutboxMessage
 
 ERROR_MAX = 500
 # The kinds of message whose body is wiped once sent or given up (kind -> what stays instead).
@@ -56,6 +61,10 @@ class ClaimedEmail:
     # The directory contact it is for (a chat message to someone known only by email is
     # addressed when it is sent, and the match is remembered on the contact).
     recipient_contact_id: int | None = None
+    # An email to the learner about a concern they raised by email, at the address that email
+    # came from: that email's Message-ID as stored (unchecked: composing decides whether to use
+    # it), so our email joins its thread. None for anything else.
+    learner_message_id: str | None = None
 
 
 class SqlOutboxStore:
@@ -87,11 +96,13 @@ class SqlOutboxStore:
                 # Rows another instance is claiming right now are skipped, not waited for.
                 # SQLite needs nothing: BEGIN IMMEDIATE already holds its single write lock.
                 statement = statement.with_for_update(skip_locked=True)
+            rows = session.exec(statement).all()
+            raised_by = _raising_emails(session, rows)
             claimed: list[ClaimedEmail] = []
-            for row in session.exec(statement).all():
+            for row in rows:
                 row.claim_token = secrets.token_urlsafe(16)
                 row.claimed_until = now + lease
-                claimed.append(_claimed(row))
+                claimed.append(_claimed(row, raised_by=raised_by))
             return claimed
 
     def mark_sent(self, *, message_id: int, claim_token: str, now: datetime) -> bool:
@@ -239,7 +250,58 @@ def _still_held(message_id: int, claim_token: str) -> tuple[Any, ...]:
     )
 
 
-def _claimed(row: OutboxMessage) -> ClaimedEmail:
+def _raising_emails(session: Session, rows: Sequence[OutboxMessage]) -> dict[int, tuple[str, str]]:
+    """For the concerns that these rows' emails to learners are about and that were raised by
+    email: concern id -> (Message-ID, sender's address) of the email that raised it.
+
+    That email is the first one stored for the concern (the lowest id): every later one was
+    joined to it as a reply, which needs a token from mail we sent about the concern, so after
+    it was raised. A learner's reply therefore never changes which Message-ID their emails
+    answer. Concerns raised on the web or in chat have none, even when the learner has since
+    replied by email: their first email is not what raised the concern."""
+    concern_ids = {
+        row.concern_id
+        for row in rows
+        if row.channel == "email" and row.recipient_role == "learner" and row.concern_id
+    }
+    if not concern_ids:
+        return {}
+    first = (
+        select(
+            col(InboundMessage.concern_id).label("concern_id"),
+            func.min(InboundMessage.id).label("inbound_id"),
+        )
+        .where(col(InboundMessage.concern_id).in_(concern_ids))
+        .group_by(col(InboundMessage.concern_id))
+        .subquery()
+    )
+    statement = (
+        select(InboundMessage.concern_id, InboundMessage.message_id, InboundMessage.from_address)
+        .join(first, col(InboundMessage.id) == first.c.inbound_id)
+        .join(Concern, col(Concern.id) == col(InboundMessage.concern_id))
+        .where(Concern.channel == "email")
+    )
+    return {
+        concern_id: (message_id, sender)
+        for concern_id, message_id, sender in session.exec(statement).all()
+        if concern_id is not None and message_id and sender
+    }
+
+
+def _learner_message_id(row: OutboxMessage, raised_by: dict[int, tuple[str, str]]) -> str | None:
+    """The Message-ID this row's email answers, when it goes to the learner at the very address
+    the email that raised its concern came from. An address corrected since (by staff, or to
+    another of the learner's accounts) never held that email, so threading on it would gain
+    nothing and would hand its Message-ID (which may name the learner's host) to that address."""
+    if row.channel != "email" or row.recipient_role != "learner" or row.concern_id is None:
+        return None
+    message_id, sender = raised_by.get(row.concern_id, (None, None))
+    if sender is None or sender.strip().lower() != row.recipient_address.strip().lower():
+        return None
+    return message_id
+
+
+def _claimed(row: OutboxMessage, *, raised_by: dict[int, tuple[str, str]]) -> ClaimedEmail:
     if row.id is None or row.claim_token is None:
         raise RuntimeError("an outbox row was claimed without an id or a token")
     return ClaimedEmail(
@@ -257,4 +319,5 @@ def _claimed(row: OutboxMessage) -> ClaimedEmail:
         attachments=tuple(dict(stored) for stored in row.attachments or ()),
         payload=dict(row.payload) if row.payload is not None else None,
         recipient_contact_id=row.recipient_contact_id,
+        learner_message_id=_learner_message_id(row, raised_by),
     )

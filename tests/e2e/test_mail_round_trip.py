@@ -90,7 +90,10 @@ def test_an_email_is_acknowledged_through_the_relay_and_the_reply_lands_on_the_c
         concern["From"] = f"Sam Learner <{LEARNER}>"
         concern["To"] = MAILBOX
         concern["Subject"] = "No teaching on Ward 7 at Vale General"
-        concern["Message-ID"] = make_msgid(domain="student.example.ac.uk")
+        # Longer than a header line, as Outlook's are: it must come back unfolded and unencoded.
+        concern["Message-ID"] = (
+            "<LO2P265MB5140E3A1B2C3D4E5F60718293A4B5C6D7E8F@LO2P265MB5140.GBRP265.PROD.OUTLOOK.COM>"
+        )
         concern.set_content("Teaching has been cancelled every week this term.\n\nThanks\nSam")
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=20) as client:
             client.send_message(concern)
@@ -104,6 +107,9 @@ def test_an_email_is_acknowledged_through_the_relay_and_the_reply_lands_on_the_c
         assert frequency == "not_answered"
         assert "How often:" in ack.get_body(("plain",)).get_content()
         assert ack["Auto-Submitted"] == "auto-generated"
+        # A reply to what the learner sent: their mail client shows it in that email's thread.
+        assert ack["In-Reply-To"] == concern["Message-ID"]
+        assert ack["References"].split()[0] == concern["Message-ID"]
 
         reply = EmailMessage()
         reply["From"] = LEARNER

@@ -14,15 +14,19 @@ from email.utils import make_msgid, parseaddr
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
+from intake.emails import header_message_id
 from intake.mail_intake import process_pending
 from notifications.outbox import dispatch_due
 from notifications.senders import SmtpRelaySender
 from storage import repositories
 from storage.db import transaction
 from storage.inbox import Received, store_received
-from storage.outbox import SqlOutboxStore
+from storage.outbox import ClaimedEmail, SqlOutboxStore
+from storage.tables import Concern, OutboxMessage
 from tests.integration.helpers import MONDAY_MORNING, load_example_directory
 from tests.integration.helpers import policy as make_policy
 from tests.integration.test_dispatch import free_port
@@ -34,12 +38,14 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # the same messages, as the bytes that arrived
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         content = envelope.original_content  # type: ignore[attr-defined]
         parsed = message_from_bytes(content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append(parsed)
+        self.raw.append(content)
         return "250 OK"
 
 
@@ -88,12 +94,26 @@ def client_reply(received: EmailMessage, body: str, *, sender: str = LEARNER) ->
 
 
 def store(engine: Engine, raw: bytes, *, mail_from: str, minutes: int) -> None:
+    """Store a delivery as the mailbox does, its Message-ID read from the headers."""
     rcpt = parseaddr(message_from_bytes(raw)["To"])[1]
     store_received(
         engine,
-        [Received(mail_from=mail_from, rcpt_tos=(rcpt,), raw=raw)],
+        [
+            Received(
+                mail_from=mail_from,
+                rcpt_tos=(rcpt,),
+                raw=raw,
+                message_id=header_message_id(raw),
+            )
+        ],
         now=MONDAY_MORNING + timedelta(minutes=minutes),
     )
+
+
+def raise_by_email(engine: Engine, raw: bytes) -> None:
+    """The learner's email, stored and read into a concern (its messages queued, none sent)."""
+    store(engine, raw, mail_from=LEARNER, minutes=0)
+    process_pending(engine=engine, policy=make_policy(), threading=THREADING, now=MONDAY_MORNING)
 
 
 def test_the_learners_reply_from_their_mail_client_lands_on_the_concern(
@@ -118,6 +138,105 @@ def test_the_learners_reply_from_their_mail_client_lands_on_the_concern(
     assert "learner_added_information" in kinds
 
 
+def test_every_email_to_the_learner_answers_the_email_that_raised_the_concern(
+    db: Engine, relay: tuple[Inbox, int]
+) -> None:
+    """The acknowledgement, and the feedback after the learner's own reply was threaded into the
+    concern, answer the learner's first email: one thread in their mail client. Contacts' mail
+    never carries that Message-ID."""
+    inbox, port = relay
+    first = email()
+    learners_id = message_from_bytes(first)["Message-ID"]
+    store(db, first, mail_from=LEARNER, minutes=0)
+    run_service(db, port, minutes=0)
+    (ack,) = [m for m in inbox.messages if m["To"] == LEARNER]
+    assert ack["In-Reply-To"] == learners_id
+    assert ack["References"].split()[0] == learners_id
+    with transaction(db) as session:
+        (concern,) = repositories.all_concerns(session)
+    assert ack["References"].split()[1:] == [THREADING.thread_root(concern.reference, LEARNER)]
+
+    # The learner's reply joins the concern; its own Message-ID must not become the one answered.
+    reply = client_reply(ack, "How often: often")
+    assert message_from_bytes(reply)["Message-ID"] != learners_id
+    store(db, reply, mail_from=LEARNER, minutes=5)
+    run_service(db, port, minutes=5)
+    with transaction(db) as session:
+        (concern,) = repositories.all_concerns(session)
+    assert concern.frequency == "often"
+
+    notice = next(m for m in inbox.messages if m["To"] != LEARNER)
+    supervisor = notice["To"].addresses[0].addr_spec
+    store(
+        db,
+        client_reply(notice, "Feedback: Teaching is protected on Thursdays.", sender=supervisor),
+        mail_from=supervisor,
+        minutes=9,
+    )
+    run_service(db, port, minutes=9)
+    to_learner = [m for m in inbox.messages if m["To"] == LEARNER]
+    assert len(to_learner) == 2, "the acknowledgement and the feedback"
+    feedback = to_learner[1]
+    assert "Thursdays" in feedback.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert feedback["In-Reply-To"] == learners_id
+    assert feedback["References"] == ack["References"]
+
+    to_contacts = [
+        raw for raw, m in zip(inbox.raw, inbox.messages, strict=True) if m["To"] != LEARNER
+    ]
+    assert to_contacts
+    assert not any(learners_id.encode() in raw for raw in to_contacts)
+
+
+def claimed_for_learner(engine: Engine) -> ClaimedEmail:
+    (claimed,) = [
+        row
+        for row in SqlOutboxStore(engine).claim_due(
+            now=MONDAY_MORNING, limit=50, lease=timedelta(minutes=5)
+        )
+        if row.recipient_role == "learner"
+    ]
+    return claimed
+
+
+def test_the_learners_message_id_goes_only_to_the_address_it_came_from(db: Engine) -> None:
+    """An address corrected since never held the learner's email: nothing to thread on, and
+    its holder is not handed the Message-ID (which may name the learner's host)."""
+    raw = email()
+    raise_by_email(db, raw)
+    with transaction(db) as session:
+        session.exec(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.recipient_role) == "learner")
+            .values(recipient_address="jane.new@example.nhs.uk")
+        )
+
+    assert claimed_for_learner(db).learner_message_id is None
+
+
+def test_the_same_address_in_other_case_still_answers_the_learners_email(db: Engine) -> None:
+    raw = email()
+    raise_by_email(db, raw)
+    with transaction(db) as session:
+        session.exec(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.recipient_role) == "learner")
+            .values(recipient_address=f" {LEARNER.upper()} ")
+        )
+
+    assert claimed_for_learner(db).learner_message_id == message_from_bytes(raw)["Message-ID"]
+
+
+def test_a_concern_not_raised_by_email_answers_no_email_of_the_learners(db: Engine) -> None:
+    """A concern raised on the web whose learner later replies by email: that reply did not
+    raise the concern, and is not what our emails answer."""
+    raise_by_email(db, email())
+    with transaction(db) as session:
+        session.exec(update(Concern).values(channel="web"))
+
+    assert claimed_for_learner(db).learner_message_id is None
+
+
 def test_the_supervisors_reply_acknowledges(db: Engine, relay: tuple[Inbox, int]) -> None:
     inbox, port = relay
     store(db, email(), mail_from=LEARNER, minutes=0)
@@ -125,7 +244,7 @@ def test_the_supervisors_reply_acknowledges(db: Engine, relay: tuple[Inbox, int]
     notice = next(
         m
         for m in inbox.messages
-        if m["To"] != LEARNER and "acknowledge" in m.get_body(("plain",)).get_content()
+        if m["To"] != LEARNER and "acknowledge" in m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     )
     supervisor = notice["To"].addresses[0].addr_spec
     store(

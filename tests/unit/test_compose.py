@@ -99,6 +99,123 @@ def test_a_message_without_a_reference_starts_no_thread() -> None:
     assert message["References"] is None
 
 
+# The learner's own email, as Gmail and Outlook (NHSmail) name theirs.
+GMAIL_ID = "<CAJx3+9Q=f2s_Kw8d-7Yb$aP%v@mail.gmail.com>"
+OUTLOOK_ID = (
+    "<AM9PR07MB70981B2C3D4E5F60718293A4B5C6D7E8F9A0@AM9PR07MB7098.eurprd07.prod.outlook.com>"
+)
+ROOT = THREADING.thread_root("LC-2026-000007", LEARNER)
+
+
+def answering(row: Row, learner_message_id: str | None) -> EmailMessage:
+    return compose(
+        row,
+        threading=THREADING,
+        from_address=FROM,
+        now=NOW,
+        learner_message_id=learner_message_id,
+    )
+
+
+@pytest.mark.parametrize("learners", [GMAIL_ID, OUTLOOK_ID, "<a.b@[192.0.2.7]>"])
+@pytest.mark.parametrize("kind", ["learner_ack", "learner_feedback", "reply_not_applied"])
+def test_an_email_to_the_learner_answers_the_email_that_raised_the_concern(
+    learners: str, kind: str
+) -> None:
+    """Each one replies to the learner's own email, so their mail client shows it in that
+    thread; our root follows, joining mail sent before with only the root."""
+    received = on_the_wire(answering(Row(kind=kind), learners))
+
+    assert received["In-Reply-To"] == learners
+    assert received["References"].split() == [learners, ROOT]
+
+
+def test_a_long_message_id_is_written_as_it_is_never_as_an_encoded_word() -> None:
+    """The email package would write an id longer than a line as '=?utf-8?q?...?=', which no
+    mail client reads as a msg-id: the answer would thread nowhere."""
+    longest = "<" + "x" * 200 + "." + "y" * 28 + "@mail.example.ac.uk>"
+    assert len(longest) == 250
+    for learners in (OUTLOOK_ID, longest):
+        raw = answering(Row(), learners).as_bytes()
+
+        assert f"In-Reply-To: {learners}\r\n".encode() in raw
+        assert f"References: {learners}\r\n {ROOT}\r\n".encode() in raw
+        assert b"=?" not in raw.partition(b"\r\n\r\n")[0]
+        assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_the_maildirs_line_endings_are_kept_in_the_threading_headers() -> None:
+    message = answering(Row(), GMAIL_ID)
+    written = message.as_bytes(policy=message.policy.clone(linesep="\n"))
+
+    assert f"References: {GMAIL_ID}\n {ROOT}\n".encode() in written
+    assert b"\r" not in written
+
+
+@pytest.mark.parametrize("role", ["supervisor", "educational_lead", "dean", "quality_team"])
+def test_contacts_never_see_the_learners_message_id(role: str) -> None:
+    """It may name the learner's host: for a confidential concern, something about who they are."""
+    raw = answering(Row(recipient_role=role, recipient_address="sup@example.nhs.uk"), GMAIL_ID)
+
+    assert b"mail.gmail.com" not in raw.as_bytes()
+    root = THREADING.thread_root("LC-2026-000007", "sup@example.nhs.uk")
+    assert raw["In-Reply-To"] == root
+    assert raw["References"] == root
+
+
+@pytest.mark.parametrize(
+    "learners",
+    [
+        "<a@b>\r\nBcc: attacker@example.com",
+        "<a@b>\nBcc: attacker@example.com",
+        "<a@b>\rBcc: attacker@example.com",
+        "<a@b\r\nBcc: attacker@example.com>",
+        "<a@b\r\n X-Injected: yes>",
+        "<a@b> <c@d>",
+        "<a@b>, Bcc: attacker@example.com",
+        "<a b@example.com>",
+        "<a@b\t.example.com>",
+        "<a@b\x00>",
+        "<a@b\x7f>",
+        "<ä@example.com>",
+        "<a@bücher.example>",
+        "<a@b>\u2028Bcc: attacker@example.com",
+        "<=?utf-8?q?=0D=0ABcc:_attacker@example.com?=@example.com>",
+        "<" + "x" * 250 + "@example.com>",
+        "<" + "x" * 231 + "@mail.example.ac.uk>",  # 251 characters: one too many
+        "<@example.com>",
+        "<a@>",
+        "<a@b@c>",
+        "<<a@b>>",
+        "<a>",
+        "a@b",
+        "<a@b",
+        " <a@b>",
+        "<a(comment)@b>",
+        "",
+    ],
+)
+def test_a_message_id_that_is_not_one_plain_msg_id_never_reaches_a_header(learners: str) -> None:
+    """The learner's Message-ID came from their mail: anything but '<left@right>' in printable
+    ASCII is left out, and the email still threads by our own root."""
+    message = answering(Row(), learners)
+    raw = message.as_bytes()
+    received = on_the_wire(message)
+
+    assert received["In-Reply-To"] == ROOT
+    assert received["References"] == ROOT
+    assert received["Bcc"] is None and received["X-Injected"] is None
+    assert b"attacker" not in raw and b"Injected" not in raw
+    assert raw.isascii()
+
+
+def test_without_the_learners_message_id_the_learner_gets_our_root_alone() -> None:
+    received = on_the_wire(answering(Row(), None))
+
+    assert received["In-Reply-To"] == ROOT
+    assert received["References"] == ROOT
+
+
 def test_text_and_html_are_alternatives_and_escaped_html_is_left_exactly_as_rendered() -> None:
     html = "<p>You wrote: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more, £5</p>\n"
     text = "You wrote: <script>alert('x')</script> & more, £5\n"
