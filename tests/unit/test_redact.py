@@ -142,3 +142,118 @@ def test_words_in_brackets_that_name_no_organisation_are_still_taken_as_the_name
         "Janey and Patel were on nights.", name="Jane Smith (Janey, née Patel)", address=None
     )
     assert result == f"{REMOVED} and {REMOVED} were on nights."
+
+
+def test_a_name_written_with_underscores_still_goes() -> None:
+    # An underscore parts words as a dot does: 'priya_patel' is how people write a username.
+    result = redact_identity(
+        "priya_patel and Priya_Patel were on the rota; _Priya_ too.",
+        name="Priya Patel",
+        address=None,
+    )
+    assert (
+        result == f"{REMOVED}_{REMOVED} and {REMOVED}_{REMOVED} were on the rota; _{REMOVED}_ too."
+    )
+
+
+def test_a_local_part_written_with_an_underscore_goes_whole() -> None:
+    result = redact_identity(
+        "priya_patel and PRIYA_PATEL wrote; Patel knows.",
+        name=None,
+        address="priya_patel@nhs.example",
+    )
+    assert result == f"{REMOVED} and {REMOVED} wrote; {REMOVED} knows."
+
+
+def test_a_part_of_a_name_inside_a_longer_word_or_number_is_kept() -> None:
+    # 'Ward' is a surname and a word, and goes as a word; not inside 'Wardley' or 'Ward2'.
+    result = redact_identity(
+        "Wardley and Ward2 wards; the ward, Ward_ley, ward-round.", name="Jane Ward", address=None
+    )
+    assert result == f"Wardley and Ward2 wards; the {REMOVED}, {REMOVED}_ley, {REMOVED}-round."
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["JOSE NUNEZ", "Jose Nunez", "josé núñez", "Jose\u0301 Nu\u0303n\u0303ez", "JOSÉ NÚÑEZ"],
+)
+def test_a_name_with_accents_goes_however_the_text_writes_them(written: str) -> None:
+    result = redact_identity(
+        f"I am {written}; Jose and NUNEZ on nights.", name="José Núñez", address=None
+    )
+    assert result == f"I am {REMOVED}; {REMOVED} and {REMOVED} on nights."
+
+
+def test_a_name_written_without_accents_catches_the_accented_spelling() -> None:
+    # Everything that is not the name is kept as written, accents and all.
+    result = redact_identity(
+        "José at the café, JOSÉ in the naïve rota, Jose\u0301 again.", name="Jose", address=None
+    )
+    assert result == f"{REMOVED} at the café, {REMOVED} in the naïve rota, {REMOVED} again."
+
+
+def test_letters_that_fold_to_more_than_one_letter_keep_the_text_around_them() -> None:
+    # 'ﬁ' folds to 'fi' and 'ß' to 'ss': positions in the folded text are not the original's,
+    # and the text after them must be cut where the name is, not a few characters off.
+    text = "ﬃ Straße ß İstanbul ﬁona wrote to STRAUSS; the Straße ﬁle is Strauß's. ﬁ"
+    result = redact_identity(text, name="Fiona Strauß", address=None)
+    assert result == (
+        f"ﬃ Straße ß İstanbul {REMOVED} wrote to {REMOVED}; the Straße ﬁle is {REMOVED}'s. ﬁ"
+    )
+
+
+def test_letters_that_nfkd_leaves_alone_are_read_plain_too() -> None:
+    result = redact_identity(
+        "Lukasz, ŁUKASZ and Soren Odegaard; Łódź stays.",
+        name="Łukasz Søren Ødegaard",
+        address=None,
+    )
+    assert result == f"{REMOVED}, {REMOVED} and {REMOVED} {REMOVED}; Łódź stays."
+
+
+@pytest.mark.parametrize("name", ["Siobhan O'Brien", "Siobhan O’Brien", "Siobhan O‘Brien"])
+def test_a_name_with_an_apostrophe_goes_whole_whichever_apostrophe_is_written(name: str) -> None:
+    result = redact_identity(
+        "O'Brien, O’Brien, o`brien and Brien; O'Neill stays.", name=name, address=None
+    )
+    assert result == f"{REMOVED}, {REMOVED}, {REMOVED} and {REMOVED}; O'Neill stays."
+
+
+def test_a_name_like_d_souza_goes_whole() -> None:
+    result = redact_identity(
+        "D’Souza said Souza's rota is fine; ask D'SOUZA.", name="Zoe D'Souza", address=None
+    )
+    assert result == f"{REMOVED} said {REMOVED}'s rota is fine; ask {REMOVED}."
+
+
+@pytest.mark.parametrize("name", ["'Jane Smith'", '"Jane Smith"', "‘Jane Smith’", "“Jane Smith”"])
+def test_quotes_around_a_display_name_are_not_part_of_it(name: str) -> None:
+    result = redact_identity("Jane Smith, Jane and Smith.", name=name, address=None)
+    assert result == f"{REMOVED}, {REMOVED} and {REMOVED}."
+
+
+def test_the_tag_after_a_plus_in_the_address_is_not_the_learners_name() -> None:
+    result = redact_identity(
+        "From priya+nhs@nhs.net: priya+nhs on the NHS rota; nhs.net; Priya said.",
+        name=None,
+        address="priya+nhs@nhs.net",
+    )
+    assert result == f"From {REMOVED}: {REMOVED} on the NHS rota; nhs.net; {REMOVED} said."
+
+
+def test_the_part_before_a_plus_goes_whole_and_in_pieces() -> None:
+    result = redact_identity(
+        "priya.patel on the rota; Patel and the rota.",
+        name=None,
+        address="priya.patel+rota@nhs.example",
+    )
+    assert result == f"{REMOVED} on the rota; {REMOVED} and the rota."
+
+
+def test_an_organisation_word_in_the_local_part_is_not_taken_out_alone() -> None:
+    result = redact_identity(
+        "jane.smith.nhs wrote about the NHS trust; Jane and Smith.",
+        name=None,
+        address="jane.smith.nhs@nhs.example",
+    )
+    assert result == f"{REMOVED} wrote about the NHS trust; {REMOVED} and {REMOVED}."
