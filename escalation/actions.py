@@ -320,6 +320,7 @@ def change_learner_email(
     # Another learner record, never the old one edited: the old address may be someone else's,
     # with concerns of its own.
     shared = old is not None and _has_other_concerns(session, old, concern)
+    given_name = name
     if name is None and old is not None and not shared:
         # Staff give no name: the old record's is the learner's only when no other concern is
         # its (else it is the name first given with that address, perhaps its owner's).
@@ -331,6 +332,10 @@ def change_learner_email(
         session.flush()
     learner.name = learner.name or name
     concern.learner_id = learner.id
+    if given_name:
+        # The record may keep another name first given with this address: the concern keeps
+        # the one staff give, which its learner's later words are redacted with.
+        concern.learner_name = given_name
     # Links signed before (and status-page access opened with them) stop opening the concern.
     concern.link_version += 1
     given_up: list[OutboxMessage] = []

@@ -384,19 +384,33 @@ def router(context: WebContext) -> APIRouter:
         access, _ = await access_of(request, named) if named else (None, False)
         return form, access, refused
 
-    async def out_of_date(request: Request, access: Access, *, information: str = "") -> Response:
-        """A form from a page older than this session: nothing changes; the status page is
-        shown again as it is now, with what the learner wrote, to check and send again."""
+    async def shown_again(
+        request: Request,
+        access: Access,
+        *,
+        field: str,
+        error: str | None = None,
+        information: str = "",
+    ) -> Response:
+        """Nothing changes: the status page is shown as it is now, with what the learner wrote
+        and why, at `field` ('information' or 'actions'): the `error` in what they sent (400),
+        or without one, that they sent it from a page older than this session (403), which
+        they may send again only if the page still offers it."""
         status = await run_in_threadpool(load_status, access.reference)
         if status is None:
             return ended(request, information=information)
-        field = "information" if information else "actions"
+        if error is None:
+            if field == "information":
+                sendable = status.can_add_information
+                why = PAGE_OUT_OF_DATE if sendable else closed_to_information(status.reference)
+            else:
+                sendable = status.can_respond_to_feedback
+                why = PAGE_OUT_OF_DATE if sendable else PAGE_MOVED_ON
+            return status_page(
+                request, status, errors={field: why}, information=information, status_code=403
+            )
         return status_page(
-            request,
-            status,
-            errors={field: PAGE_OUT_OF_DATE},
-            information=information,
-            status_code=403,
+            request, status, errors={field: error}, information=information, status_code=400
         )
 
     @routes.post(STATUS_PATH + "/information")
@@ -405,31 +419,22 @@ def router(context: WebContext) -> APIRouter:
         raw = form.get("information")
         text = raw.replace("\r\n", "\n").strip() if isinstance(raw, str) else ""
         if access is None:
-            return ended(request, information=text[:INFORMATION_LIMIT])
-        if refused:
-            return await out_of_date(request, access, information=text[:INFORMATION_LIMIT])
+            return ended(request, information=text)
         error = None
         if not text:
             error = "Enter the information you want to add"
         elif len(text) > INFORMATION_LIMIT:
             error = f"Information must be {INFORMATION_LIMIT:,} characters or fewer"
-        if error:
-            status = await run_in_threadpool(load_status, access.reference)
-            if status is None:
-                return ended(request)
-            return status_page(
-                request,
-                status,
-                errors={"information": error},
-                information=text,
-                status_code=400,
+        if error or refused:
+            # A text too long is said to be, from a page out of date too: sent again as it
+            # was shown, it would be cut short.
+            return await shown_again(
+                request, access, field="information", error=error, information=text
             )
 
         def add(session: Session, concern: Concern, now: datetime) -> str:
             if concern.status != "open":
-                raise ActionRefused(
-                    f"{concern.reference} is closed: information can no longer be added here"
-                )
+                raise ActionRefused(closed_to_information(concern.reference))
             kept = learner_words(session, concern, text)
             if not _just_added(session, concern, kept, now):
                 add_learner_information(
@@ -451,7 +456,7 @@ def router(context: WebContext) -> APIRouter:
         if access is None:
             return ended(request)
         if refused:
-            return await out_of_date(request, access)
+            return await shown_again(request, access, field="actions")
         answered = _field(form.get("feedback"))
 
         def close(session: Session, concern: Concern, now: datetime) -> str:
@@ -470,7 +475,7 @@ def router(context: WebContext) -> APIRouter:
         if access is None:
             return ended(request)
         if refused:
-            return await out_of_date(request, access)
+            return await shown_again(request, access, field="actions")
         answered = _field(form.get("feedback"))
 
         def escalate(session: Session, concern: Concern, now: datetime) -> str:
@@ -504,6 +509,10 @@ def router(context: WebContext) -> APIRouter:
         return await act(request, access, escalate)
 
     return routes
+
+
+def closed_to_information(reference: str) -> str:
+    return f"{reference} is closed: information can no longer be added here"
 
 
 class _LinksRenewed(Exception):

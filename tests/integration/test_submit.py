@@ -11,6 +11,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from escalation.actions import Actor, change_learner_email
 from intake.service import learner_words, submit_concern
 from intake.submission import Channel, InvalidSubmission, parse_submission
 from storage import repositories
@@ -190,6 +191,41 @@ def test_what_a_learner_adds_later_loses_the_name_given_with_the_concern(db: Eng
         assert learner is not None and learner.name == "Priya"
         later = learner_words(session, concern, "It happened again. Patel, FY1 (Priya)")
         assert later == "It happened again. [name removed], FY1 ([name removed])"
+
+
+def test_a_name_staff_give_with_a_corrected_address_is_redacted_from_later_words(
+    db: Engine,
+) -> None:
+    # Raised as 'Pri' from a mistyped address; staff correct it to one whose record already
+    # says 'Priya' and give her name as 'Priya Patel': 'Patel' must not reach contacts later.
+    placement = example_placement(db)
+    first = concern_input(placement)
+    first["learner"] = {**first["learner"], "name": "Priya"}
+    submit(db, first)
+    raw = concern_input(
+        placement,
+        confidentiality="confidential",
+        learner={"name": "Pri", "email": "pri.typo@example.nhs.uk", "group": "foundation"},
+    )
+    reference = submit(db, raw).reference
+    with transaction(db) as session:
+        found = repositories.concern_by_reference(session, reference)
+        assert found is not None
+        concern = repositories.lock_concern(session, found.id or 0)
+        assert concern is not None
+        assert change_learner_email(
+            session=session,
+            concern=concern,
+            email="priya.testlearner@example.nhs.uk",
+            name="Priya Patel",
+            by=Actor(kind="staff", channel="web"),
+            now=MONDAY_MORNING,
+            policy=policy(),
+            reason="The learner phoned",
+        )
+        assert concern.learner_name == "Priya Patel"
+        later = learner_words(session, concern, "Patel again")
+        assert later == "[name removed] again"
 
 
 def test_named_and_anonymous_concerns_keep_the_learners_words_as_written(db: Engine) -> None:

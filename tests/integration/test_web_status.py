@@ -19,7 +19,7 @@ from escalation.actions import Actor, record_feedback
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from intake.web.security import RateLimitRules
-from intake.web.status import NOT_RIGHT
+from intake.web.status import INFORMATION_LIMIT, NOT_RIGHT
 from notifications.messages import when
 from routing.deadlines import silence_close_at
 from storage import migrate, repositories
@@ -600,10 +600,59 @@ def test_a_page_older_than_the_session_changes_nothing_and_is_shown_again(world:
         pressed = world.client.post(STATUS + path, data=stale, headers=same_origin)
         assert pressed.status_code == 403
         assert "This page was out of date" in pressed.text and "I remain concerned" in pressed.text
+    # Too long, or empty: said so, with all of it kept (sent again as shown, it would be cut).
+    tail = "x" * INFORMATION_LIMIT + "TAILEND"
+    too_long = world.client.post(
+        STATUS + "/information", data={**stale, "information": tail}, headers=same_origin
+    )
+    assert too_long.status_code == 400 and "5,000 characters or fewer" in too_long.text
+    assert "TAILEND</textarea>" in too_long.text
+    empty = world.client.post(
+        STATUS + "/information", data={**stale, "information": " "}, headers=same_origin
+    )
+    assert empty.status_code == 400
+    summary = re.search(r'href="#information">\s*Enter the information you want to add', empty.text)
+    assert summary, "the error is not linked to the information box"
+    # From another site's page, with the session's access open: refused, nothing shown back.
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://elsewhere.example"}):
+        forged = world.client.post(
+            STATUS + "/information",
+            data={**stale, "information": "Ring 0900 000 000"},
+            headers=headers,
+        )
+        assert forged.status_code == 403 and "0900" not in forged.text
+        assert f"Reference {reference}" not in forged.text
     assert event_kinds(world.engine, reference) == before
     assert concern_now(world.engine, reference).status == "open"
     # The page it shows works: its token is this session's.
     assert post_action(world.client, STATUS + "/information", information="More").status_code == 303
+
+
+def test_a_page_older_than_the_session_of_a_closed_concern_says_it_has_closed(
+    world: World,
+) -> None:
+    """Sent from a page older than the session once the concern has closed, information is not
+    asked for again (it can no longer be added), nor an answer to feedback."""
+    reference, code = raise_concern(world.engine, "anonymous")
+    assert code is not None
+    assert look_up(world.client, reference, code).status_code == 303
+    give_feedback(world.engine, reference, world.clock.now)
+    old = world.client.csrf(STATUS)
+    assert post_action(world.client, STATUS + "/satisfied").status_code == 303
+    world.client.clear_cookies()
+    assert look_up(world.client, reference, code).status_code == 303
+    stale = {"csrf_token": old, "reference": reference}
+    same_origin = {"Sec-Fetch-Site": "same-origin"}
+    added = world.client.post(
+        STATUS + "/information", data={**stale, "information": "And more"}, headers=same_origin
+    )
+    assert added.status_code == 403
+    assert f"{reference} is closed: information can no longer be added here" in added.text
+    assert "This page was out of date" not in added.text
+    assert ">And more</textarea>" in added.text
+    pressed = world.client.post(STATUS + "/concerned", data=stale, headers=same_origin)
+    assert pressed.status_code == 403 and "your concern has moved on since" in pressed.text
+    assert concern_now(world.engine, reference).status == "closed"
 
 
 def test_access_ends_after_30_minutes_unused(world: World, signed_in: str) -> None:
