@@ -41,11 +41,12 @@ from escalation.notify import queue_reply_not_applied
 from escalation.policy import Policy
 from intake import placement
 from intake.bounces import read_bounce
-from intake.emails import ParsedEmail, parse_email
+from intake.emails import ParsedEmail, html_to_text, parse_email
 from intake.redact import for_contacts
 from intake.replies import (
     Answers,
     ContactCommand,
+    only_our_message,
     read_answers,
     read_contact_command,
     strip_quoted,
@@ -583,8 +584,9 @@ def _learner_reply(
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)
     # A reply of only our quoted message (sent by mistake) is kept but is no answer to feedback;
-    # one with an attachment (a photo of the rota) or an answer written inside the quote is.
-    says_something = bool(shown.strip() or parsed.attachments or answers.to_our_questions)
+    # one with an attachment (a photo of the rota) or a word of the learner's anywhere is.
+    ours = (sent.body_text, html_to_text(sent.body_html) if sent.body_html else "")
+    says_something = bool(parsed.attachments) or not only_our_message(parsed.text, ours)
     shown = shown[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value
     added = add_learner_information(

@@ -8,7 +8,7 @@ labels and the choices' words are the contract between the two modules. Pure: te
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from escalation.links import LINK_PATH
@@ -171,6 +171,35 @@ def _only_an_answer(key: str, text: str) -> bool:
     """Whether `text` is no more than an answer to the question `key`."""
     answered = _answer(QUESTIONS[key], text)
     return answered is not None and len(text.split()) <= _ANSWER_MOST_WORDS
+
+
+def only_our_message(reply: str, ours: Sequence[str]) -> bool:
+    """Whether a reply (its whole text, quote and all) holds nothing but our message (`ours`:
+    its texts, plain and from HTML) quoted, and the lines mail clients write around a quote
+    ('On ... wrote:', Outlook's From:/Sent:/To:/Subject: block) or under one ('Sent from my
+    iPhone'): a reply sent by mistake. Lines are compared whole, so any other line is the
+    learner's, wherever it is: a word typed inside the quote, as Outlook users answer in red,
+    and a line of ours a client wrapped differently (in doubt, the learner said something)."""
+    our_lines = {_compared(line) for text in ours for line in text.splitlines()}
+    for line in reply.splitlines():
+        compared = _compared(line)
+        if compared and compared not in our_lines and not _CLIENTS_OWN.match(compared):
+            return False
+    return True
+
+
+# Lines a mail client writes itself, around a quote or under the reply, compared as _compared
+# leaves them.
+_CLIENTS_OWN = re.compile(
+    r"on\b.*\bwrote:|-{2,} ?original message ?-{2,}|_{20,}|"
+    r"(?:from|sent|date|to|cc|subject): .*|sent from my\b.*|get outlook for\b.*"
+)
+
+
+def _compared(line: str) -> str:
+    """A line as lines of a reply and of our message are compared: without quote marks, case
+    or runs of spaces, and Outlook's bold labels ('*From:*') as plain ones."""
+    return " ".join(_QUOTE_MARKS.sub("", line).replace("*", "").split()).casefold()
 
 
 def strip_quoted(text: str) -> str:

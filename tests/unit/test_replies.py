@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from intake.replies import (
     MAX_FREE_TEXT_CHARS,
     Answers,
+    only_our_message,
     read_answers,
     read_contact_command,
     strip_quoted,
@@ -457,3 +458,42 @@ def test_the_reply_instructions_are_what_the_reader_understands() -> None:
     assert "'Feedback:'" in HOW_TO_REPLY and "'Not mine'" in HOW_TO_REPLY
     assert read_contact_command("Feedback: done").kind == "feedback"
     assert read_contact_command("Not mine").kind == "not_mine"
+
+
+OUR_FEEDBACK = (
+    "Feedback on your concern LC-2026-000001:\n\n"
+    "Teaching is now protected on Thursdays.\n\n"
+    "If you are satisfied, you need do nothing. If you remain concerned, reply with "
+    "'I remain concerned' as the first line."
+)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "\n".join(f"> {line}" for line in OUR_FEEDBACK.splitlines()),
+        "Sent from my iPhone\n\nOn Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n"
+        + "\n".join(f">{line}" for line in OUR_FEEDBACK.splitlines()),
+        "\n________________________________\n*From:* Concerns <c@x>\n*Sent:* Monday\n"
+        "*To:* Jane\n*Subject:* RE: [LC-2026-000001] Your concern\n\n" + OUR_FEEDBACK,
+        "",
+    ],
+)
+def test_a_reply_of_only_our_message_says_nothing(reply: str) -> None:
+    assert only_our_message(reply, (OUR_FEEDBACK, ""))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Thanks\n\n" + "\n".join(f"> {line}" for line in OUR_FEEDBACK.splitlines()),
+        # Typed inside Outlook's quote, with no quote marks.
+        "From: Concerns <c@x>\nSent: Monday\n\n" + OUR_FEEDBACK + "\nI remain concerned",
+        "> Teaching is now protected on Thursdays.\nIt is not.",
+        # A line of ours wrapped differently by the client: in doubt, the learner said something.
+        "> If you are satisfied, you need do nothing.\n> If you remain concerned, reply with",
+        "--\nJane Smith\nStudent nurse",
+    ],
+)
+def test_any_line_not_ours_is_the_learner_saying_something(reply: str) -> None:
+    assert not only_our_message(reply, (OUR_FEEDBACK, ""))
