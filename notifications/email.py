@@ -49,7 +49,9 @@ FALLBACK_FILENAME = "attachment"
 # line breaks, no '<', '>' or '@' beyond its own, no RFC 2047 '=?' that a client could decode).
 # Anything else is left out, and the email still threads by our own thread root.
 _ID_TEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
-_MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
+# An address literal on the right ('[192.0.2.1]', '[IPv6:2001:db8::1]') and nothing else in
+# brackets: '<a@[b>,<c@d]>' would be read by clients as two ids of the sender's choosing.
+_MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[A-Za-z0-9.:-]+\])>")
 MESSAGE_ID_MAX = 250
 _MIME_TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 _CONTENT_TYPE = re.compile(rf"({_MIME_TOKEN})/({_MIME_TOKEN})")
@@ -156,6 +158,10 @@ class _MessageIds(str):
         header.name = name
         header.ids = tuple(ids)
         return header
+
+    def __reduce__(self) -> tuple[type[_MessageIds], tuple[str, tuple[str, ...]]]:
+        # Copied and pickled as itself: str's own way calls cls(str(self)), without the ids.
+        return (type(self), (self.name, self.ids))
 
     def fold(self, *, policy: Policy) -> str:
         """The header as written out: Name: <id1> then each further id on a line of its own."""

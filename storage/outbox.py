@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import case, func, or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from storage import repositories
@@ -266,21 +267,23 @@ def _raising_emails(session: Session, rows: Sequence[OutboxMessage]) -> dict[int
     }
     if not concern_ids:
         return {}
-    first = (
-        select(
-            col(InboundMessage.concern_id).label("concern_id"),
-            func.min(InboundMessage.id).label("inbound_id"),
-        )
-        .where(col(InboundMessage.concern_id).in_(concern_ids))
-        .group_by(col(InboundMessage.concern_id))
-        .subquery()
+    emailed = session.exec(
+        select(Concern.id).where(col(Concern.id).in_(concern_ids), Concern.channel == "email")
+    ).all()
+    if not emailed:
+        return {}
+    # Read from the index ix_inbound_concern_sender alone: this runs while the claim holds the
+    # write lock, and on SQLite reaching a column stored after `raw` reads through the whole
+    # email (up to 10 MiB for each row) while every delivery waits.
+    earlier = aliased(InboundMessage)
+    first_id = (
+        select(func.min(earlier.id))
+        .where(col(earlier.concern_id) == col(InboundMessage.concern_id))
+        .scalar_subquery()
     )
-    statement = (
-        select(InboundMessage.concern_id, InboundMessage.message_id, InboundMessage.from_address)
-        .join(first, col(InboundMessage.id) == first.c.inbound_id)
-        .join(Concern, col(Concern.id) == col(InboundMessage.concern_id))
-        .where(Concern.channel == "email")
-    )
+    statement = select(
+        InboundMessage.concern_id, InboundMessage.message_id, InboundMessage.from_address
+    ).where(col(InboundMessage.concern_id).in_(emailed), col(InboundMessage.id) == first_id)
     return {
         concern_id: (message_id, sender)
         for concern_id, message_id, sender in session.exec(statement).all()

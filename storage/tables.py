@@ -411,6 +411,9 @@ class InboundMessage(SQLModel, table=True):
         Index("ix_inbound_pending", "status", "received_at"),
         # Copies of one email that came by different routes are found by their Message-ID.
         Index("ix_inbound_message_id", "message_id"),
+        # The email that raised a concern, answered by every email to its learner, is read from
+        # this index alone (storage.outbox._raising_emails), never from the row with its raw bytes.
+        Index("ix_inbound_concern_sender", "concern_id", "from_address", "message_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

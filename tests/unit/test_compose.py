@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -117,7 +119,9 @@ def answering(row: Row, learner_message_id: str | None) -> EmailMessage:
     )
 
 
-@pytest.mark.parametrize("learners", [GMAIL_ID, OUTLOOK_ID, "<a.b@[192.0.2.7]>"])
+@pytest.mark.parametrize(
+    "learners", [GMAIL_ID, OUTLOOK_ID, "<a.b@[192.0.2.7]>", "<a.b@[IPv6:2001:db8::7]>"]
+)
 @pytest.mark.parametrize("kind", ["learner_ack", "learner_feedback", "reply_not_applied"])
 def test_an_email_to_the_learner_answers_the_email_that_raised_the_concern(
     learners: str, kind: str
@@ -142,6 +146,14 @@ def test_a_long_message_id_is_written_as_it_is_never_as_an_encoded_word() -> Non
         assert f"References: {learners}\r\n {ROOT}\r\n".encode() in raw
         assert b"=?" not in raw.partition(b"\r\n\r\n")[0]
         assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_a_composed_email_copies_and_pickles_with_its_threading_headers() -> None:
+    message = answering(Row(), OUTLOOK_ID)
+    for copied in (copy.deepcopy(message), pickle.loads(pickle.dumps(message))):
+        assert copied["In-Reply-To"] == OUTLOOK_ID
+        raw = copied.as_bytes()
+        assert f"References: {OUTLOOK_ID}\r\n {ROOT}\r\n".encode() in raw
 
 
 def test_the_maildirs_line_endings_are_kept_in_the_threading_headers() -> None:
@@ -192,6 +204,9 @@ def test_contacts_never_see_the_learners_message_id(role: str) -> None:
         "<a@b",
         " <a@b>",
         "<a(comment)@b>",
+        "<a@[b>,<c@d]>",
+        "<a@[>]>",
+        '<a@["x"]>',
         "",
     ],
 )
