@@ -755,6 +755,11 @@ def _read_body(message: EmailMessage, problems: _Problems) -> _Body:
         try:
             text = _part_text(chosen, problems)
             if chosen is html:
+                if len(text) > MAX_HTML_CHARS or text.count("<") > MAX_HTML_TAGS:
+                    problems.add(
+                        f"HTML longer than {MAX_HTML_CHARS} characters or {MAX_HTML_TAGS} tags: "
+                        "the rest was not read"
+                    )
                 text = html_to_text(text)
         except Exception as error:
             problems.add(f"the text could not be read ({type(error).__name__})")

@@ -49,6 +49,7 @@ from intake.replies import (
     only_our_message,
     read_answers,
     read_contact_command,
+    same_subject,
     strip_quoted,
     without_answers,
 )
@@ -61,6 +62,7 @@ from intake.submission import (
     NewConcern,
     PlacementDetails,
 )
+from notifications.email import subject_sent
 from notifications.messages import MessageKind
 from notifications.threading import MailThreading
 from routing.model import (
@@ -516,6 +518,12 @@ def _reply(
     )
 
 
+def _subject_sent(sent: OutboxMessage) -> str:
+    return subject_sent(
+        reference=sent.reference, recipient_role=sent.recipient_role, kept=sent.subject
+    )
+
+
 def _no_text(parsed: ParsedEmail) -> str:
     """What is kept of a reply that had no text of its own (only the quote, or attachments)."""
     attachments = " Its attachments are kept with it, not opened." if parsed.attachments else ""
@@ -584,9 +592,14 @@ def _learner_reply(
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)
     # A reply of only our quoted message (sent by mistake) is kept but is no answer to feedback;
-    # one with an attachment (a photo of the rota) or a word of the learner's anywhere is.
+    # one with an attachment (a photo of the rota) or a word of the learner's anywhere is, and
+    # so is one whose subject they changed, or that was not read whole (in doubt, it is).
     ours = (sent.body_text, html_to_text(sent.body_html) if sent.body_html else "")
-    says_something = bool(parsed.attachments) or not only_our_message(parsed.text, ours)
+    says_something = (
+        bool(parsed.attachments or parsed.problems)
+        or not same_subject(parsed.subject, (_subject_sent(sent), sent.subject))
+        or not only_our_message(parsed.text, ours)
+    )
     shown = shown[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value
     added = add_learner_information(

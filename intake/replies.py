@@ -175,25 +175,59 @@ def _only_an_answer(key: str, text: str) -> bool:
 
 def only_our_message(reply: str, ours: Sequence[str]) -> bool:
     """Whether a reply (its whole text, quote and all) holds nothing but our message (`ours`:
-    its texts, plain and from HTML) quoted, and the lines mail clients write around a quote
-    ('On ... wrote:', Outlook's From:/Sent:/To:/Subject: block) or under one ('Sent from my
-    iPhone'): a reply sent by mistake. Lines are compared whole, so any other line is the
-    learner's, wherever it is: a word typed inside the quote, as Outlook users answer in red,
-    and a line of ours a client wrapped differently (in doubt, the learner said something)."""
+    its texts, plain and from HTML) quoted, and what mail clients write themselves: the line
+    that starts a quote ('On 23 Nov 2026 ... wrote:', Outlook's separator and its From:/Sent:/
+    To:/Subject: block) and a phone's 'Sent from my iPhone'. That is a reply sent by mistake.
+
+    In doubt, the learner said something: a false 'nothing' could let a concern close whose
+    learner wrote that they remain concerned. So lines are compared whole, and a line of ours
+    counts only where it is quoted ('>', or after the quote starts); any other line is the
+    learner's wherever it is, such as a word typed inside Outlook's quote, a header-like line
+    of their own ('Subject: bullying'), or a line of ours that a client wrapped differently."""
     our_lines = {_compared(line) for text in ours for line in text.splitlines()}
+    quoting = in_header_block = False
     for line in reply.splitlines():
         compared = _compared(line)
-        if compared and compared not in our_lines and not _CLIENTS_OWN.match(compared):
+        if not compared:
+            in_header_block = False
+            continue
+        if in_header_block and _HEADER_FIELD.fullmatch(compared):
+            continue
+        in_header_block = False
+        if _QUOTE_STARTS.fullmatch(compared):
+            quoting = True
+        elif _HEADER_FROM.fullmatch(compared):
+            quoting = in_header_block = True
+        elif _DEVICE_SIGNATURE.fullmatch(compared):
+            continue
+        elif not (compared in our_lines and (quoting or _QUOTED.match(line))):
             return False
     return True
 
 
-# Lines a mail client writes itself, around a quote or under the reply, compared as _compared
-# leaves them.
-_CLIENTS_OWN = re.compile(
-    r"on\b.*\bwrote:|-{2,} ?original message ?-{2,}|_{20,}|"
-    r"(?:from|sent|date|to|cc|subject): .*|sent from my\b.*|get outlook for\b.*"
+# What mail clients write themselves, as _compared leaves lines: what starts a quote (Gmail's
+# attribution, dated; Outlook's separators), Outlook's header block (a From: naming an address,
+# then its fields up to a blank line), and the signatures phones add.
+_QUOTE_STARTS = re.compile(r"on\b(?=.*\d).{0,200}\bwrote:|-{2,} ?original message ?-{2,}|_{20,}")
+_HEADER_FROM = re.compile(r"from: (?:[^<>@]{0,100}<[^<>\s@]+@[^<>\s@]+>|[^<>\s@]+@[^<>\s@]+)")
+_HEADER_FIELD = re.compile(r"(?:sent|date|to|cc|subject|importance): .*")
+_DEVICE_SIGNATURE = re.compile(
+    r"sent from my (?:iphone|ipad|android(?: phone| device)?|galaxy|mobile(?: device)?|"
+    r"smartphone|samsung(?: galaxy)?(?: smartphone| tablet| mobile)?)|"
+    r"get outlook for (?:ios|android)"
 )
+# What mail clients put before a subject they reply to or forward, in several languages.
+_REPLY_PREFIX = re.compile(
+    r"^(?:\s*(?:re|fw|fwd|aw|wg|sv|vs|antw|tr|rif|r)\s*(?:\[\d+\]|\(\d+\))?\s*:)+\s*",
+    re.IGNORECASE,
+)
+
+
+def same_subject(reply_subject: str, ours: Sequence[str]) -> bool:
+    """Whether a reply keeps the subject of our message it answers ('RE: [LC-...] Your concern';
+    `ours`: the subjects it may have had): a learner may say something in the subject alone
+    ('Still not sorted')."""
+    return _compared(_REPLY_PREFIX.sub("", reply_subject)) in {_compared(each) for each in ours}
 
 
 def _compared(line: str) -> str:

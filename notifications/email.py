@@ -127,10 +127,18 @@ def thread_subject(message: OutgoingEmail) -> str:
     """The subject every email about this message's concern to its recipient carries: the
     reference and who it is for ('[LC-2026-000042] Your concern'); a message about no concern
     (a digest, a sign-in link) keeps its own."""
-    if not (message.reference and _REFERENCE.fullmatch(message.reference)):
-        return message.subject
-    learner = message.recipient_role == "learner"
-    return f"[{message.reference}] {LEARNER_THREAD_SUBJECT if learner else CONTACT_THREAD_SUBJECT}"
+    return subject_sent(
+        reference=message.reference, recipient_role=message.recipient_role, kept=message.subject
+    )
+
+
+def subject_sent(*, reference: str | None, recipient_role: str, kept: str) -> str:
+    """The subject an outbox row's email carries (`thread_subject`), from the row's reference,
+    recipient role and the subject `kept` on it."""
+    if not (reference and _REFERENCE.fullmatch(reference)):
+        return kept
+    learner = recipient_role == "learner"
+    return f"[{reference}] {LEARNER_THREAD_SUBJECT if learner else CONTACT_THREAD_SUBJECT}"
 
 
 def usable_message_id(value: str | None) -> str | None:

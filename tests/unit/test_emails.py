@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 
 from intake.emails import (
+    MAX_HTML_CHARS,
     MAX_MIME_PARTS,
     MAX_SUBJECT_CHARS,
     MAX_TEXT_CHARS,
@@ -107,6 +108,17 @@ def test_the_text_is_capped() -> None:
     parsed = parse(raw_mail(f"From: {LEARNER}", body="x" * (MAX_TEXT_CHARS + 5000)))
     assert len(parsed.text) == MAX_TEXT_CHARS
     assert any("cut" in problem for problem in parsed.problems)
+
+
+def test_html_too_long_to_read_whole_is_said_to_be() -> None:
+    """What follows the part read may be the learner's words (typed below a huge quoted style
+    block): a reply that was not read whole must not pass for one that says nothing."""
+    html = f"<html><style>{'x' * MAX_HTML_CHARS}</style><p>I remain concerned</p></html>"
+    parsed = parse(
+        raw_mail(f"From: {LEARNER}", "Content-Type: text/html; charset=utf-8", body=html)
+    )
+    assert "I remain concerned" not in parsed.text
+    assert any("HTML longer than" in problem for problem in parsed.problems)
 
 
 def test_raw_utf8_headers_are_read_as_utf8() -> None:

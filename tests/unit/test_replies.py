@@ -15,6 +15,7 @@ from intake.replies import (
     only_our_message,
     read_answers,
     read_contact_command,
+    same_subject,
     strip_quoted,
 )
 from notifications.messages import QUESTIONS
@@ -468,6 +469,11 @@ OUR_FEEDBACK = (
 )
 
 
+QUOTED_FEEDBACK = "On Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n" + "\n".join(
+    f"> {line}" for line in OUR_FEEDBACK.splitlines()
+)
+
+
 @pytest.mark.parametrize(
     "reply",
     [
@@ -493,7 +499,38 @@ def test_a_reply_of_only_our_message_says_nothing(reply: str) -> None:
         # A line of ours wrapped differently by the client: in doubt, the learner said something.
         "> If you are satisfied, you need do nothing.\n> If you remain concerned, reply with",
         "--\nJane Smith\nStudent nurse",
+        # Lines that only look like a client's own.
+        "To: whom it may concern, nothing changed\n\n" + QUOTED_FEEDBACK,
+        "Sent: I was sent home again yesterday\n\n" + QUOTED_FEEDBACK,
+        "On the ward nobody wrote: anything down, it is still happening\n" + QUOTED_FEEDBACK,
+        "Subject: bullying\n\n" + QUOTED_FEEDBACK,
+        "Date: it happened again on 3 March\n" + QUOTED_FEEDBACK,
+        "From: the start this has been ignored\n" + QUOTED_FEEDBACK,
+        "Cc: my educational supervisor\n" + QUOTED_FEEDBACK,
+        "Sent from my bed, still off sick because of this\n" + QUOTED_FEEDBACK,
+        "Get Outlook for the rota coordinator - still not fixed\n" + QUOTED_FEEDBACK,
+        "____________________ still not fixed\n" + QUOTED_FEEDBACK,
+        "-----Original Message----- still concerned\n" + QUOTED_FEEDBACK,
+        # A line of ours written above the quote is the learner's, not the quote's.
+        "Teaching is now protected on Thursdays.\n\n" + QUOTED_FEEDBACK,
+        # Header-like lines of their own outside a header block.
+        "From: Concerns <c@x>\nSent: Monday\n\nSubject: not sorted at all\n" + OUR_FEEDBACK,
     ],
 )
 def test_any_line_not_ours_is_the_learner_saying_something(reply: str) -> None:
     assert not only_our_message(reply, (OUR_FEEDBACK, ""))
+
+
+@pytest.mark.parametrize(
+    ("subject", "same"),
+    [
+        ("RE: [LC-2026-000001] Your concern", True),
+        ("Re: Re: [LC-2026-000001]  your concern", True),
+        ("AW: [LC-2026-000001] Your concern", True),
+        ("Fwd[2]: [LC-2026-000001] Your concern", True),
+        ("Re: Still not sorted", False),
+        ("", False),
+    ],
+)
+def test_a_reply_that_changes_our_subject_says_something(subject: str, same: bool) -> None:
+    assert same_subject(subject, ("[LC-2026-000001] Your concern",)) is same
