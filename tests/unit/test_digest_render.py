@@ -386,6 +386,7 @@ class Row:
     id: int = 7
     reference: str | None = None
     recipient_address: str = "morgan.example@example.nhs.uk"
+    recipient_role: str = "dean"
     subject: str = "Monthly highlight report, North Vale: November 2026"
     body_text: str = "The report.\n"
     body_html: str | None = "<p>The report.</p>\n"
