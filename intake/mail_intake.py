@@ -42,7 +42,7 @@ from escalation.policy import Policy
 from intake import placement
 from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, html_to_text, parse_email
-from intake.redact import for_contacts
+from intake.redact import drop_signature, for_contacts, redact_identities
 from intake.replies import (
     Answers,
     ContactCommand,
@@ -53,7 +53,7 @@ from intake.replies import (
     strip_quoted,
     without_answers,
 )
-from intake.service import in_confidence, raise_concern
+from intake.service import raise_concern
 from intake.submission import (
     DESCRIPTION_MAX,
     SUMMARY_MAX,
@@ -584,11 +584,13 @@ def _learner_reply(
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
     # Every name goes: the record keeps the first name given ('J. Smith' on a form), the concern
     # the one given with it, and the learner's mail may show another ('Jane Smith'), as a new
-    # email's text loses them all.
-    shown = for_contacts(text, name=parsed.from_display_name, address=parsed.from_address)
+    # email's text loses them all. In one pass, so that no name is looked for in a marker.
+    names: list[str | None] = [parsed.from_display_name]
+    addresses: list[str | None] = [parsed.from_address]
     if learner is not None:
-        names = (concern.learner_name, learner.name)
-        shown = in_confidence(shown, names=names, address=learner.email)
+        names += [concern.learner_name, learner.name]
+        addresses.append(learner.email)
+    shown = redact_identities(drop_signature(text), names=names, addresses=addresses)
     # The whole reply: answers may be written under our questions in the quote.
     answers = read_answers(parsed.text)
     # A reply of only our quoted message (sent by mistake) is kept but is no answer to feedback;

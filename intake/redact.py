@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 
 REMOVED = "[name removed]"
 
@@ -35,22 +36,46 @@ def drop_signature(text: str) -> str:
     return text.rstrip()
 
 
-def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
-    """Replace the sender's address, full name and each part of their name with a marker,
+def redact_identities(
+    text: str, *, names: Iterable[str | None], addresses: Iterable[str | None]
+) -> str:
+    """Replace every given address, full name and each part of every name with a marker,
     however the text writes them: in any case, with or without accents ('JOSE' for 'José'),
-    with any apostrophe ('O’Brien' for "O'Brien"), or joined to other words by '_', '.' or '-'."""
+    with any apostrophe or none ('O’Brien' and 'OBrien' for "O'Brien"), with the letters a
+    keyboard lacks spelled out ('Mueller' for 'Müller'), or joined to other words by '_', '.'
+    or '-'.
+
+    All of them are looked for in one pass over the text as it was written: replacing one name
+    after another would look for the next in the markers already written, and a learner whose
+    name (or the one on their record) is 'Name' or 'Removed' would read '[[name removed]
+    removed]'."""
+    targets = [target for name in names for target in _name_targets(name)]
+    targets += [part for address in addresses for part in _address_parts(address or "")]
+    return _replaced(text, {spelling for target in targets for spelling in _spellings(target)})
+
+
+def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
+    """Replace the sender's address, full name and each part of their name with a marker, as
+    `redact_identities` does."""
+    return redact_identities(text, names=(name,), addresses=(address,))
+
+
+def _name_targets(name: str | None) -> list[str]:
+    """What is taken out for a name: the full name, each part of it, and any address written in
+    it."""
+    name = _visible(name or "")
     targets: list[str] = []
     # A display name may have an address written in it ('Jane Smith (jane@nhs.net)'): that
     # address goes as the sender's does. The other words in its brackets ('(on behalf of
     # bob.jones@nhs.net)', '(née Patel, jane@...)') are not the full name, but each may be part
     # of it (a maiden or first name written only there), so each goes as a part does: only
     # words that are never a name ('behalf', 'via') are kept.
-    written = [address or ""]
+    written: list[str] = []
     beside: list[str] = []
-    for bracketed in _BRACKETED_ADDRESS.findall(name or ""):
+    for bracketed in _BRACKETED_ADDRESS.findall(name):
         for word in _words(bracketed):
             (written if "@" in word else beside).append(word)
-    words = _words(_without_organisation(_BRACKETED_ADDRESS.sub(" ", name or "")))
+    words = _words(_without_organisation(_BRACKETED_ADDRESS.sub(" ", name)))
     written += [word for word in words if "@" in word]
     for each in written:
         targets += _address_parts(each)
@@ -65,7 +90,36 @@ def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
         for part in parts
         if len(part) >= 3 and not _title(part) and part.lower() not in _NEVER_A_NAME
     ]
-    return _replaced(text, {folded for target in targets if (folded := _fold(target))})
+    return targets
+
+
+def _visible(name: str) -> str:
+    """A name without the characters that are not seen (a soft hyphen, a joiner), which would
+    split it into pieces that are not its parts ('Pri', 'ya'); a zero width space parts words."""
+    return "".join(
+        _ZERO_WIDTH_SPACE_FOLDED if character == _ZERO_WIDTH_SPACE else character
+        for character in name
+        if character == _ZERO_WIDTH_SPACE or unicodedata.category(character) != "Cf"
+    )
+
+
+def _spellings(target: str) -> set[str]:
+    """A target folded, and the other ways people write it when their keyboard has no key for
+    its letters: without its apostrophes ('OBrien', 'DSouza'), and with 'ü' written 'ue', 'ø'
+    'oe', 'å' 'aa' and Catalan 'l·l' 'll' ('Juergen Mueller', 'Oedegaard', 'Collell').
+    Spellings are made only from the letters the name has: 'Muller' is not also 'Mueller'."""
+    spelled = unicodedata.normalize("NFC", target).translate(_SPELLED_OUT)
+    folded = {_fold(target), _fold(spelled)}
+    folded |= {each.replace("'", "") for each in folded}
+    return {each for each in folded if each}
+
+
+# The letters a name may be written with, spelled as they are typed without them ('ß' folds to
+# 'ss' already, and the plain letters, 'u' for 'ü', are what folding gives).
+_SPELLED_OUT = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "å": "aa", "·": "", "ŀ": "l"}
+    | {"Ä": "AE", "Ö": "OE", "Ü": "UE", "Ø": "OE", "Å": "AA", "Ŀ": "L"}
+)
 
 
 def _replaced(text: str, targets: set[str]) -> str:
@@ -74,24 +128,28 @@ def _replaced(text: str, targets: set[str]) -> str:
     Targets are found in a folded copy of the text ('José', 'JOSE' and 'Jose' read alike), but
     what is replaced is the original, so everything around a name stays as it was written. Each
     target is looked for on its own and places that overlap ('Smith-Jones' and 'Smith' in it)
-    become one marker: no part of a name is left because a longer target was found first."""
+    become one marker: no part of a name is left because a longer target was found first.
+
+    A marker already in the text (what an earlier step took out) is kept as it is: a name
+    'Name' or 'Removed' found in it would make '[[name removed] removed]'."""
     if not targets:
         return text
     folded, origin = _folded(text)
+    markers = [match.span() for match in re.finditer(re.escape(REMOVED), text)]
     found = sorted(
-        match.span()
+        span
         for target in targets
         for match in re.finditer(
             rf"{_NOT_AFTER_A_LETTER}{re.escape(target)}{_NOT_BEFORE_A_LETTER}", folded
         )
+        if not _inside_a_marker(span := _original_span(text, origin, *match.span()), markers)
     )
     if not found:
         return text
     kept: list[str] = []
     written = 0  # how much of the original text is already in `kept`
-    start, end = _original_span(origin, *found[0])
-    for span in found[1:]:
-        next_start, next_end = _original_span(origin, *span)
+    start, end = found[0]
+    for next_start, next_end in found[1:]:
         if next_start < end:
             end = max(end, next_end)
             continue
@@ -101,6 +159,12 @@ def _replaced(text: str, targets: set[str]) -> str:
     return "".join(kept)
 
 
+def _inside_a_marker(span: tuple[int, int], markers: list[tuple[int, int]]) -> bool:
+    return any(
+        span[0] < marker_end and marker_start < span[1] for marker_start, marker_end in markers
+    )
+
+
 # A name is found where it is not written inside a longer word: not next to a letter or digit.
 # An underscore parts words as a dot or a hyphen does ('priya_patel' is two words, where \\w
 # would make it one), and 'Ward' is still kept in 'Wardley'.
@@ -108,17 +172,18 @@ _NOT_AFTER_A_LETTER = r"(?<![^\W_])"
 _NOT_BEFORE_A_LETTER = r"(?![^\W_])"
 
 
-def _original_span(origin: list[int] | None, start: int, end: int) -> tuple[int, int]:
+def _original_span(text: str, origin: list[int] | None, start: int, end: int) -> tuple[int, int]:
     """Where a place found in the folded text is written in the original: from the character
     its first folded letter came from to the end of the one its last came from ('ß' folds to
     'ss', and half a character is never left behind), with the accents written after it as
-    marks of their own ('Jose' and a combining acute)."""
+    marks of their own ('Jose' and a combining acute). An invisible character after it folds to
+    nothing too, but is not part of the name, and stays."""
     if origin is None:
         return start, end
-    last = origin[end - 1]
-    while origin[end] == last:
+    end = origin[end - 1] + 1
+    while end < len(text) and unicodedata.category(text[end]) == "Mn":
         end += 1
-    return origin[start], origin[end]
+    return origin[start], end
 
 
 def _folded(text: str) -> tuple[str, list[int] | None]:
@@ -127,27 +192,57 @@ def _folded(text: str) -> tuple[str, list[int] | None]:
     the folded text has the positions of the original, as in plain ASCII, the usual case.
 
     Folding a character may lengthen it ('ﬁ' to 'fi', 'ß' to 'ss') or take it away (a combining
-    accent), so positions are mapped back, not assumed; only characters outside ASCII are
-    folded one by one, so a long English text costs about what lower() does."""
+    accent), so positions are mapped back, not assumed. ASCII is folded a run at a time, so a
+    long English text costs about what lower() does, and so is a run of letters that fold to
+    themselves (Chinese, Japanese, Greek in lower case); only the rest is folded one character
+    at a time, through a cache."""
     if text.isascii():
         return _fold_ascii(text), None
     pieces: list[str] = []
     origin: list[int] = []
     position = 0
-    for run in _NOT_ASCII.finditer(text):
-        pieces.append(_fold_ascii(text[position : run.start()]))
-        origin.extend(range(position, run.start()))
-        for index in range(run.start(), run.end()):
-            folded = _fold_character(text[index])
-            pieces.append(folded)
-            origin.extend([index] * len(folded))
-        position = run.end()
-    pieces.append(_fold_ascii(text[position:]))
-    origin.extend(range(position, len(text) + 1))
+    for written in _RUNS.findall(text):
+        end = position + len(written)
+        if written.isascii():
+            pieces.append(_fold_ascii(written))
+            origin.extend(range(position, end))
+        elif written[0] >= _BEYOND_LATIN and _folds_to_itself(written):
+            pieces.append(written)
+            origin.extend(range(position, end))
+        else:
+            for index, character in enumerate(written, position):
+                if character >= _BEYOND_LATIN and _folds_to_itself(character):
+                    folded = character
+                else:
+                    folded = _fold_character(character)
+                pieces.append(folded)
+                origin.extend([index] * len(folded))
+        position = end
+    origin.append(len(text))
     return "".join(pieces), origin
 
 
-_NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
+# Text in runs: ASCII, letters and digits outside it, and other characters outside it.
+_RUNS = re.compile(r"[\x00-\x7f]+|[^\W\x00-\x7f]+|[^\w\x00-\x7f]+")
+# Latin letters, their accents and the marks written after them are a few hundred characters,
+# which the cache always holds: they go straight to it. Beyond them are scripts of thousands.
+_BEYOND_LATIN = "\u0370"
+
+
+def _folds_to_itself(letters: str) -> bool:
+    """Whether letters are their own folding, seen without folding them one by one and without
+    the cache: a text in Chinese has more distinct characters than the cache holds, and each
+    would push out another. Letters that NFKD and case folding leave alone, and that are none
+    of the plain letters, fold to themselves; other characters (an accent, a soft hyphen, a
+    symbol) are left to `_fold_character`."""
+    return (
+        letters.isalnum()
+        and unicodedata.is_normalized("NFKD", letters)
+        and letters.casefold() == letters
+        and not _PLAIN_LETTER.search(letters)
+    )
+
+
 # Apostrophes read alike: 'O’Brien' in the text is the learner 'O'Brien'.
 _APOSTROPHES = "'\u2019\u2018`\u02bc"
 # Letters with a mark that is part of the letter, not an accent over it, so that NFKD leaves
@@ -156,6 +251,13 @@ _PLAIN_LETTERS = str.maketrans(
     {"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ı": "i", "æ": "ae", "œ": "oe", "ð": "d", "þ": "th"}
     | {apostrophe: "'" for apostrophe in _APOSTROPHES}
 )
+
+# One of the letters written plain, which fold to another although NFKD and casefold keep them.
+_PLAIN_LETTER = re.compile("[" + re.escape("".join(map(chr, _PLAIN_LETTERS))) + "]")
+# Format characters are not seen and fold to nothing ('Pri\u00adya', a soft hyphen in it, is
+# 'Priya'), but a zero width space is one between words.
+_ZERO_WIDTH_SPACE = "\u200b"
+_ZERO_WIDTH_SPACE_FOLDED = " "
 
 
 def _fold(text: str) -> str:
@@ -170,9 +272,19 @@ def _fold_ascii(text: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def _fold_character(character: str) -> str:
     """One character without its accents and case: 'É' to 'e', 'ﬁ' to 'fi', 'ß' to 'ss'.
-    Case folding may itself give a letter with an accent ('ǰ'), so accents are dropped again."""
-    folded = _without_accents(_without_accents(character).casefold())
-    return folded.translate(_PLAIN_LETTERS)
+    Case folding may itself give a letter with an accent ('ǰ'), so accents are dropped again.
+
+    A character that is not seen folds to nothing (a zero width space to a space), and one that
+    is no letter or digit never folds to one: '™' is 'TM' to NFKD, '№' 'No', 'Ⓐ' 'A', and
+    written next to a name ('Priya™') it would make the name part of a longer word. Such a
+    symbol is kept as it is; one that folds to a mark ('…', a no-break space, a full-width
+    apostrophe) folds as before."""
+    if unicodedata.category(character) == "Cf":
+        return _ZERO_WIDTH_SPACE_FOLDED if character == _ZERO_WIDTH_SPACE else ""
+    folded = _without_accents(_without_accents(character).casefold()).translate(_PLAIN_LETTERS)
+    if not character.isalnum() and any(each.isalnum() for each in folded):
+        return character
+    return folded
 
 
 def _without_accents(text: str) -> str:

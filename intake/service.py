@@ -27,7 +27,7 @@ from escalation.ladder import (
 from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
 from intake.follow_up import hash_code
-from intake.redact import redact_identity
+from intake.redact import redact_identities
 from intake.submission import SUMMARY_MAX, Channel, NewConcern
 from notifications.messages import MessageKind
 from routing.interventions import recommended_interventions
@@ -292,10 +292,9 @@ def in_confidence(text: str, *, names: Sequence[str | None], address: str | None
     name, each part of it and their email address taken out, from every channel. Contacts below
     the dean must not learn who raised it from a signature ("Thanks, Priya Patel") or an
     introduction; the dean and quality team know who it is anyway. A part of a name that is also
-    a word ("Ward") goes wherever it is written: losing a word is the lesser harm."""
-    for name in dict.fromkeys(names):
-        text = redact_identity(text, name=name, address=address)
-    return text
+    a word ("Ward") goes wherever it is written: losing a word is the lesser harm. All names go in
+    one pass, so a name that is a word of the marker ("Name") never nests one in another."""
+    return redact_identities(text, names=names, addresses=(address,))
 
 
 def learner_words(session: Session, concern: Concern, text: str) -> str:

@@ -25,6 +25,7 @@ from escalation.actions import (
 )
 from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
+from intake.redact import REMOVED
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from notifications.threading import MailThreading
@@ -1552,3 +1553,35 @@ def test_a_confidential_learners_emailed_reply_loses_the_name_their_mail_shows(
         if event.kind == "learner_added_information"
     ]
     assert "Jane" not in added.detail["text"] and "Smith" not in added.detail["text"]
+
+
+def test_a_confidential_learners_reply_never_nests_a_marker_in_another(db: Engine) -> None:
+    """The names the mail shows, the concern and the record keep go in one pass: a learner who
+    typed 'Name' in the form's name box (or is called 'Removed') must not make the supervisor
+    read '[[name removed] removed]', a marker that shows a name was taken out twice."""
+    address = "js2042@student.example.ac.uk"
+    raw = concern_input(
+        example_placement(db),
+        confidentiality="confidential",
+        learner={"name": "Name Removed", "email": address, "group": "nursing"},
+    )
+    submit_concern(
+        engine=db,
+        concern=parse_submission(raw),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    )
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(
+        db,
+        reply_to(ack, sender=f"Jane Smith <{address}>", body="Jane again: it happened twice more."),
+        mail_from=address,
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    [added] = [
+        event
+        for event in events(db, only_concern(db).id or 0)
+        if event.kind == "learner_added_information"
+    ]
+    assert added.detail["text"].startswith(f"{REMOVED} again: it happened twice more.")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from intake.redact import REMOVED, drop_signature, for_contacts, redact_identity
+from intake.redact import (
+    REMOVED,
+    drop_signature,
+    for_contacts,
+    redact_identities,
+    redact_identity,
+)
+from intake.redact import _fold_character as _fold_character  # the cache the fast path spares
+from intake.service import in_confidence
 
 
 def test_the_sign_off_and_everything_after_it_is_dropped() -> None:
@@ -257,3 +265,150 @@ def test_an_organisation_word_in_the_local_part_is_not_taken_out_alone() -> None
         address="jane.smith.nhs@nhs.example",
     )
     assert result == f"{REMOVED} wrote about the NHS trust; {REMOVED} and {REMOVED}."
+
+
+@pytest.mark.parametrize("invisible", ["\u00ad", "\u200d", "\u200c", "\u2060", "\ufeff", "\u200e"])
+def test_an_invisible_character_inside_a_name_does_not_hide_it(invisible: str) -> None:
+    # A soft hyphen or a joiner is not seen on the screen, so 'Pri\u00adya' reads as 'Priya'.
+    # The ones outside the name are kept where they were.
+    text = f"Pri{invisible}ya Pa{invisible}tel wrote; {invisible}Priya{invisible} and the rota."
+    result = redact_identity(text, name="Priya Patel", address=None)
+    assert result == f"{REMOVED} wrote; {invisible}{REMOVED}{invisible} and the rota."
+
+
+def test_a_zero_width_space_parts_words_as_a_space_does() -> None:
+    result = redact_identity(
+        "Priya\u200bPatel wrote; the\u200bPriya\u200brota; Priyanka stays.",
+        name="Priya Patel",
+        address=None,
+    )
+    assert result == f"{REMOVED} wrote; the\u200b{REMOVED}\u200brota; Priyanka stays."
+
+
+def test_an_invisible_character_in_the_display_name_is_not_part_of_the_name() -> None:
+    # 'Pri' is not taken out alone because a soft hyphen in the display name split the word.
+    result = redact_identity(
+        "Priya and the Pri clinic; Priya\u200bPatel.", name="Pri\u00adya\u200bPatel", address=None
+    )
+    assert result == f"{REMOVED} and the Pri clinic; {REMOVED}."
+
+
+# Symbols whose compatibility form is letters: '™' is 'TM', '№' is 'No', 'Ⓐ' is 'A', a Kangxi
+# radical is the ideograph it looks like. Written next to a name they are not part of it.
+SYMBOLS_OF_LETTERS = ("™", "℠", "№", "℡", "℅", "₨", "Ⓐ", "ⓩ", "⼈", "⽇", "㎏", "℃", "㏂")
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS_OF_LETTERS)
+def test_a_symbol_written_next_to_a_name_does_not_hide_it(symbol: str) -> None:
+    result = redact_identity(
+        f"{symbol}Priya{symbol} said; Patel{symbol} and {symbol}PATEL.",
+        name="Priya Patel",
+        address=None,
+    )
+    assert result == f"{symbol}{REMOVED}{symbol} said; {REMOVED}{symbol} and {symbol}{REMOVED}."
+
+
+def test_spaces_and_apostrophes_of_other_widths_still_read_as_spaces_and_apostrophes() -> None:
+    # Characters that are no letter fold to what they are (a no-break space to a space, a
+    # full-width apostrophe to one), so the full name is still found whole.
+    result = redact_identity(
+        "Siobhan\u00a0O\uff07Brien and O\uff07BRIEN wrote.", name="Siobhan O'Brien", address=None
+    )
+    assert result == f"{REMOVED} and {REMOVED} wrote."
+
+
+@pytest.mark.parametrize("name", ["Siobhan O'Brien", "Siobhan O’Brien"])
+def test_a_name_with_an_apostrophe_goes_when_written_without_it(name: str) -> None:
+    result = redact_identity(
+        "OBrien, Obrien, OBRIEN and Siobhan OBrien wrote; Obriens and Brie stay.",
+        name=name,
+        address=None,
+    )
+    assert result == f"{REMOVED}, {REMOVED}, {REMOVED} and {REMOVED} wrote; Obriens and Brie stay."
+
+
+def test_d_souza_goes_when_written_without_the_apostrophe() -> None:
+    result = redact_identity("DSouza and Dsouza; DSouzas stays.", name="Zoe D'Souza", address=None)
+    assert result == f"{REMOVED} and {REMOVED}; DSouzas stays."
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("Jürgen Müller", "Juergen Mueller"),
+        ("Jürgen Müller", "JUERGEN MUELLER"),
+        ("Jürgen Müller", "Jurgen Muller"),
+        ("Ju\u0308rgen Mu\u0308ller", "Juergen Mueller"),
+        ("Søren Ødegaard", "Soeren Oedegaard"),
+        ("SØREN ØDEGAARD", "Soeren Oedegaard"),
+        ("Åsa Öberg", "Aasa Oeberg"),
+        ("Jordi Col·lell", "Jordi Collell"),
+        ("Jordi Coŀlell", "Jordi Collell"),
+    ],
+)
+def test_a_name_goes_in_the_spelling_used_without_its_letters(name: str, written: str) -> None:
+    # Typed without an umlaut, 'ü' is written 'ue', 'ø' 'oe', 'å' 'aa'; Catalan 'l·l' is 'll'.
+    result = redact_identity(f"{written} wrote.", name=name, address=None)
+    assert result == f"{REMOVED} wrote."
+    words = written.split()
+    result = redact_identity(f"{words[1]} and {words[0]}.", name=name, address=None)
+    assert result == f"{REMOVED} and {REMOVED}."
+
+
+def test_spellings_are_made_only_from_the_names_own_letters() -> None:
+    # 'Muller' has no umlaut, so 'Mueller' is another family's name; 'Zoë' is not 'Zoee'.
+    result = redact_identity(
+        "Mueller, Moeller, Zoee and Zoe wrote.", name="Zoë Muller", address=None
+    )
+    assert result == f"Mueller, Moeller, Zoee and {REMOVED} wrote."
+
+
+@pytest.mark.parametrize("other", ["Name", "Removed", "Name Removed", "name.removed@nhs.example"])
+def test_several_names_are_taken_out_in_one_pass_without_nesting_markers(other: str) -> None:
+    names = ("Priya Patel", other) if "@" not in other else ("Priya Patel",)
+    addresses = (other,) if "@" in other else ()
+    result = redact_identities(
+        "Priya wrote; Patel named the Name on the form.", names=names, addresses=addresses
+    )
+    assert "[" not in result.replace(REMOVED, "")
+    assert result.startswith(f"{REMOVED} wrote; {REMOVED} named the ")
+
+
+def test_a_marker_already_in_the_text_is_not_taken_out_again() -> None:
+    # What one channel took out is taken out again by the next ('for_contacts', then the names
+    # the concern and the record keep): a learner called 'Name' must not read '[[name removed]
+    # removed]', and neither must the people handling the concern.
+    once = redact_identity("Priya wrote.", name="Priya", address=None)
+    for name in ("Name", "Removed", "name removed", "Priya"):
+        assert redact_identity(once, name=name, address=None) == f"{REMOVED} wrote."
+
+
+def test_redact_identity_is_redact_identities_with_one_name_and_address() -> None:
+    text = "Jane (jane.smith@nhs.example) and Smith; Ward stays."
+    assert redact_identity(text, name="Jane Smith", address="jane.smith@nhs.example") == (
+        redact_identities(text, names=["Jane Smith"], addresses=["jane.smith@nhs.example"])
+    )
+
+
+@pytest.mark.parametrize("other", ["Name", "Removed", "name removed", "Priya"])
+def test_in_confidence_takes_every_name_out_in_one_pass(other: str) -> None:
+    result = in_confidence(
+        "Priya wrote; the name on the form is Patel.",
+        names=("Priya Patel", other, None),
+        address="priya.patel@nhs.example",
+    )
+    assert result.startswith(f"{REMOVED} wrote; the ")
+    assert result.endswith(f" on the form is {REMOVED}.")
+    assert "[" not in result.replace(REMOVED, "")
+
+
+def test_characters_that_fold_to_themselves_do_not_fill_the_cache() -> None:
+    # A long text in Chinese or Japanese has more distinct characters than the cache holds:
+    # if each went through it, every character would push another out and be folded again.
+    _fold_character.cache_clear()
+    ideographs = "".join(map(chr, range(0x4E00, 0x4E00 + 6000)))
+    text = f"{ideographs}。Priya、{ideographs}"
+    assert redact_identity(text, name="Priya", address=None) == (
+        f"{ideographs}。{REMOVED}、{ideographs}"
+    )
+    assert _fold_character.cache_info().currsize < 10
