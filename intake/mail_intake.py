@@ -220,6 +220,7 @@ def _process(
                 policy=policy,
                 now=now,
                 answers_per_day=acks_per_sender_per_day,
+                mailbox=threading.mailbox,
             )
         if sent is not None:
             # A reply to a digest or report: kept for staff, never attached to any concern.
@@ -460,6 +461,7 @@ def _reply(
     policy: Policy,
     now: datetime,
     answers_per_day: int,
+    mailbox: str,
 ) -> _Outcome:
     concern = repositories.lock_concern(session, sent.concern_id or 0)
     if concern is None:
@@ -490,7 +492,16 @@ def _reply(
                 region_id=concern.region_id,
             )
         return _learner_reply(
-            session, row, parsed, concern, text, sent, policy=policy, now=now, told=told
+            session,
+            row,
+            parsed,
+            concern,
+            text,
+            sent,
+            policy=policy,
+            now=now,
+            told=told,
+            mailbox=mailbox,
         )
     shown = text[:REPLY_TEXT_MAX] or _no_text(parsed)
     by = Actor(kind="contact", channel=Channel.EMAIL.value, contact_id=sent.recipient_contact_id)
@@ -580,6 +591,7 @@ def _learner_reply(
     policy: Policy,
     now: datetime,
     told: Callable[[str], str],
+    mailbox: str,
 ) -> _Outcome:
     learner = session.get(Learner, concern.learner_id) if concern.learner_id else None
     # Every name goes: the record keeps the first name given ('J. Smith' on a form), the concern
@@ -597,10 +609,11 @@ def _learner_reply(
     # one with an attachment (a photo of the rota) or a word of the learner's anywhere is, and
     # so is one whose subject they changed, or that was not read whole (in doubt, it is).
     ours = (sent.body_text, html_to_text(sent.body_html) if sent.body_html else "")
+    subjects = (_subject_sent(sent), sent.subject)
     says_something = (
         bool(parsed.attachments or parsed.problems)
-        or not same_subject(parsed.subject, (_subject_sent(sent), sent.subject))
-        or not only_our_message(parsed.text, ours)
+        or not same_subject(parsed.subject, subjects)
+        or not only_our_message(parsed.text, ours, our_address=mailbox, our_subjects=subjects)
     )
     shown = shown[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value

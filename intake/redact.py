@@ -8,6 +8,7 @@ is kept untouched for the dean and quality team, who may know who raised it.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import unicodedata
@@ -41,9 +42,10 @@ def redact_identities(
 ) -> str:
     """Replace every given address, full name and each part of every name with a marker,
     however the text writes them: in any case, with or without accents ('JOSE' for 'José'),
-    with any apostrophe or none ('O’Brien' and 'OBrien' for "O'Brien"), with the letters a
-    keyboard lacks spelled out ('Mueller' for 'Müller'), or joined to other words by '_', '.'
-    or '-'.
+    with any apostrophe ('O’Brien' for "O'Brien"), with the letters a keyboard lacks spelled
+    out ('Mueller' for 'Müller'), or joined to other words by '_', '.' or '-'. A name written
+    without its apostrophe ('OBrien') is not looked for: for 'D'Eath' that would take 'death'
+    out of every concern the learner writes.
 
     All of them are looked for in one pass over the text as it was written: replacing one name
     after another would look for the next in the markers already written, and a learner whose
@@ -88,30 +90,36 @@ def _name_targets(name: str | None) -> list[str]:
     targets += [
         part
         for part in parts
-        if len(part) >= 3 and not _title(part) and part.lower() not in _NEVER_A_NAME
+        if _long_enough(part) and not _title(part) and part.lower() not in _NEVER_A_NAME
     ]
     return targets
 
 
+def _long_enough(part: str) -> bool:
+    """Whether a part of a name is taken out alone: three letters or more as compared, so a
+    two-letter name written with its accents as marks of their own ('Lê' decomposed, as some
+    mail clients send it) does not take 'le' out of every sentence."""
+    return len(_fold(part).replace("'", "")) >= 3
+
+
 def _visible(name: str) -> str:
     """A name without the characters that are not seen (a soft hyphen, a joiner), which would
-    split it into pieces that are not its parts ('Pri', 'ya'); a zero width space parts words."""
+    split it into pieces that are not its parts ('Pri', 'ya'); a zero width space parts words.
+    Composed (NFC), so each letter is one character however the name was sent."""
     return "".join(
         _ZERO_WIDTH_SPACE_FOLDED if character == _ZERO_WIDTH_SPACE else character
-        for character in name
+        for character in unicodedata.normalize("NFC", name)
         if character == _ZERO_WIDTH_SPACE or unicodedata.category(character) != "Cf"
     )
 
 
 def _spellings(target: str) -> set[str]:
-    """A target folded, and the other ways people write it when their keyboard has no key for
-    its letters: without its apostrophes ('OBrien', 'DSouza'), and with 'ü' written 'ue', 'ø'
-    'oe', 'å' 'aa' and Catalan 'l·l' 'll' ('Juergen Mueller', 'Oedegaard', 'Collell').
-    Spellings are made only from the letters the name has: 'Muller' is not also 'Mueller'."""
+    """A target folded, and as people write it when their keyboard has no key for its letters:
+    'ü' written 'ue', 'ø' 'oe', 'å' 'aa' and Catalan 'l·l' 'll' ('Juergen Mueller', 'Oedegaard',
+    'Collell'). Spellings are made only from the letters the name has: 'Muller' is not also
+    'Mueller'."""
     spelled = unicodedata.normalize("NFC", target).translate(_SPELLED_OUT)
-    folded = {_fold(target), _fold(spelled)}
-    folded |= {each.replace("'", "") for each in folded}
-    return {each for each in folded if each}
+    return {each for each in (_fold(target), _fold(spelled)) if each}
 
 
 # The letters a name may be written with, spelled as they are typed without them ('ß' folds to
@@ -160,9 +168,10 @@ def _replaced(text: str, targets: set[str]) -> str:
 
 
 def _inside_a_marker(span: tuple[int, int], markers: list[tuple[int, int]]) -> bool:
-    return any(
-        span[0] < marker_end and marker_start < span[1] for marker_start, marker_end in markers
-    )
+    """Whether a span overlaps one of the markers (in order, apart): only the last marker that
+    starts before the span ends can, so a text of thousands of markers costs a search each."""
+    last = bisect.bisect_left(markers, (span[1],)) - 1
+    return last >= 0 and markers[last][1] > span[0]
 
 
 # A name is found where it is not written inside a longer word: not next to a letter or digit.

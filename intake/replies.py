@@ -173,44 +173,66 @@ def _only_an_answer(key: str, text: str) -> bool:
     return answered is not None and len(text.split()) <= _ANSWER_MOST_WORDS
 
 
-def only_our_message(reply: str, ours: Sequence[str]) -> bool:
+def only_our_message(
+    reply: str, ours: Sequence[str], *, our_address: str, our_subjects: Sequence[str]
+) -> bool:
     """Whether a reply (its whole text, quote and all) holds nothing but our message (`ours`:
-    its texts, plain and from HTML) quoted, and what mail clients write themselves: the line
-    that starts a quote ('On 23 Nov 2026 ... wrote:', Outlook's separator and its From:/Sent:/
-    To:/Subject: block) and a phone's 'Sent from my iPhone'. That is a reply sent by mistake.
+    its texts, plain and from HTML; sent from `our_address` with one of `our_subjects`) quoted,
+    and what mail clients write themselves: the line that starts the quote ('On 23 Nov 2026
+    ... <our address> wrote:', Outlook's separator and its block of From: <our address>, Sent:,
+    To:, Subject:) and a phone's 'Sent from my iPhone'. That is a reply sent by mistake.
 
     In doubt, the learner said something: a false 'nothing' could let a concern close whose
     learner wrote that they remain concerned. So lines are compared whole, and a line of ours
-    counts only where it is quoted ('>', or after the quote starts); any other line is the
-    learner's wherever it is, such as a word typed inside Outlook's quote, a header-like line
-    of their own ('Subject: bullying'), or a line of ours that a client wrapped differently."""
+    counts only where it is quoted: marked '>', or unmarked after the quote starts in a reply
+    with no '>' (Outlook's way). Any other line is the learner's wherever it is, such as a word
+    typed inside Outlook's quote, a line below a '>' quote (even one that repeats ours), a
+    header-like line of their own ('Subject: bullying'), or a line of ours that a client
+    wrapped differently."""
     our_lines = {_compared(line) for text in ours for line in text.splitlines()}
-    quoting = in_header_block = False
+    address = our_address.casefold()
+    quoting = marked = in_header_block = False
     for line in reply.splitlines():
         compared = _compared(line)
         if not compared:
             in_header_block = False
             continue
-        if in_header_block and _HEADER_FIELD.fullmatch(compared):
+        if in_header_block and _header_field_of_ours(compared, our_subjects):
             continue
         in_header_block = False
-        if _QUOTE_STARTS.fullmatch(compared):
+        if _QUOTED.match(line):
+            marked = True
+            if compared in our_lines:
+                continue
+            return False
+        if address in compared and _ATTRIBUTION.fullmatch(compared):
             quoting = True
-        elif _HEADER_FROM.fullmatch(compared):
+        elif address in compared and _HEADER_FROM.fullmatch(compared):
             quoting = in_header_block = True
-        elif _DEVICE_SIGNATURE.fullmatch(compared):
+        elif _SEPARATOR_LINE.fullmatch(compared) or _DEVICE_SIGNATURE.fullmatch(compared):
             continue
-        elif not (compared in our_lines and (quoting or _QUOTED.match(line))):
+        elif not (quoting and not marked and compared in our_lines):
             return False
     return True
 
 
-# What mail clients write themselves, as _compared leaves lines: what starts a quote (Gmail's
-# attribution, dated; Outlook's separators), Outlook's header block (a From: naming an address,
-# then its fields up to a blank line), and the signatures phones add.
-_QUOTE_STARTS = re.compile(r"on\b(?=.*\d).{0,200}\bwrote:|-{2,} ?original message ?-{2,}|_{20,}")
+def _header_field_of_ours(compared: str, our_subjects: Sequence[str]) -> bool:
+    """Whether a line in Outlook's header block is one it writes for our message: a date, the
+    recipients, our subject (a subject the learner changed there says something)."""
+    field, _, value = compared.partition(": ")
+    if field == "subject":
+        return same_subject(value, our_subjects)
+    if field in {"sent", "date"}:
+        return any(character.isdigit() for character in value)
+    return field in {"to", "cc", "importance"}
+
+
+# What mail clients write themselves, as _compared leaves lines: what starts a quote (an
+# attribution, dated, naming our address), Outlook's separators and header block (a From: with
+# our address, then its fields up to a blank line), and the signatures phones add.
+_ATTRIBUTION = re.compile(r"on\b(?=.*\d).{0,200}\bwrote:")
+_SEPARATOR_LINE = re.compile(r"-{2,} ?original message ?-{2,}|_{20,}")
 _HEADER_FROM = re.compile(r"from: (?:[^<>@]{0,100}<[^<>\s@]+@[^<>\s@]+>|[^<>\s@]+@[^<>\s@]+)")
-_HEADER_FIELD = re.compile(r"(?:sent|date|to|cc|subject|importance): .*")
 _DEVICE_SIGNATURE = re.compile(
     r"sent from my (?:iphone|ipad|android(?: phone| device)?|galaxy|mobile(?: device)?|"
     r"smartphone|samsung(?: galaxy)?(?: smartphone| tablet| mobile)?)|"

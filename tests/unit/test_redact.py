@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import unicodedata
+
 import pytest
 
 from intake.redact import (
@@ -317,19 +320,28 @@ def test_spaces_and_apostrophes_of_other_widths_still_read_as_spaces_and_apostro
     assert result == f"{REMOVED} and {REMOVED} wrote."
 
 
-@pytest.mark.parametrize("name", ["Siobhan O'Brien", "Siobhan O’Brien"])
-def test_a_name_with_an_apostrophe_goes_when_written_without_it(name: str) -> None:
+def test_a_name_with_an_apostrophe_never_takes_out_the_word_it_spells_without_one() -> None:
+    # 'D'Eath' without its apostrophe is 'death': a patient safety concern must keep that word.
     result = redact_identity(
-        "OBrien, Obrien, OBRIEN and Siobhan OBrien wrote; Obriens and Brie stay.",
-        name=name,
-        address=None,
+        "Tom D'Eath saw the patient's death go unreported.", name="Tom D'Eath", address=None
     )
-    assert result == f"{REMOVED}, {REMOVED}, {REMOVED} and {REMOVED} wrote; Obriens and Brie stay."
+    assert result == f"{REMOVED} saw the patient's death go unreported."
 
 
-def test_d_souza_goes_when_written_without_the_apostrophe() -> None:
-    result = redact_identity("DSouza and Dsouza; DSouzas stays.", name="Zoe D'Souza", address=None)
-    assert result == f"{REMOVED} and {REMOVED}; DSouzas stays."
+def test_a_two_letter_name_sent_with_its_accents_apart_takes_out_no_word() -> None:
+    # Some mail clients send names decomposed ('Lê' as 'Le' and a combining mark): each part
+    # is still two letters, too short to take out alone, and 'I do not feel safe' stays.
+    name = unicodedata.normalize("NFD", "Đỗ Lê")
+    result = redact_identity("I do not feel safe, le rota says. Đỗ Lê", name=name, address=None)
+    assert result == f"I do not feel safe, le rota says. {REMOVED}"
+
+
+def test_many_markers_in_a_text_are_passed_over_quickly() -> None:
+    text = f"{REMOVED} Jane " * 5000
+    started = time.perf_counter()
+    result = redact_identity(text, name="Jane Smith", address=None)
+    assert result == f"{REMOVED} {REMOVED} " * 5000
+    assert time.perf_counter() - started < 1.0  # was over a second, comparing every pair
 
 
 @pytest.mark.parametrize(

@@ -469,6 +469,15 @@ OUR_FEEDBACK = (
 )
 
 
+def only_ours(reply: str) -> bool:
+    return only_our_message(
+        reply,
+        (OUR_FEEDBACK, ""),
+        our_address="c@x",
+        our_subjects=("[LC-2026-000001] Your concern",),
+    )
+
+
 QUOTED_FEEDBACK = "On Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n" + "\n".join(
     f"> {line}" for line in OUR_FEEDBACK.splitlines()
 )
@@ -480,13 +489,14 @@ QUOTED_FEEDBACK = "On Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n" + "\n"
         "\n".join(f"> {line}" for line in OUR_FEEDBACK.splitlines()),
         "Sent from my iPhone\n\nOn Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n"
         + "\n".join(f">{line}" for line in OUR_FEEDBACK.splitlines()),
-        "\n________________________________\n*From:* Concerns <c@x>\n*Sent:* Monday\n"
+        "\n________________________________\n*From:* Concerns <c@x>\n"
+        "*Sent:* Monday, 23 November 2026 10:00\n"
         "*To:* Jane\n*Subject:* RE: [LC-2026-000001] Your concern\n\n" + OUR_FEEDBACK,
         "",
     ],
 )
 def test_a_reply_of_only_our_message_says_nothing(reply: str) -> None:
-    assert only_our_message(reply, (OUR_FEEDBACK, ""))
+    assert only_ours(reply)
 
 
 @pytest.mark.parametrize(
@@ -494,7 +504,9 @@ def test_a_reply_of_only_our_message_says_nothing(reply: str) -> None:
     [
         "Thanks\n\n" + "\n".join(f"> {line}" for line in OUR_FEEDBACK.splitlines()),
         # Typed inside Outlook's quote, with no quote marks.
-        "From: Concerns <c@x>\nSent: Monday\n\n" + OUR_FEEDBACK + "\nI remain concerned",
+        "From: Concerns <c@x>\nSent: Monday, 23 Nov 2026\n\n"
+        + OUR_FEEDBACK
+        + "\nI remain concerned",
         "> Teaching is now protected on Thursdays.\nIt is not.",
         # A line of ours wrapped differently by the client: in doubt, the learner said something.
         "> If you are satisfied, you need do nothing.\n> If you remain concerned, reply with",
@@ -514,11 +526,21 @@ def test_a_reply_of_only_our_message_says_nothing(reply: str) -> None:
         # A line of ours written above the quote is the learner's, not the quote's.
         "Teaching is now protected on Thursdays.\n\n" + QUOTED_FEEDBACK,
         # Header-like lines of their own outside a header block.
-        "From: Concerns <c@x>\nSent: Monday\n\nSubject: not sorted at all\n" + OUR_FEEDBACK,
+        "From: Concerns <c@x>\nSent: 23 Nov 2026\n\nSubject: not sorted at all\n" + OUR_FEEDBACK,
+        # Below a '>' quote, even a line that repeats one of ours is the learner's.
+        QUOTED_FEEDBACK + "\n\nTeaching is now protected on Thursdays.",
+        # An 'On ... wrote:' of their own (not naming our address) starts no quote.
+        "On 3 nights last week I was alone again, this is what my supervisor wrote:\n\n"
+        + OUR_FEEDBACK,
+        # A From: line that is not ours starts no header block.
+        "From: still not sorted, nothing has changed <jane@x.ac.uk>\n\n" + OUR_FEEDBACK,
+        # Inside Outlook's block: a subject they changed, a date with no date in it.
+        "From: Concerns <c@x>\nSent: 23 Nov 2026\nSubject: Still not sorted\n\n" + OUR_FEEDBACK,
+        "From: Concerns <c@x>\nSent: I was sent home again\n\n" + OUR_FEEDBACK,
     ],
 )
 def test_any_line_not_ours_is_the_learner_saying_something(reply: str) -> None:
-    assert not only_our_message(reply, (OUR_FEEDBACK, ""))
+    assert not only_ours(reply)
 
 
 @pytest.mark.parametrize(
