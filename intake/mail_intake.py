@@ -613,7 +613,7 @@ def _learner_reply(
     says_something = (
         bool(parsed.attachments or parsed.problems)
         or not same_subject(parsed.subject, subjects)
-        or not only_our_message(parsed.text, ours, our_address=mailbox, our_subjects=subjects)
+        or not only_our_message(parsed.text, ours, our_address=mailbox)
     )
     shown = shown[:REPLY_TEXT_MAX] or _no_text(parsed)
     channel = Channel.EMAIL.value

@@ -96,21 +96,24 @@ def _name_targets(name: str | None) -> list[str]:
 
 
 def _long_enough(part: str) -> bool:
-    """Whether a part of a name is taken out alone: three letters or more as compared, so a
-    two-letter name written with its accents as marks of their own ('Lê' decomposed, as some
-    mail clients send it) does not take 'le' out of every sentence."""
-    return len(_fold(part).replace("'", "")) >= 3
+    """Whether a part of a name is taken out alone: three characters or more, not counting
+    the accents written as marks of their own ('Lê' decomposed, as some mail clients send it,
+    is two, and must not take 'le' out of every sentence; Thai and Hindi vowel signs are
+    marks too, and their names' parts keep their length)."""
+    composed = unicodedata.normalize("NFC", part)
+    return sum(not unicodedata.combining(character) for character in composed) >= 3
 
 
 def _visible(name: str) -> str:
     """A name without the characters that are not seen (a soft hyphen, a joiner), which would
     split it into pieces that are not its parts ('Pri', 'ya'); a zero width space parts words.
     Composed (NFC), so each letter is one character however the name was sent."""
-    return "".join(
+    visible = "".join(
         _ZERO_WIDTH_SPACE_FOLDED if character == _ZERO_WIDTH_SPACE else character
-        for character in unicodedata.normalize("NFC", name)
+        for character in name
         if character == _ZERO_WIDTH_SPACE or unicodedata.category(character) != "Cf"
     )
+    return unicodedata.normalize("NFC", visible)
 
 
 def _spellings(target: str) -> set[str]:

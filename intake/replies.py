@@ -173,66 +173,47 @@ def _only_an_answer(key: str, text: str) -> bool:
     return answered is not None and len(text.split()) <= _ANSWER_MOST_WORDS
 
 
-def only_our_message(
-    reply: str, ours: Sequence[str], *, our_address: str, our_subjects: Sequence[str]
-) -> bool:
-    """Whether a reply (its whole text, quote and all) holds nothing but our message (`ours`:
-    its texts, plain and from HTML; sent from `our_address` with one of `our_subjects`) quoted,
-    and what mail clients write themselves: the line that starts the quote ('On 23 Nov 2026
-    ... <our address> wrote:', Outlook's separator and its block of From: <our address>, Sent:,
-    To:, Subject:) and a phone's 'Sent from my iPhone'. That is a reply sent by mistake.
+def only_our_message(reply: str, ours: Sequence[str], *, our_address: str) -> bool:
+    """Whether a reply (its whole text, quote and all) is only our message (`ours`: its texts,
+    plain and from HTML, sent from `our_address`) quoted the plainest way: every line of it
+    one of ours marked '>', after at most the line that starts such a quote ('On Mon, 23 Nov
+    2026 at 10:00, Learner concerns <our address> wrote:') and a phone's 'Sent from my
+    iPhone'. That is a reply sent by mistake.
 
     In doubt, the learner said something: a false 'nothing' could let a concern close whose
-    learner wrote that they remain concerned. So lines are compared whole, and a line of ours
-    counts only where it is quoted: marked '>', or unmarked after the quote starts in a reply
-    with no '>' (Outlook's way). Any other line is the learner's wherever it is, such as a word
-    typed inside Outlook's quote, a line below a '>' quote (even one that repeats ours), a
-    header-like line of their own ('Subject: bullying'), or a line of ours that a client
-    wrapped differently."""
+    learner wrote that they remain concerned. So lines are compared whole, and every other
+    line is the learner's wherever it is: a word typed inside a quote, a line of ours written
+    without '>' (Outlook quotes that way, and words typed inside its quote cannot be told
+    from it), a header-like line ('Subject: bullying'), or a line a client wrapped. (The
+    subject is the caller's to check: `same_subject`.)"""
+    if "@" not in our_address:
+        return False
     our_lines = {_compared(line) for text in ours for line in text.splitlines()}
-    address = our_address.casefold()
-    quoting = marked = in_header_block = False
+    attribution = _attribution(our_address)
+    quoted = False
     for line in reply.splitlines():
         compared = _compared(line)
         if not compared:
-            in_header_block = False
             continue
-        if in_header_block and _header_field_of_ours(compared, our_subjects):
-            continue
-        in_header_block = False
         if _QUOTED.match(line):
-            marked = True
-            if compared in our_lines:
-                continue
-            return False
-        if address in compared and _ATTRIBUTION.fullmatch(compared):
-            quoting = True
-        elif address in compared and _HEADER_FROM.fullmatch(compared):
-            quoting = in_header_block = True
-        elif _SEPARATOR_LINE.fullmatch(compared) or _DEVICE_SIGNATURE.fullmatch(compared):
-            continue
-        elif not (quoting and not marked and compared in our_lines):
+            if compared not in our_lines:
+                return False
+            quoted = True
+        elif quoted or not (
+            attribution.fullmatch(compared) or _DEVICE_SIGNATURE.fullmatch(compared)
+        ):
             return False
     return True
 
 
-def _header_field_of_ours(compared: str, our_subjects: Sequence[str]) -> bool:
-    """Whether a line in Outlook's header block is one it writes for our message: a date, the
-    recipients, our subject (a subject the learner changed there says something)."""
-    field, _, value = compared.partition(": ")
-    if field == "subject":
-        return same_subject(value, our_subjects)
-    if field in {"sent", "date"}:
-        return any(character.isdigit() for character in value)
-    return field in {"to", "cc", "importance"}
+def _attribution(our_address: str) -> re.Pattern[str]:
+    """The line a client writes before a quote of our message, as _compared leaves it: 'On',
+    a date (a digit in it) and our name, with no sentence in it (no '.', '!', '?' or ';'),
+    then our address whole and 'wrote:'."""
+    address = re.escape(f"<{our_address.casefold()}>")
+    return re.compile(rf"on (?=[^.!?;]*\d)[^.!?;<>]{{0,120}}{address} wrote:")
 
 
-# What mail clients write themselves, as _compared leaves lines: what starts a quote (an
-# attribution, dated, naming our address), Outlook's separators and header block (a From: with
-# our address, then its fields up to a blank line), and the signatures phones add.
-_ATTRIBUTION = re.compile(r"on\b(?=.*\d).{0,200}\bwrote:")
-_SEPARATOR_LINE = re.compile(r"-{2,} ?original message ?-{2,}|_{20,}")
-_HEADER_FROM = re.compile(r"from: (?:[^<>@]{0,100}<[^<>\s@]+@[^<>\s@]+>|[^<>\s@]+@[^<>\s@]+)")
 _DEVICE_SIGNATURE = re.compile(
     r"sent from my (?:iphone|ipad|android(?: phone| device)?|galaxy|mobile(?: device)?|"
     r"smartphone|samsung(?: galaxy)?(?: smartphone| tablet| mobile)?)|"

@@ -335,6 +335,20 @@ def test_a_two_letter_name_sent_with_its_accents_apart_takes_out_no_word() -> No
     assert result == f"I do not feel safe, le rota says. {REMOVED}"
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("Jo O'B", "O'B said so."), ("นิด สมใจ", "นิด บอกว่า"), ("कुल शर्मा", "कुल ने कहा")],
+)
+def test_a_part_of_three_letters_goes_however_its_marks_are_counted(name: str, text: str) -> None:
+    # An apostrophe counts; a Thai or Hindi vowel sign is part of its letter.
+    assert redact_identity(text, name=name, address=None).startswith(REMOVED)
+
+
+def test_an_invisible_character_between_a_letter_and_its_accent_is_no_gap() -> None:
+    result = redact_identity("Müller said so", name="Mu\u00ad\u0308ller", address=None)
+    assert result == f"{REMOVED} said so"
+
+
 def test_a_name_between_many_markers_goes_and_the_markers_stay() -> None:
     text = f"{REMOVED} Jane{REMOVED}Name " * 2000
     result = redact_identity(text, name="Jane Name", address=None)

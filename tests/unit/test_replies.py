@@ -470,12 +470,7 @@ OUR_FEEDBACK = (
 
 
 def only_ours(reply: str) -> bool:
-    return only_our_message(
-        reply,
-        (OUR_FEEDBACK, ""),
-        our_address="c@x",
-        our_subjects=("[LC-2026-000001] Your concern",),
-    )
+    return only_our_message(reply, (OUR_FEEDBACK, ""), our_address="c@x")
 
 
 QUOTED_FEEDBACK = "On Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n" + "\n".join(
@@ -489,9 +484,7 @@ QUOTED_FEEDBACK = "On Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n" + "\n"
         "\n".join(f"> {line}" for line in OUR_FEEDBACK.splitlines()),
         "Sent from my iPhone\n\nOn Mon, 23 Nov 2026 at 10:00, Concerns <c@x> wrote:\n"
         + "\n".join(f">{line}" for line in OUR_FEEDBACK.splitlines()),
-        "\n________________________________\n*From:* Concerns <c@x>\n"
-        "*Sent:* Monday, 23 November 2026 10:00\n"
-        "*To:* Jane\n*Subject:* RE: [LC-2026-000001] Your concern\n\n" + OUR_FEEDBACK,
+        "\n\n" + QUOTED_FEEDBACK + "\n>\n> \n",
         "",
     ],
 )
@@ -537,6 +530,21 @@ def test_a_reply_of_only_our_message_says_nothing(reply: str) -> None:
         # Inside Outlook's block: a subject they changed, a date with no date in it.
         "From: Concerns <c@x>\nSent: 23 Nov 2026\nSubject: Still not sorted\n\n" + OUR_FEEDBACK,
         "From: Concerns <c@x>\nSent: I was sent home again\n\n" + OUR_FEEDBACK,
+        # Outlook's quote has no marks: words typed inside it cannot be told from it, so even
+        # one with nothing typed in it counts (in doubt, the learner said something).
+        "\n________________________________\n*From:* Concerns <c@x>\n"
+        "*Sent:* Monday, 23 November 2026 10:00\n"
+        "*To:* Jane\n*Subject:* RE: [LC-2026-000001] Your concern\n\n" + OUR_FEEDBACK,
+        # The attribution: a sentence before it, another address, a line of ours between it
+        # and the quote.
+        "On reflection, after 3 more nights alone, I remain concerned. On Mon, 23 Nov 2026 at "
+        "10:00, Concerns <c@x> wrote:\n" + QUOTED_FEEDBACK.partition("\n")[2],
+        "On 3 nights since, I emailed c@x and nobody wrote:\n" + QUOTED_FEEDBACK.partition("\n")[2],
+        "On Mon, 23 Nov 2026 at 10:00, Concerns <notc@x> wrote:\n"
+        + QUOTED_FEEDBACK.partition("\n")[2],
+        QUOTED_FEEDBACK.partition("\n")[0]
+        + "\nTeaching is now protected on Thursdays.\n"
+        + QUOTED_FEEDBACK.partition("\n")[2],
     ],
 )
 def test_any_line_not_ours_is_the_learner_saying_something(reply: str) -> None:
