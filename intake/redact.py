@@ -365,8 +365,16 @@ def _address_parts(address: str) -> list[str]:
 
 def _pieces(word: str) -> list[str]:
     """The runs of letters and digits in a word: 'jane.smith', 'Smith-Jones' and 'O'Brien' in
-    two ('O' is then too short to take out alone)."""
-    return re.split(rf"[\W_{_APOSTROPHES}]+", word)
+    two ('O' is then too short to take out alone). An accent written as a mark of its own is
+    part of its letter ('Fọ́lákẹ́' is one piece, where splitting at its marks took 'lake' out
+    of every text), as are the vowel signs of Thai or Hindi."""
+    pieces = [""]
+    for character in word:
+        if character.isalnum() or unicodedata.category(character).startswith("M"):
+            pieces[-1] += character
+        elif pieces[-1]:
+            pieces.append("")
+    return pieces
 
 
 def _title(word: str) -> bool:
