@@ -233,7 +233,8 @@ def read_case(
         learner = session.get(Learner, concern.learner_id)
         if learner is not None:
             details["identity"] = {
-                "name": learner.name,
+                # The name given with this concern (the record keeps the first given).
+                "name": concern.learner_name or learner.name,
                 "email": learner.email,
                 "slack_user_id": learner.slack_user_id,
                 "teams_user_id": learner.teams_user_id,

@@ -135,7 +135,13 @@ def facts_of(
         patient_safety=concern.patient_safety,
         hotspot=concern.hotspot,
         confidentiality=Confidentiality(concern.confidentiality),
-        learner=LearnerIdentity(name=learner.name, email=learner.email) if learner else None,
+        # The name given with this concern: the record keeps the first given with the address,
+        # which may be shorter ('Priya') or, when a form named someone else's address, theirs.
+        learner=(
+            LearnerIdentity(name=concern.learner_name or learner.name, email=learner.email)
+            if learner
+            else None
+        ),
         learner_group=concern.learner_group,
         ack_due_at=concern.ack_due_at,
         feedback_due_at=concern.feedback_due_at,

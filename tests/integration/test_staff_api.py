@@ -151,9 +151,10 @@ def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
 
     done = dean.post(path, json=asked)
     assert done.status_code == 200, done.text
-    # Her other concerns keep the old record and its name (see test_staff_pages).
+    # Her other concerns keep the old record and its name (see test_staff_pages); the new
+    # record has none, and this concern shows the name she gave with it.
     assert done.json()["identity"] == {
-        "name": None,
+        "name": "Priya Testlearner",
         "email": corrected,
         "slack_user_id": None,
         "teams_user_id": None,

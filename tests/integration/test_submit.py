@@ -193,6 +193,20 @@ def test_what_a_learner_adds_later_loses_the_name_given_with_the_concern(db: Eng
         assert later == "It happened again. [name removed], FY1 ([name removed])"
 
 
+def test_contacts_of_a_named_concern_see_the_name_given_with_it(db: Engine) -> None:
+    # The record keeps 'Priya' from an earlier concern; this one was raised as 'Priya Patel',
+    # and that is who the people handling it are told raised it.
+    placement = example_placement(db)
+    first = concern_input(placement)
+    first["learner"] = {**first["learner"], "name": "Priya"}
+    submit(db, first)
+    second = concern_input(placement)
+    second["learner"] = {**second["learner"], "name": "Priya Patel"}
+    reference = submit(db, second).reference
+    told = [m for m in outbox(db, reference) if m.recipient_role != "learner"]
+    assert told and all("Priya Patel" in message.body_text for message in told)
+
+
 def test_a_name_staff_give_with_a_corrected_address_is_redacted_from_later_words(
     db: Engine,
 ) -> None:
