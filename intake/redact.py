@@ -354,11 +354,11 @@ def _address_parts(address: str) -> list[str]:
         return []
     local = address.partition("@")[0]
     untagged = local.partition("+")[0]
-    parts = [part for part in dict.fromkeys((local, untagged)) if len(part) >= 3]
+    parts = [part for part in dict.fromkeys((local, untagged)) if _long_enough(part)]
     parts += [
         part
         for part in _pieces(untagged)
-        if len(part) >= 3 and part.lower() not in _ORGANISATION_WORDS
+        if _long_enough(part) and part.lower() not in _ORGANISATION_WORDS
     ]
     return [address, *parts]
 
@@ -370,7 +370,11 @@ def _pieces(word: str) -> list[str]:
     of every text), as are the vowel signs of Thai or Hindi."""
     pieces = [""]
     for character in word:
-        if character.isalnum() or unicodedata.category(character).startswith("M"):
+        # An apostrophe may be a letter to Unicode ('ʼ', as Ukrainian names are written): it
+        # still parts 'DʼSouza' as ' does.
+        if character not in _APOSTROPHES and (
+            character.isalnum() or unicodedata.category(character).startswith("M")
+        ):
             pieces[-1] += character
         elif pieces[-1]:
             pieces.append("")
