@@ -76,6 +76,8 @@ class OutgoingEmail(Protocol):
     def kind(self) -> str: ...
     @property
     def recipient_role(self) -> str: ...
+    @property
+    def created_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,9 @@ def compose(
     # Tokens are bound to the address as stored, which is what a reply's sender is checked against.
     email["Reply-To"] = threading.reply_to(message.id, message.recipient_address.strip())
     # Stable per row: a resend after a crash carries the same Message-ID, so clients drop it.
-    email["Message-ID"] = threading.message_id(message.id, message.recipient_address.strip())
+    email["Message-ID"] = threading.message_id(
+        message.id, message.recipient_address.strip(), queued_at=message.created_at
+    )
     thread: list[str] = []
     if message.recipient_role == "learner" and (learners := usable_message_id(learner_message_id)):
         thread.append(learners)

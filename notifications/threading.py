@@ -17,6 +17,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 # 20 base32 characters: 100 bits of HMAC, far beyond guessing.
 MAC_LENGTH = 20
@@ -27,6 +28,16 @@ TOKEN = re.compile(r"lc([0-9]{1,18})x([a-z2-7]{20})", re.IGNORECASE)
 # would make the database refuse the query (integer out of range).
 MAX_OUTBOX_ID = 2**31 - 1
 _MAX_LABEL_CHARS = 63  # DNS's limit; punycode decoding is quadratic in the label's length
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    written = ""
+    while True:
+        number, digit = divmod(number, 36)
+        written = digits[digit] + written
+        if number == 0:
+            return written
 
 
 def same_address(address: str) -> str:
@@ -84,8 +95,18 @@ class MailThreading:
             for secret in (self.secret, *self.previous_secrets)
         )
 
-    def message_id(self, outbox_id: int, address: str) -> str:
-        return f"<{self.token_for(outbox_id, address)}@{self.domain}>"
+    def message_id(self, outbox_id: int, address: str, *, queued_at: datetime | None = None) -> str:
+        """The Message-ID of one sent message: its token, and the moment its row was queued.
+
+        The same row gives the same Message-ID however often it is sent (a resend after a crash
+        is dropped by mail clients as the copy it is). Outbox ids start again from the last one
+        kept when a database is restored from a backup: without the moment, a new message to
+        someone the lost one went to would carry its Message-ID, and their mail client would
+        drop the new one as a copy of a message they already have."""
+        token = self.token_for(outbox_id, address)
+        if queued_at is None:
+            return f"<{token}@{self.domain}>"
+        return f"<{token}.{_base36(round(queued_at.timestamp() * 1_000_000))}@{self.domain}>"
 
     def reply_to(self, outbox_id: int, address: str) -> str:
         local, _, domain = self.mailbox.rpartition("@")

@@ -66,6 +66,8 @@ class ClaimedEmail:
     # came from: that email's Message-ID as stored (unchecked: composing decides whether to use
     # it), so our email joins its thread. None for anything else.
     learner_message_id: str | None = None
+    # When the row was queued: part of the email's Message-ID (notifications.threading).
+    created_at: datetime | None = None
 
 
 class SqlOutboxStore:
@@ -323,4 +325,5 @@ def _claimed(row: OutboxMessage, *, raised_by: dict[int, tuple[str, str]]) -> Cl
         payload=dict(row.payload) if row.payload is not None else None,
         recipient_contact_id=row.recipient_contact_id,
         learner_message_id=_learner_message_id(row, raised_by),
+        created_at=row.created_at,
     )

@@ -278,7 +278,9 @@ def test_due_mail_reaches_the_relay_with_its_headers_and_both_parts(
     assert first.message["From"] == f"Learner concerns service <{FROM}>"
     # Every email about a concern to one person has one subject: clients thread by it.
     assert first.message["Subject"] == "[LC-2026-000001] Your concern"
-    assert first.message["Message-ID"] == THREADING.message_id(with_html, "learner1@example.nhs.uk")
+    assert first.message["Message-ID"] == THREADING.message_id(
+        with_html, "learner1@example.nhs.uk", queued_at=row(engine, with_html).created_at
+    )
     assert first.message["Reply-To"] == THREADING.reply_to(with_html, "learner1@example.nhs.uk")
     assert first.message["References"] == THREADING.thread_root(
         "LC-2026-000001", "learner1@example.nhs.uk"
@@ -328,7 +330,8 @@ def test_while_the_relay_is_down_mail_waits_with_backoff_then_goes_exactly_once(
     assert report.sent == 3
     received_ids = sorted(str(d.message["Message-ID"]) for d in recorder.deliveries)
     expected_ids = sorted(
-        THREADING.message_id(i, f"learner{n}@example.nhs.uk") for n, i in enumerate(ids, 1)
+        THREADING.message_id(i, f"learner{n}@example.nhs.uk", queued_at=row(engine, i).created_at)
+        for n, i in enumerate(ids, 1)
     )
     assert received_ids == expected_ids
     assert store.counts() == {"pending": 0, "sent": 3, "failed": 0}
@@ -712,7 +715,8 @@ def test_the_maildir_gets_one_file_per_message_even_when_resent_after_a_crash(
     assert list((maildir / "tmp").iterdir()) == []
     written = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert written["Message-ID"] in {
-        THREADING.message_id(i, f"learner{n}@example.nhs.uk") for n, i in enumerate(ids, 1)
+        THREADING.message_id(i, f"learner{n}@example.nhs.uk", queued_at=row(engine, i).created_at)
+        for n, i in enumerate(ids, 1)
     }
     assert oct(files[0].stat().st_mode & 0o777) == oct(0o600)
 

@@ -17,6 +17,7 @@ from notifications.threading import MailThreading
 THREADING = MailThreading(secret=b"test-secret", mailbox="escalating-concerns@example.nhs.uk")
 FROM = "escalating-concerns@example.nhs.uk"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+QUEUED = datetime(2026, 11, 23, 9, 59, 58, 123456, tzinfo=UTC)
 LEARNER = "priya.testlearner@example.nhs.uk"
 
 
@@ -30,6 +31,7 @@ class Row:
     body_html: str | None = "<p>Thank you. Your reference is <b>LC-2026-000007</b>.</p>\n"
     kind: str = "learner_ack"
     recipient_role: str = "learner"
+    created_at: datetime | None = QUEUED
 
 
 def build(row: Row) -> EmailMessage:
@@ -58,7 +60,7 @@ def test_headers_name_us_the_recipient_and_the_reply_token() -> None:
     assert received["Subject"] == "[LC-2026-000007] Your concern"
     assert received["Importance"] is None
     assert received["Date"].datetime == NOW
-    assert received["Message-ID"] == THREADING.message_id(41, LEARNER)
+    assert received["Message-ID"] == THREADING.message_id(41, LEARNER, queued_at=QUEUED)
     assert received["Reply-To"] == THREADING.reply_to(41, LEARNER)
     assert received["Auto-Submitted"] == "auto-generated"
     assert received["X-Auto-Response-Suppress"] == "All"
@@ -342,7 +344,9 @@ def test_surrounding_spaces_and_an_international_domain_are_normalised() -> None
     message = build(Row(recipient_address="  priya@bücher.example  "))
 
     assert message["To"] == "priya@xn--bcher-kva.example"
-    assert message["Message-ID"] == THREADING.message_id(41, "priya@bücher.example")
+    assert message["Message-ID"] == THREADING.message_id(
+        41, "priya@bücher.example", queued_at=QUEUED
+    )
 
 
 def test_a_bad_from_address_is_configuration_not_the_rows_fault() -> None:

@@ -387,6 +387,7 @@ class Row:
     reference: str | None = None
     recipient_address: str = "morgan.example@example.nhs.uk"
     recipient_role: str = "dean"
+    created_at: datetime | None = None
     subject: str = "Monthly highlight report, North Vale: November 2026"
     body_text: str = "The report.\n"
     body_html: str | None = "<p>The report.</p>\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from notifications.threading import MOST_TOKENS_LOOKED_UP, MailThreading
 
 THREADING = MailThreading(secret=b"k" * 32, mailbox="escalating-concerns@example.nhs.uk")
@@ -13,6 +15,21 @@ def test_a_reply_with_our_message_id_from_its_recipient_is_verified() -> None:
     assert THREADING.verified_outbox_ids(sender=LEARNER, places=[f"x {our_id} y"]) == [41]
     # Addresses compare without case.
     assert THREADING.verified_outbox_ids(sender="JANE@Example.ac.uk", places=[our_id]) == [41]
+
+
+def test_a_message_id_names_when_its_row_was_queued_and_still_proves_a_reply() -> None:
+    """Outbox ids start again from the last one kept when a database is restored: a new message
+    to the same person must not carry the Message-ID of one they already have, or their mail
+    client drops it as a copy. The same row sent again keeps its Message-ID."""
+    queued = datetime(2026, 11, 23, 9, 0, 0, 123456, tzinfo=UTC)
+    sent = THREADING.message_id(41, LEARNER, queued_at=queued)
+    assert sent == THREADING.message_id(41, LEARNER, queued_at=queued)
+    after_restore = THREADING.message_id(41, LEARNER, queued_at=queued + timedelta(hours=3))
+    assert after_restore != sent
+    assert THREADING.message_id(41, LEARNER, queued_at=queued + timedelta(microseconds=1)) != sent
+    for our_id in (sent, after_restore):
+        assert THREADING.verified_outbox_ids(sender=LEARNER, places=[our_id]) == [41]
+        assert our_id.startswith(f"<{THREADING.token_for(41, LEARNER)}.")
 
 
 def test_an_international_domain_is_the_same_address_in_punycode_or_unicode() -> None:
