@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 # 20 base32 characters: 100 bits of HMAC, far beyond guessing.
 MAC_LENGTH = 20
@@ -30,14 +30,7 @@ MAX_OUTBOX_ID = 2**31 - 1
 _MAX_LABEL_CHARS = 63  # DNS's limit; punycode decoding is quadratic in the label's length
 
 
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    written = ""
-    while True:
-        number, digit = divmod(number, 36)
-        written = digits[digit] + written
-        if number == 0:
-            return written
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def same_address(address: str) -> str:
@@ -102,11 +95,16 @@ class MailThreading:
         is dropped by mail clients as the copy it is). Outbox ids start again from the last one
         kept when a database is restored from a backup: without the moment, a new message to
         someone the lost one went to would carry its Message-ID, and their mail client would
-        drop the new one as a copy of a message they already have."""
+        drop the new one as a copy of a message they already have. The moment is written as a
+        MAC of it, not as it is: when a confidential concern was raised, to the microsecond,
+        could help its reader guess who raised it."""
         token = self.token_for(outbox_id, address)
         if queued_at is None:
             return f"<{token}@{self.domain}>"
-        return f"<{token}.{_base36(round(queued_at.timestamp() * 1_000_000))}@{self.domain}>"
+        # Exact, and a TypeError for a moment without a time zone (which the machine's own
+        # would otherwise decide).
+        stamp = (queued_at - _EPOCH) // timedelta(microseconds=1)
+        return f"<{token}.{self._mac('queued', outbox_id, stamp)[:8]}@{self.domain}>"
 
     def reply_to(self, outbox_id: int, address: str) -> str:
         local, _, domain = self.mailbox.rpartition("@")

@@ -121,7 +121,7 @@ def events(engine: Engine, concern_id: int) -> list[Event]:
 
 def reply_to(sent: OutboxMessage, **kwargs: object) -> bytes:
     """A reply to one of our messages, threaded the way a mail client does it."""
-    our_id = THREADING.message_id(sent.id or 0, sent.recipient_address)
+    our_id = THREADING.message_id(sent.id or 0, sent.recipient_address, queued_at=sent.created_at)
     headers = {"In-Reply-To": our_id, "References": our_id}
     return email(subject=f"Re: {sent.subject}", headers=headers, **kwargs)  # type: ignore[arg-type]
 
@@ -1272,7 +1272,10 @@ def bounce_of(sent: OutboxMessage, *, failed: str, report_id: str = "<r1@mx.exam
     original["From"] = MAILBOX
     original["To"] = sent.recipient_address
     original["Subject"] = sent.subject
-    original["Message-ID"] = THREADING.message_id(sent.id or 0, sent.recipient_address)
+    # As it was sent: the token, and the MAC of when the row was queued.
+    original["Message-ID"] = THREADING.message_id(
+        sent.id or 0, sent.recipient_address, queued_at=sent.created_at
+    )
     original.set_content("(the text of our message)")
     return (
         "From: Mail Delivery System <MAILER-DAEMON@mx.example.nhs.uk>\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from notifications.threading import MOST_TOKENS_LOOKED_UP, MailThreading
 
 THREADING = MailThreading(secret=b"k" * 32, mailbox="escalating-concerns@example.nhs.uk")
@@ -30,6 +32,13 @@ def test_a_message_id_names_when_its_row_was_queued_and_still_proves_a_reply() -
     for our_id in (sent, after_restore):
         assert THREADING.verified_outbox_ids(sender=LEARNER, places=[our_id]) == [41]
         assert our_id.startswith(f"<{THREADING.token_for(41, LEARNER)}.")
+    # The moment is not written as it is (it could hint at who raised a confidential concern),
+    # any moment will do (a clock set before 1970 too), and one without a time zone is refused
+    # rather than read in the machine's own.
+    assert "2026" not in sent and str(round(queued.timestamp())) not in sent
+    assert THREADING.message_id(41, LEARNER, queued_at=datetime(1969, 12, 31, tzinfo=UTC))
+    with pytest.raises(TypeError):
+        THREADING.message_id(41, LEARNER, queued_at=datetime(2026, 11, 23, 9, 0))
 
 
 def test_an_international_domain_is_the_same_address_in_punycode_or_unicode() -> None:
