@@ -273,9 +273,8 @@ def alert_rated_high_over_override(
 ) -> None:
     """Tell the dean and quality team at once that triage now rates the concern high risk,
     after the learner told us more, while the rating staff set holds it lower (`why`: triage's
-    reasons). The rating
-    stands until one of them changes it; nobody else is told. Once for each automatic rating
-    the concern reaches at a level."""
+    reasons). The rating stands until one of them changes it; nobody else is told. Once for
+    each automatic rating the concern reaches at a level."""
     facts = facts_of(session, concern, policy, why=why, now=now)
     told = []
     for role in HIGH_RISK_ALERT_ROLES:

@@ -129,8 +129,6 @@ def thread_subject(message: OutgoingEmail) -> str:
     """The subject every email about this message's concern to its recipient carries: the
     reference and who it is for ('[LC-2026-000042] Your concern'); a message about no concern
     (a digest, a sign-in link) keeps its own."""
-    if not (message.reference and _REFERENCE.fullmatch(message.reference)):
-        return message.subject
     return subject_sent(
         reference=message.reference, recipient_role=message.recipient_role, kept=message.subject
     )

@@ -1517,17 +1517,12 @@ def test_new_harm_under_a_staff_rating_set_on_a_high_concern_is_still_told(db: E
     assert [e.kind for e in events(db, concern.id or 0)].count("rated_high_over_override") == 1
 
 
-def test_a_confidential_learners_emailed_reply_loses_the_name_their_mail_shows(
-    db: Engine,
-) -> None:
-    """The record keeps the first name given ('J. Smith' on the form); the learner's mail shows
-    'Jane Smith'. What they write in a reply must lose both, as the concern's own text did when
-    it was raised by email: 'Jane' in the reply named them to the supervisor."""
-    address = "js2041@student.example.ac.uk"
+def raised_in_confidence_on_the_web(db: Engine, *, name: str, address: str) -> OutboxMessage:
+    """A confidential concern a nursing student raised on the form; its acknowledgement."""
     raw = concern_input(
         example_placement(db),
         confidentiality="confidential",
-        learner={"name": "J. Smith", "email": address, "group": "nursing"},
+        learner={"name": name, "email": address, "group": "nursing"},
     )
     submit_concern(
         engine=db,
@@ -1537,6 +1532,17 @@ def test_a_confidential_learners_emailed_reply_loses_the_name_their_mail_shows(
         policy=policy(),
     )
     (ack,) = outbox(db, kind="learner_ack")
+    return ack
+
+
+def test_a_confidential_learners_emailed_reply_loses_the_name_their_mail_shows(
+    db: Engine,
+) -> None:
+    """The record keeps the first name given ('J. Smith' on the form); the learner's mail shows
+    'Jane Smith'. What they write in a reply must lose both, as the concern's own text did when
+    it was raised by email: 'Jane' in the reply named them to the supervisor."""
+    address = "js2041@student.example.ac.uk"
+    ack = raised_in_confidence_on_the_web(db, name="J. Smith", address=address)
     report = deliver(
         db,
         reply_to(
@@ -1561,19 +1567,7 @@ def test_a_confidential_learners_reply_never_nests_a_marker_in_another(db: Engin
     typed 'Name' in the form's name box (or is called 'Removed') must not make the supervisor
     read '[[name removed] removed]', a marker that shows a name was taken out twice."""
     address = "js2042@student.example.ac.uk"
-    raw = concern_input(
-        example_placement(db),
-        confidentiality="confidential",
-        learner={"name": "Name Removed", "email": address, "group": "nursing"},
-    )
-    submit_concern(
-        engine=db,
-        concern=parse_submission(raw),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    )
-    (ack,) = outbox(db, kind="learner_ack")
+    ack = raised_in_confidence_on_the_web(db, name="Name Removed", address=address)
     deliver(
         db,
         reply_to(ack, sender=f"Jane Smith <{address}>", body="Jane again: it happened twice more."),

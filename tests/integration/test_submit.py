@@ -167,13 +167,20 @@ def test_a_name_already_on_the_learners_record_is_taken_out_as_well(db: Engine) 
         assert concern.description == "Ask Dr [name removed] on the rota, she saw it too."
 
 
-def test_what_a_learner_adds_later_loses_the_name_given_with_the_concern(db: Engine) -> None:
-    # The record keeps 'Priya' from an earlier concern; this one was raised as 'Priya Patel',
-    # and what she adds to it later (status page, Slack, Teams) must lose 'Patel' as well.
+def a_record_named_priya(db: Engine) -> dict[str, str]:
+    """An earlier concern from Priya's address: her learner record keeps the name 'Priya'.
+    Returns the placement it was raised about."""
     placement = example_placement(db)
     first = concern_input(placement)
     first["learner"] = {**first["learner"], "name": "Priya"}
     submit(db, first)
+    return placement
+
+
+def test_what_a_learner_adds_later_loses_the_name_given_with_the_concern(db: Engine) -> None:
+    # The record keeps 'Priya' from an earlier concern; this one was raised as 'Priya Patel',
+    # and what she adds to it later (status page, Slack, Teams) must lose 'Patel' as well.
+    placement = a_record_named_priya(db)
     raw = concern_input(
         placement,
         confidentiality="confidential",
@@ -196,10 +203,7 @@ def test_what_a_learner_adds_later_loses_the_name_given_with_the_concern(db: Eng
 def test_contacts_of_a_named_concern_see_the_name_given_with_it(db: Engine) -> None:
     # The record keeps 'Priya' from an earlier concern; this one was raised as 'Priya Patel',
     # and that is who the people handling it are told raised it.
-    placement = example_placement(db)
-    first = concern_input(placement)
-    first["learner"] = {**first["learner"], "name": "Priya"}
-    submit(db, first)
+    placement = a_record_named_priya(db)
     second = concern_input(placement)
     second["learner"] = {**second["learner"], "name": "Priya Patel"}
     reference = submit(db, second).reference
@@ -212,10 +216,7 @@ def test_a_name_staff_give_with_a_corrected_address_is_redacted_from_later_words
 ) -> None:
     # Raised as 'Pri' from a mistyped address; staff correct it to one whose record already
     # says 'Priya' and give her name as 'Priya Patel': 'Patel' must not reach contacts later.
-    placement = example_placement(db)
-    first = concern_input(placement)
-    first["learner"] = {**first["learner"], "name": "Priya"}
-    submit(db, first)
+    placement = a_record_named_priya(db)
     raw = concern_input(
         placement,
         confidentiality="confidential",
