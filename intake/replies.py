@@ -51,6 +51,18 @@ _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').
 _NEGATIONS = frozenset({"no", "not", "nobody", "none", "never", "noone", "neither", "nor"})
 _NEGATION_REACH = 3  # words before a choice that a negation may be
+# Words that make harm only a risk when they come shortly before it: 'nearly fell', 'could
+# have died', 'at risk of a fall'.
+_HEDGES = frozenset({"nearly", "almost", "could", "might", "may", "would", "risk"})
+# When an answer names several kinds of harm ('a patient fell and others are at risk'), the
+# most serious is taken: reading it as no answer left the concern rated moderate.
+_MOST_SERIOUS_HARM_FIRST = (
+    Harm.PATIENT_HARMED,
+    Harm.PATIENT_AT_RISK,
+    Harm.LEARNERS_AFFECTED,
+    Harm.NOT_SURE,
+    Harm.MINOR,
+)
 
 # Words learners use for a choice, beyond the choice's own words and its stored value.
 _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
@@ -64,7 +76,10 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         ),
     },
     "harm": {
-        "patient_harmed": ("harmed", "hurt", "injured"),
+        "patient_harmed": (
+            "harmed", "hurt", "injured", "injury", "injuries", "died", "dead", "death",
+            "fell", "fall", "fallen", "fracture", "fractured", "broke", "cardiac arrest",
+        ),
         "patient_at_risk": (
             "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
             "might be harmed", "potential harm", "potentially harmed",
@@ -471,17 +486,23 @@ def _choice(key: str, value: str) -> str | None:
             if words[start : start + size] != phrase or any(used[start : start + size]):
                 continue
             used[start : start + size] = [True] * size
-            if not _negated(words, start):
-                named.add(stored)
+            if _shortly_after(words, start, _NEGATIONS):
+                continue
+            if stored == Harm.PATIENT_HARMED and _shortly_after(words, start, _HEDGES):
+                stored = Harm.PATIENT_AT_RISK
+            named.add(stored)
+    if key == "harm":
+        return next((str(harm) for harm in _MOST_SERIOUS_HARM_FIRST if harm in named), None)
     return named.pop() if len(named) == 1 else None
 
 
-def _negated(words: list[str], start: int) -> bool:
-    """Whether a negation in the same clause comes shortly before the word at `start`."""
+def _shortly_after(words: list[str], start: int, these: frozenset[str]) -> bool:
+    """Whether one of these words comes in the same clause shortly before the word at `start`
+    (a negation, or a hedge)."""
     for word in reversed(words[max(0, start - _NEGATION_REACH) : start]):
         if word in _CLAUSE_BREAKS:
             return False
-        if word in _NEGATIONS:
+        if word in these:
             return True
     return False
 

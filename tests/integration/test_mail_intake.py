@@ -251,6 +251,22 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert "learner_added_information" in kinds and "learner_answered" in kinds
 
 
+def test_harm_in_the_learners_own_words_is_read_as_harm(db: Engine) -> None:
+    """ "Yes, a patient fell" is the learner's answer to "Has anyone been harmed?", in their own
+    words: before, it was not understood and the concern stayed rated moderate."""
+    deliver(db, email(body="There is nobody to ask for help on nights."))
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(
+        db,
+        reply_to(ack, body="How often: every shift\nAnyone harmed: yes, a patient fell\n"),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    after = only_concern(db)
+    assert (after.frequency, after.harm) == ("continuing", "patient_harmed")
+    assert after.patient_safety and after.risk_level == "high"
+    assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
+
+
 def test_a_reply_is_read_for_triage_without_its_answer_lines(db: Engine) -> None:
     """'Anyone harmed: minor' repeats our question's words: it is an answer, not an account of
     harm, and never rates the concern as a patient-safety one; the learner's own words are."""

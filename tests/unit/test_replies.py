@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from intake import replies
 from intake.replies import (
     MAX_FREE_TEXT_CHARS,
     Answers,
@@ -20,6 +21,7 @@ from intake.replies import (
 )
 from notifications.messages import QUESTIONS
 from routing.model import Frequency, Harm, LearnerGroup
+from routing.triage import IMPACT_OF_HARM
 
 NOTHING = Answers(
     frequency=None,
@@ -212,12 +214,41 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: learners\u2019 training or wellbeing affected", "learners_affected"),
         ("Anyone harmed: minor", "minor"),
         ("Anyone harmed: no one was harmed", None),
-        ("Anyone harmed: harmed and at risk", None),
         ("Anyone harmed: no", None),
+        # Harm in the words learners use for it, not only ours.
+        ("Anyone harmed: yes, a patient fell", "patient_harmed"),
+        ("Anyone harmed: a patient died", "patient_harmed"),
+        ("Anyone harmed: he had a fall and fractured his hip", "patient_harmed"),
+        ("Anyone harmed: a needlestick injury", "patient_harmed"),
+        ("Anyone harmed: cardiac arrest on the ward", "patient_harmed"),
+        ("Anyone harmed: nobody fell", None),
+        # Harm that nearly happened is a risk.
+        ("Anyone harmed: a patient nearly fell", "patient_at_risk"),
+        ("Anyone harmed: someone could have died", "patient_at_risk"),
+        ("Anyone harmed: at risk of a fall", "patient_at_risk"),
+        ("Anyone harmed: at risk of being harmed", "patient_at_risk"),
+        ("Anyone harmed: not harmed, but nearly fell", "patient_at_risk"),
+        # Several named: the most serious is taken.
+        ("Anyone harmed: harmed and at risk", "patient_harmed"),
+        ("Anyone harmed: a patient fell and others are at risk", "patient_harmed"),
+        ("Anyone harmed: minor, but a patient is at risk", "patient_at_risk"),
+        ("Anyone harmed: my training, and I'm not sure about patients", "learners_affected"),
     ],
 )
 def test_anyone_harmed(line: str, expected: str | None) -> None:
     assert read_answers(line).harm == (Harm(expected) if expected else None)
+
+
+def test_the_most_serious_harm_is_the_one_rated_highest() -> None:
+    order = replies._MOST_SERIOUS_HARM_FIRST
+    assert set(order) == set(Harm) - {Harm.NOT_ANSWERED}
+    impacts = [IMPACT_OF_HARM[harm] for harm in order]
+    assert impacts == sorted(impacts, reverse=True)
+
+
+def test_several_frequencies_are_still_no_answer() -> None:
+    # How often has no "most serious" reading: "once, or often" is left for the learner to say.
+    assert read_answers("How often: once, or often").frequency is None
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,14 @@ def test_the_signal_table_is_the_one_tested() -> None:
         ("two near-misses this week", "near-misses"),
         ("this is a patient safety issue", "patient safety"),
         ("there was a medication error", "medication error"),
+        ("a patient died waiting for a review", "died"),
+        ("two deaths on the ward", "deaths"),
+        ("the patient in bed 4 fell", "patient ... fell"),
+        ("patients fell twice this week", "patients ... fell"),
+        ("patient falls are not reviewed", "patient falls"),
+        ("an elderly man had a fall", "had a fall"),
+        ("he was given the wrong dose", "wrong dose"),
+        ("a needlestick injury", "injury"),
     ],
 )
 def test_patient_safety_words_are_found_with_their_endings(text: str, found: str) -> None:
@@ -270,6 +278,10 @@ def test_signals_only_raise_impact_and_take_the_highest() -> None:
         "unsafeness is not a word we match",
         "bullyish is not a word we match",
         "rotation to a new ward",
+        # A learner falls too, but not as a patient does.
+        "I fell behind with my portfolio",
+        "I fell asleep in the car after nights",
+        "the teaching fell through",
     ],
 )
 def test_words_that_only_look_like_signals_are_not_matched(text: str) -> None:
@@ -457,6 +469,7 @@ def test_override_scores_must_be_on_the_scale(likelihood: int, impact: int) -> N
         "No patient was harmed, but the parking is awful",
         "Nobody was harmed and it is not unsafe, just inconvenient",
         "The patient wasn't harmed",
+        "No patient died and nobody was injured",
         "We had a risk assessment training session that went well",
     ],
 )
