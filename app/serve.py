@@ -318,6 +318,7 @@ async def _serve(
             max_message_bytes=settings.smtp_max_message_bytes,
             max_recipients=settings.smtp_max_recipients,
             max_connections=settings.smtp_max_connections,
+            max_connections_per_client=settings.smtp_max_connections_per_client,
             timeout_seconds=settings.smtp_timeout_seconds,
         ),
     )

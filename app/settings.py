@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     smtp_max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     smtp_max_recipients: int = Field(default=20, ge=1, le=1000)
     smtp_max_connections: int = Field(default=100, ge=1, le=10_000)
+    # Of them, from one client address (an IPv6 client's /64).
+    smtp_max_connections_per_client: int = Field(default=50, ge=1, le=10_000)
     smtp_timeout_seconds: int = Field(default=60, ge=1, le=3600)
     # Automatic answers to one sender address in any 24 hours, of each kind: acknowledgements
     # of new concerns, and answers to replies that could not be acted on (stops mail loops).

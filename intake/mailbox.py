@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +44,7 @@ REPLY_TRY_LATER = "451 4.3.0 Requested action aborted: try again later"
 REPLY_NO_SUCH_MAILBOX = "550 5.1.1 No such mailbox here"
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 REPLY_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+REPLY_TOO_MANY_FROM_CLIENT = "421 4.7.0 Too many connections from your address, try again later"
 REPLY_TIMEOUT = "421 4.4.2 Timeout waiting for a command, closing the connection"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 REPLY_SESSION_TOO_LONG = "421 4.4.2 Session too long, closing the connection"
@@ -56,6 +59,7 @@ REJECTION_REASONS = (
     "line_too_long",
     "command_too_long",
     "too_many_connections",
+    "too_many_from_client",
     "timeout",
     "session_too_long",
 )
@@ -78,6 +82,10 @@ class MailboxLimits:
     max_message_bytes: int = 10 * 1024 * 1024
     max_recipients: int = 20
     max_connections: int = 100
+    # From one client address (an IPv6 client's /64): one sender cannot take every connection
+    # and keep the others' mail out. Half the whole, as Postfix's default is: the mail for the
+    # mailbox may all come through a few relays, each opening several connections at once.
+    max_connections_per_client: int = 50
     timeout_seconds: float = 60.0
     # The whole of a session, however busy: the idle timer restarts on every command and on
     # every chunk of a message, so without this a byte now and then holds a connection for ever.
@@ -267,6 +275,23 @@ class GroupCommitWriter:
             delivery.settle(None)
 
 
+def client_of(peername: Any) -> str:
+    """Whose connection this is, for the per-client cap: the IPv4 address, or an IPv6 address's
+    /64 (one machine usually has a whole /64 to choose addresses from); "" when unknown."""
+    host = peername[0] if isinstance(peername, tuple) and peername else None
+    if not isinstance(host, str):
+        return ""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 # --- the SMTP adapter ---------------------------------------------------------------------------
 
 
@@ -360,6 +385,7 @@ class MailboxSMTP(SMTP):
     def __init__(self, handler: MailboxHandler, *, mailbox: Mailbox, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._mailbox = mailbox
+        self.client = ""
         self._turned_away = False
         self.receiving_data = False
         self._committing = False
@@ -368,13 +394,12 @@ class MailboxSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         mailbox = self._mailbox
-        if mailbox.closing or len(mailbox.sessions) >= mailbox.limits.max_connections:
+        self.client = client_of(transport.get_extra_info("peername"))
+        refusal = mailbox.refusal(self.client)
+        if refusal is not None:
             self._turned_away = True
-            reason = REPLY_SHUTTING_DOWN if mailbox.closing else REPLY_TOO_MANY_CONNECTIONS
-            if not mailbox.closing:
-                mailbox.counters.rejected["too_many_connections"] += 1
             assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(reason.encode("ascii") + b"\r\n")
+            transport.write(refusal.encode("ascii") + b"\r\n")
             transport.close()
             return
         mailbox.session_opened(self)
@@ -526,6 +551,7 @@ class Mailbox:
             clock=clock,
         )
         self.sessions: set[MailboxSMTP] = set()
+        self._per_client: Counter[str] = Counter()
         self.closing = False
         # Read by the service to let mail processing give way while mail is arriving.
         self.deliveries_in_progress = 0
@@ -592,11 +618,29 @@ class Mailbox:
         except Exception as error:
             log.error("mailbox: the on_stored hook failed (%s)", type(error).__name__)
 
+    def refusal(self, client: str) -> str | None:
+        """Why a new connection from this client is turned away (421), or None to serve it;
+        a refusal for too many connections is counted."""
+        if self.closing:
+            return REPLY_SHUTTING_DOWN
+        if len(self.sessions) >= self.limits.max_connections:
+            self.counters.rejected["too_many_connections"] += 1
+            return REPLY_TOO_MANY_CONNECTIONS
+        if self._per_client[client] >= self.limits.max_connections_per_client:
+            self.counters.rejected["too_many_from_client"] += 1
+            return REPLY_TOO_MANY_FROM_CLIENT
+        return None
+
     def session_opened(self, session: MailboxSMTP) -> None:
         self.sessions.add(session)
+        self._per_client[session.client] += 1
         self._no_sessions.clear()
 
     def session_closed(self, session: MailboxSMTP) -> None:
+        if session in self.sessions:
+            self._per_client[session.client] -= 1
+            if not self._per_client[session.client]:
+                del self._per_client[session.client]
         self.sessions.discard(session)
         if not self.sessions:
             self._no_sessions.set()

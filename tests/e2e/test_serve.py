@@ -211,14 +211,20 @@ def deliver(server: Server, sender: str, message: bytes) -> bool:
 def test_serve_answers_health_and_metrics_and_stores_mail(
     tmp_path: Path, servers: list[Server]
 ) -> None:
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, settings={"CONCERNS_SMTP_MAX_CONNECTIONS_PER_CLIENT": "1"})
     servers.append(server)
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    # One connection from this address at a time, as set; another is told why.
+    with server.smtp() as held, pytest.raises(smtplib.SMTPConnectError) as refused:
+        assert held.noop()[0] == 250
+        server.smtp()
+    assert refused.value.smtp_code == 421 and b"from your address" in refused.value.smtp_error
     metrics = httpx.get(f"{server.url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     for name in (
         "concerns_smtp_accepted_total 0.0",
         'concerns_smtp_rejected_total{reason="too_big"} 0.0',
+        'concerns_smtp_rejected_total{reason="too_many_from_client"} 1.0',
         "concerns_outbox_sent_total",
         "concerns_sweep_runs_total",
         "concerns_emails_processed_total",

@@ -427,6 +427,39 @@ def test_connections_beyond_the_cap_get_421(sqlite_engine: Engine) -> None:
         second.quit()
 
 
+def test_one_client_cannot_take_every_connection(sqlite_engine: Engine) -> None:
+    """Past its own cap a client gets 421 while the mailbox still has room for others; its
+    connections count again once they close."""
+    with running(Recording(sqlite_engine), max_connections=10, max_connections_per_client=2) as (
+        handle
+    ):
+        first, second = handle.client(), handle.client()
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            handle.client()
+        assert refused.value.smtp_code == 421
+        assert refused.value.smtp_error == (
+            b"4.7.0 Too many connections from your address, try again later"
+        )
+        assert handle.mailbox.counters.rejected["too_many_from_client"] == 1
+        assert handle.mailbox.counters.rejected["too_many_connections"] == 0
+        # Another address is still served (Linux answers for all of 127.0.0.0/8 on loopback).
+        with handle.client(source_address=("127.0.0.2", 0)) as other:
+            assert other.noop()[0] == 250
+        first.quit()
+        deadline = time.monotonic() + 5
+        while len(handle.mailbox.sessions) > 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with handle.client() as again:
+            assert again.noop()[0] == 250
+            again.ehlo()
+            again.mail(SENDER)
+            again.rcpt(MAILBOX)
+            assert again.data(a_message("<after@x>"))[0] == 250
+        second.quit()
+    assert [row.message_id for row in stored(sqlite_engine)] == ["<after@x>"]
+
+
 def test_a_silent_client_gets_421_and_is_disconnected(sqlite_engine: Engine) -> None:
     with running(Recording(sqlite_engine), timeout_seconds=0.3) as handle:
         with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
