@@ -416,6 +416,36 @@ def change_learner_email(
     return True
 
 
+def correct_learner_name(
+    *, session: Session, concern: Concern, name: str, by: Actor, now: datetime, reason: str
+) -> bool:
+    """The learner's name on the concern corrected by the region's staff, their address
+    unchanged; False when it is already the one shown. Nothing is sent: only those allowed to
+    know who raised the concern see the name, and a confidential learner's later words are
+    redacted with it as well. What was stored before keeps the redaction it had."""
+    if concern.confidentiality == Confidentiality.ANONYMOUS.value or concern.learner_id is None:
+        raise ActionRefused(f"{concern.reference} is anonymous: it keeps no name")
+    learner = session.get(Learner, concern.learner_id)
+    shown = concern.learner_name or (learner.name if learner is not None else None)
+    if not name.strip() or name.strip() == (shown or "").strip():
+        return False
+    concern.learner_name = name.strip()
+    if learner is not None and not learner.name:
+        learner.name = concern.learner_name
+    # Neither name goes in the event (see change_learner_email); the reason is withheld from
+    # those who may not see who the learner is.
+    record_event(
+        session,
+        concern,
+        at=now,
+        kind="learner_name_corrected",
+        actor=by.label,
+        channel=by.channel,
+        detail={"reason": reason},
+    )
+    return True
+
+
 def _feedback_again(
     session: Session,
     concern: Concern,

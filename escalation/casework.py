@@ -255,9 +255,9 @@ def read_case(
     return details
 
 
-# Events whose reason is the learner's identity's: how the learner told staff their address was
-# wrong may name them or give the address.
-IDENTITY_REASONS = frozenset({"learner_email_changed"})
+# Events whose reason is the learner's identity's: how the learner told staff their address or
+# name was wrong may name them or give the address.
+IDENTITY_REASONS = frozenset({"learner_email_changed", "learner_name_corrected"})
 
 
 def _withheld(events: Sequence[dict[str, Any]], *, sees_identity: bool) -> list[dict[str, Any]]:
@@ -362,12 +362,20 @@ def act(
                 f"Enter the learner's name on one line, {MAX_NAME_CHARACTERS} characters or fewer"
             )
         why = actions.reason_given(
-            text, asked="Say why the address is being corrected, and how the learner told you"
+            text,
+            asked="Say why the address or name is being corrected, and how the learner told you",
         )
-        if not actions.change_learner_email(
+        changed = actions.change_learner_email(
             **common, email=email.strip(), name=name.strip() or None, policy=policy, reason=why
-        ):
-            raise ActionRefused("That is already the learner's email address")
+        )
+        # The same address with another name: only the name is corrected.
+        if not changed and name.strip():
+            changed = actions.correct_learner_name(**common, name=name.strip(), reason=why)
+        if not changed:
+            raise ActionRefused(
+                "That is already the learner's email address"
+                + (" and name" if name.strip() else "")
+            )
     return concern
 
 

@@ -185,7 +185,7 @@ class LearnerEmail(BaseModel):
     email: Annotated[EmailStr, AfterValidator(sendable_address)] = Field(
         description="The learner's correct email address"
     )
-    reason: str = Field(description="How the learner told you the address was wrong")
+    reason: str = Field(description="How the learner told you their address or name was wrong")
     name: str = Field(
         default="",
         max_length=casework.MAX_NAME_CHARACTERS,
@@ -434,7 +434,10 @@ def _api(context: StaffContext) -> APIRouter:
 
     @api.post(
         "/concerns/{reference}/learner-email",
-        summary="Correct the learner's email address (the region's dean and quality team)",
+        summary=(
+            "Correct the learner's email address, or with the same address their name "
+            "(the region's dean and quality team)"
+        ),
         responses=acting,
     )
     async def learner_email(reference: str, body: LearnerEmail, signed_in: Caller) -> ConcernDetail:

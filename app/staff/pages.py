@@ -124,14 +124,15 @@ FORMS: dict[CaseAction, ActionForm] = {
         ),
         ActionForm(
             CaseAction.CORRECT_LEARNER_EMAIL,
-            heading="Correct the learner's email address",
-            button="Correct the address",
-            done="The learner's email address on {reference} was corrected.",
-            text_label="How the learner told you the address was wrong",
+            heading="Correct the learner's email address or name",
+            button="Correct the learner's details",
+            done="The learner's details on {reference} were corrected.",
+            text_label="How the learner told you their address or name was wrong",
             text_hint=(
-                "Only when the learner has told you themselves. The acknowledgement is sent again "
-                "to the corrected address, with a new link to the concern; links sent to the old "
-                "address stop working, and nothing more is sent there."
+                "Only when the learner has told you themselves. A corrected address is sent the "
+                "acknowledgement again, with a new link to the concern; links sent to the old "
+                "address stop working, and nothing more is sent there. A corrected name alone "
+                "sends nothing."
             ),
             secondary=True,
         ),
@@ -603,6 +604,9 @@ def _event_words(event: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
             + "The acknowledgement was sent again to the corrected address; links in emails to "
             "the old one no longer open the concern, and replies from it are kept aside."
         )
+    elif kind == "learner_name_corrected":
+        title = "The learner's name was corrected"
+        text = reason
     elif kind == "learner_answered":
         title = "The learner answered the follow-up questions"
         changes = detail.get("changes")

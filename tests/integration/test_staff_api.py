@@ -170,6 +170,12 @@ def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
     named_again = dean.post(confidential, json={**asked, "name": "Priya T"})
     assert named_again.status_code == 200, named_again.text
     assert named_again.json()["identity"]["name"] == "Priya T"
+    # The same address with another name corrects the name alone.
+    renamed = dean.post(confidential, json={**asked, "name": "Priya Tee"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["identity"] == named_again.json()["identity"] | {"name": "Priya Tee"}
+    same = dean.post(confidential, json={**asked, "name": "Priya Tee"})
+    assert same.json() == {"detail": "That is already the learner's email address and name"}
     anonymous = dean.post(f"{API}/concerns/{world.concerns['anonymous']}/learner-email", json=asked)
     assert anonymous.status_code == 409
 

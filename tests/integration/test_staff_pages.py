@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from escalation.actions import add_learner_information
-from intake.service import submit_concern
+from intake.service import learner_words, submit_concern
 from intake.submission import Channel, parse_submission
 from storage import repositories
 from storage import staff as accounts
@@ -345,7 +345,7 @@ def test_the_quality_team_corrects_a_learners_mistyped_email_address(world: Staf
         ("", "The learner phoned", f"{slug}-email", "Enter the learner&#39;s correct email"),
         ("priya at example", "The learner phoned", f"{slug}-email", "correct format"),
         ("a@b.example\r\nBcc: x@evil.example", "The learner phoned", f"{slug}-email", "one line"),
-        (CORRECTED, "  ", f"{slug}-text", "Say why the address is being corrected"),
+        (CORRECTED, "  ", f"{slug}-text", "Say why the address or name is being corrected"),
     ):
         answered = post(browser, reference, slug, email=email, text=text)
         assert answered.status_code == 400, (email, answered.text)
@@ -358,7 +358,7 @@ def test_the_quality_team_corrects_a_learners_mistyped_email_address(world: Staf
 
     done = post(browser, reference, slug, email=CORRECTED, text="She phoned: a typo in her address")
     assert done.status_code == 303, done.text
-    assert "email address on" in browser.get(page_of(reference)).text
+    assert "details on" in browser.get(page_of(reference)).text
     # The concern is the corrected address's; the acknowledgement is sent again there. The old
     # record's name stays behind: Priya's other concerns keep that record, and a record several
     # concerns share may be someone else's (the name given first with the address).
@@ -380,6 +380,56 @@ def test_the_quality_team_corrects_a_learners_mistyped_email_address(world: Staf
     assert again.status_code == 400
     assert "already the learner&#39;s email address" in again.text
     assert event_kinds(world, "confidential").count("learner_email_changed") == 1
+
+
+def test_the_quality_team_corrects_only_a_learners_name(world: StaffWorld) -> None:
+    """The same address with another name corrects the name alone: nothing is sent, links keep
+    working, and a confidential learner's later words lose the corrected name too."""
+    reference = world.concerns["confidential"]
+    slug = "correct-learner-email"
+    browser = world.browser("quality")
+    mail_before = learner_mail(world, "confidential")
+    version_before = concern(world, "confidential").link_version
+    corrected_name = "Priya Okonkwo-Testlearner"
+
+    done = post(
+        browser,
+        reference,
+        slug,
+        email=LEARNER_EMAIL.upper(),
+        name=corrected_name,
+        text="She phoned: her surname is double-barrelled now",
+    )
+    assert done.status_code == 303, done.text
+    assert "details on" in browser.get(page_of(reference)).text
+    after = concern(world, "confidential")
+    assert after.learner_name == corrected_name
+    assert after.link_version == version_before, "links already sent keep working"
+    assert learner_of(world, "confidential") == (LEARNER_EMAIL, LEARNER_NAME)
+    assert learner_mail(world, "confidential") == mail_before, "a name alone sends nothing"
+    with transaction(world.engine) as session:
+        event = repositories.events_of(session, id_of(after))[-1]
+        assert event.kind == "learner_name_corrected"
+        assert event.actor == f"staff {world.staff_ids['quality']}"
+        assert event.detail == {"reason": "She phoned: her surname is double-barrelled now"}
+    audit = browser.get(page_of(reference) + "/audit").text
+    assert "The learner&#39;s name was corrected" in audit and "double-barrelled" in audit
+    # Below the dean, the trail says it happened, never how she told them.
+    supervisor_audit = world.browser("supervisor").get(page_of(reference) + "/audit").text
+    assert "The learner&#39;s name was corrected" in supervisor_audit
+    assert "double-barrelled" not in supervisor_audit
+    # What she adds now (on the status page, in chat) is shown to her contacts without either.
+    with transaction(world.engine) as session:
+        concern_row = repositories.concern_by_reference(session, reference)
+        assert concern_row is not None
+        shown = learner_words(session, concern_row, "Thanks, Okonkwo-Testlearner")
+    assert "Okonkwo" not in shown and "Testlearner" not in shown and shown.startswith("Thanks, ")
+
+    # The same address and name again change nothing, and say so.
+    again = post(browser, reference, slug, email=LEARNER_EMAIL, name=corrected_name, text="Again")
+    assert again.status_code == 400
+    assert "already the learner&#39;s email address and name" in again.text
+    assert event_kinds(world, "confidential").count("learner_name_corrected") == 1
 
 
 def test_an_anonymous_or_closed_concerns_email_cannot_be_corrected(world: StaffWorld) -> None:
