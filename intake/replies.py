@@ -37,7 +37,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _TOKEN = re.compile(r"[a-z0-9]+|[,.;:!?()/]")
 _PUNCTUATION = frozenset(",.;:!?()/")
 _BREAK = "|"  # stands for punctuation: no phrase spans it, no negation reaches over it
-_CLAUSE_BREAKS = frozenset({_BREAK, "but", "however", "though", "although", "yet"})
+# No negation or hedge reaches over these: "not reviewed and died" says someone died.
+_CLAUSE_BREAKS = frozenset({_BREAK, "but", "however", "though", "although", "yet", "and"})
 _APOSTROPHES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'"})
 _EDGE_PUNCTUATION = " \t.!,;:'\"\u201c\u201d"
 
@@ -50,19 +51,23 @@ _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
 
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').
 _NEGATIONS = frozenset({"no", "not", "nobody", "none", "never", "noone", "neither", "nor"})
-_NEGATION_REACH = 3  # words before a choice that a negation may be
-# Words that make harm only a risk when they come shortly before it: 'nearly fell', 'could
-# have died', 'at risk of a fall'.
-_HEDGES = frozenset({"nearly", "almost", "could", "might", "may", "would", "risk"})
-# When an answer names several kinds of harm ('a patient fell and others are at risk'), the
-# most serious is taken: reading it as no answer left the concern rated moderate.
-_MOST_SERIOUS_HARM_FIRST = (
-    Harm.PATIENT_HARMED,
-    Harm.PATIENT_AT_RISK,
-    Harm.LEARNERS_AFFECTED,
-    Harm.NOT_SURE,
-    Harm.MINOR,
-)
+_NEGATION_REACH = 4  # words before a choice that a negation may be ("don't think anyone was")
+# Words that make harm that is named after them only a risk: "nearly fell", "could have been
+# badly hurt", "at risk of a fall", "a patient will fall".
+_HEDGES = (("nearly",), ("almost",), ("could",), ("might",), ("would",), ("will",), ("risk", "of"))
+# An answer naming a patient harmed and a patient at risk ("one fell, the others are at risk")
+# is a patient harmed; any other two choices are no clear answer, as before.
+_BOTH_PATIENT_HARMS = frozenset({Harm.PATIENT_HARMED.value, Harm.PATIENT_AT_RISK.value})
+# Words that would name a choice but here mean something else, read first and then set aside:
+# a learner who "fell behind" or "broke down" has not had a fall or a fracture.
+_NOT_CHOICES: Mapping[str, tuple[str, ...]] = {
+    "harm": (
+        "fell behind", "fall behind", "fell asleep", "fall asleep", "fell ill", "fell apart",
+        "fell through", "fall through", "fell short", "fall short", "fell to me",
+        "broke down", "verify a death", "verifying a death", "verified a death",
+        "death certificate", "death certificates",
+    ),
+}  # fmt: skip
 
 # Words learners use for a choice, beyond the choice's own words and its stored value.
 _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
@@ -77,8 +82,8 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     },
     "harm": {
         "patient_harmed": (
-            "harmed", "hurt", "injured", "injury", "injuries", "died", "dead", "death",
-            "fell", "fall", "fallen", "fracture", "fractured", "broke", "cardiac arrest",
+            "harmed", "hurt", "injured", "died", "passed away", "dying", "death",
+            "fell", "fall", "fallen", "fracture", "fractured", "broke her", "broke his",
         ),
         "patient_at_risk": (
             "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
@@ -464,13 +469,15 @@ def _hint_pattern(question: Question) -> re.Pattern[str]:
 
 
 def _phrases(question: Question) -> list[tuple[list[str], str]]:
-    """Every way of naming each choice, as words, the longest first."""
+    """Every way of naming each choice, as words, the longest first; words that name no choice
+    here are there too, naming "" (they are read, then set aside)."""
     synonyms = _SYNONYMS.get(question.key, {})
     phrases = [
         (_words(phrase), stored)
         for stored, choice_words in question.choices
         for phrase in (choice_words, stored.replace("_", " "), *synonyms.get(stored, ()))
     ]
+    phrases += [(_words(phrase), "") for phrase in _NOT_CHOICES.get(question.key, ())]
     return sorted(phrases, key=lambda item: -len(item[0]))
 
 
@@ -486,25 +493,27 @@ def _choice(key: str, value: str) -> str | None:
             if words[start : start + size] != phrase or any(used[start : start + size]):
                 continue
             used[start : start + size] = [True] * size
-            if _shortly_after(words, start, _NEGATIONS):
-                continue
-            if stored == Harm.PATIENT_HARMED and _shortly_after(words, start, _HEDGES):
-                stored = Harm.PATIENT_AT_RISK
-            named.add(stored)
-    if key == "harm":
-        return next((str(harm) for harm in _MOST_SERIOUS_HARM_FIRST if harm in named), None)
+            if not stored or _shortly_after(words, start, _NEGATIONS_AS_PHRASES):
+                continue  # set aside, or negated
+            hedged = stored == Harm.PATIENT_HARMED and _shortly_after(words, start, _HEDGES)
+            named.add(Harm.PATIENT_AT_RISK.value if hedged else stored)
+    if named == _BOTH_PATIENT_HARMS:
+        return Harm.PATIENT_HARMED.value
     return named.pop() if len(named) == 1 else None
 
 
-def _shortly_after(words: list[str], start: int, these: frozenset[str]) -> bool:
-    """Whether one of these words comes in the same clause shortly before the word at `start`
-    (a negation, or a hedge)."""
-    for word in reversed(words[max(0, start - _NEGATION_REACH) : start]):
-        if word in _CLAUSE_BREAKS:
-            return False
-        if word in these:
-            return True
-    return False
+def _shortly_after(words: list[str], start: int, these: Sequence[tuple[str, ...]]) -> bool:
+    """Whether one of these (a negation, or a hedge) ends in the same clause shortly before the
+    word at `start`."""
+    first = start
+    while first > max(0, start - _NEGATION_REACH) and words[first - 1] not in _CLAUSE_BREAKS:
+        first -= 1
+    before = words[first:start]
+    return any(
+        tuple(before[index : index + len(phrase)]) == phrase
+        for phrase in these
+        for index in range(len(before) - len(phrase) + 1)
+    )
 
 
 def _words(text: str) -> list[str]:
@@ -513,6 +522,7 @@ def _words(text: str) -> list[str]:
     return [_BREAK if token in _PUNCTUATION else token for token in _TOKEN.findall(text)]
 
 
+_NEGATIONS_AS_PHRASES = tuple((word,) for word in sorted(_NEGATIONS))
 # Built once from the contract in notifications.messages.
 _LABELS = {key: _label_pattern(question) for key, question in QUESTIONS.items()}
 _HINTS = {key: _hint_pattern(question) for key, question in QUESTIONS.items()}

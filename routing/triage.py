@@ -168,9 +168,9 @@ class Phrases:
 
 
 # A negating word at most two words before a phrase: "no patient was harmed", "not unsafe",
-# "nobody was bullied", "wasn't harmed".
+# "nobody was bullied", "wasn't harmed"; never over "and" ("not reviewed and patient died").
 _NEGATED = re.compile(
-    r"\b(?:no|not|never|nobody|none|without|\w+n't)\W+(?:\w+\W+){0,2}$", re.IGNORECASE
+    r"\b(?:no|not|never|nobody|none|without|\w+n't)\W+(?:(?!and\b)\w+\W+){0,2}$", re.IGNORECASE
 )
 
 
@@ -273,27 +273,32 @@ SIGNALS: tuple[Signal, ...] = (
                 "dangerously",
                 "harm",
                 "harmful",
-                # Harm that happened, in the words learners use for it. "Fell" and "fall"
-                # only with a patient or a ward's words for one: a learner also "fell behind".
-                "died",
-                "death",
-                "injured",
-                "injury",
-                "injuries",
-                "patient ... fell",
-                "patients ... fell",
+                # Harm that happened to a patient, in the words learners use for it. Only with
+                # "patient": a learner's grandmother died, a learner fell behind, patient
+                # numbers fell, teaching on cardiac arrest was cancelled.
+                "patient ... died",
+                "patients ... died",
+                "patient ... passed away",
+                "patients ... passed away",
+                "patient ... dying",
+                "patients ... dying",
+                "patient death",
+                "patient ... injured",
+                "patients ... injured",
+                "patient fell",
+                "patients fell",
                 "patient fall",
-                "patients fall",
+                "patient had a fall",
+                "patient has fallen",
+                "patient had fallen",
                 "had a fall",
                 "unwitnessed fall",
                 "fell out of bed",
-                "cardiac arrest",
-                "overdose",
-                "overdosed",
                 "wrong dose",
                 "wrong drug",
                 "wrong patient",
                 "missed diagnosis",
+                "missed diagnoses",
                 "near miss",
                 "patient safety",
                 "medication error",

@@ -253,18 +253,34 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
 
 def test_harm_in_the_learners_own_words_is_read_as_harm(db: Engine) -> None:
     """ "Yes, a patient fell" is the learner's answer to "Has anyone been harmed?", in their own
-    words: before, it was not understood and the concern stayed rated moderate."""
+    words: before, it was not understood, and a concern that happened once stayed medium risk."""
     deliver(db, email(body="There is nobody to ask for help on nights."))
     (ack,) = outbox(db, kind="learner_ack")
     deliver(
         db,
-        reply_to(ack, body="How often: every shift\nAnyone harmed: yes, a patient fell\n"),
+        reply_to(ack, body="How often: once\nAnyone harmed: yes, a patient fell\n"),
         now=MONDAY_MORNING + timedelta(hours=1),
     )
     after = only_concern(db)
-    assert (after.frequency, after.harm) == ("continuing", "patient_harmed")
+    assert (after.frequency, after.harm) == ("once", "patient_harmed")
     assert after.patient_safety and after.risk_level == "high"
     assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
+
+
+def test_a_learner_who_fell_behind_is_not_a_patient_harmed(db: Engine) -> None:
+    """The same reply about the learner's own training (once, and they fell behind) is the
+    learners affected: medium risk, and nobody alerted."""
+    deliver(db, email(body="There is nobody to ask for help on nights."))
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(
+        db,
+        reply_to(ack, body="How often: once\nAnyone harmed: my training, I fell behind\n"),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    after = only_concern(db)
+    assert (after.frequency, after.harm) == ("once", "learners_affected")
+    assert not after.patient_safety and after.risk_level == "medium"
+    assert not outbox(db, kind="high_risk_alert")
 
 
 def test_a_reply_is_read_for_triage_without_its_answer_lines(db: Engine) -> None:

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intake import replies
 from intake.replies import (
     MAX_FREE_TEXT_CHARS,
     Answers,
@@ -21,7 +20,6 @@ from intake.replies import (
 )
 from notifications.messages import QUESTIONS
 from routing.model import Frequency, Harm, LearnerGroup
-from routing.triage import IMPACT_OF_HARM
 
 NOTHING = Answers(
     frequency=None,
@@ -218,32 +216,41 @@ def test_how_often(line: str, expected: str | None) -> None:
         # Harm in the words learners use for it, not only ours.
         ("Anyone harmed: yes, a patient fell", "patient_harmed"),
         ("Anyone harmed: a patient died", "patient_harmed"),
+        ("Anyone harmed: a patient passed away", "patient_harmed"),
+        ("Anyone harmed: patients are dying on trolleys", "patient_harmed"),
         ("Anyone harmed: he had a fall and fractured his hip", "patient_harmed"),
-        ("Anyone harmed: a needlestick injury", "patient_harmed"),
-        ("Anyone harmed: cardiac arrest on the ward", "patient_harmed"),
+        ("Anyone harmed: In May a patient fell", "patient_harmed"),
         ("Anyone harmed: nobody fell", None),
-        # Harm that nearly happened is a risk.
+        # What is not negated after "and" counts; a negation before it does not reach over it.
+        ("Anyone harmed: a patient was not reviewed and died", "patient_harmed"),
+        ("Anyone harmed: I don't think anyone was harmed", None),
+        # Harm that nearly happened, could happen or will is a risk.
         ("Anyone harmed: a patient nearly fell", "patient_at_risk"),
-        ("Anyone harmed: someone could have died", "patient_at_risk"),
+        ("Anyone harmed: someone could have been badly injured", "patient_at_risk"),
+        ("Anyone harmed: there would have been a death if I had not stepped in", "patient_at_risk"),
         ("Anyone harmed: at risk of a fall", "patient_at_risk"),
         ("Anyone harmed: at risk of being harmed", "patient_at_risk"),
         ("Anyone harmed: not harmed, but nearly fell", "patient_at_risk"),
-        # Several named: the most serious is taken.
+        ("Anyone harmed: no one yet, but a patient will fall", "patient_at_risk"),
+        # A hedge is for the harm it comes before, not for another after "and".
+        ("Anyone harmed: a patient nearly fell and another patient fell", "patient_harmed"),
+        ("Anyone harmed: one could have been hurt; another was hurt", "patient_harmed"),
+        # A patient harmed and a patient at risk is a patient harmed.
         ("Anyone harmed: harmed and at risk", "patient_harmed"),
         ("Anyone harmed: a patient fell and others are at risk", "patient_harmed"),
-        ("Anyone harmed: minor, but a patient is at risk", "patient_at_risk"),
-        ("Anyone harmed: my training, and I'm not sure about patients", "learners_affected"),
+        ("Anyone harmed: a high-risk patient fell", "patient_harmed"),
+        # Any other two are no clear answer (moderate, as not sure is, until someone reads it).
+        ("Anyone harmed: minor, but a patient is at risk", None),
+        ("Anyone harmed: not sure whether anyone was harmed", None),
+        # A learner who fell behind or broke down has not had a fall or a fracture.
+        ("Anyone harmed: my training, I fell behind", "learners_affected"),
+        ("Anyone harmed: my wellbeing, I broke down in tears", "learners_affected"),
+        ("Anyone harmed: my wellbeing, I fell ill", "learners_affected"),
+        ("Anyone harmed: learners affected, I had to verify a death alone", "learners_affected"),
     ],
 )
 def test_anyone_harmed(line: str, expected: str | None) -> None:
     assert read_answers(line).harm == (Harm(expected) if expected else None)
-
-
-def test_the_most_serious_harm_is_the_one_rated_highest() -> None:
-    order = replies._MOST_SERIOUS_HARM_FIRST
-    assert set(order) == set(Harm) - {Harm.NOT_ANSWERED}
-    impacts = [IMPACT_OF_HARM[harm] for harm in order]
-    assert impacts == sorted(impacts, reverse=True)
 
 
 def test_several_frequencies_are_still_no_answer() -> None:
