@@ -37,8 +37,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _TOKEN = re.compile(r"[a-z0-9]+|[,.;:!?()/]")
 _PUNCTUATION = frozenset(",.;:!?()/")
 _BREAK = "|"  # stands for punctuation: no phrase spans it, no negation reaches over it
-# No negation or hedge reaches over these: "not reviewed and died" says someone died.
-_CLAUSE_BREAKS = frozenset({_BREAK, "but", "however", "though", "although", "yet", "and"})
+_CLAUSE_BREAKS = frozenset({_BREAK, "but", "however", "though", "although", "yet"})
 _APOSTROPHES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'"})
 _EDGE_PUNCTUATION = " \t.!,;:'\"\u201c\u201d"
 
@@ -51,23 +50,35 @@ _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
 
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').
 _NEGATIONS = frozenset({"no", "not", "nobody", "none", "never", "noone", "neither", "nor"})
-_NEGATION_REACH = 4  # words before a choice that a negation may be ("don't think anyone was")
-# Words that make harm that is named after them only a risk: "nearly fell", "could have been
-# badly hurt", "at risk of a fall", "a patient will fall".
-_HEDGES = (("nearly",), ("almost",), ("could",), ("might",), ("would",), ("will",), ("risk", "of"))
-# An answer naming a patient harmed and a patient at risk ("one fell, the others are at risk")
-# is a patient harmed; any other two choices are no clear answer, as before.
-_BOTH_PATIENT_HARMS = frozenset({Harm.PATIENT_HARMED.value, Harm.PATIENT_AT_RISK.value})
-# Words that would name a choice but here mean something else, read first and then set aside:
-# a learner who "fell behind" or "broke down" has not had a fall or a fracture.
-_NOT_CHOICES: Mapping[str, tuple[str, ...]] = {
-    "harm": (
-        "fell behind", "fall behind", "fell asleep", "fall asleep", "fell ill", "fell apart",
-        "fell through", "fall through", "fell short", "fall short", "fell to me",
-        "broke down", "verify a death", "verifying a death", "verified a death",
-        "death certificate", "death certificates",
-    ),
-}  # fmt: skip
+# Words before a choice that a negation may be ("no patient has been harmed"), and a hedge
+# ("could have fallen and been hurt").
+_NEGATION_REACH = 4
+_HEDGE_REACH = 5
+# Words that make harm named after them only a risk: "nearly fell", "could have been badly
+# hurt", "at risk of a fall", "a patient will fall and hurt themselves".
+_HEDGES = (
+    ("nearly",), ("almost",), ("could",), ("might",), ("would",), ("will",),
+    ("may", "have"), ("may", "be"), ("risk", "of"),
+)  # fmt: skip
+# Harm in the learner's own words ("a patient fell", "the baby died") counts only with someone
+# who is cared for in the same clause: a learner also "fell behind", "had a death in the
+# family", or has a supervisor who "broke her promise". Without one, the answer is left
+# unread, and the reply's words are rated as the rest of what the learner wrote.
+_CARED_FOR = frozenset(
+    {
+        "patient", "patients", "baby", "babies", "mother", "mothers", "mum", "woman", "women",
+        "man", "men", "child", "children", "resident", "residents", "he", "she", "someone",
+        "somebody", "anyone", "anybody",
+    }
+)  # fmt: skip
+_HARM_WITH_SOMEONE = (
+    "died", "dead", "death", "passed away", "dying", "fell", "fall", "fallen", "fracture",
+    "fractured", "broken", "broke her", "broke his", "broke their", "injury", "injuries",
+    "cardiac arrest",
+)  # fmt: skip
+# A harm word that is only about the learner ("I was hurt by what he said", "my wellbeing has
+# been harmed") is their wellbeing, not a patient's.
+_THE_LEARNER = frozenset({"i", "me", "my", "myself", "im", "ive", "id"})
 
 # Words learners use for a choice, beyond the choice's own words and its stored value.
 _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
@@ -81,10 +92,7 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         ),
     },
     "harm": {
-        "patient_harmed": (
-            "harmed", "hurt", "injured", "died", "passed away", "dying", "death",
-            "fell", "fall", "fallen", "fracture", "fractured", "broke her", "broke his",
-        ),
+        "patient_harmed": ("harmed", "hurt", "injured", *_HARM_WITH_SOMEONE),
         "patient_at_risk": (
             "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
             "might be harmed", "potential harm", "potentially harmed",
@@ -469,15 +477,13 @@ def _hint_pattern(question: Question) -> re.Pattern[str]:
 
 
 def _phrases(question: Question) -> list[tuple[list[str], str]]:
-    """Every way of naming each choice, as words, the longest first; words that name no choice
-    here are there too, naming "" (they are read, then set aside)."""
+    """Every way of naming each choice, as words, the longest first."""
     synonyms = _SYNONYMS.get(question.key, {})
     phrases = [
         (_words(phrase), stored)
         for stored, choice_words in question.choices
         for phrase in (choice_words, stored.replace("_", " "), *synonyms.get(stored, ()))
     ]
-    phrases += [(_words(phrase), "") for phrase in _NOT_CHOICES.get(question.key, ())]
     return sorted(phrases, key=lambda item: -len(item[0]))
 
 
@@ -493,20 +499,49 @@ def _choice(key: str, value: str) -> str | None:
             if words[start : start + size] != phrase or any(used[start : start + size]):
                 continue
             used[start : start + size] = [True] * size
-            if not stored or _shortly_after(words, start, _NEGATIONS_AS_PHRASES):
-                continue  # set aside, or negated
-            hedged = stored == Harm.PATIENT_HARMED and _shortly_after(words, start, _HEDGES)
-            named.add(Harm.PATIENT_AT_RISK.value if hedged else stored)
-    if named == _BOTH_PATIENT_HARMS:
-        return Harm.PATIENT_HARMED.value
+            if _shortly_after(words, start, _NEGATIONS_AS_PHRASES):
+                continue
+            if stored == Harm.PATIENT_HARMED.value:
+                stored_here = _harm_read(words, start, phrase)
+                if stored_here is not None:
+                    named.add(stored_here)
+                continue
+            named.add(stored)
     return named.pop() if len(named) == 1 else None
 
 
-def _shortly_after(words: list[str], start: int, these: Sequence[tuple[str, ...]]) -> bool:
-    """Whether one of these (a negation, or a hedge) ends in the same clause shortly before the
-    word at `start`."""
+def _harm_read(words: list[str], start: int, phrase: list[str]) -> str | None:
+    """What harm named at `start` says, from its clause: a patient harmed; at risk after a hedge
+    ("nearly fell"); the learner's own wellbeing when only they are in it ("I was hurt"); or
+    nothing, for a word of the learner's own that needs someone cared for and has none."""
+    clause = set(_clause(words, start))
+    cared_for = bool(clause & _CARED_FOR)
+    if " ".join(phrase) in _HARM_WITH_SOMEONE and not cared_for:
+        return None
+    if not cared_for and clause & _THE_LEARNER:
+        return Harm.LEARNERS_AFFECTED.value
+    if _shortly_after(words, start, _HEDGES, reach=_HEDGE_REACH):
+        return Harm.PATIENT_AT_RISK.value
+    return Harm.PATIENT_HARMED.value
+
+
+def _clause(words: list[str], at: int) -> list[str]:
+    """The words of the clause the word at `at` is in."""
+    first, last = at, at
+    while first > 0 and words[first - 1] not in _CLAUSE_BREAKS:
+        first -= 1
+    while last < len(words) and words[last] not in _CLAUSE_BREAKS:
+        last += 1
+    return words[first:last]
+
+
+def _shortly_after(
+    words: list[str], start: int, these: Sequence[tuple[str, ...]], *, reach: int = _NEGATION_REACH
+) -> bool:
+    """Whether one of these (a negation, or a hedge) ends in the same clause at most `reach`
+    words before the word at `start`."""
     first = start
-    while first > max(0, start - _NEGATION_REACH) and words[first - 1] not in _CLAUSE_BREAKS:
+    while first > max(0, start - reach) and words[first - 1] not in _CLAUSE_BREAKS:
         first -= 1
     before = words[first:start]
     return any(

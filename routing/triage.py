@@ -168,9 +168,13 @@ class Phrases:
 
 
 # A negating word at most two words before a phrase: "no patient was harmed", "not unsafe",
-# "nobody was bullied", "wasn't harmed"; never over "and" ("not reviewed and patient died").
+# "nobody was bullied", "wasn't harmed"; never over "and" or a clause's punctuation ("not
+# reviewed and the patient died", "nobody came, the patient died").
+_NOT_A_CLAUSE_BREAK = r"[^\w,.;:!?&]+"
 _NEGATED = re.compile(
-    r"\b(?:no|not|never|nobody|none|without|\w+n't)\W+(?:(?!and\b)\w+\W+){0,2}$", re.IGNORECASE
+    rf"\b(?:no|not|never|nobody|none|without|\w+n't){_NOT_A_CLAUSE_BREAK}"
+    rf"(?:(?!and\b)\w+{_NOT_A_CLAUSE_BREAK}){{0,2}}$",
+    re.IGNORECASE,
 )
 
 
@@ -201,6 +205,25 @@ DISCRIMINATION_WORDS: tuple[str, ...] = (
     "sexist",
     "sexism",
     "homophobic",
+)
+
+
+# Who is cared for, and what happened to them, for the patient safety signal.
+CARED_FOR: tuple[str, ...] = ("patient", "patients", "baby", "babies", "mother", "resident")
+HARM_TO_SOMEONE: tuple[str, ...] = tuple(
+    f"{someone} {happened}"
+    for someone in CARED_FOR
+    for happened in (
+        "... died",
+        "... passed away",
+        "fell",
+        "had a fall",
+        "has fallen",
+        "had fallen",
+        "... injured",
+        "... injury",
+        "... injuries",
+    )
 )
 
 
@@ -273,27 +296,21 @@ SIGNALS: tuple[Signal, ...] = (
                 "dangerously",
                 "harm",
                 "harmful",
-                # Harm that happened to a patient, in the words learners use for it. Only with
-                # "patient": a learner's grandmother died, a learner fell behind, patient
-                # numbers fell, teaching on cardiac arrest was cancelled.
-                "patient ... died",
-                "patients ... died",
-                "patient ... passed away",
-                "patients ... passed away",
-                "patient ... dying",
-                "patients ... dying",
+                # Harm that happened to someone cared for, in the words learners use for it.
+                # Only with them: a learner's grandmother died, a learner had a fall in the car
+                # park, patient numbers fell, teaching on cardiac arrest was cancelled.
+                *HARM_TO_SOMEONE,
+                "patient's death",
                 "patient death",
-                "patient ... injured",
-                "patients ... injured",
-                "patient fell",
-                "patients fell",
                 "patient fall",
-                "patient had a fall",
-                "patient has fallen",
-                "patient had fallen",
-                "had a fall",
+                "patients are dying",
+                "patient is dying",
+                "avoidable death",
+                "unexpected death",
                 "unwitnessed fall",
                 "fell out of bed",
+                "had a cardiac arrest",
+                "given an overdose",
                 "wrong dose",
                 "wrong drug",
                 "wrong patient",

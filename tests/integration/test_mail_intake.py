@@ -267,6 +267,21 @@ def test_harm_in_the_learners_own_words_is_read_as_harm(db: Engine) -> None:
     assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
 
 
+def test_an_answer_that_is_not_clear_is_still_read_for_harm(db: Engine) -> None:
+    """ "A high-risk patient fell" names a risk and a harm: no clear answer, so harm stays
+    unanswered, but the words are the learner's and are rated: a patient safety concern."""
+    deliver(db, email(body="There is nobody to ask for help on nights."))
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(
+        db,
+        reply_to(ack, body="How often: once\nAnyone harmed: a high-risk patient fell\n"),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    after = only_concern(db)
+    assert (after.frequency, after.harm) == ("once", "not_answered")
+    assert after.patient_safety and after.impact >= 4
+
+
 def test_a_learner_who_fell_behind_is_not_a_patient_harmed(db: Engine) -> None:
     """The same reply about the learner's own training (once, and they fell behind) is the
     learners affected: medium risk, and nobody alerted."""

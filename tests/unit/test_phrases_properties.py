@@ -24,9 +24,26 @@ TABLES: tuple[Phrases, ...] = (
     *(theme.phrases for theme in THEMES),
 )
 
-_NEGATED = re.compile(
-    r"\b(?:no|not|never|nobody|none|without|\w+n't)\W+(?:\w+\W+){0,2}$", re.IGNORECASE
-)
+_NEGATIONS = {"no", "not", "never", "nobody", "none", "without"}
+_CLAUSE_MARKS = set(",.;:!?&")
+
+
+def _negated(before: str) -> bool:
+    """Read word by word from the end: a negation among the last three words, with only
+    separators free of clause punctuation after it and no "and" between."""
+    pieces = re.findall(r"\w+n't|\w+|\W+", before, re.IGNORECASE)
+    words_read = 0
+    while pieces and words_read < 3:
+        separator = pieces.pop()
+        if re.fullmatch(r"\w.*", separator) or _CLAUSE_MARKS & set(separator) or not pieces:
+            return False
+        word = pieces.pop().lower()
+        if word in _NEGATIONS or (word.endswith("n't") and len(word) > 3):
+            return True
+        if word == "and":
+            return False
+        words_read += 1
+    return False
 
 
 def _reference_pattern(phrase: str) -> re.Pattern[str]:
@@ -66,9 +83,7 @@ def reference_found_in(phrases: Phrases, text: str) -> tuple[str, ...]:
             continue
         phrase, match = first
         position = match.end()
-        if phrases.skip_negated and _NEGATED.search(
-            text[max(0, match.start() - 60) : match.start()]
-        ):
+        if phrases.skip_negated and _negated(text[max(0, match.start() - 60) : match.start()]):
             continue
         if phrase.isupper():
             if not shouting:
@@ -85,10 +100,11 @@ TABLE_WORDS = sorted(
     {part for phrase in TABLE_PHRASES for part in re.split(r"[\s-]+", phrase) if part != "..."}
 )
 NEGATIONS = ["no", "not", "never", "nobody", "none", "without", "wasn't", "didn\u2019t", "can't"]
+NEGATIONS += ["and", "AND", "&"]
 # Letters that re.IGNORECASE matches to ASCII ones, and letters it does not.
 ODD_LETTERS = "\u0130\u0131\u017f\u212a\u00e9\u00df_0"
 SEPARATORS = [" ", " ", " ", "  ", "-", " - ", "\n", ", ", ". ", "; ", "'", "\u2019", "...", "("]
-SEPARATORS += [")", "/", "\u2014", "\t", "", "!", " \u2019", "\u00a0"]
+SEPARATORS += [")", "/", "\u2014", "\t", "", "!", " \u2019", "\u00a0", " & ", ": ", "? "]
 
 random_words = st.text(
     alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz'" + ODD_LETTERS), min_size=1, max_size=8

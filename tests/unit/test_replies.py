@@ -213,40 +213,43 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: minor", "minor"),
         ("Anyone harmed: no one was harmed", None),
         ("Anyone harmed: no", None),
-        # Harm in the words learners use for it, not only ours.
+        # Harm in the words learners use for it, with someone cared for in the same clause.
         ("Anyone harmed: yes, a patient fell", "patient_harmed"),
         ("Anyone harmed: a patient died", "patient_harmed"),
         ("Anyone harmed: a patient passed away", "patient_harmed"),
         ("Anyone harmed: patients are dying on trolleys", "patient_harmed"),
         ("Anyone harmed: he had a fall and fractured his hip", "patient_harmed"),
+        ("Anyone harmed: a patient sustained a head injury", "patient_harmed"),
+        ("Anyone harmed: the baby died", "patient_harmed"),
         ("Anyone harmed: In May a patient fell", "patient_harmed"),
         ("Anyone harmed: nobody fell", None),
-        # What is not negated after "and" counts; a negation before it does not reach over it.
-        ("Anyone harmed: a patient was not reviewed and died", "patient_harmed"),
+        ("Anyone harmed: no patient has been harmed", None),
         ("Anyone harmed: I don't think anyone was harmed", None),
-        # Harm that nearly happened, could happen or will is a risk.
-        ("Anyone harmed: a patient nearly fell", "patient_at_risk"),
-        ("Anyone harmed: someone could have been badly injured", "patient_at_risk"),
-        ("Anyone harmed: there would have been a death if I had not stepped in", "patient_at_risk"),
-        ("Anyone harmed: at risk of a fall", "patient_at_risk"),
-        ("Anyone harmed: at risk of being harmed", "patient_at_risk"),
-        ("Anyone harmed: not harmed, but nearly fell", "patient_at_risk"),
-        ("Anyone harmed: no one yet, but a patient will fall", "patient_at_risk"),
-        # A hedge is for the harm it comes before, not for another after "and".
-        ("Anyone harmed: a patient nearly fell and another patient fell", "patient_harmed"),
-        ("Anyone harmed: one could have been hurt; another was hurt", "patient_harmed"),
-        # A patient harmed and a patient at risk is a patient harmed.
-        ("Anyone harmed: harmed and at risk", "patient_harmed"),
-        ("Anyone harmed: a patient fell and others are at risk", "patient_harmed"),
-        ("Anyone harmed: a high-risk patient fell", "patient_harmed"),
-        # Any other two are no clear answer (moderate, as not sure is, until someone reads it).
-        ("Anyone harmed: minor, but a patient is at risk", None),
-        ("Anyone harmed: not sure whether anyone was harmed", None),
-        # A learner who fell behind or broke down has not had a fall or a fracture.
+        # Without one, the learner's own words are left unread (their reply's text is rated).
+        ("Anyone harmed: my concerns fell on deaf ears", None),
+        ("Anyone harmed: the placement has fallen through", None),
+        ("Anyone harmed: my grandmother died and I was refused leave", None),
+        ("Anyone harmed: my supervisor broke her promise", None),
+        # Harm only to the learner is their wellbeing.
         ("Anyone harmed: my training, I fell behind", "learners_affected"),
         ("Anyone harmed: my wellbeing, I broke down in tears", "learners_affected"),
-        ("Anyone harmed: my wellbeing, I fell ill", "learners_affected"),
         ("Anyone harmed: learners affected, I had to verify a death alone", "learners_affected"),
+        ("Anyone harmed: I was hurt by what the consultant said", "learners_affected"),
+        ("Anyone harmed: I was injured by a patient", "patient_harmed"),
+        # Harm that nearly happened, could happen or will is a risk, over "and" too.
+        ("Anyone harmed: a patient nearly fell", "patient_at_risk"),
+        ("Anyone harmed: someone could have been badly injured", "patient_at_risk"),
+        ("Anyone harmed: a patient may have been harmed", "patient_at_risk"),
+        ("Anyone harmed: at risk of a fall", "patient_at_risk"),
+        ("Anyone harmed: at risk of being harmed", "patient_at_risk"),
+        ("Anyone harmed: a patient might fall and hurt themselves", "patient_at_risk"),
+        ("Anyone harmed: a patient could have fallen and been hurt", "patient_at_risk"),
+        # Two choices are no clear answer: moderate until someone reads it, and the reply's
+        # words are rated as the rest of what the learner wrote ("a patient fell" is harm).
+        ("Anyone harmed: harmed and at risk", None),
+        ("Anyone harmed: a high-risk patient fell", None),
+        ("Anyone harmed: minor, but a patient is at risk", None),
+        ("Anyone harmed: not sure whether anyone was harmed", None),
     ],
 )
 def test_anyone_harmed(line: str, expected: str | None) -> None:
