@@ -234,9 +234,26 @@ def _raised_by(facts: ConcernFacts, role: Role) -> str:
 STATUS_LINK_INVITATION = "Check your concern, add information or tell us if you are still concerned"
 
 
+class LinkParagraph(str):
+    """A paragraph that is a link: as text "label: url"; in an email's HTML part, the label
+    linked (Outlook leaves many a bare address in HTML mail unlinked, and a learner on a phone
+    cannot copy it easily)."""
+
+    label: str
+    url: str
+
+    def __new__(cls, label: str, url: str) -> LinkParagraph:
+        made = super().__new__(cls, f"{label}: {url}")
+        made.label, made.url = label, url
+        return made
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
+        return (self.label, self.url)
+
+
 def _status_link(facts: ConcernFacts) -> tuple[str, ...]:
     """The paragraph with the learner's signed status link, when there is one."""
-    return (f"{STATUS_LINK_INVITATION}: {facts.status_url}",) if facts.status_url else ()
+    return (LinkParagraph(STATUS_LINK_INVITATION, facts.status_url),) if facts.status_url else ()
 
 
 def _learner_signpost(facts: ConcernFacts) -> str | None:

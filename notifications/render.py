@@ -9,7 +9,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from notifications.messages import Message
+from notifications.messages import LinkParagraph, Message
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -33,6 +33,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["line_breaks"] = line_breaks
+    env.tests["link"] = lambda value: isinstance(value, LinkParagraph)
     return env
 
 

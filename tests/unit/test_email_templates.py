@@ -62,3 +62,21 @@ def test_at_the_highest_level_nobody_is_told_it_moves_to_a_next_level(
         assert "the dean's team will be asked to look at it again" in top
     else:
         assert "the regional quality team is told" in top
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [MessageKind.LEARNER_ACK, MessageKind.LEARNER_ESCALATED, MessageKind.REPLY_NOT_APPLIED],
+)
+def test_the_learners_status_link_is_a_link_in_the_html_part(kind: MessageKind) -> None:
+    """Outlook leaves many a bare address in HTML mail unlinked: the learner's link is a link,
+    and the plain text part still shows the address after the invitation."""
+    url = "https://concerns.example.nhs.uk/concerns/status/link/abc.def?x=1&y=2"
+    html = html_of(kind, Role.LEARNER, status_url=url)
+    assert (
+        '<a href="https://concerns.example.nhs.uk/concerns/status/link/abc.def?x=1&amp;y=2">'
+        "Check your concern, add information or tell us if you are still concerned</a>"
+    ) in html
+    assert f"Check your concern, add information or tell us if you are still concerned: {url}" in (
+        text_of(kind, Role.LEARNER, status_url=url)
+    )
