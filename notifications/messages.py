@@ -33,10 +33,16 @@ SCHOOL_NOT_CLEAR = (
     "quality team gets your concern instead and passes it on to the right one."
 )
 
+# As the learner reads them ("your placement"), and as the people handling a concern do.
 PATHWAY_NAMES: Mapping[int, str] = {
     1: "pathway 1: your placement (supervisor, clinical tutor or speak-up guardian)",
     2: "pathway 2: your school or university",
     3: "pathway 3: the regional postgraduate dean at NHS England",
+}
+PATHWAY_NAMES_FOR_STAFF: Mapping[int, str] = {
+    1: "pathway 1: the placement (supervisor, clinical tutor or speak-up guardian)",
+    2: "pathway 2: the school or education provider",
+    3: "pathway 3: the regional postgraduate dean",
 }
 
 
@@ -376,7 +382,7 @@ def _high_risk_alert(facts: ConcernFacts, role: Role) -> Message:
         headline="A high-risk concern has been raised",
         paragraphs=(
             f"Summary: {facts.summary}",
-            f"It is on {PATHWAY_NAMES[facts.pathway]}.",
+            f"It is on {PATHWAY_NAMES_FOR_STAFF[facts.pathway]}.",
             "Why it is high risk: " + "; ".join(facts.reasons),
             "Recommended interventions: " + "; ".join(facts.interventions),
         ),
@@ -445,7 +451,7 @@ def _feedback_reminder(facts: ConcernFacts, role: Role) -> Message:
 def _escalated_in(facts: ConcernFacts, role: Role) -> Message:
     return Message(
         subject=f"[{facts.reference}] A concern has been escalated to you",
-        headline=f"A concern has moved to {PATHWAY_NAMES[facts.pathway]}",
+        headline=f"A concern has moved to {PATHWAY_NAMES_FOR_STAFF[facts.pathway]}",
         paragraphs=(
             f"Why it moved: {facts.why}" if facts.why else "It moved up the escalation ladder.",
             f"Summary: {facts.summary}",
@@ -464,7 +470,7 @@ def _escalated_out(facts: ConcernFacts, role: Role) -> Message:
         headline="This concern has been escalated to the next level",
         paragraphs=(
             f"Why it moved: {facts.why}" if facts.why else "It moved up the escalation ladder.",
-            f"It is now on {PATHWAY_NAMES[facts.pathway]}.",
+            f"It is now on {PATHWAY_NAMES_FOR_STAFF[facts.pathway]}.",
         ),
         facts=(("Reference", facts.reference), ("Place", facts.place)),
         link=facts.staff_url,
@@ -564,7 +570,7 @@ def _redirected_in(facts: ConcernFacts, role: Role) -> Message:
 def _reopened(facts: ConcernFacts, role: Role) -> Message:
     return Message(
         subject=f"[{facts.reference}] A concern has been reopened",
-        headline=f"A closed concern has been reopened on {PATHWAY_NAMES[facts.pathway]}",
+        headline=f"A closed concern has been reopened on {PATHWAY_NAMES_FOR_STAFF[facts.pathway]}",
         paragraphs=(
             f"Why it was reopened: {facts.why}" if facts.why else "It has been reopened.",
             f"Summary: {facts.summary}",

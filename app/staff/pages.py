@@ -27,7 +27,7 @@ from escalation.actions import MAX_FEEDBACK_CHARACTERS, MAX_REASON_CHARACTERS
 from escalation.casework import ActionRefused, CaseAction, NotFound
 from intake.web import form_fields
 from intake.web.security import CSRF_FIELD, posted_form, require_csrf
-from notifications.messages import when
+from notifications.messages import PATHWAY_NAMES_FOR_STAFF, when
 from routing.standards import STANDARDS
 from storage.db import transaction
 from storage.tables import Contact, StaffMember
@@ -174,9 +174,7 @@ PART_NAMES = {
     "alert": "alerted (high risk)",
 }
 PATHWAY_WORDS = {
-    1: "Pathway 1: the placement (supervisor, clinical tutor or speak-up guardian)",
-    2: "Pathway 2: the school or education provider",
-    3: "Pathway 3: the regional postgraduate dean",
+    pathway: name[0].upper() + name[1:] for pathway, name in PATHWAY_NAMES_FOR_STAFF.items()
 }
 SCORES = [{"value": "", "text": "Choose"}] + [
     {"value": str(score), "text": str(score)} for score in range(1, 6)

@@ -80,3 +80,28 @@ def test_the_learners_status_link_is_a_link_in_the_html_part(kind: MessageKind) 
     assert f"Check your concern, add information or tell us if you are still concerned: {url}" in (
         text_of(kind, Role.LEARNER, status_url=url)
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "role"),
+    [
+        (MessageKind.HIGH_RISK_ALERT, Role.DEAN),
+        (MessageKind.ESCALATED_IN, Role.EDUCATION_PROVIDER),
+        (MessageKind.ESCALATED_OUT, Role.SUPERVISOR),
+        (MessageKind.REOPENED, Role.EDUCATION_PROVIDER),
+    ],
+)
+def test_the_people_handling_a_concern_read_the_pathway_as_staff(
+    kind: MessageKind, role: Role
+) -> None:
+    """'Your school or university' is the learner's; a dean or a supervisor reads which pathway
+    it is on in the words of the staff pages."""
+    text = text_of(kind, role, pathway=2)
+    assert "pathway 2: the school or education provider" in text
+    assert "your school or university" not in text
+
+
+def test_the_learner_reads_the_pathway_as_theirs() -> None:
+    assert "pathway 2: your school or university" in text_of(
+        MessageKind.LEARNER_ESCALATED, Role.LEARNER, pathway=2
+    )
