@@ -169,7 +169,8 @@ ROLE_NAMES = {
 }
 PART_NAMES = {
     "primary": "acts on it",
-    "secondary": "acts on it",
+    # Told only when the acknowledgement is late (domain.md); they may act on it before.
+    "secondary": "told if the acknowledgement is late; may act on it",
     "copy": "told for information",
     "alert": "alerted (high risk)",
 }
@@ -288,6 +289,9 @@ def router(context: StaffContext) -> APIRouter:
                 "forms": allowed,
                 "timeline": timeline,
                 "added": added,
+                "learner_group_name": form_fields.GROUP_LABELS.get(
+                    details["learner_group"] or "", details["learner_group"]
+                ),
                 "pathway_name": PATHWAY_WORDS.get(
                     details["pathway"], f"Pathway {details['pathway']}"
                 ),

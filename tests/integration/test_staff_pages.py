@@ -94,6 +94,15 @@ def test_the_supervisor_sees_their_concern_acknowledges_it_and_gives_feedback(
     assert shown.status_code == 200
     assert "Teaching cancelled again" in shown.text
     assert 'action="/staff/concerns/' + reference + '/acknowledge"' in shown.text
+    # Who is on it, and as what: the level's secondary contact is told only if the
+    # acknowledgement is late.
+    contacts = re.search(r'<table class="nhsuk-table" id="contacts">.*?</table>', shown.text, re.S)
+    assert contacts is not None
+    parts = re.findall(r'<td class="nhsuk-table__cell">([^<]*)</td>\s*</tr>', contacts.group())
+    assert "acts on it" in parts
+    assert "told if the acknowledgement is late; may act on it" in parts
+    # The kind of learner in words, not its code.
+    assert re.search(r"Kind of learner\s*</dt>\s*<dd[^>]*>\s*Foundation doctor", shown.text)
     assert "/close" not in shown.text and "/override-triage" not in shown.text
 
     done = post(browser, reference, "acknowledge")
