@@ -27,6 +27,9 @@ from storage.tables import Concern, ConcernContact, Contact, Escalation, Event, 
 # What the learner is told when a person moved or closed their concern: staff's and contacts' own
 # reasons may hold notes not meant for the learner (the status page says the same).
 HANDLERS_MOVED_IT = "The people handling your concern moved it to the next level"
+# Why it moved, as the learner is told it (the reason recorded is written for staff).
+YOU_REMAIN_CONCERNED = "You told us you remain concerned after the feedback at pathway {pathway}"
+NO_FEEDBACK_IN_TIME = "You were not given feedback at pathway {pathway} by its deadline"
 HANDLERS_CLOSED_IT = "The people handling your concern closed it"
 HANDLERS_REOPENED_IT = "The people handling your concern reopened it"
 
@@ -308,6 +311,15 @@ def alert_rated_high_over_override(
     )
 
 
+def _why_for_the_learner(actor: str, *, from_pathway: int) -> str:
+    """Why the concern moved up, in the words its learner is told it."""
+    if actor == "learner":
+        return YOU_REMAIN_CONCERNED.format(pathway=from_pathway)
+    if actor == "system":
+        return NO_FEEDBACK_IN_TIME.format(pathway=from_pathway)
+    return HANDLERS_MOVED_IT
+
+
 def escalate_to_next_pathway(
     session: Session,
     concern: Concern,
@@ -384,7 +396,7 @@ def escalate_to_next_pathway(
     queue_to_learner(
         session,
         concern=concern,
-        facts=replace(facts, why=reason if actor in ("system", "learner") else HANDLERS_MOVED_IT),
+        facts=replace(facts, why=_why_for_the_learner(actor, from_pathway=from_pathway)),
         kind=MessageKind.LEARNER_ESCALATED,
         now=now,
         # A deadline that passed waits for working hours; a person's action is answered at once.

@@ -906,6 +906,12 @@ def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(
     assert added.detail["text"] == body
     assert outbox(db, kind="escalated_in")
     assert outbox(db, kind="reply_not_applied") == []
+    # The learner is told why in their own terms, not as the trail records it for staff.
+    (moved,) = outbox(db, kind="learner_escalated")
+    assert "Why: You told us you remain concerned after the feedback at pathway 1" in (
+        moved.body_text or ""
+    )
+    assert "The learner remains concerned" not in (moved.body_text or "")
 
 
 def test_a_reply_to_feedback_the_concern_has_moved_on_from_changes_nothing(db: Engine) -> None:

@@ -116,6 +116,10 @@ def test_a_medium_concern_climbs_the_ladder_one_level_at_a_time(db: Engine) -> N
     assert told[("escalated_in", "foundation_school")] == 1
     assert told[("escalated_in", "dean")] == 1
     assert told[("learner_escalated", "learner")] == 2
+    messages = _messages(db, reference)
+    learners = [m.body_text or "" for m in messages if m.kind == "learner_escalated"]
+    assert "Why: You were not given feedback at pathway 1 by its deadline" in learners[0]
+    assert all("to the learner" not in text for text in learners)
     assert told[("overdue_at_dean", "quality_team")] == 1
 
 
