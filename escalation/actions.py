@@ -652,7 +652,9 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
             "override_kept": concern.override_reason is not None,
         },
     )
+    before = (concern.ack_due_at, concern.feedback_due_at)
     _reset_deadlines_for_level(concern, policy=policy)
+    _tell_deadlines_moved_up(session, concern, before=before, now=now, policy=policy)
     if concern.risk_level == RiskLevel.HIGH.value and not was_high:
         alert_high_risk(session, concern, now=now, policy=policy)
     elif (
@@ -712,6 +714,39 @@ def _rated(concern: Concern, *, text: str, related: int) -> Triage:
             text=text,
             related_open_concerns=related,
         )
+    )
+
+
+def _tell_deadlines_moved_up(
+    session: Session,
+    concern: Concern,
+    *,
+    before: tuple[datetime, datetime],
+    now: datetime,
+    policy: Policy,
+) -> None:
+    """The level's acting contacts, told the deadlines they were sent, are told the earlier
+    ones a higher rating brings, at once: else they would believe they had days they have not,
+    and the concern would move up without them knowing. Not once feedback is given (its
+    deadline has been met), nor for deadlines that moved later (acting sooner harms nobody)."""
+    if concern.status != ConcernStatus.OPEN.value or concern.feedback_at is not None:
+        return
+    ack_sooner = concern.acknowledged_at is None and concern.ack_due_at < before[0]
+    if not (ack_sooner or concern.feedback_due_at < before[1]):
+        return
+    queue_to_contacts(
+        session,
+        concern=concern,
+        facts=facts_of(session, concern, policy, now=now),
+        kind=MessageKind.DEADLINES_CHANGED,
+        contacts=contacts_of_level(
+            session, concern, pathway=concern.pathway, part="primary", now=now
+        ),
+        now=now,
+        policy=policy,
+        urgent=True,
+        # Once for each pair of deadlines.
+        key_suffix=f":{concern.ack_due_at:%Y%m%d%H%M}:{concern.feedback_due_at:%Y%m%d%H%M}",
     )
 
 

@@ -327,6 +327,7 @@ def queue_to_contacts(
     now: datetime,
     policy: Policy,
     key_suffix: str = "",
+    urgent: bool = False,
 ) -> None:
     """Queue the same kind of message to each (contact, role), each person once."""
     told: set[int | None] = set()
@@ -344,6 +345,7 @@ def queue_to_contacts(
             now=now,
             policy=policy,
             key_suffix=key_suffix,
+            urgent=urgent,
         )
 
 

@@ -121,6 +121,7 @@ IMPORTANT_KINDS = frozenset(
         MessageKind.OVERDUE_AT_DEAN,
         MessageKind.STILL_CONCERNED,
         MessageKind.RATED_HIGH_OVER_OVERRIDE,
+        MessageKind.DEADLINES_CHANGED,
     )
 )
 

@@ -147,6 +147,7 @@ class MessageKind(StrEnum):
     # What the learner added rates the concern high risk, but a rating staff set holds it lower:
     # the dean and quality team, who set ratings, are asked to look again.
     RATED_HIGH_OVER_OVERRIDE = "rated_high_over_override"
+    DEADLINES_CHANGED = "deadlines_changed"
 
 
 @dataclass(frozen=True)
@@ -448,6 +449,29 @@ def _feedback_reminder(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _deadlines_changed(facts: ConcernFacts, role: Role) -> Message:
+    asked = (
+        f"Please give the learner feedback by {when(facts.feedback_due_at, facts.timezone)}."
+        if facts.acknowledged_at is not None
+        else f"Please acknowledge it by {when(facts.ack_due_at, facts.timezone)}, and give the "
+        f"learner feedback by {when(facts.feedback_due_at, facts.timezone)}."
+    )
+    return Message(
+        subject=f"[{facts.reference}] The deadlines for this concern have changed",
+        headline="The deadlines for this concern have changed",
+        paragraphs=(
+            f"It is now rated {facts.risk_level} risk, after what the learner told us since, "
+            "and the deadlines at this level follow its risk. These replace the dates we sent "
+            "you before.",
+            asked,
+            f"Summary: {facts.summary}",
+            HOW_TO_REPLY,
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
 def _escalated_in(facts: ConcernFacts, role: Role) -> Message:
     return Message(
         subject=f"[{facts.reference}] A concern has been escalated to you",
@@ -708,6 +732,7 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_STILL_CONCERNED: _learner_still_concerned,
     MessageKind.LEARNER_ADDRESS_CORRECTED: _learner_address_corrected,
     MessageKind.RATED_HIGH_OVER_OVERRIDE: _rated_high_over_override,
+    MessageKind.DEADLINES_CHANGED: _deadlines_changed,
 }
 
 

@@ -66,6 +66,7 @@ BUTTONS: Mapping[MessageKind, tuple[str, ...]] = {
     MessageKind.ACK_REMINDER: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
     MessageKind.ACK_MISSED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
     MessageKind.FEEDBACK_REMINDER: (RECORD_FEEDBACK, NOT_MINE),
+    MessageKind.DEADLINES_CHANGED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
 }
 
 NOT_IN_TEAMS = "The concern's own words are on the staff page, not in Teams."

@@ -10,6 +10,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from email.utils import make_msgid
+from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
@@ -247,8 +248,35 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert after.patient_safety
     assert after.ack_due_at < before.ack_due_at, "a high-risk level has shorter deadlines"
     assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
+    # Those told the old deadlines are told the new ones at once, each once.
+    told_before = {m.recipient_address for m in outbox(db, kind="new_concern", channel="email")}
+    moved = outbox(db, kind="deadlines_changed", channel="email")
+    assert told_before and {m.recipient_address for m in moved} == told_before
+    assert len(moved) == len(told_before)
+    assert all(m.send_after == MONDAY_MORNING + timedelta(hours=1) for m in moved)
+    local = after.ack_due_at.astimezone(ZoneInfo("Europe/London"))
+    assert all(
+        f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}" in (m.body_text or "")
+        for m in moved
+    )
     kinds = [event.kind for event in events(db, after.id or 0)]
     assert "learner_added_information" in kinds and "learner_answered" in kinds
+
+
+def test_later_deadlines_are_not_sent_to_the_contacts(db: Engine) -> None:
+    """Answers that lower the rating move the deadlines later: nobody is told (acting sooner
+    harms nobody), and the rating itself follows."""
+    deliver(db, email(body="The rota is posted late every month."))
+    before = only_concern(db)
+    (ack,) = outbox(db, kind="learner_ack")
+    deliver(
+        db,
+        reply_to(ack, body="How often: once\nAnyone harmed: minor\n"),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    after = only_concern(db)
+    assert after.feedback_due_at > before.feedback_due_at, (before.risk_level, after.risk_level)
+    assert outbox(db, kind="deadlines_changed") == []
 
 
 def test_harm_in_the_learners_own_words_is_read_as_harm(db: Engine) -> None:
