@@ -44,8 +44,9 @@ def redact_identities(
     however the text writes them: in any case, with or without accents ('JOSE' for 'José'),
     with any apostrophe ('O’Brien' for "O'Brien"), with the letters a keyboard lacks spelled
     out ('Mueller' for 'Müller'), or joined to other words by '_', '.' or '-'. A name written
-    without its apostrophe ('OBrien') is not looked for: for 'D'Eath' that would take 'death'
-    out of every concern the learner writes.
+    without its apostrophe ('OBrien', 'OBRIEN', 'jose.obrien@') is taken out where it is written
+    as a name is, with a capital first, or in an address: in lower case it may be a word
+    ('D'Eath' would take 'death' out of every concern the learner writes).
 
     All of them are looked for in one pass over the text as it was written: replacing one name
     after another would look for the next in the markers already written, and a learner whose
@@ -53,7 +54,13 @@ def redact_identities(
     removed]'."""
     targets = [target for name in names for target in _name_targets(name)]
     targets += [part for address in addresses for part in _address_parts(address or "")]
-    return _replaced(text, {spelling for target in targets for spelling in _spellings(target)})
+    spellings = {spelling for target in targets for spelling in _spellings(target)}
+    capitalised = {
+        without
+        for spelling in spellings
+        if "'" in spelling and _long_enough(without := spelling.replace("'", ""))
+    }
+    return _replaced(text, spellings, capitalised=capitalised - spellings)
 
 
 def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
@@ -133,7 +140,9 @@ _SPELLED_OUT = str.maketrans(
 )
 
 
-def _replaced(text: str, targets: set[str]) -> str:
+def _replaced(
+    text: str, targets: set[str], *, capitalised: frozenset[str] | set[str] = frozenset()
+) -> str:
     """The text with every place a target is written replaced by the marker.
 
     Targets are found in a folded copy of the text ('José', 'JOSE' and 'Jose' read alike), but
@@ -142,18 +151,20 @@ def _replaced(text: str, targets: set[str]) -> str:
     become one marker: no part of a name is left because a longer target was found first.
 
     A marker already in the text (what an earlier step took out) is kept as it is: a name
-    'Name' or 'Removed' found in it would make '[[name removed] removed]'."""
-    if not targets:
+    'Name' or 'Removed' found in it would make '[[name removed] removed]'. The `capitalised`
+    targets are taken out only where the text writes them with a capital first."""
+    if not targets and not capitalised:
         return text
     folded, origin = _folded(text)
     markers = [match.span() for match in re.finditer(re.escape(REMOVED), text)]
     found = sorted(
         span
-        for target in targets
+        for target in (*targets, *capitalised)
         for match in re.finditer(
             rf"{_NOT_AFTER_A_LETTER}{re.escape(target)}{_NOT_BEFORE_A_LETTER}", folded
         )
         if not _inside_a_marker(span := _original_span(text, origin, *match.span()), markers)
+        and (target in targets or _written_as_a_name(text, span))
     )
     if not found:
         return text
@@ -168,6 +179,17 @@ def _replaced(text: str, targets: set[str]) -> str:
         written, start, end = end, next_start, next_end
     kept += [text[written:start], REMOVED, text[end:]]
     return "".join(kept)
+
+
+def _written_as_a_name(text: str, span: tuple[int, int]) -> bool:
+    """Whether the text writes this place as a name: with a capital first, or as part of an
+    address or a user name ('jose.obrien@...', 'obrien_j'), never as a word in a sentence."""
+    start, end = span
+    return (
+        text[start].isupper()
+        or text[start - 1 : start] in (".", "_")
+        or text[end : end + 1] in ("@", "_")
+    )
 
 
 def _inside_a_marker(span: tuple[int, int], markers: list[tuple[int, int]]) -> bool:

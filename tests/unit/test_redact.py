@@ -327,6 +327,24 @@ def test_a_name_with_an_apostrophe_never_takes_out_the_word_it_spells_without_on
     assert result == f"{REMOVED} saw the patient's death go unreported."
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("JOSE OBRIEN said no teaching.", f"{REMOVED} said no teaching."),
+        ("Obrien said so, and OBrien again.", f"{REMOVED} said so, and {REMOVED} again."),
+        ("Write to jose.obrien@example.com", f"Write to {REMOVED}.{REMOVED}@example.com"),
+        ("Ask obrien_j on the ward", f"Ask {REMOVED}_j on the ward"),
+        # Written in lower case in a sentence, it may be a word: kept.
+        ("the obrien rota", "the obrien rota"),
+    ],
+)
+def test_a_name_written_without_its_apostrophe_goes_where_it_is_written_as_a_name(
+    text: str, expected: str
+) -> None:
+    """A confidential learner's surname reached contacts as 'OBRIEN' (an exploratory test)."""
+    assert redact_identity(text, name="José O'Brien", address=None) == expected
+
+
 def test_a_two_letter_name_sent_with_its_accents_apart_takes_out_no_word() -> None:
     # Some mail clients send names decomposed ('Lê' as 'Le' and a combining mark): each part
     # is still two letters, too short to take out alone, and 'I do not feel safe' stays.
