@@ -38,6 +38,7 @@ from escalation.notify import (
     queue_to_learner,
 )
 from escalation.policy import Policy
+from escalation.redact import redact_identities, summary_within
 from notifications.messages import MessageKind
 from routing.deadlines import level_deadlines, silence_close_at
 from routing.interventions import recommended_interventions
@@ -64,6 +65,7 @@ from routing.standards import STANDARDS, suggest_standards
 from routing.triage import Triage, TriageInput, triage
 from storage import repositories
 from storage.tables import (
+    SUMMARY_MAX,
     Concern,
     ConcernContact,
     Contact,
@@ -336,6 +338,7 @@ def change_learner_email(
         # The record may keep another name first given with this address: the concern keeps
         # the one staff give, which its learner's later words are redacted with.
         concern.learner_name = given_name
+        _redacted_again(concern, name=given_name)
     # Links signed before (and status-page access opened with them) stop opening the concern.
     concern.link_version += 1
     given_up: list[OutboxMessage] = []
@@ -416,13 +419,27 @@ def change_learner_email(
     return True
 
 
+def _redacted_again(concern: Concern, *, name: str) -> None:
+    """A confidential concern's summary and description redacted again with a name staff give:
+    the one they were stored with may have been wrong or short ('Pryia'), and the right one may
+    be written in them. What the learner added since stays as it was kept (the audit trail is
+    append-only), as does mail already sent."""
+    if concern.confidentiality != Confidentiality.CONFIDENTIAL.value:
+        return
+    concern.summary = summary_within(
+        redact_identities(concern.summary, names=(name,), addresses=()), SUMMARY_MAX
+    )
+    concern.description = redact_identities(concern.description, names=(name,), addresses=())
+
+
 def correct_learner_name(
     *, session: Session, concern: Concern, name: str, by: Actor, now: datetime, reason: str
 ) -> bool:
     """The learner's name on the concern corrected by the region's staff, their address
     unchanged; False when it is already the one shown. Nothing is sent: only those allowed to
     know who raised the concern see the name, and a confidential learner's later words are
-    redacted with it as well. What was stored before keeps the redaction it had."""
+    redacted with it as well, as are the concern's summary and description
+    (`_redacted_again`)."""
     if concern.confidentiality == Confidentiality.ANONYMOUS.value or concern.learner_id is None:
         raise ActionRefused(f"{concern.reference} is anonymous: it keeps no name")
     learner = session.get(Learner, concern.learner_id)
@@ -432,6 +449,7 @@ def correct_learner_name(
     concern.learner_name = name.strip()
     if learner is not None and not learner.name:
         learner.name = concern.learner_name
+    _redacted_again(concern, name=concern.learner_name)
     # Neither name goes in the event (see change_learner_email); the reason is withheld from
     # those who may not see who the learner is.
     record_event(

@@ -39,10 +39,10 @@ from escalation.actions import (
 )
 from escalation.notify import queue_reply_not_applied
 from escalation.policy import Policy
+from escalation.redact import drop_signature, for_contacts, redact_identities
 from intake import placement
 from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, html_to_text, parse_email
-from intake.redact import drop_signature, for_contacts, redact_identities
 from intake.replies import (
     Answers,
     ContactCommand,

@@ -26,8 +26,8 @@ from escalation.ladder import (
 )
 from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
+from escalation.redact import redact_identities, summary_within
 from intake.follow_up import hash_code
-from intake.redact import redact_identities
 from intake.submission import SUMMARY_MAX, Channel, NewConcern
 from notifications.messages import MessageKind
 from routing.interventions import recommended_interventions
@@ -310,8 +310,7 @@ def learner_words(session: Session, concern: Concern, text: str) -> str:
 
 
 def _one_line(summary: str) -> str:
-    """A summary within its limit again once a short name was replaced by the longer marker."""
-    return summary if len(summary) <= SUMMARY_MAX else summary[: SUMMARY_MAX - 1].rstrip() + "…"
+    return summary_within(summary, SUMMARY_MAX)
 
 
 def _find_placement(

@@ -21,8 +21,8 @@ from pydantic import (
 
 from notifications.email import UnusableAddress, plain_address
 from routing.model import Confidentiality, Frequency, Harm, LearnerGroup, RaisedBefore
+from storage.tables import SUMMARY_MAX
 
-SUMMARY_MAX = 200
 DESCRIPTION_MAX = 20_000
 
 

@@ -157,6 +157,10 @@ class ReferenceCounter(SQLModel, table=True):
     last: int = 0
 
 
+# A concern's summary is one line of at most this many characters, however it was raised.
+SUMMARY_MAX = 200
+
+
 class Concern(SQLModel, table=True):
     __tablename__ = "concerns"
     __table_args__ = (

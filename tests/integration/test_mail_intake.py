@@ -24,9 +24,9 @@ from escalation.actions import (
     close_concern,
     record_feedback,
 )
+from escalation.redact import REMOVED
 from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
-from intake.redact import REMOVED
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from notifications.threading import MailThreading

@@ -441,6 +441,49 @@ def test_the_quality_team_corrects_only_a_learners_name(world: StaffWorld) -> No
     assert event_kinds(world, "confidential").count("learner_name_corrected") == 1
 
 
+def test_a_corrected_name_is_taken_out_of_what_the_concern_says(world: StaffWorld) -> None:
+    """The form named 'Pryia Okonkow' (a typo): 'Priya Okonkwo' in her description was left for
+    her supervisor to read. Corrected by the quality team, it is taken out of the summary and
+    the description too."""
+    reference = submit_concern(
+        engine=world.engine,
+        concern=parse_submission(
+            concern_input(
+                example_placement(world.engine),
+                learner={
+                    "name": "Pryia Okonkow",
+                    "email": "pok@example.nhs.uk",
+                    "group": "foundation",
+                    "programme": "Foundation Programme FY1",
+                },
+                summary="Okonkwo left alone on nights",
+                description="I, Priya Okonkwo, was left alone on the ward at night.",
+                confidentiality="confidential",
+            )
+        ),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    world.concerns["typo_name"] = reference
+    supervisor = world.browser("supervisor")
+    assert "Okonkwo" in supervisor.get(page_of(reference)).text
+
+    done = post(
+        world.browser("quality"),
+        reference,
+        "correct-learner-email",
+        email="pok@example.nhs.uk",
+        name="Priya Okonkwo",
+        text="She phoned: her name was mistyped on the form",
+    )
+    assert done.status_code == 303, done.text
+    after = concern(world, "typo_name")
+    assert after.summary == "[name removed] left alone on nights"
+    assert after.description == "I, [name removed], was left alone on the ward at night."
+    assert "Okonkwo" not in supervisor.get(page_of(reference)).text
+
+
 def test_an_anonymous_or_closed_concerns_email_cannot_be_corrected(world: StaffWorld) -> None:
     slug = "correct-learner-email"
     dean = world.browser("dean")

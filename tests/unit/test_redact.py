@@ -6,14 +6,14 @@ import unicodedata
 
 import pytest
 
-from intake.redact import (
+from escalation.redact import (
     REMOVED,
     drop_signature,
     for_contacts,
     redact_identities,
     redact_identity,
 )
-from intake.redact import _fold_character as _fold_character  # the cache the fast path spares
+from escalation.redact import _fold_character as _fold_character  # the cache the fast path spares
 from intake.service import in_confidence
 
 

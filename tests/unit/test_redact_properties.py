@@ -14,9 +14,9 @@ import unicodedata
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from intake.redact import REMOVED, redact_identities, redact_identity
-from intake.redact import _fold_character as _fold_character
-from intake.redact import _folded as _folded
+from escalation.redact import REMOVED, redact_identities, redact_identity
+from escalation.redact import _fold_character as _fold_character
+from escalation.redact import _folded as _folded
 
 # Deterministic so that a failure in CI is the same failure on a laptop.
 PROPERTIES = settings(derandomize=True, deadline=None, max_examples=200)

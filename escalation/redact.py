@@ -63,6 +63,11 @@ def redact_identities(
     return _replaced(text, spellings, capitalised=capitalised - spellings)
 
 
+def summary_within(summary: str, limit: int) -> str:
+    """A summary within its limit again once a short name was replaced by the longer marker."""
+    return summary if len(summary) <= limit else summary[: limit - 1].rstrip() + "…"
+
+
 def redact_identity(text: str, *, name: str | None, address: str | None) -> str:
     """Replace the sender's address, full name and each part of their name with a marker, as
     `redact_identities` does."""
