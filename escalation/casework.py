@@ -361,27 +361,30 @@ def act(
             raise ActionRefused(
                 f"Enter the learner's name on one line, {MAX_NAME_CHARACTERS} characters or fewer"
             )
+        # One space between words: "Priya  Patel" is the name already held, not another.
+        name = " ".join(name.split())
         why = actions.reason_given(
             text,
             asked="Say why the address or name is being corrected, and how the learner told you",
         )
         changed = actions.change_learner_email(
-            **common, email=email.strip(), name=name.strip() or None, policy=policy, reason=why
+            **common, email=email.strip(), name=name or None, policy=policy, reason=why
         )
         # The same address with another name: only the name is corrected.
-        if not changed and name.strip():
-            changed = actions.correct_learner_name(**common, name=name.strip(), reason=why)
+        if not changed and name:
+            changed = actions.correct_learner_name(**common, name=name, reason=why)
         if not changed:
             raise ActionRefused(
-                "That is already the learner's email address"
-                + (" and name" if name.strip() else "")
+                "That is already the learner's email address" + (" and name" if name else "")
             )
     return concern
 
 
-# A learner's name given with a corrected address goes where the form's does (into email
-# headers among other places): one line, no control characters, as short as the form's.
-UNSAFE_IN_A_NAME = re.compile(r"[\x00-\x1f\x7f]")
+# A learner's name given by staff goes where the form's does (into email headers among other
+# places): one line, no control characters, as short as the form's. Nor Unicode's line and
+# paragraph separators, or the controls that turn text around ('Raised by' lines read from
+# right to left past the name).
+UNSAFE_IN_A_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 MAX_NAME_CHARACTERS = 200
 
 
@@ -484,7 +487,7 @@ def _not_yours(concern: Concern, action: CaseAction) -> str:
         # No contact of any level may: where the learner's mail goes is the region's to say.
         return (
             "Only the region's dean and quality team can correct the learner's email address "
-            f"on {concern.reference}"
+            f"or name on {concern.reference}"
         )
     doing = action.value.replace("_", " ")
     return (

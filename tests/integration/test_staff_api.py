@@ -134,7 +134,7 @@ def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
     # Not "only its contacts there can": no contact can.
     assert refused.json() == {
         "detail": f"Only the region's dean and quality team can correct the learner's email "
-        f"address on {named}"
+        f"address or name on {named}"
     }
     assert world.api("other_dean").post(path, json=asked).status_code == 404
 
@@ -164,7 +164,13 @@ def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
     assert again.json() == {"detail": "That is already the learner's email address"}
     # A name given is checked as the form's is, and kept with the corrected address.
     confidential = f"{API}/concerns/{world.concerns['confidential']}/learner-email"
-    for name, status in (("Priya\r\nBcc: x@evil.example", 409), ("P" * 201, 422)):
+    for name, status in (
+        ("Priya\r\nBcc: x@evil.example", 409),
+        ("P" * 201, 422),
+        ("Priya\u2028Patel", 409),
+        ("\u202eletaP ayirP", 409),
+        ("Priya\x85Patel", 409),
+    ):
         bad_name = dean.post(confidential, json={**asked, "name": name})
         assert bad_name.status_code == status, bad_name.text
     named_again = dean.post(confidential, json={**asked, "name": "Priya T"})
@@ -174,8 +180,9 @@ def test_the_dean_corrects_a_learners_email_address(world: StaffWorld) -> None:
     renamed = dean.post(confidential, json={**asked, "name": "Priya Tee"})
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["identity"] == named_again.json()["identity"] | {"name": "Priya Tee"}
-    same = dean.post(confidential, json={**asked, "name": "Priya Tee"})
-    assert same.json() == {"detail": "That is already the learner's email address and name"}
+    for same_name in ("Priya Tee", "  Priya   Tee "):
+        same = dean.post(confidential, json={**asked, "name": same_name})
+        assert same.json() == {"detail": "That is already the learner's email address and name"}
     anonymous = dean.post(f"{API}/concerns/{world.concerns['anonymous']}/learner-email", json=asked)
     assert anonymous.status_code == 409
 
