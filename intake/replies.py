@@ -74,7 +74,16 @@ _CARED_FOR = frozenset(
 _HARM_WITH_SOMEONE = (
     "died", "dead", "death", "passed away", "dying", "fell", "fall", "fallen", "fracture",
     "fractured", "broken", "broke her", "broke his", "broke their", "injury", "injuries",
-    "cardiac arrest",
+    "cardiac arrest", "pph", "haemorrhage", "hemorrhage", "bled", "bleed", "bleeding",
+    "wrong drug", "wrong dose", "overdose",
+)  # fmt: skip
+# "No" to "Has anyone been harmed?", and nothing more, is the form's choice "No one was harmed
+# and it is minor". A longer answer is read word by word ("nobody, but a patient is at risk").
+_NOBODY_HARMED = frozenset(
+    {"no", "none", "nobody", "no one", "noone", "no harm", "not harmed", "nobody harmed",
+     "no one harmed", "nobody was harmed", "no one was harmed", "no one has been harmed",
+     "nobody has been harmed", "no harm done", "no patient was harmed",
+     "no patients were harmed", "no patient has been harmed", "no patient harmed"}
 )  # fmt: skip
 # A harm word that is only about the learner ("I was hurt by what he said", "my wellbeing has
 # been harmed") is their wellbeing, not a patient's.
@@ -84,11 +93,18 @@ _THE_LEARNER = frozenset({"i", "me", "my", "myself", "im", "ive", "id"})
 _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "frequency": {
         "once": ("just once", "one off", "only once", "one time", "a single time"),
-        "occasionally": ("sometimes", "occasional", "once or twice", "now and then", "rarely"),
-        "often": ("frequently", "regularly", "a lot", "most shifts", "once a week"),
+        "occasionally": (
+            "sometimes", "occasional", "once or twice", "now and then", "rarely", "twice",
+            "a few times", "monthly", "every month", "once a month",
+        ),
+        "often": (
+            "frequently", "regularly", "a lot", "most shifts", "once a week", "weekly",
+            "every week", "most weeks", "most days", "several times a week",
+        ),
         "continuing": (
             "every day", "daily", "always", "constantly", "constant", "every shift",
             "all the time", "ongoing", "continuous", "continually", "still happening",
+            "every night", "nightly", "every night shift", "every weekend", "every on call",
         ),
     },
     "harm": {
@@ -463,6 +479,8 @@ def _answer(question: Question, value: str) -> str | None:
     if question.choices:
         # A learner may leave the hint in place beside their answer.
         value = _HINTS[question.key].sub(" ", value)
+        if question.key == "harm" and " ".join(_words(value)).strip(" |") in _NOBODY_HARMED:
+            return Harm.MINOR.value
         # An answer is a few words; a long paragraph is not one, and must not cost much.
         return _choice(question.key, value[:_MAX_CHOICE_CHARS]) if value.strip() else None
     value = value[:MAX_FREE_TEXT_CHARS].strip()

@@ -167,6 +167,7 @@ def test_the_signal_table_is_the_one_tested() -> None:
     [
         ("I was unsupervised", "unsupervised"),
         ("there was no senior cover overnight", "no senior cover"),
+        ("a mum bled and nobody senior came for 40 minutes", "nobody senior came"),
         ("No senior support at weekends", "no senior support"),
         ("the ward is UNSAFE", "unsafe"),
         ("we were working unsafely", "unsafely"),
