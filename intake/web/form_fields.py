@@ -60,6 +60,23 @@ SINGLE_LINE = (
     "name",
     "email",
 )
+# What each answer is, for a message that must say which one to fix (the error summary lists
+# the messages alone).
+ANSWER_NAMES = {
+    "organisation-other": "the name of your organisation",
+    "site": "the site",
+    "department-other": "the name of your department",
+    "programme": "your programme or specialty",
+    "raised-with": "who you raised it with",
+    "name": "your name",
+    "email": "your email address",
+    "description": "what happened",
+}
+
+
+def unusual_characters(name: str) -> str:
+    """The message for an answer with characters that cannot be kept, naming the answer."""
+    return f"Remove the unusual characters from {ANSWER_NAMES.get(name, 'this answer')}"
 
 
 def _capitalised(text: str) -> str:
@@ -261,7 +278,7 @@ def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
         if "\r" in values[name] or "\n" in values[name]:
             errors[name] = "Enter this on one line, without line breaks"
         elif CONTROL_CHARACTERS.search(values[name]):
-            errors[name] = "Remove the unusual characters from this answer"
+            errors[name] = unusual_characters(name)
         elif len(text[name]) > SHORT_TEXT_LIMIT:
             errors[name] = f"This must be {SHORT_TEXT_LIMIT} characters or fewer"
 
@@ -335,8 +352,10 @@ def read(form: Mapping[str, Any], directory: Directory) -> Outcome:
     except InvalidSubmission as invalid:
         for name, problem in invalid.errors.items():
             field_id, message = _SERVICE_FIELDS.get(name, ("description", "Check your answers"))
+            if field_id == "organisation" and "organisation-other" in errors:
+                continue  # one problem, said once: the name of the organisation is missing
             if "control characters" in problem:
-                message = "Remove the unusual characters from this answer"
+                message = unusual_characters(field_id)
             errors.setdefault(field_id, message)
         concern = None
     if errors:

@@ -619,6 +619,20 @@ def test_unusual_characters_are_pointed_out_in_the_answer_that_has_them(
     page = send(client, **{"raised-with": "my supervisor\x0b Dr X"})
     assert page.status_code == 400
     assert 'id="raised-with-error"' in page.text and 'id="description-error"' not in page.text
+    # The error summary lists the messages alone: each says which answer it is about.
+    assert "Remove the unusual characters from who you raised it with" in page.text
+    described = send(client, description="Nobody signs off\x00 our assessments.")
+    assert "Remove the unusual characters from what happened" in described.text
+    assert concern_count(engine) == 0
+
+
+def test_an_organisation_not_listed_without_its_name_is_one_error(
+    engine: Engine, client: WebClient
+) -> None:
+    page = send(client, organisation="not-listed", department="", **{"organisation-other": ""})
+    assert page.status_code == 400
+    assert "Enter the name of your organisation" in page.text
+    assert "Select your organisation, or enter its name" not in page.text
     assert concern_count(engine) == 0
 
 
