@@ -162,15 +162,21 @@ def _replaced(
         return text
     folded, origin = _folded(text)
     markers = [match.span() for match in re.finditer(re.escape(REMOVED), text)]
-    found = sorted(
-        span
-        for target in (*targets, *capitalised)
-        for match in re.finditer(
-            rf"{_NOT_AFTER_A_LETTER}{re.escape(target)}{_NOT_BEFORE_A_LETTER}", folded
-        )
-        if not _inside_a_marker(span := _original_span(text, origin, *match.span()), markers)
-        and (target in targets or _written_as_a_name(text, span))
-    )
+
+    def places(of: Iterable[str]) -> list[tuple[int, int]]:
+        return [
+            span
+            for target in of
+            for match in re.finditer(
+                rf"{_NOT_AFTER_A_LETTER}{re.escape(target)}{_NOT_BEFORE_A_LETTER}", folded
+            )
+            if not _inside_a_marker(span := _original_span(text, origin, *match.span()), markers)
+        ]
+
+    found = places(targets)
+    edges = {edge for span in found for edge in span}
+    found += [span for span in places(capitalised) if _written_as_a_name(text, span, edges)]
+    found.sort()
     if not found:
         return text
     kept: list[str] = []
@@ -186,14 +192,22 @@ def _replaced(
     return "".join(kept)
 
 
-def _written_as_a_name(text: str, span: tuple[int, int]) -> bool:
-    """Whether the text writes this place as a name: with a capital first, or as part of an
-    address or a user name ('jose.obrien@...', 'obrien_j'), never as a word in a sentence."""
+def _written_as_a_name(text: str, span: tuple[int, int], names: set[int]) -> bool:
+    """Whether the text writes this place as a name: with a capital first; next to another part
+    of the name ('jose obrien', `names`: where the others start and end); or in an address, a
+    user name or a link ('jose.obrien@', 'obrien.j', 'obrien_j', '@obrien', '/obrien'). Never
+    as a word in a sentence ('the death.')."""
     start, end = span
+    before, after = text[max(0, start - 3) : start], text[end : end + 3]
+    beside_a_name = any(
+        start - gap in names and not text[start - gap : start].strip() for gap in (1, 2, 3)
+    ) or any(end + gap in names and not text[end : end + gap].strip() for gap in (1, 2, 3))
     return (
         text[start].isupper()
-        or text[start - 1 : start] in (".", "_")
-        or text[end : end + 1] in ("@", "_")
+        or beside_a_name
+        or before[-1:] in (".", "_", "@", "/", "-")
+        or after[:1] in ("@", "_")
+        or (after[:1] in (".", "-") and after[1:2].isalnum())
     )
 
 

@@ -49,7 +49,11 @@ _REMAINS_CONCERNED = frozenset(
 _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
 
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').
-_NEGATIONS = frozenset({"no", "not", "nobody", "none", "never", "noone", "neither", "nor"})
+_NEGATIONS = frozenset(
+    {"no", "not", "nobody", "none", "never", "noone", "neither", "nor",
+     # typed on a phone without the apostrophe
+     "wasnt", "werent", "isnt", "arent", "didnt", "dont", "doesnt", "hasnt", "havent", "hadnt"}
+)  # fmt: skip
 # Words before a choice that a negation may be ("no patient has been harmed"), and a hedge
 # ("could have fallen and been hurt").
 _NEGATION_REACH = 4
@@ -57,8 +61,9 @@ _HEDGE_REACH = 5
 # Words that make harm named after them only a risk: "nearly fell", "could have been badly
 # hurt", "at risk of a fall", "a patient will fall and hurt themselves".
 _HEDGES = (
-    ("nearly",), ("almost",), ("could",), ("might",), ("would",), ("will",),
-    ("may", "have"), ("may", "be"), ("risk", "of"),
+    ("nearly",), ("almost",), ("could",), ("might",), ("would",), ("will",), ("may",), ("can",),
+    ("maybe",), ("perhaps",), ("probably",), ("possibly",), ("likely",), ("if",), ("until",),
+    ("going", "to"), ("risk", "of"), ("danger", "of"), ("waiting", "for"), ("time", "before"),
 )  # fmt: skip
 # Harm in the learner's own words ("a patient fell", "the baby died") counts only with someone
 # who is cared for in the same clause: a learner also "fell behind", "had a death in the
@@ -67,13 +72,12 @@ _HEDGES = (
 _CARED_FOR = frozenset(
     {
         "patient", "patients", "baby", "babies", "mother", "mothers", "mum", "woman", "women",
-        "man", "men", "child", "children", "resident", "residents", "he", "she", "someone",
-        "somebody", "anyone", "anybody",
+        "man", "men", "child", "children", "resident", "residents",
     }
 )  # fmt: skip
 _HARM_WITH_SOMEONE = (
     "died", "dead", "death", "passed away", "dying", "fell", "fall", "fallen", "fracture",
-    "fractured", "broken", "broke her", "broke his", "broke their", "injury", "injuries",
+    "fractured", "broke her", "broke his", "broke their", "injury", "injuries",
     "cardiac arrest", "pph", "haemorrhage", "hemorrhage", "bled", "bleed", "bleeding",
     "wrong drug", "wrong dose", "overdose",
 )  # fmt: skip
@@ -87,7 +91,10 @@ _NOBODY_HARMED = frozenset(
 )  # fmt: skip
 # A harm word that is only about the learner ("I was hurt by what he said", "my wellbeing has
 # been harmed") is their wellbeing, not a patient's.
-_THE_LEARNER = frozenset({"i", "me", "my", "myself", "im", "ive", "id"})
+_THE_LEARNER = frozenset(
+    {"i", "me", "my", "myself", "im", "ive", "id", "we", "us", "colleague", "colleagues",
+     "staff", "student", "students", "trainee", "trainees", "learner", "learners"}
+)  # fmt: skip
 
 # Words learners use for a choice, beyond the choice's own words and its stored value.
 _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
@@ -95,20 +102,23 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "once": ("just once", "one off", "only once", "one time", "a single time"),
         "occasionally": (
             "sometimes", "occasional", "once or twice", "now and then", "rarely", "twice",
-            "a few times", "monthly", "every month", "once a month",
+            "a few times", "monthly", "every month", "once a month", "more than once",
+            "once a fortnight", "once in a while", "every so often",
         ),
         "often": (
             "frequently", "regularly", "a lot", "most shifts", "once a week", "weekly",
-            "every week", "most weeks", "most days", "several times a week",
+            "every week", "most weeks", "most days", "several times a week", "twice a week",
+            "a few times a week",
         ),
         "continuing": (
             "every day", "daily", "always", "constantly", "constant", "every shift",
             "all the time", "ongoing", "continuous", "continually", "still happening",
             "every night", "nightly", "every night shift", "every weekend", "every on call",
+            "once a day", "twice a day", "several times a day",
         ),
     },
     "harm": {
-        "patient_harmed": ("harmed", "hurt", "injured", *_HARM_WITH_SOMEONE),
+        "patient_harmed": ("harmed", "harm", "hurt", "injured", *_HARM_WITH_SOMEONE),
         "patient_at_risk": (
             "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
             "might be harmed", "potential harm", "potentially harmed",
@@ -510,6 +520,7 @@ def _choice(key: str, value: str) -> str | None:
     words = _words(value)
     used = [False] * len(words)
     named: set[str] = set()
+    harm_denied = False  # "no injury", "not hurt": said of harm, beside what happened
     # Each word is used once, longest phrases first: 'not sure' is read before 'not' negates.
     for phrase, stored in _PHRASES[key]:
         size = len(phrase)
@@ -518,6 +529,7 @@ def _choice(key: str, value: str) -> str | None:
                 continue
             used[start : start + size] = [True] * size
             if _shortly_after(words, start, _NEGATIONS_AS_PHRASES):
+                harm_denied = harm_denied or stored == Harm.PATIENT_HARMED.value
                 continue
             if stored == Harm.PATIENT_HARMED.value:
                 stored_here = _harm_read(words, start, phrase)
@@ -525,6 +537,9 @@ def _choice(key: str, value: str) -> str | None:
                     named.add(stored_here)
                 continue
             named.add(stored)
+    if harm_denied and Harm.PATIENT_HARMED.value in named:
+        # "A patient fell but was not hurt", "wrong dose given, no harm": it could have been.
+        named = (named - {Harm.PATIENT_HARMED.value}) | {Harm.PATIENT_AT_RISK.value}
     return named.pop() if len(named) == 1 else None
 
 
@@ -532,8 +547,13 @@ def _harm_read(words: list[str], start: int, phrase: list[str]) -> str | None:
     """What harm named at `start` says, from its clause: a patient harmed; at risk after a hedge
     ("nearly fell"); the learner's own wellbeing when only they are in it ("I was hurt"); or
     nothing, for a word of the learner's own that needs someone cared for and has none."""
-    clause = set(_clause(words, start))
-    cared_for = bool(clause & _CARED_FOR)
+    clause_words = _clause(words, start)
+    clause = set(clause_words)
+    # The learner's own family ("my mum died") is not someone cared for on the placement.
+    cared_for = any(
+        word in _CARED_FOR and (index == 0 or clause_words[index - 1] != "my")
+        for index, word in enumerate(clause_words)
+    )
     if " ".join(phrase) in _HARM_WITH_SOMEONE and not cared_for:
         return None
     if not cared_for and clause & _THE_LEARNER:

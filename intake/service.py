@@ -137,7 +137,9 @@ def raise_concern(
             department_id=department.id,
             since=now - timedelta(days=policy.hotspot_window_days),
         )
-    text = f"{summary}\n{description}"
+    # Rated from what the learner wrote, not as it is kept: a name that is also a word ("Grace
+    # Ward", or "Death" for a learner named D'Eath) must not take away what it says.
+    text = f"{new.summary}\n{new.description}"
     triaged = triage(
         TriageInput(
             frequency=new.frequency, harm=new.harm, text=text, related_open_concerns=related

@@ -167,12 +167,18 @@ class Phrases:
                 end = match.end()
 
 
+# "wasn't" as it is typed on a phone.
+NEGATIONS_WITHOUT_APOSTROPHE = (
+    "wasnt", "werent", "isnt", "arent", "didnt", "dont", "doesnt", "hasnt", "havent", "hadnt",
+)  # fmt: skip
 # A negating word at most two words before a phrase: "no patient was harmed", "not unsafe",
-# "nobody was bullied", "wasn't harmed"; never over "and" or a clause's punctuation ("not
-# reviewed and the patient died", "nobody came, the patient died").
-_NOT_A_CLAUSE_BREAK = r"[^\w,.;:!?&]+"
+# "nobody was bullied", "wasn't harmed"; never over "and", a clause's punctuation, a line break,
+# a bracket or a dash ("not reviewed and the patient died", "nobody came, the patient died", a
+# summary "No registrar" above "Patient died overnight").
+_NOT_A_CLAUSE_BREAK = r"[^\w,.;:!?&\n()\u2013\u2014]+"
 _NEGATED = re.compile(
-    rf"\b(?:no|not|never|nobody|none|without|\w+n't){_NOT_A_CLAUSE_BREAK}"
+    rf"\b(?:no|not|never|nobody|none|without|\w+n't|{'|'.join(NEGATIONS_WITHOUT_APOSTROPHE)})"
+    rf"{_NOT_A_CLAUSE_BREAK}"
     rf"(?:(?!and\b)\w+{_NOT_A_CLAUSE_BREAK}){{0,2}}$",
     re.IGNORECASE,
 )
@@ -220,9 +226,13 @@ HARM_TO_SOMEONE: tuple[str, ...] = tuple(
         "had a fall",
         "has fallen",
         "had fallen",
-        "... injured",
-        "... injury",
-        "... injuries",
+        # Not "patient ... injured": a negation inside the gap ("the patient was not
+        # injured") is not looked for.
+        "was injured",
+        "were injured",
+        "injured",
+        "injury",
+        "injuries",
     )
 )
 

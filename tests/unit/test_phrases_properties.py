@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from routing.standards import THEMES
-from routing.triage import SIGNALS, ConcernText, Phrases
+from routing.triage import NEGATIONS_WITHOUT_APOSTROPHE, SIGNALS, ConcernText, Phrases
 
 # Deterministic so that a failure in CI is the same failure on a laptop.
 PROPERTIES = settings(derandomize=True, deadline=None, max_examples=200)
@@ -24,8 +24,8 @@ TABLES: tuple[Phrases, ...] = (
     *(theme.phrases for theme in THEMES),
 )
 
-_NEGATIONS = {"no", "not", "never", "nobody", "none", "without"}
-_CLAUSE_MARKS = set(",.;:!?&")
+_NEGATIONS = {"no", "not", "never", "nobody", "none", "without", *NEGATIONS_WITHOUT_APOSTROPHE}
+_CLAUSE_MARKS = set(",.;:!?&\n()\u2013\u2014")
 
 
 def _negated(before: str) -> bool:
@@ -100,11 +100,12 @@ TABLE_WORDS = sorted(
     {part for phrase in TABLE_PHRASES for part in re.split(r"[\s-]+", phrase) if part != "..."}
 )
 NEGATIONS = ["no", "not", "never", "nobody", "none", "without", "wasn't", "didn\u2019t", "can't"]
-NEGATIONS += ["and", "AND", "&"]
+NEGATIONS += ["and", "AND", "&", "wasnt", "DIDNT", "dont"]
 # Letters that re.IGNORECASE matches to ASCII ones, and letters it does not.
 ODD_LETTERS = "\u0130\u0131\u017f\u212a\u00e9\u00df_0"
 SEPARATORS = [" ", " ", " ", "  ", "-", " - ", "\n", ", ", ". ", "; ", "'", "\u2019", "...", "("]
 SEPARATORS += [")", "/", "\u2014", "\t", "", "!", " \u2019", "\u00a0", " & ", ": ", "? "]
+SEPARATORS += [" \u2013 ", "\n"]
 
 random_words = st.text(
     alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz'" + ODD_LETTERS), min_size=1, max_size=8
@@ -156,6 +157,11 @@ def texts(draw: st.DrawFn) -> str:
 
 @PROPERTIES
 @given(text=texts())
+@example(text="not seen and harmed")  # "and" ends the negation's reach
+@example(text="no x y harm")  # two words between: still negated
+@example(text="no x y z harm")  # three: out of reach
+@example(text="No registrar\npatient died")  # a line break ends it too
+@example(text="the patient wasnt harmed")
 def test_the_tables_find_what_one_regex_per_phrase_finds(text: str) -> None:
     prepared = ConcernText(text)
     for table in TABLES:

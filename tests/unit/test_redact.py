@@ -334,6 +334,10 @@ def test_a_name_with_an_apostrophe_never_takes_out_the_word_it_spells_without_on
         ("Obrien said so, and OBrien again.", f"{REMOVED} said so, and {REMOVED} again."),
         ("Write to jose.obrien@example.com", f"Write to {REMOVED}.{REMOVED}@example.com"),
         ("Ask obrien_j on the ward", f"Ask {REMOVED}_j on the ward"),
+        ("mail obrien.j@gmail.com", f"mail {REMOVED}.j@gmail.com"),
+        ("find me at x.com/obrien or @obrien", f"find me at x.com/{REMOVED} or @{REMOVED}"),
+        # Next to another part of the name, it is the name, in any case.
+        ("kind regards, jose obrien", f"kind regards, {REMOVED} {REMOVED}"),
         # Written in lower case in a sentence, it may be a word: kept.
         ("the obrien rota", "the obrien rota"),
     ],

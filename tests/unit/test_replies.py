@@ -183,6 +183,9 @@ def test_every_choice_is_read_with_the_hint_left_in_place(key: str) -> None:
         ("How often: twice", "occasionally"),
         ("How often: every night shift", "continuing"),
         ("How often: not every week", None),
+        ("How often: once a day", "continuing"),
+        ("How often: more than once", "occasionally"),
+        ("How often: twice a week", "often"),
         ("How often: it was a one-off", "once"),
         ("How often: once or twice", "occasionally"),
         ("* How often: often", "often"),
@@ -229,12 +232,14 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: a patient died", "patient_harmed"),
         ("Anyone harmed: a patient passed away", "patient_harmed"),
         ("Anyone harmed: patients are dying on trolleys", "patient_harmed"),
-        ("Anyone harmed: he had a fall and fractured his hip", "patient_harmed"),
+        ("Anyone harmed: a man had a fall and fractured his hip", "patient_harmed"),
         ("Anyone harmed: a patient sustained a head injury", "patient_harmed"),
         ("Anyone harmed: the baby died", "patient_harmed"),
         ("Anyone harmed: a mum had a PPH and nobody senior came", "patient_harmed"),
         ("Anyone harmed: a patient got the wrong drug", "patient_harmed"),
-        ("Anyone harmed: In May a patient fell", "patient_harmed"),
+        # "May" is a hedge: in doubt an answer reads lower, and the reply's words are still
+        # rated ("patient fell" is a patient-safety signal there).
+        ("Anyone harmed: In May a patient fell", "patient_at_risk"),
         ("Anyone harmed: nobody fell", None),
         ("Anyone harmed: I don't think anyone was harmed", None),
         # Without one, the learner's own words are left unread (their reply's text is rated).
@@ -256,6 +261,20 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: at risk of being harmed", "patient_at_risk"),
         ("Anyone harmed: a patient might fall and hurt themselves", "patient_at_risk"),
         ("Anyone harmed: a patient could have fallen and been hurt", "patient_at_risk"),
+        ("Anyone harmed: patients may fall", "patient_at_risk"),
+        ("Anyone harmed: maybe a patient fell", "patient_at_risk"),
+        ("Anyone harmed: a patient is going to fall", "patient_at_risk"),
+        ("Anyone harmed: a matter of time before a patient gets hurt", "patient_at_risk"),
+        # What happened, said not to have harmed anyone, is a risk.
+        ("Anyone harmed: A patient fell but was not hurt", "patient_at_risk"),
+        ("Anyone harmed: patient given wrong dose, no harm done", "patient_at_risk"),
+        # Negations typed without the apostrophe; the learner's family; staff; equipment.
+        ("Anyone harmed: the patient wasnt harmed", None),
+        ("Anyone harmed: my mum died", None),
+        ("Anyone harmed: her baby died", "patient_harmed"),
+        ("Anyone harmed: a colleague was hurt", "learners_affected"),
+        ("Anyone harmed: she fell asleep on call", None),
+        ("Anyone harmed: the patient hoist is broken", None),
         # Two choices are no clear answer: moderate until someone reads it, and the reply's
         # words are rated as the rest of what the learner wrote ("a patient fell" is harm).
         ("Anyone harmed: harmed and at risk", None),

@@ -184,12 +184,12 @@ def test_the_signal_table_is_the_one_tested() -> None:
         ("a resident fell in the night", "resident fell"),
         ("a patient's death was not reported", "patient's death"),
         ("the patient had a cardiac arrest", "had a cardiac arrest"),
-        ("the patient suffered a head injury", "patient ... injury"),
+        ("a patient injury went unreported", "patient injury"),
         ("patient deaths are not reviewed", "patient deaths"),
         ("a patient fell twice this week", "patient fell"),
         ("patient falls are not reviewed", "patient falls"),
         ("an elderly patient had a fall", "patient had a fall"),
-        ("the patient was injured", "patient ... injured"),
+        ("the patient was injured", "patient was injured"),
         ("he was given the wrong dose", "wrong dose"),
         # A negation does not reach over "and".
         ("the patient was not reviewed and died", "patient ... died"),
@@ -506,3 +506,21 @@ def test_harm_after_an_unrelated_negation_still_counts() -> None:
     text = "There was no senior cover on the ward and a patient was harmed"
     result = triage(TriageInput(frequency=Frequency.ONCE, harm=Harm.MINOR, text=text))
     assert result.patient_safety and result.impact >= 4
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("she was not seen and harmed", True),  # "and" ends a negation's reach
+        ("no one x harm", False),  # two words between: still negated
+        ("no one x y harm", True),  # three: out of reach
+        ("No registrar\npatient died overnight", True),  # a line break ends it
+        ("Nobody came \u2014 the patient fell", True),  # so does a dash
+        ("No doctor came (patient fell twice)", True),  # and a bracket
+        ("the patient wasnt harmed", False),  # typed without the apostrophe
+        ("the patient had no injuries", False),
+    ],
+)
+def test_where_a_negation_reaches(text: str, found: bool) -> None:
+    result = _triage(text)
+    assert result.patient_safety is found, result.reasons
