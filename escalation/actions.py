@@ -744,22 +744,34 @@ def _tell_deadlines_moved_up(
     policy: Policy,
 ) -> None:
     """The level's acting contacts, told the deadlines they were sent, are told the earlier
-    ones a higher rating brings, at once: else they would believe they had days they have not,
-    and the concern would move up without them knowing. Not once feedback is given (its
-    deadline has been met), nor for deadlines that moved later (acting sooner harms nobody)."""
+    ones a higher rating brings (triage's, or one staff set), at once: else they would believe
+    they had days they have not, and the concern would move up without them knowing. Not once
+    feedback is given (its deadline has been met), nor for deadlines that moved later (acting
+    sooner harms nobody)."""
     if concern.status != ConcernStatus.OPEN.value or concern.feedback_at is not None:
+        return
+    if concern.feedback_due_at <= now:
+        # Counted from when it reached the level, even feedback is late at the new rating: it
+        # moves up at the sweep's next look, and the people of both levels are told then.
         return
     ack_sooner = concern.acknowledged_at is None and concern.ack_due_at < before[0]
     if not (ack_sooner or concern.feedback_due_at < before[1]):
         return
+    # Those who were told the concern: not someone the directory puts in the place of one who
+    # has left (they have been sent nothing; the sweep's next message brings them the concern).
+    told = [
+        (contact, Role(assignment.role))
+        for assignment, contact in repositories.assignments_of(
+            session, id_of(concern), pathway=concern.pathway
+        )
+        if assignment.part == "primary" and contact.active
+    ]
     queue_to_contacts(
         session,
         concern=concern,
         facts=facts_of(session, concern, policy, now=now),
         kind=MessageKind.DEADLINES_CHANGED,
-        contacts=contacts_of_level(
-            session, concern, pathway=concern.pathway, part="primary", now=now
-        ),
+        contacts=told,
         now=now,
         policy=policy,
         urgent=True,
@@ -1260,7 +1272,9 @@ def override_triage(
             "automatic": {"likelihood": concern.auto_likelihood, "impact": concern.auto_impact},
         },
     )
+    before = (concern.ack_due_at, concern.feedback_due_at)
     _reset_deadlines_for_level(concern, policy=policy)
+    _tell_deadlines_moved_up(session, concern, before=before, now=now, policy=policy)
     if level is RiskLevel.HIGH and not was_high:
         alert_high_risk(session, concern, now=now, policy=policy)
 

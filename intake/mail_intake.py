@@ -643,10 +643,17 @@ def _learner_reply(
     )
     if changes:
         done.append("answers taken: " + "; ".join(changes))
+    rated = False
     try:
         if answers.remains_concerned or answers.satisfied:
             require_reply_to_current_feedback(concern, sent)
         if answers.remains_concerned:
+            # Rated before it moves: the next level is told the rating and deadlines it has
+            # ("I remain concerned. Last night a patient was harmed.").
+            rate_added_information(
+                session=session, concern=concern, added=added, now=now, policy=policy
+            )
+            rated = True
             moved = learner_remains_concerned(
                 session=session, concern=concern, channel=channel, now=now, policy=policy
             )
@@ -666,7 +673,10 @@ def _learner_reply(
             done.append(told(str(refused)))
     # A reply that closed the concern ('I'm satisfied. Thank you for sorting out the unsafe
     # nights') is new risk to nobody; one that did not is read as anything the learner adds.
-    rate_added_information(session=session, concern=concern, added=added, now=now, policy=policy)
+    if not rated:
+        rate_added_information(
+            session=session, concern=concern, added=added, now=now, policy=policy
+        )
     return _Outcome("processed", "; ".join(done), id_of(concern), "replies")
 
 

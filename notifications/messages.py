@@ -450,12 +450,19 @@ def _feedback_reminder(facts: ConcernFacts, role: Role) -> Message:
 
 
 def _deadlines_changed(facts: ConcernFacts, role: Role) -> Message:
-    asked = (
-        f"Please give the learner feedback by {when(facts.feedback_due_at, facts.timezone)}."
-        if facts.acknowledged_at is not None
-        else f"Please acknowledge it by {when(facts.ack_due_at, facts.timezone)}, and give the "
-        f"learner feedback by {when(facts.feedback_due_at, facts.timezone)}."
-    )
+    feedback = f"give the learner feedback by {when(facts.feedback_due_at, facts.timezone)}"
+    if facts.acknowledged_at is not None:
+        asked = f"Please {feedback}."
+    elif facts.written_at is not None and facts.ack_due_at <= facts.written_at:
+        # Counted from when the concern reached this level, the new deadline may have passed.
+        asked = (
+            "At its new rating the time to acknowledge it has passed: please acknowledge it "
+            f"now, and {feedback}."
+        )
+    else:
+        asked = (
+            f"Please acknowledge it by {when(facts.ack_due_at, facts.timezone)}, and {feedback}."
+        )
     return Message(
         subject=f"[{facts.reference}] The deadlines for this concern have changed",
         headline="The deadlines for this concern have changed",

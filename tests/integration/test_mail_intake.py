@@ -263,6 +263,43 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert "learner_added_information" in kinds and "learner_answered" in kinds
 
 
+def test_new_deadlines_already_passed_are_told_as_passed_or_left_to_the_sweep(
+    db: Engine,
+) -> None:
+    """The level's deadlines count from when the concern reached it, so a higher rating can
+    set one in the past: the contacts are asked to acknowledge now, not by a date gone by; and
+    when even feedback is late, nobody is asked for it (it moves up at the sweep's next look)."""
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    harm = "How often: every shift\nAnyone harmed: a patient was harmed\n"
+    deliver(db, reply_to(ack, body=harm), now=MONDAY_MORNING + timedelta(days=1, hours=5))
+    after = only_concern(db)
+    assert after.risk_level == "high" and after.ack_due_at < MONDAY_MORNING + timedelta(
+        days=1, hours=5
+    )
+    moved = outbox(db, kind="deadlines_changed", channel="email")
+    assert moved
+    for message in moved:
+        assert "the time to acknowledge it has passed: please acknowledge it now" in (
+            message.body_text or ""
+        )
+
+
+def test_no_new_deadline_is_asked_for_when_even_feedback_is_late_at_the_new_rating(
+    db: Engine,
+) -> None:
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    before = only_concern(db)
+    saturday = MONDAY_MORNING + timedelta(days=12)
+    assert before.feedback_due_at > saturday
+    harm = "How often: every shift\nAnyone harmed: a patient was harmed\n"
+    deliver(db, reply_to(ack, body=harm), now=saturday)
+    after = only_concern(db)
+    assert after.risk_level == "high" and after.feedback_due_at < saturday
+    assert outbox(db, kind="deadlines_changed") == []
+
+
 def test_later_deadlines_are_not_sent_to_the_contacts(db: Engine) -> None:
     """Answers that lower the rating move the deadlines later: nobody is told (acting sooner
     harms nobody), and the rating itself follows."""
@@ -940,6 +977,25 @@ def test_i_remain_concerned_after_feedback_moves_the_concern_up_at_once(
         moved.body_text or ""
     )
     assert "The learner remains concerned" not in (moved.body_text or "")
+
+
+def test_remaining_concerned_with_new_harm_is_rated_before_it_moves(db: Engine) -> None:
+    """The next level is told the rating and deadlines the learner's words bring, once, not the
+    old ones followed by a correction."""
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    with transaction(db) as session:
+        concern = session.exec(select(Concern)).one()
+        concern.feedback_at = MONDAY_MORNING + timedelta(hours=3)
+    body = "I remain concerned. Last night a patient was harmed."
+    deliver(db, reply_to(ack, body=body), now=MONDAY_MORNING + timedelta(hours=4))
+    concern = only_concern(db)
+    assert concern.pathway == 2 and concern.risk_level == "high"
+    assert outbox(db, kind="escalated_in")
+    assert outbox(db, kind="deadlines_changed") == []
+    local = concern.feedback_due_at.astimezone(ZoneInfo("Europe/London"))
+    due = f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+    assert all(due in (m.body_text or "") for m in outbox(db, kind="escalated_in"))
 
 
 def test_a_reply_to_feedback_the_concern_has_moved_on_from_changes_nothing(db: Engine) -> None:
