@@ -338,7 +338,7 @@ def change_learner_email(
         # The record may keep another name first given with this address: the concern keeps
         # the one staff give, which its learner's later words are redacted with.
         concern.learner_name = given_name
-        _redacted_again(concern, name=given_name)
+    _redacted_again(concern, name=given_name, address=email)
     # Links signed before (and status-page access opened with them) stop opening the concern.
     concern.link_version += 1
     given_up: list[OutboxMessage] = []
@@ -419,17 +419,20 @@ def change_learner_email(
     return True
 
 
-def _redacted_again(concern: Concern, *, name: str) -> None:
-    """A confidential concern's summary and description redacted again with a name staff give:
-    the one they were stored with may have been wrong or short ('Pryia'), and the right one may
-    be written in them. What the learner added since stays as it was kept (the audit trail is
-    append-only), as does mail already sent."""
+def _redacted_again(
+    concern: Concern, *, name: str | None = None, address: str | None = None
+) -> None:
+    """A confidential concern's summary and description redacted again with a name or address
+    staff give: the ones they were stored with may have been wrong or short ('Pryia'), and the
+    right ones may be written in them ("write to me at ..."). What the learner added since is
+    redacted as it is shown (`escalation.casework`); mail already sent stays as it was."""
     if concern.confidentiality != Confidentiality.CONFIDENTIAL.value:
         return
+    names, addresses = (name,), (address,)
     concern.summary = summary_within(
-        redact_identities(concern.summary, names=(name,), addresses=()), SUMMARY_MAX
+        redact_identities(concern.summary, names=names, addresses=addresses), SUMMARY_MAX
     )
-    concern.description = redact_identities(concern.description, names=(name,), addresses=())
+    concern.description = redact_identities(concern.description, names=names, addresses=addresses)
 
 
 def correct_learner_name(

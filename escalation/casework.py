@@ -10,7 +10,7 @@ access audit in the same transaction as the read.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from escalation import actions
 from escalation.actions import ActionRefused, Actor
 from escalation.policy import Policy
+from escalation.redact import redact_identities
 from escalation.views import concern_details, concern_summary
 from routing.access import (
     CHAT_CHANNELS,
@@ -227,7 +228,11 @@ def read_case(
     scope = case_scope(session, concern)
     details = concern_details(session, concern)
     details.pop("outbox", None)
-    details["events"] = _withheld(details["events"], sees_identity=sees_identity(who, scope))
+    details["events"] = _withheld(
+        details["events"],
+        sees_identity=sees_identity(who, scope),
+        redact=_learner_redaction(session, concern),
+    )
     details["identity"] = None
     if concern.learner_id is not None and sees_identity(who, scope):
         learner = session.get(Learner, concern.learner_id)
@@ -260,17 +265,40 @@ def read_case(
 IDENTITY_REASONS = frozenset({"learner_email_changed", "learner_name_corrected"})
 
 
-def _withheld(events: Sequence[dict[str, Any]], *, sees_identity: bool) -> list[dict[str, Any]]:
+def _withheld(
+    events: Sequence[dict[str, Any]],
+    *,
+    sees_identity: bool,
+    redact: Callable[[str], str] | None = None,
+) -> list[dict[str, Any]]:
     """The events as this person may read them: without those reasons unless they see who the
-    learner is."""
+    learner is, and what a confidential learner added redacted again with the names and address
+    held now (`redact`): a name or address staff corrected since it was kept may be in it."""
     if sees_identity:
         return list(events)
-    return [
-        event | {"detail": {k: v for k, v in (event["detail"] or {}).items() if k != "reason"}}
-        if event["kind"] in IDENTITY_REASONS
-        else event
-        for event in events
-    ]
+    shown: list[dict[str, Any]] = []
+    for event in events:
+        detail = event["detail"] or {}
+        if event["kind"] in IDENTITY_REASONS:
+            event = event | {"detail": {k: v for k, v in detail.items() if k != "reason"}}
+        elif (
+            redact is not None
+            and event["kind"] == "learner_added_information"
+            and isinstance(detail.get("text"), str)
+        ):
+            event = event | {"detail": detail | {"text": redact(detail["text"])}}
+        shown.append(event)
+    return shown
+
+
+def _learner_redaction(session: Session, concern: Concern) -> Callable[[str], str] | None:
+    """Redaction with a confidential learner's names and address as held now; None for others."""
+    if concern.confidentiality != Confidentiality.CONFIDENTIAL.value or not concern.learner_id:
+        return None
+    learner = session.get(Learner, concern.learner_id)
+    names = (concern.learner_name, learner.name if learner else None)
+    address = learner.email if learner else None
+    return lambda text: redact_identities(text, names=names, addresses=(address,))
 
 
 def audit_trail(session: Session, who: Principal, concern: Concern) -> list[dict[str, Any]]:
@@ -287,7 +315,11 @@ def audit_trail(session: Session, who: Principal, concern: Concern) -> list[dict
         }
         for event in repositories.events_of(session, id_of(concern))
     ]
-    entries = _withheld(events, sees_identity=sees_identity(who, case_scope(session, concern)))
+    entries = _withheld(
+        events,
+        sees_identity=sees_identity(who, case_scope(session, concern)),
+        redact=_learner_redaction(session, concern),
+    )
     entries += [
         {
             "at": record.at.isoformat(),

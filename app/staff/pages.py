@@ -28,6 +28,8 @@ from escalation.casework import ActionRefused, CaseAction, NotFound
 from intake.web import form_fields
 from intake.web.security import CSRF_FIELD, posted_form, require_csrf
 from notifications.messages import PATHWAY_NAMES_FOR_STAFF, when
+from routing.model import Pathway
+from routing.recipients import COPY_ROLES
 from routing.standards import STANDARDS
 from storage.db import transaction
 from storage.tables import Contact, StaffMember
@@ -174,6 +176,19 @@ PART_NAMES = {
     "copy": "told for information",
     "alert": "alerted (high risk)",
 }
+
+
+def _part_name(contact: Mapping[str, Any]) -> str:
+    """What a contact's part on the concern is, in words. A level's secondary contact who is
+    also one it tells in copy (the quality team at pathway 3) was told at once."""
+    part = str(contact["part"])
+    pathway = contact.get("pathway")
+    copied = COPY_ROLES[Pathway(pathway)] if pathway in {int(level) for level in Pathway} else ()
+    if part == "secondary" and any(role.value == contact["role"] for role in copied):
+        return "told for information; acts on it if the acknowledgement is late"
+    return PART_NAMES.get(part, part)
+
+
 PATHWAY_WORDS = {
     pathway: name[0].upper() + name[1:] for pathway, name in PATHWAY_NAMES_FOR_STAFF.items()
 }
@@ -311,7 +326,7 @@ def router(context: StaffContext) -> APIRouter:
                     contact
                     | {
                         "role_name": ROLE_NAMES.get(contact["role"], contact["role"]),
-                        "part_name": PART_NAMES.get(contact["part"], contact["part"]),
+                        "part_name": _part_name(contact),
                     }
                     for contact in details["contacts"]
                 ],

@@ -101,6 +101,9 @@ def test_the_supervisor_sees_their_concern_acknowledges_it_and_gives_feedback(
     parts = re.findall(r'<td class="nhsuk-table__cell">([^<]*)</td>\s*</tr>', contacts.group())
     assert "acts on it" in parts
     assert "told if the acknowledgement is late; may act on it" in parts
+    # At pathway 3 the quality team is told in copy at once: it is not waiting to be told.
+    at_dean = world.browser("dean").get(page_of(world.concerns["at_dean"])).text
+    assert "told for information; acts on it if the acknowledgement is late" in at_dean
     # The kind of learner in words, not its code.
     assert re.search(r"Kind of learner\s*</dt>\s*<dd[^>]*>\s*Foundation doctor", shown.text)
     assert "/close" not in shown.text and "/override-triage" not in shown.text
@@ -466,6 +469,19 @@ def test_a_corrected_name_is_taken_out_of_what_the_concern_says(world: StaffWorl
         policy=policy(),
     ).reference
     world.concerns["typo_name"] = reference
+    # What she adds later, redacted (as every channel does) with the names held then.
+    with transaction(world.engine) as session:
+        row = repositories.concern_by_reference(session, reference)
+        assert row is not None
+        add_learner_information(
+            session=session,
+            concern=row,
+            text=learner_words(session, row, "Priya Okonkwo here again: it happened again."),
+            channel="web",
+            inbound_id=None,
+            now=MONDAY_MORNING,
+            policy=policy(),
+        )
     supervisor = world.browser("supervisor")
     assert "Okonkwo" in supervisor.get(page_of(reference)).text
 
@@ -481,7 +497,32 @@ def test_a_corrected_name_is_taken_out_of_what_the_concern_says(world: StaffWorl
     after = concern(world, "typo_name")
     assert after.summary == "[name removed] left alone on nights"
     assert after.description == "I, [name removed], was left alone on the ward at night."
+    # Nor in what she added before, wherever it is shown below the dean.
     assert "Okonkwo" not in supervisor.get(page_of(reference)).text
+    assert "Okonkwo" not in supervisor.get(page_of(reference) + "/audit").text
+    supervisor_api = world.api("supervisor")
+    assert "Okonkwo" not in supervisor_api.get(f"/api/v1/concerns/{reference}").text
+    assert "here again" in supervisor.get(page_of(reference)).text
+    # The quality team, who know who she is, read what she wrote as it was kept.
+    assert "Okonkwo here again" in world.browser("quality").get(page_of(reference)).text
+
+
+def test_a_corrected_address_is_taken_out_of_what_the_concern_says(world: StaffWorld) -> None:
+    reference = world.concerns["confidential"]
+    with transaction(world.engine) as session:
+        row = repositories.concern_by_reference(session, reference)
+        assert row is not None
+        row.description += " Write to me at priya.home@example.org."
+    done = post(
+        world.browser("quality"),
+        reference,
+        "correct-learner-email",
+        email="priya.home@example.org",
+        text="She phoned: that is her address",
+    )
+    assert done.status_code == 303, done.text
+    assert "priya.home@example.org" not in concern(world, "confidential").description
+    assert "priya.home" not in world.browser("supervisor").get(page_of(reference)).text
 
 
 def test_an_anonymous_or_closed_concerns_email_cannot_be_corrected(world: StaffWorld) -> None:
