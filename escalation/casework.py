@@ -281,12 +281,16 @@ def _withheld(
         detail = event["detail"] or {}
         if event["kind"] in IDENTITY_REASONS:
             event = event | {"detail": {k: v for k, v in detail.items() if k != "reason"}}
-        elif (
-            redact is not None
-            and event["kind"] == "learner_added_information"
-            and isinstance(detail.get("text"), str)
-        ):
-            event = event | {"detail": detail | {"text": redact(detail["text"])}}
+        elif redact is not None and event["kind"] == "learner_added_information":
+            # Both what is shown and what triage read of it (an emailed reply keeps both).
+            event = event | {
+                "detail": detail
+                | {
+                    key: redact(value)
+                    for key, value in detail.items()
+                    if key in ("text", "triage_text") and isinstance(value, str)
+                }
+            }
         shown.append(event)
     return shown
 

@@ -520,7 +520,11 @@ def _choice(key: str, value: str) -> str | None:
     words = _words(value)
     used = [False] * len(words)
     named: set[str] = set()
-    harm_denied = False  # "no injury", "not hurt": said of harm, beside what happened
+    # Parts of the answer (between punctuation) where harm is said not to have happened ("fell
+    # but was not hurt"): what happened there was a risk. Elsewhere ("A patient died. I wasn't
+    # hurt") it says nothing of the harm.
+    denied: set[int] = set()
+    harmed_at: list[int] = []
     # Each word is used once, longest phrases first: 'not sure' is read before 'not' negates.
     for phrase, stored in _PHRASES[key]:
         size = len(phrase)
@@ -529,17 +533,19 @@ def _choice(key: str, value: str) -> str | None:
                 continue
             used[start : start + size] = [True] * size
             if _shortly_after(words, start, _NEGATIONS_AS_PHRASES):
-                harm_denied = harm_denied or stored == Harm.PATIENT_HARMED.value
+                if stored == Harm.PATIENT_HARMED.value:
+                    denied.add(words[:start].count(_BREAK))
                 continue
             if stored == Harm.PATIENT_HARMED.value:
                 stored_here = _harm_read(words, start, phrase)
-                if stored_here is not None:
+                if stored_here == Harm.PATIENT_HARMED.value:
+                    harmed_at.append(words[:start].count(_BREAK))
+                elif stored_here is not None:
                     named.add(stored_here)
                 continue
             named.add(stored)
-    if harm_denied and Harm.PATIENT_HARMED.value in named:
-        # "A patient fell but was not hurt", "wrong dose given, no harm": it could have been.
-        named = (named - {Harm.PATIENT_HARMED.value}) | {Harm.PATIENT_AT_RISK.value}
+    for part in harmed_at:
+        named.add(Harm.PATIENT_AT_RISK.value if part in denied else Harm.PATIENT_HARMED.value)
     return named.pop() if len(named) == 1 else None
 
 

@@ -175,7 +175,7 @@ NEGATIONS_WITHOUT_APOSTROPHE = (
 # "nobody was bullied", "wasn't harmed"; never over "and", a clause's punctuation, a line break,
 # a bracket or a dash ("not reviewed and the patient died", "nobody came, the patient died", a
 # summary "No registrar" above "Patient died overnight").
-_NOT_A_CLAUSE_BREAK = r"[^\w,.;:!?&\n()\u2013\u2014]+"
+_NOT_A_CLAUSE_BREAK = r"(?:(?! - )[^\w,.;:!?&\n()\u2013\u2014])+"
 _NEGATED = re.compile(
     rf"\b(?:no|not|never|nobody|none|without|\w+n't|{'|'.join(NEGATIONS_WITHOUT_APOSTROPHE)})"
     rf"{_NOT_A_CLAUSE_BREAK}"
@@ -321,6 +321,11 @@ SIGNALS: tuple[Signal, ...] = (
                 "avoidable death",
                 "unexpected death",
                 "unwitnessed fall",
+                "badly injured",
+                "seriously injured",
+                "got injured",
+                "serious injury",
+                "serious injuries",
                 "fell out of bed",
                 "had a cardiac arrest",
                 "given an overdose",

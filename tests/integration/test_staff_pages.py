@@ -473,11 +473,14 @@ def test_a_corrected_name_is_taken_out_of_what_the_concern_says(world: StaffWorl
     with transaction(world.engine) as session:
         row = repositories.concern_by_reference(session, reference)
         assert row is not None
+        said = learner_words(session, row, "Priya Okonkwo here again: it happened again.")
         add_learner_information(
             session=session,
             concern=row,
-            text=learner_words(session, row, "Priya Okonkwo here again: it happened again."),
-            channel="web",
+            text=said,
+            # An emailed reply keeps what triage read of it as well.
+            triage_text=said,
+            channel="email",
             inbound_id=None,
             now=MONDAY_MORNING,
             policy=policy(),
@@ -502,6 +505,7 @@ def test_a_corrected_name_is_taken_out_of_what_the_concern_says(world: StaffWorl
     assert "Okonkwo" not in supervisor.get(page_of(reference) + "/audit").text
     supervisor_api = world.api("supervisor")
     assert "Okonkwo" not in supervisor_api.get(f"/api/v1/concerns/{reference}").text
+    assert "Okonkwo" not in supervisor_api.get(f"/api/v1/concerns/{reference}/audit").text
     assert "here again" in supervisor.get(page_of(reference)).text
     # The quality team, who know who she is, read what she wrote as it was kept.
     assert "Okonkwo here again" in world.browser("quality").get(page_of(reference)).text

@@ -35,7 +35,12 @@ def _negated(before: str) -> bool:
     words_read = 0
     while pieces and words_read < 3:
         separator = pieces.pop()
-        if re.fullmatch(r"\w.*", separator) or _CLAUSE_MARKS & set(separator) or not pieces:
+        if (
+            re.fullmatch(r"\w.*", separator)
+            or _CLAUSE_MARKS & set(separator)
+            or " - " in separator
+            or not pieces
+        ):
             return False
         word = pieces.pop().lower()
         if word in _NEGATIONS or (word.endswith("n't") and len(word) > 3):
@@ -105,7 +110,7 @@ NEGATIONS += ["and", "AND", "&", "wasnt", "DIDNT", "dont"]
 ODD_LETTERS = "\u0130\u0131\u017f\u212a\u00e9\u00df_0"
 SEPARATORS = [" ", " ", " ", "  ", "-", " - ", "\n", ", ", ". ", "; ", "'", "\u2019", "...", "("]
 SEPARATORS += [")", "/", "\u2014", "\t", "", "!", " \u2019", "\u00a0", " & ", ": ", "? "]
-SEPARATORS += [" \u2013 ", "\n"]
+SEPARATORS += [" \u2013 ", "\n", " -  ", "  - "]
 
 random_words = st.text(
     alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz'" + ODD_LETTERS), min_size=1, max_size=8

@@ -267,7 +267,10 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: a matter of time before a patient gets hurt", "patient_at_risk"),
         # What happened, said not to have harmed anyone, is a risk.
         ("Anyone harmed: A patient fell but was not hurt", "patient_at_risk"),
-        ("Anyone harmed: patient given wrong dose, no harm done", "patient_at_risk"),
+        ("Anyone harmed: patient given wrong dose but no harm done", "patient_at_risk"),
+        # Harm denied in another part of the answer says nothing of this one.
+        ("Anyone harmed: A patient died. I wasnt hurt but Im upset.", "patient_harmed"),
+        ("Anyone harmed: patient died, no harm to staff", "patient_harmed"),
         # Negations typed without the apostrophe; the learner's family; staff; equipment.
         ("Anyone harmed: the patient wasnt harmed", None),
         ("Anyone harmed: my mum died", None),

@@ -516,6 +516,8 @@ def test_harm_after_an_unrelated_negation_still_counts() -> None:
         ("no one x y harm", True),  # three: out of reach
         ("No registrar\npatient died overnight", True),  # a line break ends it
         ("Nobody came \u2014 the patient fell", True),  # so does a dash
+        ("Nobody came - the patient fell", True),  # as typed
+        ("The patient was badly injured", True),
         ("No doctor came (patient fell twice)", True),  # and a bracket
         ("the patient wasnt harmed", False),  # typed without the apostrophe
         ("the patient had no injuries", False),
