@@ -21,7 +21,6 @@ from sqlmodel import Session, col, select
 from escalation import actions
 from escalation.actions import ActionRefused, Actor
 from escalation.policy import Policy
-from escalation.redact import redact_identities
 from escalation.views import concern_details, concern_summary
 from routing.access import (
     CHAT_CHANNELS,
@@ -231,7 +230,7 @@ def read_case(
     details["events"] = _withheld(
         details["events"],
         sees_identity=sees_identity(who, scope),
-        redact=_learner_redaction(session, concern),
+        redact=actions.learner_redaction(session, concern),
     )
     details["identity"] = None
     if concern.learner_id is not None and sees_identity(who, scope):
@@ -295,16 +294,6 @@ def _withheld(
     return shown
 
 
-def _learner_redaction(session: Session, concern: Concern) -> Callable[[str], str] | None:
-    """Redaction with a confidential learner's names and address as held now; None for others."""
-    if concern.confidentiality != Confidentiality.CONFIDENTIAL.value or not concern.learner_id:
-        return None
-    learner = session.get(Learner, concern.learner_id)
-    names = (concern.learner_name, learner.name if learner else None)
-    address = learner.email if learner else None
-    return lambda text: redact_identities(text, names=names, addresses=(address,))
-
-
 def audit_trail(session: Session, who: Principal, concern: Concern) -> list[dict[str, Any]]:
     """What happened to the concern, and who looked at its learner's identity or exported it
     (as this person may read it)."""
@@ -322,7 +311,7 @@ def audit_trail(session: Session, who: Principal, concern: Concern) -> list[dict
     entries = _withheld(
         events,
         sees_identity=sees_identity(who, case_scope(session, concern)),
-        redact=_learner_redaction(session, concern),
+        redact=actions.learner_redaction(session, concern),
     )
     entries += [
         {

@@ -39,7 +39,7 @@ from escalation.actions import (
 )
 from escalation.notify import queue_reply_not_applied
 from escalation.policy import Policy
-from escalation.redact import drop_signature, for_contacts, redact_identities
+from escalation.redact import drop_signature, for_contacts, redact_identities, summary_within
 from intake import placement
 from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, html_to_text, parse_email
@@ -399,9 +399,7 @@ def _summary(parsed: ParsedEmail) -> str:
     first_line = next((line.strip() for line in parsed.text.splitlines() if line.strip()), "")
     summary = subject.strip() or first_line or "Concern raised by email"
     summary = for_contacts(summary, name=parsed.from_display_name, address=parsed.from_address)
-    if len(summary) > SUMMARY_MAX:
-        summary = summary[: SUMMARY_MAX - 1].rstrip() + "…"
-    return summary or "Concern raised by email"
+    return summary_within(summary, SUMMARY_MAX) or "Concern raised by email"
 
 
 def _description(parsed: ParsedEmail) -> str:

@@ -15,6 +15,7 @@ from escalation.links import LINK_PATH
 from notifications.messages import QUESTIONS, Question
 from notifications.threading import TOKEN
 from routing.model import Frequency, Harm, LearnerGroup
+from routing.triage import NEGATIONS_WITHOUT_APOSTROPHE
 
 MAX_FREE_TEXT_CHARS = 200
 _MAX_CHOICE_CHARS = 300
@@ -51,8 +52,7 @@ _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').
 _NEGATIONS = frozenset(
     {"no", "not", "nobody", "none", "never", "noone", "neither", "nor",
-     # typed on a phone without the apostrophe
-     "wasnt", "werent", "isnt", "arent", "didnt", "dont", "doesnt", "hasnt", "havent", "hadnt"}
+     *NEGATIONS_WITHOUT_APOSTROPHE}
 )  # fmt: skip
 # Words before a choice that a negation may be ("no patient has been harmed"), and a hedge
 # ("could have fallen and been hurt").

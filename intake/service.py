@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from escalation.actions import learner_redaction
 from escalation.contacts import choose_programme_body
 from escalation.ladder import (
     alert_high_risk,
@@ -303,12 +304,8 @@ def learner_words(session: Session, concern: Concern, text: str) -> str:
     """What the learner of `concern` writes later (information added on the status page, in
     Slack or in Teams), as the people handling it may read it (`in_confidence`): without the
     name they gave with the concern, nor the one their record keeps."""
-    if concern.confidentiality != Confidentiality.CONFIDENTIAL.value or concern.learner_id is None:
-        return text
-    learner = session.get(Learner, concern.learner_id)
-    if learner is None:
-        return text
-    return in_confidence(text, names=(concern.learner_name, learner.name), address=learner.email)
+    redact = learner_redaction(session, concern)
+    return redact(text) if redact is not None else text
 
 
 def _one_line(summary: str) -> str:

@@ -10,7 +10,6 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from email.utils import make_msgid
-from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
@@ -29,6 +28,7 @@ from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
+from notifications.messages import when
 from notifications.threading import MailThreading
 from storage import inbox, migrate, repositories
 from storage.db import create_db_engine, transaction
@@ -36,6 +36,7 @@ from storage.directory import example_directory_path, load_directory, parse_dire
 from storage.inbox import Received, store_received
 from storage.tables import Concern, Event, InboundMessage, Learner, OutboxMessage
 from tests.integration.helpers import (
+    LONDON,
     MONDAY_MORNING,
     concern_input,
     example_placement,
@@ -81,6 +82,23 @@ def deliver(
 ) -> IntakeReport:
     store_received(engine, [Received(mail_from=mail_from, rcpt_tos=(MAILBOX,), raw=raw)], now=now)
     return process_pending(engine=engine, policy=policy(), threading=THREADING, now=now)
+
+
+def answered(
+    engine: Engine,
+    answers: str,
+    *,
+    about: str | None = "There is nobody to ask for help on nights.",
+    after: timedelta = timedelta(hours=1),
+) -> tuple[Concern, Concern]:
+    """A concern raised by email, then the learner's reply to its acknowledgement `after` later
+    with these answers: the concern before the reply and after it. `about`: what the concern
+    says (None: the usual email's words)."""
+    deliver(engine, email() if about is None else email(body=about))
+    before = only_concern(engine)
+    (ack,) = outbox(engine, kind="learner_ack")
+    deliver(engine, reply_to(ack, body=answers), now=MONDAY_MORNING + after)
+    return before, only_concern(engine)
 
 
 def only_concern(engine: Engine) -> Concern:
@@ -254,26 +272,16 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert told_before and {m.recipient_address for m in moved} == told_before
     assert len(moved) == len(told_before)
     assert all(m.send_after == MONDAY_MORNING + timedelta(hours=1) for m in moved)
-    local = after.ack_due_at.astimezone(ZoneInfo("Europe/London"))
-    assert all(
-        f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}" in (m.body_text or "")
-        for m in moved
-    )
+    assert all(when(after.ack_due_at, LONDON) in (m.body_text or "") for m in moved)
     kinds = [event.kind for event in events(db, after.id or 0)]
     assert "learner_added_information" in kinds and "learner_answered" in kinds
 
 
-def test_new_deadlines_already_passed_are_told_as_passed_or_left_to_the_sweep(
-    db: Engine,
-) -> None:
+def test_an_acknowledgement_deadline_already_passed_is_told_as_passed(db: Engine) -> None:
     """The level's deadlines count from when the concern reached it, so a higher rating can
-    set one in the past: the contacts are asked to acknowledge now, not by a date gone by; and
-    when even feedback is late, nobody is asked for it (it moves up at the sweep's next look)."""
-    deliver(db, email())
-    (ack,) = outbox(db, kind="learner_ack")
+    set one in the past: the contacts are asked to acknowledge now, not by a date gone by."""
     harm = "How often: every shift\nAnyone harmed: a patient was harmed\n"
-    deliver(db, reply_to(ack, body=harm), now=MONDAY_MORNING + timedelta(days=1, hours=5))
-    after = only_concern(db)
+    _, after = answered(db, harm, about=None, after=timedelta(days=1, hours=5))
     assert after.risk_level == "high" and after.ack_due_at < MONDAY_MORNING + timedelta(
         days=1, hours=5
     )
@@ -288,14 +296,11 @@ def test_new_deadlines_already_passed_are_told_as_passed_or_left_to_the_sweep(
 def test_no_new_deadline_is_asked_for_when_even_feedback_is_late_at_the_new_rating(
     db: Engine,
 ) -> None:
-    deliver(db, email())
-    (ack,) = outbox(db, kind="learner_ack")
-    before = only_concern(db)
+    """Nobody is asked for feedback already late: it moves up at the sweep's next look."""
     saturday = MONDAY_MORNING + timedelta(days=12)
-    assert before.feedback_due_at > saturday
     harm = "How often: every shift\nAnyone harmed: a patient was harmed\n"
-    deliver(db, reply_to(ack, body=harm), now=saturday)
-    after = only_concern(db)
+    before, after = answered(db, harm, about=None, after=timedelta(days=12))
+    assert before.feedback_due_at > saturday
     assert after.risk_level == "high" and after.feedback_due_at < saturday
     assert outbox(db, kind="deadlines_changed") == []
 
@@ -303,15 +308,9 @@ def test_no_new_deadline_is_asked_for_when_even_feedback_is_late_at_the_new_rati
 def test_later_deadlines_are_not_sent_to_the_contacts(db: Engine) -> None:
     """Answers that lower the rating move the deadlines later: nobody is told (acting sooner
     harms nobody), and the rating itself follows."""
-    deliver(db, email(body="The rota is posted late every month."))
-    before = only_concern(db)
-    (ack,) = outbox(db, kind="learner_ack")
-    deliver(
-        db,
-        reply_to(ack, body="How often: once\nAnyone harmed: minor\n"),
-        now=MONDAY_MORNING + timedelta(hours=1),
+    before, after = answered(
+        db, "How often: once\nAnyone harmed: minor\n", about="The rota is posted late every month."
     )
-    after = only_concern(db)
     assert after.feedback_due_at > before.feedback_due_at, (before.risk_level, after.risk_level)
     assert outbox(db, kind="deadlines_changed") == []
 
@@ -319,14 +318,7 @@ def test_later_deadlines_are_not_sent_to_the_contacts(db: Engine) -> None:
 def test_harm_in_the_learners_own_words_is_read_as_harm(db: Engine) -> None:
     """ "Yes, a patient fell" is the learner's answer to "Has anyone been harmed?", in their own
     words: before, it was not understood, and a concern that happened once stayed medium risk."""
-    deliver(db, email(body="There is nobody to ask for help on nights."))
-    (ack,) = outbox(db, kind="learner_ack")
-    deliver(
-        db,
-        reply_to(ack, body="How often: once\nAnyone harmed: yes, a patient fell\n"),
-        now=MONDAY_MORNING + timedelta(hours=1),
-    )
-    after = only_concern(db)
+    _, after = answered(db, "How often: once\nAnyone harmed: yes, a patient fell\n")
     assert (after.frequency, after.harm) == ("once", "patient_harmed")
     assert after.patient_safety and after.risk_level == "high"
     assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
@@ -335,14 +327,7 @@ def test_harm_in_the_learners_own_words_is_read_as_harm(db: Engine) -> None:
 def test_an_answer_that_is_not_clear_is_still_read_for_harm(db: Engine) -> None:
     """ "A high-risk patient fell" names a risk and a harm: no clear answer, so harm stays
     unanswered, but the words are the learner's and are rated: a patient safety concern."""
-    deliver(db, email(body="There is nobody to ask for help on nights."))
-    (ack,) = outbox(db, kind="learner_ack")
-    deliver(
-        db,
-        reply_to(ack, body="How often: once\nAnyone harmed: a high-risk patient fell\n"),
-        now=MONDAY_MORNING + timedelta(hours=1),
-    )
-    after = only_concern(db)
+    _, after = answered(db, "How often: once\nAnyone harmed: a high-risk patient fell\n")
     assert (after.frequency, after.harm) == ("once", "not_answered")
     assert after.patient_safety and after.impact >= 4
 
@@ -350,14 +335,7 @@ def test_an_answer_that_is_not_clear_is_still_read_for_harm(db: Engine) -> None:
 def test_a_learner_who_fell_behind_is_not_a_patient_harmed(db: Engine) -> None:
     """The same reply about the learner's own training (once, and they fell behind) is the
     learners affected: medium risk, and nobody alerted."""
-    deliver(db, email(body="There is nobody to ask for help on nights."))
-    (ack,) = outbox(db, kind="learner_ack")
-    deliver(
-        db,
-        reply_to(ack, body="How often: once\nAnyone harmed: my training, I fell behind\n"),
-        now=MONDAY_MORNING + timedelta(hours=1),
-    )
-    after = only_concern(db)
+    _, after = answered(db, "How often: once\nAnyone harmed: my training, I fell behind\n")
     assert (after.frequency, after.harm) == ("once", "learners_affected")
     assert not after.patient_safety and after.risk_level == "medium"
     assert not outbox(db, kind="high_risk_alert")
@@ -993,8 +971,7 @@ def test_remaining_concerned_with_new_harm_is_rated_before_it_moves(db: Engine) 
     assert concern.pathway == 2 and concern.risk_level == "high"
     assert outbox(db, kind="escalated_in")
     assert outbox(db, kind="deadlines_changed") == []
-    local = concern.feedback_due_at.astimezone(ZoneInfo("Europe/London"))
-    due = f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+    due = when(concern.feedback_due_at, LONDON)
     assert all(due in (m.body_text or "") for m in outbox(db, kind="escalated_in"))
 
 

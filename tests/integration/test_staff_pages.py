@@ -315,6 +315,20 @@ def test_the_dean_overrides_triage_and_edits_standards(world: StaffWorld) -> Non
 CORRECTED = "priya.correct@example.nhs.uk"
 
 
+def raised_on_the_form(world: StaffWorld, name: str, **changes: Any) -> str:
+    """A concern raised on the web form (the usual answers, with these changes), known to the
+    world as `name`: its reference."""
+    reference = submit_concern(
+        engine=world.engine,
+        concern=parse_submission(concern_input(example_placement(world.engine), **changes)),
+        channel=Channel.WEB,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    world.concerns[name] = reference
+    return reference
+
+
 def learner_of(world: StaffWorld, name: str) -> tuple[str | None, str | None]:
     """The learner's email and name on the concern now."""
     with transaction(world.engine) as session:
@@ -448,27 +462,19 @@ def test_a_corrected_name_is_taken_out_of_what_the_concern_says(world: StaffWorl
     """The form named 'Pryia Okonkow' (a typo): 'Priya Okonkwo' in her description was left for
     her supervisor to read. Corrected by the quality team, it is taken out of the summary and
     the description too."""
-    reference = submit_concern(
-        engine=world.engine,
-        concern=parse_submission(
-            concern_input(
-                example_placement(world.engine),
-                learner={
-                    "name": "Pryia Okonkow",
-                    "email": "pok@example.nhs.uk",
-                    "group": "foundation",
-                    "programme": "Foundation Programme FY1",
-                },
-                summary="Okonkwo left alone on nights",
-                description="I, Priya Okonkwo, was left alone on the ward at night.",
-                confidentiality="confidential",
-            )
-        ),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    ).reference
-    world.concerns["typo_name"] = reference
+    reference = raised_on_the_form(
+        world,
+        "typo_name",
+        learner={
+            "name": "Pryia Okonkow",
+            "email": "pok@example.nhs.uk",
+            "group": "foundation",
+            "programme": "Foundation Programme FY1",
+        },
+        summary="Okonkwo left alone on nights",
+        description="I, Priya Okonkwo, was left alone on the ward at night.",
+        confidentiality="confidential",
+    )
     # What she adds later, redacted (as every channel does) with the names held then.
     with transaction(world.engine) as session:
         row = repositories.concern_by_reference(session, reference)
@@ -582,25 +588,17 @@ def test_the_owner_of_the_mistyped_address_does_not_give_the_learner_their_name(
 ) -> None:
     """Sam types Priya's address by mistake: his concern is kept on her record (her name stays
     hers). Corrected to his own address, it must not take her name there with it."""
-    sams = submit_concern(
-        engine=world.engine,
-        concern=parse_submission(
-            concern_input(
-                example_placement(world.engine),
-                learner={
-                    "name": "Sam Otherlearner",
-                    "email": LEARNER_EMAIL,
-                    "group": "foundation",
-                    "programme": "Foundation Programme FY1",
-                },
-                confidentiality="confidential",
-            )
-        ),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    ).reference
-    world.concerns["sams"] = sams
+    sams = raised_on_the_form(
+        world,
+        "sams",
+        learner={
+            "name": "Sam Otherlearner",
+            "email": LEARNER_EMAIL,
+            "group": "foundation",
+            "programme": "Foundation Programme FY1",
+        },
+        confidentiality="confidential",
+    )
     sam = "sam.otherlearner@example.nhs.uk"
     done = post(
         world.browser("quality"), sams, "correct-learner-email", email=sam, text="He phoned us"
@@ -609,36 +607,19 @@ def test_the_owner_of_the_mistyped_address_does_not_give_the_learner_their_name(
     assert learner_of(world, "sams") == (sam, None)
     assert learner_of(world, "named") == (LEARNER_EMAIL, LEARNER_NAME)
     # His own name is kept when he next raises a concern from his address.
-    again = submit_concern(
-        engine=world.engine,
-        concern=parse_submission(
-            concern_input(
-                example_placement(world.engine),
-                learner={"name": "Sam Otherlearner", "email": sam, "group": "foundation"},
-            )
-        ),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    ).reference
-    world.concerns["again"] = again
+    raised_on_the_form(
+        world,
+        "again",
+        learner={"name": "Sam Otherlearner", "email": sam, "group": "foundation"},
+    )
     assert learner_of(world, "again") == (sam, "Sam Otherlearner")
 
     # A mistyped address no other concern has: its name is the learner's, and comes along; the
     # mistyped record goes.
     typo = "priya.testlaerner@example.nhs.uk"
-    world.concerns["typo"] = submit_concern(
-        engine=world.engine,
-        concern=parse_submission(
-            concern_input(
-                example_placement(world.engine),
-                learner={"name": LEARNER_NAME, "email": typo, "group": "foundation"},
-            )
-        ),
-        channel=Channel.WEB,
-        now=MONDAY_MORNING,
-        policy=policy(),
-    ).reference
+    raised_on_the_form(
+        world, "typo", learner={"name": LEARNER_NAME, "email": typo, "group": "foundation"}
+    )
     typo_id = concern(world, "typo").learner_id
     done = post(
         world.browser("dean"),
