@@ -441,10 +441,29 @@ def _redacted_again(
     if concern.confidentiality != Confidentiality.CONFIDENTIAL.value:
         return
     names, addresses = (name,), (address,)
-    concern.summary = summary_within(
+    summary = summary_within(
         redact_identities(concern.summary, names=names, addresses=addresses), SUMMARY_MAX
     )
-    concern.description = redact_identities(concern.description, names=names, addresses=addresses)
+    description = redact_identities(concern.description, names=names, addresses=addresses)
+    # The words as the learner wrote them stay for triage and the dean (`as_written`): a name
+    # that is also a word ("Grace Ward") is taken out of the copies below the dean only.
+    written_summary, written_description = as_written(concern)
+    if summary != concern.summary:
+        concern.summary_as_written = written_summary
+        concern.summary = summary
+    if description != concern.description:
+        concern.description_as_written = written_description
+        concern.description = description
+
+
+def as_written(concern: Concern) -> tuple[str, str]:
+    """The concern's summary and description as the learner wrote them: what triage reads, and
+    what those who may know who raised it read. Contacts below the dean read `concern.summary`
+    and `concern.description`, without a confidential learner's name and address."""
+    return (
+        concern.summary_as_written or concern.summary,
+        concern.description_as_written or concern.description,
+    )
 
 
 def correct_learner_name(
@@ -708,14 +727,14 @@ def retriage(*, session: Session, concern: Concern, now: datetime, policy: Polic
 def _learner_text(
     concern: Concern, events: Sequence[Event], *, leaving_out: Event | None = None
 ) -> str:
-    """What triage reads: the concern as raised, and the information the learner added since
-    (of the concern's `events`, all of it, or all but `leaving_out`)."""
+    """What triage reads: the concern as the learner wrote it, and the information they added
+    since (of the concern's `events`, all of it, or all but `leaving_out`)."""
     added = [
         _triage_words(event.channel, event.detail or {})
         for event in events
         if event.kind == "learner_added_information" and event is not leaving_out
     ]
-    return "\n".join([concern.summary, concern.description, *added])
+    return "\n".join([*as_written(concern), *added])
 
 
 def _triage_words(channel: str, detail: Mapping[str, object]) -> str:

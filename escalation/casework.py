@@ -225,15 +225,14 @@ def read_case(
     do, and the learner's identity only where their role may see it (a confidential learner's
     identity shown is recorded in the access audit)."""
     scope = case_scope(session, concern)
+    sees = sees_identity(who, scope)
     details = concern_details(session, concern)
     details.pop("outbox", None)
     details["events"] = _withheld(
-        details["events"],
-        sees_identity=sees_identity(who, scope),
-        redact=actions.learner_redaction(session, concern),
+        details["events"], sees_identity=sees, redact=actions.learner_redaction(session, concern)
     )
     details["identity"] = None
-    if concern.learner_id is not None and sees_identity(who, scope):
+    if concern.learner_id is not None and sees:
         learner = session.get(Learner, concern.learner_id)
         if learner is not None:
             details["identity"] = {
@@ -252,6 +251,13 @@ def read_case(
                     now=now,
                     reference=concern.reference,
                 )
+    # Those who may know who raised it read what the learner wrote whole; everyone else reads it
+    # without a confidential learner's name and address.
+    details["as_written"] = False
+    if sees:
+        written = actions.as_written(concern)
+        details["as_written"] = written != (concern.summary, concern.description)
+        details["summary"], details["description"] = written
     details["identity_withheld"] = (
         details["identity"] is None and concern.confidentiality == Confidentiality.CONFIDENTIAL
     )

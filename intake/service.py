@@ -183,6 +183,8 @@ def raise_concern(
         placement_text=placement_text,
         summary=summary,
         description=description,
+        summary_as_written=new.summary if summary != new.summary else None,
+        description_as_written=new.description if description != new.description else None,
         frequency=new.frequency.value,
         harm=new.harm.value,
         raised_before=new.raised_before.value,

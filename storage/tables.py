@@ -199,6 +199,11 @@ class Concern(SQLModel, table=True):
 
     summary: str = Field(sa_type=Text)
     description: str = Field(sa_type=Text)
+    # A confidential concern's summary and description as the learner wrote them, when their name
+    # or address was taken out of the two above (which everyone handling it reads): for triage,
+    # and for those who may know who raised it (the dean and quality team). See migration 0017.
+    summary_as_written: str | None = Field(default=None, sa_type=Text)
+    description_as_written: str | None = Field(default=None, sa_type=Text)
     frequency: str
     harm: str
     raised_before: str

@@ -156,6 +156,10 @@ class ConcernDetail(BaseModel):
     identity_withheld: bool = Field(
         description="True when the learner is confidential and the caller may not know them"
     )
+    as_written: bool = Field(
+        description="True when the summary and description are as the learner wrote them, and "
+        "contacts who may not know the learner read them without the learner's name and address"
+    )
     allowed_actions: list[CaseAction]
 
 

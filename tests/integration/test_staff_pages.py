@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from escalation.actions import add_learner_information
+from escalation.actions import add_learner_information, retriage
 from intake.service import learner_words, submit_concern
 from intake.submission import Channel, parse_submission
 from storage import repositories
@@ -513,8 +513,69 @@ def test_a_corrected_name_is_taken_out_of_what_the_concern_says(world: StaffWorl
     assert "Okonkwo" not in supervisor_api.get(f"/api/v1/concerns/{reference}").text
     assert "Okonkwo" not in supervisor_api.get(f"/api/v1/concerns/{reference}/audit").text
     assert "here again" in supervisor.get(page_of(reference)).text
-    # The quality team, who know who she is, read what she wrote as it was kept.
-    assert "Okonkwo here again" in world.browser("quality").get(page_of(reference)).text
+    # The quality team, who know who she is, read what she wrote as it was kept, and are told
+    # that others read it without her name; her supervisor is not told there is more.
+    quality_page = world.browser("quality").get(page_of(reference)).text
+    assert "Okonkwo here again" in quality_page
+    assert "I, Priya Okonkwo, was left alone on the ward at night." in quality_page
+    assert "Okonkwo left alone on nights" in quality_page
+    assert 'id="as-written"' in quality_page
+    assert 'id="as-written"' not in supervisor.get(page_of(reference)).text
+    quality_api = world.api("quality").get(f"/api/v1/concerns/{reference}").json()
+    assert quality_api["description"] == "I, Priya Okonkwo, was left alone on the ward at night."
+    assert quality_api["as_written"] is True
+    supervisor_api_case = supervisor_api.get(f"/api/v1/concerns/{reference}").json()
+    assert supervisor_api_case["as_written"] is False
+    assert supervisor_api_case["summary"] == "[name removed] left alone on nights"
+
+
+def test_a_name_that_is_also_a_word_stays_in_what_triage_and_the_dean_read(
+    world: StaffWorld,
+) -> None:
+    """A confidential learner named Sam Fell: "fell" is taken out of the copy her supervisor
+    reads, but not out of what triage reads when it rates the concern again, nor what the quality
+    team reads. Before, rating again from the kept copy lost the patient who fell."""
+    reference = raised_on_the_form(
+        world,
+        "sam_fell",
+        learner={
+            "name": "Sam Fell",
+            "email": "sam.fell@example.nhs.uk",
+            "group": "foundation",
+            "programme": "Foundation Programme FY1",
+        },
+        summary="Left alone on nights",
+        description="A patient fell on the ward at night and nobody senior came.",
+        confidentiality="confidential",
+    )
+    raised = concern(world, "sam_fell")
+    assert "fell" not in raised.description.casefold()
+    assert raised.description_as_written == (
+        "A patient fell on the ward at night and nobody senior came."
+    )
+    assert raised.patient_safety
+    rated = (raised.auto_likelihood, raised.auto_impact, raised.risk_reasons)
+    with transaction(world.engine) as session:
+        row = repositories.concern_by_reference(session, reference)
+        assert row is not None
+        retriage(session=session, concern=row, now=MONDAY_MORNING, policy=policy())
+    after = concern(world, "sam_fell")
+    assert (after.auto_likelihood, after.auto_impact, after.risk_reasons) == rated
+    # A correction that takes more out keeps what she wrote for those who may know her.
+    done = post(
+        world.browser("quality"),
+        reference,
+        "correct-learner-email",
+        email="sam.fell@example.nhs.uk",
+        name="Sam Fell-Nights",
+        text="She phoned: her surname is double-barrelled",
+    )
+    assert done.status_code == 303, done.text
+    corrected = concern(world, "sam_fell")
+    assert "nights" not in corrected.summary.casefold()
+    assert corrected.summary_as_written == "Left alone on nights"
+    assert "Left alone on nights" in world.browser("quality").get(page_of(reference)).text
+    assert "Left alone on nights" not in world.browser("supervisor").get(page_of(reference)).text
 
 
 def test_a_corrected_address_is_taken_out_of_what_the_concern_says(world: StaffWorld) -> None:
