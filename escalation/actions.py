@@ -64,6 +64,7 @@ from routing.recipients import (
 from routing.standards import STANDARDS, suggest_standards
 from routing.triage import Triage, TriageInput, triage
 from storage import repositories
+from storage import staff as accounts
 from storage.tables import (
     SUMMARY_MAX,
     Concern,
@@ -73,6 +74,7 @@ from storage.tables import (
     Learner,
     Organisation,
     OutboxMessage,
+    StaffMember,
     id_of,
 )
 
@@ -776,12 +778,14 @@ def _tell_deadlines_moved_up(
     before: tuple[datetime, datetime],
     now: datetime,
     policy: Policy,
+    by: Actor | None = None,
 ) -> None:
     """The level's acting contacts, told the deadlines they were sent, are told the earlier
     ones a higher rating brings (triage's, or one staff set), at once: else they would believe
     they had days they have not, and the concern would move up without them knowing. Not once
     feedback is given (its deadline has been met), nor for deadlines that moved later (acting
-    sooner harms nobody)."""
+    sooner harms nobody), nor to whoever set the rating (`by`: a dean rating a concern at
+    pathway 3 knows what they did)."""
     if concern.status != ConcernStatus.OPEN.value or concern.feedback_at is not None:
         return
     if concern.feedback_due_at <= now:
@@ -793,13 +797,16 @@ def _tell_deadlines_moved_up(
         return
     # Those who were told the concern: not someone the directory puts in the place of one who
     # has left (they have been sent nothing; the sweep's next message brings them the concern).
+    acting = _contact_ids_of(session, by)
     told = [
         (contact, Role(assignment.role))
         for assignment, contact in repositories.assignments_of(
             session, id_of(concern), pathway=concern.pathway
         )
-        if assignment.part == "primary" and contact.active
+        if assignment.part == "primary" and contact.active and id_of(contact) not in acting
     ]
+    if not told:
+        return
     queue_to_contacts(
         session,
         concern=concern,
@@ -812,6 +819,18 @@ def _tell_deadlines_moved_up(
         # Once for each pair of deadlines.
         key_suffix=f":{concern.ack_due_at:%Y%m%d%H%M}:{concern.feedback_due_at:%Y%m%d%H%M}",
     )
+
+
+def _contact_ids_of(session: Session, by: Actor | None) -> frozenset[int]:
+    """The directory contacts who act: the one named, or every one with the signed-in member of
+    staff's email (one person may be a level's contact and a dean)."""
+    if by is None:
+        return frozenset()
+    ids = {by.contact_id} if by.contact_id is not None else set()
+    member = session.get(StaffMember, by.staff_id) if by.staff_id is not None else None
+    if member is not None:
+        ids |= {id_of(contact) for contact in accounts.contacts_with_email(session, member.email)}
+    return frozenset(ids)
 
 
 def _reset_deadlines_for_level(concern: Concern, *, policy: Policy) -> None:
@@ -1308,7 +1327,7 @@ def override_triage(
     )
     before = (concern.ack_due_at, concern.feedback_due_at)
     _reset_deadlines_for_level(concern, policy=policy)
-    _tell_deadlines_moved_up(session, concern, before=before, now=now, policy=policy)
+    _tell_deadlines_moved_up(session, concern, before=before, now=now, policy=policy, by=by)
     if level is RiskLevel.HIGH and not was_high:
         alert_high_risk(session, concern, now=now, policy=policy)
 

@@ -30,6 +30,7 @@ from escalation.sweep import sweep
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
 from storage import repositories
+from storage import staff as accounts
 from storage.db import transaction
 from storage.tables import Concern, Contact, Escalation, Event, OutboxMessage
 from tests.integration.helpers import (
@@ -369,6 +370,41 @@ def test_override_keeps_the_automatic_rating_and_a_high_rating_alerts_the_dean(d
         event = session.exec(select(Event).where(Event.kind == "triage_overridden")).one()
         assert event.detail["was"]["level"] == "medium"
         assert event.detail["automatic"] == {"likelihood": auto[0], "impact": auto[1]}
+
+
+def test_whoever_sets_the_rating_is_not_told_the_deadlines_it_brings(db: Engine) -> None:
+    """A dean rating a concern at pathway 3, where they are its contact, knows what they did:
+    the sooner deadlines go to the level's other acting contacts, not back to them."""
+    reference = raise_concern(db)
+    contact = primary(db, reference)
+    with transaction(db) as session:
+        found = session.get(Contact, contact.contact_id)
+        assert found is not None
+        member = accounts.save_staff(
+            session,
+            email=found.email.upper(),
+            role="dean",
+            scope=None,
+            follows_directory=False,
+            now=MONDAY_MORNING,
+        )
+        by = Actor(kind="staff", channel="web", staff_id=member.id)
+    before = snapshot(db, reference)
+    act(
+        db,
+        reference,
+        override_triage,
+        by=by,
+        likelihood=5,
+        impact=5,
+        reason="Second report this week of unsupervised night shifts",
+        now=LATER,
+        policy=policy(),
+    )
+    after = snapshot(db, reference)
+    assert after["concern"]["feedback_due_at"] < before["concern"]["feedback_due_at"]
+    kinds = {k.split(":")[1] for k in new_messages(before, after)}
+    assert kinds == {"high_risk_alert"}
 
 
 @pytest.mark.parametrize(
