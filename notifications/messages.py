@@ -150,6 +150,40 @@ class MessageKind(StrEnum):
     DEADLINES_CHANGED = "deadlines_changed"
 
 
+class ContactStep(StrEnum):
+    """What a message asks of the contact it is sent to: buttons in Slack and Teams."""
+
+    ACKNOWLEDGE = "acknowledge"
+    RECORD_FEEDBACK = "record_feedback"
+    NOT_MINE = "not_mine"
+
+
+_ALL_STEPS = (ContactStep.ACKNOWLEDGE, ContactStep.RECORD_FEEDBACK, ContactStep.NOT_MINE)
+# The steps each kind of message asks for, in order: messages that ask the recipient to act. A
+# feedback reminder follows an acknowledgement, so it offers only what is left to do; the
+# secondary contact's and the dean's messages are for information (the staff page is linked).
+CONTACT_STEPS: Mapping[MessageKind, tuple[ContactStep, ...]] = {
+    MessageKind.NEW_CONCERN: _ALL_STEPS,
+    MessageKind.ESCALATED_IN: _ALL_STEPS,
+    MessageKind.REDIRECTED_IN: _ALL_STEPS,
+    MessageKind.REOPENED: _ALL_STEPS,
+    MessageKind.STILL_CONCERNED: _ALL_STEPS,
+    MessageKind.ACK_REMINDER: _ALL_STEPS,
+    MessageKind.ACK_MISSED: _ALL_STEPS,
+    MessageKind.FEEDBACK_REMINDER: (ContactStep.RECORD_FEEDBACK, ContactStep.NOT_MINE),
+    MessageKind.DEADLINES_CHANGED: _ALL_STEPS,
+}
+
+
+def contact_steps(kind: MessageKind, facts: ConcernFacts) -> tuple[ContactStep, ...]:
+    """What this message asks of its contact now: not an acknowledgement the concern already has
+    at its level (sooner deadlines told after it was acknowledged ask only for feedback)."""
+    steps = CONTACT_STEPS.get(kind, ())
+    if facts.acknowledged_at is not None:
+        return tuple(step for step in steps if step is not ContactStep.ACKNOWLEDGE)
+    return steps
+
+
 @dataclass(frozen=True)
 class LearnerIdentity:
     name: str | None

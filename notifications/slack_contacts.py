@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from notifications.messages import AS_GIVEN, ConcernFacts, Message, MessageKind
+from notifications.messages import (
+    AS_GIVEN,
+    ConcernFacts,
+    ContactStep,
+    Message,
+    MessageKind,
+    contact_steps,
+)
 from notifications.slack_text import (
     ACKNOWLEDGE,
     FEEDBACK_MODAL,
@@ -42,19 +49,11 @@ REASON_MAX_CHARACTERS = 1000
 SUMMARY_MAX_CHARACTERS = 200
 FIELD_MAX_CHARACTERS = 2000
 
-# The buttons each kind of message carries, in order: messages that ask the recipient to act.
-# A feedback reminder follows an acknowledgement, so it offers only what is left to do; the
-# secondary contact's and the dean's messages are for information (the staff page is linked).
-BUTTONS: Mapping[MessageKind, tuple[str, ...]] = {
-    MessageKind.NEW_CONCERN: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.ESCALATED_IN: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.REDIRECTED_IN: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.REOPENED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.STILL_CONCERNED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.ACK_REMINDER: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.ACK_MISSED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.FEEDBACK_REMINDER: (RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.DEADLINES_CHANGED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
+# The action of each step a message asks of its contact (`contact_steps`).
+ACTION_IDS: Mapping[ContactStep, str] = {
+    ContactStep.ACKNOWLEDGE: ACKNOWLEDGE,
+    ContactStep.RECORD_FEEDBACK: RECORD_FEEDBACK,
+    ContactStep.NOT_MINE: NOT_MINE,
 }
 
 BUTTON_LABELS: Mapping[str, str] = {
@@ -85,9 +84,8 @@ def contact_message(
         blocks.append(
             {"type": "section", "fields": [_mrkdwn(row) for row in rows[start : start + 10]]}
         )
-    elements: list[dict[str, Any]] = [
-        _button(action_id, facts.reference) for action_id in BUTTONS.get(kind, ())
-    ]
+    steps = contact_steps(kind, facts)
+    elements: list[dict[str, Any]] = [_button(ACTION_IDS[step], facts.reference) for step in steps]
     link = message.link or facts.staff_url
     elements.append(
         {
@@ -98,7 +96,7 @@ def contact_message(
         }
     )
     blocks.append({"type": "actions", "block_id": ACTIONS_BLOCK, "elements": elements})
-    if BUTTONS.get(kind):
+    if steps:
         blocks.append(
             {
                 "type": "context",

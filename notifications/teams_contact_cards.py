@@ -27,8 +27,10 @@ from notifications.messages import (
     AS_GIVEN,
     STATUS_LINK_INVITATION,
     ConcernFacts,
+    ContactStep,
     Message,
     MessageKind,
+    contact_steps,
 )
 from notifications.teams_text import card, clean, execute, ours, untrusted
 
@@ -36,6 +38,12 @@ from notifications.teams_text import card, clean, execute, ours, untrusted
 ACKNOWLEDGE = "acknowledge"
 RECORD_FEEDBACK = "record_feedback"
 NOT_MINE = "not_mine"
+# The verb of each step a message asks of its contact (`contact_steps`).
+VERBS: Mapping[ContactStep, str] = {
+    ContactStep.ACKNOWLEDGE: ACKNOWLEDGE,
+    ContactStep.RECORD_FEEDBACK: RECORD_FEEDBACK,
+    ContactStep.NOT_MINE: NOT_MINE,
+}
 # The feedback form's text input (its value arrives in the action's data under this id).
 FEEDBACK_INPUT = "feedback"
 # Not mine's reason, on the card that asks to confirm it.
@@ -54,20 +62,6 @@ OPEN_STATUS_PAGE = "open_status_page"
 # A shared summary is one line; a longer one is cut, so a pasted essay stays out of chat.
 SUMMARY_MAX_CHARACTERS = 200
 FIELD_MAX_CHARACTERS = 2000
-
-# The buttons each kind of message carries, in order (as in Slack): messages that ask the
-# recipient to act. A feedback reminder follows an acknowledgement, so it offers what is left.
-BUTTONS: Mapping[MessageKind, tuple[str, ...]] = {
-    MessageKind.NEW_CONCERN: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.ESCALATED_IN: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.REDIRECTED_IN: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.REOPENED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.STILL_CONCERNED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.ACK_REMINDER: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.ACK_MISSED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.FEEDBACK_REMINDER: (RECORD_FEEDBACK, NOT_MINE),
-    MessageKind.DEADLINES_CHANGED: (ACKNOWLEDGE, RECORD_FEEDBACK, NOT_MINE),
-}
 
 NOT_IN_TEAMS = "The concern's own words are on the staff page, not in Teams."
 FULL_ON_STAFF_PAGE = "The full concern is on the staff page."
@@ -104,7 +98,7 @@ def contact_card(
         body.append(labelled("Summary", _one_line(facts.summary)))
     for label, value in message.facts:
         body.append(labelled(label, value if share_summary else _without_learners_words(value)))
-    verbs = BUTTONS.get(kind, ())
+    verbs = [VERBS[step] for step in contact_steps(kind, facts)]
     if verbs:
         body.append(ours(FULL_ON_STAFF_PAGE if share_summary else NOT_IN_TEAMS, isSubtle=True))
     data: dict[str, Any] = {"reference": facts.reference}

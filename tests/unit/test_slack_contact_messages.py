@@ -11,10 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifications.messages import ConcernFacts, LearnerIdentity, MessageKind, build_message
+from notifications.messages import (
+    CONTACT_STEPS,
+    ConcernFacts,
+    LearnerIdentity,
+    MessageKind,
+    build_message,
+)
 from notifications.slack_contacts import (
+    ACTION_IDS,
     ACTIONS_BLOCK,
-    BUTTONS,
     OPEN_STAFF_PAGE,
     after_action,
     contact_message,
@@ -143,10 +149,18 @@ def test_a_new_concern_shows_reference_place_risk_deadlines_link_and_buttons() -
     assert "confirm" in elements[2], "passing a concern on is confirmed first"
 
 
+def test_no_acknowledge_button_on_a_concern_already_acknowledged() -> None:
+    """Sooner deadlines told after the contact acknowledged ask only for feedback."""
+    acknowledged = replace(FACTS, acknowledged_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    message = slack_message(MessageKind.DEADLINES_CHANGED, facts=acknowledged)
+    acting = [e["action_id"] for e in buttons(message) if "value" in e]
+    assert acting == [RECORD_FEEDBACK, NOT_MINE]
+
+
 @pytest.mark.parametrize("kind", CONTACT_KINDS)
 def test_buttons_only_where_the_recipient_acts(kind: MessageKind) -> None:
     acting = [e["action_id"] for e in buttons(slack_message(kind)) if "value" in e]
-    assert acting == list(BUTTONS.get(kind, ()))
+    assert acting == [ACTION_IDS[step] for step in CONTACT_STEPS.get(kind, ())]
     if kind in (MessageKind.ESCALATED_OUT, MessageKind.HIGH_RISK_ALERT):
         assert acting == []
     if kind in (MessageKind.NEW_CONCERN, MessageKind.REDIRECTED_IN, MessageKind.REOPENED):

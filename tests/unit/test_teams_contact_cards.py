@@ -13,11 +13,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from escalation.actions import MAX_FEEDBACK_CHARACTERS
-from notifications.messages import ConcernFacts, LearnerIdentity, MessageKind, build_message
+from notifications.messages import (
+    CONTACT_STEPS,
+    ConcernFacts,
+    LearnerIdentity,
+    MessageKind,
+    build_message,
+)
 from notifications.teams_contact_cards import (
-    BUTTONS,
     FEEDBACK_INPUT,
     FEEDBACK_MAX_CHARACTERS,
+    VERBS,
     answered_card,
     contact_card,
     learner_card,
@@ -79,10 +85,13 @@ LEARNER_KINDS = [
 
 
 def contact(
-    kind: MessageKind = MessageKind.NEW_CONCERN, *, share_summary: bool = False
+    kind: MessageKind = MessageKind.NEW_CONCERN,
+    *,
+    share_summary: bool = False,
+    facts: ConcernFacts = FACTS,
 ) -> dict[str, Any]:
-    message = build_message(kind, facts=FACTS, recipient_role=Role.SUPERVISOR)
-    return contact_card(kind, message, FACTS, share_summary=share_summary, contact_id=7)
+    message = build_message(kind, facts=facts, recipient_role=Role.SUPERVISOR)
+    return contact_card(kind, message, facts, share_summary=share_summary, contact_id=7)
 
 
 def learner(kind: MessageKind, facts: ConcernFacts = FACTS) -> dict[str, Any]:
@@ -150,10 +159,18 @@ def test_the_shared_summary_is_one_line_shown_literally() -> None:
 def test_buttons_where_the_contact_acts_and_always_the_staff_page(kind: MessageKind) -> None:
     card = contact(kind)
     ids = [action["id"] for action in card["actions"]]
-    assert ids == [*BUTTONS.get(kind, ()), "open_staff_page"]
+    assert ids == [*(VERBS[step] for step in CONTACT_STEPS.get(kind, ())), "open_staff_page"]
     assert card["actions"][-1]["url"] == FACTS.staff_url
     for execute in walk(card, "Action.Execute"):
         assert execute["data"] == {"reference": FACTS.reference, "contact_id": 7}
+
+
+def test_no_acknowledge_button_on_a_concern_already_acknowledged() -> None:
+    """Sooner deadlines told after the contact acknowledged ask only for feedback."""
+    acknowledged = replace(FACTS, acknowledged_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    card = contact(MessageKind.DEADLINES_CHANGED, facts=acknowledged)
+    ids = [action["id"] for action in card["actions"]]
+    assert ids == ["record_feedback", "not_mine", "open_staff_page"]
 
 
 def test_a_new_concern_shows_the_facts_and_the_three_actions() -> None:
