@@ -39,6 +39,12 @@ from storage.db import transaction
 
 log = logging.getLogger(__name__)
 
+# Accounts whose profile email says nothing about who they are: gone, bots and apps, and people
+# of another organisation's workspace (Slack Connect), whose email that organisation sets.
+NOT_PEOPLE_HERE = ("deleted", "is_bot", "is_app_user", "is_stranger")
+# Guests (single- and multi-channel): a learner on placement may be one; staff may not.
+GUESTS = ("is_restricted", "is_ultra_restricted")
+
 # auth.test's answers that the bot token itself is wrong: only these stop the service starting.
 TOKEN_REFUSED = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
@@ -124,6 +130,29 @@ class SlackBot:
             except Exception as error:
                 log.warning("slack: auth.test failed (%s)", type(error).__name__)
         return self._home_team
+
+    def vouched_email(self, client: WebClient, user_id: str, *, guests: bool) -> str | None:
+        """The Slack user's email (lower case) when it can stand for who they are: an account of
+        the bot's own workspace whose email Slack has confirmed (a guest's only with `guests`);
+        else None. Not someone of another organisation's workspace (Slack Connect), whose
+        profile that organisation sets, nor a bot."""
+        try:
+            user = client.users_info(user=user_id).get("user") or {}
+        except SlackApiError as error:
+            log.warning("slack: users.info failed (%s)", error.response.get("error"))
+            return None
+        email = str((user.get("profile") or {}).get("email") or "").strip()
+        home = self.home_team()
+        refused = NOT_PEOPLE_HERE if guests else NOT_PEOPLE_HERE + GUESTS
+        if (
+            not email
+            or user.get("is_email_confirmed") is not True
+            or any(user.get(flag) for flag in refused)
+            or home is None
+            or user.get("team_id") != home
+        ):
+            return None
+        return email.lower()
 
     def later(self, work: Callable[[], None]) -> None:
         """Run a listener's slow work after its ack, on the bot's work pool, so the listener's

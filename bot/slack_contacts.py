@@ -443,38 +443,13 @@ def _slack_user_for(client: WebClient, email: str) -> str | None:
     return str(user.get("id")) if user.get("id") else None
 
 
-# Accounts whose email says nothing about who they are here: guests (single- and multi-channel),
-# people from other organisations (Slack Connect), bots and app users.
-NOT_STAFF_ACCOUNTS = (
-    "deleted",
-    "is_bot",
-    "is_app_user",
-    "is_restricted",
-    "is_ultra_restricted",
-    "is_stranger",
-)
-
-
 def _slack_account(bot: SlackBot, client: WebClient, user_id: str) -> str | None:
-    """The Slack user's email (normalised) when it can stand for who they are: a full member of
-    the bot's own workspace whose email Slack has confirmed; else None. Slack confirms an email
-    before a member uses it, as the directory's `users.lookupByEmail` match already relies on."""
-    try:
-        user = client.users_info(user=user_id).get("user") or {}
-    except SlackApiError as error:
-        log.warning("slack: users.info failed (%s)", error.response.get("error"))
-        return None
-    email = str((user.get("profile") or {}).get("email") or "").strip()
-    home = bot.home_team()
-    if (
-        not email
-        or user.get("is_email_confirmed") is not True
-        or any(user.get(flag) for flag in NOT_STAFF_ACCOUNTS)
-        or home is None
-        or user.get("team_id") != home
-    ):
-        return None
-    return accounts.normalise_email(email)
+    """The Slack user's email (normalised) when it can stand for a member of staff: a full
+    member of the bot's own workspace whose email Slack has confirmed; else None. Slack confirms
+    an email before a member uses it, as the directory's `users.lookupByEmail` match already
+    relies on."""
+    email = bot.vouched_email(client, user_id, guests=False)
+    return accounts.normalise_email(email) if email else None
 
 
 def _refusal(bot: SlackBot, client: WebClient, press: Press, action: CaseAction) -> str | None:

@@ -233,14 +233,17 @@ class _Learners:
         The learner record is found by the email typed in the form; binding a Slack account to
         it would let whoever typed someone else's address read and act on that person's
         concerns in Slack. So the Slack id is kept only when the typed email is the one Slack
-        has for this user (or none was typed: the record is then new, and only theirs).
+        vouches for (`SlackBot.vouched_email`: confirmed, of this workspace, a guest's too), or
+        none was typed (the record is then new, and only theirs). A profile's email alone is
+        not enough: someone of another organisation's workspace shows whatever that
+        organisation set.
         """
         if not typed_email:
             return user_id
-        slack_email = self._contact_details(client, user_id).get("email", "")
-        if slack_email and slack_email.strip().lower() == typed_email.strip().lower():
+        slack_email = self.bot.vouched_email(client, user_id, guests=True)
+        if slack_email and slack_email == typed_email.strip().lower():
             return user_id
-        log.info("a Slack concern's email is not the user's Slack email: Slack id not kept")
+        log.info("a Slack concern's email is not one Slack vouches for: Slack id not kept")
         return None
 
     def _contact_details(self, client: WebClient, user_id: str) -> dict[str, str]:

@@ -54,10 +54,13 @@ T = TypeVar("T")
 def harness(sqlite_engine: Engine) -> Iterator[SlackHarness]:
     load_example_directory(sqlite_engine)
     with slack_harness(sqlite_engine, clock=lambda: MONDAY_MORNING) as running:
+        # A member of the bot's workspace whose email Slack has confirmed.
         running.fake.answers["users.info"] = lambda args: {
             "ok": True,
             "user": {
                 "id": args.get("user"),
+                "team_id": TEAM_ID,
+                "is_email_confirmed": True,
                 "profile": {"real_name": "Priya Testlearner", "email": "priya@example.nhs.uk"},
             },
         }
@@ -973,6 +976,8 @@ def test_typing_someone_elses_email_hands_their_concerns_to_nobody(harness: Slac
         "ok": True,
         "user": {
             "id": args.get("user"),
+            "team_id": TEAM_ID,
+            "is_email_confirmed": True,
             "profile": {
                 "real_name": "Mallory",
                 "email": "mallory@example.nhs.uk"
