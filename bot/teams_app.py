@@ -96,6 +96,28 @@ class TeamsBot:
     # counts it for /metrics, as it counts the other channels'.
     on_raised: Callable[[], None] | None = None
 
+    def vouched_addresses(
+        self, member: Any, *, aad_object_id: str | None, guests: bool
+    ) -> list[str]:
+        """The email and user principal name Teams gives for a member (lower case, the email
+        first) when they can stand for who the person is: a member of the organisation's own
+        tenant (`tenant_id`), the person who wrote (`aad_object_id`). A guest there counts only
+        with `guests`, by the email their invitation was sent to: a guest's user principal name
+        carries #EXT# and is not an address. Anyone else's (another organisation's tenant, whose
+        admins set its members' emails): none."""
+        if not self.tenant_id or getattr(member, "tenant_id", None) != self.tenant_id:
+            return []
+        if getattr(member, "aad_object_id", None) not in (None, aad_object_id):
+            return []
+        found = (getattr(member, "email", None), getattr(member, "user_principal_name", None))
+        addresses = list(dict.fromkeys(str(value).strip().lower() for value in found if value))
+        guest = getattr(member, "user_role", None) == "guest" or any(
+            "#ext#" in address for address in addresses
+        )
+        if guest and not guests:
+            return []
+        return [address for address in addresses if "@" in address and "#ext#" not in address]
+
     # --- registration (the handler modules call these) -------------------------------------
 
     def on_verb(self, verb: str) -> Callable[[CardHandler], CardHandler]:

@@ -434,17 +434,7 @@ async def _member_emails(bot: TeamsBot, turn_context: TurnContext) -> list[str]:
         return []
     # Only a member of the bot's own tenant, and not a guest there: an email from anywhere
     # else says nothing about who they are in the directory.
-    tenant = bot.tenant_id
-    if not tenant or getattr(member, "tenant_id", None) != tenant:
-        return []
-    if getattr(member, "user_role", None) == "guest":
-        return []
-    if getattr(member, "aad_object_id", None) not in (None, person.aad_object_id):
-        return []
-    found = (getattr(member, "email", None), getattr(member, "user_principal_name", None))
-    emails = list(dict.fromkeys(str(value).strip().lower() for value in found if value))
-    # A guest's user principal name carries #EXT#, whatever their role is said to be.
-    return [] if any("#ext#" in email for email in emails) else emails
+    return bot.vouched_addresses(member, aad_object_id=person.aad_object_id, guests=False)
 
 
 async def _on_seen(bot: TeamsBot, turn_context: TurnContext) -> None:

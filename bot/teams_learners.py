@@ -123,9 +123,11 @@ def _person(turn_context: TurnContext) -> _Person | None:
     )
 
 
-async def teams_addresses(turn_context: TurnContext, person: _Person) -> set[str]:
-    """The email address and UPN Teams has for the person (lower case); empty when Teams does
-    not say. Asked through the SDK's connector client (GET conversations/{id}/members/{id})."""
+async def teams_addresses(bot: TeamsBot, turn_context: TurnContext, person: _Person) -> set[str]:
+    """The email address and UPN Teams has for the person (lower case) when it vouches for them
+    (`TeamsBot.vouched_addresses`: of the organisation's tenant; a guest there too); empty when
+    Teams does not say. Asked through the SDK's connector client (GET
+    conversations/{id}/members/{id})."""
     client = turn_context.services.get(ConnectorClientBase)  # type: ignore[type-abstract]
     if client is None or not person.conversation_id:
         return set()
@@ -144,16 +146,13 @@ async def teams_addresses(turn_context: TurnContext, person: _Person) -> set[str
     except Exception:
         log.warning("could not read the learner's Teams profile", exc_info=True)
         return set()
-    if account.aad_object_id and account.aad_object_id != person.aad_object_id:
-        return set()
-    found = (account.email, account.user_principal_name)
-    return {address.strip().lower() for address in found if address and "@" in address}
+    return set(bot.vouched_addresses(account, aad_object_id=person.aad_object_id, guests=True))
 
 
 def teams_identity(person: _Person, typed_email: str | None, addresses: set[str]) -> str | None:
     """The Entra object id to keep with the learner, or None when it must not be: only when the
-    typed email is one Teams has for this person (or none was typed: the record is then new,
-    and only theirs). The same rule as Slack's."""
+    typed email is one Teams vouches for as this person's (`teams_addresses`), or none was typed
+    (the record is then new, and only theirs). The same rule as Slack's."""
     if not typed_email:
         return person.aad_object_id
     if typed_email.strip().lower() in addresses:
@@ -220,7 +219,7 @@ class _Learners:
         self, turn_context: TurnContext, person: _Person, values: Mapping[str, str]
     ) -> dict[str, Any]:
         """The empty form, with their name and email from Teams as starting answers."""
-        addresses = await teams_addresses(turn_context, person)
+        addresses = await teams_addresses(self.bot, turn_context, person)
         starting = {"name": person.name, "email": min(addresses) if len(addresses) == 1 else ""}
         places = await self.bot.run(self._places)
         return cards.concern_form(
@@ -278,7 +277,7 @@ class _Learners:
             return cards.concern_form(
                 QUESTIONS, places, values=answers, public_url=public_url, errors=outcome.errors
             )
-        addresses = await teams_addresses(turn_context, person)
+        addresses = await teams_addresses(self.bot, turn_context, person)
         kept = teams_identity(person, outcome.concern.learner.email, addresses)
         try:
             saved = await self.bot.run(self._submit, outcome, kept)
