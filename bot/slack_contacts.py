@@ -41,7 +41,7 @@ from escalation.actions import (
     redirect,
 )
 from escalation.casework import ChatPerson
-from notifications.messages import when
+from notifications.messages import CONTACT_STEPS, when
 from notifications.slack_contacts import (
     FEEDBACK_BLOCK,
     FEEDBACK_INPUT,
@@ -355,18 +355,12 @@ def _actor(
 def _level_copies(
     engine: Engine, concern_id: int, *, since: datetime, besides: str
 ) -> list[tuple[str, list[dict[str, Any]], str]]:
-    """Where the contacts' Slack messages about the concern's current level were posted, with
+    """Where the Slack messages asking the current level's contacts to act were posted, with
     what they show: (external_ref, blocks, text), the one pressed on left out."""
     with transaction(engine) as session:
-        rows = session.exec(
-            select(OutboxMessage).where(
-                OutboxMessage.concern_id == concern_id,
-                OutboxMessage.channel == "slack",
-                OutboxMessage.recipient_role != "learner",
-                col(OutboxMessage.external_ref).is_not(None),
-                col(OutboxMessage.created_at) >= since,
-            )
-        ).all()
+        rows = repositories.sent_to_level(
+            session, concern_id, channel="slack", kinds=CONTACT_STEPS, since=since
+        )
         return [
             (
                 str(row.external_ref),

@@ -44,7 +44,7 @@ from escalation.actions import (
     redirect,
 )
 from escalation.casework import ChatPerson
-from notifications.messages import when
+from notifications.messages import CONTACT_STEPS, when
 from notifications.teams_contact_cards import (
     ACKNOWLEDGE,
     FEEDBACK_INPUT,
@@ -317,18 +317,12 @@ class _Copy:
 def _level_copies(
     engine: Engine, concern_id: int, *, since: datetime, besides: str | None
 ) -> list[_Copy]:
-    """The contacts' Teams cards about the concern's current level that were sent, but the one
+    """The Teams cards asking the current level's contacts to act that were sent, but the one
     pressed on."""
     with transaction(engine) as session:
-        rows = session.exec(
-            select(OutboxMessage).where(
-                OutboxMessage.concern_id == concern_id,
-                OutboxMessage.channel == "teams",
-                OutboxMessage.recipient_role != "learner",
-                col(OutboxMessage.external_ref).is_not(None),
-                col(OutboxMessage.created_at) >= since,
-            )
-        ).all()
+        rows = repositories.sent_to_level(
+            session, concern_id, channel="teams", kinds=CONTACT_STEPS, since=since
+        )
         copies = []
         for row in rows:
             sent = (row.payload or {}).get("card")

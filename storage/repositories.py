@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -204,6 +204,31 @@ def assignments_of(
     if pathway is not None:
         statement = statement.where(ConcernContact.pathway == pathway)
     return [(assignment, contact) for assignment, contact in session.exec(statement).all()]
+
+
+def sent_to_level(
+    session: Session, concern_id: int, *, channel: str, kinds: Iterable[str], since: datetime
+) -> Sequence[OutboxMessage]:
+    """The chat messages of these kinds (those that ask their contact to act) sent about the
+    concern, since it reached its level, to contacts of that level: the ones an action taken at
+    the level is shown on. Not what went to the level before (told it has moved on) nor the
+    dean's alert copies."""
+    concern = session.get(Concern, concern_id)
+    if concern is None:
+        return []
+    level = [
+        contact.id for _, contact in assignments_of(session, concern_id, pathway=concern.pathway)
+    ]
+    return session.exec(
+        select(OutboxMessage).where(
+            OutboxMessage.concern_id == concern_id,
+            OutboxMessage.channel == channel,
+            col(OutboxMessage.kind).in_(list(kinds)),
+            col(OutboxMessage.recipient_contact_id).in_(level),
+            col(OutboxMessage.external_ref).is_not(None),
+            col(OutboxMessage.created_at) >= since,
+        )
+    ).all()
 
 
 def insert_once(

@@ -26,7 +26,7 @@ from app.settings import ChatSettings, Settings
 from app.web import create_app
 from bot import slack_contacts
 from bot.slack_app import LISTENER_THREADS, WORK_THREADS
-from escalation.actions import Actor, close_concern
+from escalation.actions import Actor, close_concern, escalate_by_hand, override_triage
 from intake.mailbox import Mailbox
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
@@ -36,6 +36,7 @@ from notifications.slack_contacts import (
     ACTIONS_BLOCK,
     FEEDBACK_BLOCK,
     FEEDBACK_INPUT,
+    OPEN_STAFF_PAGE,
     REASON_BLOCK,
     REASON_INPUT,
 )
@@ -1402,3 +1403,121 @@ def test_a_refused_button_works_once_the_directory_is_put_right(
     press(harness, ACKNOWLEDGE, reference, user=OUTSIDER, message_ts=ts, blocks=call.args["blocks"])
     settle(harness)
     assert concern(harness, reference).acknowledged_at == MONDAY_MORNING
+
+
+# --- what an action is shown on ----------------------------------------------------------------
+
+
+def locked(session: Any, reference: str) -> Concern:
+    found = repositories.concern_by_reference(session, reference)
+    assert found is not None
+    concern_row = repositories.lock_concern(session, found.id or 0)
+    assert concern_row is not None
+    return concern_row
+
+
+def test_sooner_deadlines_after_an_acknowledgement_ask_only_for_feedback(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """Acknowledged in Slack, then rated higher by staff: the notice of the sooner deadlines
+    offers Record feedback and Not mine, not an Acknowledge that could only be refused."""
+    reference, call = posted
+    press(
+        harness,
+        ACKNOWLEDGE,
+        reference,
+        message_ts=supervisor_ts(harness),
+        blocks=call.args["blocks"],
+    )
+    harness.fake.wait_for("chat.update")
+    assert concern(harness, reference).acknowledged_at is not None
+    later = MONDAY_MORNING + timedelta(hours=1)
+    with transaction(harness.engine) as session:
+        override_triage(
+            session=session,
+            concern=locked(session, reference),
+            by=Actor(kind="staff", channel="web"),
+            likelihood=5,
+            impact=5,
+            reason="Second report of unsupervised nights",
+            now=later,
+            policy=harness.policy,
+        )
+    dispatch(harness, later)
+    (notice,) = [
+        row
+        for row in slack_rows(harness)
+        if row.kind == "deadlines_changed" and row.recipient_address == SUPERVISOR
+    ]
+    assert button_ids((notice.payload or {})["blocks"]) == [
+        RECORD_FEEDBACK,
+        NOT_MINE,
+        OPEN_STAFF_PAGE,
+    ]
+
+
+def test_acting_at_the_next_level_leaves_the_last_levels_messages_alone(
+    harness: SlackHarness, posted: tuple[str, Call]
+) -> None:
+    """The school acknowledges at pathway 2: its own messages show it, but the supervisor's
+    message telling her the concern has moved on is not rewritten with who at the school did."""
+    reference, _ = posted
+    moved_at = MONDAY_MORNING + timedelta(minutes=5)
+    with transaction(harness.engine) as session:
+        escalate_by_hand(
+            session=session,
+            concern=locked(session, reference),
+            by=Actor(kind="staff", channel="web"),
+            reason="Not dealt with locally",
+            now=moved_at,
+            policy=harness.policy,
+        )
+        current = locked(session, reference)
+        (school,) = [
+            contact
+            for row, contact in repositories.assignments_of(session, current.id or 0, pathway=2)
+            if row.part == "primary"
+        ]
+        school.slack_user_id = "U0SCHOOL01"
+    dispatch(harness, moved_at)
+    rows = slack_rows(harness)
+    (moved_on,) = [
+        row for row in rows if row.kind == "escalated_out" and row.recipient_address == SUPERVISOR
+    ]
+    (moved_in,) = [
+        row for row in rows if row.kind == "escalated_in" and row.recipient_address == "U0SCHOOL01"
+    ]
+    assert moved_on.external_ref and moved_in.external_ref
+    channel, ts = moved_in.external_ref.split(":")
+    harness.fake.calls.clear()
+    answer = harness.interact(
+        {
+            "type": "block_actions",
+            "team": {"id": TEAM_ID},
+            "user": {"id": "U0SCHOOL01", "team_id": TEAM_ID},
+            "api_app_id": "A0CONCERNS",
+            "trigger_id": "1.trigger",
+            "container": {"type": "message", "message_ts": ts, "channel_id": channel},
+            "channel": {"id": channel},
+            "message": {"ts": ts, "text": "A concern", "blocks": moved_in.payload["blocks"]},
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": ACKNOWLEDGE,
+                    "block_id": ACTIONS_BLOCK,
+                    "value": reference,
+                    "action_ts": "1700000099.000001",
+                }
+            ],
+        }
+    )
+    assert answer.status_code == 200
+    harness.fake.wait_for("chat.update")
+    harness.settle()
+    assert concern(harness, reference).acknowledged_at is not None
+    updated = {
+        (call.args.get("channel"), call.args.get("ts"))
+        for call in harness.fake.called("chat.update")
+    }
+    assert (channel, ts) in updated
+    assert tuple(moved_on.external_ref.split(":")) not in updated
