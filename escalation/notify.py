@@ -17,11 +17,13 @@ from escalation.links import LINK_PATH
 from escalation.policy import Policy
 from notifications.messages import (
     AS_GIVEN,
+    KEPT_FOR_STAFF,
     ConcernFacts,
     LearnerIdentity,
     Message,
     MessageKind,
     build_message,
+    kept_for_staff,
 )
 from notifications.render import render_email
 from notifications.slack_contacts import contact_message
@@ -372,6 +374,43 @@ def queue_reply_not_applied(
         session,
         _email_row(
             concern, kind, key, role, address, message, now=now, due=now, contact_id=contact_id
+        ),
+    )
+
+
+def queue_kept_for_staff(
+    session: Session,
+    *,
+    address: str,
+    inbound_id: int,
+    why: str,
+    named_reference: str | None,
+    policy: Policy,
+    now: datetime,
+) -> bool:
+    """Answer the sender of an email kept for staff (`notifications.messages.kept_for_staff`),
+    at once: once per email. About no concern, so it names none but the one they wrote."""
+    message = kept_for_staff(
+        why=why,
+        named_reference=named_reference,
+        form_url=f"{policy.public_url.rstrip('/')}/concerns/new",
+    )
+    rendered = render_email(message)
+    return repositories.queue_message(
+        session,
+        OutboxMessage(
+            idempotency_key=f"{KEPT_FOR_STAFF}:inbound:{inbound_id}",
+            concern_id=None,
+            reference=None,
+            channel="email",
+            kind=KEPT_FOR_STAFF,
+            recipient_role="sender",
+            recipient_address=address,
+            subject=rendered.subject,
+            body_text=rendered.text,
+            body_html=rendered.html,
+            created_at=now,
+            send_after=now,
         ),
     )
 

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -37,7 +38,7 @@ from escalation.actions import (
     redirect,
     require_reply_to_current_feedback,
 )
-from escalation.notify import queue_reply_not_applied
+from escalation.notify import queue_kept_for_staff, queue_reply_not_applied
 from escalation.policy import Policy
 from escalation.redact import drop_signature, for_contacts, redact_identities, summary_within
 from intake import placement
@@ -63,7 +64,7 @@ from intake.submission import (
     PlacementDetails,
 )
 from notifications.email import subject_sent
-from notifications.messages import MessageKind
+from notifications.messages import KEPT_FOR_STAFF, MessageKind
 from notifications.threading import MailThreading
 from routing.model import (
     ConcernStatus,
@@ -88,6 +89,8 @@ REPLY_TEXT_MAX = 10_000
 # A concern that names the learner's supervisor or tutor starts at pathway 2 (domain.md), so an
 # email that mentions them is treated that way until someone who may read it decides otherwise.
 _ABOUT_PATHWAY1_CONTACT = re.compile(r"\b(supervisor|tutor|assessor)s?\b", re.IGNORECASE)
+# A concern's reference, as `intake.service.reference_for` writes it (in any case).
+_REFERENCE_NAMED = re.compile(r"\bLC-\d{4}-\d{6}\b", re.IGNORECASE)
 
 
 @dataclass
@@ -232,13 +235,45 @@ def _process(
                 "quarantined",
                 region_id=_region_of(session, sent),
             )
+    tell = partial(
+        _tell_kept_for_staff,
+        session,
+        row,
+        address=parsed.from_address,
+        policy=policy,
+        now=now,
+        answers_per_day=acks_per_sender_per_day,
+    )
     if threading.has_token(places):
+        told = tell(
+            why="Your email answers one of ours, but it came from a different address from the "
+            "one ours was sent to",
+            named_reference=None,
+        )
         return _Outcome(
             "quarantined",
-            "looks like a reply, but its token does not match the sender: kept for staff",
+            f"looks like a reply, but its token does not match the sender: kept for staff; {told}",
             None,
             "quarantined",
             region_id=_forwarded_region(session, threading, places),
+        )
+    named = _REFERENCE_NAMED.search(f"{parsed.subject}\n{parsed.text}")
+    if named is not None:
+        # A learner following up by writing anew, or a contact answering that way: raised as a
+        # new concern it would tell supervisors and alert deans again, and count towards a
+        # hotspot; only a reply to our email joins a concern (its sender proven).
+        reference = named.group(0).upper()
+        told = tell(
+            why=f"Your email mentions {reference}, but it is not a reply to one of the emails we "
+            "sent about it",
+            named_reference=reference,
+        )
+        return _Outcome(
+            "quarantined",
+            f"names {reference} but is not a reply to our email about it: kept for staff; {told}",
+            None,
+            "quarantined",
+            region_id=_region_named(session, reference),
         )
     return _new_concern(
         session,
@@ -249,6 +284,43 @@ def _process(
         acks_per_day=acks_per_sender_per_day,
         concerns_per_day=concerns_per_sender_per_day,
     )
+
+
+def _tell_kept_for_staff(
+    session: Session,
+    row: InboundMessage,
+    *,
+    address: str,
+    why: str,
+    named_reference: str | None,
+    policy: Policy,
+    now: datetime,
+    answers_per_day: int,
+) -> str:
+    """Tell the sender of mail kept for staff why, and how to do what they meant to: at most
+    `answers_per_day` such answers to one address in 24 hours (each is marked automatic, and the
+    cap stops any loop). What to add to the outcome noted for staff."""
+    answered = repositories.answers_sent_to(
+        session, address=address, since=now - timedelta(days=1), kind=KEPT_FOR_STAFF
+    )
+    if answered >= answers_per_day:
+        return f"the sender was not told ({answered} such answers to them in 24 hours)"
+    queue_kept_for_staff(
+        session,
+        address=address,
+        inbound_id=id_of(row),
+        why=why,
+        named_reference=named_reference,
+        policy=policy,
+        now=now,
+    )
+    return "the sender was told how to add to a concern"
+
+
+def _region_named(session: Session, reference: str) -> int | None:
+    """The region of the concern with this reference, if there is one."""
+    concern = repositories.concern_by_reference(session, reference)
+    return concern.region_id if concern is not None else None
 
 
 def _region_of(session: Session, sent: OutboxMessage) -> int | None:

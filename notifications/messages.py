@@ -777,6 +777,35 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
 }
 
 
+# The outbox kind of the answer to an email the mailbox keeps for staff instead of acting on
+# (`kept_for_staff`): about no concern, since who sent it is not known.
+KEPT_FOR_STAFF = "kept_for_staff"
+
+
+def kept_for_staff(*, why: str, named_reference: str | None, form_url: str) -> Message:
+    """The answer to an email kept for staff: why nothing was done with it, and how its sender
+    (a learner or a member of staff; we cannot tell which) can do what they meant to. It says
+    nothing of any concern: the sender is not known to be anyone the concern's people are."""
+    about = f" about {named_reference}" if named_reference else ""
+    paragraphs = [
+        why.rstrip(".") + ".",
+        "To keep every concern safe, we add to a concern only replies to the emails we sent "
+        "about it, from the address we sent them to. So your email has not been added to any "
+        "concern, and nothing has changed. It is kept for the region's quality team to read.",
+        f"If you raised the concern: reply to any email we sent you{about}, or use the link in "
+        "it to add information or tell us you remain concerned.",
+        f"If you are a member of staff acting on it: reply to the email we sent you{about}, "
+        "from the address it was sent to, or act on the concern from its staff page.",
+    ]
+    if named_reference:
+        paragraphs.append(
+            "If this is a new concern: send it to us again without a reference number, or use "
+            f"the form at {form_url}"
+        )
+    subject = f"Your email{about} has been kept for the quality team"
+    return Message(subject=subject, headline="We have your email", paragraphs=tuple(paragraphs))
+
+
 def build_message(kind: MessageKind, *, facts: ConcernFacts, recipient_role: Role) -> Message:
     """The message of a kind for a recipient in a role, with only what that role may see."""
     return BUILDERS[kind](facts, recipient_role)

@@ -1,15 +1,16 @@
 """Kept aside for staff: mail the mailbox would not attach to any concern, and form submissions
 that keep failing to be raised.
 
-Mail is kept aside when a reply's token does not match its sender, when it answers a digest,
-when its sender cannot be read, or when processing it kept failing; nothing kept aside is
-answered or attached. Deans and quality teams read it here (sender, subject, text and the names
-of attachments, which are never opened): mail of their own region, and mail whose region is not
-known; admins see only that it is there. Anyone else is answered 404, as if the pages did not
-exist. Whoever deals with a message marks it so: it leaves the list for the list of mail dealt
-with, and the stored message notes who and when; a message marked by mistake can be put back. A
-submission that failed to be raised is listed by reference with its error's type:
-its words stay in the database until it is raised.
+Mail is kept aside when a reply's token does not match its sender, when new mail names a
+concern's reference, when it answers a digest, when its sender cannot be read, or when processing
+it kept failing; nothing kept aside is attached, and only the first two are answered (how to do
+what the sender meant, `intake.mail_intake._tell_kept_for_staff`). Deans and quality teams read
+it here (sender, subject, text and the names of attachments, which are never opened): mail of
+their own region, and mail whose region is not known; admins see only that it is there. Anyone
+else is answered 404, as if the pages did not exist. Whoever deals with a message marks it so: it
+leaves the list for the list of mail dealt with, and the stored message notes who and when; a
+message marked by mistake can be put back. A submission that failed to be raised is listed by
+reference with its error's type: its words stay in the database until it is raised.
 """
 
 from __future__ import annotations

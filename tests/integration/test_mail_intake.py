@@ -630,6 +630,12 @@ def test_a_forged_reply_from_another_address_never_joins_the_concern(db: Engine)
     # The token is genuine (sent to the learner), so the mail is filed under its concern's
     # region; it still grants nothing.
     assert kept.region_id == concern.region_id
+    # Its sender (a supervisor replying from another address, say) is told why nothing was
+    # done, with nothing of the concern, not even its reference.
+    (answer,) = outbox(db, kind="kept_for_staff")
+    assert answer.recipient_address == "mallory@evil.example"
+    assert "a different address from the one ours was sent to" in answer.body_text
+    assert concern.reference not in answer.body_text + answer.subject
 
 
 def test_a_reply_from_an_address_the_learner_corrected_no_longer_acts_on_the_concern(
@@ -704,7 +710,10 @@ def test_a_token_naming_an_id_beyond_the_databases_integers_is_not_ours(db: Engi
     assert kept.region_id is None
 
 
-def test_quoting_a_reference_alone_grants_nothing_it_is_a_new_concern(db: Engine) -> None:
+def test_quoting_a_reference_alone_grants_nothing_it_is_kept_for_staff(db: Engine) -> None:
+    """Someone else quoting a concern's reference: nothing of the concern changes, no concern is
+    raised (it would tell supervisors and alert deans again), and the sender is told how to
+    add to a concern, with nothing of it but the reference they wrote."""
     deliver(db, email())
     first = only_concern(db)
     report = deliver(
@@ -716,10 +725,76 @@ def test_quoting_a_reference_alone_grants_nothing_it_is_a_new_concern(db: Engine
         ),
         mail_from="someone@example.nhs.uk",
     )
-    assert report.new_concerns == 1
+    assert (report.new_concerns, report.quarantined) == (0, 1)
+    concern = only_concern(db)
+    assert concern.status == "open" and concern.feedback_at is None
     with transaction(db) as session:
-        assert len(repositories.all_concerns(session)) == 2
-        assert session.get(Concern, first.id).status == "open"  # type: ignore[union-attr]
+        (kept,) = inbox.kept_aside(session, limit=10)
+    assert kept.outcome is not None and f"names {first.reference}" in kept.outcome
+    assert kept.region_id == first.region_id
+    (answer,) = outbox(db, kind="kept_for_staff")
+    assert answer.recipient_address == "someone@example.nhs.uk"
+    assert answer.concern_id is None and answer.reference is None
+    assert first.reference in answer.body_text
+    assert first.summary not in answer.body_text
+    assert "reply to any email we sent you about" in answer.body_text
+
+
+def concern_count(engine: Engine) -> int:
+    with transaction(engine) as session:
+        return len(repositories.all_concerns(session))
+
+
+def test_a_learner_writing_anew_about_their_concern_is_told_how_to_add_to_it(
+    db: Engine,
+) -> None:
+    """The learner follows up with a new email quoting the reference, as our acknowledgement
+    asks them to quote it: kept for staff, not raised again, and told to reply to our email or
+    use its link; the same sender is not answered without end."""
+    deliver(db, email())
+    first = only_concern(db)
+    for number in range(12):
+        deliver(
+            db,
+            email(
+                subject=first.reference.lower(),
+                body=f"Hi, my reference is {first.reference}. It happened again ({number}).",
+            ),
+        )
+    assert concern_count(db) == 1
+    answers = outbox(db, kind="kept_for_staff")
+    assert len(answers) == 10  # the acknowledgements' daily limit per sender
+    assert {row.recipient_address for row in answers} == {LEARNER}
+    with transaction(db) as session:
+        kept = inbox.kept_aside(session, limit=20)
+    assert len(kept) == 12
+    assert any("the sender was not told" in (row.outcome or "") for row in kept)
+
+
+def test_a_contact_answering_by_a_new_email_is_not_raised_as_a_learners_concern(
+    db: Engine,
+) -> None:
+    """A supervisor writing 'Re LC-...: acknowledged' as a new email: not a confidential
+    learner's concern from that supervisor with a high-risk alert; kept for staff, and told to
+    reply to our email or act from the staff page."""
+    deliver(db, email())
+    first = only_concern(db)
+    notice = outbox(db, kind="new_concern")[0]
+    report = deliver(
+        db,
+        email(
+            sender=f"Riley Mockup <{notice.recipient_address}>",
+            subject=first.reference,
+            body=f"Re {first.reference} - acknowledged, I will look into this today.\n\n"
+            "Riley Mockup\nEducational Supervisor",
+        ),
+        mail_from=notice.recipient_address,
+    )
+    assert (report.new_concerns, report.quarantined, report.acknowledgements) == (0, 1, 0)
+    assert concern_count(db) == 1 and only_concern(db).acknowledged_at is None
+    (answer,) = outbox(db, kind="kept_for_staff")
+    assert answer.recipient_address == notice.recipient_address
+    assert "act on the concern from its staff page" in answer.body_text
 
 
 def test_a_contacts_reply_to_a_notification_is_their_acknowledgement(db: Engine) -> None:
