@@ -45,9 +45,23 @@ _EDGE_PUNCTUATION = " \t.!,;:'\"\u201c\u201d"
 # What may follow the phrase on the first line, before anything else the learner wrote.
 _PHRASE_ENDS = re.compile(r" ?[.,;:!\-\u2013\u2014]")
 _REMAINS_CONCERNED = frozenset(
-    {"i remain concerned", "i am still concerned", "i'm still concerned", "still concerned"}
+    {"i remain concerned", "i am still concerned", "i'm still concerned", "im still concerned",
+     "still concerned", "i'm not satisfied", "i am not satisfied", "im not satisfied",
+     "not satisfied", "i'm still not satisfied", "i am still not satisfied", "still not satisfied",
+     "i remain unsatisfied"}
+)  # fmt: skip
+_SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "im satisfied", "satisfied"})
+# What may come before either on the first line: "No, I remain concerned.", "Yes I'm satisfied",
+# "Thanks, I'm satisfied".
+_LEAD_IN = re.compile(
+    r"\A(?:(?:no|nope|yes|yeah|sorry|hi|hello|thanks|thank you|unfortunately|but|however)"
+    r"(?=[\s.,;:!\-\u2013\u2014]|$)[\s.,;:!\-\u2013\u2014]*)+"
 )
-_SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "satisfied"})
+# What may follow "I remain concerned": punctuation, or a space and more words; not a question
+# mark, nor letters joined to it ("concernedly").
+_GOES_ON = re.compile(r"[^\w\s?]| [^\s?]")
+# Thanks after satisfied, with no punctuation between: "I'm satisfied thank you for sorting it".
+_THANKS = re.compile(r",? (?:thanks|thank you|thankyou|many thanks)(?=$|[^\w?])")
 
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').
 _NEGATIONS = frozenset(
@@ -327,25 +341,44 @@ def read_answers(text: str) -> Answers:
         organisation=answers.get("organisation"),
         department=answers.get("department"),
         learner_group=LearnerGroup(group) if group else None,
-        remains_concerned=_says(said, _REMAINS_CONCERNED),
-        satisfied=_says(said, _SATISFIED),
+        remains_concerned=_remains_concerned(said),
+        satisfied=_satisfied(said),
     )
 
 
-def _says(said: str, phrases: frozenset[str]) -> bool:
-    """Whether a first line (lower case, spaces collapsed) says one of the phrases.
-
-    The phrase may be the whole line, or start it and be followed by punctuation and anything
-    ("I remain concerned - nothing has changed."). Followed by a word it is not taken: "I'm
-    satisfied that nothing was done" and "I remain concerned about the rota" may mean anything,
-    so they are kept as information only. Nor after '?': "Satisfied? Not at all."
-    """
-    if said.strip(_EDGE_PUNCTUATION) in phrases:
-        return True
-    said = said.lstrip(_EDGE_PUNCTUATION)
+def _remains_concerned(said: str) -> bool:
+    """Whether a first line (lower case, spaces collapsed) says the learner remains concerned:
+    it starts with it, after at most a lead-in ("No, I remain concerned."), and anything may
+    follow but a question ("I remain concerned about the rota", "Still concerned tbh"; not
+    "Still concerned? Not at all."). In doubt it is taken: moving a concern up that the
+    learner meant to leave costs a level a look, while missing it lets the concern close on a
+    learner who wrote that they remain concerned."""
+    said = _LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1).lstrip(_EDGE_PUNCTUATION)
     return any(
-        said.startswith(phrase) and _PHRASE_ENDS.match(said, len(phrase)) for phrase in phrases
+        said.startswith(phrase) and (len(said) == len(phrase) or _GOES_ON.match(said, len(phrase)))
+        for phrase in _REMAINS_CONCERNED
     )
+
+
+def _satisfied(said: str) -> bool:
+    """Whether a first line (lower case, spaces collapsed) says the learner is satisfied: the
+    phrase whole, after at most a lead-in ("Thanks, I'm satisfied"), then punctuation or thanks
+    and anything ("I'm satisfied, thank you for sorting it"). Followed by another word it is
+    not taken, since it closes the concern: "I'm satisfied that nothing was
+    done" may mean anything, and is kept as information only. Nor before '?' ("Satisfied? Not
+    at all")."""
+    said = _LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1).lstrip(_EDGE_PUNCTUATION)
+    for phrase in _SATISFIED:
+        if not said.startswith(phrase):
+            continue
+        end = len(phrase)
+        if (
+            not said[end:].strip(_EDGE_PUNCTUATION)
+            or _PHRASE_ENDS.match(said, end)
+            or _THANKS.match(said, end)
+        ):
+            return True
+    return False
 
 
 def _written(text: str) -> str:

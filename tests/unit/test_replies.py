@@ -435,7 +435,13 @@ def test_only_lines_under_our_quoted_questions_are_inline_answers(reply: str) ->
      "I remain concerned - nothing has changed on the ward.",
      "I remain concerned, nothing has changed",
      "Still concerned: the rota is the same", "I remain concerned \u2013 still alone",
-     "I am still concerned. Nobody came.", "I'm still concerned", "I\u2019m still concerned."],
+     "I am still concerned. Nobody came.", "I'm still concerned", "I\u2019m still concerned.",
+     # As learners write it: a lead-in, more words, no apostrophe, or "not satisfied".
+     "No, I remain concerned. Last night I was left alone again.",
+     "Not satisfied. I remain concerned.", "Im still concerned", "I'm not satisfied",
+     "Still concerned tbh, nothing has changed.", "I remain concerned as nothing changed",
+     "I remain concerned about the rota", "Hi, still concerned", "Sorry - still not satisfied",
+     "Thanks, but I remain concerned"],
 )  # fmt: skip
 def test_remains_concerned(first_line: str) -> None:
     answers = read_answers(f"\n\n{first_line}\n\nThe rota is still unsafe.")
@@ -446,7 +452,9 @@ def test_remains_concerned(first_line: str) -> None:
 @pytest.mark.parametrize(
     "first_line",
     ["I'm satisfied", "I\u2019m satisfied.", "I am satisfied", "Satisfied", "satisfied!",
-     "I'm satisfied, thank you for sorting it", "Satisfied - thanks"],
+     "I'm satisfied, thank you for sorting it", "Satisfied - thanks",
+     "Yes I'm satisfied thanks", "Thanks, I'm satisfied", "Im satisfied",
+     "I'm satisfied thank you for sorting it", "No, I'm satisfied."],
 )  # fmt: skip
 def test_satisfied(first_line: str) -> None:
     answers = read_answers(f"{first_line}\nThank you.")
@@ -458,11 +466,16 @@ def test_satisfied(first_line: str) -> None:
     "reply",
     [
         "Thanks.\nI remain concerned",
-        "I remain concerned about the rota",
         "I'm satisfied that nothing was done",
+        "I'm satisfied thanksgiving went well",
         "I remain concernedly waiting",
         "Satisfied? Not at all.",
-        "I'm not satisfied",
+        "Still concerned? Not any more.",
+        "still concerned ?",
+        "I'm not still concerned",
+        "No longer concerned",
+        "Not concerned now",
+        "Satisfied thanks?",
         "> I remain concerned",
         "On Mon, 2 Nov 2026, Concerns <c@x> wrote:\nI remain concerned",
         "-----Original Message-----\nI'm satisfied",
