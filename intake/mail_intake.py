@@ -88,7 +88,12 @@ GIVE_UP_AFTER_ATTEMPTS = 5
 REPLY_TEXT_MAX = 10_000
 # A concern that names the learner's supervisor or tutor starts at pathway 2 (domain.md), so an
 # email that mentions them is treated that way until someone who may read it decides otherwise.
-_ABOUT_PATHWAY1_CONTACT = re.compile(r"\b(supervisor|tutor|assessor)s?\b", re.IGNORECASE)
+# Nurses and midwives say "mentor" (the practice supervisor's or assessor's old name), "practice
+# educator" or "preceptor".
+_ABOUT_PATHWAY1_CONTACT = re.compile(
+    r"\b(supervisor|tutor|assessor|mentor|practice educator|clinical educator|preceptor)s?\b",
+    re.IGNORECASE,
+)
 # A concern's reference, as `intake.service.reference_for` writes it (in any case).
 _REFERENCE_NAMED = re.compile(r"\bLC-\d{4}-\d{6}\b", re.IGNORECASE)
 
@@ -424,7 +429,8 @@ def _new_concern(
     about_contact = bool(_ABOUT_PATHWAY1_CONTACT.search(f"{parsed.subject}\n{parsed.text}"))
     if about_contact:
         notes.append(
-            "The email mentions a supervisor, tutor or assessor: it starts at pathway 2 so that "
+            "The email mentions a supervisor, tutor, assessor or mentor: it starts at pathway 2 so "
+            "that "
             "nobody it may be about is told"
         )
     sent_recently = repositories.answers_sent_to(

@@ -232,10 +232,19 @@ def test_a_name_written_with_an_address_in_it_is_still_the_learners_and_is_redac
     assert learner is not None and learner.name in ("Jane Smith", "Smith, Jane")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "My supervisor shouts at me in front of patients.",
+        # What nurses and midwives call the practice supervisor or assessor.
+        "Most nights I am left on my own with 12 patients while my mentor goes to another ward.",
+        "My preceptor never signs anything off.",
+    ],
+)
 def test_an_email_about_a_supervisor_starts_at_pathway_2_and_no_pathway_1_contact_is_told(
-    db: Engine,
+    db: Engine, body: str
 ) -> None:
-    deliver(db, email(body="My supervisor shouts at me in front of patients."))
+    deliver(db, email(body=body))
     concern = only_concern(db)
     assert concern.pathway == 2
     roles = {message.recipient_role for message in outbox(db)}
