@@ -15,6 +15,10 @@ import unicodedata
 from collections.abc import Iterable
 
 REMOVED = "[name removed]"
+PHONE_REMOVED = "[phone number removed]"
+# A UK mobile number as people write it: 07700 900123, 07700-900-123, +44 7700 900123,
+# +44 (0)7700 900123; not inside a longer run of digits.
+_MOBILE = re.compile(r"(?<![\w+])(?:\+44\s?(?:\(0\)\s?)?|0)7\d{3}[\s.-]?\d{3}[\s.-]?\d{3}(?![\w])")
 
 # A line that starts a sign-off: everything from it to the end is the signature.
 _SIGN_OFF = re.compile(
@@ -23,18 +27,33 @@ _SIGN_OFF = re.compile(
     r"sent from my\b.*|get outlook for\b.*)$",
     re.IGNORECASE,
 )
+# A phone's footer: the sign-off may be above it, further from the end.
+_DEVICE_FOOTER = re.compile(r"^\s*(sent from my|get outlook for)\b", re.IGNORECASE)
 # A sign-off is only taken as one near the end: "Thanks to the ward sister..." early in a long
 # email is part of the story.
 SIGNATURE_MAX_LINES = 8
 
 
 def drop_signature(text: str) -> str:
-    """The text without its trailing sign-off and signature block."""
+    """The text without its trailing sign-off and signature block. Under a phone's footer ("Sent
+    from my iPhone") it looks again: "Thanks, Jess" above a signature block of name, course,
+    university and phone number is otherwise too far from the end to be seen."""
     lines = text.rstrip().split("\n")
-    for index in range(max(0, len(lines) - SIGNATURE_MAX_LINES), len(lines)):
-        if index > 0 and _SIGN_OFF.match(lines[index]):
-            return "\n".join(lines[:index]).rstrip()
-    return text.rstrip()
+    while True:
+        cut = next(
+            (
+                index
+                for index in range(max(1, len(lines) - SIGNATURE_MAX_LINES), len(lines))
+                if _SIGN_OFF.match(lines[index])
+            ),
+            None,
+        )
+        if cut is None:
+            return "\n".join(lines).rstrip()
+        footer = _DEVICE_FOOTER.match(lines[cut])
+        lines = "\n".join(lines[:cut]).rstrip().split("\n")
+        if not footer:
+            return "\n".join(lines).rstrip()
 
 
 def redact_identities(
@@ -51,7 +70,10 @@ def redact_identities(
     All of them are looked for in one pass over the text as it was written: replacing one name
     after another would look for the next in the markers already written, and a learner whose
     name (or the one on their record) is 'Name' or 'Removed' would read '[[name removed]
-    removed]'."""
+    removed]'.
+
+    A UK mobile number goes too, whoever's it is: a learner signs with theirs ("07700 900123"),
+    and a ward's or a switchboard's is a landline."""
     targets = [target for name in names for target in _name_targets(name)]
     targets += [part for address in addresses for part in _address_parts(address or "")]
     spellings = {spelling for target in targets for spelling in _spellings(target)}
@@ -60,7 +82,9 @@ def redact_identities(
         for spelling in spellings
         if "'" in spelling and _long_enough(without := spelling.replace("'", ""))
     }
-    return _replaced(text, spellings, capitalised=capitalised - spellings)
+    return _MOBILE.sub(
+        PHONE_REMOVED, _replaced(text, spellings, capitalised=capitalised - spellings)
+    )
 
 
 def summary_within(summary: str, limit: int) -> str:

@@ -38,6 +38,39 @@ def test_phone_footers_are_dropped() -> None:
     )
 
 
+def test_a_sign_off_above_a_signature_block_and_a_phone_footer_is_dropped() -> None:
+    """The footer alone was dropped, leaving the name, course, university and mobile number
+    for the supervisor to read."""
+    text = (
+        "Most nights I get left on my own with 12 patients.\n\nThanks\nJess\n\n"
+        "Jessica Okafor\nStudent Nurse, Adult Nursing Year 2\nValetown University\n"
+        "07700 900123\n\nSent from my iPhone\n"
+    )
+    assert drop_signature(text) == "Most nights I get left on my own with 12 patients."
+
+
+def test_only_a_phone_footer_makes_it_look_again() -> None:
+    """Under a sign-off it does not: a "Thanks to ..." of the story, now near the end, stays."""
+    story = "Hi\nThanks to the ward sister I was safe.\n" + "\n".join("abcdefg")
+    assert drop_signature(f"{story}\nRegards\nJane") == story
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("Call me on 07700 900123.", "Call me on [phone number removed]."),
+        ("07700900123", "[phone number removed]"),
+        ("+44 7700 900123", "[phone number removed]"),
+        ("+44 (0)7700 900-123", "[phone number removed]"),
+        # A ward's landline, and digits that are not a phone number, stay.
+        ("Ward 7 is on 01234 567890", "Ward 7 is on 01234 567890"),
+        ("Datix 107700900123", "Datix 107700900123"),
+    ],
+)
+def test_a_confidential_learners_mobile_number_is_taken_out(written: str, kept: str) -> None:
+    assert in_confidence(written, names=("Jess Okafor",), address=None) == kept
+
+
 def test_the_name_and_address_are_replaced_wherever_they_appear() -> None:
     text = (
         "This is Jane (jane.smith@example.nhs.uk). SMITH is my surname; Dr Jane Smith. "
