@@ -807,10 +807,12 @@ def _tell_deadlines_moved_up(
     ]
     if not told:
         return
+    # Why it was rated again: staff's review (their reason is theirs to give), or the learner.
+    why = "the region's staff reviewed its rating" if by is not None else None
     queue_to_contacts(
         session,
         concern=concern,
-        facts=facts_of(session, concern, policy, now=now),
+        facts=facts_of(session, concern, policy, why=why, now=now),
         kind=MessageKind.DEADLINES_CHANGED,
         contacts=told,
         now=now,

@@ -501,9 +501,9 @@ def _deadlines_changed(facts: ConcernFacts, role: Role) -> Message:
         subject=f"[{facts.reference}] The deadlines for this concern have changed",
         headline="The deadlines for this concern have changed",
         paragraphs=(
-            f"It is now rated {facts.risk_level} risk, after what the learner told us since, "
-            "and the deadlines at this level follow its risk. These replace the dates we sent "
-            "you before.",
+            f"It is now rated {facts.risk_level} risk, after "
+            f"{facts.why or 'what the learner told us since'}, and the deadlines at this level "
+            "follow its risk. These replace the dates we sent you before.",
             asked,
             f"Summary: {facts.summary}",
             HOW_TO_REPLY,

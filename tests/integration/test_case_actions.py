@@ -367,6 +367,14 @@ def test_override_keeps_the_automatic_rating_and_a_high_rating_alerts_the_dean(d
     kinds = {k.split(":")[1] for k in new_messages(before, after)}
     assert kinds == {"high_risk_alert", "deadlines_changed"}
     with transaction(db) as session:
+        (notice,) = session.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.kind == "deadlines_changed", OutboxMessage.channel == "email"
+            )
+        ).all()
+        # Staff rated it, not the learner: the notice says so.
+        assert "after the region's staff reviewed its rating" in notice.body_text
+        assert "what the learner told us" not in notice.body_text
         event = session.exec(select(Event).where(Event.kind == "triage_overridden")).one()
         assert event.detail["was"]["level"] == "medium"
         assert event.detail["automatic"] == {"likelihood": auto[0], "impact": auto[1]}

@@ -282,6 +282,7 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert len(moved) == len(told_before)
     assert all(m.send_after == MONDAY_MORNING + timedelta(hours=1) for m in moved)
     assert all(when(after.ack_due_at, LONDON) in (m.body_text or "") for m in moved)
+    assert all("after what the learner told us since" in (m.body_text or "") for m in moved)
     kinds = [event.kind for event in events(db, after.id or 0)]
     assert "learner_added_information" in kinds and "learner_answered" in kinds
 
