@@ -16,7 +16,7 @@ from escalation.contacts import find_contact
 from escalation.notify import facts_of, queue_to_contact, queue_to_contacts, queue_to_learner
 from escalation.plan import ConcernClock, next_due_at, reach_level
 from escalation.policy import Policy
-from notifications.messages import MessageKind
+from notifications.messages import MessageKind, when
 from routing.deadlines import level_deadlines
 from routing.model import ConcernStatus, LearnerGroup, Pathway, RiskLevel, Role
 from routing.pathways import next_pathway
@@ -231,7 +231,13 @@ def alert_high_risk(session: Session, concern: Concern, *, now: datetime, policy
     }
     if alerted:
         return
-    facts = facts_of(session, concern, policy, now=now)
+    # Raised earlier (rated high since, or high as it reaches another level): said so.
+    earlier = (
+        f"It was raised on {when(concern.created_at, policy.calendar.timezone)}."
+        if concern.created_at < now
+        else None
+    )
+    facts = facts_of(session, concern, policy, why=earlier, now=now)
     told = []
     for role in HIGH_RISK_ALERT_ROLES:
         found = find_contact(session, concern, role)

@@ -412,10 +412,20 @@ def _new_concern(facts: ConcernFacts, role: Role) -> Message:
 
 
 def _high_risk_alert(facts: ConcernFacts, role: Role) -> Message:
+    # A concern raised earlier and rated high since (`why` says when it was raised) is not news
+    # of a new concern.
+    raised = facts.why is None
     return Message(
-        subject=f"[{facts.reference}] High-risk concern raised ({facts.rating})",
-        headline="A high-risk concern has been raised",
+        subject=(
+            f"[{facts.reference}] High-risk concern raised ({facts.rating})"
+            if raised
+            else f"[{facts.reference}] A concern is now rated high risk ({facts.rating})"
+        ),
+        headline="A high-risk concern has been raised"
+        if raised
+        else "A concern is now rated high risk",
         paragraphs=(
+            *(() if raised else (facts.why or "",)),
             f"Summary: {facts.summary}",
             f"It is on {PATHWAY_NAMES_FOR_STAFF[facts.pathway]}.",
             "Why it is high risk: " + "; ".join(facts.reasons),

@@ -274,7 +274,11 @@ def test_the_learners_reply_answers_the_questions_and_triage_follows(db: Engine)
     assert after.risk_level == "high" and before.risk_level != "high"
     assert after.patient_safety
     assert after.ack_due_at < before.ack_due_at, "a high-risk level has shorter deadlines"
-    assert outbox(db, kind="high_risk_alert"), "the dean and quality team are alerted"
+    alerts = outbox(db, kind="high_risk_alert")
+    assert alerts, "the dean and quality team are alerted"
+    # Of a concern rated high since it was raised, not of a new one.
+    assert all("A concern is now rated high risk" in alert.body_text for alert in alerts)
+    assert all("It was raised on Monday" in alert.body_text for alert in alerts)
     # Those told the old deadlines are told the new ones at once, each once.
     told_before = {m.recipient_address for m in outbox(db, kind="new_concern", channel="email")}
     moved = outbox(db, kind="deadlines_changed", channel="email")
