@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
@@ -27,10 +27,10 @@ from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
 from escalation.plan import Step, StepKind, due_steps
 from escalation.policy import Policy
 from notifications.messages import MessageKind
-from routing.model import ConcernStatus
+from routing.model import ConcernStatus, Role
 from storage import repositories
 from storage.db import transaction
-from storage.tables import Concern
+from storage.tables import Concern, Contact
 
 log = logging.getLogger(__name__)
 
@@ -114,20 +114,28 @@ def _apply(
     )
 
 
-def _remind(kind: MessageKind, part: str) -> Callable[[Session, Concern, Policy, datetime], None]:
-    def remind(session: Session, concern: Concern, policy: Policy, now: datetime) -> None:
-        facts = facts_of(session, concern, policy, now=now)
+def _remind(kind: MessageKind, part: str) -> Callable[..., list[tuple[Contact, Role]]]:
+    """A message of a kind to the current level's contacts in a part; it returns them."""
+
+    def remind(
+        session: Session,
+        concern: Concern,
+        policy: Policy,
+        now: datetime,
+        *,
+        others_told: bool = True,
+    ) -> list[tuple[Contact, Role]]:
+        contacts = contacts_of_level(session, concern, pathway=concern.pathway, part=part, now=now)
         queue_to_contacts(
             session,
             concern=concern,
-            facts=facts,
+            facts=replace(facts_of(session, concern, policy, now=now), others_told=others_told),
             kind=kind,
-            contacts=contacts_of_level(
-                session, concern, pathway=concern.pathway, part=part, now=now
-            ),
+            contacts=contacts,
             now=now,
             policy=policy,
         )
+        return contacts
 
     return remind
 
@@ -149,8 +157,9 @@ def _ack_reminder(
 def _ack_missed(
     session: Session, concern: Concern, step: Step, now: datetime, policy: Policy
 ) -> None:
-    _remind_primary_ack_missed(session, concern, policy, now)
-    _tell_secondary_ack_missed(session, concern, policy, now)
+    # The next contact first, so that the primary's message says whether there was one.
+    told = _tell_secondary_ack_missed(session, concern, policy, now)
+    _remind_primary_ack_missed(session, concern, policy, now, others_told=bool(told))
     concern.ack_missed_at = now
     record_event(session, concern, at=now, kind="ack_missed", actor="system", channel="system")
 

@@ -226,6 +226,9 @@ class ConcernFacts:
     feedback_at: datetime | None = None
     # When the message is written: a deadline already passed is told as past.
     written_at: datetime | None = None
+    # An acknowledgement missed: whether the level's next contact was told too (a level whose
+    # only contact is the quality team's mailbox has none).
+    others_told: bool = True
 
 
 @dataclass(frozen=True)
@@ -456,7 +459,8 @@ def _ack_missed(facts: ConcernFacts, role: Role) -> Message:
         headline="The acknowledgement deadline for this concern has passed",
         paragraphs=(
             f"Summary: {facts.summary}",
-            "Please acknowledge it now. The next contact at this level has been told.",
+            "Please acknowledge it now."
+            + (" The next contact at this level has been told." if facts.others_told else ""),
             f"If the learner has no feedback by {when(facts.feedback_due_at, facts.timezone)}, "
             f"{_if_feedback_is_late(facts)}.",
         ),

@@ -65,6 +65,27 @@ def outbox_count(engine: Engine) -> int:
         return int(session.exec(select(func.count()).select_from(OutboxMessage)).one())
 
 
+def test_a_missed_acknowledgement_at_a_level_with_no_next_contact_says_nobody_else_was_told(
+    db: Engine,
+) -> None:
+    """A concern whose placement was not given is with the quality team's mailbox alone: its
+    reminder must not say that the next contact at the level has been told."""
+    raw = concern_input({"organisation": "A hospice not in the directory", "department": "Ward 2"})
+    reference = submit_concern(
+        engine=db,
+        concern=parse_submission(raw),
+        channel=Channel.CLI,
+        now=MONDAY_MORNING,
+        policy=policy(),
+    ).reference
+    ack_due = state(db, reference).ack_due_at
+    assert "ack_missed" in [s.kind for s in sweep(engine=db, now=ack_due, policy=policy()).applied]
+    kinds = Counter(m.kind for m in _messages(db, reference))
+    assert kinds["ack_missed_secondary"] == 0
+    missed = [m for m in _messages(db, reference) if m.kind == "ack_missed"]
+    assert missed and not any("next contact" in m.body_text for m in missed)
+
+
 def test_a_medium_concern_climbs_the_ladder_one_level_at_a_time(db: Engine) -> None:
     reference = raise_medium_concern(db)
     rules = policy()
@@ -83,6 +104,8 @@ def test_a_medium_concern_climbs_the_ladder_one_level_at_a_time(db: Engine) -> N
     assert [s.kind for s in sweep(engine=db, now=ack_due, policy=rules).applied] == ["ack_missed"]
     kinds = Counter(m.kind for m in _messages(db, reference))
     assert kinds["ack_missed_secondary"] == 1, "the clinical tutor is told"
+    missed = [m for m in _messages(db, reference) if m.kind == "ack_missed"]
+    assert missed and all("next contact at this level has been told" in m.body_text for m in missed)
 
     for level in (1, 2):
         concern = state(db, reference)
