@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -91,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperationalError as error:
         # The message names the host and the reason, never the password or any row.
         print(f"concerns: cannot use the database: {error.orig}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # Whoever read the output stopped (`concerns show REF | head`): nothing more to say,
+        # and what is left unwritten must not fail again as the interpreter flushes at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

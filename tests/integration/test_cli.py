@@ -68,6 +68,28 @@ def placement(cli: Cli) -> dict[str, str]:
     }
 
 
+def test_output_read_only_in_part_ends_quietly(cli: Cli) -> None:
+    """`concerns directory show | head -1`: the reader stops early (here, before the first
+    line); no traceback follows, only a failure status."""
+    cli.run("db", "upgrade")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        writer = subprocess.run(
+            [CONCERNS, "directory", "show", "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli.env,
+            cwd=cli.tmp_path,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert writer.returncode == 1
+    assert writer.stderr == ""
+
+
 def test_directory_show_has_the_contract_shape_on_a_fresh_database(cli: Cli) -> None:
     shown = cli.json("directory", "show")
     assert len(shown["organisations"]) >= 2
