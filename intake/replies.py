@@ -122,20 +122,23 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "often": (
             "frequently", "regularly", "a lot", "most shifts", "once a week", "weekly",
             "every week", "most weeks", "most days", "several times a week", "twice a week",
-            "a few times a week",
+            "a few times a week", "most nights", "most of my shifts", "most of my nights",
+            "every other shift", "every other night",
         ),
         "continuing": (
             "every day", "daily", "always", "constantly", "constant", "every shift",
             "all the time", "ongoing", "continuous", "continually", "still happening",
             "every night", "nightly", "every night shift", "every weekend", "every on call",
-            "once a day", "twice a day", "several times a day",
+            "once a day", "twice a day", "several times a day", "all my nights",
+            "all my shifts", "every time", "each shift", "each night", "every single shift",
         ),
     },
     "harm": {
         "patient_harmed": ("harmed", "harm", "hurt", "injured", *_HARM_WITH_SOMEONE),
         "patient_at_risk": (
             "at risk", "risk", "unsafe", "near miss", "risk of harm", "could be harmed",
-            "might be harmed", "potential harm", "potentially harmed",
+            "might be harmed", "potential harm", "potentially harmed", "matter of time",
+            "waiting to happen",
         ),
         "learners_affected": ("training", "wellbeing", "well being", "learners affected"),
         "minor": ("minor harm",),
@@ -568,6 +571,9 @@ def _choice(key: str, value: str) -> str | None:
             if _shortly_after(words, start, _NEGATIONS_AS_PHRASES):
                 if stored == Harm.PATIENT_HARMED.value:
                     denied.add(words[:start].count(_BREAK))
+                    if words[start + size : start + size + 1] == ["yet"]:
+                        # "No one hurt yet": not harmed, but the learner expects it.
+                        named.add(Harm.PATIENT_AT_RISK.value)
                 continue
             if stored == Harm.PATIENT_HARMED.value:
                 stored_here = _harm_read(words, start, phrase)

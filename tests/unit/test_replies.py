@@ -179,6 +179,9 @@ def test_every_choice_is_read_with_the_hint_left_in_place(key: str) -> None:
         ("How often: just once", "once"),
         # In the learner's own words (an exploratory test's replies).
         ("How often: most days, basically every week", "often"),
+        ("How often: most nights", "often"),
+        ("How often: all my nights", "continuing"),
+        ("How often: every single shift", "continuing"),
         ("How often: weekly", "often"),
         ("How often: twice", "occasionally"),
         ("How often: every night shift", "continuing"),
@@ -265,6 +268,9 @@ def test_how_often(line: str, expected: str | None) -> None:
         ("Anyone harmed: maybe a patient fell", "patient_at_risk"),
         ("Anyone harmed: a patient is going to fall", "patient_at_risk"),
         ("Anyone harmed: a matter of time before a patient gets hurt", "patient_at_risk"),
+        ("Anyone harmed: no one hurt yet but it's only a matter of time", "patient_at_risk"),
+        ("Anyone harmed: no one hurt yet", "patient_at_risk"),
+        ("Anyone harmed: an accident waiting to happen", "patient_at_risk"),
         # What happened, said not to have harmed anyone, is a risk.
         ("Anyone harmed: A patient fell but was not hurt", "patient_at_risk"),
         ("Anyone harmed: patient given wrong dose but no harm done", "patient_at_risk"),
