@@ -59,9 +59,11 @@ def db(engine: Engine) -> Engine:
 def email(
     *,
     sender: str = f"Jane Smith <{LEARNER}>",
-    subject: str = "Left alone on Ward 7 at Vale General",
+    # A medium concern until the learner answers (being left alone on the ward, unsupervised
+    # practice, would be high risk from the start).
+    subject: str = "Rota gaps on Ward 7 at Vale General",
     body: str = (
-        "On nights I was left alone on the ward with nobody to call.\n\n"
+        "On nights the rota has gaps and my teaching keeps being cancelled.\n\n"
         "Kind regards,\nJane Smith\nStudent nurse"
     ),
     headers: dict[str, str] | None = None,
@@ -180,7 +182,7 @@ def test_a_new_email_becomes_a_confidential_concern_with_questions_for_the_learn
     for message in told:
         for leak in ("Jane", "Smith", LEARNER, "jane.smith"):
             assert leak not in message.body_text and leak not in (message.body_html or "")
-        assert "left alone on the ward" in message.body_text
+        assert "the rota has gaps" in message.body_text
 
 
 def test_attachment_names_are_redacted_like_the_text(db: Engine) -> None:
@@ -349,7 +351,11 @@ def test_an_answer_that_is_not_clear_is_still_read_for_harm(db: Engine) -> None:
 def test_a_learner_who_fell_behind_is_not_a_patient_harmed(db: Engine) -> None:
     """The same reply about the learner's own training (once, and they fell behind) is the
     learners affected: medium risk, and nobody alerted."""
-    _, after = answered(db, "How often: once\nAnyone harmed: my training, I fell behind\n")
+    _, after = answered(
+        db,
+        "How often: once\nAnyone harmed: my training, I fell behind\n",
+        about="Our teaching is cancelled most weeks.",
+    )
     assert (after.frequency, after.harm) == ("once", "learners_affected")
     assert not after.patient_safety and after.risk_level == "medium"
     assert not outbox(db, kind="high_risk_alert")

@@ -191,6 +191,13 @@ def test_the_signal_table_is_the_one_tested() -> None:
         ("an elderly patient had a fall", "patient had a fall"),
         ("the patient was injured", "patient was injured"),
         ("he was given the wrong dose", "wrong dose"),
+        # Supervision missing, as learners put it (an exploratory test's email).
+        ("Most nights I get left on my own with like 12 patients", "left on my own with"),
+        ("I was on my own with 14 patients", "on my own with ... patients"),
+        ("there's nobody to ask if something goes wrong", "nobody to ask"),
+        ("I don't feel safe on nights", "don't feel safe"),
+        ("I was left alone on the ward again", "left alone on ... ward"),
+        ("nights without any senior cover", "without ... senior cover"),
         # A negation does not reach over "and".
         ("the patient was not reviewed and died", "patient ... died"),
         ("she was not seen and was harmed", "harmed"),
@@ -220,6 +227,10 @@ def test_patient_safety_words_are_found_with_their_endings(text: str, found: str
         "a racist remark",
         "a sexist joke",
         "I was humiliated on the ward round",
+        "he humiliates me in front of patients",
+        "she keeps belittling me",
+        "the registrar shouts at us",
+        "I am picked on every shift",
     ],
 )
 def test_negative_behaviours_raise_impact_to_moderate(text: str) -> None:
