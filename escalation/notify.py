@@ -158,6 +158,7 @@ def facts_of(
         acknowledged_at=concern.acknowledged_at,
         feedback_at=concern.feedback_at,
         written_at=now,
+        school_known=concern.programme_body_id is not None,
     )
 
 

@@ -47,6 +47,7 @@ from intake.emails import ParsedEmail, html_to_text, parse_email
 from intake.replies import (
     Answers,
     ContactCommand,
+    described_group,
     only_our_message,
     read_answers,
     read_contact_command,
@@ -63,6 +64,7 @@ from intake.submission import (
     NewConcern,
     PlacementDetails,
 )
+from intake.web.form_fields import GROUP_LABELS
 from notifications.email import subject_sent
 from notifications.messages import KEPT_FOR_STAFF, MessageKind
 from notifications.threading import MailThreading
@@ -426,6 +428,14 @@ def _new_concern(
         "Raised by email: confidential unless the learner says otherwise (the dean and quality "
         "team may know who raised it; contacts see the text without the sender's name)"
     ]
+    # What they say they are now ("I'm a student midwife") before what they said on an earlier
+    # concern, which may be years old.
+    described = None if answers.learner_group else described_group(parsed.text)
+    if described is not None:
+        notes.append(
+            "Kind of learner taken from what the learner wrote: "
+            f"{GROUP_LABELS[described.value].lower()}"
+        )
     about_contact = bool(_ABOUT_PATHWAY1_CONTACT.search(f"{parsed.subject}\n{parsed.text}"))
     if about_contact:
         notes.append(
@@ -456,7 +466,7 @@ def _new_concern(
             learner=LearnerDetails(
                 name=parsed.from_name,
                 email=address,
-                group=answers.learner_group or _known_group(session, known),
+                group=answers.learner_group or described or _known_group(session, known),
             ),
             about_pathway1_contact=about_contact,
             intake_notes=tuple(notes),

@@ -63,6 +63,9 @@ _GOES_ON = re.compile(r"[^\w\s?]| [^\s?]")
 # Thanks after satisfied, with no punctuation between: "I'm satisfied thank you for sorting it".
 _THANKS = re.compile(r",? (?:thanks|thank you|thankyou|many thanks)(?=$|[^\w?])")
 
+# A new email's opening, where a learner says who they are, is all that is looked at.
+_MAX_DESCRIBED_CHARS = 2_000
+
 # Negations that cancel a choice named right after them ('nobody harmed', 'not often').
 _NEGATIONS = frozenset(
     {"no", "not", "nobody", "none", "never", "noone", "neither", "nor",
@@ -152,7 +155,11 @@ _SYNONYMS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "undergraduate_pharmacy": ("pharmacy student", "pharmacist student"),
         "nursing": ("student nurse", "nursing", "nurse"),
         "midwifery": ("student midwife", "midwifery", "midwife"),
-        "ahp": ("allied health", "ahp", "physiotherapy", "paramedic", "radiography"),
+        "ahp": (
+            "allied health", "ahp", "physiotherapy", "paramedic", "radiography", "physio",
+            "physio student", "occupational therapy", "ot student", "radiographer",
+            "speech and language", "dietetics", "podiatry", "operating department practitioner",
+        ),
         "healthcare_science": ("healthcare scientist", "healthcare science"),
         "support_workforce": ("support worker", "healthcare assistant", "hca"),
     },
@@ -347,6 +354,39 @@ def read_answers(text: str) -> Answers:
         remains_concerned=_remains_concerned(said),
         satisfied=_satisfied(said),
     )
+
+
+# How a learner introduces themselves: "I'm a 2nd year student nurse", "as a physio student".
+_INTRODUCTIONS = (("im", "a"), ("im", "an"), ("i", "am", "a"), ("i", "am", "an"), ("as", "a"),
+                  ("as", "an"))  # fmt: skip
+# Words between the introduction and what they are: "a 2nd year adult student nurse".
+_DESCRIBED_WITHIN = 4
+
+
+def described_group(text: str) -> LearnerGroup | None:
+    """The learner group a new email's writer says they are in ("I'm a student midwife at
+    Brookside", "I am an FY1", "as a 4th year medical student"), when they name exactly one:
+    pathway 2 is then their school's or university's, rather than the quality team's until they
+    answer. Only what they say of themselves counts: "the student nurse on my ward" is someone
+    else."""
+    words = _words(text[:_MAX_DESCRIBED_CHARS])
+    named: set[str] = set()
+    for start in range(len(words)):
+        for introduction in _INTRODUCTIONS:
+            end = start + len(introduction)
+            if tuple(words[start:end]) != introduction:
+                continue
+            following = words[end : end + _DESCRIBED_WITHIN + 3]
+            if _BREAK in following:
+                following = following[: following.index(_BREAK)]
+            for phrase, stored in _PHRASES["learner_group"]:
+                if any(
+                    following[at : at + len(phrase)] == phrase
+                    for at in range(min(_DESCRIBED_WITHIN, len(following)) + 1)
+                ):
+                    named.add(stored)
+                    break
+    return LearnerGroup(named.pop()) if len(named) == 1 else None
 
 
 def _remains_concerned(said: str) -> bool:

@@ -229,6 +229,9 @@ class ConcernFacts:
     # An acknowledgement missed: whether the level's next contact was told too (a level whose
     # only contact is the quality team's mailbox has none).
     others_told: bool = True
+    # Whether the learner's school or university is known: at pathway 2 without it, the region's
+    # quality team holds the concern until it is.
+    school_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -561,7 +564,11 @@ def _learner_escalated(facts: ConcernFacts, role: Role) -> Message:
         subject=f"[{facts.reference}] Your concern has moved to the next level",
         headline="Your concern has moved to the next level",
         paragraphs=(
-            f"It is now on {PATHWAY_NAMES[facts.pathway]}.",
+            f"It is now on {PATHWAY_NAMES[facts.pathway]}."
+            if facts.pathway != 2 or facts.school_known
+            else "It is now on pathway 2, your school or university. We do not know yet who at "
+            "yours to send it to, so the region's quality team has it and will find the right "
+            "people.",
             f"Why: {facts.why}" if facts.why else "It moved up the escalation ladder.",
             f"They have been asked to give you feedback by "
             f"{when(facts.feedback_due_at, facts.timezone)}.",

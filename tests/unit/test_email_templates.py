@@ -105,3 +105,20 @@ def test_the_learner_reads_the_pathway_as_theirs() -> None:
     assert "pathway 2: your school or university" in text_of(
         MessageKind.LEARNER_ESCALATED, Role.LEARNER, pathway=2
     )
+
+
+def test_a_learner_whose_school_is_not_known_is_told_who_has_their_concern() -> None:
+    """'It is now on pathway 2: your school or university' was not true when nobody there was
+    known: the region's quality team holds it until someone is."""
+    known = text_of(MessageKind.LEARNER_ESCALATED, Role.LEARNER, pathway=2)
+    unknown = text_of(MessageKind.LEARNER_ESCALATED, Role.LEARNER, pathway=2, school_known=False)
+    assert "It is now on pathway 2: your school or university." in known
+    assert "the region's quality team has it" in unknown
+    assert "quality team" not in known
+
+
+def test_a_reminder_says_the_next_contact_was_told_only_when_one_was() -> None:
+    assert "next contact at this level has been told" in text_of(
+        MessageKind.ACK_MISSED, Role.SUPERVISOR
+    )
+    assert "next contact" not in text_of(MessageKind.ACK_MISSED, Role.SUPERVISOR, others_told=False)

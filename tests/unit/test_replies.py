@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from intake.replies import (
     MAX_FREE_TEXT_CHARS,
     Answers,
+    described_group,
     only_our_message,
     read_answers,
     read_contact_command,
@@ -658,3 +659,28 @@ def test_any_line_not_ours_is_the_learner_saying_something(reply: str) -> None:
 )
 def test_a_reply_that_changes_our_subject_says_something(subject: str, same: bool) -> None:
     assert same_subject(subject, ("[LC-2026-000001] Your concern",)) is same
+
+
+# --- who the writer of a new email says they are ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "group"),
+    [
+        ("I'm a 2nd year student nurse on placement on ward 3", LearnerGroup.NURSING),
+        ("I'm a student midwife at the Maternity Unit, Brookside.", LearnerGroup.MIDWIFERY),
+        ("As a physio student I was left to treat patients alone", LearnerGroup.AHP),
+        ("I am an FY1 in the Emergency Department", LearnerGroup.FOUNDATION),
+        (
+            "Hi, I\u2019m a 4th year medical student on the surgical firm.",
+            LearnerGroup.UNDERGRADUATE_MEDICAL,
+        ),
+        # Someone else, or nobody, or two kinds: not taken.
+        ("The student nurse on my ward was left alone", None),
+        ("I am a bit worried about nights", None),
+        ("I'm a student nurse, and as a midwife I", None),
+        ("I'm a. Student nurse", None),
+    ],
+)
+def test_the_group_a_writer_says_they_are_in(text: str, group: LearnerGroup | None) -> None:
+    assert described_group(text) == group
