@@ -1789,3 +1789,26 @@ def test_a_confidential_learners_reply_never_nests_a_marker_in_another(db: Engin
         if event.kind == "learner_added_information"
     ]
     assert added.detail["text"].startswith(f"{REMOVED} again: it happened twice more.")
+
+
+def test_what_a_learner_says_they_are_is_their_kind_of_learner(db: Engine) -> None:
+    """'I'm a 2nd year student nurse' needs no answer to the question: pathway 2 is then her
+    university's, not the quality team's until she answers; someone else she mentions is not."""
+    deliver(
+        db,
+        email(body="I'm a 2nd year student nurse. The rota has gaps and teaching is cancelled."),
+    )
+    concern = only_concern(db)
+    assert concern.learner_group == "nursing"
+    (ack,) = outbox(db, kind="learner_ack")
+    assert "Learner group:" not in ack.body_text
+    with transaction(db) as session:
+        routed = [e for e in repositories.events_of(session, concern.id or 0) if e.kind == "routed"]
+    assert "Kind of learner taken from what the learner wrote: nursing student" in str(
+        routed[0].detail
+    )
+
+
+def test_a_learner_mentioned_is_not_the_writer(db: Engine) -> None:
+    deliver(db, email(body="The student nurse on my ward is left alone with the rota gaps."))
+    assert only_concern(db).learner_group is None
