@@ -79,7 +79,15 @@ from routing.model import (
 )
 from storage import inbox, repositories
 from storage.db import transaction
-from storage.tables import Concern, Contact, InboundMessage, Learner, OutboxMessage, id_of
+from storage.tables import (
+    Concern,
+    Contact,
+    InboundMessage,
+    Learner,
+    Organisation,
+    OutboxMessage,
+    id_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -722,7 +730,7 @@ def _learner_reply(
     changes = record_learner_answers(
         session=session,
         concern=concern,
-        answers=_learner_answers(answers),
+        answers=_learner_answers(session, concern, answers),
         channel=channel,
         now=now,
         policy=policy,
@@ -806,11 +814,29 @@ def _teller(
     return tell
 
 
-def _learner_answers(answers: Answers) -> LearnerAnswers:
+def _learner_answers(session: Session, concern: Concern, answers: Answers) -> LearnerAnswers:
+    """The answers as the concern takes them: a placement as the learner wrote it ("Vale
+    General", "A&E at Vale Royal") found in the directory as a new email's is, where exactly one
+    place fits (with the organisation already known, if it is); else as written, for staff."""
+    organisation, department = answers.organisation, answers.department
+    if organisation or department:
+        known = (
+            session.get(Organisation, concern.organisation_id) if concern.organisation_id else None
+        )
+        guess = placement.guess_placement(
+            f"{organisation or (known.name if known else '')}\n{department or ''}",
+            _directory_places(session),
+        )
+        if organisation and guess.organisation:
+            organisation = guess.organisation
+        # A department of the organisation the concern will have, never of another.
+        taken = guess.organisation if answers.organisation else (known.key if known else None)
+        if department and guess.department and guess.organisation == taken:
+            department = guess.department
     return LearnerAnswers(
         frequency=answers.frequency,
         harm=answers.harm,
-        organisation=answers.organisation,
-        department=answers.department,
+        organisation=organisation,
+        department=department,
         learner_group=answers.learner_group,
     )

@@ -34,7 +34,15 @@ from storage import inbox, migrate, repositories
 from storage.db import create_db_engine, transaction
 from storage.directory import example_directory_path, load_directory, parse_directory
 from storage.inbox import Received, store_received
-from storage.tables import Concern, Event, InboundMessage, Learner, OutboxMessage
+from storage.tables import (
+    Concern,
+    Department,
+    Event,
+    InboundMessage,
+    Learner,
+    Organisation,
+    OutboxMessage,
+)
 from tests.integration.helpers import (
     LONDON,
     MONDAY_MORNING,
@@ -1812,3 +1820,27 @@ def test_what_a_learner_says_they_are_is_their_kind_of_learner(db: Engine) -> No
 def test_a_learner_mentioned_is_not_the_writer(db: Engine) -> None:
     deliver(db, email(body="The student nurse on my ward is left alone with the rota gaps."))
     assert only_concern(db).learner_group is None
+
+
+def test_a_placement_answered_as_learners_write_it_is_found_in_the_directory(db: Engine) -> None:
+    """'Organisation: Vale General' and 'Department: the emergency department at Vale Royal'
+    were kept as written, and the concern stayed with the quality team: a reply's placement is
+    now found as a new email's is."""
+    deliver(db, email(subject="bullying", body="My registrar shouts at me on nights."))
+    before = only_concern(db)
+    assert before.organisation_id is None
+    (ack,) = outbox(db, kind="learner_ack")
+    assert "Organisation:" in ack.body_text
+    deliver(
+        db,
+        reply_to(
+            ack,
+            body="Organisation: Vale General\nDepartment: the emergency department at Vale Royal\n",
+        ),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    after = only_concern(db)
+    with transaction(db) as session:
+        assert session.get(Organisation, after.organisation_id).key == "vale-general"  # type: ignore[union-attr]
+        assert session.get(Department, after.department_id).key == "emergency"  # type: ignore[union-attr]
+    assert after.placement_text is None
