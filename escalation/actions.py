@@ -7,7 +7,7 @@ is refused with a reason (`ActionRefused`) and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -419,18 +419,6 @@ def change_learner_email(
     if old is not None and old.id != learner.id and not shared:
         session.execute(delete(Learner).where(col(Learner.id) == old.id))
     return True
-
-
-def learner_redaction(session: Session, concern: Concern) -> Callable[[str], str] | None:
-    """Redaction of what a confidential learner writes, as the people handling the concern may
-    read it: without the name given with the concern, the one their record keeps, nor their
-    address, as held now. None for a concern that is not confidential, or has no learner."""
-    if concern.confidentiality != Confidentiality.CONFIDENTIAL.value or not concern.learner_id:
-        return None
-    learner = session.get(Learner, concern.learner_id)
-    names = (concern.learner_name, learner.name if learner else None)
-    address = learner.email if learner else None
-    return lambda text: redact_identities(text, names=names, addresses=(address,))
 
 
 def _redacted_again(

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from escalation import actions
 from escalation.actions import ActionRefused, Actor
+from escalation.notify import learner_redaction
 from escalation.policy import Policy
 from escalation.views import concern_details, concern_summary
 from routing.access import (
@@ -229,7 +230,7 @@ def read_case(
     details = concern_details(session, concern)
     details.pop("outbox", None)
     details["events"] = _withheld(
-        details["events"], sees_identity=sees, redact=actions.learner_redaction(session, concern)
+        details["events"], sees_identity=sees, redact=learner_redaction(session, concern)
     )
     details["identity"] = None
     if concern.learner_id is not None and sees:
@@ -317,7 +318,7 @@ def audit_trail(session: Session, who: Principal, concern: Concern) -> list[dict
     entries = _withheld(
         events,
         sees_identity=sees_identity(who, case_scope(session, concern)),
-        redact=actions.learner_redaction(session, concern),
+        redact=learner_redaction(session, concern),
     )
     entries += [
         {

@@ -7,7 +7,7 @@ recipient, so replaying a step (a retry, a second instance, a catch-up sweep) qu
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from escalation.links import LINK_PATH
 from escalation.policy import Policy
+from escalation.redact import redact_identities
 from notifications.messages import (
     AS_GIVEN,
     KEPT_FOR_STAFF,
@@ -74,8 +75,16 @@ def place_of(session: Session, concern: Concern) -> str:
     return ", ".join(parts) or "placement not given"
 
 
+# Each feedback or addition quoted in a history at most this long: the rest is on the staff page.
+HISTORY_QUOTE_MAX = 1_000
+
+
 def history_of(session: Session, concern: Concern, policy: Policy) -> tuple[str, ...]:
-    """A readable history for contacts who receive an escalated concern."""
+    """A readable history for contacts who receive an escalated concern: what happened, with
+    the feedback the learner was given and what the learner added since (a confidential
+    learner's words without their name, address or phone number), so that the next level
+    starts from what the last one did."""
+    redact = learner_redaction(session, concern)
     lines = []
     for event in repositories.events_of(session, id_of(concern)):
         label = EVENT_LABELS.get(event.kind, event.kind.replace("_", " "))
@@ -83,8 +92,29 @@ def history_of(session: Session, concern: Concern, policy: Policy) -> tuple[str,
         where = f" (pathway {event.pathway})" if event.pathway else ""
         if event.kind == "escalated":
             where = f" from pathway {event.from_pathway} to pathway {event.to_pathway}"
-        lines.append(f"{local:%d %b %Y %H:%M}: {label}{where}")
+        said = (event.detail or {}).get("text")
+        quoted = ""
+        if event.kind in ("feedback_given", "learner_added_information") and isinstance(said, str):
+            if event.kind == "learner_added_information" and redact is not None:
+                said = redact(said)
+            said = " ".join(said.split())
+            if len(said) > HISTORY_QUOTE_MAX:
+                said = said[: HISTORY_QUOTE_MAX - 1].rstrip() + "… (the rest is on the staff page)"
+            quoted = f": \u201c{said}\u201d" if said else ""
+        lines.append(f"{local:%d %b %Y %H:%M}: {label}{where}{quoted}")
     return tuple(lines)
+
+
+def learner_redaction(session: Session, concern: Concern) -> Callable[[str], str] | None:
+    """Redaction of what a confidential learner writes, as the people handling the concern may
+    read it: without the name given with the concern, the one their record keeps, nor their
+    address, as held now. None for a concern that is not confidential, or has no learner."""
+    if concern.confidentiality != Confidentiality.CONFIDENTIAL.value or not concern.learner_id:
+        return None
+    learner = session.get(Learner, concern.learner_id)
+    names = (concern.learner_name, learner.name if learner else None)
+    address = learner.email if learner else None
+    return lambda text: redact_identities(text, names=names, addresses=(address,))
 
 
 def unanswered_questions(concern: Concern) -> tuple[str, ...]:

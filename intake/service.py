@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from escalation.actions import learner_redaction
 from escalation.contacts import choose_programme_body
 from escalation.ladder import (
     alert_high_risk,
@@ -25,7 +24,7 @@ from escalation.ladder import (
     set_level_clock,
     told_summary,
 )
-from escalation.notify import facts_of, queue_to_contacts, queue_to_learner
+from escalation.notify import facts_of, learner_redaction, queue_to_contacts, queue_to_learner
 from escalation.policy import Policy
 from escalation.redact import redact_identities, summary_within
 from intake.follow_up import hash_code

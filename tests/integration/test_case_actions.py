@@ -18,8 +18,10 @@ from escalation.actions import (
     ActionRefused,
     Actor,
     acknowledge,
+    add_learner_information,
     close_concern,
     escalate_by_hand,
+    learner_remains_concerned,
     learner_satisfied,
     override_triage,
     record_feedback,
@@ -641,3 +643,54 @@ def test_each_escalation_row_is_unique_whatever_route_it_took(db: Engine) -> Non
         assert sorted((r.from_pathway, r.to_pathway) for r in rows) == [(1, 2), (2, 3)]
         concern = session.exec(select(Concern)).one()
         assert concern.pathway == 3
+
+
+def test_the_next_level_reads_the_feedback_given_and_what_the_learner_added(db: Engine) -> None:
+    """The history an escalated concern arrives with quotes the last level's feedback and what
+    the learner added since (a confidential learner's words without their name or number), not
+    only that they happened."""
+    reference = raise_concern(db, confidentiality="confidential")
+    act(
+        db,
+        reference,
+        add_learner_information,
+        text="Priya Testlearner again: last night I was alone from 2am. Call 07700 900123.",
+        channel="web",
+        inbound_id=None,
+        now=LATER,
+        policy=policy(),
+    )
+    act(
+        db,
+        reference,
+        record_feedback,
+        by=primary(db, reference),
+        text="We have asked the rota team to add a second nurse on nights.",
+        now=LATER + timedelta(hours=1),
+        policy=policy(),
+    )
+    act(
+        db,
+        reference,
+        learner_remains_concerned,
+        channel="web",
+        now=LATER + timedelta(hours=2),
+        policy=policy(),
+    )
+    with transaction(db) as session:
+        concern = repositories.concern_by_reference(session, reference)
+        assert concern is not None and concern.pathway == 2
+        arrived = [
+            message
+            for message in repositories.outbox_of(session, concern.id or 0)
+            if message.kind == "escalated_in" and message.channel == "email"
+        ]
+    assert arrived
+    for message in arrived:
+        text = " ".join(message.body_text.split())
+        assert (
+            "feedback given to the learner (pathway 1): \u201cWe have asked the rota team to add "
+            "a second nurse on nights.\u201d" in text
+        )
+        assert "last night I was alone from 2am." in text
+        assert "Priya" not in text and "Testlearner" not in text and "07700" not in text
