@@ -904,10 +904,11 @@ def _joined(existing: str | None, more: str) -> str:
 def _tell_new_contacts(
     session: Session, concern: Concern, *, now: datetime, policy: Policy
 ) -> None:
-    """Whoever the answers make a contact of the level hears about the concern (each once)."""
+    """Whoever the answers make a contact of the level hears about the concern (each once);
+    the trail records who was told, when anyone new was."""
     level = assign_contacts(session, concern, now=now)
     facts = facts_of(session, concern, policy, now=now)
-    queue_to_contacts(
+    told = queue_to_contacts(
         session,
         concern=concern,
         facts=facts,
@@ -916,6 +917,10 @@ def _tell_new_contacts(
         now=now,
         policy=policy,
     )
+    if not told:
+        # The answers changed nothing of who acts ("nursing" when the supervisor was already
+        # told): the trail must not say that someone new was.
+        return
     record_event(
         session,
         concern,
@@ -924,10 +929,25 @@ def _tell_new_contacts(
         actor="system",
         channel="system",
         detail={
-            **told_summary(level),
+            **told_summary(
+                replace(
+                    level,
+                    primary=_only(level.primary, told),
+                    secondary=(),
+                    copy=_only(level.copy, told),
+                )
+            ),
             "reason": "the learner's answers changed who should be told",
         },
     )
+
+
+def _only(
+    contacts: Sequence[tuple[Contact, Role]], told: Sequence[tuple[Contact, Role]]
+) -> tuple[tuple[Contact, Role], ...]:
+    """Of `contacts`, those in `told`."""
+    ids = {id_of(contact) for contact, _ in told}
+    return tuple((contact, role) for contact, role in contacts if id_of(contact) in ids)
 
 
 MAX_FEEDBACK_CHARACTERS = 20_000

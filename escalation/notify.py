@@ -361,14 +361,16 @@ def queue_to_contacts(
     policy: Policy,
     key_suffix: str = "",
     urgent: bool = False,
-) -> None:
-    """Queue the same kind of message to each (contact, role), each person once."""
+) -> list[tuple[Contact, Role]]:
+    """Queue the same kind of message to each (contact, role), each person once; those sent
+    something new (not already sent it)."""
     told: set[int | None] = set()
+    queued: list[tuple[Contact, Role]] = []
     for contact, role in contacts:
         if contact.id in told:
             continue
         told.add(contact.id)
-        queue_to_contact(
+        if queue_to_contact(
             session,
             concern=concern,
             facts=facts,
@@ -379,7 +381,9 @@ def queue_to_contacts(
             policy=policy,
             key_suffix=key_suffix,
             urgent=urgent,
-        )
+        ):
+            queued.append((contact, role))
+    return queued
 
 
 def queue_reply_not_applied(

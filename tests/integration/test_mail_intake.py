@@ -1844,3 +1844,26 @@ def test_a_placement_answered_as_learners_write_it_is_found_in_the_directory(db:
         assert session.get(Organisation, after.organisation_id).key == "vale-general"  # type: ignore[union-attr]
         assert session.get(Department, after.department_id).key == "emergency"  # type: ignore[union-attr]
     assert after.placement_text is None
+
+
+def test_an_answer_that_changes_nobody_told_leaves_no_trail_saying_it_did(db: Engine) -> None:
+    """Answering only the kind of learner at pathway 1, where the supervisor was told already:
+    the staff page said 'Contacts told: Supervisor, Clinical tutor ... the learner's answers
+    changed who should be told', and nobody new was told."""
+    deliver(db, email())
+    (ack,) = outbox(db, kind="learner_ack")
+    sent_before = len(outbox(db))
+    deliver(
+        db,
+        reply_to(ack, body="Learner group: nursing student\n"),
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    concern = only_concern(db)
+    assert concern.learner_group == "nursing"
+    assert len(outbox(db)) == sent_before
+    reasons = [
+        (event.detail or {}).get("reason")
+        for event in events(db, concern.id or 0)
+        if event.kind == "contacts_told"
+    ]
+    assert "the learner's answers changed who should be told" not in reasons
