@@ -251,12 +251,31 @@ def answers_of(form: Mapping[str, Any]) -> dict[str, str]:
     return values
 
 
+# A sentence that only greets or says who the writer is: "Hi,", "My name is Priya and I'm a 4th
+# year medical student on the surgical firm.", "I'm a student nurse at Brookside." Staff lists
+# and digests headed by it would say nothing of the concern.
+_INTRODUCTION = re.compile(
+    r"(?:hi|hello|hiya|dear|good (?:morning|afternoon|evening))\b[^.!?]*"
+    r"|my name is\b[^.!?]*"
+    r"|(?:i am|i'm|i\u2019m|im) an? (?:[\w-]+ ){0,5}"
+    r"(?:student|trainee|doctor|nurse|midwife|fy1|fy2|registrar|physio\w*|paramedic|pharmacist"
+    r"|radiographer|apprentice|learner)(?: (?:on|at|in|with|from|doing) [^.!?]*)?",
+    re.IGNORECASE,
+)
+
+
 def derive_summary(description: str) -> str:
-    """The first sentence or line of the description, at most 120 characters, cut between words."""
-    text = description.strip()
-    first = text.splitlines()[0].strip() if text else ""
-    sentence = re.match(r"(.+?[.!?])(?:\s|$)", first)
-    summary = sentence.group(1) if sentence else first
+    """The first sentence of the description that says something of the concern (not a greeting
+    or an introduction, unless there is nothing else), within a line, at most 120 characters,
+    cut between words."""
+    sentences = [
+        sentence.strip()
+        for line in description.strip().splitlines()
+        for sentence in re.findall(r".+?[.!?](?=\s|$)|.+", line.strip())
+        if sentence.strip()
+    ]
+    told = [s for s in sentences if not _INTRODUCTION.fullmatch(s.rstrip(".!?,").strip())]
+    summary = (told or sentences or [""])[0]
     if len(summary) <= SUMMARY_LIMIT:
         return summary
     cut = summary[: SUMMARY_LIMIT - 1]

@@ -790,6 +790,18 @@ def test_a_form_over_the_size_limit_gets_413(engine: Engine, client: WebClient) 
         ("Short one. Then more.", "Short one."),
         ("First line without a stop\nSecond line.", "First line without a stop"),
         ("Is it safe? I do not think so.", "Is it safe?"),
+        # A greeting or an introduction says nothing of the concern.
+        (
+            "My name is Priya and I'm a 4th year medical student on the surgical firm. "
+            "Nobody has taught us for six weeks.",
+            "Nobody has taught us for six weeks.",
+        ),
+        (
+            "Hi,\nI'm a student nurse at Brookside.\nI am left alone on nights.",
+            "I am left alone on nights.",
+        ),
+        ("I am a student nurse.", "I am a student nurse."),
+        ("I am being bullied by my supervisor.", "I am being bullied by my supervisor."),
         ("word " * 40, ("word " * 23).strip() + "…"),
         ("x" * 130, "x" * 119 + "…"),
     ],
