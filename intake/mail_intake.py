@@ -64,7 +64,7 @@ from intake.submission import (
     NewConcern,
     PlacementDetails,
 )
-from intake.web.form_fields import GROUP_LABELS
+from intake.web.form_fields import GROUP_LABELS, derive_summary
 from notifications.email import subject_sent
 from notifications.messages import KEPT_FOR_STAFF, MessageKind
 from notifications.threading import MailThreading
@@ -492,8 +492,8 @@ def _new_concern(
 
 def _summary(parsed: ParsedEmail) -> str:
     subject = re.sub(r"^\s*((re|fw|fwd)\s*:\s*)+", "", parsed.subject, flags=re.IGNORECASE)
-    first_line = next((line.strip() for line in parsed.text.splitlines() if line.strip()), "")
-    summary = subject.strip() or first_line or "Concern raised by email"
+    # Without a subject, the first sentence that says something (not "Hi," nor "My name is").
+    summary = subject.strip() or derive_summary(parsed.text) or "Concern raised by email"
     summary = for_contacts(summary, name=parsed.from_display_name, address=parsed.from_address)
     return summary_within(summary, SUMMARY_MAX) or "Concern raised by email"
 

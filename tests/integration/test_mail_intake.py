@@ -1867,3 +1867,8 @@ def test_an_answer_that_changes_nobody_told_leaves_no_trail_saying_it_did(db: En
         if event.kind == "contacts_told"
     ]
     assert "the learner's answers changed who should be told" not in reasons
+
+
+def test_an_email_without_a_subject_is_summed_up_by_what_it_says(db: Engine) -> None:
+    deliver(db, email(subject="", body="Hi,\n\nMy name is Jane. Teaching is cancelled every week."))
+    assert only_concern(db).summary == "Teaching is cancelled every week."
