@@ -384,14 +384,16 @@ def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
         f"Placement as we understood it: {facts.place}.",
         *_where_it_stands(facts),
         _confidentiality_note(facts),
+        "You can add information at any time by replying to this email.",
+        *_status_link(facts),
     ]
     if questions:
+        # Last, right above the lines it asks for: on a phone, anything between reads as the
+        # lines' instructions.
         paragraphs.append(
             "Please help us route and prioritise it: reply to this email with the lines below, "
             "each answered after its colon (leave out any you would rather not answer)."
         )
-    paragraphs.append("You can add information at any time by replying to this email.")
-    paragraphs.extend(_status_link(facts))
     return Message(
         subject=f"[{facts.reference}] We have received your concern",
         headline="We have received your concern",

@@ -122,3 +122,19 @@ def test_a_reminder_says_the_next_contact_was_told_only_when_one_was() -> None:
         MessageKind.ACK_MISSED, Role.SUPERVISOR
     )
     assert "next contact" not in text_of(MessageKind.ACK_MISSED, Role.SUPERVISOR, others_told=False)
+
+
+def test_the_acknowledgements_request_for_answers_sits_right_above_the_lines() -> None:
+    """On a phone, the add-information and status-link paragraphs between the request and the
+    lines read as the lines' instructions."""
+    text = render_email(
+        build_message(
+            MessageKind.LEARNER_ACK,
+            facts=facts(questions=("frequency", "harm")),
+            recipient_role=Role.LEARNER,
+        )
+    ).text
+    request = text.index("Please help us route and prioritise it")
+    assert text.index("You can add information at any time") < request
+    lines = [line for line in text[request:].splitlines() if line.strip()]
+    assert lines[1].startswith("How often:")
