@@ -768,8 +768,8 @@ def _tell_deadlines_moved_up(
     policy: Policy,
     by: Actor | None = None,
 ) -> None:
-    """The level's acting contacts, told the deadlines they were sent, are told the earlier
-    ones a higher rating brings (triage's, or one staff set), at once: else they would believe
+    """The level's primary contacts (those asked to acknowledge and give feedback, and told the
+    deadlines they were sent) are told the earlier ones a higher rating brings (triage's, or one staff set), at once: else they would believe
     they had days they have not, and the concern would move up without them knowing. Not once
     feedback is given (its deadline has been met), nor for deadlines that moved later (acting
     sooner harms nobody), nor to whoever set the rating (`by`: a dean rating a concern at
