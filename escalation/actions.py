@@ -769,11 +769,11 @@ def _tell_deadlines_moved_up(
     by: Actor | None = None,
 ) -> None:
     """The level's primary contacts (those asked to acknowledge and give feedback, and told the
-    deadlines they were sent) are told the earlier ones a higher rating brings (triage's, or one staff set), at once: else they would believe
-    they had days they have not, and the concern would move up without them knowing. Not once
-    feedback is given (its deadline has been met), nor for deadlines that moved later (acting
-    sooner harms nobody), nor to whoever set the rating (`by`: a dean rating a concern at
-    pathway 3 knows what they did)."""
+    deadlines they were sent) are told the earlier ones a higher rating brings (triage's, or one
+    staff set), at once: else they would believe they had days they have not, and the concern
+    would move up without them knowing. Not once feedback is given (its deadline has been met),
+    nor for deadlines that moved later (acting sooner harms nobody), nor to whoever set the
+    rating (`by`: a dean rating a concern at pathway 3 knows what they did)."""
     if concern.status != ConcernStatus.OPEN.value or concern.feedback_at is not None:
         return
     if concern.feedback_due_at <= now:

@@ -380,11 +380,14 @@ HOW_TO_REPLY = (
 def _learner_ack(facts: ConcernFacts, role: Role) -> Message:
     questions = tuple(QUESTIONS[key] for key in facts.questions if key in QUESTIONS)
     paragraphs = [
-        f"Your reference is {facts.reference}. Keep it: quote it if you contact us.",
+        # Not "quote it if you contact us": a new email quoting it is kept for staff, since
+        # only a reply to ours proves who sent it.
+        f"Your reference is {facts.reference}. Keep it. To add information at any time, reply "
+        "to this email: a new email, even one quoting the reference, cannot be added to your "
+        "concern.",
         f"Placement as we understood it: {facts.place}.",
         *_where_it_stands(facts),
         _confidentiality_note(facts),
-        "You can add information at any time by replying to this email.",
         *_status_link(facts),
     ]
     if questions:

@@ -126,7 +126,8 @@ def test_a_reminder_says_the_next_contact_was_told_only_when_one_was() -> None:
 
 def test_the_acknowledgements_request_for_answers_sits_right_above_the_lines() -> None:
     """On a phone, the add-information and status-link paragraphs between the request and the
-    lines read as the lines' instructions."""
+    lines read as the lines' instructions. And the reference is not to be quoted in a new email:
+    only a reply to ours joins the concern."""
     text = render_email(
         build_message(
             MessageKind.LEARNER_ACK,
@@ -135,6 +136,7 @@ def test_the_acknowledgements_request_for_answers_sits_right_above_the_lines() -
         )
     ).text
     request = text.index("Please help us route and prioritise it")
-    assert text.index("You can add information at any time") < request
+    assert text.index("To add information at any time, reply to this email") < request
     lines = [line for line in text[request:].splitlines() if line.strip()]
     assert lines[1].startswith("How often:")
+    assert "quote it if you contact us" not in text
