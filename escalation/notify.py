@@ -81,9 +81,9 @@ HISTORY_QUOTE_MAX = 1_000
 
 def history_of(session: Session, concern: Concern, policy: Policy) -> tuple[str, ...]:
     """A readable history for contacts who receive an escalated concern: what happened, with
-    the feedback the learner was given and what the learner added since (a confidential
-    learner's words without their name, address or phone number), so that the next level
-    starts from what the last one did."""
+    the feedback the learner was given and what the learner added since (for a confidential
+    learner, both without their name, address or phone number: feedback may greet them by
+    name), so that the next level starts from what the last one did."""
     redact = learner_redaction(session, concern)
     lines = []
     for event in repositories.events_of(session, id_of(concern)):
@@ -95,7 +95,8 @@ def history_of(session: Session, concern: Concern, policy: Policy) -> tuple[str,
         said = (event.detail or {}).get("text")
         quoted = ""
         if event.kind in ("feedback_given", "learner_added_information") and isinstance(said, str):
-            if event.kind == "learner_added_information" and redact is not None:
+            if redact is not None:
+                # Feedback is written to the learner, and may greet them by name.
                 said = redact(said)
             said = " ".join(said.split())
             if len(said) > HISTORY_QUOTE_MAX:

@@ -665,7 +665,7 @@ def test_the_next_level_reads_the_feedback_given_and_what_the_learner_added(db: 
         reference,
         record_feedback,
         by=primary(db, reference),
-        text="We have asked the rota team to add a second nurse on nights.",
+        text="Dear Priya, we have asked the rota team to add a second nurse on nights.",
         now=LATER + timedelta(hours=1),
         policy=policy(),
     )
@@ -689,8 +689,8 @@ def test_the_next_level_reads_the_feedback_given_and_what_the_learner_added(db: 
     for message in arrived:
         text = " ".join(message.body_text.split())
         assert (
-            "feedback given to the learner (pathway 1): \u201cWe have asked the rota team to add "
-            "a second nurse on nights.\u201d" in text
+            "feedback given to the learner (pathway 1): \u201cDear [name removed], we have asked "
+            "the rota team to add a second nurse on nights.\u201d" in text
         )
         assert "last night I was alone from 2am." in text
         assert "Priya" not in text and "Testlearner" not in text and "07700" not in text
