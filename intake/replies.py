@@ -51,11 +51,30 @@ _REMAINS_CONCERNED = frozenset(
      "i remain unsatisfied"}
 )  # fmt: skip
 _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "im satisfied", "satisfied"})
-# What may come before either on the first line: "No, I remain concerned.", "Yes I'm satisfied",
-# "Thanks, I'm satisfied".
-_LEAD_IN = re.compile(
-    r"\A(?:(?:no|nope|yes|yeah|sorry|hi|hello|thanks|thank you|unfortunately|but|however)"
-    r"(?=[\s.,;:!\-\u2013\u2014]|$)[\s.,;:!\-\u2013\u2014]*)+"
+# What may come before either on the first line: "No, I remain concerned.", "Sadly I remain
+# concerned", "Yes I'm satisfied", "Thanks, I'm satisfied". Before "satisfied", which closes the
+# concern, only the positive ones: "No satisfied" and "Nope satisfied, nothing changed" are not.
+_LEAD_INS = ("yes", "yeah", "yep", "thanks", "thank you", "hi", "hello", "ok", "okay")
+_CONCERNED_LEAD_INS = (
+    *_LEAD_INS, "no", "nope", "sorry", "unfortunately", "sadly", "but", "however", "honestly",
+    "i'm afraid", "im afraid", "i am afraid",
+)  # fmt: skip
+
+
+def _lead_in(words: Sequence[str]) -> re.Pattern[str]:
+    return re.compile(
+        rf"\A(?:(?:{'|'.join(re.escape(word) for word in words)})"
+        r"(?=[\s.,;:!\-\u2013\u2014]|$)[\s.,;:!\-\u2013\u2014]*)+"
+    )
+
+
+_LEAD_IN = _lead_in(_LEAD_INS)
+_CONCERNED_LEAD_IN = _lead_in(_CONCERNED_LEAD_INS)
+# Words that only say how much: "I remain very concerned", "I'm really not satisfied", "I still
+# remain concerned".
+_INTENSIFIERS = re.compile(
+    r"\b(?:very|really|deeply|extremely|so|quite|truly|genuinely|seriously|greatly|still(?= "
+    r"remain))\s+"
 )
 # What may follow "I remain concerned": punctuation, or a space and more words; not a question
 # mark, nor letters joined to it ("concernedly").
@@ -359,7 +378,14 @@ def read_answers(text: str) -> Answers:
 # How a learner introduces themselves: "I'm a 2nd year student nurse", "as a physio student".
 _INTRODUCTIONS = (("im", "a"), ("im", "an"), ("i", "am", "a"), ("i", "am", "an"), ("as", "a"),
                   ("as", "an"))  # fmt: skip
-# Words between the introduction and what they are: "a 2nd year adult student nurse".
+# What may come between the introduction and what they are: a year or a field ("a 2nd year adult
+# student nurse"), never another word ("as a result the nurse", "I'm a bit worried that the
+# nurse").
+_DESCRIBING = re.compile(
+    r"(?:\d(?:st|nd|rd|th)?|first|second|third|fourth|fifth|sixth|final|year|yr|adult|child|"
+    r"childrens|children|mental|health|learning|disability|disabilities|paediatric|"
+    r"undergraduate|postgraduate|graduate|newly|qualified|trainee|qualifying|ug|pg|student)"
+)
 _DESCRIBED_WITHIN = 4
 
 
@@ -367,8 +393,8 @@ def described_group(text: str) -> LearnerGroup | None:
     """The learner group a new email's writer says they are in ("I'm a student midwife at
     Brookside", "I am an FY1", "as a 4th year medical student"), when they name exactly one:
     pathway 2 is then their school's or university's, rather than the quality team's until they
-    answer. Only what they say of themselves counts: "the student nurse on my ward" is someone
-    else."""
+    answer. Only what they say of themselves counts, right after saying it: "the student nurse
+    on my ward" and "I'm a bit worried that the nurse in charge" are someone else."""
     words = _words(text[:_MAX_DESCRIBED_CHARS])
     named: set[str] = set()
     for start in range(len(words)):
@@ -376,14 +402,13 @@ def described_group(text: str) -> LearnerGroup | None:
             end = start + len(introduction)
             if tuple(words[start:end]) != introduction:
                 continue
-            following = words[end : end + _DESCRIBED_WITHIN + 3]
-            if _BREAK in following:
-                following = following[: following.index(_BREAK)]
+            at = end
+            while at < end + _DESCRIBED_WITHIN and at < len(words):
+                if _DESCRIBING.fullmatch(words[at]) is None:
+                    break
+                at += 1
             for phrase, stored in _PHRASES["learner_group"]:
-                if any(
-                    following[at : at + len(phrase)] == phrase
-                    for at in range(min(_DESCRIBED_WITHIN, len(following)) + 1)
-                ):
+                if words[at : at + len(phrase)] == phrase:
                     named.add(stored)
                     break
     return LearnerGroup(named.pop()) if len(named) == 1 else None
@@ -396,7 +421,8 @@ def _remains_concerned(said: str) -> bool:
     "Still concerned? Not at all."). In doubt it is taken: moving a concern up that the
     learner meant to leave costs a level a look, while missing it lets the concern close on a
     learner who wrote that they remain concerned."""
-    said = _LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1).lstrip(_EDGE_PUNCTUATION)
+    said = _CONCERNED_LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1)
+    said = _INTENSIFIERS.sub("", said.lstrip(_EDGE_PUNCTUATION))
     return any(
         said.startswith(phrase) and (len(said) == len(phrase) or _GOES_ON.match(said, len(phrase)))
         for phrase in _REMAINS_CONCERNED
@@ -410,7 +436,8 @@ def _satisfied(said: str) -> bool:
     not taken, since it closes the concern: "I'm satisfied that nothing was
     done" may mean anything, and is kept as information only. Nor before '?' ("Satisfied? Not
     at all")."""
-    said = _LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1).lstrip(_EDGE_PUNCTUATION)
+    said = _LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1)
+    said = _INTENSIFIERS.sub("", said.lstrip(_EDGE_PUNCTUATION))
     for phrase in _SATISFIED:
         if not said.startswith(phrase):
             continue

@@ -448,7 +448,10 @@ def test_only_lines_under_our_quoted_questions_are_inline_answers(reply: str) ->
      "Not satisfied. I remain concerned.", "Im still concerned", "I'm not satisfied",
      "Still concerned tbh, nothing has changed.", "I remain concerned as nothing changed",
      "I remain concerned about the rota", "Hi, still concerned", "Sorry - still not satisfied",
-     "Thanks, but I remain concerned"],
+     "Thanks, but I remain concerned", "I remain very concerned.",
+     "I am still very concerned, nothing has changed.", "I still remain concerned",
+     "I'm really not satisfied", "Okay, I remain concerned", "Sadly I remain concerned",
+     "I'm afraid I remain concerned"],
 )  # fmt: skip
 def test_remains_concerned(first_line: str) -> None:
     answers = read_answers(f"\n\n{first_line}\n\nThe rota is still unsafe.")
@@ -461,7 +464,7 @@ def test_remains_concerned(first_line: str) -> None:
     ["I'm satisfied", "I\u2019m satisfied.", "I am satisfied", "Satisfied", "satisfied!",
      "I'm satisfied, thank you for sorting it", "Satisfied - thanks",
      "Yes I'm satisfied thanks", "Thanks, I'm satisfied", "Im satisfied",
-     "I'm satisfied thank you for sorting it", "No, I'm satisfied."],
+     "I'm satisfied thank you for sorting it", "Okay, I'm very satisfied"],
 )  # fmt: skip
 def test_satisfied(first_line: str) -> None:
     answers = read_answers(f"{first_line}\nThank you.")
@@ -483,6 +486,10 @@ def test_satisfied(first_line: str) -> None:
         "No longer concerned",
         "Not concerned now",
         "Satisfied thanks?",
+        # Before "satisfied", which closes the concern, a "no" is not a lead-in.
+        "No satisfied",
+        "Nope satisfied, nothing changed",
+        "No, I'm satisfied.",
         "> I remain concerned",
         "On Mon, 2 Nov 2026, Concerns <c@x> wrote:\nI remain concerned",
         "-----Original Message-----\nI'm satisfied",
@@ -680,6 +687,11 @@ def test_a_reply_that_changes_our_subject_says_something(subject: str, same: boo
         ("I am a bit worried about nights", None),
         ("I'm a student nurse, and as a midwife I", None),
         ("I'm a. Student nurse", None),
+        ("As a result the nurse in charge had to cover two wards", None),
+        ("I'm a bit worried that the nurse in charge left early every night.", None),
+        ("I am a little upset that the physio team ignore us on the ward round.", None),
+        ("I'm a 2nd yr student paramedic", LearnerGroup.AHP),
+        ("I am a final year adult nursing student", LearnerGroup.NURSING),
     ],
 )
 def test_the_group_a_writer_says_they_are_in(text: str, group: LearnerGroup | None) -> None:
