@@ -210,7 +210,11 @@ BULLYING_WORDS: tuple[str, ...] = (
     "screams at",
     "yelled at",
     "yells at",
-    "picked on",
+    "picked on by",
+    "picks on me",
+    "picking on me",
+    "picks on us",
+    "picking on us",
 )
 DISCRIMINATION_WORDS: tuple[str, ...] = (
     "discrimination",
@@ -312,20 +316,22 @@ SIGNALS: tuple[Signal, ...] = (
                 "nobody senior came",
                 "no one senior came",
                 "no senior came",
-                # Supervision missing, as learners put it: alone with patients, nobody to ask.
+                # Supervision missing, as learners put it: alone with patients, nobody to ask
+                # for help. Each names the patients, the ward or the help, so that "nobody to
+                # ask about study leave" or "on my own with the paperwork" is not read as it.
                 "left alone on ... ward",
                 "left alone on nights",
                 "left alone at night",
-                "left on my own with",
                 "on my own with ... patients",
-                "alone with ... patients",
-                "nobody to ask",
-                "no one to ask",
-                "noone to ask",
+                "left alone with ... patients",
+                "nobody to ask for help",
+                "no one to ask for help",
+                "noone to ask for help",
+                "nobody to ask if",
+                "no one to ask if",
                 "nobody to escalate to",
                 "no one to escalate to",
                 "without ... senior cover",
-                "without a senior",
                 "don't feel safe",
                 "dont feel safe",
                 "do not feel safe",

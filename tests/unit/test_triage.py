@@ -192,9 +192,10 @@ def test_the_signal_table_is_the_one_tested() -> None:
         ("the patient was injured", "patient was injured"),
         ("he was given the wrong dose", "wrong dose"),
         # Supervision missing, as learners put it (an exploratory test's email).
-        ("Most nights I get left on my own with like 12 patients", "left on my own with"),
+        ("Most nights I get left on my own with like 12 patients", "on my own with ... patients"),
         ("I was on my own with 14 patients", "on my own with ... patients"),
-        ("there's nobody to ask if something goes wrong", "nobody to ask"),
+        ("there's nobody to ask if something goes wrong", "nobody to ask if"),
+        ("there is no one to ask for help at night", "no one to ask for help"),
         ("I don't feel safe on nights", "don't feel safe"),
         ("I was left alone on the ward again", "left alone on ... ward"),
         ("nights without any senior cover", "without ... senior cover"),
@@ -230,7 +231,7 @@ def test_patient_safety_words_are_found_with_their_endings(text: str, found: str
         "he humiliates me in front of patients",
         "she keeps belittling me",
         "the registrar shouts at us",
-        "I am picked on every shift",
+        "I am picked on by the registrar every shift",
     ],
 )
 def test_negative_behaviours_raise_impact_to_moderate(text: str) -> None:
@@ -537,3 +538,21 @@ def test_harm_after_an_unrelated_negation_still_counts() -> None:
 def test_where_a_negation_reaches(text: str, found: bool) -> None:
     result = _triage(text)
     assert result.patient_safety is found, result.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "There is nobody to ask about study leave or annual leave.",
+        "There was no one to ask for a locker key.",
+        "I was left on my own with the discharge paperwork.",
+        "Without a senior's signature I cannot get study leave.",
+        "I would like more time alone with patients to practise taking histories.",
+        "I got picked on the ballot for annual leave.",
+    ],
+)
+def test_ordinary_words_about_being_alone_or_picked_are_no_signal(text: str) -> None:
+    """The reviewer's examples: none is patient safety or a negative behaviour."""
+    result = _triage(text, harm=Harm.MINOR)
+    assert not result.patient_safety, result.reasons
+    assert result.impact < 3, result.reasons
