@@ -493,7 +493,9 @@ def _new_concern(
 def _summary(parsed: ParsedEmail) -> str:
     subject = re.sub(r"^\s*((re|fw|fwd)\s*:\s*)+", "", parsed.subject, flags=re.IGNORECASE)
     # Without a subject, the first sentence that says something (not "Hi," nor "My name is").
-    summary = subject.strip() or derive_summary(parsed.text) or "Concern raised by email"
+    summary = (
+        subject.strip() or derive_summary(drop_signature(parsed.text)) or "Concern raised by email"
+    )
     summary = for_contacts(summary, name=parsed.from_display_name, address=parsed.from_address)
     return summary_within(summary, SUMMARY_MAX) or "Concern raised by email"
 

@@ -251,15 +251,20 @@ def answers_of(form: Mapping[str, Any]) -> dict[str, str]:
     return values
 
 
-# A sentence that only greets or says who the writer is: "Hi,", "My name is Priya and I'm a 4th
-# year medical student on the surgical firm.", "I'm a student nurse at Brookside." Staff lists
-# and digests headed by it would say nothing of the concern.
-_INTRODUCTION = re.compile(
-    r"(?:hi|hello|hiya|dear|good (?:morning|afternoon|evening))\b[^.!?]*"
-    r"|my name is\b[^.!?]*"
-    r"|(?:i am|i'm|i\u2019m|im) an? (?:[\w-]+ ){0,5}"
+# A sentence that only greets or says who the writer is: "Hi,", "Dear Sir or Madam,", "My name is
+# Priya and I'm a 4th year medical student on the surgical firm.", "I'm a student nurse at
+# Brookside." Staff lists and digests headed by it would say nothing of the concern. A sentence
+# that goes on to say something ("Hi, I was left alone with 20 patients") is not one.
+_WHO_I_AM = (
+    r"(?:i am|i'm|i\u2019m|im) an? (?:[\w-]+ ){0,4}"
     r"(?:student|trainee|doctor|nurse|midwife|fy1|fy2|registrar|physio\w*|paramedic|pharmacist"
-    r"|radiographer|apprentice|learner)(?: (?:on|at|in|with|from|doing) [^.!?]*)?",
+    r"|radiographer|apprentice|learner)(?: (?:on|at|in|with|from|doing)(?: (?!and\b|but\b)"
+    r"[\w'&()-]+){1,6})?"
+)
+_INTRODUCTION = re.compile(
+    r"(?:hi|hello|hiya|dear|good (?:morning|afternoon|evening))(?:[ ,]+[\w'-]+){0,4}"
+    rf"|my name is(?: [\w'\[\]-]+){{1,4}}(?: and {_WHO_I_AM})?"
+    rf"|{_WHO_I_AM}",
     re.IGNORECASE,
 )
 

@@ -1869,6 +1869,22 @@ def test_an_answer_that_changes_nobody_told_leaves_no_trail_saying_it_did(db: En
     assert "the learner's answers changed who should be told" not in reasons
 
 
-def test_an_email_without_a_subject_is_summed_up_by_what_it_says(db: Engine) -> None:
-    deliver(db, email(subject="", body="Hi,\n\nMy name is Jane. Teaching is cancelled every week."))
-    assert only_concern(db).summary == "Teaching is cancelled every week."
+@pytest.mark.parametrize(
+    ("body", "summary"),
+    [
+        (
+            "Hi,\n\nMy name is Jane. Teaching is cancelled every week.",
+            "Teaching is cancelled every week.",
+        ),
+        # Not its sign-off, when all it says is in one sentence after a greeting.
+        (
+            "Hi, teaching on Ward 7 at Vale General is cancelled every week.\n\nThanks,\nJane",
+            "Hi, teaching on Ward 7 at Vale General is cancelled every week.",
+        ),
+    ],
+)
+def test_an_email_without_a_subject_is_summed_up_by_what_it_says(
+    db: Engine, body: str, summary: str
+) -> None:
+    deliver(db, email(subject="", body=body))
+    assert only_concern(db).summary == summary

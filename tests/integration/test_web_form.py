@@ -802,6 +802,25 @@ def test_a_form_over_the_size_limit_gets_413(engine: Engine, client: WebClient) 
         ),
         ("I am a student nurse.", "I am a student nurse."),
         ("I am being bullied by my supervisor.", "I am being bullied by my supervisor."),
+        # A sentence that greets or introduces and goes on to say something is the summary.
+        (
+            "Hi, I was left alone with 20 patients on nights. Thank you for reading.",
+            "Hi, I was left alone with 20 patients on nights.",
+        ),
+        (
+            "I'm a student nurse on Ward 7 and I was left alone with 20 patients last night. "
+            "Please can someone look into this.",
+            "I'm a student nurse on Ward 7 and I was left alone with 20 patients last night.",
+        ),
+        (
+            "Dear Sir or Madam, a patient died on Ward 7 because nobody senior came. Help.",
+            "Dear Sir or Madam, a patient died on Ward 7 because nobody senior came.",
+        ),
+        (
+            "My name is Priya and my consultant shouted at me in front of patients. It recurs.",
+            "My name is Priya and my consultant shouted at me in front of patients.",
+        ),
+        ("Dear Sir or Madam,\nThe rota has gaps.", "The rota has gaps."),
         ("word " * 40, ("word " * 23).strip() + "…"),
         ("x" * 130, "x" * 119 + "…"),
     ],
