@@ -29,6 +29,13 @@ _SIGN_OFF = re.compile(
 )
 # A phone's footer: the sign-off may be above it, further from the end.
 _DEVICE_FOOTER = re.compile(r"^\s*(sent from my|get outlook for)\b", re.IGNORECASE)
+# Above a footer, only a sign-off of a line of its own ("Thanks", "Kind regards, Jess"): "Thanks
+# to the staffing gaps, two patients fell" there is the story.
+_SHORT_SIGN_OFF = re.compile(
+    r"^\s*((kind(est)?|best|warm(est)?)?\s*(regards|wishes)|many thanks|thanks|thank you|cheers|"
+    r"yours( sincerely| faithfully| truly)?|--)[\s,.!]*([\w'-]+[\s,.!]*){0,2}$",
+    re.IGNORECASE,
+)
 # A sign-off is only taken as one near the end: "Thanks to the ward sister..." early in a long
 # email is part of the story.
 SIGNATURE_MAX_LINES = 8
@@ -36,24 +43,31 @@ SIGNATURE_MAX_LINES = 8
 
 def drop_signature(text: str) -> str:
     """The text without its trailing sign-off and signature block. Under a phone's footer ("Sent
-    from my iPhone") it looks again: "Thanks, Jess" above a signature block of name, course,
-    university and phone number is otherwise too far from the end to be seen."""
+    from my iPhone") it looks again for a sign-off line of its own: "Thanks, Jess" above a
+    signature block of name, course, university and phone number is otherwise too far from the
+    end to be seen."""
     lines = text.rstrip().split("\n")
-    while True:
-        cut = next(
-            (
-                index
-                for index in range(max(1, len(lines) - SIGNATURE_MAX_LINES), len(lines))
-                if _SIGN_OFF.match(lines[index])
-            ),
-            None,
-        )
-        if cut is None:
-            return "\n".join(lines).rstrip()
-        footer = _DEVICE_FOOTER.match(lines[cut])
-        lines = "\n".join(lines[:cut]).rstrip().split("\n")
-        if not footer:
-            return "\n".join(lines).rstrip()
+    cut = _sign_off_at(lines, _SIGN_OFF)
+    if cut is None:
+        return text.rstrip()
+    above = "\n".join(lines[:cut]).rstrip().split("\n")
+    if _DEVICE_FOOTER.match(lines[cut]):
+        again = _sign_off_at(above, _SHORT_SIGN_OFF)
+        if again is not None:
+            above = above[:again]
+    return "\n".join(above).rstrip()
+
+
+def _sign_off_at(lines: list[str], sign_off: re.Pattern[str]) -> int | None:
+    """Where the sign-off starts among the last lines (never the first line); None if none."""
+    return next(
+        (
+            index
+            for index in range(max(1, len(lines) - SIGNATURE_MAX_LINES), len(lines))
+            if sign_off.match(lines[index])
+        ),
+        None,
+    )
 
 
 def redact_identities(

@@ -71,6 +71,22 @@ def test_a_confidential_learners_mobile_number_is_taken_out(written: str, kept: 
     assert in_confidence(written, names=("Jess Okafor",), address=None) == kept
 
 
+def test_a_story_line_starting_thanks_to_above_a_phone_footer_is_kept() -> None:
+    """The reviewer's story: above a footer, only a sign-off line of its own is one."""
+    story = [
+        "I was left alone on nights with 30 patients on Ward 7.",
+        "Thanks to the staffing gaps, two patients fell and one was badly injured.",
+        "The registrar was covering three wards and did not answer the bleep.",
+        "I called the site manager twice.",
+        "Nobody came for four hours.",
+        "This has happened every week this month.",
+        "My teaching has been cancelled every time too.",
+        "I am worried someone will die.",
+        "Please can someone look at the night rota.",
+    ]
+    assert drop_signature("\n".join([*story, "Sent from my iPhone"])) == "\n".join(story)
+
+
 def test_the_name_and_address_are_replaced_wherever_they_appear() -> None:
     text = (
         "This is Jane (jane.smith@example.nhs.uk). SMITH is my surname; Dr Jane Smith. "
