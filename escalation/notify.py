@@ -423,6 +423,7 @@ def queue_kept_for_staff(
     named_reference: str | None,
     policy: Policy,
     now: datetime,
+    patient_safety: bool = False,
 ) -> bool:
     """Answer the sender of an email kept for staff (`notifications.messages.kept_for_staff`),
     at once: once per email. About no concern, so it names none but the one they wrote."""
@@ -430,6 +431,7 @@ def queue_kept_for_staff(
         why=why,
         named_reference=named_reference,
         form_url=f"{policy.public_url.rstrip('/')}/concerns/new",
+        patient_safety=patient_safety,
     )
     rendered = render_email(message)
     return repositories.queue_message(

@@ -77,6 +77,7 @@ from routing.model import (
     RaisedBefore,
     Role,
 )
+from routing.triage import TriageInput, triage
 from storage import inbox, repositories
 from storage.db import transaction
 from storage.tables import (
@@ -255,6 +256,7 @@ def _process(
         session,
         row,
         address=parsed.from_address,
+        patient_safety=_reads_as_patient_safety(parsed),
         policy=policy,
         now=now,
         answers_per_day=acks_per_sender_per_day,
@@ -311,15 +313,19 @@ def _tell_kept_for_staff(
     policy: Policy,
     now: datetime,
     answers_per_day: int,
+    patient_safety: bool,
 ) -> str:
-    """Tell the sender of mail kept for staff why, and how to do what they meant to: at most
-    `answers_per_day` such answers to one address in 24 hours (each is marked automatic, and the
-    cap stops any loop). What to add to the outcome noted for staff."""
+    """Tell the sender of mail kept for staff why, and how to do what they meant to (and, when
+    it reads as patient safety, to report it locally too): at most `answers_per_day` such
+    answers to one address in 24 hours (each is marked automatic, and the cap stops any loop).
+    What to add to the outcome noted for staff, which says first when it reads as patient
+    safety."""
+    flagged = "it reads as patient safety, read it today; " if patient_safety else ""
     answered = repositories.answers_sent_to(
         session, address=address, since=now - timedelta(days=1), kind=KEPT_FOR_STAFF
     )
     if answered >= answers_per_day:
-        return f"the sender was not told ({answered} such answers to them in 24 hours)"
+        return f"{flagged}the sender was not told ({answered} such answers to them in 24 hours)"
     queue_kept_for_staff(
         session,
         address=address,
@@ -328,8 +334,23 @@ def _tell_kept_for_staff(
         named_reference=named_reference,
         policy=policy,
         now=now,
+        patient_safety=patient_safety,
     )
-    return "the sender was told how to add to a concern"
+    return f"{flagged}the sender was told how to add to a concern"
+
+
+def _reads_as_patient_safety(parsed: ParsedEmail) -> bool:
+    """Whether what an email says reads as patient safety to triage, as a concern's words do."""
+    text = f"{parsed.subject}\n{strip_quoted(parsed.text)}"
+    reading = triage(
+        TriageInput(
+            frequency=Frequency.NOT_ANSWERED,
+            harm=Harm.NOT_ANSWERED,
+            text=text[:REPLY_TEXT_MAX],
+            related_open_concerns=0,
+        )
+    )
+    return reading.patient_safety
 
 
 def _region_named(session: Session, reference: str) -> int | None:

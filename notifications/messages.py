@@ -808,7 +808,9 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
 KEPT_FOR_STAFF = "kept_for_staff"
 
 
-def kept_for_staff(*, why: str, named_reference: str | None, form_url: str) -> Message:
+def kept_for_staff(
+    *, why: str, named_reference: str | None, form_url: str, patient_safety: bool = False
+) -> Message:
     """The answer to an email kept for staff: why nothing was done with it, and how its sender
     (a learner or a member of staff; we cannot tell which) can do what they meant to. It says
     nothing of any concern: the sender is not known to be anyone the concern's people are."""
@@ -829,7 +831,14 @@ def kept_for_staff(*, why: str, named_reference: str | None, form_url: str) -> M
             f"the form at {form_url}"
         )
     subject = f"Your email{about} has been kept for the quality team"
-    return Message(subject=subject, headline="We have your email", paragraphs=tuple(paragraphs))
+    return Message(
+        subject=subject,
+        headline="We have your email",
+        paragraphs=tuple(paragraphs),
+        # What it says reads as patient safety: the learner is told to report it locally too,
+        # as every other answer about harm tells them.
+        signpost=PATIENT_SAFETY_SIGNPOST if patient_safety else None,
+    )
 
 
 def build_message(kind: MessageKind, *, facts: ConcernFacts, recipient_role: Role) -> Message:

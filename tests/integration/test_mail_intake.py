@@ -28,7 +28,7 @@ from intake.emails import header_message_id, html_to_text
 from intake.mail_intake import IntakeReport, process_pending
 from intake.service import submit_concern
 from intake.submission import Channel, parse_submission
-from notifications.messages import when
+from notifications.messages import PATIENT_SAFETY_SIGNPOST, when
 from notifications.threading import MailThreading
 from storage import inbox, migrate, repositories
 from storage.db import create_db_engine, transaction
@@ -1888,3 +1888,33 @@ def test_an_email_without_a_subject_is_summed_up_by_what_it_says(
 ) -> None:
     deliver(db, email(subject="", body=body))
     assert only_concern(db).summary == summary
+
+
+def test_kept_mail_that_reads_as_patient_safety_tells_the_sender_to_report_it(db: Engine) -> None:
+    """A follow-up written anew about a patient who died is kept for staff: its answer tells the
+    learner to report it locally too, as every answer about harm does, and staff's list says
+    to read it today."""
+    deliver(db, email())
+    first = only_concern(db)
+    deliver(
+        db,
+        email(
+            subject=f"Update on {first.reference}",
+            body="Last night a patient died after I was left alone on the ward with 30 patients.",
+        ),
+        now=MONDAY_MORNING + timedelta(days=1),
+    )
+    assert concern_count(db) == 1
+    (answer,) = outbox(db, kind="kept_for_staff")
+    assert PATIENT_SAFETY_SIGNPOST in " ".join(answer.body_text.split())
+    with transaction(db) as session:
+        (kept,) = inbox.kept_aside(session, limit=10)
+    assert kept.outcome is not None and "it reads as patient safety, read it today" in kept.outcome
+
+
+def test_kept_mail_about_anything_else_has_no_signpost(db: Engine) -> None:
+    deliver(db, email())
+    first = only_concern(db)
+    deliver(db, email(subject=first.reference, body="Any news? Teaching is still cancelled."))
+    (answer,) = outbox(db, kind="kept_for_staff")
+    assert PATIENT_SAFETY_SIGNPOST not in " ".join(answer.body_text.split())
