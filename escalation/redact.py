@@ -16,9 +16,9 @@ from collections.abc import Iterable
 
 REMOVED = "[name removed]"
 PHONE_REMOVED = "[phone number removed]"
-# A UK mobile number as people write it: 07700 900123, 07700-900-123, +44 7700 900123,
-# +44 (0)7700 900123; not inside a longer run of digits.
-_MOBILE = re.compile(r"(?<![\w+])(?:\+44\s?(?:\(0\)\s?)?|0)7\d{3}[\s.-]?\d{3}[\s.-]?\d{3}(?![\w])")
+# A UK mobile number as people write it: 07700 900123, 07700-900-123, (07700) 900123, 077009
+# 00123, +44 7700 900123, +44 (0)7700 900123, 0044 7700 900123; not inside a longer run of digits.
+_MOBILE = re.compile(r"(?<![\w+(])(?:(?:\+|00)44\s?(?:\(0\)\s?)?|\(?0)7(?:[\s.)-]{0,2}\d){9}(?!\w)")
 
 # A line that starts a sign-off: everything from it to the end is the signature.
 _SIGN_OFF = re.compile(

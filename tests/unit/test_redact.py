@@ -62,6 +62,9 @@ def test_only_a_phone_footer_makes_it_look_again() -> None:
         ("07700900123", "[phone number removed]"),
         ("+44 7700 900123", "[phone number removed]"),
         ("+44 (0)7700 900-123", "[phone number removed]"),
+        ("(07700) 900123", "[phone number removed]"),
+        ("0044 7700 900123", "[phone number removed]"),
+        ("077009 00123", "[phone number removed]"),
         # A ward's landline, and digits that are not a phone number, stay.
         ("Ward 7 is on 01234 567890", "Ward 7 is on 01234 567890"),
         ("Datix 107700900123", "Datix 107700900123"),
