@@ -463,8 +463,3 @@ def _pieces(word: str) -> list[str]:
 def _title(word: str) -> bool:
     """Titles and grades in a display name ('Dr', 'FY1') are not the person's name."""
     return word.strip(".").lower() in {"dr", "mr", "mrs", "ms", "miss", "mx", "prof", "fy1", "fy2"}
-
-
-def for_contacts(text: str, *, name: str | None, address: str | None) -> str:
-    """What contacts may read of an email: no signature, no name, no address."""
-    return redact_identity(drop_signature(text), name=name, address=address)

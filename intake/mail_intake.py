@@ -40,7 +40,7 @@ from escalation.actions import (
 )
 from escalation.notify import queue_kept_for_staff, queue_reply_not_applied
 from escalation.policy import Policy
-from escalation.redact import drop_signature, for_contacts, redact_identities, summary_within
+from escalation.redact import drop_signature, redact_identities, summary_within
 from intake import placement
 from intake.bounces import read_bounce
 from intake.emails import ParsedEmail, html_to_text, parse_email
@@ -499,6 +499,7 @@ def _new_concern(
             ),
             about_pathway1_contact=about_contact,
             intake_notes=tuple(notes),
+            also_named=tuple(name for name in (parsed.from_display_name,) if name),
         ),
         channel=Channel.EMAIL,
         now=now,
@@ -511,27 +512,24 @@ def _new_concern(
     return _Outcome("processed", text, id_of(concern), "new_concerns")
 
 
+# What a new email says is handed to `raise_concern` as the learner wrote it, but for its sign-off
+# and signature: the concern is confidential, so raising it takes the sender's name, address and
+# mobile number out of the copy contacts read and keeps these words for triage and the dean.
+
+
 def _summary(parsed: ParsedEmail) -> str:
     subject = re.sub(r"^\s*((re|fw|fwd)\s*:\s*)+", "", parsed.subject, flags=re.IGNORECASE)
     # Without a subject, the first sentence that says something (not "Hi," nor "My name is").
     summary = (
         subject.strip() or derive_summary(drop_signature(parsed.text)) or "Concern raised by email"
     )
-    summary = for_contacts(summary, name=parsed.from_display_name, address=parsed.from_address)
     return summary_within(summary, SUMMARY_MAX) or "Concern raised by email"
 
 
 def _description(parsed: ParsedEmail) -> str:
-    text = for_contacts(parsed.text, name=parsed.from_display_name, address=parsed.from_address)
+    text = drop_signature(parsed.text)
     if parsed.attachments:
-        names = ", ".join(
-            for_contacts(
-                item.filename or "unnamed",
-                name=parsed.from_display_name,
-                address=parsed.from_address,
-            )
-            for item in parsed.attachments
-        )
+        names = ", ".join(item.filename or "unnamed" for item in parsed.attachments)
         text += f"\n\n[Attachments kept with the original email, not opened: {names}]"
     text = text.strip() or "(The email had no text.)"
     if len(text) > DESCRIPTION_MAX:
@@ -742,7 +740,9 @@ def _learner_reply(
         inbound_id=id_of(row),
         now=now,
         policy=policy,
-        triage_text=without_answers(shown, parsed.text),
+        # Triage reads the learner's words as written (a learner named Sam Fell keeps "a patient
+        # fell"); those below the dean read them redacted (`escalation.casework._withheld`).
+        triage_text=without_answers(drop_signature(text)[:REPLY_TEXT_MAX], parsed.text),
         # Rated below, once it is known whether the reply closes the concern.
         rate=False,
         says_something=says_something,

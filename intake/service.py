@@ -126,7 +126,7 @@ def raise_concern(
     learner = _learner_row(session, new, now=now)
     summary, description = new.summary, new.description
     if new.confidentiality is Confidentiality.CONFIDENTIAL:
-        names = (new.learner.name, learner.name if learner else None)
+        names = (new.learner.name, learner.name if learner else None, *new.also_named)
         summary = _one_line(in_confidence(summary, names=names, address=new.learner.email))
         description = in_confidence(description, names=names, address=new.learner.email)
 

@@ -68,6 +68,9 @@ class NewConcern:
     prefers_speak_up_guardian: bool = False
     # Why the channel decided something the learner did not say (kept in the audit trail).
     intake_notes: tuple[str, ...] = ()
+    # Other names the learner goes by in what they sent, taken out of a confidential concern's
+    # words with theirs: an email's display name as written ("Jane Smith (jane@nhs.net)").
+    also_named: tuple[str, ...] = ()
 
 
 class InvalidSubmission(ValueError):

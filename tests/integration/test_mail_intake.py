@@ -1918,3 +1918,37 @@ def test_kept_mail_about_anything_else_has_no_signpost(db: Engine) -> None:
     deliver(db, email(subject=first.reference, body="Any news? Teaching is still cancelled."))
     (answer,) = outbox(db, kind="kept_for_staff")
     assert PATIENT_SAFETY_SIGNPOST not in " ".join(answer.body_text.split())
+
+
+def test_a_confidential_learner_whose_name_is_a_word_keeps_it_for_triage_and_the_dean(
+    db: Engine,
+) -> None:
+    """Sam Fell emails that a patient fell: the email was redacted before triage read it, so
+    the fall was missed (the same email from Sam Jones was red), and the dean read the cut copy.
+    Now triage and the dean read it as written; contacts read it without 'Fell'."""
+    body = "Last night a patient fell because there was one nurse for 28 patients."
+    deliver(
+        db,
+        email(sender="Sam Fell <sam.fell@student.example.ac.uk>", subject="Nights", body=body),
+        mail_from="sam.fell@student.example.ac.uk",
+    )
+    concern = only_concern(db)
+    assert concern.patient_safety
+    assert "fell" not in concern.description.lower()
+    assert concern.description_as_written == body
+    (ack,) = outbox(db, kind="learner_ack")
+    assert PATIENT_SAFETY_SIGNPOST in " ".join(ack.body_text.split())
+    # A reply is read the same way.
+    deliver(
+        db,
+        reply_to(
+            ack,
+            sender="Sam Fell <sam.fell@student.example.ac.uk>",
+            body="Yesterday another patient fell out of bed and was injured.",
+        ),
+        mail_from="sam.fell@student.example.ac.uk",
+        now=MONDAY_MORNING + timedelta(hours=1),
+    )
+    (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
+    assert "another patient fell out of bed" in added.detail["triage_text"]
+    assert "fell" not in added.detail["text"].lower()

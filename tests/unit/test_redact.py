@@ -9,7 +9,6 @@ import pytest
 from escalation.redact import (
     REMOVED,
     drop_signature,
-    for_contacts,
     redact_identities,
     redact_identity,
 )
@@ -108,9 +107,11 @@ def test_parts_of_other_words_are_kept() -> None:
     assert result == "annual leave planning"
 
 
-def test_for_contacts_does_both() -> None:
+def test_what_an_email_concern_keeps_for_contacts_has_neither_signature_nor_name() -> None:
     text = "I am Sam Jones, a nurse.\nNo mentor for 3 weeks.\n\nThanks\nSam"
-    result = for_contacts(text, name="Sam Jones", address="sam.jones@uni.example.ac.uk")
+    result = in_confidence(
+        drop_signature(text), names=("Sam Jones",), address="sam.jones@uni.example.ac.uk"
+    )
     assert "Sam" not in result and "Jones" not in result
     assert "No mentor for 3 weeks." in result
 
