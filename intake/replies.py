@@ -357,7 +357,11 @@ def read_answers(text: str) -> Answers:
     for key, value in _inline_answers(text):
         if answers.get(key) is None:
             answers[key] = _answer(QUESTIONS[key], value)
-    first_line = next((line for line in lines if line.strip()), "")
+    # The first line that is more than a greeting ("Hi,", "Dear team"), as people start a reply.
+    written_lines = [line for line in lines if line.strip()]
+    while len(written_lines) > 1 and _GREETING_LINE.fullmatch(written_lines[0].strip()):
+        written_lines.pop(0)
+    first_line = written_lines[0] if written_lines else ""
     said = " ".join(first_line.translate(_APOSTROPHES).lower().split())
     frequency, harm, group = (
         answers.get("frequency"),
@@ -414,6 +418,26 @@ def described_group(text: str) -> LearnerGroup | None:
     return LearnerGroup(named.pop()) if len(named) == 1 else None
 
 
+# A line that only greets: "Hi,", "Dear team", "Hello Dr Sample", "Good morning all" (not "Hi,
+# still concerned").
+_GREETING_LINE = re.compile(
+    r"(?!.*\b(?:concerned|satisfied)\b)"
+    r"(?:hi|hello|hiya|hey|dear|good (?:morning|afternoon|evening))(?:[ ,]+[\w'.-]+){0,3}[ ,.!]*",
+    re.IGNORECASE,
+)
+# Said after "satisfied" on its line, it takes it back: "Satisfied - not really", "Thanks, I'm
+# satisfied. But the rota is still awful and I remain concerned."
+_TAKEN_BACK = re.compile(
+    r"\b(?:not|no|but|however|although|though|concerned|nothing has changed)\b"
+)
+# "I remain concerned" said later on the first line, after a stop or "and"/"but", and not asked.
+_SAID_LATER = re.compile(
+    r"(?:[.!;,]\s*|\b(?:and|but|so)\s+)(?:but\s+|and\s+|so\s+)?(?:honestly\s+)?"
+    r"(?P<phrase>i remain concerned|i am still concerned|i'm still concerned|im still concerned|"
+    r"i'm not satisfied|i am not satisfied|im not satisfied)(?=$|[^\w?'])(?![^.!;]*\?)"
+)
+
+
 def _remains_concerned(said: str) -> bool:
     """Whether a first line (lower case, spaces collapsed) says the learner remains concerned:
     it starts with it, after at most a lead-in ("No, I remain concerned."), and anything may
@@ -423,10 +447,14 @@ def _remains_concerned(said: str) -> bool:
     learner who wrote that they remain concerned."""
     said = _CONCERNED_LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1)
     said = _INTENSIFIERS.sub("", said.lstrip(_EDGE_PUNCTUATION))
-    return any(
+    if any(
         said.startswith(phrase) and (len(said) == len(phrase) or _GOES_ON.match(said, len(phrase)))
         for phrase in _REMAINS_CONCERNED
-    )
+    ):
+        return True
+    # Later on the line, as a sentence or clause of its own: "Thanks, I'm satisfied. But honestly
+    # the rota is awful and I remain concerned." Not asked ("Still concerned? No, all sorted").
+    return _SAID_LATER.search(said) is not None
 
 
 def _satisfied(said: str) -> bool:
@@ -442,6 +470,8 @@ def _satisfied(said: str) -> bool:
         if not said.startswith(phrase):
             continue
         end = len(phrase)
+        if _TAKEN_BACK.search(said, end):
+            return False
         if (
             not said[end:].strip(_EDGE_PUNCTUATION)
             or _PHRASE_ENDS.match(said, end)

@@ -451,7 +451,10 @@ def test_only_lines_under_our_quoted_questions_are_inline_answers(reply: str) ->
      "Thanks, but I remain concerned", "I remain very concerned.",
      "I am still very concerned, nothing has changed.", "I still remain concerned",
      "I'm really not satisfied", "Okay, I remain concerned", "Sadly I remain concerned",
-     "I'm afraid I remain concerned"],
+     "I'm afraid I remain concerned",
+     # Later on the line, as a sentence of its own.
+     "Thanks, I'm satisfied. But honestly the rota is still awful and I remain concerned.",
+     "The rota is fixed and I remain concerned about teaching"],
 )  # fmt: skip
 def test_remains_concerned(first_line: str) -> None:
     answers = read_answers(f"\n\n{first_line}\n\nThe rota is still unsafe.")
@@ -490,6 +493,10 @@ def test_satisfied(first_line: str) -> None:
         "No satisfied",
         "Nope satisfied, nothing changed",
         "No, I'm satisfied.",
+        # Taken back on the same line.
+        "Satisfied - not really, nothing has changed",
+        "Thank you, I'm satisfied but the rota is the same",
+        "Am I still concerned? I remain concerned?",
         "> I remain concerned",
         "On Mon, 2 Nov 2026, Concerns <c@x> wrote:\nI remain concerned",
         "-----Original Message-----\nI'm satisfied",
@@ -696,3 +703,19 @@ def test_a_reply_that_changes_our_subject_says_something(subject: str, same: boo
 )
 def test_the_group_a_writer_says_they_are_in(text: str, group: LearnerGroup | None) -> None:
     assert described_group(text) == group
+
+
+@pytest.mark.parametrize(
+    ("reply", "remains", "satisfied"),
+    [
+        ("Hi,\n\nI remain concerned, nothing has changed.", True, False),
+        ("Dear team\nI am still not satisfied.", True, False),
+        ("Hello Dr Sample,\nThanks, I'm satisfied", False, True),
+        ("Hi,\n", False, False),
+    ],
+)
+def test_a_greeting_line_is_not_the_first_line(reply: str, remains: bool, satisfied: bool) -> None:
+    """People start a reply with 'Hi,' or 'Dear team' on a line of its own: the answer is the
+    line after it."""
+    answers = read_answers(reply)
+    assert (answers.remains_concerned, answers.satisfied) == (remains, satisfied)
