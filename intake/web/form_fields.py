@@ -261,10 +261,26 @@ _WHO_I_AM = (
     r"|radiographer|apprentice|learner)(?: (?:on|at|in|with|from|doing)(?: (?!and\b|but\b)"
     r"[\w'&()-]+){1,6})?"
 )
+_GREETING = r"(?:hi|hello|hiya|dear|good (?:morning|afternoon|evening))"
 _INTRODUCTION = re.compile(
-    r"(?:hi|hello|hiya|dear|good (?:morning|afternoon|evening))(?:[ ,]+[\w'-]+){0,4}"
-    rf"|my name is(?: [\w'\[\]-]+){{1,4}}(?: and {_WHO_I_AM})?"
-    rf"|{_WHO_I_AM}",
+    rf"{_GREETING}(?:[ ,]+[\w'-]+){{0,4}}"
+    # Pleasantries and preambles, as sentences of their own (after a greeting or not).
+    rf"|(?:{_GREETING}[ ,]+)?(?:"
+    r"i hope (?:you are|you're|you\u2019re|this (?:email )?finds you) (?:well|ok|okay)"
+    r"|i (?:wanted|want|would like|need) to (?:raise|report|tell you about|share) "
+    r"(?:something|a concern|an issue|a problem|some concerns|my concerns?)"
+    r"|i am writing (?:to|about|regarding) (?:raise )?(?:a concern|an issue|my concerns?)"
+    rf"|my name is(?: [\w'.,\[\]-]+){{1,5}}(?: and {_WHO_I_AM})?"
+    rf"|{_WHO_I_AM})",
+    re.IGNORECASE,
+)
+
+
+# A sentence ends at '.', '!' or '?' before a space or the end, but not after a title or an
+# initial ("Dr. Smith", "J. Bloggs", "e.g.").
+_SENTENCE = re.compile(
+    r"(?:.+?(?<!\bdr)(?<!\bmr)(?<!\bmrs)(?<!\bms)(?<!\bprof)(?<!\bst)(?<!\be\.g)(?<!\bi\.e)"
+    r"(?<!\b[a-z])[.!?](?=\s|$))|.+",
     re.IGNORECASE,
 )
 
@@ -276,7 +292,7 @@ def derive_summary(description: str) -> str:
     sentences = [
         sentence.strip()
         for line in description.strip().splitlines()
-        for sentence in re.findall(r".+?[.!?](?=\s|$)|.+", line.strip())
+        for sentence in _SENTENCE.findall(line.strip())
         if sentence.strip()
     ]
     told = [s for s in sentences if not _INTRODUCTION.fullmatch(s.rstrip(".!?,").strip())]

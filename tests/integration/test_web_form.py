@@ -821,6 +821,16 @@ def test_a_form_over_the_size_limit_gets_413(engine: Engine, client: WebClient) 
             "My name is Priya and my consultant shouted at me in front of patients.",
         ),
         ("Dear Sir or Madam,\nThe rota has gaps.", "The rota has gaps."),
+        # A title or an initial does not end a sentence; pleasantries are not the concern.
+        (
+            "Hi, I am writing to report that Dr. Smith left me alone on nights.",
+            "Hi, I am writing to report that Dr. Smith left me alone on nights.",
+        ),
+        ("My name is Dr. J. Bloggs, FY1. Left alone on nights.", "Left alone on nights."),
+        (
+            "Hello, I hope you are well. I wanted to raise something. Our rota has gaps.",
+            "Our rota has gaps.",
+        ),
         ("word " * 40, ("word " * 23).strip() + "…"),
         ("x" * 130, "x" * 119 + "…"),
     ],
