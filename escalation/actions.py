@@ -27,6 +27,7 @@ from escalation.ladder import (
     record_event,
     refresh_next_due,
     set_level_clock,
+    tell_written_after_closing,
     told_summary,
     write_clock,
 )
@@ -242,6 +243,8 @@ def add_learner_information(
         detail=detail,
     )
     if concern.status != ConcernStatus.OPEN.value:
+        if says_something:
+            tell_written_after_closing(session, concern, now=now, policy=policy)
         return added
     if says_something and concern.feedback_at is not None and concern.close_after is not None:
         # Writing after feedback is an answer, not silence: the concern closes only once the

@@ -317,6 +317,30 @@ def alert_rated_high_over_override(
     )
 
 
+def tell_written_after_closing(
+    session: Session, concern: Concern, *, now: datetime, policy: Policy
+) -> None:
+    """Tell the region's quality team that the learner wrote after their concern closed: the
+    closing email promised that staff would see it and could reopen the concern. At most once a
+    day for a concern (what they wrote is on the staff page)."""
+    found = find_contact(session, concern, Role.QUALITY_TEAM)
+    if found is None:
+        return
+    day = now.astimezone(policy.calendar.timezone).date()
+    queue_to_contact(
+        session,
+        concern=concern,
+        facts=facts_of(session, concern, policy, now=now),
+        kind=MessageKind.WROTE_AFTER_CLOSING,
+        contact=found.contact,
+        role=found.role,
+        now=now,
+        policy=policy,
+        urgent=True,
+        key_suffix=f":{day:%Y%m%d}",
+    )
+
+
 def _why_for_the_learner(actor: str, *, from_pathway: int) -> str:
     """Why the concern moved up, in the words its learner is told it."""
     if actor == "learner":

@@ -148,6 +148,9 @@ class MessageKind(StrEnum):
     # the dean and quality team, who set ratings, are asked to look again.
     RATED_HIGH_OVER_OVERRIDE = "rated_high_over_override"
     DEADLINES_CHANGED = "deadlines_changed"
+    # The learner wrote after their concern closed (their closing email said staff would see it
+    # and could reopen it): the region's quality team.
+    WROTE_AFTER_CLOSING = "wrote_after_closing"
 
 
 class ContactStep(StrEnum):
@@ -777,6 +780,20 @@ def _rated_high_over_override(facts: ConcernFacts, role: Role) -> Message:
     )
 
 
+def _wrote_after_closing(facts: ConcernFacts, role: Role) -> Message:
+    return Message(
+        subject=f"[{facts.reference}] The learner wrote after their concern closed",
+        headline="The learner wrote after their concern closed",
+        paragraphs=(
+            f"Summary: {facts.summary}",
+            "Their closing email told them that staff would see what they wrote and could reopen "
+            "the concern. Read it on the staff page, and reopen the concern if it needs more.",
+        ),
+        facts=_case_facts(facts, role),
+        link=facts.staff_url,
+    )
+
+
 BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ACK: _learner_ack,
     MessageKind.NEW_CONCERN: _new_concern,
@@ -800,6 +817,7 @@ BUILDERS: Mapping[MessageKind, Callable[[ConcernFacts, Role], Message]] = {
     MessageKind.LEARNER_ADDRESS_CORRECTED: _learner_address_corrected,
     MessageKind.RATED_HIGH_OVER_OVERRIDE: _rated_high_over_override,
     MessageKind.DEADLINES_CHANGED: _deadlines_changed,
+    MessageKind.WROTE_AFTER_CLOSING: _wrote_after_closing,
 }
 
 

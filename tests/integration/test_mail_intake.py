@@ -1615,9 +1615,15 @@ def test_answers_emailed_to_a_closed_concern_under_a_staff_rating_alert_nobody(
     assert concern.status == "closed"
     assert (concern.frequency, concern.harm) == ("not_answered", "not_answered")
     assert outbox(db, kind="rated_high_over_override") == []
-    # The reply itself is kept on the concern, for staff who reopen it.
+    # The reply itself is kept on the concern, for staff who reopen it, and the quality team
+    # is told that it came (the closing email promised staff would see it), once that day.
     (added,) = [e for e in events(db, concern.id or 0) if e.kind == "learner_added_information"]
     assert "a patient was harmed" in added.detail["text"]
+    (told,) = outbox(db, kind="wrote_after_closing", channel="email")
+    assert told.recipient_role == "quality_team"
+    assert "reopen the concern if it needs more" in " ".join(told.body_text.split())
+    deliver(db, reply_to(ack, body="And again."), now=MONDAY_MORNING + timedelta(hours=2))
+    assert len(outbox(db, kind="wrote_after_closing", channel="email")) == 1
 
 
 def test_answers_emailed_to_a_closed_concern_change_nothing_and_alert_nobody(
