@@ -96,8 +96,15 @@ def redact_identities(
         for spelling in spellings
         if "'" in spelling and _long_enough(without := spelling.replace("'", ""))
     }
+    # A part of two letters ('Jo', 'Ng', 'Li') goes where it is written as a name (a capital
+    # first, or beside another part of it), never in lower case ('do', 'an') nor in capitals
+    # ('NG tube', 'ED' for a learner named Ed).
+    short = {
+        spelling for name in names for part in _short_parts(name) for spelling in _spellings(part)
+    }
     return _MOBILE.sub(
-        PHONE_REMOVED, _replaced(text, spellings, capitalised=capitalised - spellings)
+        PHONE_REMOVED,
+        _replaced(text, spellings, capitalised=capitalised - spellings, short=short - spellings),
     )
 
 
@@ -145,6 +152,23 @@ def _name_targets(name: str | None) -> list[str]:
     return targets
 
 
+def _short_parts(name: str | None) -> list[str]:
+    """The parts of a name too short to go wherever they are written: two letters ('Jo Bloggs',
+    'Wei Ng'), not a title ('Dr')."""
+    words = _words(_without_organisation(_BRACKETED_ADDRESS.sub(" ", _visible(name or ""))))
+    return [
+        part
+        for word in words
+        if "@" not in word
+        for part in dict.fromkeys((word, *_pieces(word)))
+        if part.isalpha()
+        and not _long_enough(part)
+        and len(unicodedata.normalize("NFC", part)) == 2
+        and not _title(part)
+        and part.lower() not in _NEVER_A_NAME
+    ]
+
+
 def _long_enough(part: str) -> bool:
     """Whether a part of a name is taken out alone: three characters or more, not counting
     the accents written as marks of their own ('Lê' decomposed, as some mail clients send it,
@@ -184,7 +208,11 @@ _SPELLED_OUT = str.maketrans(
 
 
 def _replaced(
-    text: str, targets: set[str], *, capitalised: frozenset[str] | set[str] = frozenset()
+    text: str,
+    targets: set[str],
+    *,
+    capitalised: frozenset[str] | set[str] = frozenset(),
+    short: frozenset[str] | set[str] = frozenset(),
 ) -> str:
     """The text with every place a target is written replaced by the marker.
 
@@ -195,8 +223,9 @@ def _replaced(
 
     A marker already in the text (what an earlier step took out) is kept as it is: a name
     'Name' or 'Removed' found in it would make '[[name removed] removed]'. The `capitalised`
-    targets are taken out only where the text writes them with a capital first."""
-    if not targets and not capitalised:
+    targets are taken out only where the text writes them as a name (`_written_as_a_name`); the
+    `short` ones (two letters: 'Jo', 'Ng') only so and not in capitals ('NG tube', 'ED')."""
+    if not targets and not capitalised and not short:
         return text
     folded, origin = _folded(text)
     markers = [match.span() for match in re.finditer(re.escape(REMOVED), text)]
@@ -214,6 +243,11 @@ def _replaced(
     found = places(targets)
     edges = {edge for span in found for edge in span}
     found += [span for span in places(capitalised) if _written_as_a_name(text, span, edges)]
+    found += [
+        span
+        for span in places(short)
+        if _written_as_a_name(text, span, edges) and not text[span[0] : span[1]].isupper()
+    ]
     found.sort()
     if not found:
         return text

@@ -529,3 +529,25 @@ def test_characters_that_fold_to_themselves_do_not_fill_the_cache() -> None:
         f"{ideographs}。{REMOVED}、{ideographs}"
     )
     assert _fold_character.cache_info().currsize < 10
+
+
+@pytest.mark.parametrize(
+    ("written", "name", "kept"),
+    [
+        ("Dear team, I'm Jo, an FY1.", "Jo Bloggs", f"Dear team, I'm {REMOVED}, an FY1."),
+        (
+            "Wei Ng here. The NG tube was wrong.",
+            "Wei Ng",
+            f"{REMOVED} here. The NG tube was wrong.",
+        ),
+        ("Ed was in ED all night.", "Ed Smith", f"{REMOVED} was in ED all night."),
+        ("I do not know what to do.", "Do Van Anh", "I do not know what to do."),
+        ("jo bloggs wrote this", "Jo Bloggs", f"{REMOVED} wrote this"),
+    ],
+)
+def test_a_part_of_two_letters_goes_where_it_is_written_as_a_name(
+    written: str, name: str, kept: str
+) -> None:
+    """'Jo' and 'Ng' were never taken out (three letters at least), so 'I'm Jo, an FY1'
+    reached the supervisor; in lower case or in capitals ('NG tube', 'ED') they are words."""
+    assert redact_identity(written, name=name, address=None) == kept
