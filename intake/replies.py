@@ -48,7 +48,9 @@ _REMAINS_CONCERNED = frozenset(
     {"i remain concerned", "i am still concerned", "i'm still concerned", "im still concerned",
      "still concerned", "i'm not satisfied", "i am not satisfied", "im not satisfied",
      "not satisfied", "i'm still not satisfied", "i am still not satisfied", "still not satisfied",
-     "i remain unsatisfied"}
+     "i remain unsatisfied", "i'm not happy", "i am not happy", "im not happy", "not happy",
+     "i'm still not happy", "i am still not happy", "im still not happy", "still not happy",
+     "still unhappy", "i'm still unhappy", "i am still unhappy"}
 )  # fmt: skip
 _SATISFIED = frozenset({"i'm satisfied", "i am satisfied", "im satisfied", "satisfied"})
 # What may come before either on the first line: "No, I remain concerned.", "Sadly I remain

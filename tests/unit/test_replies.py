@@ -451,7 +451,8 @@ def test_only_lines_under_our_quoted_questions_are_inline_answers(reply: str) ->
      "Thanks, but I remain concerned", "I remain very concerned.",
      "I am still very concerned, nothing has changed.", "I still remain concerned",
      "I'm really not satisfied", "Okay, I remain concerned", "Sadly I remain concerned",
-     "I'm afraid I remain concerned",
+     "I'm afraid I remain concerned", "I'm still not happy, nothing has changed",
+     "Not happy with that at all",
      # Later on the line, as a sentence of its own.
      "Thanks, I'm satisfied. But honestly the rota is still awful and I remain concerned.",
      "The rota is fixed and I remain concerned about teaching"],
