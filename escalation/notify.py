@@ -190,6 +190,7 @@ def facts_of(
         feedback_at=concern.feedback_at,
         written_at=now,
         school_known=concern.programme_body_id is not None,
+        about_pathway1_contact=concern.about_pathway1_contact,
     )
 
 

@@ -235,6 +235,8 @@ class ConcernFacts:
     # Whether the learner's school or university is known: at pathway 2 without it, the region's
     # quality team holds the concern until it is.
     school_known: bool = True
+    # It may be about a pathway-1 contact, so it started at pathway 2 (domain.md).
+    about_pathway1_contact: bool = False
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,11 @@ def _where_it_stands(facts: ConcernFacts) -> list[str]:
     """The level's deadlines for a new concern; for one whose acknowledgement is sent again
     later (to a corrected address), what the level has done since."""
     on = f"It is on {PATHWAY_NAMES[facts.pathway]}."
+    if facts.pathway == 2 and facts.about_pathway1_contact:
+        on += (
+            " It starts there, not with your placement, because it may be about someone at "
+            "your placement who would be told (a supervisor, tutor, assessor or mentor)."
+        )
     if facts.feedback_at is not None:
         return [
             f"{on} They gave you feedback on {when(facts.feedback_at, facts.timezone)}: we are "

@@ -257,6 +257,9 @@ def test_an_email_about_a_supervisor_starts_at_pathway_2_and_no_pathway_1_contac
     deliver(db, email(body=body))
     concern = only_concern(db)
     assert concern.pathway == 2
+    # The learner is told why it is not with their placement.
+    (ack,) = outbox(db, kind="learner_ack")
+    assert "It starts there, not with your placement" in " ".join(ack.body_text.split())
     roles = {message.recipient_role for message in outbox(db)}
     assert not roles & {"supervisor", "clinical_tutor", "speak_up_guardian"}
 
