@@ -96,6 +96,18 @@ def _history(outcome: str | None, zone: ZoneInfo) -> list[str]:
     return shown
 
 
+# The concern new mail named, as the mailbox noted when it kept it aside (intake.mail_intake).
+_NAMED = re.compile(r"\bnames (LC-\d{4}-\d{6}) but is not a reply")
+
+
+def _named(outcome: str | None, staff_url: Callable[[str], str]) -> dict[str, str] | None:
+    """The concern the mail named, with its staff page, for staff to compare them."""
+    found = _NAMED.search(outcome or "")
+    if found is None:
+        return None
+    return {"reference": found.group(1), "url": staff_url(found.group(1))}
+
+
 def router(context: StaffContext) -> APIRouter:
     routes = APIRouter()
     zone = context.policy.calendar.timezone
@@ -112,6 +124,8 @@ def router(context: StaffContext) -> APIRouter:
             "dealt_with_by": row.dealt_with_by or "(see the stored message)",
             "dealt_with_at": when(row.dealt_with_at, zone) if row.dealt_with_at else "",
             "history": _history(row.outcome, zone),
+            "answered": "the sender was told" in (row.outcome or ""),
+            "named": _named(row.outcome, context.policy.staff_url),
         }
 
     @routes.get(KEPT_ASIDE_PATH, response_class=HTMLResponse)

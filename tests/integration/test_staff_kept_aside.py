@@ -551,3 +551,23 @@ def test_the_region_filter_keeps_other_regions_mail_out(engine: Engine) -> None:
         assert inbox.kept_aside_message(session, ours, region_ids={region_id + 1}) is None
         assert inbox.kept_aside_message(session, ours, region_ids={region_id}) is not None
         assert inbox.kept_aside_message(session, unknown, region_ids=set()) is not None
+
+
+def test_mail_naming_a_concern_links_to_it_and_says_its_sender_was_answered(
+    world: StaffWorld,
+) -> None:
+    reference = world.concerns["at_dean"]
+    kept = keep_aside(
+        world.engine,
+        subject=f"About {reference}",
+        body="It happened again.",
+        why=f"names {reference} but is not a reply to our email about it: kept for staff; "
+        "the sender was told how to add to a concern",
+        region_key=NV,
+    )
+    page = world.browser("dean").get(f"/staff/kept-aside/mail/{kept}").text
+    assert f'/staff/concerns/{reference}">{reference}</a>' in page
+    assert "its sender was told how to add to a concern" in page
+    other = keep_aside(world.engine, subject="x", body="y", region_key=NV)
+    plain = world.browser("dean").get(f"/staff/kept-aside/mail/{other}").text
+    assert 'id="named-concern"' not in plain and "was not answered" in plain
