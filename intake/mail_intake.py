@@ -255,8 +255,7 @@ def _process(
         _tell_kept_for_staff,
         session,
         row,
-        address=parsed.from_address,
-        patient_safety=_reads_as_patient_safety(parsed),
+        parsed,
         policy=policy,
         now=now,
         answers_per_day=acks_per_sender_per_day,
@@ -306,20 +305,21 @@ def _process(
 def _tell_kept_for_staff(
     session: Session,
     row: InboundMessage,
+    parsed: ParsedEmail,
     *,
-    address: str,
     why: str,
     named_reference: str | None,
     policy: Policy,
     now: datetime,
     answers_per_day: int,
-    patient_safety: bool,
 ) -> str:
     """Tell the sender of mail kept for staff why, and how to do what they meant to (and, when
     it reads as patient safety, to report it locally too): at most `answers_per_day` such
     answers to one address in 24 hours (each is marked automatic, and the cap stops any loop).
     What to add to the outcome noted for staff, which says first when it reads as patient
     safety."""
+    address = parsed.from_address or ""
+    patient_safety = _reads_as_patient_safety(parsed)
     flagged = "it reads as patient safety, read it today; " if patient_safety else ""
     answered = repositories.answers_sent_to(
         session, address=address, since=now - timedelta(days=1), kind=KEPT_FOR_STAFF

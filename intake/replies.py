@@ -435,8 +435,8 @@ _TAKEN_BACK = re.compile(
 # "I remain concerned" said later on the first line, after a stop or "and"/"but", and not asked.
 _SAID_LATER = re.compile(
     r"(?:[.!;,]\s*|\b(?:and|but|so)\s+)(?:but\s+|and\s+|so\s+)?(?:honestly\s+)?"
-    r"(?P<phrase>i remain concerned|i am still concerned|i'm still concerned|im still concerned|"
-    r"i'm not satisfied|i am not satisfied|im not satisfied)(?=$|[^\w?'])(?![^.!;]*\?)"
+    rf"(?:{'|'.join(sorted(re.escape(p) for p in _REMAINS_CONCERNED if p.startswith('i')))})"
+    r"(?=$|[^\w?'])(?![^.!;]*\?)"
 )
 
 
@@ -462,10 +462,10 @@ def _remains_concerned(said: str) -> bool:
 def _satisfied(said: str) -> bool:
     """Whether a first line (lower case, spaces collapsed) says the learner is satisfied: the
     phrase whole, after at most a lead-in ("Thanks, I'm satisfied"), then punctuation or thanks
-    and anything ("I'm satisfied, thank you for sorting it"). Followed by another word it is
-    not taken, since it closes the concern: "I'm satisfied that nothing was
-    done" may mean anything, and is kept as information only. Nor before '?' ("Satisfied? Not
-    at all")."""
+    and anything ("I'm satisfied, thank you for sorting it"). Followed by another word, or
+    taken back on its line ("Satisfied - not really"), it is not taken, since it closes the
+    concern: "I'm satisfied that nothing was done" may mean anything, and is kept as information
+    only. Nor before '?' ("Satisfied? Not at all")."""
     said = _LEAD_IN.sub("", said.lstrip(_EDGE_PUNCTUATION), count=1)
     said = _INTENSIFIERS.sub("", said.lstrip(_EDGE_PUNCTUATION))
     for phrase in _SATISFIED:
