@@ -64,7 +64,8 @@ from intake.submission import (
     NewConcern,
     PlacementDetails,
 )
-from intake.web.form_fields import GROUP_LABELS, derive_summary
+from intake.summary import derive_summary
+from intake.web.form_fields import GROUP_LABELS
 from notifications.email import subject_sent
 from notifications.messages import KEPT_FOR_STAFF, MessageKind
 from notifications.threading import MailThreading

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from escalation.links import LINK_PATH
+from intake.summary import GREETING
 from notifications.messages import QUESTIONS, Question
 from notifications.threading import TOKEN
 from routing.model import Frequency, Harm, LearnerGroup
@@ -423,8 +424,7 @@ def described_group(text: str) -> LearnerGroup | None:
 # A line that only greets: "Hi,", "Dear team", "Hello Dr Sample", "Good morning all" (not "Hi,
 # still concerned").
 _GREETING_LINE = re.compile(
-    r"(?!.*\b(?:concerned|satisfied)\b)"
-    r"(?:hi|hello|hiya|hey|dear|good (?:morning|afternoon|evening))(?:[ ,]+[\w'.-]+){0,3}[ ,.!]*",
+    rf"(?!.*\b(?:concerned|satisfied)\b)(?:{GREETING}|hey)(?:[ ,]+[\w'.-]+){{0,3}}[ ,.!]*",
     re.IGNORECASE,
 )
 # Said after "satisfied" on its line, it takes it back: "Satisfied - not really", "Thanks, I'm
